@@ -1,0 +1,39 @@
+namespace Duroslight.Storage.Volumes;
+
+/// <summary>Outcome of one storage operation; expected failures are values, not exceptions.</summary>
+public enum StorageResult
+{
+    Ok = 0,
+    /// <summary>The backing space is exhausted (thin provisioning ran dry): NVMe "Capacity Exceeded".</summary>
+    OutOfSpace,
+    /// <summary>The device reported an I/O error: NVMe media error.</summary>
+    MediaError,
+    /// <summary>The range lies outside the volume (the engine checks first; this is a second line).</summary>
+    OutOfRange,
+}
+
+/// <summary>
+/// The bytes of one volume. Offsets and lengths are in bytes and multiples of the volume's block size.
+/// Implementations must be safe for concurrent calls on disjoint ranges (chunks are served by different shards).
+/// </summary>
+public interface IBlockVolume : IDisposable
+{
+    Guid Id { get; }
+    long SizeBytes { get; }
+    int BlockSize { get; }
+
+    /// <summary>Bytes physically allocated for this volume (thin provisioning): holes do not count.</summary>
+    long AllocatedBytes { get; }
+
+    ValueTask<StorageResult> ReadAsync(long offset, Memory<byte> destination);
+    ValueTask<StorageResult> WriteAsync(long offset, ReadOnlyMemory<byte> source);
+
+    /// <summary>Makes the range read as zeros; may unmap it.</summary>
+    ValueTask<StorageResult> WriteZeroesAsync(long offset, long length);
+
+    /// <summary>Unmaps the range; it reads as zeros afterwards (Identify NS DLFEAT = 001b).</summary>
+    ValueTask<StorageResult> DeallocateAsync(long offset, long length);
+
+    /// <summary>Makes every acknowledged write durable.</summary>
+    ValueTask<StorageResult> FlushAsync();
+}

@@ -1,0 +1,26 @@
+namespace Duroslight.Storage.Volumes;
+
+/// <summary>What the node knows about one volume; persisted by the store.</summary>
+public sealed record VolumeDescriptor(Guid Id, string Name, long SizeBytes, int BlockSize);
+
+/// <summary>Why a control-plane request on a store was refused.</summary>
+public sealed class VolumeStoreException(string message) : Exception(message);
+
+/// <summary>
+/// A persistent set of volumes. Control-plane calls (create, delete, resize) are rare and may block;
+/// they throw <see cref="VolumeStoreException"/> with a clear message for bad requests.
+/// </summary>
+public interface IVolumeStore : IDisposable
+{
+    IReadOnlyList<VolumeDescriptor> List();
+
+    VolumeDescriptor Create(string name, long sizeBytes, Guid? id = null);
+
+    void Delete(Guid id);
+
+    /// <summary>Grows a volume (shrinking is refused).</summary>
+    VolumeDescriptor Resize(Guid id, long newSizeBytes);
+
+    /// <summary>The open volume; the store owns it and disposes it with itself or on Delete.</summary>
+    IBlockVolume Open(Guid id);
+}
