@@ -142,7 +142,7 @@ public sealed partial class TargetConnection
     }
 
     private static bool IsLogPageSupported(byte lid, Controller ctrl) => ctrl.IsDiscovery
-        ? lid == LogPageId.Discovery
+        ? lid is LogPageId.Discovery or LogPageId.CommandsSupportedAndEffects
         : lid is LogPageId.ErrorInformation or LogPageId.SmartHealth or LogPageId.FirmwareSlot
             or LogPageId.ChangedNamespaceList or LogPageId.CommandsSupportedAndEffects;
 
@@ -165,7 +165,9 @@ public sealed partial class TargetConnection
             case LogPageId.SmartHealth: LogPages.SmartHealth(page, new SmartHealthInfo(308, 100, 0, 0, 0, 0, 0, 0)); break;
             case LogPageId.FirmwareSlot: LogPages.FirmwareSlot(page, _options.FirmwareRevision); break;
             case LogPageId.ChangedNamespaceList: ChangedNamespaceLog(page, ctrl, retainEvent); break;
-            case LogPageId.CommandsSupportedAndEffects: LogPages.CommandsSupportedAndEffects(page, ControllerType.Io); break;
+            case LogPageId.CommandsSupportedAndEffects:
+                LogPages.CommandsSupportedAndEffects(page, ctrl.IsDiscovery ? ControllerType.Discovery : ControllerType.Io);
+                break;
         }
         return buffer;
     }

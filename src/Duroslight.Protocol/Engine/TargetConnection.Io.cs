@@ -95,7 +95,8 @@ public sealed partial class TargetConnection
         var ns = _target.GetNamespace(cmd.Nsid);
         if (ns is null) return NvmeStatus.InvalidNamespaceOrFormat;
         int count = (int)(cmd.Cdw10 & 0xFF) + 1;
-        if (slot.Buffer is null || slot.DataLength != count * DsmRangeSize) return NvmeStatus.DataSglLengthInvalid;
+        // Linux sends the range list in a whole 4 KiB page: accept any transfer that holds all the ranges.
+        if (slot.Buffer is null || slot.DataLength < count * DsmRangeSize) return NvmeStatus.DataSglLengthInvalid;
         // Without AD the ranges are only hints (IDR/IDW): nothing to do.
         if ((cmd.Cdw11 & DsmAttributeDeallocate) == 0) return NvmeStatus.Success;
         var req = slot.Request;
