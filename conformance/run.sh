@@ -114,11 +114,11 @@ CLEANED=0
 cleanup() {
     [ "$CLEANED" = 1 ] && return; CLEANED=1
     if [ -n "$VM_PID" ] && kill -0 "$VM_PID" 2>/dev/null; then kill -TERM "$VM_PID" 2>/dev/null; wait "$VM_PID" 2>/dev/null; fi
-    [ -n "${CAPTURE_PID:-}" ] && { kill -INT "$CAPTURE_PID" 2>/dev/null; wait "$CAPTURE_PID" 2>/dev/null; }
+    [ -n "${CAPTURE_PID:-}" ] && { kill -INT "$CAPTURE_PID" 2>/dev/null; sleep 1; kill -KILL "$CAPTURE_PID" 2>/dev/null; }
     target_stop_all
 }
 trap cleanup EXIT
-trap 'cleanup; exit 130' INT TERM
+trap 'cleanup; exit 130' INT TERM HUP
 
 T_START=$SECONDS
 log "work dir: $WORK_DIR (cache: $CACHE_DIR)"
@@ -182,10 +182,10 @@ handle_request() { # $1 = request file
             else resp="err target '$arg' is not running"; fi ;;
         restart-target)
             log "restarting target '$arg' on the guest's request"
-            if resp=$(target_restart "$arg" "$IO_PORT"); then resp="ok $resp"; else resp="err $resp"; fi
+            if target_restart "$arg" "$IO_PORT"; then resp="ok $TARGET_RESTART_RESULT"; else resp="err $TARGET_RESTART_RESULT"; fi
             log "restart: $resp" ;;
-        capture-start) resp=$(capture_start) ;;
-        capture-stop)  resp=$(capture_stop); log "capture: $resp" ;;
+        capture-start) capture_start; resp=$CAPTURE_RESULT ;;
+        capture-stop)  capture_stop; resp=$CAPTURE_RESULT; log "capture: $resp" ;;
         *) resp="err unknown request '$req'" ;;
     esac
     echo "$resp" >"$SHARE/req/$id.tmp"; mv "$SHARE/req/$id.tmp" "$SHARE/req/$id.resp"

@@ -215,7 +215,9 @@ case_6() { # disconnect/reconnect; 4 hosts; disconnect-all -> 0 controllers
     i=1
     while [ $i -le 4 ]; do
         h=$(new_hostnqn); hid=$(new_uuid)
-        nvme_connect "$DEFAULT_NQN" "$IO_PORT" --hostnqn="$h" --hostid="$hid" || bad "connect as host #$i ($h) failed"
+        # nvme-cli 2.3 refuses a 2nd controller to the same subsystem/address ("already
+        # connected") whatever the host NQN, even with --duplicate-connect: use the kernel API.
+        fabrics_connect "$DEFAULT_NQN" "$IO_PORT" "$h" "$hid" || bad "connect as host #$i ($h) failed"
         i=$((i + 1))
     done
     n=$(ctrls_of "$DEFAULT_NQN" | wc -l)
@@ -269,6 +271,8 @@ case_7() { # target restart while connected
 # ---------------------------------------------------------------------------
 case_8() { # discard / write-zeroes read back as zeros
     connect_default || return
+    nvme id-ns "/dev/$DEV" >"$STATE/idns.out" 2>&1
+    say "  id-ns dlfeat=$(idfield "$STATE/idns.out" dlfeat) (bits 2:0 = 001b: deallocated blocks read as zeros); id-ctrl oncs=$(nvme id-ctrl "/dev/$CTRL" | awk -F: '/^oncs/ {gsub(/ /, "", $2); print $2}')"
     dmax=$(cat "/sys/block/$DEV/queue/discard_max_bytes"); wz=$(cat "/sys/block/$DEV/queue/write_zeroes_max_bytes")
     say "  discard_max_bytes=$dmax discard_granularity=$(cat /sys/block/$DEV/queue/discard_granularity) write_zeroes_max_bytes=$wz"
     [ "$dmax" -gt 0 ] || bad "device advertises no discard support (ONCS.DSM clear?)"

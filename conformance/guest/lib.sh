@@ -72,6 +72,23 @@ nvme_connect() {
     return $_rc
 }
 
+# fabrics_connect SUBNQN PORT HOSTNQN HOSTID: connect through the kernel's /dev/nvme-fabrics
+# directly. Used for extra controllers to the same subsystem from other host NQNs:
+# nvme-cli 2.3 answers "already connected" to those even with --duplicate-connect.
+fabrics_connect() {
+    _opts="transport=tcp,traddr=$TARGET_IP,trsvcid=$2,nqn=$1,hostnqn=$3,hostid=$4"
+    say "  \$ echo $_opts > /dev/nvme-fabrics"
+    exec 3<>/dev/nvme-fabrics || return 1
+    if echo "$_opts" >&3; then
+        read -r _r <&3; exec 3>&-
+        say "    > $_r"
+        return 0
+    fi
+    _rc=$?; exec 3>&-
+    say "    > write failed (exit $_rc)"
+    return 1
+}
+
 # Controllers (nvmeX) of subsystem NQN, optionally only for host HOSTNQN
 ctrls_of() {
     for c in /sys/class/nvme/nvme*; do

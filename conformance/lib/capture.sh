@@ -1,19 +1,24 @@
 # shellcheck shell=bash
 # Protocol capture on the loopback test ports, checked with tshark's NVMe/TCP dissector.
+# capture_start / capture_stop set CAPTURE_RESULT ("ok ..." / "err ..."); call them
+# directly (not in $(...)): they keep the capture's pid in this shell.
 
 CAPTURE_PID=
+CAPTURE_RESULT=
 capture_start() {
     local f=$WORK_DIR/capture.pcapng i=0
-    have tshark || { echo "err tshark not installed (apt-get install tshark)"; return; }
+    if ! have tshark; then CAPTURE_RESULT="err tshark not installed (apt-get install tshark)"; return; fi
     rm -f "$f"
     tshark -i lo -f "tcp port $IO_PORT or tcp port $DISC_PORT" -w "$f" -q >"$WORK_DIR/tshark-capture.log" 2>&1 &
     CAPTURE_PID=$!
     while [ $i -lt 75 ]; do
-        grep -q "Capturing on" "$WORK_DIR/tshark-capture.log" 2>/dev/null && { echo "ok capturing on lo"; return; }
+        if grep -q "Capturing on" "$WORK_DIR/tshark-capture.log" 2>/dev/null; then
+            CAPTURE_RESULT="ok capturing on lo, tcp ports $IO_PORT and $DISC_PORT"; return
+        fi
         kill -0 "$CAPTURE_PID" 2>/dev/null || break
         sleep 0.2; i=$((i + 1))
     done
-    echo "err tshark did not start capturing: $(tr '\n' ' ' <"$WORK_DIR/tshark-capture.log")"
+    CAPTURE_RESULT="err tshark did not start capturing: $(tr '\n' ' ' <"$WORK_DIR/tshark-capture.log")"
 }
 
 _tshark_read() { # display-filter, extra args
@@ -25,22 +30,24 @@ _tshark_read() { # display-filter, extra args
 }
 
 capture_stop() {
-    local pdus frames bad
-    [ -n "$CAPTURE_PID" ] || { echo "err no capture running"; return; }
-    kill -INT "$CAPTURE_PID" 2>/dev/null; wait "$CAPTURE_PID" 2>/dev/null; CAPTURE_PID=
-    [ -s "$WORK_DIR/capture.pcapng" ] || { echo "err empty capture"; return; }
+    local i=0 pdus frames bad
+    if [ -z "$CAPTURE_PID" ]; then CAPTURE_RESULT="err no capture running"; return; fi
+    kill -INT "$CAPTURE_PID" 2>/dev/null
+    while kill -0 "$CAPTURE_PID" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done
+    kill -KILL "$CAPTURE_PID" 2>/dev/null; wait "$CAPTURE_PID" 2>/dev/null; CAPTURE_PID=
+    if [ ! -s "$WORK_DIR/capture.pcapng" ]; then CAPTURE_RESULT="err empty capture"; return; fi
     frames=$(_tshark_read "" | wc -l)
-    pdus=$(_tshark_read "nvme-tcp" -T fields -e nvme-tcp.type | tr ',' '\n' | grep -c .)
-    _tshark_read "nvme-tcp" -T fields -e nvme-tcp.type | tr ',' '\n' | sort | uniq -c >"$WORK_DIR/capture-pdu-types.txt"
+    _tshark_read "nvme-tcp" -T fields -e nvme-tcp.type | tr ',' '\n' | grep . | sort | uniq -c >"$WORK_DIR/capture-pdu-types.txt"
+    pdus=$(awk '{s += $1} END {print s + 0}' "$WORK_DIR/capture-pdu-types.txt")
     _tshark_read "" -q -z expert,error >"$WORK_DIR/capture-expert.txt"
     _tshark_read '_ws.malformed || _ws.expert.severity == error' >"$WORK_DIR/capture-bad.txt"
-    bad=$(wc -l <"$WORK_DIR/capture-bad.txt")
+    bad=$(grep -c . "$WORK_DIR/capture-bad.txt")
     _tshark_read "nvme-tcp" -V >"$WORK_DIR/capture-decoded.txt"
     if [ "$pdus" -eq 0 ]; then
-        echo "err no NVMe/TCP PDU decoded in $frames frames (see capture.pcapng)"
+        CAPTURE_RESULT="err no NVMe/TCP PDU decoded in $frames frames (see $WORK_DIR/capture.pcapng)"
     elif [ "$bad" -gt 0 ]; then
-        echo "err $bad malformed/error-level frames of $frames (pdus=$pdus): $(head -3 "$WORK_DIR/capture-bad.txt" | tr '\n' ';')"
+        CAPTURE_RESULT="err $bad malformed/error-level frames of $frames (pdus=$pdus), see $WORK_DIR/capture-bad.txt: $(head -3 "$WORK_DIR/capture-bad.txt" | tr '\n' ';')"
     else
-        echo "ok $frames frames, $pdus NVMe/TCP PDUs (types: $(awk '{printf "%s:%s ", $2, $1}' "$WORK_DIR/capture-pdu-types.txt")), 0 malformed, 0 error-level expert infos"
+        CAPTURE_RESULT="ok $frames frames, $pdus NVMe/TCP PDUs (types: $(awk '{printf "%s:%s ", $2, $1}' "$WORK_DIR/capture-pdu-types.txt")), 0 malformed, 0 error-level expert infos"
     fi
 }

@@ -74,29 +74,36 @@ _target_launch() { # name io_port metrics_port
     return 1
 }
 
-# target_stop NAME -> prints "exit=<status> after=<s>s" ; non-zero if SIGKILL was needed
+# target_stop NAME: SIGTERM, wait up to 20s, else SIGKILL. Sets TARGET_STOP_RESULT
+# ("exit=<status> after=<s>s"); non-zero if SIGKILL was needed. Not for $(...): it must
+# run in the shell that started the target.
+TARGET_STOP_RESULT=
 target_stop() {
     local name=$1 pid=${TARGET_PID[$1]:-} t0=$SECONDS st i=0
-    [ -n "$pid" ] || { echo "exit=not-running"; return 0; }
+    [ -n "$pid" ] || { TARGET_STOP_RESULT="exit=not-running"; return 0; }
     kill -TERM "$pid" 2>/dev/null
     while kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.2; i=$((i + 1)); done
     if kill -0 "$pid" 2>/dev/null; then
         kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
         echo "=== did not exit within 20s of SIGTERM: killed" >>"${TARGET_LOG[$name]}"
         TARGET_PID[$name]=
-        echo "exit=KILLED(no exit 20s after SIGTERM)"; return 1
+        TARGET_STOP_RESULT="exit=KILLED(still running 20s after SIGTERM)"; return 1
     fi
     wait "$pid"; st=$?
     echo "=== exited with status $st after SIGTERM ($((SECONDS - t0))s)" >>"${TARGET_LOG[$name]}"
     TARGET_PID[$name]=
-    echo "exit=$st after=$((SECONDS - t0))s"
+    TARGET_STOP_RESULT="exit=$st after=$((SECONDS - t0))s"
 }
 
-target_restart() { # NAME IO_PORT
-    local name=$1 io=$2 st
-    st=$(target_stop "$name")
-    _target_launch "$name" "$io" "${TARGET_METRICS[$name]}" || { echo "stop:$st start:FAILED"; return 1; }
-    echo "stop:$st start:ok"
+# target_restart NAME IO_PORT: sets TARGET_RESTART_RESULT
+TARGET_RESTART_RESULT=
+target_restart() {
+    local name=$1 io=$2
+    target_stop "$name"
+    if ! _target_launch "$name" "$io" "${TARGET_METRICS[$name]}"; then
+        TARGET_RESTART_RESULT="stop:$TARGET_STOP_RESULT start:FAILED"; return 1
+    fi
+    TARGET_RESTART_RESULT="stop:$TARGET_STOP_RESULT start:ok"
 }
 
 target_alive() { local pid=${TARGET_PID[$1]:-}; [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
@@ -112,6 +119,6 @@ target_ctrl_count() {
 target_stop_all() {
     local n
     for n in "${!TARGET_PID[@]}"; do
-        [ -n "${TARGET_PID[$n]}" ] && target_stop "$n" >/dev/null
+        [ -n "${TARGET_PID[$n]}" ] && target_stop "$n"
     done
 }
