@@ -1,0 +1,3 @@
+using BenchmarkDotNet.Running;
+
+BenchmarkSwitcher.FromAssembly(typeof(Duroslight.Bench.EngineBenchmarks).Assembly).Run(args);

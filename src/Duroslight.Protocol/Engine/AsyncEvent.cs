@@ -1,0 +1,21 @@
+namespace Duroslight.Protocol.Engine;
+
+/// <summary>
+/// An asynchronous event as the AER completion reports it in DW0: type (bits 2:0), information (15:8) and the
+/// log page to read (23:16).
+/// </summary>
+public readonly record struct AsyncEvent(byte Type, byte Info, byte LogPage)
+{
+    public const byte TypeNotice = 0x2;
+
+    /// <summary>Namespace attribute changed: the host re-reads the Changed Namespace List log.</summary>
+    public static readonly AsyncEvent NamespaceAttributeChanged = new(TypeNotice, 0x00, 0x04);
+
+    /// <summary>Discovery log page changed: a discovery host re-reads log page 70h.</summary>
+    public static readonly AsyncEvent DiscoveryLogChanged = new(TypeNotice, 0xF0, 0x70);
+
+    public uint Dw0 => Type | ((uint)Info << 8) | ((uint)LogPage << 16);
+
+    /// <summary>The Asynchronous Event Configuration (feature 0Bh) bit that enables this notice.</summary>
+    public uint ConfigBit => LogPage == 0x70 ? 1u << 31 : 1u << 8;
+}

@@ -1,0 +1,59 @@
+using System.Buffers;
+using Duroslight.Protocol.Nvme;
+
+namespace Duroslight.Protocol.Engine;
+
+/// <summary>Life of one command on a queue (explicit, as SPDK's request state enum).</summary>
+public enum CommandState : byte
+{
+    Free,
+    /// <summary>Capsule header in; in-capsule data still arriving.</summary>
+    ReceivingCapsuleData,
+    /// <summary>R2Ts sent; H2CData arriving.</summary>
+    ReceivingH2CData,
+    /// <summary>Handed to the storage layer.</summary>
+    Executing,
+    /// <summary>Parked: an Asynchronous Event Request waiting for an event.</summary>
+    AwaitingEvent,
+}
+
+/// <summary>One outstanding command of a queue: its SQE, its data buffer and its transfer progress.</summary>
+internal sealed class CommandSlot(int index, StorageRequest request)
+{
+    public readonly int Index = index;
+    public readonly byte[] Sqe = new byte[SubmissionEntry.Size];
+    public readonly StorageRequest Request = request;
+    public CommandState State;
+    public ushort Cid;
+
+    /// <summary>Pooled data buffer (write data gathered, read data or admin data to return).</summary>
+    public byte[]? Buffer;
+
+    /// <summary>Bytes to transfer (SGL length for host-to-controller; data produced for controller-to-host).</summary>
+    public int DataLength;
+    public int Received;
+    public int R2TIssuedEnd;
+    public bool DataDigestFailed;
+    /// <summary>A status decided while data still arrives (e.g. bad SGL): the data is drained, then this completes.</summary>
+    public NvmeStatus DeferredStatus;
+
+    public SubmissionEntry Command => new(Sqe);
+
+    public Memory<byte> Data => Buffer.AsMemory(0, DataLength);
+
+    public void RentBuffer(int length)
+    {
+        Buffer = ArrayPool<byte>.Shared.Rent(Math.Max(length, 1));
+        DataLength = length;
+    }
+
+    public void Reset()
+    {
+        if (Buffer is not null) ArrayPool<byte>.Shared.Return(Buffer);
+        Buffer = null;
+        State = CommandState.Free;
+        DataLength = Received = R2TIssuedEnd = 0;
+        DataDigestFailed = false;
+        DeferredStatus = NvmeStatus.Success;
+    }
+}

@@ -1,0 +1,13 @@
+namespace Duroslight.Protocol.Engine;
+
+/// <summary>Where a connection lives: the transport supplies it when it accepts the socket.</summary>
+public sealed record ConnectionContext(int Shard, string PeerAddress, bool IsDiscoveryPort = false);
+
+/// <summary>
+/// Lets other threads ask the driver to run <see cref="TargetConnection.Poll"/> on the connection's own thread
+/// (an AEN to deliver, a controller torn down). The engine owns no thread, so it can only ask.
+/// </summary>
+public interface IConnectionSignal
+{
+    void Wake();
+}

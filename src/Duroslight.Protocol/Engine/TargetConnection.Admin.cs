@@ -1,0 +1,215 @@
+using System.Buffers;
+using Duroslight.Protocol.Nvme;
+using Duroslight.Protocol.Subsystems;
+
+namespace Duroslight.Protocol.Engine;
+
+/// <summary>Admin commands: Identify, Get Log Page, Set/Get Features, AER, Keep Alive, Abort.</summary>
+public sealed partial class TargetConnection
+{
+    private const int AerLimit = 4;
+
+    /// <summary>Runs an admin command; null means it completes later (a parked AER).</summary>
+    private NvmeStatus? ExecuteAdmin(CommandSlot slot, Controller ctrl, out ulong result)
+    {
+        result = 0;
+        var cmd = slot.Command;
+        switch (cmd.Opcode)
+        {
+            case AdminOpcode.Identify: return Identify(slot, ctrl);
+            case AdminOpcode.GetLogPage: return GetLogPage(slot, ctrl);
+            case AdminOpcode.SetFeatures: return SetFeatures(cmd, ctrl, out result);
+            case AdminOpcode.GetFeatures: return GetFeatures(slot, ctrl, out result);
+            case AdminOpcode.AsyncEventRequest: return ParkAer(slot, ctrl);
+            case AdminOpcode.KeepAlive: return NvmeStatus.Success;
+            case AdminOpcode.Abort:
+                result = 1; // DW0 bit 0: command not aborted (commands here finish quickly; no cancellation).
+                return NvmeStatus.Success;
+            default: return NvmeStatus.InvalidOpcode;
+        }
+    }
+
+    private ControllerIdentity IdentityOf(Controller ctrl) => new()
+    {
+        Cntlid = ctrl.Cntlid,
+        Type = ctrl.IsDiscovery ? ControllerType.Discovery : ControllerType.Io,
+        SerialNumber = SerialFor(ctrl),
+        ModelNumber = _options.ModelNumber,
+        FirmwareRevision = _options.FirmwareRevision,
+        SubsystemNqn = ctrl.Subsystem?.Nqn ?? TargetOptions.DiscoveryNqn,
+        Version = Version,
+        Mdts = _options.Mdts,
+        KeepAliveSupport = 1,
+        IoCommandCapsuleSize16 = (uint)(SubmissionEntry.Size + _options.MaxInCapsuleData) / 16,
+        IoResponseCapsuleSize16 = 1,
+        NamespaceCount = ctrl.IsDiscovery ? 0 : Target.MaxNamespaces,
+        MaxCommands = (ushort)Math.Min(_options.MaxQueueEntries, ushort.MaxValue),
+        Oaes = ctrl.IsDiscovery ? 1u << 31 : 1u << 8,
+        AerLimit = AerLimit - 1,
+        VolatileWriteCache = !ctrl.IsDiscovery,
+        MultiController = true,
+    };
+
+    /// <summary>One serial per subsystem (pool): the host treats each aux subsystem as its own subsystem.</summary>
+    private string SerialFor(Controller ctrl)
+    {
+        string sn = _options.SerialNumber + (ctrl.Subsystem?.PoolId ?? 9).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return sn.Length > 20 ? sn[^20..] : sn;
+    }
+
+    private NvmeStatus Identify(CommandSlot slot, Controller ctrl)
+    {
+        var cmd = slot.Command;
+        byte cns = (byte)cmd.Cdw10;
+        byte csi = (byte)(cmd.Cdw11 >> 24);
+        if (ctrl.IsDiscovery && cns != IdentifyCns.Controller) return NvmeStatus.InvalidField;
+        slot.RentBuffer(IdentifyPages.PageSize);
+        var page = slot.Buffer.AsSpan(0, IdentifyPages.PageSize);
+        page.Clear();
+        switch (cns)
+        {
+            case IdentifyCns.Controller:
+                IdentifyPages.Controller(page, IdentityOf(ctrl));
+                return NvmeStatus.Success;
+            case IdentifyCns.Namespace:
+                return IdentifyNamespace(page, cmd.Nsid, static (p, ns) => IdentifyPages.Namespace(p, ns), inactiveIsZero: true);
+            case IdentifyCns.NamespaceDescriptorList:
+                return IdentifyNamespace(page, cmd.Nsid, static (p, ns) => IdentifyPages.NamespaceDescriptors(p, ns), inactiveIsZero: false);
+            case IdentifyCns.IoCommandSetNamespace when csi == 0:
+                // The NVM command set's I/O-specific namespace structure: no fields apply (no PI, no extended LBA formats).
+                return IdentifyNamespace(page, cmd.Nsid, static (p, _) => IdentifyPages.NvmCommandSetNamespace(p), inactiveIsZero: false);
+            case IdentifyCns.ActiveNamespaceList:
+            case IdentifyCns.IoCommandSetActiveNamespaceList when csi == 0:
+                return ActiveNamespaces(page, cmd.Nsid);
+            case IdentifyCns.IoCommandSetController when csi == 0:
+                IdentifyPages.NvmCommandSetController(page);
+                return NvmeStatus.Success;
+            default:
+                return NvmeStatus.InvalidField;
+        }
+    }
+
+    private delegate void NamespaceWriter(Span<byte> page, NamespaceInfo ns);
+
+    private NvmeStatus IdentifyNamespace(Span<byte> page, uint nsid, NamespaceWriter write, bool inactiveIsZero)
+    {
+        if (nsid == 0 || (nsid > Target.MaxNamespaces && nsid != uint.MaxValue)) return NvmeStatus.InvalidNamespaceOrFormat;
+        var ns = _target.GetNamespace(nsid);
+        if (ns is not null)
+        {
+            write(page, ns);
+            return NvmeStatus.Success;
+        }
+        // An inactive but valid NSID gets a zero-filled structure (CNS 00h); the other CNS values refuse it.
+        return inactiveIsZero && nsid != uint.MaxValue ? NvmeStatus.Success : NvmeStatus.InvalidNamespaceOrFormat;
+    }
+
+    private NvmeStatus ActiveNamespaces(Span<byte> page, uint startAfter)
+    {
+        if (startAfter >= 0xFFFF_FFFE) return NvmeStatus.InvalidNamespaceOrFormat;
+        var table = _target.Namespaces;
+        Span<uint> ids = table.Length <= 1024 ? stackalloc uint[table.Length] : new uint[table.Length];
+        for (int i = 0; i < table.Length; i++) ids[i] = table[i].Nsid;
+        IdentifyPages.ActiveNamespaceList(page, ids, startAfter);
+        return NvmeStatus.Success;
+    }
+
+    private NvmeStatus GetLogPage(CommandSlot slot, Controller ctrl)
+    {
+        var cmd = slot.Command;
+        byte lid = (byte)cmd.Cdw10;
+        bool retainEvent = (cmd.Cdw10 & (1u << 15)) != 0;
+        ulong dwords = ((ulong)(cmd.Cdw11 & 0xFFFF) << 16 | (cmd.Cdw10 >> 16)) + 1;
+        ulong offset = (ulong)cmd.Cdw13 << 32 | cmd.Cdw12;
+        ulong length = dwords * 4;
+        if ((offset & 3) != 0) return NvmeStatus.InvalidField;
+        if (length != cmd.SglLength || length > (ulong)_options.MaxTransferBytes) return NvmeStatus.DataSglLengthInvalid;
+        if (!IsLogPageSupported(lid, ctrl)) return NvmeStatus.InvalidLogPage;
+
+        byte[] full = BuildLogPage(lid, ctrl, retainEvent, out int fullLength);
+        try
+        {
+            slot.RentBuffer((int)length);
+            if (!LogPages.CopyWindow(full.AsSpan(0, fullLength), offset, slot.Buffer.AsSpan(0, (int)length)))
+                return NvmeStatus.InvalidField;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(full);
+        }
+        if (!retainEvent) ctrl.MaskedLogPages.Remove(lid);
+        return NvmeStatus.Success;
+    }
+
+    private static bool IsLogPageSupported(byte lid, Controller ctrl) => ctrl.IsDiscovery
+        ? lid == LogPageId.Discovery
+        : lid is LogPageId.ErrorInformation or LogPageId.SmartHealth or LogPageId.FirmwareSlot
+            or LogPageId.ChangedNamespaceList or LogPageId.CommandsSupportedAndEffects;
+
+    /// <summary>The whole log page in a pooled buffer (the caller returns it) of which <paramref name="length"/> bytes count.</summary>
+    private byte[] BuildLogPage(byte lid, Controller ctrl, bool retainEvent, out int length)
+    {
+        if (lid == LogPageId.Discovery) return BuildDiscoveryLog(ctrl, out length);
+        length = lid switch
+        {
+            LogPageId.ErrorInformation => LogPages.ErrorInformationEntrySize,
+            LogPageId.SmartHealth or LogPageId.FirmwareSlot => 512,
+            _ => 4096,
+        };
+        var buffer = ArrayPool<byte>.Shared.Rent(length);
+        var page = buffer.AsSpan(0, length);
+        page.Clear();
+        switch (lid)
+        {
+            case LogPageId.ErrorInformation: LogPages.ErrorInformation(page); break;
+            case LogPageId.SmartHealth: LogPages.SmartHealth(page, new SmartHealthInfo(308, 100, 0, 0, 0, 0, 0, 0)); break;
+            case LogPageId.FirmwareSlot: LogPages.FirmwareSlot(page, _options.FirmwareRevision); break;
+            case LogPageId.ChangedNamespaceList: ChangedNamespaceLog(page, ctrl, retainEvent); break;
+            case LogPageId.CommandsSupportedAndEffects: LogPages.CommandsSupportedAndEffects(page, ControllerType.Io); break;
+        }
+        return buffer;
+    }
+
+    private static void ChangedNamespaceLog(Span<byte> page, Controller ctrl, bool retainEvent)
+    {
+        lock (ctrl.ChangedNamespaces)
+        {
+            var ids = new uint[ctrl.ChangedNamespaces.Count];
+            ctrl.ChangedNamespaces.CopyTo(ids);
+            LogPages.ChangedNamespaceList(page, ids);
+            if (!retainEvent) ctrl.ChangedNamespaces.Clear();
+        }
+    }
+
+    private byte[] BuildDiscoveryLog(Controller ctrl, out int length)
+    {
+        var entries = _target.DiscoveryEntriesFor(ctrl.HostNqn, out ulong genctr);
+        length = LogPages.DiscoveryLogSize(entries.Count);
+        var buffer = ArrayPool<byte>.Shared.Rent(length);
+        buffer.AsSpan(0, length).Clear();
+        LogPages.DiscoveryLog(buffer.AsSpan(0, length), genctr, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(entries));
+        return buffer;
+    }
+
+    private NvmeStatus? ParkAer(CommandSlot slot, Controller ctrl)
+    {
+        if (_parkedAers.Count >= AerLimit) return NvmeStatus.AsyncEventRequestLimitExceeded;
+        slot.State = CommandState.AwaitingEvent;
+        _parkedAers.Add(slot);
+        DeliverEvents(ctrl);
+        return null;
+    }
+
+    /// <summary>Completes parked AERs with pending events. An event whose log page the host has not read yet is
+    /// coalesced (the host reads the latest page anyway); a disabled notice is dropped.</summary>
+    private void DeliverEvents(Controller ctrl)
+    {
+        while (_parkedAers.Count > 0 && ctrl.TryTakeEvent(out var e))
+        {
+            if ((ctrl.AsyncEventConfig & e.ConfigBit) == 0 || !ctrl.MaskedLogPages.Add(e.LogPage)) continue;
+            var slot = _parkedAers[0];
+            _parkedAers.RemoveAt(0);
+            Complete(slot, NvmeStatus.Success, e.Dw0);
+        }
+    }
+}

@@ -1,0 +1,278 @@
+using Duroslight.Protocol.Engine;
+using Duroslight.Protocol.Nvme;
+
+namespace Duroslight.Protocol.Subsystems;
+
+/// <summary>A controller as the control plane lists it.</summary>
+public sealed record ControllerSnapshot(ushort Cntlid, int PoolId, string SubsystemNqn, string HostNqn, int IoQueues,
+    int Shard, string PeerAddress, bool IsDiscovery);
+
+/// <summary>
+/// The node's target state shared by all connections: subsystems and their controller-ID pools, namespaces,
+/// host access, listeners, referrals and the discovery generation counter. Control-plane operations take a lock;
+/// the I/O path only reads immutable snapshots (the namespace table is copied on write).
+/// </summary>
+public sealed class Target
+{
+    /// <summary>NN: namespace IDs run 1..MaxNamespaces.</summary>
+    public const uint MaxNamespaces = 1024;
+
+    private readonly object _lock = new();
+    private readonly Dictionary<(int Pool, ushort Cntlid), Controller> _controllers = [];
+    private readonly List<Controller> _discoveryControllers = [];
+    private readonly ControllerIdPool _discoveryIds;
+    private readonly List<Referral> _referrals = [];
+    private readonly List<ListenerInfo> _listeners = [];
+    private volatile NamespaceInfo[] _namespaces = [];
+    private long _genctr;
+
+    public Target(TargetOptions options)
+    {
+        options.Validate();
+        Options = options;
+        var subsystems = new List<Subsystem>();
+        for (int pool = 0; pool <= options.AuxSubsystemCount; pool++)
+        {
+            string nqn = pool == 0 ? options.SubsystemNqn : $"{options.SubsystemNqn}:aux-{pool}";
+            var ids = new ControllerIdPool(options.NodeIndex, options.MaxControllersPerPool);
+            subsystems.Add(new Subsystem(nqn, pool, ids, options.InitialHostAccess));
+        }
+        Subsystems = subsystems;
+        _discoveryIds = new ControllerIdPool(options.NodeIndex, options.MaxControllersPerPool);
+    }
+
+    public TargetOptions Options { get; }
+
+    /// <summary>Index 0 is the default subsystem (pool 0), index N is aux-N.</summary>
+    public IReadOnlyList<Subsystem> Subsystems { get; }
+
+    public ulong DiscoveryGeneration => (ulong)Interlocked.Read(ref _genctr);
+
+    /// <summary>Active namespaces in ascending NSID order (an immutable snapshot).</summary>
+    public NamespaceInfo[] Namespaces => _namespaces;
+
+    /// <summary>
+    /// Maps a Connect SUBNQN to a subsystem: the bare NQN is pool 0, "&lt;nqn&gt;:aux-N" is pool N for N in
+    /// 1..AuxSubsystemCount; anything else (aux-0 included) is null.
+    /// </summary>
+    public Subsystem? ResolveSubsystem(string subNqn)
+    {
+        foreach (var s in Subsystems) if (string.Equals(s.Nqn, subNqn, StringComparison.Ordinal)) return s;
+        return null;
+    }
+
+    public NamespaceInfo? GetNamespace(uint nsid)
+    {
+        var table = _namespaces;
+        int lo = 0, hi = table.Length - 1;
+        while (lo <= hi)
+        {
+            int mid = (lo + hi) >>> 1;
+            uint m = table[mid].Nsid;
+            if (m == nsid) return table[mid];
+            if (m < nsid) lo = mid + 1; else hi = mid - 1;
+        }
+        return null;
+    }
+
+    /// <summary>Adds a namespace to every subsystem and notifies I/O controllers (namespace attribute changed).</summary>
+    public void AddNamespace(NamespaceInfo ns)
+    {
+        if (ns.Nsid is 0 or > MaxNamespaces) throw new ArgumentOutOfRangeException(nameof(ns), ns.Nsid, $"NSID must be 1..{MaxNamespaces}");
+        lock (_lock)
+        {
+            if (GetNamespace(ns.Nsid) is not null) throw new InvalidOperationException($"NSID {ns.Nsid} is already in use");
+            foreach (var other in _namespaces)
+                if (other.VolumeId == ns.VolumeId) throw new InvalidOperationException($"volume {ns.VolumeId} is already exposed as NSID {other.Nsid}");
+            var table = new List<NamespaceInfo>(_namespaces) { ns };
+            table.Sort(static (a, b) => a.Nsid.CompareTo(b.Nsid));
+            _namespaces = [.. table];
+            NotifyNamespaceChangedLocked(ns.Nsid);
+        }
+    }
+
+    public bool RemoveNamespace(uint nsid)
+    {
+        lock (_lock)
+        {
+            var table = new List<NamespaceInfo>(_namespaces);
+            if (table.RemoveAll(n => n.Nsid == nsid) == 0) return false;
+            _namespaces = [.. table];
+            NotifyNamespaceChangedLocked(nsid);
+            return true;
+        }
+    }
+
+    /// <summary>Grows a namespace; hosts get the namespace-attribute-changed AEN and re-read its size.</summary>
+    public void ResizeNamespace(uint nsid, long blockCount)
+    {
+        lock (_lock)
+        {
+            var ns = GetNamespace(nsid) ?? throw new InvalidOperationException($"no namespace {nsid}");
+            if (blockCount < ns.BlockCount) throw new InvalidOperationException("namespaces only grow");
+            ns.BlockCount = blockCount;
+            NotifyNamespaceChangedLocked(nsid);
+        }
+    }
+
+    /// <summary>
+    /// Replaces a subsystem's host list. Controllers of hosts no longer allowed are torn down, and discovery
+    /// controllers are told their log changed.
+    /// </summary>
+    public void SetHostAccess(Subsystem subsystem, HostAccess access)
+    {
+        lock (_lock)
+        {
+            subsystem.Access = access;
+            foreach (var c in _controllers.Values)
+                if (c.Subsystem == subsystem && !access.Allows(c.HostNqn)) c.Kill();
+            BumpDiscoveryLocked();
+        }
+    }
+
+    public void AddListener(ListenerInfo listener)
+    {
+        lock (_lock)
+        {
+            _listeners.Add(listener);
+            BumpDiscoveryLocked();
+        }
+    }
+
+    public void AddReferral(Referral referral)
+    {
+        lock (_lock)
+        {
+            if (_referrals.Contains(referral)) return;
+            _referrals.Add(referral);
+            BumpDiscoveryLocked();
+        }
+    }
+
+    public bool RemoveReferral(Referral referral)
+    {
+        lock (_lock)
+        {
+            if (!_referrals.Remove(referral)) return false;
+            BumpDiscoveryLocked();
+            return true;
+        }
+    }
+
+    public IReadOnlyList<ControllerSnapshot> ListControllers()
+    {
+        lock (_lock)
+        {
+            var list = new List<ControllerSnapshot>(_controllers.Count + _discoveryControllers.Count);
+            foreach (var c in _controllers.Values) list.Add(Snapshot(c));
+            foreach (var c in _discoveryControllers) list.Add(Snapshot(c));
+            list.Sort(static (a, b) => (a.PoolId, a.Cntlid).CompareTo((b.PoolId, b.Cntlid)));
+            return list;
+        }
+    }
+
+    /// <summary>Live I/O controllers of one pool on one shard (lightbox_fe_ctrl_id_used).</summary>
+    public int ControllersInUse(int poolId, int shard)
+    {
+        lock (_lock)
+        {
+            int n = 0;
+            foreach (var c in _controllers.Values) if (c.Subsystem!.PoolId == poolId && c.Shard == shard) n++;
+            return n;
+        }
+    }
+
+    /// <summary>Kills every controller (graceful shutdown, after in-flight commands finished).</summary>
+    public void DisconnectAll()
+    {
+        lock (_lock)
+        {
+            foreach (var c in _controllers.Values) c.Kill();
+            foreach (var c in _discoveryControllers) c.Kill();
+        }
+    }
+
+    /// <summary>Kills one controller by pool and ID; false when it does not exist.</summary>
+    public bool Disconnect(int poolId, ushort cntlid)
+    {
+        lock (_lock)
+        {
+            if (!_controllers.TryGetValue((poolId, cntlid), out var c)) return false;
+            c.Kill();
+            return true;
+        }
+    }
+
+    internal NvmeStatus CreateController(Subsystem? subsystem, string hostNqn, Guid hostId, int katoMs,
+        TargetConnection admin, out Controller? controller)
+    {
+        controller = null;
+        lock (_lock)
+        {
+            var ids = subsystem?.ControllerIds ?? _discoveryIds;
+            if (!ids.TryAllocate(out ushort cntlid)) return NvmeStatus.ConnectControllerBusy;
+            controller = new Controller(cntlid, subsystem, hostNqn, hostId, katoMs, admin, admin.Context.Shard);
+            if (subsystem is null) _discoveryControllers.Add(controller);
+            else _controllers.Add((subsystem.PoolId, cntlid), controller);
+            return NvmeStatus.Success;
+        }
+    }
+
+    internal void DestroyController(Controller controller)
+    {
+        controller.Kill();
+        lock (_lock)
+        {
+            bool removed = controller.Subsystem is null
+                ? _discoveryControllers.Remove(controller)
+                : _controllers.Remove((controller.Subsystem.PoolId, controller.Cntlid));
+            if (removed) (controller.Subsystem?.ControllerIds ?? _discoveryIds).Release(controller.Cntlid);
+        }
+    }
+
+    internal Controller? FindController(Subsystem subsystem, ushort cntlid)
+    {
+        lock (_lock) return _controllers.GetValueOrDefault((subsystem.PoolId, cntlid));
+    }
+
+    /// <summary>The discovery log entries a host may see: reachable subsystems on every I/O listener, and referrals.</summary>
+    internal List<DiscoveryEntry> DiscoveryEntriesFor(string hostNqn, out ulong genctr)
+    {
+        lock (_lock)
+        {
+            genctr = DiscoveryGeneration;
+            var entries = new List<DiscoveryEntry>();
+            foreach (var l in _listeners)
+            {
+                if (l.IsDiscovery) continue;
+                foreach (var s in Subsystems)
+                    if (s.Access.Allows(hostNqn)) entries.Add(Entry(DiscoverySubtype.Nvm, l.PortId, l.TrSvcId, l.TrAddr, s.Nqn, l.IsIpv6));
+            }
+            foreach (var r in _referrals)
+                entries.Add(Entry(DiscoverySubtype.Referral, r.PortId, r.TrSvcId, r.TrAddr, TargetOptions.DiscoveryNqn, r.TrAddr.Contains(':')));
+            return entries;
+        }
+    }
+
+    private static DiscoveryEntry Entry(DiscoverySubtype subtype, ushort portId, string svc, string addr, string nqn, bool ipv6) =>
+        new(subtype, portId, svc, addr, nqn, ipv6 ? NvmfAddressFamily.Ipv6 : NvmfAddressFamily.Ipv4, Treq: 0, AdminMaxSqSize: 32);
+
+    private ControllerSnapshot Snapshot(Controller c) => new(c.Cntlid, c.Subsystem?.PoolId ?? -1,
+        c.Subsystem?.Nqn ?? TargetOptions.DiscoveryNqn, c.HostNqn, c.IoQueueCount, c.Shard,
+        c.AdminConnection.Context.PeerAddress, c.IsDiscovery);
+
+    private void NotifyNamespaceChangedLocked(uint nsid)
+    {
+        foreach (var c in _controllers.Values)
+        {
+            lock (c.ChangedNamespaces) c.ChangedNamespaces.Add(nsid);
+            c.PostEvent(AsyncEvent.NamespaceAttributeChanged);
+        }
+    }
+
+    private void BumpDiscoveryLocked()
+    {
+        Interlocked.Increment(ref _genctr);
+        foreach (var c in _discoveryControllers) c.PostEvent(AsyncEvent.DiscoveryLogChanged);
+    }
+}

@@ -1,0 +1,93 @@
+using System.Globalization;
+using System.Net;
+using Microsoft.Extensions.Logging;
+
+namespace Duroslight.Server.Cli;
+
+/// <summary>A command-line or config mistake, reported to the operator as one clear line.</summary>
+public sealed class UsageException(string message) : Exception(message);
+
+/// <summary>Parses `duroslight serve` flags on top of the settings from the config file (flags win).</summary>
+public static class CommandLine
+{
+    public const string Usage = """
+        usage: duroslight serve [options]
+          --config FILE         YAML config file (flags override it)
+          --listen ADDR:PORT    NVMe/TCP I/O listener            (default 127.0.0.1:4420)
+          --discovery ADDR:PORT discovery listener               (default 127.0.0.1:8009)
+          --metrics ADDR:PORT   Prometheus /metrics, or 'off'    (default 127.0.0.1:9180)
+          --advertise ADDR      traddr in discovery log entries  (default: the listen address)
+          --data-dir DIR        data directory                   (default ./duroslight-data)
+          --nqn NQN             default subsystem NQN            (default nqn.2026-11.io.duroslight:default)
+          --aux-count N         auxiliary subsystems 0..4        (default 4)
+          --node-index N        node index in the cluster 0..31  (default 0)
+          --allow-host NQN      allow only these hosts (repeatable; default: any host)
+          --volume-size SIZE    size of the volume created in an empty data dir (default 1G)
+          --memory              keep volumes in memory (tests, benchmarks); nothing persists
+          --log-level LEVEL     trace|debug|information|warning|error (default information)
+        """;
+
+    public static ServeSettings ParseServe(IReadOnlyList<string> args)
+    {
+        var settings = ConfigFile.Find(args) is { } path ? ConfigFile.Load(path) : new ServeSettings();
+        var allowed = new List<string>();
+        for (int i = 0; i < args.Count; i++)
+        {
+            string flag = args[i];
+            string Next() => i + 1 < args.Count ? args[++i] : throw new UsageException($"{flag} needs a value");
+            settings = flag switch
+            {
+                "--config" => Skip(settings, Next()),
+                "--listen" => settings with { Listen = ParseEndPoint(flag, Next()) },
+                "--discovery" => settings with { Discovery = ParseEndPoint(flag, Next()) },
+                "--metrics" => settings with { Metrics = Next() is "off" ? null : ParseEndPoint(flag, args[i]) },
+                "--advertise" => settings with { AdvertiseAddress = Next() },
+                "--data-dir" => settings with { DataDirectory = Next() },
+                "--nqn" => settings with { SubsystemNqn = Next() },
+                "--aux-count" => settings with { AuxSubsystemCount = ParseInt(flag, Next(), 0, 4) },
+                "--node-index" => settings with { NodeIndex = ParseInt(flag, Next(), 0, 31) },
+                "--allow-host" => AddHost(settings, allowed, Next()),
+                "--volume-size" => settings with { DefaultVolumeBytes = ParseSize(flag, Next()) },
+                "--memory" => settings with { InMemory = true },
+                "--log-level" => settings with { LogLevel = ParseLevel(Next()) },
+                _ => throw new UsageException($"unknown option '{flag}'"),
+            };
+        }
+        return settings;
+    }
+
+    private static ServeSettings Skip(ServeSettings s, string _) => s;
+
+    private static ServeSettings AddHost(ServeSettings s, List<string> allowed, string nqn)
+    {
+        allowed.Add(nqn);
+        return s with { AllowedHosts = [.. allowed] };
+    }
+
+    public static IPEndPoint ParseEndPoint(string what, string text) =>
+        IPEndPoint.TryParse(text, out var ep) && ep.Port != 0
+            ? ep
+            : throw new UsageException($"{what}: '{text}' is not ADDR:PORT (e.g. 127.0.0.1:4420)");
+
+    public static int ParseInt(string what, string text, int min, int max) =>
+        int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) && v >= min && v <= max
+            ? v
+            : throw new UsageException($"{what}: '{text}' is not an integer in {min}..{max}");
+
+    /// <summary>Bytes with an optional K/M/G/T suffix (powers of 1024); a multiple of 4096.</summary>
+    public static long ParseSize(string what, string text)
+    {
+        string t = text.Trim().ToUpperInvariant().TrimEnd('B', 'I');
+        int shift = t.Length > 0 ? t[^1] switch { 'K' => 10, 'M' => 20, 'G' => 30, 'T' => 40, _ => 0 } : 0;
+        if (shift > 0) t = t[..^1];
+        if (!long.TryParse(t, NumberStyles.Integer, CultureInfo.InvariantCulture, out long v) || v <= 0 || v > long.MaxValue >> shift)
+            throw new UsageException($"{what}: '{text}' is not a size (e.g. 1G, 512M, 1073741824)");
+        long bytes = v << shift;
+        return bytes % 4096 == 0 ? bytes : throw new UsageException($"{what}: {bytes} is not a multiple of 4096");
+    }
+
+    public static LogLevel ParseLevel(string text) =>
+        Enum.TryParse<LogLevel>(text, ignoreCase: true, out var level)
+            ? level
+            : throw new UsageException($"--log-level: '{text}' is not one of trace, debug, information, warning, error");
+}

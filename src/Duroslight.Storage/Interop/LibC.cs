@@ -1,0 +1,129 @@
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+
+namespace Duroslight.Storage.Interop;
+
+/// <summary>
+/// Linux libc calls that .NET does not expose: hole punching, fdatasync, allocated-block counts
+/// and fsync of a directory. Errno values and flags are the Linux generic ones (x86-64 and arm64 agree).
+/// </summary>
+internal static unsafe partial class LibC
+{
+    public const int EINTR = 4;
+    public const int ENOSPC = 28;
+    public const int EOPNOTSUPP = 95;
+    public const int EDQUOT = 122;
+
+    public const int FALLOC_FL_KEEP_SIZE = 0x01;
+    public const int FALLOC_FL_PUNCH_HOLE = 0x02;
+    public const int FALLOC_FL_ZERO_RANGE = 0x10;
+
+    private const int O_RDONLY = 0;
+    private const int O_CLOEXEC = 0x80000;
+    private const int AT_EMPTY_PATH = 0x1000;
+    private const uint STATX_BLOCKS = 0x400;
+
+    // struct statx has one layout on every architecture, unlike struct stat; stx_blocks sits at byte 48.
+    private const int StatxBufferSize = 256;
+    private const int StatxBlocksOffset = 48;
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int fallocate(SafeFileHandle fd, int mode, long offset, long length);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int fdatasync(SafeFileHandle fd);
+
+    [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
+    private static partial int fsync(SafeFileHandle fd);
+
+    [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
+    private static partial int fsyncDescriptor(int fd);
+
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int open(string path, int flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int close(int fd);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int statx(SafeFileHandle dirfd, byte* path, int flags, uint mask, byte* buffer);
+
+    /// <summary>fallocate(2), retried on EINTR. Returns 0 or the errno.</summary>
+    public static int Fallocate(SafeFileHandle fd, int mode, long offset, long length)
+    {
+        while (fallocate(fd, mode, offset, length) != 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno != EINTR)
+            {
+                return errno;
+            }
+        }
+
+        return 0;
+    }
+
+    /// <summary>fdatasync(2), retried on EINTR. Returns 0 or the errno.</summary>
+    public static int DataSync(SafeFileHandle fd)
+    {
+        while (fdatasync(fd) != 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno != EINTR)
+            {
+                return errno;
+            }
+        }
+
+        return 0;
+    }
+
+    /// <summary>fsync(2) of a file: used where the file size changed (create, grow).</summary>
+    public static void SyncOrThrow(SafeFileHandle fd, string path)
+    {
+        if (fsync(fd) != 0)
+        {
+            throw IoError(Marshal.GetLastPInvokeError(), "fsync", path);
+        }
+    }
+
+    /// <summary>
+    /// fsync(2) of a directory so a rename or unlink inside it survives a crash.
+    /// .NET cannot open directories as file handles, hence the raw descriptor.
+    /// </summary>
+    public static void SyncDirectoryOrThrow(string path)
+    {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+        {
+            throw IoError(Marshal.GetLastPInvokeError(), "open", path);
+        }
+
+        int result = fsyncDescriptor(fd);
+        int errno = Marshal.GetLastPInvokeError();
+        close(fd);
+        if (result != 0)
+        {
+            throw IoError(errno, "fsync", path);
+        }
+    }
+
+    /// <summary>Bytes the filesystem has allocated to the file (st_blocks * 512): holes do not count.</summary>
+    public static bool TryGetAllocatedBytes(SafeFileHandle fd, out long allocatedBytes)
+    {
+        byte* buffer = stackalloc byte[StatxBufferSize];
+        byte emptyPath = 0;
+        if (statx(fd, &emptyPath, AT_EMPTY_PATH, STATX_BLOCKS, buffer) != 0 ||
+            (*(uint*)buffer & STATX_BLOCKS) == 0)
+        {
+            allocatedBytes = 0;
+            return false;
+        }
+
+        allocatedBytes = (long)(*(ulong*)(buffer + StatxBlocksOffset) * 512);
+        return true;
+    }
+
+    private static IOException IoError(int errno, string call, string path) =>
+        new($"{call} failed on '{path}': {Marshal.GetPInvokeErrorMessage(errno)}", errno);
+}

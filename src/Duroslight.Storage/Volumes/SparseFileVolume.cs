@@ -1,0 +1,267 @@
+using System.Runtime.CompilerServices;
+using Duroslight.Storage.Interop;
+using Microsoft.Win32.SafeHandles;
+
+namespace Duroslight.Storage.Volumes;
+
+/// <summary>
+/// A volume stored as one sparse file: unwritten and deallocated ranges are holes that read as zeros
+/// and take no space. Owned by <see cref="SparseFileVolumeStore"/>, which closes it; a caller's
+/// <see cref="Dispose"/> is a no-op so a namespace going away cannot close a volume others still use.
+/// </summary>
+public sealed class SparseFileVolume : IBlockVolume
+{
+    // Fallback for filesystems that can neither punch holes nor zero ranges: zeros are written from here.
+    private static readonly byte[] s_zeros = new byte[1024 * 1024];
+
+    private static readonly Func<object?, StorageResult> s_dataSync =
+        static state => ((SparseFileVolume)state!).DataSync();
+
+    private readonly SafeFileHandle _handle;
+    private long _sizeBytes;
+    private volatile bool _closed;
+
+    private SparseFileVolume(VolumeDescriptor descriptor, string path, SafeFileHandle handle)
+    {
+        Id = descriptor.Id;
+        BlockSize = descriptor.BlockSize;
+        FilePath = path;
+        _sizeBytes = descriptor.SizeBytes;
+        _handle = handle;
+    }
+
+    public Guid Id { get; }
+
+    public int BlockSize { get; }
+
+    public long SizeBytes => Volatile.Read(ref _sizeBytes);
+
+    /// <summary>The backing file.</summary>
+    public string FilePath { get; }
+
+    /// <summary>
+    /// st_blocks * 512 from statx on the open handle: one syscall, counts delayed allocations, ignores holes.
+    /// Reports the full size (NUSE = NSZE, "no thin provisioning information") when statx is unavailable.
+    /// </summary>
+    public long AllocatedBytes
+    {
+        get
+        {
+            if (_closed)
+            {
+                return 0;
+            }
+
+            return LibC.TryGetAllocatedBytes(_handle, out long allocated) ? allocated : SizeBytes;
+        }
+    }
+
+    public ValueTask<StorageResult> ReadAsync(long offset, Memory<byte> destination)
+    {
+        StorageResult check = CheckRange(offset, destination.Length);
+        return check == StorageResult.Ok ? ReadCoreAsync(offset, destination) : new(check);
+    }
+
+    public ValueTask<StorageResult> WriteAsync(long offset, ReadOnlyMemory<byte> source)
+    {
+        StorageResult check = CheckRange(offset, source.Length);
+        return check == StorageResult.Ok ? WriteCoreAsync(offset, source) : new(check);
+    }
+
+    /// <summary>Punches a hole, so zeroed ranges stay sparse.</summary>
+    public ValueTask<StorageResult> WriteZeroesAsync(long offset, long length) => ZeroRangeAsync(offset, length);
+
+    /// <summary>Punches a hole; the range reads as zeros afterwards.</summary>
+    public ValueTask<StorageResult> DeallocateAsync(long offset, long length) => ZeroRangeAsync(offset, length);
+
+    /// <summary>fdatasync on a thread-pool thread (it can take milliseconds; the caller's thread keeps serving).</summary>
+    public ValueTask<StorageResult> FlushAsync()
+    {
+        if (_closed)
+        {
+            return new(StorageResult.MediaError);
+        }
+
+        return new(Task.Factory.StartNew(s_dataSync, this, CancellationToken.None, TaskCreationOptions.DenyChildAttach, TaskScheduler.Default));
+    }
+
+    /// <summary>No-op: the store owns the volume and closes it on Delete or with itself.</summary>
+    public void Dispose()
+    {
+    }
+
+    /// <summary>Creates (or truncates an orphan of) the backing file at full size, all hole, and makes it durable.</summary>
+    internal static SparseFileVolume Create(string path, VolumeDescriptor descriptor)
+    {
+        SafeFileHandle handle = File.OpenHandle(path, FileMode.Create, FileAccess.ReadWrite, FileShare.None);
+        try
+        {
+            RandomAccess.SetLength(handle, descriptor.SizeBytes);
+            LibC.SyncOrThrow(handle, path);
+            return new SparseFileVolume(descriptor, path, handle);
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Opens an existing backing file; a file shorter than the catalog says (crash mid-grow) is extended.</summary>
+    internal static SparseFileVolume OpenExisting(string path, VolumeDescriptor descriptor)
+    {
+        if (!File.Exists(path))
+        {
+            throw new VolumeStoreException($"Data file '{path}' of volume {descriptor.Id} is missing.");
+        }
+
+        SafeFileHandle handle = File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite, FileShare.None);
+        try
+        {
+            if (RandomAccess.GetLength(handle) < descriptor.SizeBytes)
+            {
+                RandomAccess.SetLength(handle, descriptor.SizeBytes);
+                LibC.SyncOrThrow(handle, path);
+            }
+
+            return new SparseFileVolume(descriptor, path, handle);
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Extends the file (as a hole) before publishing the new size, so no I/O can land past its end.</summary>
+    internal void Grow(long newSizeBytes)
+    {
+        RandomAccess.SetLength(_handle, newSizeBytes);
+        LibC.SyncOrThrow(_handle, FilePath);
+        Volatile.Write(ref _sizeBytes, newSizeBytes);
+    }
+
+    /// <summary>Closes the file; in-flight I/O finishes (the handle is ref-counted), later I/O gets MediaError.</summary>
+    internal void Close()
+    {
+        _closed = true;
+        _handle.Dispose();
+    }
+
+    private StorageResult CheckRange(long offset, long length)
+    {
+        if (offset < 0 || length < 0 || offset > SizeBytes - length)
+        {
+            return StorageResult.OutOfRange;
+        }
+
+        return _closed ? StorageResult.MediaError : StorageResult.Ok;
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<StorageResult> ReadCoreAsync(long offset, Memory<byte> destination)
+    {
+        try
+        {
+            int done = 0;
+            while (done < destination.Length)
+            {
+                int read = await RandomAccess.ReadAsync(_handle, destination[done..], offset + done).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    // Past the end of a file shorter than the volume: that part was never written.
+                    destination.Span[done..].Clear();
+                    break;
+                }
+
+                done += read;
+            }
+
+            return StorageResult.Ok;
+        }
+        catch (Exception e) when (StorageErrors.IsIoFailure(e))
+        {
+            return StorageErrors.FromException(e);
+        }
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<StorageResult> WriteCoreAsync(long offset, ReadOnlyMemory<byte> source)
+    {
+        try
+        {
+            await RandomAccess.WriteAsync(_handle, source, offset).ConfigureAwait(false);
+            return StorageResult.Ok;
+        }
+        catch (Exception e) when (StorageErrors.IsIoFailure(e))
+        {
+            return StorageErrors.FromException(e);
+        }
+    }
+
+    private ValueTask<StorageResult> ZeroRangeAsync(long offset, long length)
+    {
+        StorageResult check = CheckRange(offset, length);
+        if (check != StorageResult.Ok || length == 0)
+        {
+            return new(check);
+        }
+
+        int errno = Fallocate(LibC.FALLOC_FL_PUNCH_HOLE | LibC.FALLOC_FL_KEEP_SIZE, offset, length);
+        if (errno == LibC.EOPNOTSUPP)
+        {
+            // No hole punching here (e.g. some network filesystems): zero the range in place instead.
+            errno = Fallocate(LibC.FALLOC_FL_ZERO_RANGE | LibC.FALLOC_FL_KEEP_SIZE, offset, length);
+        }
+
+        if (errno == LibC.EOPNOTSUPP)
+        {
+            return WriteZeroBuffersAsync(offset, length);
+        }
+
+        return new(errno == 0 ? StorageResult.Ok : StorageErrors.FromErrno(errno));
+    }
+
+    private int Fallocate(int mode, long offset, long length)
+    {
+        try
+        {
+            return LibC.Fallocate(_handle, mode, offset, length);
+        }
+        catch (ObjectDisposedException)
+        {
+            // Closed by Delete between the range check and the call.
+            return -1;
+        }
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<StorageResult> WriteZeroBuffersAsync(long offset, long length)
+    {
+        long end = offset + length;
+        for (long position = offset; position < end; position += s_zeros.Length)
+        {
+            int count = (int)Math.Min(s_zeros.Length, end - position);
+            StorageResult result = await WriteCoreAsync(position, s_zeros.AsMemory(0, count)).ConfigureAwait(false);
+            if (result != StorageResult.Ok)
+            {
+                return result;
+            }
+        }
+
+        return StorageResult.Ok;
+    }
+
+    private StorageResult DataSync()
+    {
+        try
+        {
+            int errno = LibC.DataSync(_handle);
+            return errno == 0 ? StorageResult.Ok : StorageErrors.FromErrno(errno);
+        }
+        catch (ObjectDisposedException)
+        {
+            return StorageResult.MediaError;
+        }
+    }
+}

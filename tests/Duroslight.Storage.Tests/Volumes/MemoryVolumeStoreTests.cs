@@ -1,0 +1,89 @@
+using Duroslight.Storage.Volumes;
+
+namespace Duroslight.Storage.Tests.Volumes;
+
+public sealed class MemoryVolumeStoreTests : VolumeStoreContractTests
+{
+    protected override IVolumeStore CreateStore() => new MemoryVolumeStore();
+
+    [Fact]
+    public async Task Writes_beyond_the_capacity_fail_with_out_of_space_and_write_nothing()
+    {
+        using var store = new MemoryVolumeStore(capacityBytes: 2 * Page);
+        IBlockVolume volume = store.Open(store.Create("v", MiB).Id);
+        await WriteAsync(volume, 0, Pattern(Page, 1));
+        await WriteAsync(volume, Page, Pattern(Block, 2));
+
+        // Page 1 is mapped, page 2 is not and there is no room for it: nothing may be written.
+        Assert.Equal(StorageResult.OutOfSpace, await volume.WriteAsync((2 * Page) - Block, Pattern(2 * Block, 3)));
+
+        Assert.Equal(2 * Page, volume.AllocatedBytes);
+        Assert.True(IsZero(await ReadAsync(volume, (2 * Page) - Block, 2 * Block)));
+        await WriteAsync(volume, Page + Block, Pattern(Block, 4)); // mapped pages stay writable when full
+    }
+
+    [Fact]
+    public async Task Deallocating_and_deleting_give_space_back_to_every_volume()
+    {
+        using var store = new MemoryVolumeStore(capacityBytes: 2 * Page);
+        IBlockVolume first = store.Open(store.Create("a", MiB).Id);
+        IBlockVolume second = store.Open(store.Create("b", MiB).Id);
+        await WriteAsync(first, 0, Pattern(2 * Page, 1));
+        Assert.Equal(StorageResult.OutOfSpace, await second.WriteAsync(0, Pattern(Block, 2)));
+
+        Assert.Equal(StorageResult.Ok, await first.DeallocateAsync(0, Page));
+        await WriteAsync(second, 0, Pattern(Block, 3));
+        Assert.Equal(StorageResult.OutOfSpace, await second.WriteAsync(Page, Pattern(Block, 4)));
+
+        store.Delete(first.Id);
+        Assert.Equal(Page, store.AllocatedBytes);
+        await WriteAsync(second, Page, Pattern(Block, 5));
+    }
+
+    [Fact]
+    public async Task Allocated_bytes_count_whole_pages()
+    {
+        IBlockVolume volume = NewVolume();
+
+        await WriteAsync(volume, Page - Block, Pattern(2 * Block, 1));
+
+        Assert.Equal(2 * Page, volume.AllocatedBytes);
+    }
+
+    [Fact]
+    public void Io_on_mapped_pages_allocates_nothing()
+    {
+        IBlockVolume volume = NewVolume();
+        byte[] buffer = Pattern(2 * Block, 1);
+        long checksum = ReadWriteZero(volume, buffer); // maps the pages, warms up the JIT
+        long before = GC.GetAllocatedBytesForCurrentThread();
+
+        checksum += ReadWriteZero(volume, buffer);
+
+        Assert.Equal(before, GC.GetAllocatedBytesForCurrentThread());
+        Assert.NotEqual(0, checksum);
+    }
+
+    [Fact]
+    public void Negative_capacity_and_bad_block_sizes_are_rejected()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => new MemoryVolumeStore(capacityBytes: -1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new MemoryVolumeStore(blockSize: 1000));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new MemoryVolumeStore(blockSize: 256));
+    }
+
+    /// <summary>Memory volumes complete synchronously, so the results are read without awaiting.</summary>
+    private static long ReadWriteZero(IBlockVolume volume, byte[] buffer)
+    {
+        long sum = 0;
+        for (long offset = Page - Block; offset < 4 * Page; offset += Page)
+        {
+            sum += (int)volume.WriteAsync(offset, buffer).Result;
+            sum += (int)volume.ReadAsync(offset, buffer).Result;
+            sum += (int)volume.WriteZeroesAsync(offset + Block, Block).Result;
+            sum += buffer[0] + 1;
+        }
+
+        return sum;
+    }
+}
