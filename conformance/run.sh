@@ -47,6 +47,7 @@ ALLOW_IO_PORT=$((IO_PORT + 1)); ALLOW_DISC_PORT=$((DISC_PORT + 1)); ALLOW_METRIC
 NQN=${DUROSLIGHT_CONF_NQN:-nqn.2026-11.io.duroslight:default}
 
 SELECTED=()
+EXCLUDED=()
 TIMEOUT=1500
 CASE_TIMEOUT=420
 KVM=auto
@@ -61,6 +62,7 @@ usage() {
 
 Options:
   --case LIST        run only these cases (numbers or names, comma separated, repeatable)
+  --skip LIST        leave these cases out (reported as SKIPPED, "excluded by --skip")
   --list             list the cases and exit
   --timeout S        overall limit for the guest run (default $TIMEOUT)
   --case-timeout S   limit for one case inside the guest (default $CASE_TIMEOUT)
@@ -89,6 +91,8 @@ while [ $# -gt 0 ]; do
         --case) shift; [ $# -gt 0 ] || die "--case needs a value"
             IFS=, read -r -a _cs <<<"$1"; for _c in "${_cs[@]}"; do SELECTED+=("$(resolve_case "$_c")"); done ;;
         --case=*) IFS=, read -r -a _cs <<<"${1#*=}"; for _c in "${_cs[@]}"; do SELECTED+=("$(resolve_case "$_c")"); done ;;
+        --skip) shift; [ $# -gt 0 ] || die "--skip needs a value"
+            IFS=, read -r -a _cs <<<"$1"; for _c in "${_cs[@]}"; do EXCLUDED+=("$(resolve_case "$_c")"); done ;;
         --list) for id in "${CASE_IDS[@]}"; do printf '%3s  %-17s %s\n' "$id" "${CASE_NAME[$id]}" "${CASE_DESC[$id]}"; done; exit 0 ;;
         --timeout) shift; TIMEOUT=$1 ;;
         --case-timeout) shift; CASE_TIMEOUT=$1 ;;
@@ -105,7 +109,10 @@ done
 [ ${#SELECTED[@]} -gt 0 ] || SELECTED=("${CASE_IDS[@]}")
 # unique, in numeric order
 mapfile -t SELECTED < <(printf '%s\n' "${SELECTED[@]}" | sort -n -u)
-want() { local c; for c in "${SELECTED[@]}"; do [ "$c" = "$1" ] && return 0; done; return 1; }
+excluded() { local c; for c in "${EXCLUDED[@]}"; do [ "$c" = "$1" ] && return 0; done; return 1; }
+RUN_CASES=()
+for _c in "${SELECTED[@]}"; do excluded "$_c" || RUN_CASES+=("$_c"); done
+want() { local c; for c in "${RUN_CASES[@]}"; do [ "$c" = "$1" ] && return 0; done; return 1; }
 
 WORK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/duroslight-conformance.XXXXXX")
 SHARE=$WORK_DIR/share
@@ -159,7 +166,7 @@ LBA_BYTES=4096
 FIO_RAND_SIZE=16m
 FIO_SEQ_SIZE=32m
 FIO_STRADDLE_COUNT=64
-CASES="${SELECTED[*]}"
+CASES="${RUN_CASES[*]}"
 CASE_TIMEOUT=$CASE_TIMEOUT
 EOF
 
@@ -204,7 +211,7 @@ report_new_results() {
 }
 
 # --- run the guest ------------------------------------------------------------------
-log "booting the guest ($VM_ACCEL, ${VM_SMP} vCPU, ${VM_MEM} MiB), cases: ${SELECTED[*]}, timeout ${TIMEOUT}s"
+log "booting the guest ($VM_ACCEL, ${VM_SMP} vCPU, ${VM_MEM} MiB), cases: ${RUN_CASES[*]}, timeout ${TIMEOUT}s"
 T_BOOT=$SECONDS
 vm_start "$SHARE" "$WORK_DIR/console.log" "$TIMEOUT"
 BOOT_REPORTED=0
@@ -232,7 +239,9 @@ echo
 echo "==== Duroslight NVMe/TCP conformance ($VM_ACCEL guest, kernel $KERNEL_VERSION) ===="
 for c in "${SELECTED[@]}"; do
     name="case $c ${CASE_NAME[$c]}"
-    if [ -f "$SHARE/results/$c.result" ]; then
+    if excluded "$c"; then
+        status=SKIP; why="excluded by --skip"
+    elif [ -f "$SHARE/results/$c.result" ]; then
         status=$(head -1 "$SHARE/results/$c.result"); why=$(sed -n '2,$p' "$SHARE/results/$c.result")
     else
         status=FAIL; why="no result: the guest did not get to this case (exit $VM_RC, timeout ${TIMEOUT}s?)"

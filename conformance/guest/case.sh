@@ -326,6 +326,11 @@ case_10() { # protocol capture checked by tshark's NVMe/TCP dissector on the hos
         dd if=/dev/urandom of="$STATE/cap" bs=128k count=4 2>/dev/null
         dd if="$STATE/cap" of="/dev/$DEV" bs=128k seek=8 oflag=direct 2>/dev/null || bad "write failed ($dg)"
         [ "$(md5_at "$DEV" $((MIB)) $((512 * 1024)))" = "$(md5sum <"$STATE/cap" | cut -d' ' -f1)" ] || bad "readback mismatch ($dg)"
+        # 132 KiB write/read straddling 128 KiB, deallocate and write-zeroes PDUs for the dissector
+        dd if=/dev/urandom of="/dev/$DEV" bs=4096 count=33 seek=$((2 * MIB / 4096 + 1)) oflag=direct 2>/dev/null || bad "132K write failed ($dg)"
+        md5_at "$DEV" $((2 * MIB + 4096)) $((132 * 1024)) >/dev/null || bad "132K read failed ($dg)"
+        /usr/sbin/blkdiscard -o $((3 * MIB)) -l 262144 "/dev/$DEV" 2>/dev/null || note "blkdiscard failed in the capture ($dg): see case 8"
+        /usr/sbin/blkdiscard -z -o $((4 * MIB)) -l 135168 "/dev/$DEV" 2>/dev/null || note "blkdiscard -z failed in the capture ($dg): see case 8"
         disconnect_all
     done
     sleep 1

@@ -42,12 +42,17 @@ capture_stop() {
     _tshark_read "" -q -z expert,error >"$WORK_DIR/capture-expert.txt"
     _tshark_read '_ws.malformed || _ws.expert.severity == error' >"$WORK_DIR/capture-bad.txt"
     bad=$(grep -c . "$WORK_DIR/capture-bad.txt")
+    # digest verification results (1 = good) and NVMe completions with a non-success status
+    digests=$(_tshark_read "nvme-tcp.hdgst.status || nvme-tcp.ddgst.status" | wc -l)
+    _tshark_read "nvme.cqe.status.sc != 0 || nvme.cqe.status.sct != 0" -T fields \
+        -e frame.number -e tcp.srcport -e nvme.cqe.status -e _ws.col.Info >"$WORK_DIR/capture-error-cqes.txt"
+    errcqe=$(grep -c . "$WORK_DIR/capture-error-cqes.txt")
     _tshark_read "nvme-tcp" -V >"$WORK_DIR/capture-decoded.txt"
     if [ "$pdus" -eq 0 ]; then
         CAPTURE_RESULT="err no NVMe/TCP PDU decoded in $frames frames (see $WORK_DIR/capture.pcapng)"
     elif [ "$bad" -gt 0 ]; then
         CAPTURE_RESULT="err $bad malformed/error-level frames of $frames (pdus=$pdus), see $WORK_DIR/capture-bad.txt: $(head -3 "$WORK_DIR/capture-bad.txt" | tr '\n' ';')"
     else
-        CAPTURE_RESULT="ok $frames frames, $pdus NVMe/TCP PDUs (types: $(awk '{printf "%s:%s ", $2, $1}' "$WORK_DIR/capture-pdu-types.txt")), 0 malformed, 0 error-level expert infos"
+        CAPTURE_RESULT="ok $frames frames, $pdus NVMe/TCP PDUs (types: $(awk '{printf "%s:%s ", $2, $1}' "$WORK_DIR/capture-pdu-types.txt")), $digests frames with verified digests, 0 malformed, 0 error-level expert infos; $errcqe completions with non-success status${errcqe:+ (capture-error-cqes.txt: $(head -3 "$WORK_DIR/capture-error-cqes.txt" | tr '\t\n' ' ;'))}"
     fi
 }

@@ -3,7 +3,7 @@
 
 CONF_DIR=${CONF_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 REPO_ROOT=${REPO_ROOT:-$(cd "$CONF_DIR/.." && pwd)}
-CACHE_DIR=${DUROSLIGHT_CONFORMANCE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/duroslight-conformance}
+CACHE_DIR=${DUROSLIGHT_CONFORMANCE_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/duroslight-conformance}
 
 _ts() { date +%H:%M:%S; }
 log()  { printf '[%s] %s\n' "$(_ts)" "$*" >&2; }
