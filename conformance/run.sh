@@ -21,6 +21,13 @@ REPO_ROOT=$(cd "$CONF_DIR/.." && pwd)
 . "$CONF_DIR/lib/target.sh"
 . "$CONF_DIR/lib/capture.sh"
 
+# A setup failure still ends with the summary line CI reads.
+die() {
+    printf '[%s] ERROR: %s\n' "$(_ts)" "$*" >&2
+    [ "${DIE_SUMMARY:-0}" = 1 ] && echo "conformance setup failed: $*" && echo "0 passed, 1 failed, 0 skipped"
+    exit 2
+}
+
 CASE_IDS=(1 2 3 4 5 6 7 8 9 10)
 declare -A CASE_NAME=(
     [1]=discover [2]=identify [3]=fio-verify [4]=aux-subsystems [5]=allow-host
@@ -128,6 +135,7 @@ trap cleanup EXIT
 trap 'cleanup; exit 130' INT TERM HUP
 
 T_START=$SECONDS
+DIE_SUMMARY=1
 log "work dir: $WORK_DIR (cache: $CACHE_DIR)"
 NEED_CAPTURE=0; want 10 && NEED_CAPTURE=1
 ensure_prereqs "$NEED_CAPTURE" "$INSTALL"

@@ -59,7 +59,7 @@ case_2() { # connect + identify
         || bad "nvme list line for /dev/$DEV lacks model Duroslight"
 
     nvme id-ctrl "/dev/$CTRL" >"$STATE/idc.out" 2>&1 || bad "nvme id-ctrl /dev/$CTRL failed"
-    sed 's/^/    id-ctrl> /' "$STATE/idc.out" | head -60
+    sed 's/^/    id-ctrl> /' "$STATE/idc.out"
     mn=$(idfield "$STATE/idc.out" mn); sn=$(idfield "$STATE/idc.out" sn); fr=$(idfield "$STATE/idc.out" fr)
     cntlid=$(idfield "$STATE/idc.out" cntlid); subnqn=$(idfield "$STATE/idc.out" subnqn)
     case "$mn" in *Duroslight*) ok "mn='$mn'" ;; *) bad "model number '$mn' does not contain Duroslight" ;; esac
@@ -72,7 +72,7 @@ case_2() { # connect + identify
     [ "$(cat "/sys/class/nvme/$CTRL/model" | sed 's/ *$//')" = "$mn" ] || note "sysfs model differs from id-ctrl mn"
 
     nvme id-ns "/dev/$DEV" >"$STATE/idns.out" 2>&1 || bad "nvme id-ns /dev/$DEV failed"
-    sed 's/^/    id-ns> /' "$STATE/idns.out" | head -40
+    sed 's/^/    id-ns> /' "$STATE/idns.out"
     nsze=$(idfield "$STATE/idns.out" nsze); ncap=$(idfield "$STATE/idns.out" ncap)
     nguid=$(idfield "$STATE/idns.out" nguid)
     exp_lbas=$((VOLUME_BYTES / LBA_BYTES))
