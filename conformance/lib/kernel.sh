@@ -55,7 +55,7 @@ kernel_fetch() {
         log "fetching guest kernel $pkg $ver (apt-get download, not installed on the host)"
         dl=$(mktemp -d "$CACHE_DIR/kernel/dl.XXXXXX")
         chmod 0755 "$dl"; id _apt >/dev/null 2>&1 && chown _apt "$dl"
-        (cd "$dl" && apt-get download -q "$pkg=$ver" >/dev/null 2>"$dl/err") \
+        (cd "$dl" && timeout 600 apt-get download -q "$pkg=$ver" >/dev/null 2>"$dl/err") \
             || { cat "$dl/err" >&2; rm -rf "$dl"; die "apt-get download $pkg failed"; }
         _kernel_unpack "$(ls "$dl"/*.deb | head -1)" "$dest"
         rm -rf "$dl"

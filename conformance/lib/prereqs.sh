@@ -32,7 +32,7 @@ APT_UPDATED=${APT_UPDATED:-0}
 apt_update_once() {
     [ "$APT_UPDATED" = 1 ] && return 0
     log "apt-get update"
-    apt-get update -qq >/dev/null 2>&1 || warn "apt-get update failed"
+    timeout 600 apt-get update -qq >/dev/null 2>&1 || warn "apt-get update failed"
     APT_UPDATED=1
 }
 
@@ -40,7 +40,7 @@ apt_install() {
     apt_update_once
     log "apt-get install $*"
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >"${WORK_DIR:-/tmp}/apt-install.log" 2>&1 \
+    DEBIAN_FRONTEND=noninteractive timeout 1200 apt-get install -y -q --no-install-recommends "$@" >"${WORK_DIR:-/tmp}/apt-install.log" 2>&1 \
         || { tail -20 "${WORK_DIR:-/tmp}/apt-install.log" >&2; return 1; }
 }
 

@@ -15,7 +15,7 @@ target_build() { # $1 = 1 to build, 0 to use what is there
     if [ "$build" = 1 ]; then
         have dotnet || die "dotnet not found (needed to build the target)"
         log "building the target: dotnet build src/Duroslight.Server -c Release"
-        if ! (cd "$REPO_ROOT" && dotnet build src/Duroslight.Server -c Release -nologo -v q) >"$WORK_DIR/target-build.log" 2>&1; then
+        if ! (cd "$REPO_ROOT" && timeout 900 dotnet build src/Duroslight.Server -c Release -nologo -v q) >"$WORK_DIR/target-build.log" 2>&1; then
             tail -30 "$WORK_DIR/target-build.log" | indent >&2
             die "target build failed (full log: $WORK_DIR/target-build.log)"
         fi
