@@ -1,0 +1,343 @@
+# One conformance case, run inside the guest: sh case.sh N
+# Each case prints a readable log (commands, their output, ok/FAIL lines) and ends with
+# finish_case (PASS unless a check failed) or skip_case.
+# shellcheck shell=sh
+CASE_NO=$1
+. /share/guest/lib.sh
+init_host_identity
+dmesg_mark
+DEFAULT_NQN=$NQN
+MIB=1048576
+
+# Connect to the default subsystem; sets CTRL and DEV. extra args: nvme connect options
+connect_default() {
+    CTRL=; DEV=
+    nvme_connect "$DEFAULT_NQN" "$IO_PORT" "$@" || { bad "nvme connect to $DEFAULT_NQN failed"; return 1; }
+    CTRL=$(ctrls_of "$DEFAULT_NQN" "$HOSTNQN" | head -1)
+    [ -n "$CTRL" ] || { bad "no controller for $DEFAULT_NQN in /sys/class/nvme after connect"; return 1; }
+    DEV=$(ns_dev_of "$DEFAULT_NQN" 15) || { bad "no namespace block device for $DEFAULT_NQN after 15s"; return 1; }
+    say "  connected: ctrl=$CTRL state=$(ctrl_state "$CTRL") dev=/dev/$DEV"
+}
+
+# ---------------------------------------------------------------------------
+case_1() { # discovery log
+    say "nvme discover -t tcp -a $TARGET_IP -s $DISC_PORT"
+    nvme discover -t tcp -a "$TARGET_IP" -s "$DISC_PORT" >"$STATE/disc.out" 2>&1
+    rc=$?
+    sed 's/^/    > /' "$STATE/disc.out"
+    [ $rc -eq 0 ] || { bad "nvme discover exited $rc"; return; }
+    # one line per entry: subnqn|trtype|adrfam|subtype|trsvcid|traddr
+    awk '
+        /^=====Discovery Log Entry/ { if (n) print e; n=1; e=""; delete f; next }
+        n && /:/ { k=$1; sub(/:.*/, "", k); v=$0; sub(/^[^:]*:[ \t]*/, "", v); sub(/[ \t]+$/, "", v); f[k]=v;
+                   e=f["subnqn"] "|" f["trtype"] "|" f["adrfam"] "|" f["subtype"] "|" f["trsvcid"] "|" f["traddr"] }
+        END { if (n) print e }' "$STATE/disc.out" >"$STATE/disc.entries"
+    say "  parsed entries (subnqn|trtype|adrfam|subtype|trsvcid|traddr):"
+    sed 's/^/    /' "$STATE/disc.entries"
+    for s in "$DEFAULT_NQN" "$DEFAULT_NQN:aux-1" "$DEFAULT_NQN:aux-2" "$DEFAULT_NQN:aux-3" "$DEFAULT_NQN:aux-4"; do
+        line=$(grep "^$s|" "$STATE/disc.entries" | head -1)
+        if [ -z "$line" ]; then bad "discovery log has no entry for $s"; continue; fi
+        exp="$s|tcp|ipv4|nvme subsystem|$IO_PORT|$EXPECT_TRADDR"
+        if [ "$line" = "$exp" ]; then ok "$s: tcp ipv4 trsvcid=$IO_PORT traddr=$EXPECT_TRADDR"
+        else bad "$s entry is '$line', expected '$exp'"; fi
+    done
+    if grep -q "^$DEFAULT_NQN:aux-0|" "$STATE/disc.entries"; then
+        note "aux-0 (refused at Connect) is listed in the discovery log"
+    fi
+    n=$(sed -n 's/^Discovery Log Number of Records \([0-9]*\).*/\1/p' "$STATE/disc.out")
+    e=$(wc -l <"$STATE/disc.entries")
+    [ "$n" = "$e" ] && ok "record count $n matches entries" || bad "header says $n records, $e entries printed"
+    p=$(dmesg_nvme_problems); [ -z "$p" ] || bad "kernel nvme warnings/errors: $p"
+}
+
+# ---------------------------------------------------------------------------
+case_2() { # connect + identify
+    connect_default || return
+    nvme list >"$STATE/list.out" 2>&1; sed 's/^/    list> /' "$STATE/list.out"
+    grep -q "/dev/$DEV " "$STATE/list.out" && ok "nvme list shows /dev/$DEV" || bad "nvme list does not show /dev/$DEV"
+    grep "/dev/$DEV " "$STATE/list.out" | grep -q Duroslight && ok "nvme list model is Duroslight" \
+        || bad "nvme list line for /dev/$DEV lacks model Duroslight"
+
+    nvme id-ctrl "/dev/$CTRL" >"$STATE/idc.out" 2>&1 || bad "nvme id-ctrl /dev/$CTRL failed"
+    sed 's/^/    id-ctrl> /' "$STATE/idc.out"
+    mn=$(idfield "$STATE/idc.out" mn); sn=$(idfield "$STATE/idc.out" sn); fr=$(idfield "$STATE/idc.out" fr)
+    cntlid=$(idfield "$STATE/idc.out" cntlid); subnqn=$(idfield "$STATE/idc.out" subnqn)
+    case "$mn" in *Duroslight*) ok "mn='$mn'" ;; *) bad "model number '$mn' does not contain Duroslight" ;; esac
+    [ -n "$sn" ] && ok "sn='$sn'" || bad "empty serial number"
+    [ -n "$fr" ] && ok "fr='$fr'" || bad "empty firmware revision"
+    [ "$subnqn" = "$DEFAULT_NQN" ] && ok "subnqn=$subnqn" || bad "id-ctrl subnqn '$subnqn' != $DEFAULT_NQN"
+    scntl=$(cat "/sys/class/nvme/$CTRL/cntlid")
+    if [ -n "$cntlid" ] && [ $((cntlid)) -eq $((scntl)) ]; then ok "cntlid $cntlid matches the Connect response ($scntl)"
+    else bad "id-ctrl cntlid '$cntlid' != cntlid from Connect '$scntl'"; fi
+    [ "$(cat "/sys/class/nvme/$CTRL/model" | sed 's/ *$//')" = "$mn" ] || note "sysfs model differs from id-ctrl mn"
+
+    nvme id-ns "/dev/$DEV" >"$STATE/idns.out" 2>&1 || bad "nvme id-ns /dev/$DEV failed"
+    sed 's/^/    id-ns> /' "$STATE/idns.out"
+    nsze=$(idfield "$STATE/idns.out" nsze); ncap=$(idfield "$STATE/idns.out" ncap)
+    nguid=$(idfield "$STATE/idns.out" nguid)
+    exp_lbas=$((VOLUME_BYTES / LBA_BYTES))
+    [ $((nsze)) -eq $exp_lbas ] && ok "nsze=$nsze ($exp_lbas blocks)" || bad "nsze=$nsze, expected $exp_lbas"
+    [ $((ncap)) -eq $exp_lbas ] && ok "ncap=$ncap" || bad "ncap=$ncap, expected $exp_lbas"
+    inuse=$(grep -E '^lbaf .*in use' "$STATE/idns.out")
+    case "$inuse" in *"lbads:12 "*) ok "in-use LBA format: $inuse" ;; *) bad "in-use LBA format is not 4096 bytes: '$inuse'" ;; esac
+    case "$nguid" in ""|00000000000000000000000000000000) bad "NGUID missing/zero: '$nguid'" ;;
+        *) ok "nguid=$nguid"; echo "$nguid" >"$STATE/default.nguid" ;; esac
+
+    nvme ns-descs "/dev/$DEV" >"$STATE/descs.out" 2>&1 || bad "nvme ns-descs /dev/$DEV failed"
+    sed 's/^/    ns-descs> /' "$STATE/descs.out"
+    dn=$(idfield "$STATE/descs.out" nguid | tr -d '-')
+    du=$(idfield "$STATE/descs.out" uuid)
+    [ "$dn" = "$nguid" ] && ok "ns-descs NGUID matches id-ns" || bad "ns-descs nguid '$dn' != id-ns nguid '$nguid'"
+    if [ -n "$du" ]; then
+        [ "$du" != "00000000-0000-0000-0000-000000000000" ] && ok "ns-descs uuid=$du" || bad "ns-descs UUID is zero"
+    else note "no UUID descriptor (only NGUID)"; fi
+
+    lbs=$(cat "/sys/block/$DEV/queue/logical_block_size"); sz=$(($(cat "/sys/block/$DEV/size") * 512))
+    [ "$lbs" -eq "$LBA_BYTES" ] && ok "logical block size $lbs" || bad "logical block size $lbs, expected $LBA_BYTES"
+    [ "$sz" -eq "$VOLUME_BYTES" ] && ok "block device size $sz" || bad "block device size $sz, expected $VOLUME_BYTES"
+    say "  sysfs wwid: $(cat /sys/block/$DEV/wwid 2>/dev/null)"
+    nvme disconnect -n "$DEFAULT_NQN" >/dev/null 2>&1 || bad "nvme disconnect -n $DEFAULT_NQN failed"
+    say "  kernel log of this case:"; show_dmesg_new
+    p=$(dmesg_nvme_problems); [ -z "$p" ] && ok "no nvme warnings/errors in the kernel log" || bad "kernel nvme warnings/errors: $p"
+}
+
+# ---------------------------------------------------------------------------
+fio_suite() { # DEV LABEL
+    d=$1; l=$2
+    run_fio "randrw4k$l" "$d" --rw=randrw --bs=4k --iodepth=16 --offset=0 --size="$FIO_RAND_SIZE" \
+        || bad "$l: 4K randrw QD16 verify failed"
+    run_fio "seq128k$l" "$d" --rw=write --bs=128k --iodepth=4 --offset=$((64 * MIB)) --size="$FIO_SEQ_SIZE" --do_verify=0 \
+        || bad "$l: 128K sequential write failed"
+    run_fio "seq128k$l" "$d" --rw=write --bs=128k --iodepth=4 --offset=$((64 * MIB)) --size="$FIO_SEQ_SIZE" --verify_only \
+        || bad "$l: 128K sequential read-back verify failed"
+    # 132 KiB blocks starting at 4 KiB: every write straddles a 128 KiB boundary
+    run_fio "straddle132k$l" "$d" --rw=write --bs=132k --iodepth=4 --offset=$((128 * MIB + 4096)) --size=$((132 * 1024 * FIO_STRADDLE_COUNT)) \
+        || bad "$l: unaligned 132K straddling writes verify failed"
+    run_fio "straddle132kr$l" "$d" --rw=randwrite --bs=132k --iodepth=8 --offset=$((192 * MIB + 8192)) --size=$((132 * 1024 * FIO_STRADDLE_COUNT)) \
+        || bad "$l: random 132K straddling writes verify failed"
+}
+
+case_3() { # fio verify, without and with digests
+    connect_default || return
+    fio_suite "$DEV" "-nodigest"
+    nvme disconnect -n "$DEFAULT_NQN" >/dev/null 2>&1
+    disconnect_all
+    connect_default --hdr-digest --data-digest || return
+    fio_suite "$DEV" "-digest"
+    disconnect_all
+    say "  kernel log of this case:"; show_dmesg_new
+    p=$(dmesg_nvme_problems); [ -z "$p" ] && ok "no nvme warnings/errors in the kernel log" || bad "kernel nvme warnings/errors: $p"
+}
+
+# ---------------------------------------------------------------------------
+case_4() { # aux subsystems
+    if [ ! -s "$STATE/default.nguid" ]; then
+        connect_default || return
+        nvme id-ns "/dev/$DEV" >"$STATE/idns.out" 2>&1
+        idfield "$STATE/idns.out" nguid >"$STATE/default.nguid"
+    fi
+    # Linux 6.1 rejects a namespace whose IDs duplicate another subsystem's: one at a time.
+    disconnect_all
+    dn=$(cat "$STATE/default.nguid")
+    aux=$DEFAULT_NQN:aux-1
+    if nvme_connect "$aux"; then
+        c=$(ctrls_of "$aux" "$HOSTNQN" | head -1)
+        d=$(ns_dev_of "$aux" 15)
+        if [ -n "$d" ]; then
+            nvme id-ns "/dev/$d" >"$STATE/auxns.out" 2>&1
+            an=$(idfield "$STATE/auxns.out" nguid)
+            [ "$an" = "$dn" ] && ok "$aux: ctrl $c, /dev/$d, same NGUID $an" || bad "$aux NGUID '$an' != default NGUID '$dn'"
+            nvme id-ctrl "/dev/$c" >"$STATE/auxc.out" 2>&1
+            [ "$(idfield "$STATE/auxc.out" subnqn)" = "$aux" ] && ok "$aux id-ctrl subnqn" || bad "$aux id-ctrl subnqn is '$(idfield "$STATE/auxc.out" subnqn)'"
+        else
+            bad "$aux connected (ctrl '$c') but no namespace block device appeared"
+        fi
+    else
+        bad "connect to $aux failed"
+    fi
+    disconnect_all
+    dmesg_mark
+    aux0=$DEFAULT_NQN:aux-0
+    if nvme_connect "$aux0"; then
+        bad "connect to $aux0 succeeded, expected refusal"
+    else
+        ok "connect to $aux0 refused (nvme-cli exit non-zero)"
+        msg=$(cat "$STATE/connect.out")
+        [ -n "$msg" ] && ok "nvme-cli says: $msg" || bad "nvme-cli printed no reason"
+    fi
+    [ -z "$(ctrls_of "$aux0")" ] && ok "no controller left for $aux0" || bad "controller exists for $aux0: $(ctrls_of "$aux0")"
+    say "  kernel log:"; show_dmesg_new
+    k=$(dmesg_new | grep -iE 'connect|not allowed|invalid|failed' | head -3)
+    [ -n "$k" ] && ok "kernel reports the refusal: $k" || bad "kernel log has no line about the refused connect"
+}
+
+# ---------------------------------------------------------------------------
+case_5() { # --allow-host
+    other=$(new_hostnqn); otherid=$(new_uuid)
+    say "  target on port $ALLOW_IO_PORT allows only $ALLOWED_HOSTNQN"
+    if nvme_connect "$DEFAULT_NQN" "$ALLOW_IO_PORT" --hostnqn="$other" --hostid="$otherid"; then
+        bad "host $other (not allowed) could connect"
+    else
+        ok "host $other refused; nvme-cli: $(cat "$STATE/connect.out")"
+    fi
+    say "  kernel log:"; show_dmesg_new
+    k=$(dmesg_new | grep -iE 'not allowed|invalid host' | head -2)
+    [ -n "$k" ] && ok "kernel reports Connect Invalid Host: $k" || bad "kernel log does not report an invalid-host Connect rejection"
+    disconnect_all
+    if nvme_connect "$DEFAULT_NQN" "$ALLOW_IO_PORT" --hostnqn="$ALLOWED_HOSTNQN" --hostid="$ALLOWED_HOSTID"; then
+        d=$(ns_dev_of "$DEFAULT_NQN" 15) && ok "allowed host connects, /dev/$d" || bad "allowed host connected but no namespace"
+    else
+        bad "allowed host $ALLOWED_HOSTNQN was refused"
+    fi
+    disconnect_all
+}
+
+# ---------------------------------------------------------------------------
+metrics_ctrls() { # -> number (or an error word) for the main target
+    r=$(host_req ctrl-count main); echo "${r#ok }"
+}
+wait_metrics() { # expected, timeout s
+    _t=0
+    while :; do
+        v=$(metrics_ctrls); [ "$v" = "$1" ] && { echo "$v"; return 0; }
+        _t=$((_t + 1)); [ $_t -ge $2 ] && { echo "$v"; return 1; }
+        sleep 1
+    done
+}
+case_6() { # disconnect/reconnect; 4 hosts; disconnect-all -> 0 controllers
+    connect_default || return
+    v=$(wait_metrics 1 5) && ok "target reports 1 controller" || bad "target reports '$v' controllers with one host connected"
+    nvme disconnect -n "$DEFAULT_NQN" >"$STATE/disc.out" 2>&1; say "  disconnect: $(cat "$STATE/disc.out")"
+    [ -z "$(ctrls_of "$DEFAULT_NQN")" ] && ok "disconnected" || bad "controller still present after disconnect"
+    connect_default || return
+    md5_at "$DEV" 0 $MIB >/dev/null && ok "reconnected, read OK on /dev/$DEV" || bad "read after reconnect failed"
+    disconnect_all
+    i=1
+    while [ $i -le 4 ]; do
+        h=$(new_hostnqn); hid=$(new_uuid)
+        # nvme-cli 2.3 refuses a 2nd controller to the same subsystem/address ("already
+        # connected") whatever the host NQN, even with --duplicate-connect: use the kernel API.
+        fabrics_connect "$DEFAULT_NQN" "$IO_PORT" "$h" "$hid" || bad "connect as host #$i ($h) failed"
+        i=$((i + 1))
+    done
+    n=$(ctrls_of "$DEFAULT_NQN" | wc -l)
+    [ "$n" -eq 4 ] && ok "4 controllers live: $(ctrls_of "$DEFAULT_NQN" | tr '\n' ' ')" || bad "$n controllers instead of 4"
+    for c in $(ctrls_of "$DEFAULT_NQN"); do say "    $c cntlid=$(cat /sys/class/nvme/$c/cntlid) state=$(ctrl_state $c) hostnqn=$(cat /sys/class/nvme/$c/hostnqn)"; done
+    v=$(wait_metrics 4 5) && ok "target metrics: 4 controllers" || bad "target metrics report '$v' controllers, expected 4"
+    say "  \$ nvme disconnect-all"; nvme disconnect-all 2>&1 | sed 's/^/    > /'
+    [ -z "$(ls /sys/class/nvme 2>/dev/null)" ] && ok "no controllers left on the host" || bad "host still has: $(ls /sys/class/nvme)"
+    v=$(wait_metrics 0 10) && ok "target metrics: 0 controllers after disconnect-all" \
+        || bad "target metrics report '$v' controllers 10s after disconnect-all, expected 0"
+    say "  kernel log:"; show_dmesg_new
+    p=$(dmesg_nvme_problems); [ -z "$p" ] && ok "no nvme warnings/errors in the kernel log" || bad "kernel nvme warnings/errors: $p"
+}
+
+# ---------------------------------------------------------------------------
+case_7() { # target restart while connected
+    connect_default || return
+    c0=$CTRL
+    run_fio prerestart "$DEV" --rw=write --bs=64k --iodepth=4 --offset=$((256 * MIB)) --size=$((16 * MIB)) --do_verify=0 \
+        || bad "write before restart failed"
+    # I/O in flight across the restart: must be requeued and complete after reconnect
+    fio --name=inflight --filename="/dev/$DEV" --ioengine=libaio --direct=1 --rw=randwrite --bs=4k --iodepth=4 \
+        --offset=$((320 * MIB)) --size=$((4 * MIB)) --verify=crc32c --verify_fatal=1 --rate_iops=200 \
+        >"$STATE/inflight.out" 2>&1 &
+    fpid=$!
+    sleep 2
+    say "  asking the host to restart the target (SIGTERM + start, same data dir)"
+    r=$(host_req restart-target main); say "  host: $r"
+    case "$r" in ok*) ok "target restarted: ${r#ok }" ;; *) bad "target restart failed: $r" ;; esac
+    i=0; seen=""
+    while [ $i -lt 300 ]; do  # 60 s
+        s=$(ctrl_state "$c0")
+        case " $seen " in *" $s "*) ;; *) seen="$seen $s"; say "  $c0 state: $s" ;; esac
+        [ "$s" = live ] && [ -n "$(echo "$seen" | grep -E 'connecting|resetting')" ] && break
+        sleep 0.2; i=$((i + 1))
+    done
+    [ "$(ctrl_state "$c0")" = live ] && ok "host reconnected by itself ($c0 states:$seen)" || bad "$c0 is '$(ctrl_state "$c0")' 60s after the restart (states:$seen)"
+    wait "$fpid"; frc=$?
+    grep -E 'err=|verify|error' "$STATE/inflight.out" | sed 's/^/    inflight> /'
+    [ $frc -eq 0 ] && ok "fio with I/O in flight across the restart passed verify" || { bad "in-flight fio across restart failed (exit $frc)"; tail -20 "$STATE/inflight.out" | sed 's/^/    >> /'; }
+    d2=$(ns_dev_of "$DEFAULT_NQN" 5)
+    [ "$d2" = "$DEV" ] && ok "same block device /dev/$DEV" || bad "block device changed: '$DEV' -> '$d2'"
+    run_fio prerestart "$DEV" --rw=write --bs=64k --iodepth=4 --offset=$((256 * MIB)) --size=$((16 * MIB)) --verify_only \
+        || bad "data written before the restart does not verify after it"
+    run_fio postrestart "$DEV" --rw=randrw --bs=4k --iodepth=16 --offset=$((384 * MIB)) --size=$((8 * MIB)) \
+        || bad "fio verify after restart failed"
+    disconnect_all
+    say "  kernel log:"; show_dmesg_new
+}
+
+# ---------------------------------------------------------------------------
+case_8() { # discard / write-zeroes read back as zeros
+    connect_default || return
+    nvme id-ns "/dev/$DEV" >"$STATE/idns.out" 2>&1
+    say "  id-ns dlfeat=$(idfield "$STATE/idns.out" dlfeat) (bits 2:0 = 001b: deallocated blocks read as zeros); id-ctrl oncs=$(nvme id-ctrl "/dev/$CTRL" | awk -F: '/^oncs/ {gsub(/ /, "", $2); print $2}')"
+    dmax=$(cat "/sys/block/$DEV/queue/discard_max_bytes"); wz=$(cat "/sys/block/$DEV/queue/write_zeroes_max_bytes")
+    say "  discard_max_bytes=$dmax discard_granularity=$(cat /sys/block/$DEV/queue/discard_granularity) write_zeroes_max_bytes=$wz"
+    [ "$dmax" -gt 0 ] || bad "device advertises no discard support (ONCS.DSM clear?)"
+    base=$((512 * MIB)); len=$MIB
+    dd if=/dev/urandom of="$STATE/pattern" bs=64k count=16 2>/dev/null
+    dd if="$STATE/pattern" of="/dev/$DEV" bs=64k seek=$((base / 65536)) oflag=direct conv=fsync 2>/dev/null || bad "pattern write failed"
+    [ "$(md5_at "$DEV" $base $len)" = "$(md5sum <"$STATE/pattern" | cut -d' ' -f1)" ] && ok "1 MiB pattern written and read back" || bad "pattern readback mismatch"
+    # discard 256 KiB starting at +64 KiB: straddles the 128 KiB chunk boundaries
+    say "  \$ blkdiscard -o $((base + 65536)) -l 262144 /dev/$DEV"
+    if /usr/sbin/blkdiscard -o $((base + 65536)) -l 262144 "/dev/$DEV" 2>"$STATE/bd.err"; then
+        [ "$(md5_at "$DEV" $((base + 65536)) 262144)" = "$(md5_zero 262144)" ] && ok "discarded range reads zeros" || bad "discarded range does not read back as zeros"
+    else bad "blkdiscard failed: $(cat "$STATE/bd.err")"; fi
+    [ "$(md5_at "$DEV" $base 65536)" = "$(dd if="$STATE/pattern" bs=65536 count=1 2>/dev/null | md5sum | cut -d' ' -f1)" ] \
+        && ok "data before the discarded range intact" || bad "data before the discarded range changed"
+    [ "$(md5_at "$DEV" $((base + 327680)) 65536)" = "$(dd if="$STATE/pattern" bs=65536 skip=5 count=1 2>/dev/null | md5sum | cut -d' ' -f1)" ] \
+        && ok "data after the discarded range intact" || bad "data after the discarded range changed"
+    # write zeroes (BLKZEROOUT) over 132 KiB at +512 KiB+4 KiB
+    zo=$((base + 524288 + 4096)); zl=$((132 * 1024))
+    say "  \$ blkdiscard -z -o $zo -l $zl /dev/$DEV"
+    if /usr/sbin/blkdiscard -z -o $zo -l $zl "/dev/$DEV" 2>"$STATE/bd.err"; then
+        [ "$(md5_at "$DEV" $zo $zl)" = "$(md5_zero $zl)" ] && ok "zeroed range reads zeros" || bad "blkdiscard -z range does not read back as zeros"
+    else bad "blkdiscard -z failed: $(cat "$STATE/bd.err")"; fi
+    [ "$(md5_at "$DEV" $((base + 524288)) 4096)" = "$(dd if="$STATE/pattern" bs=4096 skip=128 count=1 2>/dev/null | md5sum | cut -d' ' -f1)" ] \
+        && ok "block before the zeroed range intact" || bad "block before the zeroed range changed"
+    [ "$(md5_at "$DEV" $((zo + zl)) 4096)" = "$(dd if="$STATE/pattern" bs=4096 skip=$(((zo + zl - base) / 4096)) count=1 2>/dev/null | md5sum | cut -d' ' -f1)" ] \
+        && ok "block after the zeroed range intact" || bad "block after the zeroed range changed"
+    # whole 1 MiB
+    if /usr/sbin/blkdiscard -o $base -l $len "/dev/$DEV" 2>"$STATE/bd.err"; then
+        [ "$(md5_at "$DEV" $base $len)" = "$(md5_zero $len)" ] && ok "whole 1 MiB discard reads zeros" || bad "1 MiB discard does not read back as zeros"
+    else bad "blkdiscard (1 MiB) failed: $(cat "$STATE/bd.err")"; fi
+    disconnect_all
+    say "  kernel log:"; show_dmesg_new
+    p=$(dmesg_nvme_problems); [ -z "$p" ] && ok "no nvme warnings/errors in the kernel log" || bad "kernel nvme warnings/errors: $p"
+}
+
+# ---------------------------------------------------------------------------
+case_9() {
+    skip_case "pending: no control API yet to add a volume/subsystem at runtime, so a discovery-log-change AEN on a persistent discovery controller cannot be triggered"
+    exit 0
+}
+
+# ---------------------------------------------------------------------------
+case_10() { # protocol capture checked by tshark's NVMe/TCP dissector on the host
+    r=$(host_req capture-start); say "  host: $r"
+    case "$r" in ok*) ;; *) bad "capture could not start: $r"; return ;; esac
+    nvme discover -t tcp -a "$TARGET_IP" -s "$DISC_PORT" >/dev/null 2>&1 || bad "discover failed"
+    for dg in "" "--hdr-digest --data-digest"; do
+        # shellcheck disable=SC2086
+        connect_default $dg || continue
+        nvme id-ctrl "/dev/$CTRL" >/dev/null 2>&1; nvme id-ns "/dev/$DEV" >/dev/null 2>&1
+        dd if=/dev/urandom of="$STATE/cap" bs=128k count=4 2>/dev/null
+        dd if="$STATE/cap" of="/dev/$DEV" bs=128k seek=8 oflag=direct 2>/dev/null || bad "write failed ($dg)"
+        [ "$(md5_at "$DEV" $((MIB)) $((512 * 1024)))" = "$(md5sum <"$STATE/cap" | cut -d' ' -f1)" ] || bad "readback mismatch ($dg)"
+        # 132 KiB write/read straddling 128 KiB, deallocate and write-zeroes PDUs for the dissector
+        dd if=/dev/urandom of="/dev/$DEV" bs=4096 count=33 seek=$((2 * MIB / 4096 + 1)) oflag=direct 2>/dev/null || bad "132K write failed ($dg)"
+        md5_at "$DEV" $((2 * MIB + 4096)) $((132 * 1024)) >/dev/null || bad "132K read failed ($dg)"
+        /usr/sbin/blkdiscard -o $((3 * MIB)) -l 262144 "/dev/$DEV" 2>/dev/null || note "blkdiscard failed in the capture ($dg): see case 8"
+        /usr/sbin/blkdiscard -z -o $((4 * MIB)) -l 135168 "/dev/$DEV" 2>/dev/null || note "blkdiscard -z failed in the capture ($dg): see case 8"
+        disconnect_all
+    done
+    sleep 1
+    r=$(host_req capture-stop); say "  host: $r"
+    case "$r" in ok*) ok "tshark: ${r#ok }" ;; *) bad "tshark: ${r#err }" ;; esac
+}
+
+say "case $CASE_NO (hostnqn $HOSTNQN)"
+"case_$CASE_NO"
+finish_case
