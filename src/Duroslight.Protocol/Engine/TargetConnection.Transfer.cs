@@ -94,8 +94,10 @@ public sealed partial class TargetConnection
     private NvmeStatus ValidateBeforeTransfer(CommandSlot slot)
     {
         var cmd = slot.Command;
-        if (cmd.SglLength > _options.MaxTransferBytes) return NvmeStatus.DataSglLengthInvalid;
+        // Writes first: a write beyond MDTS is Invalid Field (as a read is), which ValidateReadWrite decides; it also
+        // caps the SGL length at MDTS. Other commands only get the buffer bound.
         if (QueueId != 0 && cmd.Opcode == IoOpcode.Write) return ValidateReadWrite(cmd, out _, out _, out _);
+        if (cmd.SglLength > _options.MaxTransferBytes) return NvmeStatus.DataSglLengthInvalid;
         return NvmeStatus.Success;
     }
 

@@ -1,0 +1,154 @@
+using System.Buffers.Binary;
+using Duroslight.Host;
+using Duroslight.Protocol.Engine;
+using Duroslight.Protocol.Nvme;
+using Duroslight.Protocol.Wire;
+using Xunit;
+
+namespace Duroslight.Protocol.Tests.Engine;
+
+/// <summary>One PDU cut out of a byte stream by its PLEN.</summary>
+internal sealed record RawPdu(byte[] Bytes)
+{
+    public PduType Type => (PduType)Bytes[0];
+    public PduFlags Flags => (PduFlags)Bytes[1];
+    public int Hlen => Bytes[2];
+    public int Pdo => Bytes[3];
+    public int Plen => BinaryPrimitives.ReadInt32LittleEndian(Bytes.AsSpan(4));
+    public CompletionEntry Cqe => CompletionEntry.Read(Bytes.AsSpan(8, 16));
+    public TermReqFes Fes => (TermReqFes)BinaryPrimitives.ReadUInt16LittleEndian(Bytes.AsSpan(8));
+    public uint Fei => BinaryPrimitives.ReadUInt32LittleEndian(Bytes.AsSpan(10));
+    public ushort Cccid => BinaryPrimitives.ReadUInt16LittleEndian(Bytes.AsSpan(8));
+    public ushort Ttag => BinaryPrimitives.ReadUInt16LittleEndian(Bytes.AsSpan(10));
+    public uint DataOffset => BinaryPrimitives.ReadUInt32LittleEndian(Bytes.AsSpan(12));
+    public uint DataLength => BinaryPrimitives.ReadUInt32LittleEndian(Bytes.AsSpan(16));
+    public uint U32(int off) => BinaryPrimitives.ReadUInt32LittleEndian(Bytes.AsSpan(off));
+}
+
+/// <summary>Builds raw host PDUs (through the protocol's own PduWriter) and splits target output into PDUs.</summary>
+internal static class RawPdus
+{
+    public static byte[] ICReq(bool hdgst = false, bool ddgst = false, uint maxR2T = 0, byte hpda = 0)
+    {
+        var b = new byte[PduLayout.ICReqSize];
+        PduWriter.ICReq(b, hpda, hdgst, ddgst, maxR2T);
+        return b;
+    }
+
+    /// <summary>A CapsuleCmd; SGL defaults to in-capsule for data, transport data block otherwise.</summary>
+    public static byte[] Capsule(NvmeCommand c, ushort cid, ReadOnlySpan<byte> inCapsule = default, byte? sglType = null,
+        uint? sglLength = null, bool hdgst = false, bool ddgst = false)
+    {
+        Span<byte> sqe = stackalloc byte[SubmissionEntry.Size];
+        byte type = sglType ?? (inCapsule.Length > 0 ? SglTypes.InCapsuleData : SglTypes.TransportDataBlock);
+        SubmissionEntryWriter.Write(sqe, c.Opcode, cid, c.Nsid, type, sglLength ?? (uint)inCapsule.Length,
+            c.Cdw10, c.Cdw11, c.Cdw12, c.Cdw13, c.Cdw14, c.Cdw15);
+        var buffer = new byte[PduWriter.MaxHeaderBytes + inCapsule.Length + 4];
+        int n = PduWriter.CapsuleCmdHeader(buffer, sqe, inCapsule.Length, hdgst, ddgst);
+        inCapsule.CopyTo(buffer.AsSpan(n));
+        n += inCapsule.Length;
+        if (ddgst && inCapsule.Length > 0) n += PduWriter.DataDigest(buffer.AsSpan(n), inCapsule);
+        return buffer[..n];
+    }
+
+    public static byte[] H2CData(ushort cid, ushort ttag, uint offset, ReadOnlySpan<byte> data, bool last = true,
+        bool hdgst = false, bool ddgst = false)
+    {
+        var buffer = new byte[PduWriter.MaxHeaderBytes + data.Length + 4];
+        int n = PduWriter.H2CDataHeader(buffer, cid, ttag, offset, data.Length, last, hdgst, ddgst);
+        data.CopyTo(buffer.AsSpan(n));
+        n += data.Length;
+        if (ddgst) n += PduWriter.DataDigest(buffer.AsSpan(n), data);
+        return buffer[..n];
+    }
+
+    /// <summary>Splits a byte stream into PDUs; asserts it ends on a PDU boundary.</summary>
+    public static List<RawPdu> Split(ReadOnlySpan<byte> stream)
+    {
+        var list = new List<RawPdu>();
+        while (!stream.IsEmpty)
+        {
+            Assert.True(stream.Length >= PduLayout.CommonHeaderSize, "truncated common header");
+            int plen = BinaryPrimitives.ReadInt32LittleEndian(stream[PduLayout.OffPlen..]);
+            Assert.InRange(plen, PduLayout.CommonHeaderSize, stream.Length);
+            list.Add(new RawPdu(stream[..plen].ToArray()));
+            stream = stream[plen..];
+        }
+        return list;
+    }
+
+    /// <summary>Splits without asserting; null when the stream is not a whole number of sane PDUs.</summary>
+    public static List<RawPdu>? TrySplit(ReadOnlySpan<byte> stream)
+    {
+        var list = new List<RawPdu>();
+        while (!stream.IsEmpty)
+        {
+            if (stream.Length < PduLayout.CommonHeaderSize) return null;
+            int plen = BinaryPrimitives.ReadInt32LittleEndian(stream[PduLayout.OffPlen..]);
+            if (plen < PduLayout.CommonHeaderSize || plen > stream.Length) return null;
+            list.Add(new RawPdu(stream[..plen].ToArray()));
+            stream = stream[plen..];
+        }
+        return list;
+    }
+}
+
+/// <summary>A TargetConnection driven by hand-made bytes: for malformed-PDU and conflict tests.</summary>
+internal sealed class RawTarget
+{
+    private readonly Fabric _fabric;
+    private int _consumed;
+
+    public RawTarget(Fabric fabric)
+    {
+        _fabric = fabric;
+        Conn = new TargetConnection(fabric.Target, new ConnectionContext(0, "raw"), Signal);
+    }
+
+    public TargetConnection Conn { get; }
+    public TestSignal Signal { get; } = new();
+    public MemoryStream Output { get; } = new();
+    public bool HoldStorage { get; set; }
+    public List<StorageRequest> Held { get; } = [];
+
+    /// <summary>Feeds bytes, runs storage, drains output; returns the PDUs produced since the last call.</summary>
+    public List<RawPdu> Send(params byte[][] pdus)
+    {
+        foreach (var p in pdus) Conn.Receive(p, _fabric.Now);
+        return Drain();
+    }
+
+    public List<RawPdu> Drain()
+    {
+        while (Conn.TryTakeStorageRequest(out var r))
+        {
+            if (HoldStorage) Held.Add(r);
+            else Conn.CompleteStorage(r, _fabric.Storage.Execute(r));
+        }
+        Conn.Poll(_fabric.Now);
+        var pending = Conn.PendingOutput;
+        Output.Write(pending.Span);
+        Conn.ConsumeOutput(pending.Length);
+        var all = Output.ToArray();
+        var fresh = RawPdus.Split(all.AsSpan(_consumed));
+        _consumed = all.Length;
+        return fresh;
+    }
+
+    public void CompleteHeld()
+    {
+        foreach (var r in Held) Conn.CompleteStorage(r, _fabric.Storage.Execute(r));
+        Held.Clear();
+    }
+
+    /// <summary>ICReq, Connect (admin, or I/O with <paramref name="cntlid"/>); returns the Connect CQE.</summary>
+    public CompletionEntry Handshake(ushort qid = 0, ushort cntlid = ConnectData.DynamicCntlid, bool hdgst = false,
+        bool ddgst = false, ushort sqsize = 31, byte cattr = 0)
+    {
+        var icresp = Assert.Single(Send(RawPdus.ICReq(hdgst, ddgst)));
+        Assert.Equal(PduType.ICResp, icresp.Type);
+        var data = ConnectData.Create(HostIds.Default, cntlid, _fabric.SubNqn, Fabric.HostNqn);
+        var resp = Assert.Single(Send(RawPdus.Capsule(NvmeCommands.Connect(qid, sqsize, cattr), 0x100, data, hdgst: hdgst, ddgst: ddgst)));
+        return resp.Cqe;
+    }
+}
