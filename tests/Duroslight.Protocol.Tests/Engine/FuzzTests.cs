@@ -15,7 +15,9 @@ namespace Duroslight.Protocol.Tests.Engine;
 /// </summary>
 public class FuzzTests
 {
-    private const int FixedSeeds = 120;
+    /// <summary>Bounded for CI; set DUROSLIGHT_FUZZ_SEEDS for a longer local hunt.</summary>
+    private static readonly int FixedSeeds =
+        int.TryParse(Environment.GetEnvironmentVariable("DUROSLIGHT_FUZZ_SEEDS"), out int n) && n > 0 ? n : 120;
     private static readonly Config Cfg = Config.QuickThrowOnFailure.WithMaxTest(120);
 
     private static readonly Lazy<byte[]> AdminStream = new(RecordAdminStream);
@@ -38,6 +40,7 @@ public class FuzzTests
         {
             var output = Replay(which, Stream(which), [], executeBetweenChunks: false, out bool closed);
             var pdus = RawPdus.Split(output);
+            foreach (var p in pdus) RawPdus.AssertWellFormedTargetPdu(p);
             Assert.False(closed);
             Assert.DoesNotContain(pdus, p => p.Type == PduType.C2HTermReq);
             Assert.All(pdus.Where(p => p.Type == PduType.CapsuleResp), p => Assert.True(p.Cqe.Status.IsSuccess, p.Cqe.Status.ToString()));
@@ -86,14 +89,20 @@ public class FuzzTests
     public void Mutated_valid_streams_property()
     {
         var edit = from pos in Gen.Choose(0, int.MaxValue) from x in Gen.Choose(1, 255) select (pos, (byte)x);
+        var field = from pdu in Gen.Choose(0, 63)
+                    from f in Gen.Choose(0, SqeFields.Length - 1)
+                    from v in Gen.Frequency((3, Gen.Elements(Interesting)), (1, Gen.Choose(int.MinValue, int.MaxValue).Select(i => (uint)i)))
+                    select (pdu, f, v);
         var arb = (from which in Gen.Choose(0, 2)
+                   from fields in Gen.ArrayOf(field)
                    from edits in Gen.ArrayOf(edit)
                    from cut in Gen.Frequency((3, Gen.Constant(-1)), (1, Gen.Choose(0, int.MaxValue)))
                    from chunks in Chunks
-                   select (which, edits, cut, chunks)).ToArbitrary();
+                   select (which, fields, edits, cut, chunks)).ToArbitrary();
         Check.One(Cfg, Prop.ForAll(arb, t =>
         {
             var stream = Stream(t.which).ToArray();
+            foreach (var (pdu, f, v) in t.fields) stream = EditCapsuleField(stream, pdu, f, v);
             foreach (var (pos, x) in t.edits) stream[pos % stream.Length] ^= x;
             if (t.cut >= 0) stream = stream[..(t.cut % stream.Length)];
             CheckInvariant(t.which, stream, t.chunks);
@@ -158,6 +167,7 @@ public class FuzzTests
         var output = raw.Output.ToArray();
         var pdus = RawPdus.TrySplit(output);
         Assert.NotNull(pdus);
+        foreach (var p in pdus) RawPdus.AssertWellFormedTargetPdu(p);
         int terms = pdus.Count(p => p.Type == PduType.C2HTermReq);
         Assert.InRange(terms, 0, 1);
         if (terms == 1)
@@ -268,9 +278,42 @@ public class FuzzTests
         return chunks;
     }
 
-    /// <summary>Byte flips, a dropped or duplicated slice, or truncation.</summary>
+    // SQE offsets (within the capsule PDU, after the 8-byte common header) worth rewriting: opcode, NSID, SGL address,
+    // SGL length, SGL type, CDW10..CDW15.
+    private static readonly int[] SqeFields = [8 + 0, 8 + 4, 8 + 24, 8 + 32, 8 + 36, 8 + 40, 8 + 44, 8 + 48, 8 + 52, 8 + 56, 8 + 60];
+    private static readonly uint[] Interesting = [0, 1, 2, 3, 0xFF, 0x100, 511, 512, 4095, 4096, 8192, 0xFFFF, 0x10000, 0x7FFF_FFFF, 0xFFFF_FFFE, 0xFFFF_FFFF];
+
+    /// <summary>
+    /// Rewrites one SQE field of the <paramref name="pduPick"/>-th capsule and re-seals its header digest, so the
+    /// edit reaches command handling instead of dying at the digest check.
+    /// </summary>
+    private static byte[] EditCapsuleField(byte[] stream, int pduPick, int fieldPick, uint value)
+    {
+        var pdus = RawPdus.Split(stream);
+        var capsules = pdus.Where(p => p.Type == PduType.CapsuleCmd).ToList();
+        var target = capsules[pduPick % capsules.Count].Bytes;
+        int off = SqeFields[fieldPick % SqeFields.Length];
+        if (off == 8 + 36) target[off + 3] = (byte)value; // SGL type byte (39)
+        else if (off == 8) target[off] = (byte)value; // opcode
+        else System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(target.AsSpan(off), value);
+        if (((PduFlags)target[1] & PduFlags.HeaderDigest) != 0)
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(target.AsSpan(PduLayout.CapsuleCmdHeaderSize),
+                Crc32C.Compute(target.AsSpan(0, PduLayout.CapsuleCmdHeaderSize)));
+        return [.. pdus.SelectMany(p => p.Bytes)];
+    }
+
+    /// <summary>Byte flips, a dropped or duplicated slice, truncation, or (half the time first) SQE field edits.</summary>
     private static byte[] Mutate(byte[] stream, Random rng)
     {
+        if (rng.Next(2) == 0)
+        {
+            for (int i = rng.Next(1, 4); i > 0; i--)
+            {
+                uint value = rng.Next(3) == 0 ? (uint)rng.NextInt64(0, 1L << 32) : Interesting[rng.Next(Interesting.Length)];
+                stream = EditCapsuleField(stream, rng.Next(64), rng.Next(SqeFields.Length), value);
+            }
+            if (rng.Next(2) == 0) return stream;
+        }
         var s = stream.ToList();
         int edits = rng.Next(1, 6);
         for (int e = 0; e < edits && s.Count > 0; e++)

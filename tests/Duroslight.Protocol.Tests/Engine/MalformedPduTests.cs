@@ -220,6 +220,34 @@ public class MalformedPduTests
         Assert.True(done.TransportFailed);
     }
 
+    [Fact]
+    public void Admin_data_with_an_empty_sgl_sends_no_zero_length_C2HData()
+    {
+        var fabric = new Fabric();
+        var raw = new RawTarget(fabric);
+        Assert.True(raw.Handshake().Status.IsSuccess);
+        raw.Send(RawPdus.Capsule(NvmeCommands.PropertySet(PropertyOffset.Cc, Fabric.CcEnable), 2));
+        var pdus = raw.Send(RawPdus.Capsule(NvmeCommands.Identify(IdentifyCns.Controller), 3, sglLength: 0));
+        Assert.All(pdus.Where(p => p.Type == PduType.C2HData), p => Assert.NotEqual(0u, p.DataLength));
+        Assert.Equal(PduType.CapsuleResp, pdus[^1].Type);
+        Assert.False(raw.Conn.WantsClose);
+    }
+
+    [Fact]
+    public void Maxr2t_FFFFFFFF_still_gets_R2Ts()
+    {
+        var fabric = new Fabric();
+        fabric.AddVolume();
+        var admin = fabric.Admin();
+        var raw = new RawTarget(fabric);
+        Assert.Equal(PduType.ICResp, Assert.Single(raw.Send(RawPdus.ICReq(maxR2T: uint.MaxValue))).Type);
+        var data = ConnectData.Create(HostIds.Default, admin.Cntlid, fabric.SubNqn, Fabric.HostNqn);
+        Assert.True(Assert.Single(raw.Send(RawPdus.Capsule(NvmeCommands.Connect(1, 31), 1, data))).Cqe.Status.IsSuccess);
+        var r2ts = raw.Send(RawPdus.Capsule(NvmeCommands.Write(1, 0, 32), 2, sglLength: 32 * 512));
+        Assert.NotEmpty(r2ts);
+        Assert.All(r2ts, p => Assert.Equal(PduType.R2T, p.Type));
+    }
+
     /// <summary>An I/O queue connection (raw) of a fresh enabled controller with namespace 1.</summary>
     private static RawTarget IoQueue(Fabric fabric, ushort qid = 1)
     {

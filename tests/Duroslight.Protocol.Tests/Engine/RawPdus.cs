@@ -110,6 +110,38 @@ internal static class RawPdus
         return list;
     }
 
+    /// <summary>A PDU a target may send, with a consistent length for its flags, non-empty data and a correct header digest.</summary>
+    public static void AssertWellFormedTargetPdu(RawPdu p)
+    {
+        Assert.Contains(p.Type, (PduType[])[PduType.ICResp, PduType.C2HTermReq, PduType.CapsuleResp, PduType.C2HData, PduType.R2T]);
+        Assert.Equal(PduLayout.HeaderLength(p.Type), p.Hlen);
+        int hd = (p.Flags & PduFlags.HeaderDigest) != 0 ? PduLayout.DigestSize : 0;
+        int dd = (p.Flags & PduFlags.DataDigest) != 0 ? PduLayout.DigestSize : 0;
+        if (hd > 0) Assert.Equal(Crc32C.Compute(p.Bytes.AsSpan(0, p.Hlen)), BinaryPrimitives.ReadUInt32LittleEndian(p.Bytes.AsSpan(p.Hlen)));
+        switch (p.Type)
+        {
+            case PduType.ICResp:
+                Assert.Equal(PduLayout.ICRespSize, p.Plen);
+                break;
+            case PduType.CapsuleResp:
+                Assert.Equal(p.Hlen + hd, p.Plen);
+                break;
+            case PduType.R2T:
+                Assert.Equal(p.Hlen + hd, p.Plen);
+                Assert.NotEqual(0u, p.DataLength);
+                break;
+            case PduType.C2HData:
+                Assert.NotEqual(0u, p.DataLength);
+                Assert.True(p.Pdo >= p.Hlen + hd);
+                Assert.Equal(p.Pdo + (int)p.DataLength + dd, p.Plen);
+                if (dd > 0) Assert.Equal(Crc32C.Compute(p.Bytes.AsSpan(p.Pdo, (int)p.DataLength)), BinaryPrimitives.ReadUInt32LittleEndian(p.Bytes.AsSpan(p.Plen - 4)));
+                break;
+            default:
+                Assert.InRange(p.Plen, p.Hlen, p.Hlen + PduLayout.TermReqMaxData);
+                break;
+        }
+    }
+
     /// <summary>Splits without asserting; null when the stream is not a whole number of sane PDUs.</summary>
     public static List<RawPdu>? TrySplit(ReadOnlySpan<byte> stream)
     {
