@@ -118,7 +118,8 @@ public sealed partial class NvmeTcpController : IAsyncDisposable
         await AwaitQuietly(_keepAlive).ConfigureAwait(false);
         try
         {
-            if (!_admin.IsFailed) await ShutdownAsync().ConfigureAwait(false);
+            // Bounded: a target that stops answering must not keep us from closing.
+            if (!_admin.IsFailed) await ShutdownAsync().WaitAsync(_options.StateChangeTimeout).ConfigureAwait(false);
         }
         finally
         {

@@ -157,11 +157,12 @@ public sealed partial class TargetConnection
     private void Complete(CommandSlot slot, NvmeStatus status, ulong result = 0)
     {
         var cmd = slot.Command;
-        bool sendData = status.IsSuccess && slot.Buffer is not null && slot.DataLength > 0
+        // The host's SGL may be shorter than the data (even empty): send what fits, and never a zero-length C2HData.
+        int length = (int)Math.Min((uint)slot.DataLength, cmd.SglLength);
+        bool sendData = status.IsSuccess && slot.Buffer is not null && length > 0
             && DirectionOf(cmd) == Direction.ControllerToHost;
         if (sendData)
         {
-            int length = (int)Math.Min((uint)slot.DataLength, cmd.SglLength);
             // SUCCESS saves the CapsuleResp only for I/O reads without SQ flow control; admin data is always
             // followed by a CapsuleResp (strict discovery hosts expect exactly that).
             bool success = _sqFlowControlDisabled && QueueId != 0 && cmd.Opcode == IoOpcode.Read;

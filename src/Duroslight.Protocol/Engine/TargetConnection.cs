@@ -178,8 +178,9 @@ public sealed partial class TargetConnection : IPduSink, IDisposable
         if ((digest & ~(DigestHeader | DigestData)) != 0) return Fatal(TermReqFes.InvalidPduHeaderField, PduLayout.OffDigest, out error);
         bool hdgst = (digest & DigestHeader) != 0, ddgst = (digest & DigestData) != 0;
         _hostDataAlignment = hpda == 0 ? 0 : (hpda + 1) * 4;
-        // MAXR2T is 0's based; bound it so one command cannot make us queue unbounded R2Ts.
-        _maxR2TPerCommand = (int)Math.Min(maxR2T + 1, 16u);
+        // MAXR2T is 0's based; bound it so one command cannot make us queue unbounded R2Ts. Widen first: FFFFFFFFh + 1
+        // must not wrap to 0, which would allow no R2T at all and stall every write.
+        _maxR2TPerCommand = (int)Math.Min((ulong)maxR2T + 1, 16UL);
         _out.Advance(PduWriter.ICResp(_out.GetSpan(PduLayout.ICRespSize), 0, hdgst, ddgst, (uint)_options.MaxH2CData));
         _framer.HeaderDigest = hdgst;
         _framer.DataDigest = ddgst;

@@ -35,6 +35,39 @@ internal static class RawPdus
         return b;
     }
 
+    public static byte[] ICResp(bool hdgst = false, bool ddgst = false, uint maxH2CData = 128 * 1024, byte cpda = 0, ushort pfv = 0)
+    {
+        var b = new byte[PduLayout.ICRespSize];
+        PduWriter.ICResp(b, cpda, hdgst, ddgst, maxH2CData);
+        BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(PduLayout.OffPfv), pfv);
+        return b;
+    }
+
+    public static byte[] CapsuleResp(ushort cid, NvmeStatus status, ulong result = 0, bool hdgst = false)
+    {
+        var b = new byte[PduLayout.CapsuleRespHeaderSize + 4];
+        int n = PduWriter.CapsuleResp(b, new CompletionEntry(result, 1, 0, cid, status), hdgst);
+        return b[..n];
+    }
+
+    public static byte[] C2HData(ushort cid, uint offset, ReadOnlySpan<byte> data, PduFlags flags = PduFlags.LastPdu,
+        bool hdgst = false, bool ddgst = false)
+    {
+        var buffer = new byte[PduWriter.MaxHeaderBytes + data.Length + 4];
+        int n = PduWriter.C2HDataHeader(buffer, cid, offset, data.Length, flags, hdgst, ddgst);
+        data.CopyTo(buffer.AsSpan(n));
+        n += data.Length;
+        if (ddgst) n += PduWriter.DataDigest(buffer.AsSpan(n), data);
+        return buffer[..n];
+    }
+
+    public static byte[] R2T(ushort cid, ushort ttag, uint offset, uint length, bool hdgst = false)
+    {
+        var b = new byte[PduLayout.R2THeaderSize + 4];
+        int n = PduWriter.R2T(b, cid, ttag, offset, length, hdgst);
+        return b[..n];
+    }
+
     /// <summary>A CapsuleCmd; SGL defaults to in-capsule for data, transport data block otherwise.</summary>
     public static byte[] Capsule(NvmeCommand c, ushort cid, ReadOnlySpan<byte> inCapsule = default, byte? sglType = null,
         uint? sglLength = null, bool hdgst = false, bool ddgst = false)
@@ -75,6 +108,38 @@ internal static class RawPdus
             stream = stream[plen..];
         }
         return list;
+    }
+
+    /// <summary>A PDU a target may send, with a consistent length for its flags, non-empty data and a correct header digest.</summary>
+    public static void AssertWellFormedTargetPdu(RawPdu p)
+    {
+        Assert.Contains(p.Type, (PduType[])[PduType.ICResp, PduType.C2HTermReq, PduType.CapsuleResp, PduType.C2HData, PduType.R2T]);
+        Assert.Equal(PduLayout.HeaderLength(p.Type), p.Hlen);
+        int hd = (p.Flags & PduFlags.HeaderDigest) != 0 ? PduLayout.DigestSize : 0;
+        int dd = (p.Flags & PduFlags.DataDigest) != 0 ? PduLayout.DigestSize : 0;
+        if (hd > 0) Assert.Equal(Crc32C.Compute(p.Bytes.AsSpan(0, p.Hlen)), BinaryPrimitives.ReadUInt32LittleEndian(p.Bytes.AsSpan(p.Hlen)));
+        switch (p.Type)
+        {
+            case PduType.ICResp:
+                Assert.Equal(PduLayout.ICRespSize, p.Plen);
+                break;
+            case PduType.CapsuleResp:
+                Assert.Equal(p.Hlen + hd, p.Plen);
+                break;
+            case PduType.R2T:
+                Assert.Equal(p.Hlen + hd, p.Plen);
+                Assert.NotEqual(0u, p.DataLength);
+                break;
+            case PduType.C2HData:
+                Assert.NotEqual(0u, p.DataLength);
+                Assert.True(p.Pdo >= p.Hlen + hd);
+                Assert.Equal(p.Pdo + (int)p.DataLength + dd, p.Plen);
+                if (dd > 0) Assert.Equal(Crc32C.Compute(p.Bytes.AsSpan(p.Pdo, (int)p.DataLength)), BinaryPrimitives.ReadUInt32LittleEndian(p.Bytes.AsSpan(p.Plen - 4)));
+                break;
+            default:
+                Assert.InRange(p.Plen, p.Hlen, p.Hlen + PduLayout.TermReqMaxData);
+                break;
+        }
     }
 
     /// <summary>Splits without asserting; null when the stream is not a whole number of sane PDUs.</summary>
