@@ -11,6 +11,7 @@ namespace Duroslight.Protocol.Engine;
 public sealed class Controller
 {
     private readonly ConcurrentQueue<AsyncEvent> _events = new();
+    private readonly ConcurrentDictionary<AsyncEvent, byte> _queuedEvents = new();
     private readonly List<TargetConnection> _ioQueues = [];
     private long _lastActivityMs;
     private volatile bool _ready;
@@ -83,15 +84,27 @@ public sealed class Controller
         lock (_ioQueues) _ioQueues.Remove(ioQueue);
     }
 
-    /// <summary>Queues an event for the admin connection (any thread) and wakes it.</summary>
+    /// <summary>
+    /// Queues an event for the admin connection (any thread) and wakes it. An event already queued and not yet
+    /// delivered is not queued twice (the host reads the latest log page anyway), so a host that never sends an
+    /// AER cannot make the queue grow.
+    /// </summary>
     public void PostEvent(AsyncEvent e)
     {
-        if (_dead) return;
+        if (_dead || !_queuedEvents.TryAdd(e, 0)) return;
         _events.Enqueue(e);
         AdminConnection.Signal.Wake();
     }
 
-    internal bool TryTakeEvent(out AsyncEvent e) => _events.TryDequeue(out e);
+    /// <summary>Events waiting for an AER (at most one per kind).</summary>
+    public int PendingEvents => _events.Count;
+
+    internal bool TryTakeEvent(out AsyncEvent e)
+    {
+        if (!_events.TryDequeue(out e)) return false;
+        _queuedEvents.TryRemove(e, out _);
+        return true;
+    }
 
     /// <summary>Marks the controller gone and wakes every queue so each closes on its own thread.</summary>
     internal void Kill()

@@ -136,7 +136,12 @@ public sealed class PduFramer
             return Fail(TermReqFes.InvalidPduHeaderField, PduLayout.OffFlags, out error);
         int headerTotal = hlen + (hdgst ? PduLayout.DigestSize : 0);
         if (plen < headerTotal) return Fail(TermReqFes.InvalidPduHeaderField, PduLayout.OffPlen, out error);
-        if (plen > MaxPduLength(type)) return Fail(TermReqFes.DataTransferLimitExceeded, PduLayout.OffPlen, out error);
+        if (plen > MaxPduLength(type))
+        {
+            // Too much data is a limit exceeded; a PDU that carries no data and is still too long has a bad PLEN.
+            var fes = PduLayout.MayCarryDataDigest(type) ? TermReqFes.DataTransferLimitExceeded : TermReqFes.InvalidPduHeaderField;
+            return Fail(fes, PduLayout.OffPlen, out error);
+        }
         _headerTarget = headerTotal;
         return HeaderVerdict.Accept;
     }

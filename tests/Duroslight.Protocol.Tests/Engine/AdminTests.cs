@@ -61,6 +61,16 @@ public class AdminTests
     }
 
     [Fact]
+    public void Discovery_controller_serves_the_effects_log_its_LPA_claims()
+    {
+        var fabric = new Fabric();
+        var disc = fabric.Admin(TargetOptions.DiscoveryNqn);
+        var effects = GetLog(fabric, disc, LogPageId.CommandsSupportedAndEffects, 4096);
+        Assert.Equal(LogPages.EffectsCsupp, BinaryPrimitives.ReadUInt32LittleEndian(effects.AsSpan(AdminOpcode.GetLogPage * 4)));
+        Assert.Equal(0u, BinaryPrimitives.ReadUInt32LittleEndian(effects.AsSpan(1024 + IoOpcode.Write * 4)));
+    }
+
+    [Fact]
     public void Changed_namespace_list_is_cleared_by_reading_without_RAE()
     {
         var fabric = new Fabric();
@@ -210,6 +220,22 @@ public class AdminTests
         fabric.AddVolume(4);
         fabric.Pump();
         Assert.Equal(0x0004_0002UL, Assert.Single(admin.TakeCompletions()).Completion.Result);
+    }
+
+    [Fact]
+    public void Events_for_a_host_without_an_AER_are_coalesced_not_queued_without_bound()
+    {
+        var fabric = new Fabric();
+        var admin = fabric.Admin();
+        fabric.ExecOk(admin, NvmeCommands.SetFeatures(FeatureId.AsyncEventConfiguration, NoticeNamespace));
+        for (uint nsid = 2; nsid < 200; nsid++) fabric.AddVolume(nsid);
+        Assert.Equal(1, admin.Target.Controller!.PendingEvents);
+        admin.Submit(NvmeCommands.AsyncEventRequest());
+        admin.Submit(NvmeCommands.AsyncEventRequest());
+        fabric.Pump();
+        // One notice for 198 changes: the second AER stays parked, and the log lists every changed NSID.
+        Assert.Equal(0x0004_0002UL, Assert.Single(admin.TakeCompletions()).Completion.Result);
+        Assert.Equal(198, Nsids(GetLog(fabric, admin, LogPageId.ChangedNamespaceList, 4096), 199).Count(n => n != 0));
     }
 
     [Fact]

@@ -293,6 +293,20 @@ public class IoTests
     }
 
     [Fact]
+    public void Dataset_management_accepts_its_ranges_inside_a_whole_page_as_Linux_sends_them()
+    {
+        var fabric = new Fabric();
+        fabric.AddVolume();
+        var (_, io) = fabric.Controller();
+        var page = new byte[4096];
+        DsmRanges((8, 4)).CopyTo(page, 0);
+        fabric.ExecOk(io, NvmeCommands.DatasetManagement(1, 1), page);
+        var dealloc = fabric.Storage.Log[^1];
+        Assert.Equal(StorageOp.Deallocate, dealloc.Op);
+        Assert.Equal([new ByteRange(8 * BlockSize, 4 * BlockSize)], dealloc.Ranges);
+    }
+
+    [Fact]
     public void Sq_head_advances_per_capsule_modulo_the_queue_size()
     {
         var fabric = new Fabric();

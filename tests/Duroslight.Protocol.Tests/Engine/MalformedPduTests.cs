@@ -60,6 +60,13 @@ public class MalformedPduTests
     }
 
     [Fact]
+    public void ICReq_longer_than_128_bytes_is_FES_1_at_byte_4()
+    {
+        var raw = new RawTarget(new Fabric());
+        AssertTerminated(raw, raw.Send(Header((byte)PduType.ICReq, 0, 128, 0, 256)), TermReqFes.InvalidPduHeaderField, 4);
+    }
+
+    [Fact]
     public void Plen_beyond_the_in_capsule_limit_is_FES_5_at_byte_4()
     {
         var raw = new RawTarget(new Fabric());
