@@ -184,8 +184,9 @@ internal sealed class SocketConnection : IConnectionSignal
         // Requests still running keep their buffers until they come back.
         while (_engine.InFlightStorage > 0 && await _work.Reader.WaitToReadAsync().ConfigureAwait(false))
             while (_work.Reader.TryRead(out var work)) if (work.Kind == WorkKind.StorageDone) _engine.CompleteStorage(work.Request!, work.Status);
+        // _stop is not disposed: Drain or Abort from a shutdown may still race with this close, and a
+        // CancellationTokenSource without a timer holds nothing that needs disposing.
         _engine.Dispose();
-        _stop.Dispose();
         _logger.LogDebug("connection {Peer} closed", _peer);
     }
 }
