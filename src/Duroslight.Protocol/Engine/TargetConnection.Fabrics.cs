@@ -41,6 +41,7 @@ public sealed partial class TargetConnection
     {
         var cmd = slot.Command;
         ulong result = 0;
+        bool disconnect = false;
         NvmeStatus status;
         switch (cmd.FabricsCommandType)
         {
@@ -55,7 +56,7 @@ public sealed partial class TargetConnection
                 break;
             case FabricsType.Disconnect when Controller is not null:
                 status = NvmeStatus.Success;
-                _closeAfterFlush = true;
+                disconnect = true;
                 break;
             case FabricsType.PropertyGet or FabricsType.PropertySet or FabricsType.Disconnect:
                 status = Controller is null ? NvmeStatus.CommandSequenceError : NvmeStatus.InvalidOpcode;
@@ -65,7 +66,8 @@ public sealed partial class TargetConnection
                 break;
         }
         Complete(slot, status, result);
-        if (_closeAfterFlush) Close();
+        // The response is already in the output: the driver sends it, then closes the socket.
+        if (disconnect) Close();
     }
 
     private NvmeStatus Connect(CommandSlot slot, out ulong result)

@@ -37,7 +37,6 @@ public sealed partial class TargetConnection : IPduSink, IDisposable
     private bool _sqFlowControlDisabled;
     private int _hostDataAlignment;
     private int _maxR2TPerCommand = 1;
-    private bool _closeAfterFlush;
     private int _inFlightStorage;
 
     public TargetConnection(Target target, ConnectionContext context, IConnectionSignal signal)

@@ -21,25 +21,11 @@ public static class PduWriter
         BinaryPrimitives.WriteInt32LittleEndian(d[PduLayout.OffPlen..], plen);
     }
 
-    public static int ICReq(Span<byte> d, byte hpda, bool headerDigest, bool dataDigest, uint maxR2T)
-    {
-        d[..PduLayout.ICReqSize].Clear();
-        WriteCommonHeader(d, PduType.ICReq, PduFlags.None, PduLayout.ICReqSize, 0, PduLayout.ICReqSize);
-        d[PduLayout.OffHpdaOrCpda] = hpda;
-        d[PduLayout.OffDigest] = DigestByte(headerDigest, dataDigest);
-        BinaryPrimitives.WriteUInt32LittleEndian(d[PduLayout.OffMaxR2TOrMaxH2CData..], maxR2T);
-        return PduLayout.ICReqSize;
-    }
+    public static int ICReq(Span<byte> d, byte hpda, bool headerDigest, bool dataDigest, uint maxR2T) =>
+        Initialization(d, PduType.ICReq, hpda, headerDigest, dataDigest, maxR2T);
 
-    public static int ICResp(Span<byte> d, byte cpda, bool headerDigest, bool dataDigest, uint maxH2CData)
-    {
-        d[..PduLayout.ICRespSize].Clear();
-        WriteCommonHeader(d, PduType.ICResp, PduFlags.None, PduLayout.ICRespSize, 0, PduLayout.ICRespSize);
-        d[PduLayout.OffHpdaOrCpda] = cpda;
-        d[PduLayout.OffDigest] = DigestByte(headerDigest, dataDigest);
-        BinaryPrimitives.WriteUInt32LittleEndian(d[PduLayout.OffMaxR2TOrMaxH2CData..], maxH2CData);
-        return PduLayout.ICRespSize;
-    }
+    public static int ICResp(Span<byte> d, byte cpda, bool headerDigest, bool dataDigest, uint maxH2CData) =>
+        Initialization(d, PduType.ICResp, cpda, headerDigest, dataDigest, maxH2CData);
 
     public static int CapsuleResp(Span<byte> d, in CompletionEntry cqe, bool headerDigest)
     {
@@ -134,6 +120,17 @@ public static class PduWriter
         if (!headerDigest) return hlen;
         BinaryPrimitives.WriteUInt32LittleEndian(d[hlen..], Crc32C.Compute(d[..hlen]));
         return hlen + PduLayout.DigestSize;
+    }
+
+    /// <summary>ICReq and ICResp share one layout: PFV 0, HPDA/CPDA, digest flags, MAXR2T/MAXH2CDATA.</summary>
+    private static int Initialization(Span<byte> d, PduType type, byte pda, bool headerDigest, bool dataDigest, uint limit)
+    {
+        d[..PduLayout.ICReqSize].Clear();
+        WriteCommonHeader(d, type, PduFlags.None, PduLayout.ICReqSize, 0, PduLayout.ICReqSize);
+        d[PduLayout.OffHpdaOrCpda] = pda;
+        d[PduLayout.OffDigest] = DigestByte(headerDigest, dataDigest);
+        BinaryPrimitives.WriteUInt32LittleEndian(d[PduLayout.OffMaxR2TOrMaxH2CData..], limit);
+        return PduLayout.ICReqSize;
     }
 
     private static PduFlags HeaderFlag(bool headerDigest) => headerDigest ? PduFlags.HeaderDigest : PduFlags.None;
