@@ -2,15 +2,6 @@ using Duroslight.Protocol.Nvme;
 
 namespace Duroslight.Host;
 
-/// <summary>Which way a command moves data (NVMe opcode bits 1:0; for Fabrics commands FCTYPE bits 1:0).</summary>
-public enum DataDirection : byte
-{
-    None = 0,
-    HostToController = 1,
-    ControllerToHost = 2,
-    Bidirectional = 3,
-}
-
 /// <summary>
 /// The caller-chosen part of a submission queue entry. The host queue adds what the transport owns: the command
 /// identifier and the SGL descriptor. For Fabrics commands (opcode 7Fh) <see cref="Nsid"/> carries FCTYPE in its low
@@ -23,7 +14,7 @@ public readonly record struct NvmeCommand(byte Opcode, uint Nsid = 0, uint Cdw10
 
     public byte FabricsCommandType => (byte)Nsid;
 
-    public DataDirection Direction => (DataDirection)((IsFabrics ? FabricsCommandType : Opcode) & 0x3);
+    public DataDirection Direction => DataDirections.Of(Opcode, FabricsCommandType);
 
     public bool IsConnect => IsFabrics && FabricsCommandType == FabricsType.Connect;
 }

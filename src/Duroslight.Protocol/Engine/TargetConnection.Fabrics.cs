@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Text;
 using Duroslight.Protocol.Nvme;
 using Duroslight.Protocol.Subsystems;
 
@@ -83,8 +82,8 @@ public sealed partial class TargetConnection
         var data = slot.Buffer.AsSpan(0, ConnectDataSize);
         var hostId = new Guid(data[..16], bigEndian: true);
         ushort cntlid = BinaryPrimitives.ReadUInt16LittleEndian(data[16..]);
-        string subNqn = ReadNqn(data.Slice(256, 256));
-        string hostNqn = ReadNqn(data.Slice(512, 256));
+        string subNqn = WireStrings.ReadNqn(data.Slice(256, 256));
+        string hostNqn = WireStrings.ReadNqn(data.Slice(512, 256));
 
         bool discovery = subNqn == TargetOptions.DiscoveryNqn;
         Subsystem? subsystem = discovery ? null : _target.ResolveSubsystem(subNqn);
@@ -141,13 +140,6 @@ public sealed partial class TargetConnection
     {
         result = ipoIattr;
         return NvmeStatus.ConnectInvalidParameters;
-    }
-
-    /// <summary>An NQN field of the Connect data: NUL-terminated ASCII within its 256 bytes.</summary>
-    private static string ReadNqn(ReadOnlySpan<byte> field)
-    {
-        int end = field.IndexOf((byte)0);
-        return Encoding.ASCII.GetString(end < 0 ? field : field[..end]);
     }
 
     /// <summary>CAP: MQES, CQR, TO = 7.5 s, CSS = NVM command set, MPSMIN = 4 KiB.</summary>

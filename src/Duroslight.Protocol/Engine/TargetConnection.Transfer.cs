@@ -7,12 +7,6 @@ namespace Duroslight.Protocol.Engine;
 /// <summary>Command intake and data movement: capsules, in-capsule data, R2T/H2CData, C2HData and responses.</summary>
 public sealed partial class TargetConnection
 {
-    /// <summary>NVMe data direction from opcode bits 1:0 (Fabrics: from FCTYPE bits 1:0).</summary>
-    private enum Direction { None = 0, HostToController = 1, ControllerToHost = 2, Bidirectional = 3 }
-
-    private static Direction DirectionOf(in SubmissionEntry cmd) =>
-        (Direction)((cmd.Opcode == AdminOpcode.Fabrics ? cmd.FabricsCommandType : cmd.Opcode) & 0x3);
-
     private HeaderVerdict OnCapsuleHeader(ReadOnlySpan<byte> header, int dataLength, out Memory<byte> destination, out FramingError error)
     {
         destination = default;
@@ -48,7 +42,7 @@ public sealed partial class TargetConnection
     {
         var cmd = slot.Command;
         if (cmd.SglType != SglTypes.InCapsuleData) slot.DeferredStatus = NvmeStatus.SglDescriptorTypeInvalid;
-        else if (DirectionOf(cmd) != Direction.HostToController) slot.DeferredStatus = NvmeStatus.InvalidField;
+        else if (cmd.Direction != DataDirection.HostToController) slot.DeferredStatus = NvmeStatus.InvalidField;
         else if (cmd.SglLength != dataLength) slot.DeferredStatus = NvmeStatus.DataSglLengthInvalid;
         else if (cmd.SglAddress != 0) slot.DeferredStatus = NvmeStatus.SglOffsetInvalid;
         if (!slot.DeferredStatus.IsSuccess) return default;
@@ -69,7 +63,7 @@ public sealed partial class TargetConnection
     {
         var cmd = slot.Command;
         uint sglLength = cmd.SglLength;
-        if (DirectionOf(cmd) != Direction.HostToController || sglLength == 0 || slot.Buffer is not null)
+        if (cmd.Direction != DataDirection.HostToController || sglLength == 0 || slot.Buffer is not null)
         {
             Execute(slot);
             return;
@@ -160,7 +154,7 @@ public sealed partial class TargetConnection
         // The host's SGL may be shorter than the data (even empty): send what fits, and never a zero-length C2HData.
         int length = (int)Math.Min((uint)slot.DataLength, cmd.SglLength);
         bool sendData = status.IsSuccess && slot.Buffer is not null && length > 0
-            && DirectionOf(cmd) == Direction.ControllerToHost;
+            && cmd.Direction == DataDirection.ControllerToHost;
         if (sendData)
         {
             // SUCCESS saves the CapsuleResp only for I/O reads without SQ flow control; admin data is always

@@ -1,5 +1,20 @@
 namespace Duroslight.Protocol.Nvme;
 
+/// <summary>Which way a command moves data (NVMe opcode bits 1:0; for Fabrics commands FCTYPE bits 1:0).</summary>
+public enum DataDirection : byte
+{
+    None = 0,
+    HostToController = 1,
+    ControllerToHost = 2,
+    Bidirectional = 3,
+}
+
+public static class DataDirections
+{
+    public static DataDirection Of(byte opcode, byte fabricsCommandType) =>
+        (DataDirection)((opcode == AdminOpcode.Fabrics ? fabricsCommandType : opcode) & 0x3);
+}
+
 /// <summary>Admin command set opcodes (NVMe base spec, figure "Opcodes for Admin Commands").</summary>
 public static class AdminOpcode
 {

@@ -25,6 +25,8 @@ public readonly ref struct SubmissionEntry
     /// <summary>Fabrics command type (byte 4, Fabrics opcode 7Fh only).</summary>
     public byte FabricsCommandType => _b[4];
 
+    public DataDirection Direction => DataDirections.Of(Opcode, FabricsCommandType);
+
     /// <summary>SGL1 descriptor: address (bytes 24..31).</summary>
     public ulong SglAddress => BinaryPrimitives.ReadUInt64LittleEndian(_b[24..]);
     /// <summary>SGL1 descriptor: length (bytes 32..35).</summary>

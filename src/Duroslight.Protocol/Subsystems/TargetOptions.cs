@@ -59,10 +59,8 @@ public sealed record TargetOptions
 /// <summary>NQN syntax checks (NVMe base spec 4.5: "nqn.yyyy-mm.reverse-domain:..." or the UUID form, at most 223 bytes).</summary>
 public static class Nqn
 {
-    public const int MaxLength = 223;
-
     public static bool IsValid(string nqn) =>
-        nqn.Length is > 11 and <= MaxLength && nqn.StartsWith("nqn.", StringComparison.Ordinal) && IsPrintableAscii(nqn);
+        nqn.Length is > 11 and <= Nvme.WireStrings.MaxNqnBytes && nqn.StartsWith("nqn.", StringComparison.Ordinal) && IsPrintableAscii(nqn);
 
     private static bool IsPrintableAscii(string s)
     {
