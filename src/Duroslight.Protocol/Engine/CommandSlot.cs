@@ -33,8 +33,7 @@ internal sealed class CommandSlot(int index, StorageRequest request)
     public int DataLength;
     public int Received;
     public int R2TIssuedEnd;
-    public bool DataDigestFailed;
-    /// <summary>A status decided while data still arrives (e.g. bad SGL): the data is drained, then this completes.</summary>
+    /// <summary>A status decided while data still arrives (a bad SGL, a bad data digest): the data is drained, then this completes.</summary>
     public NvmeStatus DeferredStatus;
 
     public SubmissionEntry Command => new(Sqe);
@@ -53,7 +52,6 @@ internal sealed class CommandSlot(int index, StorageRequest request)
         Buffer = null;
         State = CommandState.Free;
         DataLength = Received = R2TIssuedEnd = 0;
-        DataDigestFailed = false;
         DeferredStatus = NvmeStatus.Success;
     }
 }

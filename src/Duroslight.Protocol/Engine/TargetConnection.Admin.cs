@@ -108,7 +108,9 @@ public sealed partial class TargetConnection
     {
         if (startAfter >= 0xFFFF_FFFE) return NvmeStatus.InvalidNamespaceOrFormat;
         var table = _target.Namespaces;
-        Span<uint> ids = table.Length <= 1024 ? stackalloc uint[table.Length] : new uint[table.Length];
+        // The table never holds more than MaxNamespaces (1024) entries: 4 KiB of stack.
+        Span<uint> ids = stackalloc uint[(int)Target.MaxNamespaces];
+        ids = ids[..table.Length];
         for (int i = 0; i < table.Length; i++) ids[i] = table[i].Nsid;
         IdentifyPages.ActiveNamespaceList(page, ids, startAfter);
         return NvmeStatus.Success;

@@ -136,14 +136,14 @@ public sealed partial class TargetConnection
     private void OnH2CDataComplete(CommandSlot slot, bool dataDigestOk)
     {
         slot.Received += _receivingLength;
-        if (!dataDigestOk) slot.DataDigestFailed = true;
+        if (!dataDigestOk) slot.DeferredStatus = NvmeStatus.TransientTransportError;
         if (slot.Received < slot.DataLength)
         {
             IssueR2Ts(slot);
             return;
         }
         // A bad data digest fails this command only (after its data is drained), not the connection.
-        if (slot.DataDigestFailed) Complete(slot, NvmeStatus.TransientTransportError);
+        if (!slot.DeferredStatus.IsSuccess) Complete(slot, slot.DeferredStatus);
         else Execute(slot);
     }
 
