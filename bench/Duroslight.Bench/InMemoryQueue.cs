@@ -1,5 +1,5 @@
 using System.Buffers.Binary;
-using System.Text;
+using Duroslight.Host;
 using Duroslight.Protocol.Engine;
 using Duroslight.Protocol.Nvme;
 using Duroslight.Protocol.Subsystems;
@@ -75,10 +75,7 @@ internal sealed class InMemoryQueue
 
     private static ushort Connect(TargetConnection c, ushort qid, ushort cntlid)
     {
-        var data = new byte[1024];
-        BinaryPrimitives.WriteUInt16LittleEndian(data.AsSpan(16), cntlid);
-        Encoding.ASCII.GetBytes(TargetOptions.DefaultSubsystemNqn).CopyTo(data.AsSpan(256));
-        Encoding.ASCII.GetBytes(HostNqn).CopyTo(data.AsSpan(512));
+        var data = ConnectData.Create(Guid.NewGuid(), cntlid, TargetOptions.DefaultSubsystemNqn, HostNqn);
         var sqe = SqeBytes(AdminOpcode.Fabrics, 1, 0, SglTypes.InCapsuleData, 1024, cdw11: 127, fabrics: true);
         sqe[4] = FabricsType.Connect;
         BinaryPrimitives.WriteUInt32LittleEndian(sqe.AsSpan(40), (uint)qid << 16);
