@@ -10,6 +10,8 @@ namespace Duroslight.Storage.Interop;
 internal static unsafe partial class LibC
 {
     public const int EINTR = 4;
+    public const int EIO = 5;
+    public const int EBADF = 9;
     public const int ENOSPC = 28;
     public const int EOPNOTSUPP = 95;
     public const int EDQUOT = 122;

@@ -21,6 +21,14 @@ public interface IVolumeStore : IDisposable
     /// <summary>Grows a volume (shrinking is refused).</summary>
     VolumeDescriptor Resize(Guid id, long newSizeBytes);
 
+    /// <summary>A read-only, stable point-in-time copy of a volume. Stores without copy-on-write refuse.</summary>
+    VolumeDescriptor Snapshot(Guid sourceId, string name) =>
+        throw new VolumeStoreException("Snapshots need a copy-on-write store (GFTL).");
+
+    /// <summary>A writable copy of a volume or snapshot, independent of its source afterwards. Stores without copy-on-write refuse.</summary>
+    VolumeDescriptor Clone(Guid sourceId, string name) =>
+        throw new VolumeStoreException("Clones need a copy-on-write store (GFTL).");
+
     /// <summary>The open volume; the store owns it and disposes it with itself or on Delete.</summary>
     IBlockVolume Open(Guid id);
 }

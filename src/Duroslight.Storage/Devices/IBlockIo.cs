@@ -1,0 +1,35 @@
+using Microsoft.Win32.SafeHandles;
+
+namespace Duroslight.Storage.Devices;
+
+/// <summary>
+/// Positional I/O on an open file or block device. Results are bytes transferred, or a negative errno: device
+/// errors are values on the I/O path, not exceptions. Buffers handed to a ring-backed implementation stay pinned
+/// until the operation completes, so they should be native or pinned (<see cref="NativeBuffer"/>); files opened
+/// with O_DIRECT also need them 4 KiB aligned.
+/// </summary>
+public interface IBlockIo
+{
+    ValueTask<int> ReadAsync(SafeFileHandle file, Memory<byte> buffer, long offset);
+
+    ValueTask<int> WriteAsync(SafeFileHandle file, ReadOnlyMemory<byte> buffer, long offset);
+
+    /// <summary>fdatasync: every completed write to <paramref name="file"/> is durable. 0 or a negative errno.</summary>
+    ValueTask<int> SyncAsync(SafeFileHandle file);
+}
+
+/// <summary>
+/// The <see cref="IBlockIo"/> of the calling thread. Each reactor shard installs its ring-backed implementation on
+/// its own thread, so storage code running a chunk on its owning shard submits to that shard's ring without knowing
+/// about shards. Any other thread (control plane, start-up, tests) gets the synchronous fallback.
+/// </summary>
+public static class BlockIo
+{
+    [ThreadStatic]
+    private static IBlockIo? t_current;
+
+    public static IBlockIo Current => t_current ?? SyncBlockIo.Instance;
+
+    /// <summary>Installs <paramref name="io"/> for the calling thread (null restores the fallback).</summary>
+    public static void InstallForCurrentThread(IBlockIo? io) => t_current = io;
+}
