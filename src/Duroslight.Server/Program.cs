@@ -1,6 +1,7 @@
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using Duroslight.Server.Cli;
+using Duroslight.Server.Control;
 using Duroslight.Server.Hosting;
 using Duroslight.Storage.Volumes;
 using Microsoft.Extensions.Logging;
@@ -13,9 +14,11 @@ public static class Program
     {
         if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
         {
-            Console.Out.WriteLine(CommandLine.Usage);
+            Console.Out.WriteLine(CommandLine.Usage + ControlCli.Usage);
             return args.Length == 0 ? 2 : 0;
         }
+        if (args[0] == "ctl") return await ControlCli.CtlAsync(args[1..], Console.Out, Console.Error).ConfigureAwait(false);
+        if (args[0] == "status") return await ControlCli.StatusAsync(args[1..], Console.Out, Console.Error).ConfigureAwait(false);
         if (args[0] != "serve")
         {
             Console.Error.WriteLine($"duroslight: unknown command '{args[0]}'\n{CommandLine.Usage}");
@@ -53,7 +56,7 @@ public static class Program
             logger.LogCritical("cannot start: {Error}", e.Message);
             return 1;
         }
-        await stop.Task.ConfigureAwait(false);
+        await Task.WhenAny(stop.Task, node.ShutdownRequested).ConfigureAwait(false);
         logger.LogInformation("shutting down");
         await node.StopAsync().ConfigureAwait(false);
         return 0;

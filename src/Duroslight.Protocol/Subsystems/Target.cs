@@ -149,6 +149,15 @@ public sealed class Target
         }
     }
 
+    /// <summary>The current referrals (a copy).</summary>
+    public IReadOnlyList<Referral> Referrals
+    {
+        get
+        {
+            lock (_lock) return [.. _referrals];
+        }
+    }
+
     public bool RemoveReferral(Referral referral)
     {
         lock (_lock)

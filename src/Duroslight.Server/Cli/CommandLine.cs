@@ -16,7 +16,14 @@ public static class CommandLine
           --listen ADDR:PORT    NVMe/TCP I/O listener            (default 127.0.0.1:4420)
           --discovery ADDR:PORT discovery listener               (default 127.0.0.1:8009)
           --metrics ADDR:PORT   Prometheus /metrics, or 'off'    (default 127.0.0.1:9180)
-          --advertise ADDR      traddr in discovery log entries  (default: the listen address)
+          --advertise ADDR      traddr of the I/O listener in discovery log entries (default: the listen address)
+          --discovery-advertise ADDR  traddr of the discovery listener (default: --advertise)
+          --control-socket PATH control API Unix socket          (default DATA_DIR/control.sock)
+          --cluster NAME        cluster identity                 (default duroslight)
+          --cores N             shards, one per core 0..N-1      (default 1)
+          --max-controllers N   controllers per subsystem pool 1..2030 (default 2030)
+          --max-ctrl-io-queues N  I/O queues per controller     (default 32)
+          --referral ADDR:PORT  referral to another node's discovery service (repeatable)
           --data-dir DIR        data directory                   (default ./duroslight-data)
           --nqn NQN             default subsystem NQN            (default nqn.2026-11.io.duroslight:default)
           --aux-count N         auxiliary subsystems 0..4        (default 4)
@@ -31,6 +38,7 @@ public static class CommandLine
     {
         var settings = ConfigFile.Find(args) is { } path ? ConfigFile.Load(path) : new ServeSettings();
         var allowed = new List<string>();
+        var referrals = new List<IPEndPoint>();
         for (int i = 0; i < args.Count; i++)
         {
             string flag = args[i];
@@ -42,6 +50,13 @@ public static class CommandLine
                 "--discovery" => settings with { Discovery = ParseEndPoint(flag, Next()) },
                 "--metrics" => settings with { Metrics = Next() is "off" ? null : ParseEndPoint(flag, args[i]) },
                 "--advertise" => settings with { AdvertiseAddress = Next() },
+                "--discovery-advertise" => settings with { DiscoveryAdvertiseAddress = Next() },
+                "--control-socket" => settings with { ControlSocket = Next() },
+                "--cluster" => settings with { ClusterId = Next() },
+                "--cores" => settings with { Cores = [.. Enumerable.Range(0, ParseInt(flag, Next(), 1, 1024))] },
+                "--max-controllers" => settings with { MaxControllersPerPool = ParseInt(flag, Next(), 1, 2030) },
+                "--max-ctrl-io-queues" => settings with { MaxCtrlIoQueues = ParseInt(flag, Next(), 1, 65534) },
+                "--referral" => AddReferral(settings, referrals, ParseEndPoint(flag, Next())),
                 "--data-dir" => settings with { DataDirectory = Next() },
                 "--nqn" => settings with { SubsystemNqn = Next() },
                 "--aux-count" => settings with { AuxSubsystemCount = ParseInt(flag, Next(), 0, 4) },
@@ -62,6 +77,12 @@ public static class CommandLine
     {
         allowed.Add(nqn);
         return s with { AllowedHosts = [.. allowed] };
+    }
+
+    private static ServeSettings AddReferral(ServeSettings s, List<IPEndPoint> referrals, IPEndPoint ep)
+    {
+        referrals.Add(ep);
+        return s with { Referrals = [.. referrals] };
     }
 
     public static IPEndPoint ParseEndPoint(string what, string text) =>

@@ -1,14 +1,22 @@
+using System.Net;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 
 namespace Duroslight.Server.Cli;
 
 /// <summary>
-/// The YAML config file: a flat mapping of the same settings as the flags (snake_case keys). Every error names
-/// the file, line and key.
+/// The YAML config file (README "Configuration" lists every key and its default). Keys are snake_case; a
+/// listener is "ADDR:PORT" or a mapping {address, advertise}. Every error names the file, line and key.
 /// </summary>
 public static class ConfigFile
 {
+    /// <summary>An error at one node of the file; formatted as "file:line: key 'k': message".</summary>
+    private sealed class KeyError(YamlNode node, string key, string message) : Exception(message)
+    {
+        public long Line => node.Start.Line;
+        public string Key => key;
+    }
+
     public static string? Find(IReadOnlyList<string> args)
     {
         for (int i = 0; i < args.Count - 1; i++) if (args[i] == "--config") return args[i + 1];
@@ -43,26 +51,150 @@ public static class ConfigFile
             {
                 throw new UsageException($"{path}:{keyNode.Start.Line}: key '{key}': {e.Message}");
             }
+            catch (KeyError e)
+            {
+                throw new UsageException($"{path}:{e.Line}: key '{e.Key}': {e.Message}");
+            }
         }
         return settings;
     }
 
     private static ServeSettings Apply(ServeSettings s, string key, YamlNode node) => key switch
     {
-        "listen" => s with { Listen = CommandLine.ParseEndPoint(key, Scalar(node)) },
-        "discovery" => s with { Discovery = CommandLine.ParseEndPoint(key, Scalar(node)) },
+        "listen" => Listener(node, key, out string? adv) is var ep ? s with { Listen = ep, AdvertiseAddress = adv ?? s.AdvertiseAddress } : s,
+        "discovery" => Listener(node, key, out string? adv) is var ep ? s with { Discovery = ep, DiscoveryAdvertiseAddress = adv ?? s.DiscoveryAdvertiseAddress } : s,
         "metrics" => s with { Metrics = Scalar(node) is "off" ? null : CommandLine.ParseEndPoint(key, Scalar(node)) },
         "advertise" => s with { AdvertiseAddress = Scalar(node) },
         "data_dir" => s with { DataDirectory = Scalar(node) },
+        "control_socket" => s with { ControlSocket = Scalar(node) },
         "nqn" => s with { SubsystemNqn = Scalar(node) },
         "aux_count" => s with { AuxSubsystemCount = CommandLine.ParseInt(key, Scalar(node), 0, 4) },
         "node_index" => s with { NodeIndex = CommandLine.ParseInt(key, Scalar(node), 0, 31) },
+        "cluster" => s with { ClusterId = Scalar(node) },
         "allowed_hosts" => s with { AllowedHosts = Sequence(node) },
+        "hosts" => s with { SubsystemHosts = HostLists(node, key, s.AuxSubsystemCount) },
         "volume_size" => s with { DefaultVolumeBytes = CommandLine.ParseSize(key, Scalar(node)) },
+        "volumes" => s with { Volumes = VolumeSpecs(node, key) },
+        "cores" => s with { Cores = Cores(node, key) },
+        "devices" => s with { Devices = Sequence(node) },
+        "max_controllers_per_pool" => s with { MaxControllersPerPool = CommandLine.ParseInt(key, Scalar(node), 1, 2030) },
+        "max_ctrl_io_queues" => s with { MaxCtrlIoQueues = CommandLine.ParseInt(key, Scalar(node), 1, 65534) },
+        "keep_alive" => s with { DiscoveryKatoMs = KeepAlive(node, key) },
+        "referrals" => s with { Referrals = Referrals(node, key) },
+        "drain_timeout_s" => s with { DrainTimeout = TimeSpan.FromSeconds(CommandLine.ParseInt(key, Scalar(node), 1, 3600)) },
         "memory" => s with { InMemory = Scalar(node) is "true" or "yes" },
         "log_level" => s with { LogLevel = CommandLine.ParseLevel(Scalar(node)) },
         _ => throw new UsageException("unknown key"),
     };
+
+    /// <summary>"ADDR:PORT" or {address: ADDR:PORT, advertise: ADDR}.</summary>
+    private static IPEndPoint Listener(YamlNode node, string key, out string? advertise)
+    {
+        advertise = null;
+        if (node is YamlScalarNode) return CommandLine.ParseEndPoint(key, Scalar(node));
+        IPEndPoint? ep = null;
+        foreach (var (k, v) in Mapping(node, key))
+        {
+            string sub = $"{key}.{k}";
+            switch (k)
+            {
+                case "address": ep = At(v, sub, () => CommandLine.ParseEndPoint(sub, Scalar(v))); break;
+                case "advertise": advertise = At(v, sub, () => Scalar(v)); break;
+                default: throw new KeyError(v, sub, "unknown key (address, advertise)");
+            }
+        }
+        return ep ?? throw new KeyError(node, key, "needs 'address: ADDR:PORT'");
+    }
+
+    /// <summary>{default: [nqn...], aux-1: [...]}: host lists per subsystem.</summary>
+    private static Dictionary<int, IReadOnlyList<string>> HostLists(YamlNode node, string key, int auxCount)
+    {
+        var lists = new Dictionary<int, IReadOnlyList<string>>();
+        foreach (var (k, v) in Mapping(node, key))
+        {
+            string sub = $"{key}.{k}";
+            int pool = k == "default" ? 0
+                : k.StartsWith("aux-", StringComparison.Ordinal) && int.TryParse(k.AsSpan(4), out int n) && n >= 1 && n <= 4 ? n
+                : throw new KeyError(v, sub, "subsystem must be 'default' or 'aux-1'..'aux-4'");
+            if (pool > auxCount) throw new KeyError(v, sub, $"aux_count is {auxCount} (set aux_count before hosts)");
+            lists[pool] = At(v, sub, () => Sequence(v));
+        }
+        return lists;
+    }
+
+    private static List<VolumeSpec> VolumeSpecs(YamlNode node, string key)
+    {
+        if (node is not YamlSequenceNode seq) throw new UsageException("expected a list of {name, size}");
+        var specs = new List<VolumeSpec>();
+        foreach (var item in seq.Children)
+        {
+            string? name = null;
+            long size = 0;
+            foreach (var (k, v) in Mapping(item, key))
+            {
+                string sub = $"{key}.{k}";
+                switch (k)
+                {
+                    case "name": name = At(v, sub, () => Scalar(v)); break;
+                    case "size": size = At(v, sub, () => CommandLine.ParseSize(sub, Scalar(v))); break;
+                    default: throw new KeyError(v, sub, "unknown key (name, size)");
+                }
+            }
+            if (string.IsNullOrEmpty(name) || size == 0) throw new KeyError(item, key, "each volume needs a name and a size");
+            specs.Add(new VolumeSpec(name, size));
+        }
+        return specs;
+    }
+
+    /// <summary>A count ("4": cores 0..3) or a list of core numbers.</summary>
+    private static int[] Cores(YamlNode node, string key)
+    {
+        if (node is YamlScalarNode) return [.. Enumerable.Range(0, CommandLine.ParseInt(key, Scalar(node), 1, 1024))];
+        var items = Sequence(node);
+        var cores = new int[items.Length];
+        for (int i = 0; i < items.Length; i++) cores[i] = CommandLine.ParseInt(key, items[i], 0, 4095);
+        return cores;
+    }
+
+    private static int KeepAlive(YamlNode node, string key)
+    {
+        int discoveryKatoMs = 120_000;
+        foreach (var (k, v) in Mapping(node, key))
+        {
+            string sub = $"{key}.{k}";
+            discoveryKatoMs = k == "discovery_default_ms"
+                ? At(v, sub, () => CommandLine.ParseInt(sub, Scalar(v), 1000, 3_600_000))
+                : throw new KeyError(v, sub, "unknown key (discovery_default_ms)");
+        }
+        return discoveryKatoMs;
+    }
+
+    private static IPEndPoint[] Referrals(YamlNode node, string key)
+    {
+        var items = Sequence(node);
+        var eps = new IPEndPoint[items.Length];
+        for (int i = 0; i < items.Length; i++) eps[i] = CommandLine.ParseEndPoint(key, items[i]);
+        return eps;
+    }
+
+    private static IEnumerable<(string Key, YamlNode Value)> Mapping(YamlNode node, string key)
+    {
+        if (node is not YamlMappingNode map) throw new KeyError(node, key, "expected a mapping of key: value");
+        foreach (var (k, v) in map.Children) yield return (((YamlScalarNode)k).Value ?? "", v);
+    }
+
+    /// <summary>Runs a nested parse, attributing its usage errors to the nested node's line and key.</summary>
+    private static T At<T>(YamlNode node, string key, Func<T> parse)
+    {
+        try
+        {
+            return parse();
+        }
+        catch (UsageException e)
+        {
+            throw new KeyError(node, key, e.Message);
+        }
+    }
 
     private static string Scalar(YamlNode node) =>
         node is YamlScalarNode { Value: { } v } ? v : throw new UsageException("expected a single value");

@@ -2,26 +2,52 @@ using System.Net;
 
 namespace Duroslight.Server.Cli;
 
-/// <summary>Everything `duroslight serve` needs; defaults are the embedded demo's.</summary>
+/// <summary>A volume the config asks for: created at start when the store has none of that name.</summary>
+public sealed record VolumeSpec(string Name, long SizeBytes);
+
+/// <summary>Everything `duroslight serve` needs; defaults are the embedded demo's (README lists them all).</summary>
 public sealed record ServeSettings
 {
     public IPEndPoint Listen { get; init; } = IPEndPoint.Parse("127.0.0.1:4420");
     public IPEndPoint Discovery { get; init; } = IPEndPoint.Parse("127.0.0.1:8009");
     /// <summary>Metrics endpoint, or null to disable.</summary>
     public IPEndPoint? Metrics { get; init; } = IPEndPoint.Parse("127.0.0.1:9180");
-    /// <summary>The address written into discovery log entries (traddr); defaults to the listen address.</summary>
+    /// <summary>The address written into discovery log entries (traddr) for the I/O listener; defaults to the listen address.</summary>
     public string? AdvertiseAddress { get; init; }
+    /// <summary>The traddr of the discovery listener in the log; defaults to the I/O listener's advertised address.</summary>
+    public string? DiscoveryAdvertiseAddress { get; init; }
     public string DataDirectory { get; init; } = "./duroslight-data";
+    /// <summary>The control API's Unix socket; null = "control.sock" in the data directory.</summary>
+    public string? ControlSocket { get; init; }
     public string SubsystemNqn { get; init; } = Protocol.Subsystems.TargetOptions.DefaultSubsystemNqn;
     public int AuxSubsystemCount { get; init; } = 4;
     public int NodeIndex { get; init; }
-    /// <summary>Allowed host NQNs; empty means any host may connect.</summary>
+    /// <summary>Name of the cluster this node belongs to (status, metrics, logs).</summary>
+    public string ClusterId { get; init; } = "duroslight";
+    /// <summary>Allowed host NQNs for every subsystem; empty means any host may connect.</summary>
     public IReadOnlyList<string> AllowedHosts { get; init; } = [];
-    /// <summary>Size of the volume created when the data directory holds none.</summary>
+    /// <summary>Per-subsystem host lists (pool 0 = default, N = aux-N), overriding <see cref="AllowedHosts"/>.</summary>
+    public IReadOnlyDictionary<int, IReadOnlyList<string>> SubsystemHosts { get; init; } = new Dictionary<int, IReadOnlyList<string>>();
+    /// <summary>Size of the volume created when the data directory holds none and no volumes are configured.</summary>
     public long DefaultVolumeBytes { get; init; } = 1L << 30;
+    /// <summary>Volumes created at start if missing.</summary>
+    public IReadOnlyList<VolumeSpec> Volumes { get; init; } = [];
+    /// <summary>CPU cores for the shards (one shard per core); the reactor pins to them.</summary>
+    public IReadOnlyList<int> Cores { get; init; } = [0];
+    /// <summary>Block devices for the GFTL store (empty: sparse files in the data directory).</summary>
+    public IReadOnlyList<string> Devices { get; init; } = [];
+    public int MaxControllersPerPool { get; init; } = 2030;
+    /// <summary>max_ctrl_io_queues: I/O queues one controller may create (32 or 64 for many connections).</summary>
+    public int MaxCtrlIoQueues { get; init; } = 32;
+    /// <summary>KATO given to a discovery controller that connects with KATO 0.</summary>
+    public int DiscoveryKatoMs { get; init; } = 120_000;
+    /// <summary>Referrals to other nodes' discovery services, as ADDR:PORT.</summary>
+    public IReadOnlyList<IPEndPoint> Referrals { get; init; } = [];
     public bool InMemory { get; init; }
     public Microsoft.Extensions.Logging.LogLevel LogLevel { get; init; } = Microsoft.Extensions.Logging.LogLevel.Information;
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
     public string AdvertisedAddress => AdvertiseAddress ?? Listen.Address.ToString();
+    public string DiscoveryAdvertisedAddress => DiscoveryAdvertiseAddress ?? AdvertisedAddress;
+    public string ControlSocketPath => ControlSocket ?? Path.Combine(DataDirectory, "control.sock");
 }

@@ -1,6 +1,7 @@
 using System.Collections.Frozen;
 using Duroslight.Protocol.Engine;
 using Duroslight.Protocol.Nvme;
+using Duroslight.Server.Metrics;
 using Duroslight.Storage.Chunking;
 using Duroslight.Storage.Volumes;
 
@@ -11,8 +12,9 @@ namespace Duroslight.Server.Execution;
 /// boundaries (<see cref="ChunkMap"/>); with one shard every chunk's owner is shard 0, and the io_uring reactor
 /// replaces this class with per-shard routing of the same chunks.
 /// </summary>
-public sealed class StorageExecutor
+public sealed class StorageExecutor(IoMetrics? metrics = null)
 {
+    private readonly IoMetrics _metrics = metrics ?? new IoMetrics(1);
     private volatile FrozenDictionary<Guid, IBlockVolume> _volumes = FrozenDictionary<Guid, IBlockVolume>.Empty;
 
     public IReadOnlyCollection<IBlockVolume> Volumes => _volumes.Values;
@@ -21,7 +23,18 @@ public sealed class StorageExecutor
     public void SetVolumes(IEnumerable<IBlockVolume> volumes) =>
         _volumes = volumes.ToFrozenDictionary(static v => v.Id);
 
+    public IoMetrics Metrics => _metrics;
+
+    /// <summary>Every storage request passes here once: counted in <see cref="IoMetrics"/> (lock-free, no allocation).</summary>
     public async ValueTask<NvmeStatus> ExecuteAsync(StorageRequest request)
+    {
+        long start = _metrics.Start(request);
+        var status = await ExecuteCoreAsync(request).ConfigureAwait(false);
+        _metrics.Record(request, status, start);
+        return status;
+    }
+
+    private async ValueTask<NvmeStatus> ExecuteCoreAsync(StorageRequest request)
     {
         try
         {

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net;
 using Duroslight.Protocol.Subsystems;
 using Duroslight.Server.Cli;
+using Duroslight.Server.Control;
 using Duroslight.Server.Execution;
 using Duroslight.Server.Metrics;
 using Duroslight.Server.Transport;
@@ -11,55 +12,92 @@ using Microsoft.Extensions.Logging;
 namespace Duroslight.Server.Hosting;
 
 /// <summary>
-/// One node's process: storage, protocol target, transport and metrics, started in the product's order and
-/// stopped gracefully (stop accepting, finish in-flight commands, disconnect hosts, flush, close).
+/// One node's process: storage, protocol target, transport, metrics and control API, started in the product's
+/// order and stopped gracefully (stop accepting, finish in-flight commands, disconnect hosts, flush, close).
 /// </summary>
 public sealed class NodeHost : IAsyncDisposable
 {
     private const int BlockSize = 4096;
     private const ushort IoPortId = 1, DiscoveryPortId = 2;
 
-    private readonly ServeSettings _settings;
     private readonly ILogger _logger;
-    private readonly StorageExecutor _executor = new();
+    private readonly StorageExecutor _executor;
+    private readonly TaskCompletionSource _shutdownRequested = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private IVolumeStore? _store;
+    private NodeVolumes? _volumes;
     private ITransport? _transport;
     private MetricsServer? _metrics;
+    private ControlServer? _control;
     private volatile NodeState _state = NodeState.Inactive;
 
     public NodeHost(ServeSettings settings, ILoggerFactory loggers)
     {
-        _settings = settings;
+        Settings = settings;
         _logger = loggers.CreateLogger("duroslight");
+        IoMetrics = new IoMetrics(settings.Cores.Count);
+        _executor = new StorageExecutor(IoMetrics);
         Target = new Target(new TargetOptions
         {
             SubsystemNqn = settings.SubsystemNqn,
             AuxSubsystemCount = settings.AuxSubsystemCount,
             NodeIndex = settings.NodeIndex,
             SerialNumber = $"DSL{settings.NodeIndex:D2}",
-            InitialHostAccess = settings.AllowedHosts.Count == 0 ? HostAccess.AllowAny : HostAccess.Only(settings.AllowedHosts),
+            MaxControllersPerPool = settings.MaxControllersPerPool,
+            MaxIoQueuesPerController = settings.MaxCtrlIoQueues,
+            DiscoveryDefaultKatoMs = settings.DiscoveryKatoMs,
+            InitialHostAccess = Access(settings.AllowedHosts),
         });
+        foreach (var (pool, hosts) in settings.SubsystemHosts)
+            if (pool < Target.Subsystems.Count) Target.SetHostAccess(Target.Subsystems[pool], Access(hosts));
     }
 
+    public ServeSettings Settings { get; }
     public Target Target { get; }
     public NodeState State => _state;
+    public DateTimeOffset StartedAt { get; } = DateTimeOffset.UtcNow;
     public int ConnectionCount => _transport?.ConnectionCount ?? 0;
     public IReadOnlyCollection<IBlockVolume> Volumes => _executor.Volumes;
+    public IoMetrics IoMetrics { get; }
+
+    /// <summary>Reactor loop utilisation; the io_uring transport sets its own provider.</summary>
+    public IShardStats ShardStats { get; set; } = NoShardStats.Instance;
+
+    /// <summary>GFTL space/WA/recovery; null (series absent) until the GFTL store provides them.</summary>
+    public IGftlStats? GftlStats { get; set; }
+
+    /// <summary>Volume operations (control API); available once the node passed the Duroslight state.</summary>
+    public NodeVolumes VolumeOps => _volumes ?? throw ControlException.Conflict($"node is {_state}: no volumes yet");
+
+    /// <summary>Completes when the control API asked for a graceful shutdown.</summary>
+    public Task ShutdownRequested => _shutdownRequested.Task;
+
+    public IReadOnlyList<VolumeView> VolumeList() => _volumes?.List() ?? [];
+
+    public void RequestShutdown()
+    {
+        _logger.LogInformation("shutdown requested through the control API");
+        _shutdownRequested.TrySetResult();
+    }
 
     public void Start()
     {
         Enter(NodeState.Gftl);
         _store = OpenStore();
         Enter(NodeState.Duroslight);
-        ExposeVolumes(_store);
+        _volumes = new NodeVolumes(_store, Target, _executor, _logger);
+        _volumes.ExposeAll();
+        foreach (var r in Settings.Referrals) Target.AddReferral(new Referral(r.Address.ToString(), Port(r)));
         Enter(NodeState.Activating);
         StartListeners();
-        if (_settings.Metrics is { } metricsEndPoint)
+        if (Settings.Metrics is { } metricsEndPoint)
         {
             _metrics = new MetricsServer(this, _logger);
             _metrics.Start(metricsEndPoint);
         }
+        _control = new ControlServer(this, _logger);
+        _control.Start(Settings.ControlSocketPath);
         Enter(NodeState.Active);
+        SystemdNotify.Send("READY=1\nSTATUS=Active", _logger);
     }
 
     /// <summary>Graceful shutdown; idempotent.</summary>
@@ -67,9 +105,11 @@ public sealed class NodeHost : IAsyncDisposable
     {
         if (_state is NodeState.Draining or NodeState.Stopped) return;
         Enter(NodeState.Draining);
-        if (_transport is not null) await _transport.DrainAsync(_settings.DrainTimeout).ConfigureAwait(false);
+        SystemdNotify.Send("STOPPING=1\nSTATUS=Draining", _logger);
+        if (_transport is not null) await _transport.DrainAsync(Settings.DrainTimeout).ConfigureAwait(false);
         Target.DisconnectAll();
-        foreach (var v in _executor.Volumes) await v.FlushAsync().ConfigureAwait(false);
+        if (_volumes is not null) await _volumes.FlushAllAsync().ConfigureAwait(false);
+        if (_control is not null) await _control.DisposeAsync().ConfigureAwait(false);
         if (_metrics is not null) await _metrics.DisposeAsync().ConfigureAwait(false);
         if (_transport is not null) await _transport.DisposeAsync().ConfigureAwait(false);
         _store?.Dispose();
@@ -78,54 +118,41 @@ public sealed class NodeHost : IAsyncDisposable
 
     public async ValueTask DisposeAsync() => await StopAsync().ConfigureAwait(false);
 
+    private static HostAccess Access(IReadOnlyList<string> hosts) => hosts.Count == 0 ? HostAccess.AllowAny : HostAccess.Only(hosts);
+
     private void Enter(NodeState state)
     {
         _state = state;
         _logger.LogInformation("state {State}", state);
     }
 
+    /// <summary>Opens the store and creates the configured volumes (or the default one in an empty store).</summary>
     private IVolumeStore OpenStore()
     {
-        IVolumeStore store = _settings.InMemory
+        IVolumeStore store = Settings.InMemory
             ? new MemoryVolumeStore(blockSize: BlockSize)
-            : new SparseFileVolumeStore(_settings.DataDirectory, BlockSize);
-        if (store.List().Count == 0)
+            : new SparseFileVolumeStore(Settings.DataDirectory, BlockSize);
+        var wanted = Settings.Volumes.Count > 0 ? Settings.Volumes : store.List().Count == 0 ? [new VolumeSpec("default", Settings.DefaultVolumeBytes)] : [];
+        foreach (var spec in wanted)
         {
-            var created = store.Create("default", _settings.DefaultVolumeBytes);
+            bool exists = false;
+            foreach (var d in store.List()) exists |= d.Name == spec.Name;
+            if (exists) continue;
+            var created = store.Create(spec.Name, spec.SizeBytes);
             _logger.LogInformation("created volume {Name} {Id} ({Bytes} bytes)", created.Name, created.Id, created.SizeBytes);
         }
         return store;
     }
 
-    /// <summary>Every volume becomes a namespace (NSID in catalog order) of the default and aux subsystems.</summary>
-    private void ExposeVolumes(IVolumeStore store)
-    {
-        var volumes = new List<IBlockVolume>();
-        uint nsid = 1;
-        foreach (var d in store.List())
-        {
-            var volume = store.Open(d.Id);
-            volumes.Add(volume);
-            Target.AddNamespace(new NamespaceInfo(nsid, d.Id, d.SizeBytes / d.BlockSize, d.BlockSize)
-            {
-                AllocatedBlocks = () => volume.AllocatedBytes / volume.BlockSize,
-            });
-            _logger.LogInformation("namespace {Nsid} = volume {Name} {Id}", nsid, d.Name, d.Id);
-            nsid++;
-        }
-        _executor.SetVolumes(volumes);
-    }
-
     private void StartListeners()
     {
-        bool wildcard = _settings.Listen.Address.Equals(IPAddress.Any) || _settings.Listen.Address.Equals(IPAddress.IPv6Any);
-        if (_settings.AdvertiseAddress is null && wildcard)
+        bool wildcard = Settings.Listen.Address.Equals(IPAddress.Any) || Settings.Listen.Address.Equals(IPAddress.IPv6Any);
+        if (Settings.AdvertiseAddress is null && wildcard)
             throw new UsageException("listening on a wildcard address needs --advertise ADDR: hosts connect to the address in the discovery log");
-        string advertised = _settings.AdvertisedAddress;
-        Target.AddListener(new ListenerInfo(advertised, Port(_settings.Listen), IoPortId, IsDiscovery: false));
-        Target.AddListener(new ListenerInfo(advertised, Port(_settings.Discovery), DiscoveryPortId, IsDiscovery: true));
+        Target.AddListener(new ListenerInfo(Settings.AdvertisedAddress, Port(Settings.Listen), IoPortId, IsDiscovery: false));
+        Target.AddListener(new ListenerInfo(Settings.DiscoveryAdvertisedAddress, Port(Settings.Discovery), DiscoveryPortId, IsDiscovery: true));
         _transport = new SocketTransport(Target, _executor, _logger);
-        _transport.Start([new TransportEndpoint(_settings.Listen, false), new TransportEndpoint(_settings.Discovery, true)]);
+        _transport.Start([new TransportEndpoint(Settings.Listen, false), new TransportEndpoint(Settings.Discovery, true)]);
     }
 
     private static string Port(IPEndPoint endPoint) => endPoint.Port.ToString(CultureInfo.InvariantCulture);

@@ -1,0 +1,165 @@
+using System.Net.Http;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Duroslight.Server.Cli;
+
+namespace Duroslight.Server.Control;
+
+/// <summary>
+/// `duroslight ctl ...` and `duroslight status`: thin commands over the control API. Exit codes: 0 done,
+/// 1 refused by the node (the HTTP-style status and message go to stderr), 2 usage error, 3 node unreachable.
+/// </summary>
+public static class ControlCli
+{
+    public const string Usage = """
+        usage: duroslight status [--json] [--socket PATH | --config FILE]
+               duroslight ctl [--json] [--socket PATH | --config FILE] COMMAND
+          state
+          volumes list | show VOL | create NAME SIZE | delete VOL | resize VOL SIZE
+          volumes snapshot VOL NAME | clone VOL NAME          (VOL: name, ID or nsid:N)
+          hosts list | allow SUB NQN | deny SUB NQN | set SUB [NQN...] | any SUB
+                                                    (SUB: all, default, aux-N, pool number or NQN)
+          controllers list | disconnect POOL CNTLID
+          referrals list | add ADDR:PORT | remove ADDR:PORT
+          shutdown
+        socket: --socket, else $DUROSLIGHT_CONTROL_SOCKET, else control_socket/data_dir of --config,
+                else ./duroslight-data/control.sock
+        """;
+
+    private sealed record Options(string Socket, bool Json, List<string> Words);
+
+    public static async Task<int> StatusAsync(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr)
+    {
+        if (!TryParse(args, stderr, out var o)) return 2;
+        if (o.Words.Count > 0) return UsageError(stderr, $"status takes no arguments: '{o.Words[0]}'");
+        return await RunAsync(o, HttpMethod.Get, "v1/state", null, stdout, stderr).ConfigureAwait(false);
+    }
+
+    public static async Task<int> CtlAsync(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr)
+    {
+        if (!TryParse(args, stderr, out var o)) return 2;
+        (HttpMethod Method, string Path, JsonObject? Body)? request;
+        try
+        {
+            request = ToRequest(o.Words);
+        }
+        catch (UsageException e)
+        {
+            return UsageError(stderr, e.Message);
+        }
+        if (request is not { } r) return UsageError(stderr, o.Words.Count == 0 ? "ctl needs a command" : $"unknown command '{string.Join(' ', o.Words)}'");
+        return await RunAsync(o, r.Method, r.Path, r.Body, stdout, stderr).ConfigureAwait(false);
+    }
+
+    /// <summary>Maps the command words to a request; null when they are not a command.</summary>
+    private static (HttpMethod, string, JsonObject?)? ToRequest(List<string> w)
+    {
+        string At(int i) => i < w.Count ? w[i] : throw new UsageException($"'{string.Join(' ', w)}' needs more arguments");
+        string E(int i) => Uri.EscapeDataString(At(i));
+        var get = HttpMethod.Get;
+        var post = HttpMethod.Post;
+        var delete = HttpMethod.Delete;
+        return (w.Count > 0 ? w[0] : "", w.Count > 1 ? w[1] : "") switch
+        {
+            ("state", _) => (get, "v1/state", null),
+            ("shutdown", _) => (post, "v1/shutdown", null),
+            ("volumes", "list") => (get, "v1/volumes", null),
+            ("volumes", "show") => (get, $"v1/volumes/{E(2)}", null),
+            ("volumes", "create") => (post, "v1/volumes", new JsonObject { ["name"] = At(2), ["size"] = At(3) }),
+            ("volumes", "delete") => (delete, $"v1/volumes/{E(2)}", null),
+            ("volumes", "resize") => (post, $"v1/volumes/{E(2)}/resize", new JsonObject { ["size"] = At(3) }),
+            ("volumes", "snapshot" or "clone") => (post, $"v1/volumes/{E(2)}/{w[1]}", new JsonObject { ["name"] = At(3) }),
+            ("hosts", "list") => (get, "v1/subsystems", null),
+            ("hosts", "allow" or "deny") => (post, $"v1/subsystems/{E(2)}/hosts/{w[1]}", new JsonObject { ["host"] = At(3) }),
+            ("hosts", "set") => (post, $"v1/subsystems/{E(2)}/hosts/set", new JsonObject { ["hosts"] = new JsonArray([.. w.Skip(3).Select(h => (JsonNode)h)]) }),
+            ("hosts", "any") => (post, $"v1/subsystems/{E(2)}/hosts/any", null),
+            ("controllers", "list") => (get, "v1/controllers", null),
+            ("controllers", "disconnect") => (delete, $"v1/controllers/{E(2)}/{E(3)}", null),
+            ("referrals", "list") => (get, "v1/referrals", null),
+            ("referrals", "add") => (post, "v1/referrals", new JsonObject { ["address"] = At(2) }),
+            ("referrals", "remove") => (delete, $"v1/referrals/{E(2)}", null),
+            _ => null,
+        };
+    }
+
+    private static async Task<int> RunAsync(Options o, HttpMethod method, string path, JsonObject? body, TextWriter stdout, TextWriter stderr)
+    {
+        using var client = new ControlClient(o.Socket);
+        int status;
+        JsonNode? answer;
+        try
+        {
+            (status, answer) = await client.SendAsync(method, path, body).ConfigureAwait(false);
+        }
+        catch (HttpRequestException e) when (e.InnerException is SocketException or null)
+        {
+            await stderr.WriteLineAsync($"duroslight: cannot reach the node at unix:{o.Socket}: {e.Message}").ConfigureAwait(false);
+            return 3;
+        }
+        if (status != 200)
+        {
+            await stderr.WriteLineAsync($"duroslight: error {status}: {answer?["error"]?.GetValue<string>() ?? answer?.ToJsonString()}").ConfigureAwait(false);
+            return 1;
+        }
+        await stdout.WriteAsync(o.Json ? answer?.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n" : Lines(answer)).ConfigureAwait(false);
+        return 0;
+    }
+
+    /// <summary>One line of key=value per object (flexnbd-style), a list as one line per item.</summary>
+    public static string Lines(JsonNode? node)
+    {
+        var text = new StringBuilder();
+        if (node is JsonArray list) foreach (var item in list) text.Append(Line(item)).Append('\n');
+        else text.Append(Line(node)).Append('\n');
+        return text.ToString();
+    }
+
+    private static string Line(JsonNode? node)
+    {
+        if (node is not JsonObject obj) return node?.ToJsonString() ?? "";
+        var parts = new List<string>();
+        foreach (var (k, v) in obj)
+            parts.Add($"{k}={(v is JsonValue value && value.TryGetValue(out string? s) ? s : v?.ToJsonString() ?? "")}");
+        return string.Join(' ', parts);
+    }
+
+    private static bool TryParse(IReadOnlyList<string> args, TextWriter stderr, out Options options)
+    {
+        string? socket = null, config = null;
+        bool json = false;
+        var words = new List<string>();
+        options = null!;
+        for (int i = 0; i < args.Count; i++)
+        {
+            switch (args[i])
+            {
+                case "--json": json = true; break;
+                case "--socket" when i + 1 < args.Count: socket = args[++i]; break;
+                case "--config" when i + 1 < args.Count: config = args[++i]; break;
+                case "-h" or "--help": stderr.Write(Usage); return false;
+                case var a when a.StartsWith("--", StringComparison.Ordinal): UsageError(stderr, $"unknown option '{a}'"); return false;
+                default: words.Add(args[i]); break;
+            }
+        }
+        try
+        {
+            socket ??= Environment.GetEnvironmentVariable("DUROSLIGHT_CONTROL_SOCKET") is { Length: > 0 } env ? env
+                : (config is null ? new ServeSettings() : ConfigFile.Load(config)).ControlSocketPath;
+        }
+        catch (UsageException e)
+        {
+            UsageError(stderr, e.Message);
+            return false;
+        }
+        options = new Options(socket, json, words);
+        return true;
+    }
+
+    private static int UsageError(TextWriter stderr, string message)
+    {
+        stderr.WriteLine($"duroslight: {message}\n{Usage}");
+        return 2;
+    }
+}

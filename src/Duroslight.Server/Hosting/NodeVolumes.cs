@@ -1,0 +1,219 @@
+using System.Collections.Frozen;
+using Duroslight.Protocol.Subsystems;
+using Duroslight.Server.Control;
+using Duroslight.Server.Execution;
+using Duroslight.Server.Metrics;
+using Duroslight.Storage.Volumes;
+using Microsoft.Extensions.Logging;
+
+namespace Duroslight.Server.Hosting;
+
+/// <summary>A volume as the control API shows it: the store's descriptor plus its namespace (0 when not exposed).</summary>
+public sealed record VolumeView(Guid Id, string Name, long SizeBytes, int BlockSize, uint Nsid, long AllocatedBytes);
+
+/// <summary>
+/// The volumes of a node and their namespaces: every change goes store first, then target (which posts the
+/// namespace AENs), and is undone when a later step fails, so nothing is half-applied. Changes are serialised
+/// by one lock; the I/O path only reads the snapshots published to the executor and the metrics.
+/// NSIDs: at start in catalog order from 1; a created volume takes the lowest free NSID. The per-volume metric
+/// slot is NSID - 1.
+/// </summary>
+public sealed class NodeVolumes(IVolumeStore store, Target target, StorageExecutor executor, ILogger logger)
+{
+    private readonly object _gate = new();
+    private readonly Dictionary<Guid, IBlockVolume> _open = [];
+
+    private IoMetrics Metrics => executor.Metrics;
+
+    /// <summary>Exposes every volume of the store (start-up).</summary>
+    public void ExposeAll()
+    {
+        lock (_gate)
+        {
+            uint nsid = 1;
+            foreach (var d in store.List()) Expose(d, nsid++);
+            Publish();
+        }
+    }
+
+    public IReadOnlyList<VolumeView> List()
+    {
+        lock (_gate)
+        {
+            var views = new List<VolumeView>();
+            foreach (var d in store.List()) views.Add(View(d));
+            return views;
+        }
+    }
+
+    /// <summary>A volume by name, ID or "nsid:N"; 404 when none matches.</summary>
+    public VolumeView Find(string key)
+    {
+        lock (_gate) return View(Resolve(key));
+    }
+
+    public VolumeView Create(string name, long sizeBytes)
+    {
+        lock (_gate)
+        {
+            uint nsid = FreeNsid();
+            var d = Store(() => store.Create(name, sizeBytes));
+            try
+            {
+                Expose(d, nsid);
+            }
+            catch (Exception e) when (e is InvalidOperationException or ArgumentException or VolumeStoreException)
+            {
+                _open.Remove(d.Id);
+                store.Delete(d.Id);
+                throw ControlException.Conflict($"volume '{name}' could not be exposed: {e.Message}");
+            }
+            Publish();
+            logger.LogInformation("volume created {Name} {Id} {Bytes} nsid {Nsid}", d.Name, d.Id, d.SizeBytes, nsid);
+            return View(d);
+        }
+    }
+
+    public void Delete(string key)
+    {
+        lock (_gate)
+        {
+            var d = Resolve(key);
+            var ns = NamespaceOf(d.Id);
+            if (ns is not null) target.RemoveNamespace(ns.Nsid);
+            _open.Remove(d.Id);
+            Publish();
+            try
+            {
+                store.Delete(d.Id);
+            }
+            catch (VolumeStoreException e)
+            {
+                if (ns is not null) Expose(d, ns.Nsid);
+                Publish();
+                throw ControlException.Conflict(e.Message);
+            }
+            logger.LogInformation("volume deleted {Name} {Id} nsid {Nsid}", d.Name, d.Id, ns?.Nsid ?? 0);
+        }
+    }
+
+    public VolumeView Resize(string key, long newSizeBytes)
+    {
+        lock (_gate)
+        {
+            var d = Resolve(key);
+            var resized = Store(() => store.Resize(d.Id, newSizeBytes));
+            if (NamespaceOf(d.Id) is { } ns && resized.SizeBytes / resized.BlockSize != ns.BlockCount)
+                target.ResizeNamespace(ns.Nsid, resized.SizeBytes / resized.BlockSize);
+            logger.LogInformation("volume resized {Name} {Id} {Bytes}", d.Name, d.Id, resized.SizeBytes);
+            return View(resized);
+        }
+    }
+
+    /// <summary>A read-only snapshot; kept in the store, not exposed as a namespace.</summary>
+    public VolumeView Snapshot(string key, string name)
+    {
+        lock (_gate)
+        {
+            var source = Resolve(key);
+            var d = Store(() => store.Snapshot(source.Id, name));
+            logger.LogInformation("snapshot {Name} {Id} of {Source}", d.Name, d.Id, source.Id);
+            return View(d);
+        }
+    }
+
+    /// <summary>A writable clone, exposed as a new namespace like a created volume.</summary>
+    public VolumeView Clone(string key, string name)
+    {
+        lock (_gate)
+        {
+            var source = Resolve(key);
+            uint nsid = FreeNsid();
+            var d = Store(() => store.Clone(source.Id, name));
+            Expose(d, nsid);
+            Publish();
+            logger.LogInformation("clone {Name} {Id} of {Source} nsid {Nsid}", d.Name, d.Id, source.Id, nsid);
+            return View(d);
+        }
+    }
+
+    /// <summary>Flushes every open volume (graceful shutdown).</summary>
+    public async Task FlushAllAsync()
+    {
+        IBlockVolume[] volumes;
+        lock (_gate) volumes = [.. _open.Values];
+        foreach (var v in volumes) await v.FlushAsync().ConfigureAwait(false);
+    }
+
+    private void Expose(VolumeDescriptor d, uint nsid)
+    {
+        var volume = store.Open(d.Id);
+        target.AddNamespace(new NamespaceInfo(nsid, d.Id, d.SizeBytes / d.BlockSize, d.BlockSize)
+        {
+            AllocatedBlocks = () => volume.AllocatedBytes / volume.BlockSize,
+        });
+        _open[d.Id] = volume;
+        Metrics.ResetVolumeSlot((int)nsid - 1);
+        logger.LogInformation("namespace {Nsid} = volume {Name} {Id}", nsid, d.Name, d.Id);
+    }
+
+    /// <summary>Hands the current volume set to the executor and the metric slots to IoMetrics.</summary>
+    private void Publish()
+    {
+        executor.SetVolumes(_open.Values);
+        var slots = new Dictionary<Guid, int>();
+        foreach (var ns in target.Namespaces) slots[ns.VolumeId] = (int)ns.Nsid - 1;
+        Metrics.SetVolumeSlots(slots.ToFrozenDictionary());
+    }
+
+    private uint FreeNsid()
+    {
+        uint expected = 1;
+        foreach (var ns in target.Namespaces)
+        {
+            if (ns.Nsid != expected) break;
+            expected++;
+        }
+        return expected <= Target.MaxNamespaces
+            ? expected
+            : throw ControlException.Conflict($"all {Target.MaxNamespaces} namespace IDs are in use");
+    }
+
+    private VolumeDescriptor Resolve(string key)
+    {
+        var all = store.List();
+        foreach (var d in all) if (d.Name == key) return d;
+        if (Guid.TryParse(key, out var id))
+            foreach (var d in all) if (d.Id == id) return d;
+        if (key.StartsWith("nsid:", StringComparison.Ordinal) && uint.TryParse(key.AsSpan(5), out uint nsid)
+            && target.GetNamespace(nsid) is { } ns)
+            foreach (var d in all) if (d.Id == ns.VolumeId) return d;
+        throw ControlException.NotFound($"no volume '{key}' (give a name, a volume ID or nsid:N)");
+    }
+
+    private NamespaceInfo? NamespaceOf(Guid id)
+    {
+        foreach (var ns in target.Namespaces) if (ns.VolumeId == id) return ns;
+        return null;
+    }
+
+    private VolumeView View(VolumeDescriptor d) => new(d.Id, d.Name, d.SizeBytes, d.BlockSize,
+        NamespaceOf(d.Id)?.Nsid ?? 0, _open.TryGetValue(d.Id, out var v) ? v.AllocatedBytes : 0);
+
+    /// <summary>Runs a store call; its refusals become 409 with the store's own message.</summary>
+    private static VolumeDescriptor Store(Func<VolumeDescriptor> call)
+    {
+        try
+        {
+            return call();
+        }
+        catch (VolumeStoreException e)
+        {
+            throw ControlException.Conflict(e.Message);
+        }
+        catch (ArgumentException e)
+        {
+            throw ControlException.BadRequest(e.Message);
+        }
+    }
+}
