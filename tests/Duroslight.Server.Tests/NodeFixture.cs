@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using Duroslight.Server.Cli;
+using Duroslight.Server.Control;
 using Duroslight.Server.Hosting;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -19,11 +20,15 @@ public sealed class NodeFixture : IAsyncDisposable
             InMemory = true,
             DefaultVolumeBytes = 64L << 20,
             DrainTimeout = TimeSpan.FromSeconds(5),
+            ControlSocket = Path.Combine(TempDir, "control.sock"),
         };
         Settings = configure?.Invoke(settings) ?? settings;
         Node = new NodeHost(Settings, NullLoggerFactory.Instance);
         Node.Start();
     }
+
+    /// <summary>A private directory for this node (control socket, Prometheus files); removed on dispose.</summary>
+    public string TempDir { get; } = Directory.CreateTempSubdirectory("dsl-node-").FullName;
 
     public ServeSettings Settings { get; }
     public NodeHost Node { get; }
@@ -36,7 +41,21 @@ public sealed class NodeFixture : IAsyncDisposable
         return await http.GetStringAsync($"http://{Settings.Metrics}/metrics");
     }
 
-    public async ValueTask DisposeAsync() => await Node.DisposeAsync();
+    /// <summary>A control API client on the node's socket.</summary>
+    public ControlClient Control() => new(Settings.ControlSocketPath);
+
+    public async ValueTask DisposeAsync()
+    {
+        await Node.DisposeAsync();
+        try
+        {
+            Directory.Delete(TempDir, recursive: true);
+        }
+        catch (IOException)
+        {
+            // A straggling file (e.g. Prometheus still closing) must not fail the test.
+        }
+    }
 
     /// <summary>A port the kernel just handed out; bound and released, so a later bind almost surely gets it.</summary>
     public static int FreePort()
