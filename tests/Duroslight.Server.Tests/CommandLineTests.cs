@@ -88,4 +88,62 @@ public sealed class CommandLineTests
         Assert.Contains("listen_typo", e.Message);
         Assert.Contains("unknown key", e.Message);
     }
+
+    [Fact]
+    public void Every_config_key_is_read()
+    {
+        string path = Path.GetTempFileName();
+        File.WriteAllText(path, """
+            node_index: 3
+            cluster: east-1
+            nqn: nqn.2026-11.io.example:node3
+            aux_count: 2
+            listen: { address: 0.0.0.0:4420, advertise: 10.0.0.3 }
+            discovery:
+              address: 0.0.0.0:8009
+              advertise: 10.0.0.33
+            metrics: 0.0.0.0:9180
+            control_socket: /run/duroslight/control.sock
+            cores: [2, 3]
+            devices: [/dev/nvme1n1]
+            volumes:
+              - { name: db, size: 10G }
+            allowed_hosts: [nqn.host:a]
+            hosts:
+              aux-2: [nqn.host:b]
+            max_controllers_per_pool: 100
+            max_ctrl_io_queues: 64
+            keep_alive: { discovery_default_ms: 30000 }
+            referrals: [10.0.0.4:8009]
+            drain_timeout_s: 5
+            """);
+        var s = CommandLine.ParseServe(["--config", path, "--max-ctrl-io-queues", "16"]);
+        Assert.Equal(3, s.NodeIndex);
+        Assert.Equal("east-1", s.ClusterId);
+        Assert.Equal("10.0.0.3", s.AdvertisedAddress);
+        Assert.Equal("10.0.0.33", s.DiscoveryAdvertisedAddress);
+        Assert.Equal("/run/duroslight/control.sock", s.ControlSocketPath);
+        Assert.Equal([2, 3], s.Cores);
+        Assert.Equal(["/dev/nvme1n1"], s.Devices);
+        Assert.Equal(new VolumeSpec("db", 10L << 30), Assert.Single(s.Volumes));
+        Assert.Equal(["nqn.host:b"], s.SubsystemHosts[2]);
+        Assert.Equal(100, s.MaxControllersPerPool);
+        Assert.Equal(16, s.MaxCtrlIoQueues);
+        Assert.Equal(30000, s.DiscoveryKatoMs);
+        Assert.Equal("10.0.0.4:8009", Assert.Single(s.Referrals).ToString());
+        Assert.Equal(TimeSpan.FromSeconds(5), s.DrainTimeout);
+    }
+
+    [Theory]
+    [InlineData("listen:\n  address: 1.2.3.4:1\n  advertize: x\n", 3, "listen.advertize")]
+    [InlineData("volumes:\n  - name: a\n    size: 3\n", 3, "volumes.size")]
+    [InlineData("aux_count: 1\nhosts:\n  aux-3: [nqn.h:1]\n", 3, "hosts.aux-3")]
+    [InlineData("keep_alive:\n  discovery_default_ms: 5\n", 2, "keep_alive.discovery_default_ms")]
+    public void Nested_config_errors_name_the_line_and_the_dotted_key(string yaml, int line, string key)
+    {
+        string path = Path.GetTempFileName();
+        File.WriteAllText(path, yaml.Replace("\\n", "\n"));
+        var e = Assert.Throws<UsageException>(() => CommandLine.ParseServe(["--config", path]));
+        Assert.Contains($"{path}:{line}: key '{key}'", e.Message);
+    }
 }
