@@ -146,4 +146,16 @@ public sealed class CommandLineTests
         var e = Assert.Throws<UsageException>(() => CommandLine.ParseServe(["--config", path]));
         Assert.Contains($"{path}:{line}: key '{key}'", e.Message);
     }
+
+    [Fact]
+    public void The_example_config_in_deploy_parses()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Duroslight.sln"))) dir = dir.Parent;
+        Assert.NotNull(dir);
+        var s = CommandLine.ParseServe(["--config", Path.Combine(dir.FullName, "deploy", "duroslight.yaml")]);
+        Assert.Equal("/run/duroslight/control.sock", s.ControlSocketPath);
+        Assert.Equal("192.0.2.10", s.AdvertisedAddress);
+        Assert.Equal(4, s.Cores.Count);
+    }
 }
