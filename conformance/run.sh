@@ -42,7 +42,7 @@ declare -A CASE_DESC=(
     [6]="disconnect/reconnect; 4 controllers from 4 host NQNs; disconnect-all -> target metrics 0 controllers"
     [7]="target restart (SIGTERM) while connected: host reconnects by itself, fio verify passes"
     [8]="blkdiscard and blkdiscard -z read back zeros, neighbours intact"
-    [9]="discovery-log-change AEN on a persistent discovery controller (pending: no control API)"
+    [9]="control-API changes (referral added, host allowed) reach a persistent discovery controller as AEN + new log"
     [10]="tshark NVMe/TCP dissector on a short session: no malformed packet, no error-level expert info"
 )
 
@@ -199,6 +199,12 @@ handle_request() { # $1 = request file
             log "restarting target '$arg' on the guest's request"
             if target_restart "$arg" "$IO_PORT"; then resp="ok $TARGET_RESTART_RESULT"; else resp="err $TARGET_RESTART_RESULT"; fi
             log "restart: $resp" ;;
+        ctl)
+            # ctl NAME ARGS...: the guest drives the target's control API (duroslight ctl)
+            local tname=${arg%% *} targs=${arg#* }
+            # shellcheck disable=SC2086
+            if resp=$(target_ctl "$tname" $targs); then resp="ok $resp"; else resp="err $resp"; fi
+            log "ctl $arg: $resp" ;;
         capture-start) capture_start; resp=$CAPTURE_RESULT ;;
         capture-stop)  capture_stop; resp=$CAPTURE_RESULT; log "capture: $resp" ;;
         *) resp="err unknown request '$req'" ;;

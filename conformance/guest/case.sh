@@ -309,9 +309,60 @@ case_8() { # discard / write-zeroes read back as zeros
 }
 
 # ---------------------------------------------------------------------------
-case_9() {
-    skip_case "pending: no control API yet to add a volume/subsystem at runtime, so a discovery-log-change AEN on a persistent discovery controller cannot be triggered"
-    exit 0
+case_9() { # control-API changes reach a persistent discovery controller as AEN + changed log
+    DISC_NQN=nqn.2014-08.org.nvmexpress.discovery
+    # The kernel reports each AEN as a uevent with NVME_AEN=<dw0>: busybox `uevent` listens on the netlink
+    # socket and runs the script for each event with its variables in the environment.
+    printf '#!/bin/sh\n[ -n "$NVME_AEN" ] && echo "$NVME_AEN $DEVPATH" >>%s/uevents\nexit 0\n' "$STATE" >"$STATE/uevent.sh"
+    chmod +x "$STATE/uevent.sh"; : >"$STATE/uevents"
+    uevent "$STATE/uevent.sh" & UEVENT_PID=$!
+    say "\$ nvme discover -t tcp -a $TARGET_IP -s $DISC_PORT --persistent"
+    nvme discover -t tcp -a "$TARGET_IP" -s "$DISC_PORT" --persistent >"$STATE/pdisc.out" 2>&1 || { bad "persistent discover failed: $(tail -3 "$STATE/pdisc.out")"; return; }
+    DCTRL=$(ctrls_of "$DISC_NQN" | head -1)
+    [ -n "$DCTRL" ] && ok "persistent discovery controller /dev/$DCTRL (state $(ctrl_state "$DCTRL"))" || { bad "no persistent discovery controller in /sys/class/nvme"; return; }
+    g0=$(disc_genctr "$DCTRL")
+    say "  genctr before: $g0"
+
+    # 1. a referral added through the control API
+    r=$(host_req ctl main referrals add 10.0.2.99:18999); say "  host: $r"
+    wait_aen "$DCTRL" 1 && ok "AEN after 'referrals add': $(tail -1 "$STATE/uevents")" || bad "no discovery AEN uevent within 10s of 'referrals add'"
+    nvme discover -d "$DCTRL" >"$STATE/d1.out" 2>&1; sed 's/^/    > /' "$STATE/d1.out"
+    read_log_no_rae "$DCTRL"
+    grep -q 'traddr: *10.0.2.99' "$STATE/d1.out" && ok "log page lists the referral 10.0.2.99:18999" || bad "log page has no referral entry after 'referrals add'"
+    g1=$(disc_genctr "$DCTRL"); [ "$g1" -gt "$g0" ] 2>/dev/null && ok "genctr $g0 -> $g1" || bad "genctr did not move ($g0 -> $g1)"
+
+    # 2. this host removed from, then allowed to, the default subsystem
+    r=$(host_req ctl main hosts set default nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-0000000000aa); say "  host: $r"
+    wait_aen "$DCTRL" 2 && ok "AEN after 'hosts set' (this host removed)" || bad "no discovery AEN after 'hosts set'"
+    nvme discover -d "$DCTRL" >"$STATE/d2.out" 2>&1
+    read_log_no_rae "$DCTRL"
+    grep -q "subnqn: *$DEFAULT_NQN\$" "$STATE/d2.out" && bad "default subsystem still listed for a host not allowed" || ok "default subsystem no longer listed"
+    r=$(host_req ctl main hosts allow default "$HOSTNQN"); say "  host: $r"
+    wait_aen "$DCTRL" 3 && ok "AEN after 'hosts allow $HOSTNQN'" || bad "no discovery AEN after 'hosts allow'"
+    nvme discover -d "$DCTRL" >"$STATE/d3.out" 2>&1
+    grep -q "subnqn: *$DEFAULT_NQN\$" "$STATE/d3.out" && ok "default subsystem listed again once this host is allowed" || bad "default subsystem missing after 'hosts allow'"
+    g3=$(disc_genctr "$DCTRL"); [ "$g3" -gt "$g1" ] 2>/dev/null && ok "genctr $g1 -> $g3" || bad "genctr did not move ($g1 -> $g3)"
+    if connect_default; then ok "allowed host connects to the default subsystem"; fi
+
+    host_req ctl main hosts any default >/dev/null; host_req ctl main referrals remove 10.0.2.99:18999 >/dev/null
+    [ "$(ctrl_state "$DCTRL")" = live ] && ok "discovery controller still live" || bad "discovery controller is $(ctrl_state "$DCTRL")"
+    kill "$UEVENT_PID" 2>/dev/null
+    disconnect_all
+    say "  kernel log:"; show_dmesg_new
+    p=$(dmesg_nvme_problems); [ -z "$p" ] && ok "no nvme warnings/errors in the kernel log" || bad "kernel nvme warnings/errors: $p"
+}
+read_log_no_rae() { # ctrl: Get Log Page 70h with RAE=0, as a discovery host does on each AEN, so the next change is notified
+    # (nvme-cli's discover reads the log with RAE=1, which keeps the event masked per the spec)
+    nvme get-log "/dev/$1" --log-id=0x70 --log-len=4096 >/dev/null 2>&1 || note "get-log 70h on /dev/$1 failed"
+}
+disc_genctr() { # ctrl -> generation counter of its discovery log
+    nvme discover -d "$1" 2>/dev/null | sed -n 's/.*Generation counter \([0-9]*\).*/\1/p' | head -1
+}
+wait_aen() { # ctrl count: wait up to 10 s until COUNT AEN uevents (0x70f002) were seen for ctrl
+    _t=0
+    while [ "$(grep -c "0x70f002.*$1" "$STATE/uevents")" -lt "$2" ]; do
+        _t=$((_t + 1)); [ $_t -ge 50 ] && return 1; sleep 0.2
+    done
 }
 
 # ---------------------------------------------------------------------------

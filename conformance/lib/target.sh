@@ -2,7 +2,7 @@
 # The Duroslight target on the host, from the repo's own build, on test ports with a
 # fresh data directory.
 
-declare -A TARGET_PID=() TARGET_ARGS=() TARGET_LOG=() TARGET_METRICS=()
+declare -A TARGET_PID=() TARGET_ARGS=() TARGET_LOG=() TARGET_METRICS=() TARGET_SOCKET=()
 TARGET_CMD=()
 
 target_build() { # $1 = 1 to build, 0 to use what is there
@@ -41,7 +41,8 @@ target_start() {
         port_busy "$p" && die "port 127.0.0.1:$p is already in use (another conformance run or target?)"
     done
     mkdir -p "$data"
-    args="serve --listen 127.0.0.1:$io --discovery 127.0.0.1:$disc --metrics 127.0.0.1:$met --data-dir $data $*"
+    TARGET_SOCKET[$name]=$data/control.sock
+    args="serve --listen 127.0.0.1:$io --discovery 127.0.0.1:$disc --metrics 127.0.0.1:$met --data-dir $data --control-socket $data/control.sock $*"
     TARGET_ARGS[$name]=$args
     TARGET_METRICS[$name]=$met
     TARGET_LOG[$name]=$WORK_DIR/target-$name.log
@@ -109,6 +110,14 @@ target_restart() {
 target_alive() { local pid=${TARGET_PID[$1]:-}; [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
 
 # Sum of lightbox_fe_ctrl_id_used over all pools/shards (controller IDs in use).
+# target_ctl NAME ARGS...: `duroslight ctl` against the target's control socket; prints its output (one line)
+target_ctl() {
+    local name=$1 out rc; shift
+    out=$("${TARGET_CMD[@]}" ctl --socket "${TARGET_SOCKET[$name]}" "$@" 2>&1); rc=$?
+    printf '%s' "$out" | tr '\n' ' '
+    return $rc
+}
+
 target_ctrl_count() {
     local name=$1 body
     body=$(http_get "${TARGET_METRICS[$name]}" /metrics) || { echo "metrics-unreachable"; return 1; }
