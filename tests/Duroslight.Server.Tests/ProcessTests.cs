@@ -46,7 +46,8 @@ public sealed class ProcessTests
         string dll = Path.Combine(AppContext.BaseDirectory, "duroslight.dll");
         int port = NodeFixture.FreePort();
         var psi = new ProcessStartInfo("dotnet", [dll, "serve", "--memory", "--metrics", "off", "--volume-size", "16M",
-            "--listen", $"127.0.0.1:{port}", "--discovery", $"127.0.0.1:{NodeFixture.FreePort()}"])
+            "--listen", $"127.0.0.1:{port}", "--discovery", $"127.0.0.1:{NodeFixture.FreePort()}",
+            "--control-socket", Path.Combine(Path.GetTempPath(), $"dsl-sigterm-{Guid.NewGuid():N}.sock")])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
