@@ -42,6 +42,8 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, StorageExecut
         {
             var views = new List<VolumeView>();
             foreach (var d in store.List()) views.Add(View(d));
+            // Exposed volumes in NSID order, then the others (snapshots) by name.
+            views.Sort(static (a, b) => a.Nsid != b.Nsid ? (a.Nsid == 0 ? 1 : b.Nsid == 0 ? -1 : a.Nsid.CompareTo(b.Nsid)) : string.CompareOrdinal(a.Name, b.Name));
             return views;
         }
     }
@@ -58,17 +60,7 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, StorageExecut
         {
             uint nsid = FreeNsid();
             var d = Store(() => store.Create(name, sizeBytes));
-            try
-            {
-                Expose(d, nsid);
-            }
-            catch (Exception e) when (e is InvalidOperationException or ArgumentException or VolumeStoreException)
-            {
-                _open.Remove(d.Id);
-                store.Delete(d.Id);
-                throw ControlException.Conflict($"volume '{name}' could not be exposed: {e.Message}");
-            }
-            Publish();
+            ExposeNew(d, nsid);
             logger.LogInformation("volume created {Name} {Id} {Bytes} nsid {Nsid}", d.Name, d.Id, d.SizeBytes, nsid);
             return View(d);
         }
@@ -130,8 +122,7 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, StorageExecut
             var source = Resolve(key);
             uint nsid = FreeNsid();
             var d = Store(() => store.Clone(source.Id, name));
-            Expose(d, nsid);
-            Publish();
+            ExposeNew(d, nsid);
             logger.LogInformation("clone {Name} {Id} of {Source} nsid {Nsid}", d.Name, d.Id, source.Id, nsid);
             return View(d);
         }
@@ -143,6 +134,22 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, StorageExecut
         IBlockVolume[] volumes;
         lock (_gate) volumes = [.. _open.Values];
         foreach (var v in volumes) await v.FlushAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Exposes a volume the store just made; if that fails the volume is deleted again (nothing half-applied).</summary>
+    private void ExposeNew(VolumeDescriptor d, uint nsid)
+    {
+        try
+        {
+            Expose(d, nsid);
+        }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException or VolumeStoreException)
+        {
+            _open.Remove(d.Id);
+            store.Delete(d.Id);
+            throw ControlException.Conflict($"volume '{d.Name}' could not be exposed: {e.Message}");
+        }
+        Publish();
     }
 
     private void Expose(VolumeDescriptor d, uint nsid)
