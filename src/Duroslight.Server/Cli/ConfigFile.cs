@@ -60,6 +60,8 @@ public static class ConfigFile
         "allowed_hosts" => s with { AllowedHosts = Sequence(node) },
         "volume_size" => s with { DefaultVolumeBytes = CommandLine.ParseSize(key, Scalar(node)) },
         "memory" => s with { InMemory = Scalar(node) is "true" or "yes" },
+        "cores" => s with { Cores = CommandLine.ParseCpuList(key, Scalar(node)) },
+        "poll_mode" => s with { Poll = CommandLine.ParsePollMode(key, Scalar(node)) },
         "log_level" => s with { LogLevel = CommandLine.ParseLevel(Scalar(node)) },
         _ => throw new UsageException("unknown key"),
     };

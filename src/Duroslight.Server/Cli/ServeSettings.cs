@@ -20,6 +20,13 @@ public sealed record ServeSettings
     /// <summary>Size of the volume created when the data directory holds none.</summary>
     public long DefaultVolumeBytes { get; init; } = 1L << 30;
     public bool InMemory { get; init; }
+    /// <summary>CPUs for the reactor's shards, one pinned shard each; empty: every CPU the process may use.</summary>
+    public IReadOnlyList<int> Cores { get; init; } = [];
+    /// <summary>
+    /// Sleep by default: a busy-polling shard holds its core at 100% even when idle, which is right on dedicated
+    /// storage cores (pass --poll busy) but wrong on a shared or small machine, where it starves the initiator.
+    /// </summary>
+    public Reactor.PollMode Poll { get; init; } = Reactor.PollMode.Sleep;
     public Microsoft.Extensions.Logging.LogLevel LogLevel { get; init; } = Microsoft.Extensions.Logging.LogLevel.Information;
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(30);
 

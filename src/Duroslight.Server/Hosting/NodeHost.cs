@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using Duroslight.Protocol.Subsystems;
+using Duroslight.Reactor;
 using Duroslight.Server.Cli;
 using Duroslight.Server.Execution;
 using Duroslight.Server.Metrics;
@@ -23,6 +24,7 @@ public sealed class NodeHost : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly StorageExecutor _executor = new();
     private IVolumeStore? _store;
+    private ShardGroup? _shards;
     private ITransport? _transport;
     private MetricsServer? _metrics;
     private volatile NodeState _state = NodeState.Inactive;
@@ -46,8 +48,12 @@ public sealed class NodeHost : IAsyncDisposable
     public int ConnectionCount => _transport?.ConnectionCount ?? 0;
     public IReadOnlyCollection<IBlockVolume> Volumes => _executor.Volumes;
 
+    /// <summary>The reactor's shards (null until started).</summary>
+    public ShardGroup? Shards => _shards;
+
     public void Start()
     {
+        StartShards();
         Enter(NodeState.Gftl);
         _store = OpenStore();
         Enter(NodeState.Duroslight);
@@ -72,6 +78,7 @@ public sealed class NodeHost : IAsyncDisposable
         foreach (var v in _executor.Volumes) await v.FlushAsync().ConfigureAwait(false);
         if (_metrics is not null) await _metrics.DisposeAsync().ConfigureAwait(false);
         if (_transport is not null) await _transport.DisposeAsync().ConfigureAwait(false);
+        _shards?.Dispose();
         _store?.Dispose();
         Enter(NodeState.Stopped);
     }
@@ -82,6 +89,16 @@ public sealed class NodeHost : IAsyncDisposable
     {
         _state = state;
         _logger.LogInformation("state {State}", state);
+    }
+
+    /// <summary>First, so a machine where io_uring cannot run is refused before anything else happens.</summary>
+    private void StartShards()
+    {
+        _shards = new ShardGroup(_settings.Cores, _settings.Poll);
+        foreach (string warning in ShardGroup.CheckLimits(expectedConnections: 4096)) _logger.LogWarning("{Warning}", warning);
+        _shards.Start();
+        _logger.LogInformation("reactor: {Count} shards ({Mode} polling), io_uring setup flags 0x{Flags:x}",
+            _shards.Count, _settings.Poll, _shards[0].RingFlags);
     }
 
     private IVolumeStore OpenStore()
@@ -124,7 +141,7 @@ public sealed class NodeHost : IAsyncDisposable
         string advertised = _settings.AdvertisedAddress;
         Target.AddListener(new ListenerInfo(advertised, Port(_settings.Listen), IoPortId, IsDiscovery: false));
         Target.AddListener(new ListenerInfo(advertised, Port(_settings.Discovery), DiscoveryPortId, IsDiscovery: true));
-        _transport = new SocketTransport(Target, _executor, _logger);
+        _transport = new ReactorTransport(Target, _shards!, _executor, _logger);
         _transport.Start([new TransportEndpoint(_settings.Listen, false), new TransportEndpoint(_settings.Discovery, true)]);
     }
 
