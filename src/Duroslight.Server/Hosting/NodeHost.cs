@@ -105,7 +105,7 @@ public sealed class NodeHost : IAsyncDisposable
     {
         IVolumeStore store = _settings.InMemory
             ? new MemoryVolumeStore(blockSize: BlockSize)
-            : new SparseFileVolumeStore(_settings.DataDirectory, BlockSize);
+            : new SparseFileVolumeStore(_settings.DataDirectory, BlockSize, directIo: true);
         if (store.List().Count == 0)
         {
             var created = store.Create("default", _settings.DefaultVolumeBytes);
@@ -123,6 +123,8 @@ public sealed class NodeHost : IAsyncDisposable
         {
             var volume = store.Open(d.Id);
             volumes.Add(volume);
+            if (volume is SparseFileVolume { DirectIo: false })
+                _logger.LogWarning("volume {Name}: the filesystem refused O_DIRECT; I/O goes through the page cache", d.Name);
             Target.AddNamespace(new NamespaceInfo(nsid, d.Id, d.SizeBytes / d.BlockSize, d.BlockSize)
             {
                 AllocatedBlocks = () => volume.AllocatedBytes / volume.BlockSize,
