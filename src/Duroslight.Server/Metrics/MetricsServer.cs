@@ -33,9 +33,11 @@ public sealed class MetricsServer(NodeHost node, ILogger logger) : IAsyncDisposa
         var text = new PrometheusText();
         var target = node.Target;
         text.Family("lightbox_fe_ctrl_id_used", "gauge", "Controller IDs in use per subsystem pool (0 = default, N = aux-N) and shard.");
+        int shardCount = node.Shards?.Count ?? 1;
         foreach (var s in target.Subsystems)
-            text.Sample("lightbox_fe_ctrl_id_used", target.ControllersInUse(s.PoolId, 0),
-                ("pool_id", s.PoolId.ToString(CultureInfo.InvariantCulture)), ("shard", "0"), ("type", "counter"));
+            for (int shard = 0; shard < shardCount; shard++)
+                text.Sample("lightbox_fe_ctrl_id_used", target.ControllersInUse(s.PoolId, shard),
+                    ("pool_id", s.PoolId.ToString(CultureInfo.InvariantCulture)), ("shard", shard.ToString(CultureInfo.InvariantCulture)), ("type", "counter"));
         text.Family("duroslight_state", "gauge", "Lifecycle state: 1 for the current state, 0 for the others.");
         foreach (var state in Enum.GetValues<NodeState>())
             text.Sample("duroslight_state", state == node.State ? 1 : 0, ("state", state.ToString().ToLowerInvariant()));
@@ -47,8 +49,27 @@ public sealed class MetricsServer(NodeHost node, ILogger logger) : IAsyncDisposa
         foreach (var v in node.Volumes) text.Sample("duroslight_volume_size_bytes", v.SizeBytes, ("volume", v.Id.ToString()));
         text.Family("duroslight_volume_allocated_bytes", "gauge", "Physically allocated bytes of each volume (thin provisioning).");
         foreach (var v in node.Volumes) text.Sample("duroslight_volume_allocated_bytes", v.AllocatedBytes, ("volume", v.Id.ToString()));
+        RenderShards(text);
         return text.ToString();
     }
+
+    private void RenderShards(PrometheusText text)
+    {
+        if (node.Shards is not { } shards) return;
+        text.Family("duroslight_shard_loop_busy_seconds_total", "counter", "Time each reactor shard spent in loop iterations that did work.");
+        for (int i = 0; i < shards.Count; i++)
+            text.Sample("duroslight_shard_loop_busy_seconds_total", Seconds(shards[i].LoopTicks.Busy), ("shard", Shard(i)));
+        text.Family("duroslight_shard_loop_seconds_total", "counter", "Time each reactor shard has run (busy + idle); busy/total is its utilisation.");
+        for (int i = 0; i < shards.Count; i++)
+            text.Sample("duroslight_shard_loop_seconds_total", Seconds(shards[i].LoopTicks.Total), ("shard", Shard(i)));
+        text.Family("duroslight_shard_allocated_bytes_total", "counter", "Managed bytes allocated by each shard's thread (0 growth in steady state).");
+        for (int i = 0; i < shards.Count; i++)
+            text.Sample("duroslight_shard_allocated_bytes_total", shards[i].AllocatedBytes, ("shard", Shard(i)));
+    }
+
+    private static double Seconds(long stopwatchTicks) => (double)stopwatchTicks / System.Diagnostics.Stopwatch.Frequency;
+
+    private static string Shard(int index) => index.ToString(CultureInfo.InvariantCulture);
 
     public async ValueTask DisposeAsync()
     {
