@@ -51,7 +51,7 @@ public static class Program
         {
             node.Start();
         }
-        catch (Exception e) when (e is UsageException or VolumeStoreException or SocketException or IOException or UnauthorizedAccessException or ArgumentException or InvalidOperationException)
+        catch (Exception e) when (e is UsageException or Reactor.ReactorUnavailableException or VolumeStoreException or SocketException or IOException or UnauthorizedAccessException or ArgumentException or InvalidOperationException)
         {
             logger.LogCritical("cannot start: {Error}", e.Message);
             return 1;

@@ -104,7 +104,7 @@ public sealed class CommandLineTests
               advertise: 10.0.0.33
             metrics: 0.0.0.0:9180
             control_socket: /run/duroslight/control.sock
-            cores: [2, 3]
+            cores: 2-3
             devices: [/dev/nvme1n1]
             volumes:
               - { name: db, size: 10G }
@@ -156,6 +156,6 @@ public sealed class CommandLineTests
         var s = CommandLine.ParseServe(["--config", Path.Combine(dir.FullName, "deploy", "duroslight.yaml")]);
         Assert.Equal("/run/duroslight/control.sock", s.ControlSocketPath);
         Assert.Equal("192.0.2.10", s.AdvertisedAddress);
-        Assert.Equal(4, s.Cores.Count);
+        Assert.Equal([0, 1, 2, 3], s.Cores);
     }
 }

@@ -16,7 +16,8 @@ public sealed class MetricsTests
     [Fact]
     public async Task Io_is_counted_per_volume_and_shard_and_promtool_accepts_the_page()
     {
-        await using var node = new NodeFixture();
+        // One shard, so every count lands on shard="0" (with more, chunks run on their owning shards).
+        await using var node = new NodeFixture(s => s with { Cores = [0] });
         await using (var host = await NvmeTcpController.ConnectAsync("127.0.0.1", node.IoPort, Nqn, Host))
         {
             await host.WriteAsync(1, 0, 8, new byte[8 * 4096]);
@@ -69,7 +70,8 @@ public sealed class MetricsTests
             using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/") };
             Assert.Equal(1, await QueryUntilAsync(http, "up{job=\"duroslight\"}", 1));
             Assert.Equal(2, await QueryUntilAsync(http, "sum(lightbox_fe_ctrl_id_used)", 2));
-            Assert.Equal(1, await QueryUntilAsync(http, "lightbox_fe_ctrl_id_used{pool_id=\"3\"}", 1));
+            Assert.Equal(1, await QueryUntilAsync(http, "sum(lightbox_fe_ctrl_id_used{pool_id=\"3\"})", 1));
+            Assert.Equal(1, await QueryUntilAsync(http, "duroslight_state{state=\"active\"}", 1));
         }
         finally
         {

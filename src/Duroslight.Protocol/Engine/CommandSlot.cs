@@ -1,4 +1,3 @@
-using System.Buffers;
 using Duroslight.Protocol.Nvme;
 
 namespace Duroslight.Protocol.Engine;
@@ -18,7 +17,7 @@ public enum CommandState : byte
 }
 
 /// <summary>One outstanding command of a queue: its SQE, its data buffer and its transfer progress.</summary>
-internal sealed class CommandSlot(int index, StorageRequest request)
+internal sealed class CommandSlot(int index, StorageRequest request, IDataBufferPool buffers)
 {
     public readonly int Index = index;
     public readonly byte[] Sqe = new byte[SubmissionEntry.Size];
@@ -26,8 +25,8 @@ internal sealed class CommandSlot(int index, StorageRequest request)
     public CommandState State;
     public ushort Cid;
 
-    /// <summary>Pooled data buffer (write data gathered, read data or admin data to return).</summary>
-    public byte[]? Buffer;
+    /// <summary>Pooled data buffer (write data gathered, read data or admin data to return); empty when none.</summary>
+    public Memory<byte> Buffer;
 
     /// <summary>Bytes to transfer (SGL length for host-to-controller; data produced for controller-to-host).</summary>
     public int DataLength;
@@ -38,18 +37,20 @@ internal sealed class CommandSlot(int index, StorageRequest request)
 
     public SubmissionEntry Command => new(Sqe);
 
-    public Memory<byte> Data => Buffer.AsMemory(0, DataLength);
+    public bool HasBuffer => !Buffer.IsEmpty;
+
+    public Memory<byte> Data => Buffer[..DataLength];
 
     public void RentBuffer(int length)
     {
-        Buffer = ArrayPool<byte>.Shared.Rent(Math.Max(length, 1));
+        Buffer = buffers.Rent(Math.Max(length, 1));
         DataLength = length;
     }
 
     public void Reset()
     {
-        if (Buffer is not null) ArrayPool<byte>.Shared.Return(Buffer);
-        Buffer = null;
+        if (HasBuffer) buffers.Return(Buffer);
+        Buffer = default;
         State = CommandState.Free;
         DataLength = Received = R2TIssuedEnd = 0;
         DeferredStatus = NvmeStatus.Success;

@@ -1,7 +1,11 @@
 namespace Duroslight.Protocol.Engine;
 
 /// <summary>Where a connection lives: the transport supplies it when it accepts the socket.</summary>
-public sealed record ConnectionContext(int Shard, string PeerAddress, bool IsDiscoveryPort = false);
+public sealed record ConnectionContext(int Shard, string PeerAddress, bool IsDiscoveryPort = false)
+{
+    /// <summary>Command data buffers; the reactor supplies its shard's pinned pool.</summary>
+    public IDataBufferPool Buffers { get; init; } = ArrayDataBufferPool.Instance;
+}
 
 /// <summary>
 /// Lets other threads ask the driver to run <see cref="TargetConnection.Poll"/> on the connection's own thread

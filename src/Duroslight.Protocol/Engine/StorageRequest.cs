@@ -54,4 +54,7 @@ public sealed class StorageRequest
     public ByteRange[] Ranges { get; internal set; } = [];
 
     public int RangeCount { get; internal set; }
+
+    /// <summary>The driver's own execution state for this slot, kept across commands so it is allocated once.</summary>
+    public object? DriverState { get; set; }
 }

@@ -64,7 +64,7 @@ public sealed partial class TargetConnection
         byte csi = (byte)(cmd.Cdw11 >> 24);
         if (ctrl.IsDiscovery && cns != IdentifyCns.Controller) return NvmeStatus.InvalidField;
         slot.RentBuffer(IdentifyPages.PageSize);
-        var page = slot.Buffer.AsSpan(0, IdentifyPages.PageSize);
+        var page = slot.Buffer.Span[..IdentifyPages.PageSize];
         page.Clear();
         switch (cns)
         {
@@ -132,7 +132,7 @@ public sealed partial class TargetConnection
         try
         {
             slot.RentBuffer((int)length);
-            if (!LogPages.CopyWindow(full.AsSpan(0, fullLength), offset, slot.Buffer.AsSpan(0, (int)length)))
+            if (!LogPages.CopyWindow(full.AsSpan(0, fullLength), offset, slot.Buffer.Span[..(int)length]))
                 return NvmeStatus.InvalidField;
         }
         finally

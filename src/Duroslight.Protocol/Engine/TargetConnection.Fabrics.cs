@@ -75,11 +75,11 @@ public sealed partial class TargetConnection
         var cmd = slot.Command;
         if (_phase != Phase.AwaitingConnect) return NvmeStatus.CommandSequenceError;
         if ((cmd.Cdw10 & 0xFFFF) != 0) return NvmeStatus.ConnectIncompatibleFormat;
-        if (slot.Buffer is null || slot.DataLength != ConnectDataSize) return NvmeStatus.DataSglLengthInvalid;
+        if (!slot.HasBuffer || slot.DataLength != ConnectDataSize) return NvmeStatus.DataSglLengthInvalid;
         ushort qid = (ushort)(cmd.Cdw10 >> 16);
         int sqsize = (int)(cmd.Cdw11 & 0xFFFF);
         byte cattr = (byte)(cmd.Cdw11 >> 16);
-        var data = slot.Buffer.AsSpan(0, ConnectDataSize);
+        var data = slot.Buffer.Span[..ConnectDataSize];
         var hostId = new Guid(data[..16], bigEndian: true);
         ushort cntlid = BinaryPrimitives.ReadUInt16LittleEndian(data[16..]);
         string subNqn = WireStrings.ReadNqn(data.Slice(256, 256));

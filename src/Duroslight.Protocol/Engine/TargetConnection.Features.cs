@@ -96,7 +96,7 @@ public sealed partial class TargetConnection
         // EXHID must be 1: fabrics hosts use the 128-bit identifier.
         if ((slot.Command.Cdw11 & 1) == 0) return NvmeStatus.InvalidField;
         slot.RentBuffer(HostIdentifierSize);
-        ctrl.HostId.TryWriteBytes(slot.Buffer.AsSpan(0, HostIdentifierSize), bigEndian: true, out _);
+        ctrl.HostId.TryWriteBytes(slot.Buffer.Span[..HostIdentifierSize], bigEndian: true, out _);
         return NvmeStatus.Success;
     }
 }

@@ -51,7 +51,7 @@ public sealed partial class TargetConnection
         var status = ValidateReadWrite(cmd, out var ns, out long offset, out int length);
         if (!status.IsSuccess) return status;
         if (op == StorageOp.Read) slot.RentBuffer(length);
-        else if (slot.Buffer is null || slot.DataLength != length) return NvmeStatus.DataSglLengthInvalid;
+        else if (!slot.HasBuffer || slot.DataLength != length) return NvmeStatus.DataSglLengthInvalid;
         var req = slot.Request;
         Prepare(req, op, ns!.VolumeId, offset, length);
         req.Buffer = slot.Data;
@@ -96,13 +96,13 @@ public sealed partial class TargetConnection
         if (ns is null) return NvmeStatus.InvalidNamespaceOrFormat;
         int count = (int)(cmd.Cdw10 & 0xFF) + 1;
         // Linux sends the range list in a whole 4 KiB page: accept any transfer that holds all the ranges.
-        if (slot.Buffer is null || slot.DataLength < count * DsmRangeSize) return NvmeStatus.DataSglLengthInvalid;
+        if (!slot.HasBuffer || slot.DataLength < count * DsmRangeSize) return NvmeStatus.DataSglLengthInvalid;
         // Without AD the ranges are only hints (IDR/IDW): nothing to do.
         if ((cmd.Cdw11 & DsmAttributeDeallocate) == 0) return NvmeStatus.Success;
         var req = slot.Request;
         if (req.Ranges.Length < 256) req.Ranges = new ByteRange[256]; // once per slot, at most 256 ranges
         int used = 0;
-        var data = slot.Buffer.AsSpan(0, slot.DataLength);
+        var data = slot.Buffer.Span[..slot.DataLength];
         for (int i = 0; i < count; i++)
         {
             var r = data.Slice(i * DsmRangeSize, DsmRangeSize);

@@ -63,7 +63,7 @@ public sealed partial class TargetConnection
     {
         var cmd = slot.Command;
         uint sglLength = cmd.SglLength;
-        if (cmd.Direction != DataDirection.HostToController || sglLength == 0 || slot.Buffer is not null)
+        if (cmd.Direction != DataDirection.HostToController || sglLength == 0 || slot.HasBuffer)
         {
             Execute(slot);
             return;
@@ -127,7 +127,7 @@ public sealed partial class TargetConnection
         if (datao != slot.Received || datao + (ulong)datal > (ulong)slot.R2TIssuedEnd)
             return Fatal(TermReqFes.DataTransferOutOfRange, PduLayout.OffDataOffset, out error);
         error = default;
-        destination = slot.Buffer.AsMemory((int)datao, (int)datal);
+        destination = slot.Buffer.Slice((int)datao, (int)datal);
         _receiving = slot;
         _receivingLength = (int)datal;
         return HeaderVerdict.Accept;
@@ -153,14 +153,14 @@ public sealed partial class TargetConnection
         var cmd = slot.Command;
         // The host's SGL may be shorter than the data (even empty): send what fits, and never a zero-length C2HData.
         int length = (int)Math.Min((uint)slot.DataLength, cmd.SglLength);
-        bool sendData = status.IsSuccess && slot.Buffer is not null && length > 0
+        bool sendData = status.IsSuccess && slot.HasBuffer && length > 0
             && cmd.Direction == DataDirection.ControllerToHost;
         if (sendData)
         {
             // SUCCESS saves the CapsuleResp only for I/O reads without SQ flow control; admin data is always
             // followed by a CapsuleResp (strict discovery hosts expect exactly that).
             bool success = _sqFlowControlDisabled && QueueId != 0 && cmd.Opcode == IoOpcode.Read;
-            WriteC2HData(slot.Cid, slot.Buffer.AsSpan(0, length), success);
+            WriteC2HData(slot.Cid, slot.Buffer.Span[..length], success);
             if (!success) WriteResponse(slot.Cid, status, result);
         }
         else

@@ -74,6 +74,14 @@ public sealed partial class TargetConnection : IPduSink, IDisposable
 
     public void ConsumeOutput(int count) => _out.Consume(count);
 
+    /// <summary>
+    /// For drivers whose send completes later (io_uring): lends the pending bytes, which stay where they are while
+    /// the engine appends more, until <see cref="EndSend"/> says how many the socket took.
+    /// </summary>
+    public ReadOnlyMemory<byte> BeginSend() => _out.BeginSend();
+
+    public void EndSend(int sent) => _out.EndSend(sent);
+
     public bool TryTakeStorageRequest(out StorageRequest request) => _storageQueue.TryDequeue(out request!);
 
     /// <summary>Feeds received bytes. Protocol violations end in a C2HTermReq and <see cref="WantsClose"/>.</summary>
@@ -236,7 +244,7 @@ public sealed partial class TargetConnection : IPduSink, IDisposable
         _slots.CopyTo(bigger, 0);
         for (int i = _slots.Length; i < count; i++)
         {
-            bigger[i] = new CommandSlot(i, new StorageRequest(this, i));
+            bigger[i] = new CommandSlot(i, new StorageRequest(this, i), Context.Buffers);
             _freeSlots.Push(i);
         }
         _slots = bigger;

@@ -20,7 +20,6 @@ public static class CommandLine
           --discovery-advertise ADDR  traddr of the discovery listener (default: --advertise)
           --control-socket PATH control API Unix socket          (default DATA_DIR/control.sock)
           --cluster NAME        cluster identity                 (default duroslight)
-          --cores N             shards, one per core 0..N-1      (default 1)
           --max-controllers N   controllers per subsystem pool 1..2030 (default 2030)
           --max-ctrl-io-queues N  I/O queues per controller     (default 32)
           --referral ADDR:PORT  referral to another node's discovery service (repeatable)
@@ -31,6 +30,8 @@ public static class CommandLine
           --allow-host NQN      allow only these hosts (repeatable; default: any host)
           --volume-size SIZE    size of the volume created in an empty data dir (default 1G)
           --memory              keep volumes in memory (tests, benchmarks); nothing persists
+          --cores LIST          CPUs to run shards on, one pinned shard each, e.g. 0-3,6 (default: every allowed CPU)
+          --poll MODE           sleep|busy: how an idle shard waits   (default sleep)
           --log-level LEVEL     trace|debug|information|warning|error (default information)
         """;
 
@@ -53,7 +54,6 @@ public static class CommandLine
                 "--discovery-advertise" => settings with { DiscoveryAdvertiseAddress = Next() },
                 "--control-socket" => settings with { ControlSocket = Next() },
                 "--cluster" => settings with { ClusterId = Next() },
-                "--cores" => settings with { Cores = [.. Enumerable.Range(0, ParseInt(flag, Next(), 1, 1024))] },
                 "--max-controllers" => settings with { MaxControllersPerPool = ParseInt(flag, Next(), 1, 2030) },
                 "--max-ctrl-io-queues" => settings with { MaxCtrlIoQueues = ParseInt(flag, Next(), 1, 65534) },
                 "--referral" => AddReferral(settings, referrals, ParseEndPoint(flag, Next())),
@@ -64,6 +64,8 @@ public static class CommandLine
                 "--allow-host" => AddHost(settings, allowed, Next()),
                 "--volume-size" => settings with { DefaultVolumeBytes = ParseSize(flag, Next()) },
                 "--memory" => settings with { InMemory = true },
+                "--cores" => settings with { Cores = ParseCpuList(flag, Next()) },
+                "--poll" => settings with { Poll = ParsePollMode(flag, Next()) },
                 "--log-level" => settings with { LogLevel = ParseLevel(Next()) },
                 _ => throw new UsageException($"unknown option '{flag}'"),
             };
@@ -106,6 +108,34 @@ public static class CommandLine
         long bytes = v << shift;
         return bytes % 4096 == 0 ? bytes : throw new UsageException($"{what}: {bytes} is not a multiple of 4096");
     }
+
+    /// <summary>A Linux CPU list (as taskset -c): "0", "0-3", "1,3,5-7". Duplicates are refused.</summary>
+    public static int[] ParseCpuList(string what, string text)
+    {
+        var cpus = new List<int>();
+        foreach (string part in text.Split(',', StringSplitOptions.TrimEntries))
+        {
+            string[] bounds = part.Split('-', StringSplitOptions.TrimEntries);
+            if (bounds.Length > 2 || !TryCpu(bounds[0], out int first) || !TryCpu(bounds[^1], out int last) || last < first)
+                throw new UsageException($"{what}: '{text}' is not a CPU list (e.g. 0-3,6)");
+            for (int cpu = first; cpu <= last; cpu++)
+            {
+                if (cpus.Contains(cpu)) throw new UsageException($"{what}: CPU {cpu} is listed twice");
+                cpus.Add(cpu);
+            }
+        }
+        return [.. cpus];
+    }
+
+    private static bool TryCpu(string text, out int cpu) =>
+        int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out cpu) && cpu < 1024;
+
+    public static Reactor.PollMode ParsePollMode(string what, string text) => text switch
+    {
+        "sleep" => Reactor.PollMode.Sleep,
+        "busy" => Reactor.PollMode.Busy,
+        _ => throw new UsageException($"{what}: '{text}' is not sleep or busy"),
+    };
 
     public static LogLevel ParseLevel(string text) =>
         Enum.TryParse<LogLevel>(text, ignoreCase: true, out var level)

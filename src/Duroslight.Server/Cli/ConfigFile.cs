@@ -75,7 +75,6 @@ public static class ConfigFile
         "hosts" => s with { SubsystemHosts = HostLists(node, key, s.AuxSubsystemCount) },
         "volume_size" => s with { DefaultVolumeBytes = CommandLine.ParseSize(key, Scalar(node)) },
         "volumes" => s with { Volumes = VolumeSpecs(node, key) },
-        "cores" => s with { Cores = Cores(node, key) },
         "devices" => s with { Devices = Sequence(node) },
         "max_controllers_per_pool" => s with { MaxControllersPerPool = CommandLine.ParseInt(key, Scalar(node), 1, 2030) },
         "max_ctrl_io_queues" => s with { MaxCtrlIoQueues = CommandLine.ParseInt(key, Scalar(node), 1, 65534) },
@@ -83,6 +82,8 @@ public static class ConfigFile
         "referrals" => s with { Referrals = Referrals(node, key) },
         "drain_timeout_s" => s with { DrainTimeout = TimeSpan.FromSeconds(CommandLine.ParseInt(key, Scalar(node), 1, 3600)) },
         "memory" => s with { InMemory = Scalar(node) is "true" or "yes" },
+        "cores" => s with { Cores = CommandLine.ParseCpuList(key, Scalar(node)) },
+        "poll_mode" => s with { Poll = CommandLine.ParsePollMode(key, Scalar(node)) },
         "log_level" => s with { LogLevel = CommandLine.ParseLevel(Scalar(node)) },
         _ => throw new UsageException("unknown key"),
     };
@@ -144,16 +145,6 @@ public static class ConfigFile
             specs.Add(new VolumeSpec(name, size));
         }
         return specs;
-    }
-
-    /// <summary>A count ("4": cores 0..3) or a list of core numbers.</summary>
-    private static int[] Cores(YamlNode node, string key)
-    {
-        if (node is YamlScalarNode) return [.. Enumerable.Range(0, CommandLine.ParseInt(key, Scalar(node), 1, 1024))];
-        var items = Sequence(node);
-        var cores = new int[items.Length];
-        for (int i = 0; i < items.Length; i++) cores[i] = CommandLine.ParseInt(key, items[i], 0, 4095);
-        return cores;
     }
 
     private static int KeepAlive(YamlNode node, string key)

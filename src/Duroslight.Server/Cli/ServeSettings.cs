@@ -32,8 +32,6 @@ public sealed record ServeSettings
     public long DefaultVolumeBytes { get; init; } = 1L << 30;
     /// <summary>Volumes created at start if missing.</summary>
     public IReadOnlyList<VolumeSpec> Volumes { get; init; } = [];
-    /// <summary>CPU cores for the shards (one shard per core); the reactor pins to them.</summary>
-    public IReadOnlyList<int> Cores { get; init; } = [0];
     /// <summary>Block devices for the GFTL store (empty: sparse files in the data directory).</summary>
     public IReadOnlyList<string> Devices { get; init; } = [];
     public int MaxControllersPerPool { get; init; } = 2030;
@@ -44,6 +42,13 @@ public sealed record ServeSettings
     /// <summary>Referrals to other nodes' discovery services, as ADDR:PORT.</summary>
     public IReadOnlyList<IPEndPoint> Referrals { get; init; } = [];
     public bool InMemory { get; init; }
+    /// <summary>CPUs for the reactor's shards, one pinned shard each; empty: every CPU the process may use.</summary>
+    public IReadOnlyList<int> Cores { get; init; } = [];
+    /// <summary>
+    /// Sleep by default: a busy-polling shard holds its core at 100% even when idle, which is right on dedicated
+    /// storage cores (pass --poll busy) but wrong on a shared or small machine, where it starves the initiator.
+    /// </summary>
+    public Reactor.PollMode Poll { get; init; } = Reactor.PollMode.Sleep;
     public Microsoft.Extensions.Logging.LogLevel LogLevel { get; init; } = Microsoft.Extensions.Logging.LogLevel.Information;
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(30);
 

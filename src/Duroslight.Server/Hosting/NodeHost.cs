@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using Duroslight.Protocol.Subsystems;
+using Duroslight.Reactor;
 using Duroslight.Server.Cli;
 using Duroslight.Server.Control;
 using Duroslight.Server.Execution;
@@ -25,6 +26,7 @@ public sealed class NodeHost : IAsyncDisposable
     private readonly TaskCompletionSource _shutdownRequested = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private IVolumeStore? _store;
     private NodeVolumes? _volumes;
+    private ShardGroup? _shards;
     private ITransport? _transport;
     private MetricsServer? _metrics;
     private ControlServer? _control;
@@ -34,8 +36,7 @@ public sealed class NodeHost : IAsyncDisposable
     {
         Settings = settings;
         _logger = loggers.CreateLogger("duroslight");
-        IoMetrics = new IoMetrics(settings.Cores.Count);
-        _executor = new StorageExecutor(IoMetrics);
+        _executor = new StorageExecutor();
         Target = new Target(new TargetOptions
         {
             SubsystemNqn = settings.SubsystemNqn,
@@ -57,10 +58,8 @@ public sealed class NodeHost : IAsyncDisposable
     public DateTimeOffset StartedAt { get; } = DateTimeOffset.UtcNow;
     public int ConnectionCount => _transport?.ConnectionCount ?? 0;
     public IReadOnlyCollection<IBlockVolume> Volumes => _executor.Volumes;
-    public IoMetrics IoMetrics { get; }
-
-    /// <summary>Reactor loop utilisation; the io_uring transport sets its own provider.</summary>
-    public IShardStats ShardStats { get; set; } = NoShardStats.Instance;
+    /// <summary>Per-shard I/O counters (one shard until the reactor started).</summary>
+    public IoMetrics IoMetrics => _executor.Metrics;
 
     /// <summary>GFTL space/WA/recovery; null (series absent) until the GFTL store provides them.</summary>
     public IGftlStats? GftlStats { get; set; }
@@ -79,8 +78,13 @@ public sealed class NodeHost : IAsyncDisposable
         _shutdownRequested.TrySetResult();
     }
 
+    /// <summary>The reactor's shards (null until started).</summary>
+    public ShardGroup? Shards => _shards;
+
+
     public void Start()
     {
+        StartShards();
         Enter(NodeState.Gftl);
         _store = OpenStore();
         Enter(NodeState.Duroslight);
@@ -112,6 +116,7 @@ public sealed class NodeHost : IAsyncDisposable
         if (_control is not null) await _control.DisposeAsync().ConfigureAwait(false);
         if (_metrics is not null) await _metrics.DisposeAsync().ConfigureAwait(false);
         if (_transport is not null) await _transport.DisposeAsync().ConfigureAwait(false);
+        _shards?.Dispose();
         _store?.Dispose();
         Enter(NodeState.Stopped);
     }
@@ -126,12 +131,24 @@ public sealed class NodeHost : IAsyncDisposable
         _logger.LogInformation("state {State}", state);
     }
 
+    /// <summary>First, so a machine where io_uring cannot run is refused before anything else happens.</summary>
+    private void StartShards()
+    {
+        _shards = new ShardGroup(Settings.Cores, Settings.Poll);
+        foreach (string warning in ShardGroup.CheckLimits(expectedConnections: 4096)) _logger.LogWarning("{Warning}", warning);
+        _shards.Start();
+        _executor.Metrics = new IoMetrics(_shards.Count);
+        _logger.LogInformation("reactor: {Count} shards ({Mode} polling), io_uring setup flags 0x{Flags:x}",
+            _shards.Count, Settings.Poll, _shards[0].RingFlags);
+    }
+
+
     /// <summary>Opens the store and creates the configured volumes (or the default one in an empty store).</summary>
     private IVolumeStore OpenStore()
     {
         IVolumeStore store = Settings.InMemory
             ? new MemoryVolumeStore(blockSize: BlockSize)
-            : new SparseFileVolumeStore(Settings.DataDirectory, BlockSize);
+            : new SparseFileVolumeStore(Settings.DataDirectory, BlockSize, directIo: true);
         var wanted = Settings.Volumes.Count > 0 ? Settings.Volumes : store.List().Count == 0 ? [new VolumeSpec("default", Settings.DefaultVolumeBytes)] : [];
         foreach (var spec in wanted)
         {
@@ -151,7 +168,7 @@ public sealed class NodeHost : IAsyncDisposable
             throw new UsageException("listening on a wildcard address needs --advertise ADDR: hosts connect to the address in the discovery log");
         Target.AddListener(new ListenerInfo(Settings.AdvertisedAddress, Port(Settings.Listen), IoPortId, IsDiscovery: false));
         Target.AddListener(new ListenerInfo(Settings.DiscoveryAdvertisedAddress, Port(Settings.Discovery), DiscoveryPortId, IsDiscovery: true));
-        _transport = new SocketTransport(Target, _executor, _logger);
+        _transport = new ReactorTransport(Target, _shards!, _executor, _logger);
         _transport.Start([new TransportEndpoint(Settings.Listen, false), new TransportEndpoint(Settings.Discovery, true)]);
     }
 

@@ -22,7 +22,7 @@ public static class MetricsRenderer
         Fabric(text, node, controllers);
         Volumes(text, node);
         ShardIo(text, node.IoMetrics);
-        Reactor(text, node.ShardStats);
+        Shards(text, node);
         Gftl(text, node.GftlStats);
         return text.ToString();
     }
@@ -159,17 +159,22 @@ public static class MetricsRenderer
         }
     }
 
-    private static void Reactor(PrometheusText text, IShardStats stats)
+    /// <summary>Reactor loop utilisation (busy/total) and per-shard allocation, from the shards themselves.</summary>
+    private static void Shards(PrometheusText text, NodeHost node)
     {
-        text.Family("duroslight_reactor_busy_seconds_total", "counter", "Time each shard's reactor loop spent working (utilisation = rate of this / rate of _run_).");
-        text.Family("duroslight_reactor_run_seconds_total", "counter", "Time each shard's reactor loop has been running.");
-        for (int s = 0; s < stats.ShardCount; s++)
-        {
-            stats.Read(s, out long busy, out long total);
-            text.Sample("duroslight_reactor_busy_seconds_total", busy / (double)Stopwatch.Frequency, ("shard", Int(s)));
-            text.Sample("duroslight_reactor_run_seconds_total", total / (double)Stopwatch.Frequency, ("shard", Int(s)));
-        }
+        if (node.Shards is not { } shards) return;
+        text.Family("duroslight_shard_loop_busy_seconds_total", "counter", "Time each reactor shard spent in loop iterations that did work.");
+        for (int i = 0; i < shards.Count; i++)
+            text.Sample("duroslight_shard_loop_busy_seconds_total", Seconds(shards[i].LoopTicks.Busy), ("shard", Int(i)));
+        text.Family("duroslight_shard_loop_seconds_total", "counter", "Time each reactor shard has run (busy + idle); busy/total is its utilisation.");
+        for (int i = 0; i < shards.Count; i++)
+            text.Sample("duroslight_shard_loop_seconds_total", Seconds(shards[i].LoopTicks.Total), ("shard", Int(i)));
+        text.Family("duroslight_shard_allocated_bytes_total", "counter", "Managed bytes allocated by each shard's thread (0 growth in steady state).");
+        for (int i = 0; i < shards.Count; i++)
+            text.Sample("duroslight_shard_allocated_bytes_total", shards[i].AllocatedBytes, ("shard", Int(i)));
     }
+
+    private static double Seconds(long stopwatchTicks) => stopwatchTicks / (double)Stopwatch.Frequency;
 
     /// <summary>GFTL series appear once the store provides them (absent until then).</summary>
     private static void Gftl(PrometheusText text, IGftlStats? stats)

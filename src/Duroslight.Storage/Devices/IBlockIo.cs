@@ -32,4 +32,10 @@ public static class BlockIo
 
     /// <summary>Installs <paramref name="io"/> for the calling thread (null restores the fallback).</summary>
     public static void InstallForCurrentThread(IBlockIo? io) => t_current = io;
+
+    /// <summary>
+    /// Turns on O_DIRECT for an open file or device (.NET's File.OpenHandle cannot). 0, or the errno: EINVAL where
+    /// the filesystem cannot do direct I/O (tmpfs).
+    /// </summary>
+    public static int EnableDirectIo(SafeFileHandle file) => Interop.LibC.EnableDirectIo(file);
 }

@@ -48,7 +48,25 @@ internal static unsafe partial class LibC
     private static partial int close(int fd);
 
     [LibraryImport("libc", SetLastError = true)]
+    private static partial int fcntl(SafeFileHandle fd, int cmd, int arg);
+
+    [LibraryImport("libc", SetLastError = true)]
     private static partial int statx(SafeFileHandle dirfd, byte* path, int flags, uint mask, byte* buffer);
+
+    private const int F_GETFL = 3;
+    private const int F_SETFL = 4;
+    private const int O_DIRECT = 0x4000;
+
+    /// <summary>
+    /// Turns on O_DIRECT for an open file (.NET's File.OpenHandle has no flag for it). Returns 0 or the errno:
+    /// EINVAL where the filesystem cannot do direct I/O (tmpfs).
+    /// </summary>
+    public static int EnableDirectIo(SafeFileHandle fd)
+    {
+        int flags = fcntl(fd, F_GETFL, 0);
+        if (flags < 0 || fcntl(fd, F_SETFL, flags | O_DIRECT) != 0) return Marshal.GetLastPInvokeError();
+        return 0;
+    }
 
     /// <summary>fallocate(2), retried on EINTR. Returns 0 or the errno.</summary>
     public static int Fallocate(SafeFileHandle fd, int mode, long offset, long length)

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using Duroslight.Storage.Devices;
 using Duroslight.Storage.Interop;
 using Microsoft.Win32.SafeHandles;
 
@@ -11,11 +12,9 @@ namespace Duroslight.Storage.Volumes;
 /// </summary>
 public sealed class SparseFileVolume : IBlockVolume
 {
-    // Fallback for filesystems that can neither punch holes nor zero ranges: zeros are written from here.
-    private static readonly byte[] s_zeros = new byte[1024 * 1024];
-
-    private static readonly Func<object?, StorageResult> s_dataSync =
-        static state => ((SparseFileVolume)state!).DataSync();
+    // Fallback for filesystems that can neither punch holes nor zero ranges: zeros are written from here
+    // (aligned native memory, so it also works with O_DIRECT). Lives as long as the process.
+    private static readonly NativeBuffer s_zeros = new(1024 * 1024);
 
     private readonly SafeFileHandle _handle;
     private long _sizeBytes;
@@ -38,6 +37,9 @@ public sealed class SparseFileVolume : IBlockVolume
 
     /// <summary>The backing file.</summary>
     public string FilePath { get; }
+
+    /// <summary>The file is open with O_DIRECT: I/O bypasses the page cache and needs 4 KiB-aligned buffers.</summary>
+    public bool DirectIo { get; private set; }
 
     /// <summary>
     /// st_blocks * 512 from statx on the open handle: one syscall, counts delayed allocations, ignores holes.
@@ -74,16 +76,8 @@ public sealed class SparseFileVolume : IBlockVolume
     /// <summary>Punches a hole; the range reads as zeros afterwards.</summary>
     public ValueTask<StorageResult> DeallocateAsync(long offset, long length) => ZeroRangeAsync(offset, length);
 
-    /// <summary>fdatasync on a thread-pool thread (it can take milliseconds; the caller's thread keeps serving).</summary>
-    public ValueTask<StorageResult> FlushAsync()
-    {
-        if (_closed)
-        {
-            return new(StorageResult.MediaError);
-        }
-
-        return new(Task.Factory.StartNew(s_dataSync, this, CancellationToken.None, TaskCreationOptions.DenyChildAttach, TaskScheduler.Default));
-    }
+    /// <summary>fdatasync through the calling shard's ring (it can take milliseconds; the shard keeps serving meanwhile).</summary>
+    public ValueTask<StorageResult> FlushAsync() => _closed ? new(StorageResult.MediaError) : FlushCoreAsync();
 
     /// <summary>No-op: the store owns the volume and closes it on Delete or with itself.</summary>
     public void Dispose()
@@ -91,14 +85,14 @@ public sealed class SparseFileVolume : IBlockVolume
     }
 
     /// <summary>Creates (or truncates an orphan of) the backing file at full size, all hole, and makes it durable.</summary>
-    internal static SparseFileVolume Create(string path, VolumeDescriptor descriptor)
+    internal static SparseFileVolume Create(string path, VolumeDescriptor descriptor, bool directIo)
     {
         SafeFileHandle handle = File.OpenHandle(path, FileMode.Create, FileAccess.ReadWrite, FileShare.None);
         try
         {
             RandomAccess.SetLength(handle, descriptor.SizeBytes);
             LibC.SyncOrThrow(handle, path);
-            return new SparseFileVolume(descriptor, path, handle);
+            return new SparseFileVolume(descriptor, path, handle) { DirectIo = directIo && LibC.EnableDirectIo(handle) == 0 };
         }
         catch
         {
@@ -108,7 +102,7 @@ public sealed class SparseFileVolume : IBlockVolume
     }
 
     /// <summary>Opens an existing backing file; a file shorter than the catalog says (crash mid-grow) is extended.</summary>
-    internal static SparseFileVolume OpenExisting(string path, VolumeDescriptor descriptor)
+    internal static SparseFileVolume OpenExisting(string path, VolumeDescriptor descriptor, bool directIo)
     {
         if (!File.Exists(path))
         {
@@ -124,7 +118,7 @@ public sealed class SparseFileVolume : IBlockVolume
                 LibC.SyncOrThrow(handle, path);
             }
 
-            return new SparseFileVolume(descriptor, path, handle);
+            return new SparseFileVolume(descriptor, path, handle) { DirectIo = directIo && LibC.EnableDirectIo(handle) == 0 };
         }
         catch
         {
@@ -158,45 +152,55 @@ public sealed class SparseFileVolume : IBlockVolume
         return _closed ? StorageResult.MediaError : StorageResult.Ok;
     }
 
+    // Device I/O goes through BlockIo.Current: the owning shard's ring on the reactor, pread/pwrite elsewhere.
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<StorageResult> ReadCoreAsync(long offset, Memory<byte> destination)
     {
-        try
+        int done = 0;
+        while (done < destination.Length)
         {
-            int done = 0;
-            while (done < destination.Length)
+            int read = await BlockIo.Current.ReadAsync(_handle, destination[done..], offset + done).ConfigureAwait(false);
+            if (read < 0)
             {
-                int read = await RandomAccess.ReadAsync(_handle, destination[done..], offset + done).ConfigureAwait(false);
-                if (read == 0)
-                {
-                    // Past the end of a file shorter than the volume: that part was never written.
-                    destination.Span[done..].Clear();
-                    break;
-                }
-
-                done += read;
+                return StorageErrors.FromErrno(-read);
             }
 
-            return StorageResult.Ok;
+            if (read == 0)
+            {
+                // Past the end of a file shorter than the volume: that part was never written.
+                destination.Span[done..].Clear();
+                break;
+            }
+
+            done += read;
         }
-        catch (Exception e) when (StorageErrors.IsIoFailure(e))
-        {
-            return StorageErrors.FromException(e);
-        }
+
+        return StorageResult.Ok;
     }
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<StorageResult> WriteCoreAsync(long offset, ReadOnlyMemory<byte> source)
     {
-        try
+        int done = 0;
+        while (done < source.Length)
         {
-            await RandomAccess.WriteAsync(_handle, source, offset).ConfigureAwait(false);
-            return StorageResult.Ok;
+            int written = await BlockIo.Current.WriteAsync(_handle, source[done..], offset + done).ConfigureAwait(false);
+            if (written <= 0)
+            {
+                return written == 0 ? StorageResult.MediaError : StorageErrors.FromErrno(-written);
+            }
+
+            done += written;
         }
-        catch (Exception e) when (StorageErrors.IsIoFailure(e))
-        {
-            return StorageErrors.FromException(e);
-        }
+
+        return StorageResult.Ok;
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<StorageResult> FlushCoreAsync()
+    {
+        int result = await BlockIo.Current.SyncAsync(_handle).ConfigureAwait(false);
+        return result == 0 ? StorageResult.Ok : StorageErrors.FromErrno(-result);
     }
 
     private ValueTask<StorageResult> ZeroRangeAsync(long offset, long length)
@@ -242,7 +246,7 @@ public sealed class SparseFileVolume : IBlockVolume
         for (long position = offset; position < end; position += s_zeros.Length)
         {
             int count = (int)Math.Min(s_zeros.Length, end - position);
-            StorageResult result = await WriteCoreAsync(position, s_zeros.AsMemory(0, count)).ConfigureAwait(false);
+            StorageResult result = await WriteCoreAsync(position, s_zeros.Memory[..count]).ConfigureAwait(false);
             if (result != StorageResult.Ok)
             {
                 return result;
@@ -250,18 +254,5 @@ public sealed class SparseFileVolume : IBlockVolume
         }
 
         return StorageResult.Ok;
-    }
-
-    private StorageResult DataSync()
-    {
-        try
-        {
-            int errno = LibC.DataSync(_handle);
-            return errno == 0 ? StorageResult.Ok : StorageErrors.FromErrno(errno);
-        }
-        catch (ObjectDisposedException)
-        {
-            return StorageResult.MediaError;
-        }
     }
 }

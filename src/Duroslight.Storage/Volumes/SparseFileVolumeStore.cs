@@ -18,12 +18,15 @@ public sealed class SparseFileVolumeStore : IVolumeStore
     private readonly SafeFileHandle _lockFile;
     private readonly List<VolumeDescriptor> _volumes;
     private readonly Dictionary<Guid, SparseFileVolume> _open = [];
+    private readonly bool _directIo;
     private bool _disposed;
 
     /// <param name="dataDirectory">Created if missing.</param>
     /// <param name="blockSize">Block size of volumes created from now on; existing volumes keep theirs.</param>
-    public SparseFileVolumeStore(string dataDirectory, int blockSize = DefaultBlockSize)
+    /// <param name="directIo">Open volume files with O_DIRECT where the filesystem allows it (callers then pass 4 KiB-aligned buffers).</param>
+    public SparseFileVolumeStore(string dataDirectory, int blockSize = DefaultBlockSize, bool directIo = false)
     {
+        _directIo = directIo;
         VolumeRequests.ValidateBlockSize(blockSize);
         DataDirectory = Path.GetFullPath(dataDirectory);
         BlockSize = blockSize;
@@ -63,7 +66,7 @@ public sealed class SparseFileVolumeStore : IVolumeStore
             ThrowIfDisposed();
             VolumeDescriptor descriptor = VolumeRequests.ValidateCreate(_volumes, name, sizeBytes, id, BlockSize);
             string path = VolumePath(descriptor.Id);
-            SparseFileVolume volume = SparseFileVolume.Create(path, descriptor);
+            SparseFileVolume volume = SparseFileVolume.Create(path, descriptor, _directIo);
             try
             {
                 LibC.SyncDirectoryOrThrow(_volumesDirectory);
@@ -177,7 +180,7 @@ public sealed class SparseFileVolumeStore : IVolumeStore
         VolumeDescriptor descriptor = _volumes[index];
         if (!_open.TryGetValue(descriptor.Id, out SparseFileVolume? volume))
         {
-            volume = SparseFileVolume.OpenExisting(VolumePath(descriptor.Id), descriptor);
+            volume = SparseFileVolume.OpenExisting(VolumePath(descriptor.Id), descriptor, _directIo);
             _open.Add(descriptor.Id, volume);
         }
 

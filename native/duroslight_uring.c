@@ -1,0 +1,148 @@
+// Thin C body for liburing's static-inline helpers, called from C# (src/Duroslight.Reactor/Interop).
+// No logic lives here: each function prepares one SQE, submits, or copies completions out.
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <liburing.h>
+
+#define DS_EXPORT __attribute__((visibility("default")))
+
+// One completion as C# reads it (16 bytes, no padding).
+struct ds_cqe {
+    uint64_t user_data;
+    int32_t res;
+    uint32_t flags;
+};
+
+// Creates a ring; the setup flags are tried as given, so the caller probes by retrying with fewer flags.
+DS_EXPORT struct io_uring *ds_ring_create(unsigned entries, unsigned flags, int *error)
+{
+    struct io_uring *ring = calloc(1, sizeof(*ring));
+    if (!ring) {
+        *error = -ENOMEM;
+        return NULL;
+    }
+    struct io_uring_params params;
+    memset(&params, 0, sizeof(params));
+    params.flags = flags;
+    int rc = io_uring_queue_init_params(entries, ring, &params);
+    if (rc < 0) {
+        free(ring);
+        *error = rc;
+        return NULL;
+    }
+    *error = 0;
+    return ring;
+}
+
+DS_EXPORT void ds_ring_destroy(struct io_uring *ring)
+{
+    io_uring_queue_exit(ring);
+    free(ring);
+}
+
+DS_EXPORT unsigned ds_ring_features(struct io_uring *ring) { return ring->features; }
+
+// 1 if the kernel supports the opcode, 0 if not, negative errno if the probe failed.
+DS_EXPORT int ds_opcode_supported(struct io_uring *ring, int opcode)
+{
+    struct io_uring_probe *probe = io_uring_get_probe_ring(ring);
+    if (!probe) return -ENOSYS;
+    int supported = io_uring_opcode_supported(probe, opcode);
+    io_uring_free_probe(probe);
+    return supported;
+}
+
+// An SQE, submitting what is queued first when the submission queue is full.
+static struct io_uring_sqe *sqe_for(struct io_uring *ring, uint64_t user_data)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+    if (!sqe) {
+        io_uring_submit(ring);
+        sqe = io_uring_get_sqe(ring);
+        if (!sqe) return NULL;
+    }
+    io_uring_sqe_set_data64(sqe, user_data);
+    return sqe;
+}
+
+#define PREP(ring, user_data, call) do { \
+        struct io_uring_sqe *sqe = sqe_for(ring, user_data); \
+        if (!sqe) return -EBUSY; \
+        call; \
+        return 0; \
+    } while (0)
+
+DS_EXPORT int ds_prep_accept(struct io_uring *ring, int fd, int multishot, uint64_t user_data)
+{
+    if (multishot)
+        PREP(ring, user_data, io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC));
+    PREP(ring, user_data, io_uring_prep_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC));
+}
+
+DS_EXPORT int ds_prep_recv(struct io_uring *ring, int fd, void *buf, unsigned len, uint64_t user_data)
+{
+    PREP(ring, user_data, io_uring_prep_recv(sqe, fd, buf, len, 0));
+}
+
+DS_EXPORT int ds_prep_send(struct io_uring *ring, int fd, const void *buf, unsigned len, uint64_t user_data)
+{
+    PREP(ring, user_data, io_uring_prep_send(sqe, fd, buf, len, MSG_NOSIGNAL));
+}
+
+DS_EXPORT int ds_prep_read(struct io_uring *ring, int fd, void *buf, unsigned len, uint64_t offset, uint64_t user_data)
+{
+    PREP(ring, user_data, io_uring_prep_read(sqe, fd, buf, len, offset));
+}
+
+DS_EXPORT int ds_prep_write(struct io_uring *ring, int fd, const void *buf, unsigned len, uint64_t offset, uint64_t user_data)
+{
+    PREP(ring, user_data, io_uring_prep_write(sqe, fd, buf, len, offset));
+}
+
+DS_EXPORT int ds_prep_fdatasync(struct io_uring *ring, int fd, uint64_t user_data)
+{
+    PREP(ring, user_data, io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC));
+}
+
+DS_EXPORT int ds_prep_cancel_fd(struct io_uring *ring, int fd, uint64_t user_data)
+{
+    PREP(ring, user_data, io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL));
+}
+
+DS_EXPORT int ds_prep_close(struct io_uring *ring, int fd, uint64_t user_data)
+{
+    PREP(ring, user_data, io_uring_prep_close(sqe, fd));
+}
+
+DS_EXPORT int ds_prep_nop(struct io_uring *ring, uint64_t user_data)
+{
+    PREP(ring, user_data, io_uring_prep_nop(sqe));
+}
+
+// Submits queued SQEs; waits for at least one completion when timeout_us > 0 (0 = busy-poll, never blocks).
+DS_EXPORT int ds_submit(struct io_uring *ring, long timeout_us)
+{
+    if (timeout_us <= 0) return io_uring_submit_and_get_events(ring);
+    struct __kernel_timespec ts = { .tv_sec = timeout_us / 1000000, .tv_nsec = (timeout_us % 1000000) * 1000 };
+    struct io_uring_cqe *cqe;
+    int rc = io_uring_submit_and_wait_timeout(ring, &cqe, 1, &ts, NULL);
+    return rc == -ETIME || rc == -EINTR ? 0 : rc;
+}
+
+// Copies up to max completions into out and marks them seen; returns how many.
+DS_EXPORT int ds_reap(struct io_uring *ring, struct ds_cqe *out, int max)
+{
+    struct io_uring_cqe *cqes[256];
+    if (max > 256) max = 256;
+    unsigned n = io_uring_peek_batch_cqe(ring, cqes, (unsigned)max);
+    for (unsigned i = 0; i < n; i++) {
+        out[i].user_data = cqes[i]->user_data;
+        out[i].res = cqes[i]->res;
+        out[i].flags = cqes[i]->flags;
+    }
+    io_uring_cq_advance(ring, n);
+    return (int)n;
+}

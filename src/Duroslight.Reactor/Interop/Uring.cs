@@ -1,0 +1,80 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace Duroslight.Reactor.Interop;
+
+/// <summary>One completion as the shim copies it out of the completion queue.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct Completion
+{
+    public ulong UserData;
+    public int Result;
+    public uint Flags;
+}
+
+/// <summary>
+/// The native shim over liburing (native/duroslight_uring.c). Preparing SQEs and reaping CQEs never block, so
+/// they skip the GC transition; only <see cref="Submit"/> may sleep in the kernel.
+/// </summary>
+internal static unsafe partial class Uring
+{
+    private const string Library = "duroslight_uring";
+
+    public const uint SetupCoopTaskrun = 1u << 8;
+    public const uint SetupTaskrunFlag = 1u << 9;
+    public const uint SetupSingleIssuer = 1u << 12;
+    public const uint SetupDeferTaskrun = 1u << 13;
+
+    public const uint CqeFlagMore = 1u << 1;
+
+    public const int OpAccept = 13;
+    public const int OpAsyncCancel = 14;
+    public const int OpClose = 19;
+    public const int OpRead = 22;
+    public const int OpWrite = 23;
+    public const int OpSend = 26;
+    public const int OpRecv = 27;
+
+    [LibraryImport(Library, EntryPoint = "ds_ring_create")]
+    public static partial nint RingCreate(uint entries, uint flags, out int error);
+
+    [LibraryImport(Library, EntryPoint = "ds_ring_destroy")]
+    public static partial void RingDestroy(nint ring);
+
+    [LibraryImport(Library, EntryPoint = "ds_opcode_supported")]
+    public static partial int OpcodeSupported(nint ring, int opcode);
+
+    [LibraryImport(Library, EntryPoint = "ds_prep_accept"), SuppressGCTransition]
+    public static partial int PrepAccept(nint ring, int fd, int multishot, ulong userData);
+
+    [LibraryImport(Library, EntryPoint = "ds_prep_recv"), SuppressGCTransition]
+    public static partial int PrepRecv(nint ring, int fd, byte* buffer, uint length, ulong userData);
+
+    [LibraryImport(Library, EntryPoint = "ds_prep_send"), SuppressGCTransition]
+    public static partial int PrepSend(nint ring, int fd, byte* buffer, uint length, ulong userData);
+
+    [LibraryImport(Library, EntryPoint = "ds_prep_read"), SuppressGCTransition]
+    public static partial int PrepRead(nint ring, int fd, byte* buffer, uint length, ulong offset, ulong userData);
+
+    [LibraryImport(Library, EntryPoint = "ds_prep_write"), SuppressGCTransition]
+    public static partial int PrepWrite(nint ring, int fd, byte* buffer, uint length, ulong offset, ulong userData);
+
+    [LibraryImport(Library, EntryPoint = "ds_prep_fdatasync"), SuppressGCTransition]
+    public static partial int PrepDataSync(nint ring, int fd, ulong userData);
+
+    [LibraryImport(Library, EntryPoint = "ds_prep_cancel_fd"), SuppressGCTransition]
+    public static partial int PrepCancelFd(nint ring, int fd, ulong userData);
+
+    [LibraryImport(Library, EntryPoint = "ds_prep_close"), SuppressGCTransition]
+    public static partial int PrepClose(nint ring, int fd, ulong userData);
+
+    [LibraryImport(Library, EntryPoint = "ds_prep_nop"), SuppressGCTransition]
+    public static partial int PrepNop(nint ring, ulong userData);
+
+    /// <summary>Submits; with <paramref name="timeoutMicroseconds"/> &gt; 0 waits for a completion or the timeout.</summary>
+    [LibraryImport(Library, EntryPoint = "ds_submit")]
+    public static partial int Submit(nint ring, long timeoutMicroseconds);
+
+    [LibraryImport(Library, EntryPoint = "ds_reap"), SuppressGCTransition]
+    public static partial int Reap(nint ring, Completion* completions, int max);
+}

@@ -1,0 +1,329 @@
+using System.Diagnostics;
+using Duroslight.Reactor.Interop;
+using Duroslight.Storage.Devices;
+
+namespace Duroslight.Reactor;
+
+/// <summary>
+/// One CPU's worth of the data path: a thread pinned to its core that owns one io_uring ring, the connections and
+/// chunk work handed to it, and its buffers. Everything a shard owns is touched only by its thread; other threads
+/// reach it through <see cref="Post"/> (a lock-free queue plus an eventfd wake-up while it sleeps).
+/// </summary>
+public sealed unsafe class Shard
+{
+    public static readonly TimeSpan TickInterval = TimeSpan.FromMilliseconds(100);
+
+    private const int RingEntries = 4096;
+    private const int InboxCapacity = 1 << 16;
+    private const int ReapBatch = 256;
+    private const byte OpWakeRead = 1;
+
+    [ThreadStatic]
+    private static Shard? t_current;
+
+    private readonly ShardQueue<IShardWork> _inbox = new(InboxCapacity);
+    private readonly Queue<IShardWork> _local = new();
+    private readonly List<IShardFlush> _dirty = [];
+    private readonly List<IShardFlush> _flushing = [];
+    private readonly List<IShardTicker> _tickers = [];
+    private readonly List<IRingHandler?> _handlers = [];
+    private readonly Stack<int> _freeTokens = new();
+    private readonly ManualResetEventSlim _started = new();
+    private readonly WakeHandler _wakeHandler;
+    private readonly int _cpu;
+    private Thread? _thread;
+    private Ring? _ring;
+    private Exception? _startError;
+    private int _eventFd = -1;
+    private ulong* _eventValue;
+    private int _sleeping;
+    private int _wakePending;
+    private volatile bool _stopRequested;
+    private long _nextTickMs;
+    private long _busyTicks;
+    private long _totalTicks;
+    private long _allocatedBytes;
+
+    internal Shard(int index, int cpu, PollMode mode)
+    {
+        Index = index;
+        _cpu = cpu;
+        Mode = mode;
+        _wakeHandler = new WakeHandler(this);
+    }
+
+    /// <summary>The shard whose thread is calling, or null off the reactor.</summary>
+    public static Shard? Current => t_current;
+
+    public int Index { get; }
+
+    public PollMode Mode { get; }
+
+    /// <summary>The CPU this shard's thread is pinned to (-1: not pinned).</summary>
+    public int Cpu => _cpu;
+
+    /// <summary>The ring's setup flags (for logs).</summary>
+    public uint RingFlags => _ring?.SetupFlags ?? 0;
+
+    /// <summary>Stopwatch ticks spent doing work, and in all; their ratio is the loop's utilisation.</summary>
+    public (long Busy, long Total) LoopTicks => (Volatile.Read(ref _busyTicks), Volatile.Read(ref _totalTicks));
+
+    /// <summary>Managed bytes this shard's thread has allocated, sampled every tick (the zero-allocation proof).</summary>
+    public long AllocatedBytes => Volatile.Read(ref _allocatedBytes);
+
+    /// <summary>The ring-backed device I/O of this shard (installed as <see cref="BlockIo.Current"/> on its thread).</summary>
+    internal RingBlockIo? BlockIo { get; private set; }
+
+    internal bool IsOnThread => t_current == this;
+
+    /// <summary>Runs <paramref name="work"/> on this shard: inline order after current work when called on it, else via the inbox.</summary>
+    public void Post(IShardWork work)
+    {
+        if (t_current == this)
+        {
+            _local.Enqueue(work);
+            return;
+        }
+        var spin = new SpinWait();
+        while (!_inbox.TryEnqueue(work))
+        {
+            // Full inbox: the shard is overloaded; waiting here is the back-pressure.
+            Wake();
+            spin.SpinOnce();
+        }
+        Interlocked.MemoryBarrier();
+        Wake();
+    }
+
+    /// <summary>Gives a handler a token for <c>user_data</c>. Shard thread only.</summary>
+    public int Register(IRingHandler handler)
+    {
+        if (_freeTokens.TryPop(out int token))
+        {
+            _handlers[token] = handler;
+            return token;
+        }
+        _handlers.Add(handler);
+        return _handlers.Count - 1;
+    }
+
+    /// <summary>Frees a token; the handler must have no operation in flight. Shard thread only.</summary>
+    public void Unregister(int token)
+    {
+        _handlers[token] = null;
+        _freeTokens.Push(token);
+    }
+
+    /// <summary>Asks for <see cref="IShardFlush.Flush"/> at the end of this loop iteration (once).</summary>
+    public void MarkDirty(IShardFlush flush) => _dirty.Add(flush);
+
+    public void AddTicker(IShardTicker ticker) => _tickers.Add(ticker);
+
+    public void RemoveTicker(IShardTicker ticker) => _tickers.Remove(ticker);
+
+    public void SubmitAccept(int listenFd, int token, byte op) => Check(Uring.PrepAccept(Ring, listenFd, 1, UserData(token, op)));
+
+    public void SubmitReceive(int fd, byte* buffer, int length, int token, byte op) =>
+        Check(Uring.PrepRecv(Ring, fd, buffer, (uint)length, UserData(token, op)));
+
+    public void SubmitSend(int fd, byte* buffer, int length, int token, byte op) =>
+        Check(Uring.PrepSend(Ring, fd, buffer, (uint)length, UserData(token, op)));
+
+    /// <summary>Cancels every operation in flight on <paramref name="fd"/>; they complete with -ECANCELED.</summary>
+    public void SubmitCancel(int fd, int token, byte op) => Check(Uring.PrepCancelFd(Ring, fd, UserData(token, op)));
+
+    public void SubmitClose(int fd, int token, byte op) => Check(Uring.PrepClose(Ring, fd, UserData(token, op)));
+
+    public void SubmitNop(int token, byte op) => Check(Uring.PrepNop(Ring, UserData(token, op)));
+
+    internal void SubmitRead(int fd, byte* buffer, int length, long offset, int token, byte op) =>
+        Check(Uring.PrepRead(Ring, fd, buffer, (uint)length, (ulong)offset, UserData(token, op)));
+
+    internal void SubmitWrite(int fd, byte* buffer, int length, long offset, int token, byte op) =>
+        Check(Uring.PrepWrite(Ring, fd, buffer, (uint)length, (ulong)offset, UserData(token, op)));
+
+    internal void SubmitDataSync(int fd, int token, byte op) => Check(Uring.PrepDataSync(Ring, fd, UserData(token, op)));
+
+    internal void Start()
+    {
+        _thread = new Thread(Run) { IsBackground = true, Name = $"shard-{Index}" };
+        _thread.UnsafeStart();
+        _started.Wait();
+        if (_startError is not null) throw _startError;
+    }
+
+    internal void Stop()
+    {
+        _stopRequested = true;
+        Posix.Signal(_eventFd);
+        _thread?.Join();
+    }
+
+    private nint Ring => _ring!.Handle;
+
+    private static ulong UserData(int token, byte op) => ((ulong)op << 32) | (uint)token;
+
+    private static void Check(int rc)
+    {
+        if (rc < 0) throw new InvalidOperationException($"io_uring submission queue is full (errno {-rc})");
+    }
+
+    private void Run()
+    {
+        try
+        {
+            Initialize();
+        }
+        catch (Exception e)
+        {
+            _startError = e;
+            _started.Set();
+            return;
+        }
+        _started.Set();
+        try
+        {
+            Loop();
+        }
+        finally
+        {
+            Storage.Devices.BlockIo.InstallForCurrentThread(null);
+            t_current = null;
+            _ring!.Dispose();
+            Posix.Close(_eventFd);
+            System.Runtime.InteropServices.NativeMemory.Free(_eventValue);
+        }
+    }
+
+    private void Initialize()
+    {
+        if (_cpu >= 0)
+        {
+            int error = Posix.PinCurrentThread(_cpu);
+            if (error != 0) throw new ReactorUnavailableException($"cannot pin shard {Index} to CPU {_cpu} (errno {error}); is the CPU online and allowed?");
+        }
+        // Created here: a single-issuer ring belongs to the thread that creates it.
+        _ring = Reactor.Ring.Create(RingEntries);
+        t_current = this;
+        BlockIo = new RingBlockIo(this);
+        Storage.Devices.BlockIo.InstallForCurrentThread(BlockIo);
+        _eventFd = Posix.EventFd();
+        _eventValue = (ulong*)System.Runtime.InteropServices.NativeMemory.Alloc(sizeof(ulong));
+        _wakeHandler.Token = Register(_wakeHandler);
+        ArmWakeRead();
+        _nextTickMs = Environment.TickCount64;
+    }
+
+    private void Loop()
+    {
+        var completions = stackalloc Completion[ReapBatch];
+        long last = Stopwatch.GetTimestamp();
+        while (!_stopRequested)
+        {
+            bool worked = Reap(completions);
+            worked |= RunWork();
+            Tick();
+            worked |= FlushDirty();
+            long now = Stopwatch.GetTimestamp();
+            if (worked) _busyTicks += now - last;
+            Wait();
+            long after = Stopwatch.GetTimestamp();
+            Volatile.Write(ref _totalTicks, _totalTicks + (after - last));
+            last = after;
+        }
+    }
+
+    private bool Reap(Completion* completions)
+    {
+        int total = 0;
+        int n;
+        while ((n = Uring.Reap(Ring, completions, ReapBatch)) > 0)
+        {
+            total += n;
+            for (int i = 0; i < n; i++) Dispatch(completions[i]);
+        }
+        return total > 0;
+    }
+
+    private void Dispatch(in Completion c)
+    {
+        int token = (int)(uint)c.UserData;
+        byte op = (byte)(c.UserData >> 32);
+        var handler = (uint)token < (uint)_handlers.Count ? _handlers[token] : null;
+        handler?.OnCompletion(op, c.Result, (c.Flags & Uring.CqeFlagMore) != 0);
+    }
+
+    private bool RunWork()
+    {
+        bool worked = false;
+        while (_inbox.TryDequeue(out var work))
+        {
+            work.Execute();
+            worked = true;
+        }
+        while (_local.TryDequeue(out var work))
+        {
+            work.Execute();
+            worked = true;
+        }
+        return worked;
+    }
+
+    private void Tick()
+    {
+        long now = Environment.TickCount64;
+        if (now < _nextTickMs) return;
+        _nextTickMs = now + (long)TickInterval.TotalMilliseconds;
+        Volatile.Write(ref _allocatedBytes, GC.GetAllocatedBytesForCurrentThread());
+        for (int i = _tickers.Count - 1; i >= 0; i--)
+            if (i < _tickers.Count) _tickers[i].OnTick(now);
+    }
+
+    /// <summary>Runs the flushes asked for this iteration; a flush may ask again (work it produced), next time round.</summary>
+    private bool FlushDirty()
+    {
+        if (_dirty.Count == 0) return false;
+        _flushing.AddRange(_dirty);
+        _dirty.Clear();
+        foreach (var flush in _flushing) flush.Flush();
+        _flushing.Clear();
+        return true;
+    }
+
+    /// <summary>Submits what the iteration queued and, in sleep mode with nothing to do, waits in the kernel.</summary>
+    private void Wait()
+    {
+        long timeoutUs = 0;
+        if (Mode == PollMode.Sleep && _local.Count == 0 && _dirty.Count == 0)
+        {
+            Interlocked.Exchange(ref _sleeping, 1);
+            // Re-check after announcing sleep: a producer that missed the flag enqueued before we looked.
+            if (_inbox.IsEmpty && !_stopRequested)
+                timeoutUs = Math.Max(1, _nextTickMs - Environment.TickCount64) * 1000;
+        }
+        int rc = Uring.Submit(Ring, timeoutUs);
+        Volatile.Write(ref _sleeping, 0);
+        if (rc < 0 && rc != -Posix.EINTR && rc != -Posix.EAGAIN)
+            throw new InvalidOperationException($"io_uring_enter failed with errno {-rc}");
+    }
+
+    private void Wake()
+    {
+        if (Volatile.Read(ref _sleeping) != 0 && Interlocked.Exchange(ref _wakePending, 1) == 0) Posix.Signal(_eventFd);
+    }
+
+    private void ArmWakeRead() =>
+        Check(Uring.PrepRead(Ring, _eventFd, (byte*)_eventValue, sizeof(ulong), 0, UserData(_wakeHandler.Token, OpWakeRead)));
+
+    /// <summary>The eventfd read completed: re-arm it, and let producers signal again.</summary>
+    private sealed class WakeHandler(Shard shard) : IRingHandler
+    {
+        public int Token;
+
+        public void OnCompletion(byte op, int result, bool more)
+        {
+            Volatile.Write(ref shard._wakePending, 0);
+            if (!shard._stopRequested) shard.ArmWakeRead();
+        }
+    }
+}

@@ -1,0 +1,257 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Duroslight.Protocol.Engine;
+using Duroslight.Protocol.Nvme;
+using Duroslight.Reactor;
+using Duroslight.Reactor.Interop;
+using Duroslight.Server.Execution;
+using Duroslight.Storage.Devices;
+using Microsoft.Extensions.Logging;
+
+namespace Duroslight.Server.Transport;
+
+/// <summary>
+/// Drives one <see cref="TargetConnection"/> (one NVMe queue) on its shard: receives and sends through the ring,
+/// hands storage requests to the <see cref="ChunkRouter"/>, and closes once nothing is in flight. Every method runs
+/// on the shard's thread; other threads only post to it (<see cref="Wake"/>, <see cref="Drain"/>, <see cref="Abort"/>).
+/// </summary>
+internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, IShardTicker, IShardWork, IConnectionSignal, IStorageCompletion
+{
+    private const int ReceiveBufferSize = 128 * 1024;
+    private const byte OpReceive = 1, OpSend = 2;
+
+    private readonly Shard _shard;
+    private readonly int _fd;
+    private readonly ReactorTransport _owner;
+    private readonly ChunkRouter _router;
+    private readonly ILogger _logger;
+    private readonly NativeBuffer _receiveBuffer;
+    private readonly TargetConnection _engine;
+    private int _token = -1;
+    private bool _receiving, _sending, _dirty, _transportClosed, _draining, _closing, _closed;
+    private int _wakePosted;
+
+    public ReactorConnection(Shard shard, int fd, string peer, bool isDiscoveryPort, ReactorTransport owner, IDataBufferPool buffers)
+    {
+        _shard = shard;
+        _fd = fd;
+        _owner = owner;
+        _router = owner.Router;
+        _logger = owner.Logger;
+        Peer = peer;
+        _receiveBuffer = new NativeBuffer(ReceiveBufferSize);
+        _engine = new TargetConnection(owner.Target, new ConnectionContext(shard.Index, peer, isDiscoveryPort) { Buffers = buffers }, this);
+    }
+
+    public string Peer { get; }
+
+    public Shard Shard => _shard;
+
+    /// <summary>First run on the shard (the transport posts the new connection): register and start receiving.</summary>
+    public void Execute()
+    {
+        if (_token < 0) Open();
+        else OnWake();
+    }
+
+    /// <summary>Any thread: asks the shard to run the engine's Poll (AEN to deliver, controller killed).</summary>
+    public void Wake()
+    {
+        if (Interlocked.Exchange(ref _wakePosted, 1) == 0) _shard.Post(this);
+    }
+
+    /// <summary>Any thread: graceful close (stop reading, finish executing commands, send their responses).</summary>
+    public void Drain() => _shard.Post(new Command(this, abort: false));
+
+    /// <summary>Any thread: close now.</summary>
+    public void Abort() => _shard.Post(new Command(this, abort: true));
+
+    public void OnCompletion(byte op, int result, bool more)
+    {
+        try
+        {
+            switch (op)
+            {
+                case OpReceive: OnReceived(result); break;
+                case OpSend: OnSent(result); break;
+            }
+            TryClose();
+        }
+        catch (Exception e)
+        {
+            Fail(e);
+        }
+    }
+
+    public void OnStorageDone(StorageRequest request, NvmeStatus status)
+    {
+        try
+        {
+            _engine.CompleteStorage(request, status);
+            AfterEngine();
+            TryClose();
+        }
+        catch (Exception e)
+        {
+            Fail(e);
+        }
+    }
+
+    /// <summary>End of the shard's iteration: one send for everything this connection produced meanwhile.</summary>
+    public void Flush()
+    {
+        _dirty = false;
+        if (_sending || _transportClosed || _closed) return;
+        if (_engine.PendingOutput.IsEmpty)
+        {
+            TryClose();
+            return;
+        }
+        var pending = _engine.BeginSend();
+        // The output buffer lives on the pinned object heap: its address is stable without a pin handle.
+        var pointer = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(pending.Span));
+        _shard.SubmitSend(_fd, pointer, pending.Length, _token, OpSend);
+        _sending = true;
+    }
+
+    public void OnTick(long nowMs)
+    {
+        try
+        {
+            _engine.Poll(nowMs);
+            AfterEngine();
+            TryClose();
+        }
+        catch (Exception e)
+        {
+            Fail(e);
+        }
+    }
+
+    private void Open()
+    {
+        _token = _shard.Register(this);
+        _shard.AddTicker(this);
+        Posix.SetNoDelay(_fd);
+        _logger.LogDebug("connection from {Peer} on shard {Shard}", Peer, _shard.Index);
+        ArmReceive();
+    }
+
+    private void OnWake()
+    {
+        Volatile.Write(ref _wakePosted, 0);
+        OnTick(Environment.TickCount64);
+    }
+
+    private void ArmReceive()
+    {
+        if (_receiving || _transportClosed || _draining || _closing || _engine.WantsClose) return;
+        _shard.SubmitReceive(_fd, _receiveBuffer.Pointer, ReceiveBufferSize, _token, OpReceive);
+        _receiving = true;
+    }
+
+    private void OnReceived(int result)
+    {
+        _receiving = false;
+        if (result <= 0)
+        {
+            // 0: the host closed; negative: reset, or our own cancel while closing.
+            TransportClosed();
+            return;
+        }
+        _engine.Receive(_receiveBuffer.GetSpan()[..result], Environment.TickCount64);
+        AfterEngine();
+        ArmReceive();
+    }
+
+    private void OnSent(int result)
+    {
+        _sending = false;
+        if (result < 0)
+        {
+            _engine.EndSend(0);
+            TransportClosed();
+            return;
+        }
+        _engine.EndSend(result);
+        MarkDirty();
+    }
+
+    /// <summary>Executes what the engine asked for and schedules a send.</summary>
+    private void AfterEngine()
+    {
+        while (_engine.TryTakeStorageRequest(out var request)) _router.Execute(request, this);
+        MarkDirty();
+    }
+
+    private void MarkDirty()
+    {
+        if (_dirty || _closed) return;
+        _dirty = true;
+        _shard.MarkDirty(this);
+    }
+
+    private void TransportClosed()
+    {
+        if (_transportClosed) return;
+        _transportClosed = true;
+        _engine.OnTransportClosed();
+    }
+
+    /// <summary>Closes once the socket is done with and no storage request or ring operation is in flight.</summary>
+    private void TryClose()
+    {
+        if (_closed) return;
+        bool outputDone = _transportClosed || _engine.PendingOutput.IsEmpty;
+        // A draining or failed connection first finishes its executing commands and sends their responses.
+        bool wantClose = _transportClosed || ((_engine.WantsClose || _draining) && _engine.InFlightStorage == 0 && outputDone);
+        if (!wantClose) return;
+        if (!_closing)
+        {
+            _closing = true;
+            _engine.OnTransportClosed();
+            // Ends a receive still armed (it completes with 0) and a send stuck on a host that stopped reading (EPIPE).
+            Posix.Shutdown(_fd);
+        }
+        if (_receiving || _sending || _engine.InFlightStorage > 0) return;
+        Finish();
+    }
+
+    private void Finish()
+    {
+        _closed = true;
+        _shard.RemoveTicker(this);
+        _shard.Unregister(_token);
+        Posix.Close(_fd);
+        _engine.Dispose();
+        _receiveBuffer.Free();
+        _owner.OnClosed(this);
+        _logger.LogDebug("connection {Peer} closed", Peer);
+    }
+
+    /// <summary>A bug in one connection must not take the shard or other connections down: close it.</summary>
+    private void Fail(Exception e)
+    {
+        _logger.LogError(e, "connection {Peer} failed; closing it", Peer);
+        _transportClosed = true;
+        try
+        {
+            TryClose();
+        }
+        catch (Exception again)
+        {
+            _logger.LogError(again, "connection {Peer} could not close cleanly", Peer);
+        }
+    }
+
+    private sealed class Command(ReactorConnection connection, bool abort) : IShardWork
+    {
+        public void Execute()
+        {
+            if (connection._closed) return;
+            connection._draining = true;
+            if (abort) connection.TransportClosed();
+            connection.TryClose();
+        }
+    }
+}
