@@ -155,6 +155,8 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, StorageExecut
     private void Expose(VolumeDescriptor d, uint nsid)
     {
         var volume = store.Open(d.Id);
+        if (volume is SparseFileVolume { DirectIo: false })
+            logger.LogWarning("volume {Name}: the filesystem refused O_DIRECT; I/O goes through the page cache", d.Name);
         target.AddNamespace(new NamespaceInfo(nsid, d.Id, d.SizeBytes / d.BlockSize, d.BlockSize)
         {
             AllocatedBlocks = () => volume.AllocatedBytes / volume.BlockSize,
