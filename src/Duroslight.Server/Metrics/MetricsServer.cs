@@ -56,18 +56,16 @@ public sealed class MetricsServer(NodeHost node, ILogger logger) : IAsyncDisposa
     private void RenderShards(PrometheusText text)
     {
         if (node.Shards is not { } shards) return;
-        text.Family("duroslight_shard_loop_busy_seconds_total", "counter", "Time each reactor shard spent in loop iterations that did work.");
+        text.Family("duroslight_shard_cpu_seconds_total", "counter", "CPU time of each reactor shard's thread, user and kernel (ring work included).");
         for (int i = 0; i < shards.Count; i++)
-            text.Sample("duroslight_shard_loop_busy_seconds_total", Seconds(shards[i].LoopTicks.Busy), ("shard", Shard(i)));
-        text.Family("duroslight_shard_loop_seconds_total", "counter", "Time each reactor shard has run (busy + idle); busy/total is its utilisation.");
+            text.Sample("duroslight_shard_cpu_seconds_total", shards[i].LoopTime.Cpu.TotalSeconds, ("shard", Shard(i)));
+        text.Family("duroslight_shard_loop_seconds_total", "counter", "Wall time each reactor shard has run; cpu/loop seconds is its utilisation.");
         for (int i = 0; i < shards.Count; i++)
-            text.Sample("duroslight_shard_loop_seconds_total", Seconds(shards[i].LoopTicks.Total), ("shard", Shard(i)));
+            text.Sample("duroslight_shard_loop_seconds_total", shards[i].LoopTime.Wall.TotalSeconds, ("shard", Shard(i)));
         text.Family("duroslight_shard_allocated_bytes_total", "counter", "Managed bytes allocated by each shard's thread (0 growth in steady state).");
         for (int i = 0; i < shards.Count; i++)
             text.Sample("duroslight_shard_allocated_bytes_total", shards[i].AllocatedBytes, ("shard", Shard(i)));
     }
-
-    private static double Seconds(long stopwatchTicks) => (double)stopwatchTicks / System.Diagnostics.Stopwatch.Frequency;
 
     private static string Shard(int index) => index.ToString(CultureInfo.InvariantCulture);
 
