@@ -26,6 +26,7 @@ namespace Duroslight.Load
         private volatile bool _stop;
         private long _seqCursor;
         private long _failures;
+        private TimeSpan _generatorCpu;
 
         public async Task<int> RunAsync()
         {
@@ -48,12 +49,14 @@ namespace Duroslight.Load
             await Task.Delay(TimeSpan.FromSeconds(o.RampSeconds));
             var before = await TargetCounters.ReadAsync(o.MetricsUrl);
             long allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
+            var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
             _measuring = true;
             var clock = Stopwatch.StartNew();
             await Task.Delay(TimeSpan.FromSeconds(o.Seconds));
             _measuring = false;
             double elapsed = clock.Elapsed.TotalSeconds;
             long allocatedAfter = GC.GetTotalAllocatedBytes(precise: true);
+            _generatorCpu = Process.GetCurrentProcess().TotalProcessorTime - cpuBefore;
             await Task.Delay(250); // the target samples its shard counters every 100 ms
             var after = await TargetCounters.ReadAsync(o.MetricsUrl);
             _stop = true;
@@ -116,19 +119,20 @@ namespace Duroslight.Load
             var line = string.Create(CultureInfo.InvariantCulture,
                 $"{o.Pattern.ToString().ToLowerInvariant()} bs={o.BlockSize / 1024}k conns={o.Connections} queues={o.Queues} qd={o.QueueDepth}: " +
                 $"iops={iops:F0} MiB/s={mib:F1} lat_us p50={latency.PercentileMicroseconds(50):F1} p99={latency.PercentileMicroseconds(99):F1} " +
-                $"p99.9={latency.PercentileMicroseconds(99.9):F1} errors={errors} gen_alloc_B/io={(ios == 0 ? 0 : (double)generatorBytes / ios):F1}");
+                $"p99.9={latency.PercentileMicroseconds(99.9):F1} errors={errors} gen_alloc_B/io={(ios == 0 ? 0 : (double)generatorBytes / ios):F1} gen_cpu_us/io={(ios == 0 ? 0 : _generatorCpu.TotalMicroseconds / ios):F2}");
             if (before is not null && after is not null && ios > 0)
                 line += string.Create(CultureInfo.InvariantCulture,
-                    $" target_alloc_B/io={(double)(after.AllocatedBytes - before.AllocatedBytes) / ios:F3} target_util={after.UtilisationSince(before):P0}");
+                    $" target_alloc_B/io={(double)(after.AllocatedBytes - before.AllocatedBytes) / ios:F3} target_util={after.UtilisationSince(before):P0}" +
+                    $" target_cpu_us/io={(after.CpuSeconds - before.CpuSeconds) * 1e6 / ios:F2}");
             Console.WriteLine(line);
         }
     }
 
     /// <summary>The target's shard counters from its /metrics (allocation and loop time), summed over shards.</summary>
-    internal sealed record TargetCounters(double AllocatedBytes, double BusySeconds, double TotalSeconds)
+    internal sealed record TargetCounters(double AllocatedBytes, double CpuSeconds, double TotalSeconds)
     {
         public double UtilisationSince(TargetCounters before) =>
-            TotalSeconds > before.TotalSeconds ? (BusySeconds - before.BusySeconds) / (TotalSeconds - before.TotalSeconds) : 0;
+            TotalSeconds > before.TotalSeconds ? (CpuSeconds - before.CpuSeconds) / (TotalSeconds - before.TotalSeconds) : 0;
 
         public static async Task<TargetCounters?> ReadAsync(string? url)
         {
@@ -136,7 +140,7 @@ namespace Duroslight.Load
             using var http = new HttpClient();
             string text = await http.GetStringAsync(url);
             return new TargetCounters(Sum(text, "duroslight_shard_allocated_bytes_total"),
-                Sum(text, "duroslight_shard_loop_busy_seconds_total"), Sum(text, "duroslight_shard_loop_seconds_total"));
+                Sum(text, "duroslight_shard_cpu_seconds_total"), Sum(text, "duroslight_shard_loop_seconds_total"));
         }
 
         private static double Sum(string text, string metric)

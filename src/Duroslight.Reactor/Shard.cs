@@ -40,8 +40,8 @@ public sealed unsafe class Shard
     private int _wakePending;
     private volatile bool _stopRequested;
     private long _nextTickMs;
-    private long _busyTicks;
-    private long _totalTicks;
+    private long _startedAt;
+    private long _cpuNanoseconds;
     private long _allocatedBytes;
 
     internal Shard(int index, int cpu, PollMode mode)
@@ -65,8 +65,12 @@ public sealed unsafe class Shard
     /// <summary>The ring's setup flags (for logs).</summary>
     public uint RingFlags => _ring?.SetupFlags ?? 0;
 
-    /// <summary>Stopwatch ticks spent doing work, and in all; their ratio is the loop's utilisation.</summary>
-    public (long Busy, long Total) LoopTicks => (Volatile.Read(ref _busyTicks), Volatile.Read(ref _totalTicks));
+    /// <summary>
+    /// CPU time of the shard's thread (user and kernel, so the ring's inline network work counts) and wall time since
+    /// it started, sampled every tick; CPU over wall is the shard's utilisation.
+    /// </summary>
+    public (TimeSpan Cpu, TimeSpan Wall) LoopTime =>
+        (TimeSpan.FromTicks(Volatile.Read(ref _cpuNanoseconds) / 100), _startedAt == 0 ? TimeSpan.Zero : Stopwatch.GetElapsedTime(_startedAt));
 
     /// <summary>Managed bytes this shard's thread has allocated, sampled every tick (the zero-allocation proof).</summary>
     public long AllocatedBytes => Volatile.Read(ref _allocatedBytes);
@@ -217,32 +221,22 @@ public sealed unsafe class Shard
     private void Loop()
     {
         var completions = stackalloc Completion[ReapBatch];
-        long last = Stopwatch.GetTimestamp();
+        _startedAt = Stopwatch.GetTimestamp();
         while (!_stopRequested)
         {
-            bool worked = Reap(completions);
-            worked |= RunWork();
+            Reap(completions);
+            RunWork();
             Tick();
-            worked |= FlushDirty();
-            long now = Stopwatch.GetTimestamp();
-            if (worked) _busyTicks += now - last;
+            FlushDirty();
             Wait();
-            long after = Stopwatch.GetTimestamp();
-            Volatile.Write(ref _totalTicks, _totalTicks + (after - last));
-            last = after;
         }
     }
 
-    private bool Reap(Completion* completions)
+    private void Reap(Completion* completions)
     {
-        int total = 0;
         int n;
         while ((n = Uring.Reap(Ring, completions, ReapBatch)) > 0)
-        {
-            total += n;
             for (int i = 0; i < n; i++) Dispatch(completions[i]);
-        }
-        return total > 0;
     }
 
     private void Dispatch(in Completion c)
@@ -253,20 +247,10 @@ public sealed unsafe class Shard
         handler?.OnCompletion(op, c.Result, (c.Flags & Uring.CqeFlagMore) != 0);
     }
 
-    private bool RunWork()
+    private void RunWork()
     {
-        bool worked = false;
-        while (_inbox.TryDequeue(out var work))
-        {
-            work.Execute();
-            worked = true;
-        }
-        while (_local.TryDequeue(out var work))
-        {
-            work.Execute();
-            worked = true;
-        }
-        return worked;
+        while (_inbox.TryDequeue(out var work)) work.Execute();
+        while (_local.TryDequeue(out var work)) work.Execute();
     }
 
     private void Tick()
@@ -275,19 +259,19 @@ public sealed unsafe class Shard
         if (now < _nextTickMs) return;
         _nextTickMs = now + (long)TickInterval.TotalMilliseconds;
         Volatile.Write(ref _allocatedBytes, GC.GetAllocatedBytesForCurrentThread());
+        Volatile.Write(ref _cpuNanoseconds, Posix.ThreadCpuNanoseconds());
         for (int i = _tickers.Count - 1; i >= 0; i--)
             if (i < _tickers.Count) _tickers[i].OnTick(now);
     }
 
     /// <summary>Runs the flushes asked for this iteration; a flush may ask again (work it produced), next time round.</summary>
-    private bool FlushDirty()
+    private void FlushDirty()
     {
-        if (_dirty.Count == 0) return false;
+        if (_dirty.Count == 0) return;
         _flushing.AddRange(_dirty);
         _dirty.Clear();
         foreach (var flush in _flushing) flush.Flush();
         _flushing.Clear();
-        return true;
     }
 
     /// <summary>Submits what the iteration queued and, in sleep mode with nothing to do, waits in the kernel.</summary>

@@ -82,6 +82,24 @@ public sealed class ProcessTests
         Assert.Contains("--aux-count", err);
     }
 
+    [Fact]
+    public async Task A_shard_that_cannot_start_stops_the_process_with_code_1_and_the_reason()
+    {
+        string dll = Path.Combine(AppContext.BaseDirectory, "duroslight.dll");
+        var psi = new ProcessStartInfo("dotnet", [dll, "serve", "--memory", "--cores", "1000", "--metrics", "off",
+            "--listen", $"127.0.0.1:{NodeFixture.FreePort()}", "--discovery", $"127.0.0.1:{NodeFixture.FreePort()}"])
+        {
+            RedirectStandardError = true,
+            RedirectStandardOutput = true,
+        };
+        using var process = Process.Start(psi)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        string err = await process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(1, process.ExitCode);
+        Assert.Contains("cannot pin shard 0 to CPU 1000", await stdout + err);
+    }
+
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill")]
     private static extern int Kill(int pid, int signal);
 

@@ -46,6 +46,17 @@ public static unsafe partial class Posix
     [LibraryImport("libc", SetLastError = true)]
     private static partial int getrlimit(int resource, ulong* limits);
 
+    [LibraryImport("libc")]
+    private static partial int clock_gettime(int clock, long* timespec);
+
+    /// <summary>CPU time the calling thread has used, user and kernel (io_uring's inline work included), in ns.</summary>
+    public static long ThreadCpuNanoseconds()
+    {
+        const int ClockThreadCputimeId = 3;
+        var ts = stackalloc long[2];
+        return clock_gettime(ClockThreadCputimeId, ts) == 0 ? ts[0] * 1_000_000_000 + ts[1] : 0;
+    }
+
     public static int EventFd()
     {
         // Blocking on purpose: io_uring then waits for the counter (poll) instead of completing with EAGAIN.

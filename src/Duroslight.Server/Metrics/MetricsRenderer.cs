@@ -159,22 +159,20 @@ public static class MetricsRenderer
         }
     }
 
-    /// <summary>Reactor loop utilisation (busy/total) and per-shard allocation, from the shards themselves.</summary>
+    /// <summary>Reactor loop utilisation (thread CPU / wall time) and per-shard allocation, from the shards themselves.</summary>
     private static void Shards(PrometheusText text, NodeHost node)
     {
         if (node.Shards is not { } shards) return;
-        text.Family("duroslight_shard_loop_busy_seconds_total", "counter", "Time each reactor shard spent in loop iterations that did work.");
+        text.Family("duroslight_shard_cpu_seconds_total", "counter", "CPU time of each reactor shard's thread, user and kernel (ring work included).");
         for (int i = 0; i < shards.Count; i++)
-            text.Sample("duroslight_shard_loop_busy_seconds_total", Seconds(shards[i].LoopTicks.Busy), ("shard", Int(i)));
-        text.Family("duroslight_shard_loop_seconds_total", "counter", "Time each reactor shard has run (busy + idle); busy/total is its utilisation.");
+            text.Sample("duroslight_shard_cpu_seconds_total", shards[i].LoopTime.Cpu.TotalSeconds, ("shard", Int(i)));
+        text.Family("duroslight_shard_loop_seconds_total", "counter", "Wall time each reactor shard has run; cpu/loop seconds is its utilisation.");
         for (int i = 0; i < shards.Count; i++)
-            text.Sample("duroslight_shard_loop_seconds_total", Seconds(shards[i].LoopTicks.Total), ("shard", Int(i)));
+            text.Sample("duroslight_shard_loop_seconds_total", shards[i].LoopTime.Wall.TotalSeconds, ("shard", Int(i)));
         text.Family("duroslight_shard_allocated_bytes_total", "counter", "Managed bytes allocated by each shard's thread (0 growth in steady state).");
         for (int i = 0; i < shards.Count; i++)
             text.Sample("duroslight_shard_allocated_bytes_total", shards[i].AllocatedBytes, ("shard", Int(i)));
     }
-
-    private static double Seconds(long stopwatchTicks) => stopwatchTicks / (double)Stopwatch.Frequency;
 
     /// <summary>GFTL series appear once the store provides them (absent until then).</summary>
     private static void Gftl(PrometheusText text, IGftlStats? stats)

@@ -18,6 +18,10 @@ namespace Duroslight.Server.Transport;
 internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, IShardTicker, IShardWork, IConnectionSignal, IStorageCompletion
 {
     private const int ReceiveBufferSize = 128 * 1024;
+
+    // Back-pressure: a host that sends commands but does not read the responses stops being read once this much
+    // output waits, so TCP pushes back on it instead of the process growing.
+    private const int MaxPendingOutput = 4 << 20;
     private const byte OpReceive = 1, OpSend = 2;
 
     private readonly Shard _shard;
@@ -146,6 +150,7 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, ISha
     private void ArmReceive()
     {
         if (_receiving || _transportClosed || _draining || _closing || _engine.WantsClose) return;
+        if (_engine.PendingOutput.Length > MaxPendingOutput) return;
         _shard.SubmitReceive(_fd, _receiveBuffer.Pointer, ReceiveBufferSize, _token, OpReceive);
         _receiving = true;
     }
@@ -175,6 +180,7 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, ISha
         }
         _engine.EndSend(result);
         MarkDirty();
+        ArmReceive();
     }
 
     /// <summary>Executes what the engine asked for and schedules a send.</summary>

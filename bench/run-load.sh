@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# End-to-end load table: the target pinned to one core, the generator (bench/Duroslight.Load) to another, each
+# workload run several times; prints every run and the median IOPS per workload. Usage:
+#   bench/run-load.sh [memory|file] [runs] [seconds] [poll]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+store=${1:-memory} runs=${2:-3} secs=${3:-10} poll=${4:-sleep}
+target_cpu=${TARGET_CPU:-0} gen_cpu=${GEN_CPU:-1}
+dotnet build src/Duroslight.Server -c Release -v q -nologo >/dev/null
+dotnet build bench/Duroslight.Load -c Release -v q -nologo >/dev/null
+server=src/Duroslight.Server/bin/Release/net10.0/duroslight
+load=bench/Duroslight.Load/bin/Release/net10.0/duroslight-load
+data=$(mktemp -d /var/tmp/dsl-load.XXXXXX)
+args=(serve --cores "$target_cpu" --poll "$poll" --listen 127.0.0.1:24420 --discovery 127.0.0.1:28009
+      --metrics 127.0.0.1:29180 --volume-size 2G --log-level warning --data-dir "$data")
+[ "$store" = memory ] && args+=(--memory)
+"$server" "${args[@]}" & pid=$!
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data"' EXIT
+sleep 2
+run() { taskset -c "$gen_cpu" "$load" --target 127.0.0.1:24420 --metrics http://127.0.0.1:29180/metrics --time "$secs" --ramp 2 "$@"; }
+# Fill the region first so reads hit written data and the memory store has its pages (no first-touch cost).
+run --rw write --bs 128k --qd 8 --size 1g --time 3 >/dev/null
+for w in "randread --bs 4k --qd 32" "randwrite --bs 4k --qd 32" "read --bs 128k --qd 8" "write --bs 128k --qd 8" "randread --bs 4k --qd 1"; do
+    results=()
+    for ((i = 0; i < runs; i++)); do
+        line=$(run --rw $w --size 1g); echo "$store $line"
+        results+=("$(sed -E 's/.*iops=([0-9]+).*/\1/' <<<"$line")")
+    done
+    median=$(printf '%s\n' "${results[@]}" | sort -n | sed -n "$(( (runs + 1) / 2 ))p")
+    echo "== $store $w: median iops $median"
+done
