@@ -8,10 +8,9 @@ namespace Duroslight.Server.Metrics;
 /// <summary>
 /// Per-shard I/O counters: command counts, bytes, errors by status, latency histograms and in-flight commands.
 /// The I/O path calls <see cref="Start"/> when a storage request begins and <see cref="Record(int,int,StorageOp,long,NvmeStatus,long)"/>
-/// when it completes; both are lock-free and allocation-free (one Interlocked add per counter, arrays sized at
-/// start). Counters are only ever summed by the scrape, which never blocks a writer. Interlocked keeps them exact
-/// while several threads share a shard (today's socket transport); a single-threaded reactor shard pays an
-/// uncontended atomic.
+/// when it completes; both are lock-free and allocation-free (arrays sized at start). Each shard's counters have
+/// one writer, the shard's thread (the request's home shard calls both), so plain increments are exact; 64-bit
+/// stores are atomic, so the scrape, which only sums, reads whole values and never blocks a writer.
 /// Volumes are counted per slot (0..MaxVolumeSlots-1); the control path maps volume IDs to slots with
 /// <see cref="SetVolumeSlots"/>.
 /// </summary>
@@ -50,7 +49,7 @@ public sealed class IoMetrics
     /// <summary>A request begins: counts it in flight and returns the start timestamp for Record.</summary>
     public long Start(int shard)
     {
-        Interlocked.Increment(ref ShardOf(shard).InFlight);
+        ShardOf(shard).InFlight++;
         return Stopwatch.GetTimestamp();
     }
 
@@ -71,23 +70,23 @@ public sealed class IoMetrics
     public void Record(int shard, int volumeSlot, StorageOp op, long bytes, NvmeStatus status, long startTimestamp)
     {
         var c = ShardOf(shard);
-        Interlocked.Decrement(ref c.InFlight);
-        if (!status.IsSuccess) Interlocked.Increment(ref c.Errors[status.Field & ShardIoCounters.StatusMask]);
+        c.InFlight--;
+        if (!status.IsSuccess) c.Errors[status.Field & ShardIoCounters.StatusMask]++;
         int dir = op switch { StorageOp.Read => 0, StorageOp.Write => 1, _ => -1 };
         if (dir < 0)
         {
-            Interlocked.Increment(ref c.OtherCommands);
+            c.OtherCommands++;
             return;
         }
         long elapsed = Stopwatch.GetTimestamp() - startTimestamp;
-        Interlocked.Increment(ref c.Latency[dir * c.BucketCount + Bucket(elapsed)]);
-        Interlocked.Add(ref c.LatencyTicks[dir], elapsed);
-        Interlocked.Increment(ref c.Commands[dir]);
-        Interlocked.Add(ref c.Bytes[dir], bytes);
+        c.Latency[dir * c.BucketCount + Bucket(elapsed)]++;
+        c.LatencyTicks[dir] += elapsed;
+        c.Commands[dir]++;
+        c.Bytes[dir] += bytes;
         if ((uint)volumeSlot < MaxVolumeSlots)
         {
-            Interlocked.Increment(ref c.VolumeCommands[volumeSlot * 2 + dir]);
-            Interlocked.Add(ref c.VolumeBytes[volumeSlot * 2 + dir], bytes);
+            c.VolumeCommands[volumeSlot * 2 + dir]++;
+            c.VolumeBytes[volumeSlot * 2 + dir] += bytes;
         }
     }
 
@@ -108,7 +107,7 @@ public sealed class IoMetrics
     }
 }
 
-/// <summary>One shard's counters; index 0 = read, 1 = write. Public fields so Interlocked can take refs.</summary>
+/// <summary>One shard's counters; index 0 = read, 1 = write. Written only by the shard's thread.</summary>
 public sealed class ShardIoCounters(int bucketCount)
 {
     /// <summary>Status index: SCT (3 bits) and SC (8 bits) of the completion status.</summary>
