@@ -61,13 +61,13 @@ public sealed class SparseFileVolume : IBlockVolume
     public ValueTask<StorageResult> ReadAsync(long offset, Memory<byte> destination)
     {
         StorageResult check = CheckRange(offset, destination.Length);
-        return check == StorageResult.Ok ? ReadCoreAsync(offset, destination) : new(check);
+        return check == StorageResult.Ok ? BlockTransfer.ReadAsync(_handle, destination, offset) : new(check);
     }
 
     public ValueTask<StorageResult> WriteAsync(long offset, ReadOnlyMemory<byte> source)
     {
         StorageResult check = CheckRange(offset, source.Length);
-        return check == StorageResult.Ok ? WriteCoreAsync(offset, source) : new(check);
+        return check == StorageResult.Ok ? BlockTransfer.WriteAsync(_handle, source, offset) : new(check);
     }
 
     /// <summary>Punches a hole, so zeroed ranges stay sparse.</summary>
@@ -154,49 +154,6 @@ public sealed class SparseFileVolume : IBlockVolume
 
     // Device I/O goes through BlockIo.Current: the owning shard's ring on the reactor, pread/pwrite elsewhere.
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<StorageResult> ReadCoreAsync(long offset, Memory<byte> destination)
-    {
-        int done = 0;
-        while (done < destination.Length)
-        {
-            int read = await BlockIo.Current.ReadAsync(_handle, destination[done..], offset + done).ConfigureAwait(false);
-            if (read < 0)
-            {
-                return StorageErrors.FromErrno(-read);
-            }
-
-            if (read == 0)
-            {
-                // Past the end of a file shorter than the volume: that part was never written.
-                destination.Span[done..].Clear();
-                break;
-            }
-
-            done += read;
-        }
-
-        return StorageResult.Ok;
-    }
-
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<StorageResult> WriteCoreAsync(long offset, ReadOnlyMemory<byte> source)
-    {
-        int done = 0;
-        while (done < source.Length)
-        {
-            int written = await BlockIo.Current.WriteAsync(_handle, source[done..], offset + done).ConfigureAwait(false);
-            if (written <= 0)
-            {
-                return written == 0 ? StorageResult.MediaError : StorageErrors.FromErrno(-written);
-            }
-
-            done += written;
-        }
-
-        return StorageResult.Ok;
-    }
-
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<StorageResult> FlushCoreAsync()
     {
         int result = await BlockIo.Current.SyncAsync(_handle).ConfigureAwait(false);
@@ -246,7 +203,7 @@ public sealed class SparseFileVolume : IBlockVolume
         for (long position = offset; position < end; position += s_zeros.Length)
         {
             int count = (int)Math.Min(s_zeros.Length, end - position);
-            StorageResult result = await WriteCoreAsync(position, s_zeros.Memory[..count]).ConfigureAwait(false);
+            StorageResult result = await BlockTransfer.WriteAsync(_handle, s_zeros.Memory[..count], position).ConfigureAwait(false);
             if (result != StorageResult.Ok)
             {
                 return result;
