@@ -48,6 +48,9 @@ internal static unsafe partial class LibC
     private static partial int close(int fd);
 
     [LibraryImport("libc", SetLastError = true)]
+    private static partial long lseek(SafeFileHandle fd, long offset, int whence);
+
+    [LibraryImport("libc", SetLastError = true)]
     private static partial int statx(SafeFileHandle dirfd, byte* path, int flags, uint mask, byte* buffer);
 
     /// <summary>fallocate(2), retried on EINTR. Returns 0 or the errno.</summary>
@@ -108,6 +111,16 @@ internal static unsafe partial class LibC
         {
             throw IoError(errno, "fsync", path);
         }
+    }
+
+    /// <summary>
+    /// The size of an open file or block device: lseek to the end, because fstat reports 0 bytes for block devices.
+    /// </summary>
+    public static long SizeOf(SafeFileHandle fd)
+    {
+        const int SEEK_END = 2;
+        long size = lseek(fd, 0, SEEK_END);
+        return size >= 0 ? size : throw new IOException($"lseek failed: {Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError())}");
     }
 
     /// <summary>Bytes the filesystem has allocated to the file (st_blocks * 512): holes do not count.</summary>

@@ -1,0 +1,63 @@
+namespace Duroslight.Storage.Gftl;
+
+/// <summary>A record found in a segment: where it starts (block within the segment) and what it holds.</summary>
+internal sealed record ParsedRecord(int Block, RecordKind Kind, Extent[] Extents, int DataBlocks);
+
+/// <summary>
+/// Finds the intact records of one segment. Every block is a candidate header, because records complete out of
+/// order (a later one may be on disk while an earlier one was torn by a crash); a candidate counts only when its
+/// header CRC, its extents and the CRC of its data all check out, and then its data blocks are skipped.
+/// Records left over from an earlier use of the segment may be found too: they are older than anything that
+/// replaced them, so sequence numbers settle it (see <see cref="LogScanner"/>).
+/// </summary>
+internal static class RecordParser
+{
+    public static void Parse(ReadOnlySpan<byte> segment, List<ParsedRecord> found)
+    {
+        int blocks = segment.Length / GftlLayout.BlockSize;
+        int block = 0;
+        while (block < blocks)
+        {
+            ParsedRecord? record = TryParse(segment, block, blocks);
+            if (record is null)
+            {
+                block++;
+                continue;
+            }
+
+            found.Add(record);
+            block += 1 + record.DataBlocks;
+        }
+    }
+
+    private static ParsedRecord? TryParse(ReadOnlySpan<byte> segment, int block, int blocks)
+    {
+        ReadOnlySpan<byte> header = segment.Slice(block * GftlLayout.BlockSize, GftlLayout.BlockSize);
+        if (!RecordFormat.TryRead(header, out RecordKind kind, out int extentCount, out int dataBlocks, out uint dataCrc) ||
+            block + 1 + dataBlocks > blocks)
+        {
+            return null;
+        }
+
+        var extents = new Extent[extentCount];
+        long described = 0;
+        for (int i = 0; i < extentCount; i++)
+        {
+            extents[i] = RecordFormat.ReadExtent(header, i);
+            if (extents[i].Count <= 0 || extents[i].Lba < 0)
+            {
+                return null;
+            }
+
+            described += extents[i].Count;
+        }
+
+        if (kind == RecordKind.Data && described != dataBlocks)
+        {
+            return null;
+        }
+
+        ReadOnlySpan<byte> data = segment.Slice((block + 1) * GftlLayout.BlockSize, dataBlocks * GftlLayout.BlockSize);
+        return Crc32C.Compute(data) == dataCrc ? new ParsedRecord(block, kind, extents, dataBlocks) : null;
+    }
+}
