@@ -24,6 +24,8 @@ internal sealed class GarbageCollector : IAsyncDisposable
     private readonly List<Extent> _extents = [];
     private readonly List<ParsedRecord> _records = [];
     private Segment? _open;
+    private Segment? _lastWritten;
+    private long _lastLocation;
     private Task _loop = Task.CompletedTask;
     private long _relocatedBlocks;
     private long _recordBlocks;
@@ -51,9 +53,10 @@ internal sealed class GarbageCollector : IAsyncDisposable
         await _gate.WaitAsync().ConfigureAwait(false);
         try
         {
-            while (_core.Allocator.FreeCount <= _core.Allocator.Reserve)
+            // Every cleaning gains space (see PickVictim), but never loop more than there are segments.
+            for (int tries = 0; _core.Allocator.FreeCount <= _core.Allocator.Reserve; tries++)
             {
-                if (!await CleanOneAsync().ConfigureAwait(false))
+                if (tries == _core.Allocator.Segments.Length || !await CleanOneAsync().ConfigureAwait(false))
                 {
                     return false;
                 }
@@ -143,7 +146,10 @@ internal sealed class GarbageCollector : IAsyncDisposable
         return true;
     }
 
-    /// <summary>Greedy: the closed, idle segment with the fewest live blocks, if cleaning it gains space.</summary>
+    /// <summary>
+    /// Greedy: the closed, idle segment with the fewest live blocks, if copying them out frees at least 1/16 of a
+    /// segment (packing many small records into few headers counts as a gain), so every cleaning makes progress.
+    /// </summary>
     private Segment? PickVictim()
     {
         Segment? best = null;
@@ -156,8 +162,8 @@ internal sealed class GarbageCollector : IAsyncDisposable
             }
         }
 
-        int copyCost = best is null ? 0 : best.Live + (best.Live / MaxBatchBlocks) + 2;
-        return best is not null && copyCost < best.Blocks ? best : null;
+        int copyCost = best is null ? 0 : best.Live + (best.Live / MaxBatchBlocks) + 1;
+        return best is not null && best.Blocks - copyCost >= best.Blocks / 16 ? best : null;
     }
 
     private async ValueTask<bool> RelocateAsync(Segment victim)
@@ -173,7 +179,12 @@ internal sealed class GarbageCollector : IAsyncDisposable
         FindLiveData(victim);
         for (int next = 0; next < _moves.Count;)
         {
-            int taken = FillDataBatch(next);
+            if (!EnsureRoom(2))
+            {
+                return false;
+            }
+
+            int taken = FillDataBatch(next, Math.Min(MaxBatchBlocks, _open!.Blocks - _open.Cursor - 1));
             if (!await WriteBatchAsync(RecordKind.Data, taken).ConfigureAwait(false))
             {
                 return false;
@@ -248,14 +259,14 @@ internal sealed class GarbageCollector : IAsyncDisposable
         }
     }
 
-    /// <summary>Copies moves [first, ...) into the output buffer as one record; returns how many it took.</summary>
-    private int FillDataBatch(int first)
+    /// <summary>Copies up to <paramref name="max"/> moves from <paramref name="first"/> into the output buffer as one record; returns how many it took.</summary>
+    private int FillDataBatch(int first, int max)
     {
         Span<byte> output = _output.GetSpan();
         ReadOnlySpan<byte> source = _victim.GetSpan();
         _extents.Clear();
         int taken = 0;
-        while (first + taken < _moves.Count && taken < MaxBatchBlocks)
+        while (first + taken < _moves.Count && taken < max)
         {
             Move move = _moves[first + taken];
             bool extends = _extents.Count > 0 && _extents[^1] is var last &&
@@ -281,25 +292,13 @@ internal sealed class GarbageCollector : IAsyncDisposable
         return taken;
     }
 
-    private Segment? _lastWritten;
-    private long _lastLocation;
-
     /// <summary>Appends the output buffer (header + <paramref name="dataBlocks"/>) to the collector's segment.</summary>
     private async ValueTask<bool> WriteBatchAsync(RecordKind kind, int dataBlocks)
     {
         int blocks = 1 + dataBlocks;
-        if (_open is null || !_open.TryTake(blocks, out long location))
+        if (!EnsureRoom(blocks) || !_open!.TryTake(blocks, out long location))
         {
-            if (_open is not null)
-            {
-                _core.Allocator.Close(_open);
-            }
-
-            _open = _core.Allocator.TryOpen(forCollector: true);
-            if (_open is null || !_open.TryTake(blocks, out location))
-            {
-                return false;
-            }
+            return false;
         }
 
         Segment segment = _open;
@@ -315,6 +314,23 @@ internal sealed class GarbageCollector : IAsyncDisposable
         _lastWritten = segment;
         _lastLocation = location;
         return written == length;
+    }
+
+    /// <summary>Makes sure the collector's open segment has <paramref name="blocks"/> free, opening a new one if not.</summary>
+    private bool EnsureRoom(int blocks)
+    {
+        if (_open is not null && _open.Blocks - _open.Cursor >= blocks)
+        {
+            return true;
+        }
+
+        if (_open is not null)
+        {
+            _core.Allocator.Close(_open);
+        }
+
+        _open = _core.Allocator.TryOpen(forCollector: true);
+        return _open is not null;
     }
 
     /// <summary>Points every map entry that still refers to a moved block at its copy.</summary>

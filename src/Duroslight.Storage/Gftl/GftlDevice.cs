@@ -1,15 +1,13 @@
+using System.Runtime.InteropServices;
 using Duroslight.Storage.Interop;
 using Duroslight.Storage.Volumes;
 using Microsoft.Win32.SafeHandles;
 
 namespace Duroslight.Storage.Gftl;
 
-/// <summary>One open device of the set. Opened with O_DIRECT where the filesystem allows it.</summary>
+/// <summary>One open device of the set, opened with O_DIRECT (where the filesystem allows it) and an exclusive lock.</summary>
 internal sealed class GftlDevice : IDisposable
 {
-    /// <summary>.NET maps this undocumented FileOptions bit (Windows' FILE_FLAG_NO_BUFFERING) to O_DIRECT on Linux.</summary>
-    internal const FileOptions DirectIo = (FileOptions)0x20000000;
-
     private GftlDevice(int index, string path, SafeFileHandle handle, long bytes, bool direct)
     {
         Index = index;
@@ -40,21 +38,17 @@ internal sealed class GftlDevice : IDisposable
             CreateFile(path, size);
         }
 
-        SafeFileHandle handle;
-        bool direct = true;
-        try
+        int errno = LibC.OpenDirect(path, out SafeFileHandle handle);
+        bool direct = errno == 0;
+        if (errno == LibC.EINVAL)
         {
-            handle = File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite, FileShare.None, DirectIo);
-        }
-        catch (IOException) when (IsRegularFile(path))
-        {
-            // EINVAL from a filesystem without O_DIRECT; a busy device (flock) fails again below with a clear message.
-            direct = false;
+            // A filesystem without O_DIRECT (tmpfs): go through the page cache rather than refuse.
             handle = OpenBuffered(index, path);
         }
-        catch (UnauthorizedAccessException e)
+        else if (errno != 0)
         {
-            throw new VolumeStoreException($"Device {index} '{path}' cannot be opened: {e.Message}");
+            throw new VolumeStoreException($"Device {index} '{path}' cannot be opened: {Marshal.GetPInvokeErrorMessage(errno)}" +
+                (errno == LibC.EWOULDBLOCK ? " (in use by another store)." : "."));
         }
 
         return new GftlDevice(index, path, handle, LibC.SizeOf(handle), direct);
@@ -80,6 +74,4 @@ internal sealed class GftlDevice : IDisposable
         RandomAccess.SetLength(created, size);
         LibC.SyncOrThrow(created, path);
     }
-
-    private static bool IsRegularFile(string path) => (File.GetAttributes(path) & FileAttributes.Device) == 0;
 }
