@@ -24,6 +24,9 @@ public static class CommandLine
           --allow-host NQN      allow only these hosts (repeatable; default: any host)
           --volume-size SIZE    size of the volume created in an empty data dir (default 1G)
           --memory              keep volumes in memory (tests, benchmarks); nothing persists
+          --store KIND          gftl | sparse | memory           (default gftl)
+          --device PATH[:SIZE]  a GFTL device, in set order (repeatable; a missing file is created with SIZE;
+                                default: one sparse file in the data dir)
           --log-level LEVEL     trace|debug|information|warning|error (default information)
         """;
 
@@ -31,6 +34,7 @@ public static class CommandLine
     {
         var settings = ConfigFile.Find(args) is { } path ? ConfigFile.Load(path) : new ServeSettings();
         var allowed = new List<string>();
+        var devices = new List<Storage.Gftl.GftlDeviceSpec>();
         for (int i = 0; i < args.Count; i++)
         {
             string flag = args[i];
@@ -49,6 +53,8 @@ public static class CommandLine
                 "--allow-host" => AddHost(settings, allowed, Next()),
                 "--volume-size" => settings with { DefaultVolumeBytes = ParseSize(flag, Next()) },
                 "--memory" => settings with { InMemory = true },
+                "--store" => ParseStore(settings, flag, Next()),
+                "--device" => AddDevice(settings, devices, flag, Next()),
                 "--log-level" => settings with { LogLevel = ParseLevel(Next()) },
                 _ => throw new UsageException($"unknown option '{flag}'"),
             };
@@ -62,6 +68,28 @@ public static class CommandLine
     {
         allowed.Add(nqn);
         return s with { AllowedHosts = [.. allowed] };
+    }
+
+    private static ServeSettings AddDevice(ServeSettings s, List<Storage.Gftl.GftlDeviceSpec> devices, string flag, string text)
+    {
+        devices.Add(ParseDevice(flag, text));
+        return s with { Devices = [.. devices] };
+    }
+
+    public static ServeSettings ParseStore(ServeSettings s, string what, string kind) => kind switch
+    {
+        "gftl" or "sparse" => s with { StoreKind = kind, InMemory = false },
+        "memory" => s with { StoreKind = kind, InMemory = true },
+        _ => throw new UsageException($"{what}: '{kind}' is not one of gftl, sparse, memory"),
+    };
+
+    /// <summary>PATH or PATH:SIZE (the part after the last ':' is a size when it starts with a digit).</summary>
+    public static Storage.Gftl.GftlDeviceSpec ParseDevice(string what, string text)
+    {
+        int colon = text.LastIndexOf(':');
+        if (colon > 0 && colon < text.Length - 1 && char.IsAsciiDigit(text[colon + 1]))
+            return new(text[..colon], ParseSize(what, text[(colon + 1)..]));
+        return text.Length > 0 ? new(text) : throw new UsageException($"{what}: a device path must not be empty");
     }
 
     public static IPEndPoint ParseEndPoint(string what, string text) =>

@@ -60,6 +60,8 @@ public static class ConfigFile
         "allowed_hosts" => s with { AllowedHosts = Sequence(node) },
         "volume_size" => s with { DefaultVolumeBytes = CommandLine.ParseSize(key, Scalar(node)) },
         "memory" => s with { InMemory = Scalar(node) is "true" or "yes" },
+        "store" => CommandLine.ParseStore(s, key, Scalar(node)),
+        "devices" => s with { Devices = Array.ConvertAll(Sequence(node), d => CommandLine.ParseDevice(key, d)) },
         "log_level" => s with { LogLevel = CommandLine.ParseLevel(Scalar(node)) },
         _ => throw new UsageException("unknown key"),
     };

@@ -20,6 +20,10 @@ public sealed record ServeSettings
     /// <summary>Size of the volume created when the data directory holds none.</summary>
     public long DefaultVolumeBytes { get; init; } = 1L << 30;
     public bool InMemory { get; init; }
+    /// <summary>gftl (default), sparse (one sparse file per volume) or memory.</summary>
+    public string StoreKind { get; init; } = "gftl";
+    /// <summary>GFTL devices in set order; none means one sparse file in the data directory.</summary>
+    public IReadOnlyList<Storage.Gftl.GftlDeviceSpec> Devices { get; init; } = [];
     public Microsoft.Extensions.Logging.LogLevel LogLevel { get; init; } = Microsoft.Extensions.Logging.LogLevel.Information;
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(30);
 

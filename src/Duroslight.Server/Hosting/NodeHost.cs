@@ -5,6 +5,7 @@ using Duroslight.Server.Cli;
 using Duroslight.Server.Execution;
 using Duroslight.Server.Metrics;
 using Duroslight.Server.Transport;
+using Duroslight.Storage.Gftl;
 using Duroslight.Storage.Volumes;
 using Microsoft.Extensions.Logging;
 
@@ -84,17 +85,38 @@ public sealed class NodeHost : IAsyncDisposable
         _logger.LogInformation("state {State}", state);
     }
 
+    /// <summary>Start-up recovery of the GFTL (checkpoint or device scan), readable while it runs; null for other stores.</summary>
+    public GftlRecoveryProgress? StoreRecovery { get; private set; }
+
     private IVolumeStore OpenStore()
     {
-        IVolumeStore store = _settings.InMemory
-            ? new MemoryVolumeStore(blockSize: BlockSize)
-            : new SparseFileVolumeStore(_settings.DataDirectory, BlockSize);
+        IVolumeStore store = _settings.InMemory ? new MemoryVolumeStore(blockSize: BlockSize)
+            : _settings.StoreKind == "sparse" ? new SparseFileVolumeStore(_settings.DataDirectory, BlockSize)
+            : OpenGftl();
         if (store.List().Count == 0)
         {
             var created = store.Create("default", _settings.DefaultVolumeBytes);
             _logger.LogInformation("created volume {Name} {Id} ({Bytes} bytes)", created.Name, created.Id, created.SizeBytes);
         }
         return store;
+    }
+
+    /// <summary>
+    /// The GFTL over the configured devices, or over one sparse file in the data directory (thin: twice the default
+    /// volume, at least 1 GiB). One partition until the reactor passes its shard count.
+    /// </summary>
+    private GftlStore OpenGftl()
+    {
+        IReadOnlyList<GftlDeviceSpec> devices = _settings.Devices.Count > 0 ? _settings.Devices
+            : [new GftlDeviceSpec(Path.Combine(_settings.DataDirectory, "gftl-device0.img"), Math.Max(1L << 30, 2 * _settings.DefaultVolumeBytes))];
+        return new GftlStore(new GftlOptions
+        {
+            DataDirectory = _settings.DataDirectory,
+            Devices = devices,
+            NodeIndex = _settings.NodeIndex,
+            Log = message => _logger.LogInformation("{Message}", message),
+            Progress = progress => StoreRecovery = progress,
+        });
     }
 
     /// <summary>Every volume becomes a namespace (NSID in catalog order) of the default and aux subsystems.</summary>

@@ -136,7 +136,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
         }
 
         await WaitForReadersAsync().ConfigureAwait(false);
-        if (Volatile.Read(ref victim.Live) != 0)
+        if (Volatile.Read(ref victim.Live) != 0 || !await EraseAsync(victim).ConfigureAwait(false))
         {
             return false;
         }
@@ -144,6 +144,17 @@ internal sealed class GarbageCollector : IAsyncDisposable
         _core.Allocator.Release(victim);
         Interlocked.Increment(ref _segmentsCleaned);
         return true;
+    }
+
+    /// <summary>
+    /// Marks the freed segment's old records dead for a later scan (a newer stamp at its start). Not synced: should
+    /// the marker be lost, a scan finds only dead records, which newer records or trims outrank.
+    /// </summary>
+    private async ValueTask<bool> EraseAsync(Segment victim)
+    {
+        RecordFormat.WriteHeader(_output.GetSpan(), RecordKind.Erased, _core.NextSeq(), [], 0, 0);
+        int written = await BlockIo.Current.WriteAsync(_core.Devices.Devices[victim.Device].Handle, _output.Memory[..RecordFormat.HeaderSize], GftlLayout.ByteOffsetOf(victim.LocationAt(0))).ConfigureAwait(false);
+        return written == RecordFormat.HeaderSize;
     }
 
     /// <summary>
@@ -227,7 +238,12 @@ internal sealed class GarbageCollector : IAsyncDisposable
 
     private async ValueTask<bool> WriteTrimBatchAsync()
     {
-        RecordFormat.WriteHeader(_output.GetSpan(), RecordKind.Trim, _extents.ToArray(), 0, 0);
+        if (!EnsureRoom(1))
+        {
+            return false;
+        }
+
+        RecordFormat.WriteHeader(_output.GetSpan(), RecordKind.Trim, _open!.Stamp, _extents.ToArray(), 0, 0);
         _extents.Clear();
         return await WriteBatchAsync(RecordKind.Trim, 0).ConfigureAwait(false);
     }
@@ -288,7 +304,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
         }
 
         Span<byte> data = output.Slice(RecordFormat.HeaderSize, taken * GftlLayout.BlockSize);
-        RecordFormat.WriteHeader(output, RecordKind.Data, _extents.ToArray(), taken, Crc32C.Compute(data));
+        RecordFormat.WriteHeader(output, RecordKind.Data, _open!.Stamp, _extents.ToArray(), taken, Crc32C.Compute(data));
         return taken;
     }
 

@@ -16,7 +16,7 @@ internal sealed class GftlCore : IDisposable
     public GftlCore(DeviceSet devices, int shardCount)
     {
         Devices = devices;
-        Allocator = new SegmentAllocator(devices, shardCount);
+        Allocator = new SegmentAllocator(devices, shardCount, NextSeq);
         Partitions = new Partition[shardCount];
         for (int i = 0; i < shardCount; i++)
         {

@@ -26,6 +26,9 @@ public sealed record GftlOptions
     /// <summary>At most this many segments are cleaned per background pass, per shard.</summary>
     public int GcSegmentsPerPass { get; init; } = 2;
 
+    /// <summary>Recovery progress as it changes (start-up only), for status and metrics.</summary>
+    public Action<GftlRecoveryProgress>? Progress { get; init; }
+
     /// <summary>Progress and warnings (recovery, refused devices); null to stay quiet.</summary>
     public Action<string>? Log { get; init; }
 }

@@ -361,18 +361,18 @@ public sealed class GftlStore : IVolumeStore
         RecoveryTracker tracker;
         if (formatted)
         {
-            tracker = new RecoveryTracker(GftlStartKind.Formatted, 0, _options.Log);
+            tracker = new RecoveryTracker(GftlStartKind.Formatted, 0, _options);
             _options.Log?.Invoke($"GFTL formatted {_core.Devices.Count} device(s), cluster {_clusterId}");
         }
         else if (Checkpoint.TryLoad(_checkpointPath, _clusterId, _core, out string problem))
         {
-            tracker = new RecoveryTracker(GftlStartKind.Checkpoint, 0, _options.Log);
+            tracker = new RecoveryTracker(GftlStartKind.Checkpoint, 0, _options);
             _options.Log?.Invoke("GFTL graceful start from the checkpoint");
         }
         else
         {
             _options.Log?.Invoke($"GFTL abrupt start: {problem}; scanning {deviceBytes >> 20} MiB on {_core.Devices.Count} device(s)");
-            tracker = new RecoveryTracker(GftlStartKind.Scan, deviceBytes, _options.Log);
+            tracker = new RecoveryTracker(GftlStartKind.Scan, deviceBytes, _options);
             LogScanner.Rebuild(_core, tracker);
         }
 

@@ -225,7 +225,7 @@ internal sealed class GftlVolume : IBlockVolume
         Span<byte> buffer = record.Buffer.GetSpan();
         Span<byte> data = buffer.Slice(RecordFormat.HeaderSize, source.Length);
         source.CopyTo(data);
-        RecordFormat.WriteSingle(buffer, RecordKind.Data, new Extent(Id, record.Lba, record.Count, record.Seq), record.Count, Crc32C.Compute(data));
+        RecordFormat.WriteSingle(buffer, RecordKind.Data, record.Segment.Stamp, new Extent(Id, record.Lba, record.Count, record.Seq), record.Count, Crc32C.Compute(data));
         return RecordFormat.HeaderSize + source.Length;
     }
 
@@ -277,7 +277,7 @@ internal sealed class GftlVolume : IBlockVolume
             return StorageResult.MediaError;
         }
 
-        RecordFormat.WriteSingle(record!.Buffer.GetSpan(), RecordKind.Trim, new Extent(Id, lba, count, seq), 0, 0);
+        RecordFormat.WriteSingle(record!.Buffer.GetSpan(), RecordKind.Trim, record.Segment.Stamp, new Extent(Id, lba, count, seq), 0, 0);
         int written = await BlockIo.Current.WriteAsync(_core.DeviceOf(record.Location).Handle, record.Buffer.Memory[..RecordFormat.HeaderSize], GftlLayout.ByteOffsetOf(record.Location)).ConfigureAwait(false);
         partition.Complete(record, written == RecordFormat.HeaderSize);
         return written == RecordFormat.HeaderSize ? StorageResult.Ok : StorageResult.MediaError;

@@ -6,6 +6,9 @@ internal enum RecordKind : ushort
 {
     Data = 1,
     Trim = 2,
+
+    /// <summary>Written at the start of a segment the collector freed: everything older in it is dead.</summary>
+    Erased = 3,
 }
 
 /// <summary>One run of blocks a record describes: these blocks of this volume as of write sequence number Seq.</summary>
@@ -14,8 +17,9 @@ internal readonly record struct Extent(Guid Volume, long Lba, int Count, long Se
 /// <summary>
 /// A record is a 4 KiB header followed by its data blocks, written with one I/O. The header names every extent
 /// (volume, LBA, block count, sequence number) and carries the CRC32C of the data and of itself, so a scan of
-/// the raw device can tell a complete record from a torn or stale one without any other metadata. Trim records
-/// have extents and no data: they unmap.
+/// the raw device can tell a complete record from a torn one without any other metadata. Trim records have
+/// extents and no data: they unmap. Every record also carries its segment's stamp (the sequence number taken
+/// when the segment was opened), so records left over from an earlier use of the segment are told apart.
 /// </summary>
 internal static class RecordFormat
 {
@@ -23,11 +27,12 @@ internal static class RecordFormat
     public const int MaxExtents = (HeaderSize - ExtentsOffset) / ExtentSize;
     private const ulong Magic = 0x3143_4552_474C_5344; // "DSLGREC1"
     private const ushort Version = 1;
-    private const int ExtentsOffset = 32;
+    private const int StampOffset = 32;
+    private const int ExtentsOffset = 40;
     private const int ExtentSize = 40;
     private const int HeaderCrcOffset = 24;
 
-    public static void WriteHeader(Span<byte> header, RecordKind kind, ReadOnlySpan<Extent> extents, int dataBlocks, uint dataCrc)
+    public static void WriteHeader(Span<byte> header, RecordKind kind, long stamp, ReadOnlySpan<Extent> extents, int dataBlocks, uint dataCrc)
     {
         header[..HeaderSize].Clear();
         BinaryPrimitives.WriteUInt64LittleEndian(header, Magic);
@@ -36,6 +41,7 @@ internal static class RecordFormat
         BinaryPrimitives.WriteInt32LittleEndian(header[12..], dataBlocks);
         BinaryPrimitives.WriteInt32LittleEndian(header[16..], extents.Length);
         BinaryPrimitives.WriteUInt32LittleEndian(header[20..], dataCrc);
+        BinaryPrimitives.WriteInt64LittleEndian(header[StampOffset..], stamp);
         for (int i = 0; i < extents.Length; i++)
         {
             WriteExtent(header[(ExtentsOffset + (i * ExtentSize))..], extents[i]);
@@ -45,19 +51,20 @@ internal static class RecordFormat
     }
 
     /// <summary>One extent, for headers written a piece at a time (the write path has exactly one).</summary>
-    public static void WriteSingle(Span<byte> header, RecordKind kind, Extent extent, int dataBlocks, uint dataCrc) =>
-        WriteHeader(header, kind, new ReadOnlySpan<Extent>(in extent), dataBlocks, dataCrc);
+    public static void WriteSingle(Span<byte> header, RecordKind kind, long stamp, Extent extent, int dataBlocks, uint dataCrc) =>
+        WriteHeader(header, kind, stamp, new ReadOnlySpan<Extent>(in extent), dataBlocks, dataCrc);
 
     /// <summary>True when <paramref name="header"/> is an intact record header; the CRC of the data is checked by the caller.</summary>
-    public static bool TryRead(ReadOnlySpan<byte> header, out RecordKind kind, out int extentCount, out int dataBlocks, out uint dataCrc)
+    public static bool TryRead(ReadOnlySpan<byte> header, out RecordKind kind, out long stamp, out int extentCount, out int dataBlocks, out uint dataCrc)
     {
+        stamp = BinaryPrimitives.ReadInt64LittleEndian(header[StampOffset..]);
         kind = (RecordKind)BinaryPrimitives.ReadUInt16LittleEndian(header[10..]);
         dataBlocks = BinaryPrimitives.ReadInt32LittleEndian(header[12..]);
         extentCount = BinaryPrimitives.ReadInt32LittleEndian(header[16..]);
         dataCrc = BinaryPrimitives.ReadUInt32LittleEndian(header[20..]);
         if (BinaryPrimitives.ReadUInt64LittleEndian(header) != Magic ||
             BinaryPrimitives.ReadUInt16LittleEndian(header[8..]) != Version ||
-            kind is not (RecordKind.Data or RecordKind.Trim) ||
+            kind is not (RecordKind.Data or RecordKind.Trim or RecordKind.Erased) ||
             (uint)extentCount > MaxExtents || dataBlocks < 0)
         {
             return false;

@@ -1,18 +1,31 @@
 namespace Duroslight.Storage.Gftl;
 
 /// <summary>A record found in a segment: where it starts (block within the segment) and what it holds.</summary>
-internal sealed record ParsedRecord(int Block, RecordKind Kind, Extent[] Extents, int DataBlocks);
+internal sealed record ParsedRecord(int Block, RecordKind Kind, long Stamp, Extent[] Extents, int DataBlocks);
 
 /// <summary>
 /// Finds the intact records of one segment. Every block is a candidate header, because records complete out of
 /// order (a later one may be on disk while an earlier one was torn by a crash); a candidate counts only when its
 /// header CRC, its extents and the CRC of its data all check out, and then its data blocks are skipped.
-/// Records left over from an earlier use of the segment may be found too: they are older than anything that
-/// replaced them, so sequence numbers settle it (see <see cref="LogScanner"/>).
+/// Only the records of the segment's latest use (the highest stamp) are returned: older ones were dead when the
+/// collector freed the segment (and an Erased marker, which is returned, says the segment holds nothing).
 /// </summary>
 internal static class RecordParser
 {
     public static void Parse(ReadOnlySpan<byte> segment, List<ParsedRecord> found)
+    {
+        int first = found.Count;
+        ParseAll(segment, found);
+        long stamp = long.MinValue;
+        for (int i = first; i < found.Count; i++)
+        {
+            stamp = Math.Max(stamp, found[i].Stamp);
+        }
+
+        found.RemoveAll(r => r.Stamp != stamp || r.Kind == RecordKind.Erased);
+    }
+
+    private static void ParseAll(ReadOnlySpan<byte> segment, List<ParsedRecord> found)
     {
         int blocks = segment.Length / GftlLayout.BlockSize;
         int block = 0;
@@ -33,7 +46,7 @@ internal static class RecordParser
     private static ParsedRecord? TryParse(ReadOnlySpan<byte> segment, int block, int blocks)
     {
         ReadOnlySpan<byte> header = segment.Slice(block * GftlLayout.BlockSize, GftlLayout.BlockSize);
-        if (!RecordFormat.TryRead(header, out RecordKind kind, out int extentCount, out int dataBlocks, out uint dataCrc) ||
+        if (!RecordFormat.TryRead(header, out RecordKind kind, out long stamp, out int extentCount, out int dataBlocks, out uint dataCrc) ||
             block + 1 + dataBlocks > blocks)
         {
             return null;
@@ -58,6 +71,6 @@ internal static class RecordParser
         }
 
         ReadOnlySpan<byte> data = segment.Slice((block + 1) * GftlLayout.BlockSize, dataBlocks * GftlLayout.BlockSize);
-        return Crc32C.Compute(data) == dataCrc ? new ParsedRecord(block, kind, extents, dataBlocks) : null;
+        return Crc32C.Compute(data) == dataCrc ? new ParsedRecord(block, kind, stamp, extents, dataBlocks) : null;
     }
 }

@@ -19,7 +19,7 @@ public enum GftlStartKind
 public sealed record GftlRecoveryProgress(GftlStartKind Kind, bool Done, double Percent, long BytesDone, long BytesTotal, double MiBPerSecond, TimeSpan Eta, TimeSpan Elapsed);
 
 /// <summary>Follows a device scan: updates <see cref="Current"/> as it goes and logs about once a second.</summary>
-internal sealed class RecoveryTracker(GftlStartKind kind, long bytesTotal, Action<string>? log)
+internal sealed class RecoveryTracker(GftlStartKind kind, long bytesTotal, GftlOptions options)
 {
     private readonly Stopwatch _clock = Stopwatch.StartNew();
     private long _bytesDone;
@@ -34,10 +34,11 @@ internal sealed class RecoveryTracker(GftlStartKind kind, long bytesTotal, Actio
         double rate = _bytesDone / seconds;
         TimeSpan eta = TimeSpan.FromSeconds(rate > 0 ? (bytesTotal - _bytesDone) / rate : 0);
         Current = new GftlRecoveryProgress(kind, false, bytesTotal == 0 ? 100 : 100.0 * _bytesDone / bytesTotal, _bytesDone, bytesTotal, rate / (1 << 20), eta, _clock.Elapsed);
+        options.Progress?.Invoke(Current);
         if (_clock.ElapsedMilliseconds - _lastLogMs >= 1000)
         {
             _lastLogMs = _clock.ElapsedMilliseconds;
-            log?.Invoke(string.Create(CultureInfo.InvariantCulture,
+            options.Log?.Invoke(string.Create(CultureInfo.InvariantCulture,
                 $"GFTL scan {Current.Percent:F1}% ({_bytesDone >> 20} of {bytesTotal >> 20} MiB, {Current.MiBPerSecond:F0} MiB/s, ETA {eta.TotalSeconds:F0} s)"));
         }
     }
@@ -45,6 +46,7 @@ internal sealed class RecoveryTracker(GftlStartKind kind, long bytesTotal, Actio
     public GftlRecoveryProgress Finish()
     {
         Current = Current with { Done = true, Percent = 100, BytesDone = bytesTotal, Eta = TimeSpan.Zero, Elapsed = _clock.Elapsed };
+        options.Progress?.Invoke(Current);
         return Current;
     }
 }

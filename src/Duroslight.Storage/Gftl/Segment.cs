@@ -32,11 +32,10 @@ internal sealed class Segment(int id, int device, long firstBlock, int blocks)
 
     public SegmentState State;
 
-    public long LocationAt(int block) => GftlLayout.Location(Device, FirstBlock + block);
+    /// <summary>The sequence number taken when the segment was last opened; stamped on each of its records.</summary>
+    public long Stamp;
 
-    public bool Contains(long location) =>
-        GftlLayout.DeviceOf(location) == Device &&
-        GftlLayout.DeviceBlockOf(location) - FirstBlock is >= 0 and var offset && offset < Blocks;
+    public long LocationAt(int block) => GftlLayout.Location(Device, FirstBlock + block);
 
     /// <summary>Reserves <paramref name="blocks"/> at the cursor, or returns false when they do not fit.</summary>
     public bool TryTake(int blocks, out long location)

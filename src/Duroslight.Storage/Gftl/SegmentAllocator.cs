@@ -12,8 +12,11 @@ internal sealed class SegmentAllocator
     private int _nextDevice;
     private int _freeCount;
 
-    public SegmentAllocator(DeviceSet devices, int shardCount)
+    private readonly Func<long> _nextSeq;
+
+    public SegmentAllocator(DeviceSet devices, int shardCount, Func<long> nextSeq)
     {
+        _nextSeq = nextSeq;
         int blocks = devices.SegmentBytes / GftlLayout.BlockSize;
         Segments = new Segment[devices.Count * devices.SegmentsPerDevice];
         _free = new Stack<Segment>[devices.Count];
@@ -88,6 +91,7 @@ internal sealed class SegmentAllocator
                     _freeCount--;
                     segment.State = SegmentState.Open;
                     segment.Cursor = 0;
+                    segment.Stamp = _nextSeq();
                     return segment;
                 }
             }
