@@ -81,20 +81,40 @@ public sealed class GftlStore : IVolumeStore
     public int FreeSegments => _core.Allocator.FreeCount;
 
     /// <summary>All blocks written to the devices (records of writes, trims and the collector) per block of user data.</summary>
-    public double WriteAmplification
+    public double WriteAmplification => UserBytesWritten == 0 ? 1.0 : (double)DeviceBytesWritten / UserBytesWritten;
+
+    /// <summary>Data bytes of completed user writes since start.</summary>
+    public long UserBytesWritten
     {
         get
         {
-            long user = 0, written = _core.Collector.RecordBlocks;
+            long blocks = 0;
             foreach (Partition partition in _core.Partitions)
             {
-                user += partition.UserBlocks;
-                written += partition.RecordBlocks;
+                blocks += partition.UserBlocks;
             }
 
-            return user == 0 ? 1.0 : (double)written / user;
+            return blocks * GftlLayout.BlockSize;
         }
     }
+
+    /// <summary>Bytes written to the devices since start: user records (headers included), trims and the collector's copies.</summary>
+    public long DeviceBytesWritten
+    {
+        get
+        {
+            long blocks = _core.Collector.RecordBlocks;
+            foreach (Partition partition in _core.Partitions)
+            {
+                blocks += partition.RecordBlocks;
+            }
+
+            return blocks * GftlLayout.BlockSize;
+        }
+    }
+
+    /// <summary>The last sequence number handed out (tests: recovery must never move it back).</summary>
+    internal long LastSeq => _core.LastSeq;
 
     public long GcRelocatedBytes => _core.Collector.RelocatedBlocks * GftlLayout.BlockSize;
 

@@ -233,16 +233,11 @@ internal sealed class GftlVolume : IBlockVolume
     /// Unmaps in memory first, then logs a trim record so a scan unmaps too; skipped when nothing was mapped or in
     /// flight there (the log already resolves the range to zeros).
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<StorageResult> TrimAsync(long lba, long count)
     {
         long seq = _core.NextSeq();
-        long touched = 0;
-        foreach (Partition partition in _core.Partitions)
-        {
-            touched += partition.Trim(this, lba, count, seq);
-        }
-
-        if (touched == 0)
+        if (TrimMaps(lba, count, seq) == 0)
         {
             return StorageResult.Ok;
         }
@@ -259,6 +254,33 @@ internal sealed class GftlVolume : IBlockVolume
         return StorageResult.Ok;
     }
 
+    /// <summary>Unmaps in each partition concerned: the owners of a few chunks, or every partition for a wide range.</summary>
+    private long TrimMaps(long lba, long count, long seq)
+    {
+        long firstChunk = lba / GftlLayout.BlocksPerChunk;
+        long lastChunk = (lba + count - 1) / GftlLayout.BlocksPerChunk;
+        long touched = 0;
+        if (lastChunk - firstChunk + 1 >= _core.Partitions.Length)
+        {
+            foreach (Partition partition in _core.Partitions)
+            {
+                touched += partition.Trim(this, lba, count, seq);
+            }
+
+            return touched;
+        }
+
+        for (long chunk = firstChunk; chunk <= lastChunk; chunk++)
+        {
+            long start = Math.Max(lba, chunk * GftlLayout.BlocksPerChunk);
+            long end = Math.Min(lba + count, (chunk + 1) * GftlLayout.BlocksPerChunk);
+            touched += _core.PartitionFor(Id, chunk).Trim(this, start, end - start, seq);
+        }
+
+        return touched;
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<StorageResult> LogTrimAsync(long lba, int count, long seq)
     {
         Partition partition = _core.PartitionFor(Id, lba / GftlLayout.BlocksPerChunk);

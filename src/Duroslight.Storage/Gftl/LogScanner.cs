@@ -50,7 +50,9 @@ internal static class LogScanner
             }
 
             records.Clear();
-            RecordParser.Parse(buffer.GetSpan(), records);
+
+            // Stamps are sequence numbers too: new segments must be stamped above every stamp on disk.
+            maxSeq = Math.Max(maxSeq, RecordParser.Parse(buffer.GetSpan(), records));
             foreach (ParsedRecord record in records)
             {
                 maxSeq = Math.Max(maxSeq, Collect(segment, record, events));

@@ -12,7 +12,8 @@ internal sealed record ParsedRecord(int Block, RecordKind Kind, long Stamp, Exte
 /// </summary>
 internal static class RecordParser
 {
-    public static void Parse(ReadOnlySpan<byte> segment, List<ParsedRecord> found)
+    /// <summary>Adds the segment's current records to <paramref name="found"/>; returns its stamp (long.MinValue if none).</summary>
+    public static long Parse(ReadOnlySpan<byte> segment, List<ParsedRecord> found)
     {
         int first = found.Count;
         ParseAll(segment, found);
@@ -23,6 +24,7 @@ internal static class RecordParser
         }
 
         found.RemoveAll(r => r.Stamp != stamp || r.Kind == RecordKind.Erased);
+        return stamp;
     }
 
     private static void ParseAll(ReadOnlySpan<byte> segment, List<ParsedRecord> found)

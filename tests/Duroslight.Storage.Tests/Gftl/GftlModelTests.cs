@@ -54,7 +54,7 @@ public sealed class GftlModelTests
             select (op, volume, block, Math.Min(count, Blocks - block), value);
 
         Check.One(
-            Config.QuickThrowOnFailure.WithMaxTest(100),
+            Config.QuickThrowOnFailure.WithMaxTest(200).WithReplay(20261121UL, 12345UL),
             Prop.ForAll(Arb.From(operation.ListOf()), operations => Run(operations)));
     }
 
@@ -66,13 +66,23 @@ public sealed class GftlModelTests
         try
         {
             var model = new List<ModelVolume> { new(store.Create("v", Blocks * Block).Id, false, new int[Blocks]) };
-            foreach (var (op, volume, block, count, value) in operations)
+            var done = new List<string>();
+            try
             {
-                ModelVolume target = model[volume % model.Count];
-                store = Apply(store, options, scratch, model, target, op, block, count, value);
+                foreach (var (op, volume, block, count, value) in operations)
+                {
+                    ModelVolume target = model[volume % model.Count];
+                    done.Add($"{op} v{model.IndexOf(target)} {block}+{count}");
+                    store = Apply(store, options, scratch, model, target, op, block, count, value);
+                }
+
+                AssertMatches(store, model);
+            }
+            catch (Exception e) when (e is not ObjectDisposedException)
+            {
+                throw new InvalidOperationException($"{e.Message}\nafter: {string.Join("; ", done)}", e);
             }
 
-            AssertMatches(store, model);
             return true;
         }
         finally
