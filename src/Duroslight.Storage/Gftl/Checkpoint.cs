@@ -101,7 +101,7 @@ internal static class Checkpoint
         foreach (GftlVolume volume in volumes)
         {
             writer.Write(volume.Id.ToByteArray());
-            writer.Write(volume.AllocatedBytes / GftlLayout.BlockSize);
+            writer.Write(CountMapped(volume));
             foreach (ShardMap map in volume.Maps)
             {
                 WriteEntries(writer, map);
@@ -110,6 +110,23 @@ internal static class Checkpoint
 
         writer.Flush();
         return stream.ToArray();
+    }
+
+    private static long CountMapped(GftlVolume volume)
+    {
+        long count = 0;
+        foreach (ShardMap map in volume.Maps)
+        {
+            foreach (ChunkBlocks blocks in map.Chunks.Values)
+            {
+                foreach (MapEntry entry in blocks.Entries)
+                {
+                    count += entry.Location == GftlLayout.Unmapped ? 0 : 1;
+                }
+            }
+        }
+
+        return count;
     }
 
     private static void WriteEntries(BinaryWriter writer, ShardMap map)

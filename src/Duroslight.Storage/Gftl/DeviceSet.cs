@@ -23,9 +23,9 @@ internal sealed class DeviceSet : IDisposable
     public bool AllDirect => Array.TrueForAll(Devices, static d => d.IsDirect);
 
     /// <summary>Formats the devices for a new cluster; every one must be blank (no superblock).</summary>
-    public static DeviceSet Format(IReadOnlyList<GftlDeviceSpec> specs, Guid clusterId, int nodeIndex, int segmentBytes)
+    public static DeviceSet Format(IReadOnlyList<GftlDeviceSpec> specs, Guid clusterId, int nodeIndex, int segmentBytes, bool direct)
     {
-        GftlDevice[] devices = OpenAll(specs);
+        GftlDevice[] devices = OpenAll(specs, direct);
         try
         {
             long smallest = long.MaxValue;
@@ -62,9 +62,9 @@ internal sealed class DeviceSet : IDisposable
     }
 
     /// <summary>Opens an existing set: every device must carry this cluster's superblock with its own index and count.</summary>
-    public static DeviceSet Open(IReadOnlyList<GftlDeviceSpec> specs, Guid clusterId)
+    public static DeviceSet Open(IReadOnlyList<GftlDeviceSpec> specs, Guid clusterId, bool direct)
     {
-        GftlDevice[] devices = OpenAll(specs);
+        GftlDevice[] devices = OpenAll(specs, direct);
         try
         {
             Superblock? first = null;
@@ -108,7 +108,7 @@ internal sealed class DeviceSet : IDisposable
     private static VolumeStoreException Refused(GftlDevice device, string why) =>
         new($"GFTL refuses device {device.Index} '{device.Path}': {why}.");
 
-    private static GftlDevice[] OpenAll(IReadOnlyList<GftlDeviceSpec> specs)
+    private static GftlDevice[] OpenAll(IReadOnlyList<GftlDeviceSpec> specs, bool direct)
     {
         if (specs.Count == 0)
         {
@@ -120,7 +120,7 @@ internal sealed class DeviceSet : IDisposable
         {
             for (int i = 0; i < specs.Count; i++)
             {
-                devices.Add(GftlDevice.Open(i, specs[i]));
+                devices.Add(GftlDevice.Open(i, specs[i], direct));
             }
 
             return [.. devices];

@@ -14,6 +14,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
 {
     private const int MaxBatchBlocks = 256;
     private const int MaxTrimChunksChecked = 4096;
+    private const int ForegroundBatch = 4;
 
     private readonly GftlCore _core;
     private readonly SemaphoreSlim _gate = new(1, 1);
@@ -23,6 +24,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
     private readonly List<Move> _moves = [];
     private readonly List<Extent> _extents = [];
     private readonly List<ParsedRecord> _records = [];
+    private readonly List<Segment> _emptied = [];
     private Segment? _open;
     private Segment? _lastWritten;
     private long _lastLocation;
@@ -53,10 +55,9 @@ internal sealed class GarbageCollector : IAsyncDisposable
         await _gate.WaitAsync().ConfigureAwait(false);
         try
         {
-            // Every cleaning gains space (see PickVictim), but never loop more than there are segments.
-            for (int tries = 0; _core.Allocator.FreeCount <= _core.Allocator.Reserve; tries++)
+            while (_core.Allocator.FreeCount <= _core.Allocator.Reserve)
             {
-                if (tries == _core.Allocator.Segments.Length || !await CleanOneAsync().ConfigureAwait(false))
+                if (await CleanBatchAsync(ForegroundBatch).ConfigureAwait(false) == 0)
                 {
                     return false;
                 }
@@ -70,19 +71,25 @@ internal sealed class GarbageCollector : IAsyncDisposable
         }
     }
 
-    /// <summary>Cleans up to <paramref name="maxSegments"/> segments (or fewer if nothing is worth it); returns how many.</summary>
+    /// <summary>Cleans up to <paramref name="maxSegments"/> segments (or fewer if nothing is worth it); returns how many it freed.</summary>
     public async Task<int> CollectAsync(int maxSegments)
     {
         await _gate.WaitAsync().ConfigureAwait(false);
         try
         {
-            int cleaned = 0;
-            while (cleaned < maxSegments && await CleanOneAsync().ConfigureAwait(false))
+            int freed = 0;
+            while (freed < maxSegments)
             {
-                cleaned++;
+                int batch = await CleanBatchAsync(Math.Min(maxSegments - freed, ForegroundBatch)).ConfigureAwait(false);
+                if (batch == 0)
+                {
+                    break;
+                }
+
+                freed += batch;
             }
 
-            return cleaned;
+            return freed;
         }
         finally
         {
@@ -122,28 +129,42 @@ internal sealed class GarbageCollector : IAsyncDisposable
         }
     }
 
-    private async ValueTask<bool> CleanOneAsync()
+    /// <summary>
+    /// Empties up to <paramref name="max"/> victims, then frees them together: one sync of the devices (the copies,
+    /// and every write that outranks what the victims held, must be durable before the victims are reused) and one
+    /// read grace period. Returns how many segments it freed.
+    /// </summary>
+    private async ValueTask<int> CleanBatchAsync(int max)
     {
-        Segment? victim = PickVictim();
-        if (victim is null || !await RelocateAsync(victim).ConfigureAwait(false))
+        _emptied.Clear();
+        while (_emptied.Count < max && PickVictim() is { } victim)
         {
-            return false;
+            victim.State = SegmentState.Cleaning;
+            _emptied.Add(victim);
+            if (!await RelocateAsync(victim).ConfigureAwait(false))
+            {
+                break;
+            }
         }
 
-        if (await _core.FlushAsync().ConfigureAwait(false) != StorageResult.Ok)
-        {
-            return false;
-        }
-
+        bool durable = _emptied.Count > 0 && await _core.FlushAsync().ConfigureAwait(false) == StorageResult.Ok;
         await WaitForReadersAsync().ConfigureAwait(false);
-        if (Volatile.Read(ref victim.Live) != 0 || !await EraseAsync(victim).ConfigureAwait(false))
+        int freed = 0;
+        foreach (Segment victim in _emptied)
         {
-            return false;
+            if (durable && Volatile.Read(ref victim.Live) == 0 && await EraseAsync(victim).ConfigureAwait(false))
+            {
+                _core.Allocator.Release(victim);
+                freed++;
+            }
+            else
+            {
+                _core.Allocator.Close(victim);
+            }
         }
 
-        _core.Allocator.Release(victim);
-        Interlocked.Increment(ref _segmentsCleaned);
-        return true;
+        Interlocked.Add(ref _segmentsCleaned, freed);
+        return freed;
     }
 
     /// <summary>

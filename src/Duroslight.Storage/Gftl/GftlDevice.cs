@@ -25,7 +25,7 @@ internal sealed class GftlDevice : IDisposable
     /// <summary>False where the filesystem refuses O_DIRECT (tmpfs): the page cache then sits in between.</summary>
     public bool IsDirect { get; }
 
-    public static GftlDevice Open(int index, GftlDeviceSpec spec)
+    public static GftlDevice Open(int index, GftlDeviceSpec spec, bool direct = true)
     {
         string path = System.IO.Path.GetFullPath(spec.Path);
         if (!File.Exists(path))
@@ -38,8 +38,8 @@ internal sealed class GftlDevice : IDisposable
             CreateFile(path, size);
         }
 
-        int errno = LibC.OpenDirect(path, out SafeFileHandle handle);
-        bool direct = errno == 0;
+        int errno = LibC.OpenDirect(path, direct, out SafeFileHandle handle);
+        direct &= errno == 0;
         if (errno == LibC.EINVAL)
         {
             // A filesystem without O_DIRECT (tmpfs): go through the page cache rather than refuse.

@@ -20,6 +20,12 @@ public sealed record GftlOptions
 
     public int NodeIndex { get; init; }
 
+    /// <summary>
+    /// O_DIRECT (the default, which the durability contract assumes). False puts the page cache in between, for
+    /// benchmarks that compare the GFTL's own cost with the buffered sparse-file store.
+    /// </summary>
+    public bool DirectIo { get; init; } = true;
+
     /// <summary>Clean segments in the background; tests turn it off to drive GC by hand.</summary>
     public bool BackgroundGc { get; init; } = true;
 

@@ -35,8 +35,8 @@ public sealed class GftlStore : IVolumeStore
             GftlCatalog.Document? catalog = GftlCatalog.Load(_catalogPath);
             _clusterId = catalog?.ClusterId ?? Guid.NewGuid();
             DeviceSet devices = catalog is null
-                ? DeviceSet.Format(options.Devices, _clusterId, options.NodeIndex, options.SegmentBytes)
-                : DeviceSet.Open(options.Devices, _clusterId);
+                ? DeviceSet.Format(options.Devices, _clusterId, options.NodeIndex, options.SegmentBytes, options.DirectIo)
+                : DeviceSet.Open(options.Devices, _clusterId, options.DirectIo);
             _core = new GftlCore(devices, options.ShardCount);
             if (catalog is null)
             {
@@ -166,16 +166,32 @@ public sealed class GftlStore : IVolumeStore
             ThrowIfDisposed();
             GftlVolume volume = Visible(id);
             List<GftlVolume> volumes = [.. _core.Volumes];
+            GftlCatalog.Entry entry = volume.Entry;
+            GftlVolume[] children = volume.Parent?.Children ?? [];
             if (volume.Children.Length > 0)
             {
-                volume.Entry = volume.Entry with { Hidden = true };
+                volume.Entry = entry with { Hidden = true };
             }
             else
             {
                 Remove(volumes, volume);
             }
 
-            Publish([.. volumes]);
+            try
+            {
+                Publish([.. volumes]);
+            }
+            catch
+            {
+                volume.Entry = entry;
+                if (volume.Parent is not null)
+                {
+                    volume.Parent.Children = children;
+                }
+
+                throw;
+            }
+
             volume.Close();
             foreach (Partition partition in _core.Partitions)
             {
@@ -238,12 +254,15 @@ public sealed class GftlStore : IVolumeStore
 
             _disposed = true;
             _core.Collector.DisposeAsync().AsTask().GetAwaiter().GetResult();
+
+            // Close the volumes with nothing in flight, so every acknowledged write is in the maps the checkpoint saves.
+            bool quiet = _core.TryQuiesce(TimeSpan.FromSeconds(10));
             foreach (GftlVolume volume in _core.Volumes)
             {
                 volume.Close();
             }
 
-            if (_core.TryQuiesce(TimeSpan.FromSeconds(10)))
+            if (quiet)
             {
                 _core.EndQuiesce();
                 if (_core.FlushAsync().AsTask().GetAwaiter().GetResult() == StorageResult.Ok)
@@ -400,7 +419,7 @@ public sealed class GftlStore : IVolumeStore
         Checkpoint.Invalidate(_checkpointPath);
         GftlRecoveryProgress done = tracker.Finish();
         _options.Log?.Invoke($"GFTL ready in {done.Elapsed.TotalMilliseconds:F0} ms: {_core.Allocator.FreeCount} of {_core.Allocator.Segments.Length} segments free");
-        if (!_core.Devices.AllDirect)
+        if (_options.DirectIo && !_core.Devices.AllDirect)
         {
             _options.Log?.Invoke("GFTL warning: a device refused O_DIRECT; writes go through the page cache");
         }

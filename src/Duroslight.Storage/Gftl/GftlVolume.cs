@@ -67,7 +67,8 @@ internal sealed class GftlVolume : IBlockVolume
             return new(check);
         }
 
-        return FitsInChunk(offset, destination.Length) ? ReadChunkAsync(offset, destination) : ReadChunksAsync(offset, destination);
+        return FitsInChunk(offset, destination.Length) ? ReadChunkAsync(offset, destination)
+            : PerChunkAsync(offset, destination.Length, (at, done, length) => ReadChunkAsync(at, destination.Slice(done, length)));
     }
 
     public ValueTask<StorageResult> WriteAsync(long offset, ReadOnlyMemory<byte> source)
@@ -78,7 +79,8 @@ internal sealed class GftlVolume : IBlockVolume
             return new(check);
         }
 
-        return FitsInChunk(offset, source.Length) ? WriteChunkAsync(offset, source) : WriteChunksAsync(offset, source);
+        return FitsInChunk(offset, source.Length) ? WriteChunkAsync(offset, source)
+            : PerChunkAsync(offset, source.Length, (at, done, length) => WriteChunkAsync(at, source.Slice(done, length)));
     }
 
     /// <summary>Unmaps: the GFTL never stores zeros.</summary>
@@ -116,29 +118,13 @@ internal sealed class GftlVolume : IBlockVolume
         return _closed || (write && Entry.ReadOnly) ? StorageResult.MediaError : StorageResult.Ok;
     }
 
-    private async ValueTask<StorageResult> ReadChunksAsync(long offset, Memory<byte> destination)
+    /// <summary>Runs an I/O that spans chunks (tests, the control plane) chunk by chunk; the reactor never sends one.</summary>
+    private static async ValueTask<StorageResult> PerChunkAsync(long offset, int length, Func<long, int, int, ValueTask<StorageResult>> chunkOp)
     {
         int done = 0;
-        foreach (ChunkSpan chunk in ChunkMap.Split(offset, destination.Length))
+        foreach (ChunkSpan chunk in ChunkMap.Split(offset, length))
         {
-            StorageResult result = await ReadChunkAsync(chunk.Offset, destination.Slice(done, chunk.Length)).ConfigureAwait(false);
-            if (result != StorageResult.Ok)
-            {
-                return result;
-            }
-
-            done += chunk.Length;
-        }
-
-        return StorageResult.Ok;
-    }
-
-    private async ValueTask<StorageResult> WriteChunksAsync(long offset, ReadOnlyMemory<byte> source)
-    {
-        int done = 0;
-        foreach (ChunkSpan chunk in ChunkMap.Split(offset, source.Length))
-        {
-            StorageResult result = await WriteChunkAsync(chunk.Offset, source.Slice(done, chunk.Length)).ConfigureAwait(false);
+            StorageResult result = await chunkOp(chunk.Offset, done, chunk.Length).ConfigureAwait(false);
             if (result != StorageResult.Ok)
             {
                 return result;

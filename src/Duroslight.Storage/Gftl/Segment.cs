@@ -5,6 +5,9 @@ internal enum SegmentState
     Free,
     Open,
     Closed,
+
+    /// <summary>Emptied by the collector, waiting for the sync and read grace period that let it be freed.</summary>
+    Cleaning,
 }
 
 /// <summary>

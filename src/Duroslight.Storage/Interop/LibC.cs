@@ -122,13 +122,13 @@ internal static unsafe partial class LibC
     }
 
     /// <summary>
-    /// open(2) with O_DIRECT and an exclusive non-blocking flock (as .NET's FileShare.None takes), for devices.
+    /// open(2) with O_DIRECT (unless <paramref name="direct"/> is false) and an exclusive non-blocking flock (as .NET's FileShare.None takes), for devices.
     /// .NET has no O_DIRECT: its FileOptions bit 0x20000000 (NoBuffering) is not passed on on Linux. Returns 0 or the errno.
     /// </summary>
-    public static int OpenDirect(string path, out SafeFileHandle handle)
+    public static int OpenDirect(string path, bool direct, out SafeFileHandle handle)
     {
         const int O_RDWR = 2, LOCK_EX = 2, LOCK_NB = 4;
-        int oDirect = RuntimeInformation.ProcessArchitecture is Architecture.Arm64 or Architecture.Arm ? 0x10000 : 0x4000;
+        int oDirect = !direct ? 0 : RuntimeInformation.ProcessArchitecture is Architecture.Arm64 or Architecture.Arm ? 0x10000 : 0x4000;
         handle = new SafeFileHandle(-1, ownsHandle: true);
         int fd = openMode(path, O_RDWR | O_CLOEXEC | oDirect, 0);
         if (fd < 0)

@@ -1,5 +1,6 @@
 using Duroslight.Storage.Gftl;
 using Duroslight.Storage.Volumes;
+using static Duroslight.Storage.Tests.Volumes.VolumeStoreContractTests;
 
 namespace Duroslight.Storage.Tests.Gftl;
 
@@ -319,23 +320,5 @@ public sealed class GftlStoreTests : IDisposable
         {
             yield return Convert.ToHexString(device, offset, 64);
         }
-    }
-
-    private static byte[] Pattern(int length, int seed)
-    {
-        var bytes = new byte[length];
-        new Random(seed).NextBytes(bytes);
-        return bytes;
-    }
-
-    private static async Task WriteAsync(IBlockVolume volume, long offset, byte[] data) =>
-        Assert.Equal(StorageResult.Ok, await volume.WriteAsync(offset, data));
-
-    private static async Task<byte[]> ReadAsync(IBlockVolume volume, long offset, int length)
-    {
-        byte[] buffer = new byte[length];
-        Array.Fill(buffer, (byte)0xCC);
-        Assert.Equal(StorageResult.Ok, await volume.ReadAsync(offset, buffer));
-        return buffer;
     }
 }
