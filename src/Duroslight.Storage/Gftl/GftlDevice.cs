@@ -6,24 +6,15 @@ using Microsoft.Win32.SafeHandles;
 namespace Duroslight.Storage.Gftl;
 
 /// <summary>One open device of the set, opened with O_DIRECT (where the filesystem allows it) and an exclusive lock.</summary>
-internal sealed class GftlDevice : IDisposable
+internal sealed class GftlDevice(int index, string path, SafeFileHandle handle, long bytes, bool direct) : IDisposable
 {
-    private GftlDevice(int index, string path, SafeFileHandle handle, long bytes, bool direct)
-    {
-        Index = index;
-        Path = path;
-        Handle = handle;
-        Bytes = bytes;
-        IsDirect = direct;
-    }
+    public int Index => index;
+    public string Path => path;
+    public SafeFileHandle Handle => handle;
+    public long Bytes => bytes;
 
-    public int Index { get; }
-    public string Path { get; }
-    public SafeFileHandle Handle { get; }
-    public long Bytes { get; }
-
-    /// <summary>False where the filesystem refuses O_DIRECT (tmpfs): the page cache then sits in between.</summary>
-    public bool IsDirect { get; }
+    /// <summary>False where the filesystem refuses O_DIRECT (tmpfs) or it was turned off: the page cache sits in between.</summary>
+    public bool IsDirect => direct;
 
     public static GftlDevice Open(int index, GftlDeviceSpec spec, bool direct = true)
     {
