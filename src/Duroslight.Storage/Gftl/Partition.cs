@@ -93,7 +93,6 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
             _buffers.Push(record.Buffer);
             record.Volume = null!;
             record.Chunk = null;
-            record.Trimmed = null;
             _spare.Push(record);
         }
     }
@@ -106,7 +105,7 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
     {
         lock (_gate)
         {
-            long touched = MarkInflightTrimmed(volume, lba, count, seq);
+            long touched = CountInflightOverlaps(volume, lba, count, seq);
             ShardMap map = volume.Maps[Index];
             long firstChunk = lba / GftlLayout.BlocksPerChunk;
             long lastChunk = (lba + count - 1) / GftlLayout.BlocksPerChunk;
@@ -343,20 +342,23 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
         return touched;
     }
 
-    private long MarkInflightTrimmed(GftlVolume volume, long lba, long count, long seq)
+    /// <summary>
+    /// Writes older than the trim still in flight here. Their records may already be on disk, so the trim must be
+    /// logged even if nothing is mapped yet; in memory the entries' trim sequence number keeps them from mapping.
+    /// </summary>
+    private long CountInflightOverlaps(GftlVolume volume, long lba, long count, long seq)
     {
-        long touched = 0;
+        long overlaps = 0;
         foreach (PendingRecord record in _inflight)
         {
             if (record.Volume == volume && record.Chunk is not null && record.Seq < seq &&
                 record.Lba < lba + count && lba < record.Lba + record.Count)
             {
-                (record.Trimmed ??= []).Add((lba, count));
-                touched++;
+                overlaps++;
             }
         }
 
-        return touched;
+        return overlaps;
     }
 
     private void Map(PendingRecord record)
@@ -368,7 +370,7 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
         for (int i = 0; i < record.Count; i++)
         {
             ref MapEntry entry = ref blocks.Entries[first + i];
-            if (entry.Seq > record.Seq || record.WasTrimmed(record.Lba + i))
+            if (entry.Seq > record.Seq)
             {
                 continue;
             }

@@ -3,8 +3,8 @@ using Duroslight.Storage.Devices;
 namespace Duroslight.Storage.Gftl;
 
 /// <summary>
-/// A record reserved in a segment whose I/O is in flight (pooled per partition: no allocation per I/O).
-/// Trims that arrive meanwhile note the ranges they unmapped, so the write does not resurrect them.
+/// A record reserved in a segment whose I/O is in flight (pooled per partition: no allocation per I/O). A trim
+/// that arrives meanwhile leaves its sequence number in the chunk's entries, so the older write does not map over it.
 /// </summary>
 internal sealed class PendingRecord
 {
@@ -16,23 +16,4 @@ internal sealed class PendingRecord
     public int Count;
     public long Seq;
     public long Location;
-    public List<(long Lba, long Count)>? Trimmed;
-
-    public bool WasTrimmed(long lba)
-    {
-        if (Trimmed is null)
-        {
-            return false;
-        }
-
-        foreach ((long start, long count) in Trimmed)
-        {
-            if (lba >= start && lba < start + count)
-            {
-                return true;
-            }
-        }
-
-        return false;
-    }
 }
