@@ -85,6 +85,9 @@ public sealed class NodeHost : IAsyncDisposable
         _logger.LogInformation("state {State}", state);
     }
 
+    /// <summary>The store when it is the GFTL (space, GC and write amplification for metrics); null otherwise.</summary>
+    public GftlStore? Gftl => _store as GftlStore;
+
     /// <summary>Start-up recovery of the GFTL (checkpoint or device scan), readable while it runs; null for other stores.</summary>
     public GftlRecoveryProgress? StoreRecovery { get; private set; }
 

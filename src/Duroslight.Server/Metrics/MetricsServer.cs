@@ -47,6 +47,7 @@ public sealed class MetricsServer(NodeHost node, ILogger logger) : IAsyncDisposa
         foreach (var v in node.Volumes) text.Sample("duroslight_volume_size_bytes", v.SizeBytes, ("volume", v.Id.ToString()));
         text.Family("duroslight_volume_allocated_bytes", "gauge", "Physically allocated bytes of each volume (thin provisioning).");
         foreach (var v in node.Volumes) text.Sample("duroslight_volume_allocated_bytes", v.AllocatedBytes, ("volume", v.Id.ToString()));
+        GftlMetrics.Render(text, node);
         return text.ToString();
     }
 
