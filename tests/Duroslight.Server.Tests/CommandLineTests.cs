@@ -124,7 +124,7 @@ public sealed class CommandLineTests
         Assert.Equal("10.0.0.33", s.DiscoveryAdvertisedAddress);
         Assert.Equal("/run/duroslight/control.sock", s.ControlSocketPath);
         Assert.Equal([2, 3], s.Cores);
-        Assert.Equal(["/dev/nvme1n1"], s.Devices);
+        Assert.Equal("/dev/nvme1n1", Assert.Single(s.Devices).Path);
         Assert.Equal(new VolumeSpec("db", 10L << 30), Assert.Single(s.Volumes));
         Assert.Equal(["nqn.host:b"], s.SubsystemHosts[2]);
         Assert.Equal(100, s.MaxControllersPerPool);

@@ -9,16 +9,18 @@ public sealed class ReactorTests
 {
     private const string Nqn = "nqn.2026-11.io.duroslight:default";
 
-    [Fact]
-    public async Task File_store_with_o_direct_round_trips_multi_chunk_io_on_several_shards()
+    [Theory]
+    [InlineData("sparse")]
+    [InlineData("gftl")]
+    public async Task Device_backed_stores_round_trip_multi_chunk_io_on_several_shards(string store)
     {
         string dir = TempDir();
         try
         {
-            await using (var node = new NodeFixture(s => s with { InMemory = false, DataDirectory = dir, Cores = [0, 1, 0] }))
+            await using (var node = new NodeFixture(s => s with { InMemory = false, StoreKind = store, DataDirectory = dir, Cores = [0, 1, 0] }))
             {
                 Assert.Equal(3, node.Node.Shards!.Count);
-                Assert.True(((SparseFileVolume)node.Node.Volumes.Single()).DirectIo);
+                if (store == "sparse") Assert.True(((SparseFileVolume)node.Node.Volumes.Single()).DirectIo);
                 await using var host = await Connect(node, "host-a", queues: 2);
                 var data = Random(1 << 20, seed: 1);
                 await host.WriteAsync(1, 7, 256, data, fua: true); // starts mid-chunk: 9 chunks on 3 shards
@@ -28,7 +30,7 @@ public sealed class ReactorTests
                 await host.FlushAsync();
             }
             // What was acknowledged is in the file after a graceful stop.
-            await using (var node = new NodeFixture(s => s with { InMemory = false, DataDirectory = dir }))
+            await using (var node = new NodeFixture(s => s with { InMemory = false, StoreKind = store, DataDirectory = dir, Cores = [0, 1, 0] }))
             {
                 await using var host = await Connect(node, "host-a");
                 var seen = new byte[1 << 20];

@@ -32,6 +32,9 @@ public static class CommandLine
           --memory              keep volumes in memory (tests, benchmarks); nothing persists
           --cores LIST          CPUs to run shards on, one pinned shard each, e.g. 0-3,6 (default: every allowed CPU)
           --poll MODE           sleep|busy: how an idle shard waits   (default sleep)
+          --store KIND          gftl | sparse | memory           (default gftl)
+          --device PATH[:SIZE]  a GFTL device, in set order (repeatable; a missing file is created with SIZE;
+                                default: one sparse file in the data dir)
           --log-level LEVEL     trace|debug|information|warning|error (default information)
         """;
 
@@ -40,6 +43,7 @@ public static class CommandLine
         var settings = ConfigFile.Find(args) is { } path ? ConfigFile.Load(path) : new ServeSettings();
         var allowed = new List<string>();
         var referrals = new List<IPEndPoint>();
+        var devices = new List<Storage.Gftl.GftlDeviceSpec>();
         for (int i = 0; i < args.Count; i++)
         {
             string flag = args[i];
@@ -66,6 +70,8 @@ public static class CommandLine
                 "--memory" => settings with { InMemory = true },
                 "--cores" => settings with { Cores = ParseCpuList(flag, Next()) },
                 "--poll" => settings with { Poll = ParsePollMode(flag, Next()) },
+                "--store" => ParseStore(settings, flag, Next()),
+                "--device" => AddDevice(settings, devices, flag, Next()),
                 "--log-level" => settings with { LogLevel = ParseLevel(Next()) },
                 _ => throw new UsageException($"unknown option '{flag}'"),
             };
@@ -85,6 +91,28 @@ public static class CommandLine
     {
         referrals.Add(ep);
         return s with { Referrals = [.. referrals] };
+    }
+
+    private static ServeSettings AddDevice(ServeSettings s, List<Storage.Gftl.GftlDeviceSpec> devices, string flag, string text)
+    {
+        devices.Add(ParseDevice(flag, text));
+        return s with { Devices = [.. devices] };
+    }
+
+    public static ServeSettings ParseStore(ServeSettings s, string what, string kind) => kind switch
+    {
+        "gftl" or "sparse" => s with { StoreKind = kind, InMemory = false },
+        "memory" => s with { StoreKind = kind, InMemory = true },
+        _ => throw new UsageException($"{what}: '{kind}' is not one of gftl, sparse, memory"),
+    };
+
+    /// <summary>PATH or PATH:SIZE (the part after the last ':' is a size when it starts with a digit).</summary>
+    public static Storage.Gftl.GftlDeviceSpec ParseDevice(string what, string text)
+    {
+        int colon = text.LastIndexOf(':');
+        if (colon > 0 && colon < text.Length - 1 && char.IsAsciiDigit(text[colon + 1]))
+            return new(text[..colon], ParseSize(what, text[(colon + 1)..]));
+        return text.Length > 0 ? new(text) : throw new UsageException($"{what}: a device path must not be empty");
     }
 
     public static IPEndPoint ParseEndPoint(string what, string text) =>

@@ -75,7 +75,6 @@ public static class ConfigFile
         "hosts" => s with { SubsystemHosts = HostLists(node, key, s.AuxSubsystemCount) },
         "volume_size" => s with { DefaultVolumeBytes = CommandLine.ParseSize(key, Scalar(node)) },
         "volumes" => s with { Volumes = VolumeSpecs(node, key) },
-        "devices" => s with { Devices = Sequence(node) },
         "max_controllers_per_pool" => s with { MaxControllersPerPool = CommandLine.ParseInt(key, Scalar(node), 1, 2030) },
         "max_ctrl_io_queues" => s with { MaxCtrlIoQueues = CommandLine.ParseInt(key, Scalar(node), 1, 65534) },
         "keep_alive" => s with { DiscoveryKatoMs = KeepAlive(node, key) },
@@ -84,6 +83,8 @@ public static class ConfigFile
         "memory" => s with { InMemory = Scalar(node) is "true" or "yes" },
         "cores" => s with { Cores = CommandLine.ParseCpuList(key, Scalar(node)) },
         "poll_mode" => s with { Poll = CommandLine.ParsePollMode(key, Scalar(node)) },
+        "store" => CommandLine.ParseStore(s, key, Scalar(node)),
+        "devices" => s with { Devices = Array.ConvertAll(Sequence(node), d => CommandLine.ParseDevice(key, d)) },
         "log_level" => s with { LogLevel = CommandLine.ParseLevel(Scalar(node)) },
         _ => throw new UsageException("unknown key"),
     };

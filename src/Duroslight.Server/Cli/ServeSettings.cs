@@ -32,8 +32,6 @@ public sealed record ServeSettings
     public long DefaultVolumeBytes { get; init; } = 1L << 30;
     /// <summary>Volumes created at start if missing.</summary>
     public IReadOnlyList<VolumeSpec> Volumes { get; init; } = [];
-    /// <summary>Block devices for the GFTL store (empty: sparse files in the data directory).</summary>
-    public IReadOnlyList<string> Devices { get; init; } = [];
     public int MaxControllersPerPool { get; init; } = 2030;
     /// <summary>max_ctrl_io_queues: I/O queues one controller may create (32 or 64 for many connections).</summary>
     public int MaxCtrlIoQueues { get; init; } = 32;
@@ -49,6 +47,10 @@ public sealed record ServeSettings
     /// storage cores (pass --poll busy) but wrong on a shared or small machine, where it starves the initiator.
     /// </summary>
     public Reactor.PollMode Poll { get; init; } = Reactor.PollMode.Sleep;
+    /// <summary>gftl (default), sparse (one sparse file per volume) or memory.</summary>
+    public string StoreKind { get; init; } = "gftl";
+    /// <summary>GFTL devices in set order; none means one sparse file in the data directory.</summary>
+    public IReadOnlyList<Storage.Gftl.GftlDeviceSpec> Devices { get; init; } = [];
     public Microsoft.Extensions.Logging.LogLevel LogLevel { get; init; } = Microsoft.Extensions.Logging.LogLevel.Information;
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(30);
 

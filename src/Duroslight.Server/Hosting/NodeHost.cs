@@ -7,6 +7,7 @@ using Duroslight.Server.Control;
 using Duroslight.Server.Execution;
 using Duroslight.Server.Metrics;
 using Duroslight.Server.Transport;
+using Duroslight.Storage.Gftl;
 using Duroslight.Storage.Volumes;
 using Microsoft.Extensions.Logging;
 
@@ -62,7 +63,6 @@ public sealed class NodeHost : IAsyncDisposable
     public IoMetrics IoMetrics => _executor.Metrics;
 
     /// <summary>GFTL space/WA/recovery; null (series absent) until the GFTL store provides them.</summary>
-    public IGftlStats? GftlStats { get; set; }
 
     /// <summary>Volume operations (control API); available once the node passed the Duroslight state.</summary>
     public NodeVolumes VolumeOps => _volumes ?? throw ControlException.Conflict($"node is {_state}: no volumes yet");
@@ -143,12 +143,18 @@ public sealed class NodeHost : IAsyncDisposable
     }
 
 
+    /// <summary>The store when it is the GFTL (space, GC and write amplification for metrics); null otherwise.</summary>
+    public GftlStore? Gftl => _store as GftlStore;
+
+    /// <summary>Start-up recovery of the GFTL (checkpoint or device scan), readable while it runs; null for other stores.</summary>
+    public GftlRecoveryProgress? StoreRecovery { get; private set; }
+
     /// <summary>Opens the store and creates the configured volumes (or the default one in an empty store).</summary>
     private IVolumeStore OpenStore()
     {
-        IVolumeStore store = Settings.InMemory
-            ? new MemoryVolumeStore(blockSize: BlockSize)
-            : new SparseFileVolumeStore(Settings.DataDirectory, BlockSize, directIo: true);
+        IVolumeStore store = Settings.InMemory ? new MemoryVolumeStore(blockSize: BlockSize)
+            : Settings.StoreKind == "sparse" ? new SparseFileVolumeStore(Settings.DataDirectory, BlockSize, directIo: true)
+            : OpenGftl();
         var wanted = Settings.Volumes.Count > 0 ? Settings.Volumes : store.List().Count == 0 ? [new VolumeSpec("default", Settings.DefaultVolumeBytes)] : [];
         foreach (var spec in wanted)
         {
@@ -159,6 +165,25 @@ public sealed class NodeHost : IAsyncDisposable
             _logger.LogInformation("created volume {Name} {Id} ({Bytes} bytes)", created.Name, created.Id, created.SizeBytes);
         }
         return store;
+    }
+
+    /// <summary>
+    /// The GFTL over the configured devices, or over one sparse file in the data directory (thin: twice the default
+    /// volume, at least 1 GiB). One partition per reactor shard, so a chunk's map entries belong to its owning shard.
+    /// </summary>
+    private GftlStore OpenGftl()
+    {
+        IReadOnlyList<GftlDeviceSpec> devices = Settings.Devices.Count > 0 ? Settings.Devices
+            : [new GftlDeviceSpec(Path.Combine(Settings.DataDirectory, "gftl-device0.img"), Math.Max(1L << 30, 2 * Settings.DefaultVolumeBytes))];
+        return new GftlStore(new GftlOptions
+        {
+            DataDirectory = Settings.DataDirectory,
+            Devices = devices,
+            NodeIndex = Settings.NodeIndex,
+            ShardCount = _shards!.Count,
+            Log = message => _logger.LogInformation("{Message}", message),
+            Progress = progress => StoreRecovery = progress,
+        });
     }
 
     private void StartListeners()

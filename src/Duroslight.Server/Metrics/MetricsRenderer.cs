@@ -23,7 +23,7 @@ public static class MetricsRenderer
         Volumes(text, node);
         ShardIo(text, node.IoMetrics);
         Shards(text, node);
-        Gftl(text, node.GftlStats);
+        GftlMetrics.Render(text, node);
         return text.ToString();
     }
 
@@ -172,20 +172,6 @@ public static class MetricsRenderer
         text.Family("duroslight_shard_allocated_bytes_total", "counter", "Managed bytes allocated by each shard's thread (0 growth in steady state).");
         for (int i = 0; i < shards.Count; i++)
             text.Sample("duroslight_shard_allocated_bytes_total", shards[i].AllocatedBytes, ("shard", Int(i)));
-    }
-
-    /// <summary>GFTL series appear once the store provides them (absent until then).</summary>
-    private static void Gftl(PrometheusText text, IGftlStats? stats)
-    {
-        if (stats is null) return;
-        text.Family("duroslight_gftl_capacity_bytes", "gauge", "GFTL device capacity.");
-        text.Sample("duroslight_gftl_capacity_bytes", stats.CapacityBytes);
-        text.Family("duroslight_gftl_free_bytes", "gauge", "GFTL free space.");
-        text.Sample("duroslight_gftl_free_bytes", stats.FreeBytes);
-        text.Family("duroslight_gftl_write_amplification", "gauge", "Device bytes written per host byte written.");
-        text.Sample("duroslight_gftl_write_amplification", stats.WriteAmplification);
-        text.Family("duroslight_gftl_recovery_progress_ratio", "gauge", "Recovery progress 0..1 (1 = recovered).");
-        text.Sample("duroslight_gftl_recovery_progress_ratio", stats.RecoveryProgress);
     }
 
     private static (string, string)[] VolumeLabels(VolumeView v) => [("volume", v.Name), ("volume_id", v.Id.ToString())];

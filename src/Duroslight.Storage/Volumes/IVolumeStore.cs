@@ -1,7 +1,14 @@
 namespace Duroslight.Storage.Volumes;
 
 /// <summary>What the node knows about one volume; persisted by the store.</summary>
-public sealed record VolumeDescriptor(Guid Id, string Name, long SizeBytes, int BlockSize);
+public sealed record VolumeDescriptor(Guid Id, string Name, long SizeBytes, int BlockSize)
+{
+    /// <summary>A snapshot: reads only, its contents frozen at the moment it was taken.</summary>
+    public bool ReadOnly { get; init; }
+
+    /// <summary>The volume a snapshot or clone was taken from, or null.</summary>
+    public Guid? ParentId { get; init; }
+}
 
 /// <summary>Why a control-plane request on a store was refused.</summary>
 public sealed class VolumeStoreException(string message) : Exception(message);

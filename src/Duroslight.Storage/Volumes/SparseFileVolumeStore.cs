@@ -33,7 +33,7 @@ public sealed class SparseFileVolumeStore : IVolumeStore
         _volumesDirectory = Path.Combine(DataDirectory, "volumes");
         _catalogPath = Path.Combine(DataDirectory, "volumes.json");
         Directory.CreateDirectory(_volumesDirectory);
-        _lockFile = LockDataDirectory(DataDirectory);
+        _lockFile = DataDirectoryLock.Acquire(DataDirectory);
         try
         {
             VolumeCatalog.DeleteLeftovers(_catalogPath);
@@ -188,23 +188,6 @@ public sealed class SparseFileVolumeStore : IVolumeStore
     }
 
     private string VolumePath(Guid id) => Path.Combine(_volumesDirectory, id.ToString("D") + ".vol");
-
-    /// <summary>
-    /// Two stores on one directory would each rewrite the catalog and lose the other's volumes.
-    /// .NET takes an exclusive flock for FileShare.None, so a second opener fails here.
-    /// </summary>
-    private static SafeFileHandle LockDataDirectory(string dataDirectory)
-    {
-        string path = Path.Combine(dataDirectory, "store.lock");
-        try
-        {
-            return File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
-        }
-        catch (IOException e)
-        {
-            throw new VolumeStoreException($"Data directory '{dataDirectory}' is in use by another volume store ({e.Message}).");
-        }
-    }
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 }

@@ -318,20 +318,20 @@ public abstract class VolumeStoreContractTests : IDisposable
         Assert.Equal(StorageResult.Ok, result);
     }
 
-    protected static byte[] Pattern(int length, int seed)
+    internal static byte[] Pattern(int length, int seed)
     {
         var bytes = new byte[length];
         new Random(seed).NextBytes(bytes);
         return bytes;
     }
 
-    protected static bool IsZero(byte[] bytes) => !bytes.AsSpan().ContainsAnyExcept((byte)0);
+    internal static bool IsZero(byte[] bytes) => !bytes.AsSpan().ContainsAnyExcept((byte)0);
 
-    protected static async Task WriteAsync(IBlockVolume volume, long offset, byte[] data) =>
+    internal static async Task WriteAsync(IBlockVolume volume, long offset, byte[] data) =>
         Assert.Equal(StorageResult.Ok, await volume.WriteAsync(offset, data));
 
     /// <summary>Reads into a buffer pre-filled with garbage, so zeros in the result come from the volume.</summary>
-    protected static async Task<byte[]> ReadAsync(IBlockVolume volume, long offset, int length)
+    internal static async Task<byte[]> ReadAsync(IBlockVolume volume, long offset, int length)
     {
         byte[] buffer = new byte[length];
         Array.Fill(buffer, (byte)0xCC);

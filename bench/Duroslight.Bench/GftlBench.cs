@@ -1,0 +1,240 @@
+using System.Diagnostics;
+using System.Globalization;
+using Duroslight.Storage.Gftl;
+using Duroslight.Storage.Volumes;
+
+namespace Duroslight.Bench;
+
+/// <summary>
+/// Storage runner, not BenchmarkDotNet: the quantities are I/O rates and start-up times over files on disk, where
+/// wall-clock medians of a few runs say more than nanosecond statistics. Prints a Markdown table per part:
+/// GFTL against the plain sparse-file store, recovery time per GiB, and GC write amplification at 70% full.
+/// </summary>
+internal static class GftlBench
+{
+    private const int Block = 4096;
+    private const int Chunk = 128 * 1024;
+    private const long MiB = 1 << 20;
+    private const int Runs = 5;
+    private static readonly TimeSpan RunTime = TimeSpan.FromSeconds(3);
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        bool throughputOnly = args.Contains("--throughput");
+        args = Array.FindAll(args, a => !a.StartsWith("--", StringComparison.Ordinal));
+        string root = Path.Combine(args.Length > 0 ? args[0] : Path.GetTempPath(), $"duroslight-bench-{Environment.ProcessId}");
+        Directory.CreateDirectory(root);
+        try
+        {
+            await ThroughputAsync(root);
+            if (!throughputOnly)
+            {
+                await RecoveryAsync(root);
+                await GcWriteAmplificationAsync(root);
+            }
+
+            return 0;
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+    }
+
+    private static GftlOptions Gftl(string directory, long deviceBytes) => new()
+    {
+        DataDirectory = Path.Combine(directory, "data"),
+        Devices = [new GftlDeviceSpec(Path.Combine(directory, "device0.img"), deviceBytes)],
+        ShardCount = 2,
+    };
+
+    private static async Task ThroughputAsync(string root)
+    {
+        Console.WriteLine("| workload (QD) | sparse-file store (page cache) | GFTL, page cache | GFTL, O_DIRECT | GFTL page cache / sparse |");
+        Console.WriteLine("| --- | ---: | ---: | ---: | ---: |");
+        (string Name, int Size, bool Write, bool Random, int Depth)[] workloads =
+        [
+            ("4 KiB random write", Block, true, true, 16),
+            ("4 KiB random read", Block, false, true, 16),
+            ("128 KiB sequential write", Chunk, true, false, 4),
+            ("128 KiB sequential read", Chunk, false, false, 4),
+        ];
+        foreach (var w in workloads)
+        {
+            double sparse = await MedianAsync(root, "sparse", w.Size, w.Write, w.Random, w.Depth);
+            double buffered = await MedianAsync(root, "gftl-buffered", w.Size, w.Write, w.Random, w.Depth);
+            double direct = await MedianAsync(root, "gftl", w.Size, w.Write, w.Random, w.Depth);
+            Console.WriteLine(Invariant($"| {w.Name} ({w.Depth}) | {Rate(sparse, w.Size)} | {Rate(buffered, w.Size)} | {Rate(direct, w.Size)} | {buffered / sparse:F2} |"));
+        }
+    }
+
+    /// <summary>Median ops/s of <see cref="Runs"/> runs, each on a fresh store with a 256 MiB prefilled region.</summary>
+    private static async Task<double> MedianAsync(string root, string kind, int size, bool write, bool random, int depth)
+    {
+        var rates = new double[Runs];
+        for (int run = 0; run < Runs; run++)
+        {
+            string directory = Path.Combine(root, $"{kind}-{run}");
+            IVolumeStore store = kind switch
+            {
+                "gftl" => new GftlStore(Gftl(directory, 2048 * MiB)),
+                "gftl-buffered" => new GftlStore(Gftl(directory, 2048 * MiB) with { DirectIo = false }),
+                _ => new SparseFileVolumeStore(directory),
+            };
+            try
+            {
+                IBlockVolume volume = store.Open(store.Create("bench", 1024 * MiB).Id);
+                await FillAsync(volume, 256 * MiB);
+                rates[run] = await LoadAsync(volume, 256 * MiB, size, write, random, depth, RunTime);
+            }
+            finally
+            {
+                store.Dispose();
+                Directory.Delete(directory, recursive: true);
+            }
+        }
+
+        Array.Sort(rates);
+        return rates[Runs / 2];
+    }
+
+    private static async Task FillAsync(IBlockVolume volume, long bytes)
+    {
+        byte[] data = Data(Chunk, 1);
+        for (long offset = 0; offset < bytes; offset += Chunk)
+        {
+            Check(await volume.WriteAsync(offset, data));
+        }
+
+        Check(await volume.FlushAsync());
+    }
+
+    /// <summary><paramref name="depth"/> workers for <paramref name="duration"/>; returns completed operations per second.</summary>
+    private static async Task<double> LoadAsync(IBlockVolume volume, long region, int size, bool write, bool random, int depth, TimeSpan duration)
+    {
+        long next = 0, done = 0;
+        var clock = Stopwatch.StartNew();
+        var workers = new Task[depth];
+        for (int w = 0; w < depth; w++)
+        {
+            int seed = w;
+            workers[w] = Task.Run(async () =>
+            {
+                var rng = new Random(seed);
+                byte[] buffer = Data(size, seed + 2);
+                while (clock.Elapsed < duration)
+                {
+                    long offset = random ? rng.NextInt64(region / size) * size : Interlocked.Add(ref next, size) % region;
+                    Check(write ? await volume.WriteAsync(offset, buffer) : await volume.ReadAsync(offset, buffer));
+                    Interlocked.Increment(ref done);
+                }
+            });
+        }
+
+        await Task.WhenAll(workers);
+        return done / clock.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>Start time after a graceful stop (checkpoint) and with the checkpoint removed (scan of the whole device).</summary>
+    private static async Task RecoveryAsync(string root)
+    {
+        const long deviceBytes = 1024 * MiB, dataBytes = 512 * MiB;
+        string directory = Path.Combine(root, "recovery");
+        GftlOptions options = Gftl(directory, deviceBytes);
+        using (var store = new GftlStore(options))
+        {
+            await FillAsync(store.Open(store.Create("v", dataBytes).Id), dataBytes);
+        }
+
+        var graceful = new double[3];
+        var abrupt = new double[3];
+        for (int run = 0; run < 3; run++)
+        {
+            graceful[run] = TimeStart(options, GftlStartKind.Checkpoint);
+            File.Delete(Path.Combine(options.DataDirectory, "gftl.checkpoint"));
+            abrupt[run] = TimeStart(options, GftlStartKind.Scan);
+        }
+
+        Array.Sort(graceful);
+        Array.Sort(abrupt);
+        Console.WriteLine();
+        Console.WriteLine("| start | median time | per GiB |");
+        Console.WriteLine("| --- | ---: | ---: |");
+        Console.WriteLine(Invariant($"| graceful (checkpoint of {dataBytes / MiB} MiB mapped) | {graceful[1]:F2} s | {graceful[1] * 1024 * MiB / dataBytes:F2} s per GiB of data |"));
+        Console.WriteLine(Invariant($"| abrupt (scan of a {deviceBytes / MiB} MiB device, {dataBytes / MiB} MiB data) | {abrupt[1]:F2} s | {abrupt[1] * 1024 * MiB / deviceBytes:F2} s per GiB of device |"));
+        Directory.Delete(directory, recursive: true);
+    }
+
+    private static double TimeStart(GftlOptions options, GftlStartKind expected)
+    {
+        var clock = Stopwatch.StartNew();
+        using var store = new GftlStore(options);
+        double seconds = clock.Elapsed.TotalSeconds;
+        if (store.Recovery.Kind != expected)
+        {
+            throw new InvalidOperationException($"expected a {expected} start, got {store.Recovery.Kind}");
+        }
+
+        return seconds;
+    }
+
+    /// <summary>A volume holding 70% of the physical space, filled, then overwritten at random (4 KiB) twice over.</summary>
+    private static async Task GcWriteAmplificationAsync(string root)
+    {
+        Console.WriteLine();
+        Console.WriteLine("| 70% full, 4 KiB random overwrite (2x the volume, QD 8) | value |");
+        Console.WriteLine("| --- | ---: |");
+        string directory = Path.Combine(root, "gc");
+        using var store = new GftlStore(Gftl(directory, 257 * MiB) with { ShardCount = 1 });
+        long volumeBytes = store.PhysicalCapacityBytes * 7 / 10 / Block * Block;
+        IBlockVolume volume = store.Open(store.Create("v", volumeBytes).Id);
+        await FillAsync(volume, volumeBytes / Chunk * Chunk);
+        long user = store.UserBytesWritten, device = store.DeviceBytesWritten, relocated = store.GcRelocatedBytes;
+        var clock = Stopwatch.StartNew();
+        long writes = 2 * volumeBytes / Block;
+        long issued = 0;
+        var workers = new Task[8];
+        for (int w = 0; w < workers.Length; w++)
+        {
+            int seed = w;
+            workers[w] = Task.Run(async () =>
+            {
+                var rng = new Random(seed);
+                byte[] buffer = Data(Block, seed);
+                while (Interlocked.Increment(ref issued) <= writes)
+                {
+                    Check(await volume.WriteAsync(rng.NextInt64(volumeBytes / Block) * Block, buffer));
+                }
+            });
+        }
+
+        await Task.WhenAll(workers);
+        double seconds = clock.Elapsed.TotalSeconds;
+        long userDelta = store.UserBytesWritten - user;
+        Console.WriteLine(Invariant($"| physical capacity / volume size | {store.PhysicalCapacityBytes / MiB} MiB / {volumeBytes / MiB} MiB |"));
+        Console.WriteLine(Invariant($"| write amplification (device bytes / user bytes, headers included) | {(double)(store.DeviceBytesWritten - device) / userDelta:F2} |"));
+        Console.WriteLine(Invariant($"| GC copies per user byte | {(double)(store.GcRelocatedBytes - relocated) / userDelta:F2} |"));
+        Console.WriteLine(Invariant($"| segments cleaned / free at the end | {store.GcSegmentsCleaned} / {store.FreeSegments} |"));
+        Console.WriteLine(Invariant($"| 4 KiB overwrite rate during GC | {writes / seconds:F0} IOPS |"));
+    }
+
+    private static void Check(StorageResult result)
+    {
+        if (result != StorageResult.Ok)
+        {
+            throw new InvalidOperationException($"storage returned {result}");
+        }
+    }
+
+    private static string Rate(double opsPerSecond, int size) =>
+        Invariant($"{opsPerSecond:F0} IOPS, {opsPerSecond * size / MiB:F0} MiB/s");
+
+    private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
+
+    private static byte[] Data(int length, int seed)
+    {
+        var bytes = new byte[length];
+        new Random(seed).NextBytes(bytes);
+        return bytes;
+    }
+}

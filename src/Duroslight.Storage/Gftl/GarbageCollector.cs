@@ -1,0 +1,484 @@
+using Duroslight.Storage.Devices;
+using Duroslight.Storage.Volumes;
+
+namespace Duroslight.Storage.Gftl;
+
+/// <summary>
+/// Reclaims segments: picks the closed segment with the fewest live blocks, copies what is still referenced (and
+/// the trims still needed) into its own open segment as new records that keep the original sequence numbers,
+/// repoints the maps, makes the copies durable, waits until no read can still be using the old locations, and
+/// frees the segment. Runs in the background when free segments run low (a few segments per shard per pass), and
+/// in the foreground when a write finds no free segment. One collection at a time.
+/// </summary>
+internal sealed class GarbageCollector : IAsyncDisposable
+{
+    private const int MaxBatchBlocks = 256;
+    private const int MaxTrimChunksChecked = 4096;
+    private const int ForegroundBatch = 4;
+
+    private readonly GftlCore _core;
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly NativeBuffer _victim;
+    private readonly NativeBuffer _output = new(RecordFormat.HeaderSize + (MaxBatchBlocks * GftlLayout.BlockSize));
+    private readonly CancellationTokenSource _stop = new();
+    private readonly List<Move> _moves = [];
+    private readonly List<Extent> _extents = [];
+    private readonly List<ParsedRecord> _records = [];
+    private readonly List<Segment> _emptied = [];
+    private Segment? _open;
+    private Segment? _lastWritten;
+    private long _lastLocation;
+    private Task _loop = Task.CompletedTask;
+    private long _relocatedBlocks;
+    private long _recordBlocks;
+    private long _segmentsCleaned;
+
+    public GarbageCollector(GftlCore core)
+    {
+        _core = core;
+        _victim = new NativeBuffer(core.Devices.SegmentBytes);
+    }
+
+    public long RelocatedBlocks => Interlocked.Read(ref _relocatedBlocks);
+    public long RecordBlocks => Interlocked.Read(ref _recordBlocks);
+    public long SegmentsCleaned => Interlocked.Read(ref _segmentsCleaned);
+
+    /// <summary>Free segments below this start background cleaning.</summary>
+    public int LowWater => Math.Max(_core.Allocator.Reserve * 2, _core.Allocator.Segments.Length / 8);
+
+    public void Start(int segmentsPerShardPerPass) =>
+        _loop = Task.Run(() => RunAsync(segmentsPerShardPerPass * _core.Partitions.Length));
+
+    /// <summary>Foreground: cleans until a user write can open a segment. False when nothing can be reclaimed (truly full).</summary>
+    public async ValueTask<bool> MakeRoomAsync()
+    {
+        await _gate.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            while (_core.Allocator.FreeCount <= _core.Allocator.Reserve)
+            {
+                if (await CleanBatchAsync(ForegroundBatch).ConfigureAwait(false) == 0)
+                {
+                    return false;
+                }
+            }
+
+            return true;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>Cleans up to <paramref name="maxSegments"/> segments (or fewer if nothing is worth it); returns how many it freed.</summary>
+    public async Task<int> CollectAsync(int maxSegments)
+    {
+        await _gate.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            int freed = 0;
+            while (freed < maxSegments)
+            {
+                int batch = await CleanBatchAsync(Math.Min(maxSegments - freed, ForegroundBatch)).ConfigureAwait(false);
+                if (batch == 0)
+                {
+                    break;
+                }
+
+                freed += batch;
+            }
+
+            return freed;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync().ConfigureAwait(false);
+        await _loop.ConfigureAwait(false);
+        await _gate.WaitAsync().ConfigureAwait(false);
+        if (_open is not null)
+        {
+            _core.Allocator.Close(_open);
+        }
+
+        _victim.Free();
+        _output.Free();
+    }
+
+    private async Task RunAsync(int budget)
+    {
+        try
+        {
+            while (!_stop.IsCancellationRequested)
+            {
+                await Task.Delay(20, _stop.Token).ConfigureAwait(false);
+                if (_core.Allocator.FreeCount < LowWater)
+                {
+                    await CollectAsync(budget).ConfigureAwait(false);
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    /// <summary>
+    /// Empties up to <paramref name="max"/> victims, then frees them together: one sync of the devices (the copies,
+    /// and every write that outranks what the victims held, must be durable before the victims are reused) and one
+    /// read grace period. Returns how many segments it freed.
+    /// </summary>
+    private async ValueTask<int> CleanBatchAsync(int max)
+    {
+        _emptied.Clear();
+        while (_emptied.Count < max && PickVictim() is { } victim)
+        {
+            victim.State = SegmentState.Cleaning;
+            _emptied.Add(victim);
+            if (!await RelocateAsync(victim).ConfigureAwait(false))
+            {
+                break;
+            }
+        }
+
+        bool durable = _emptied.Count > 0 && await _core.FlushAsync().ConfigureAwait(false) == StorageResult.Ok;
+        await WaitForReadersAsync().ConfigureAwait(false);
+        int freed = 0;
+        foreach (Segment victim in _emptied)
+        {
+            if (durable && Volatile.Read(ref victim.Live) == 0 && await EraseAsync(victim).ConfigureAwait(false))
+            {
+                _core.Allocator.Release(victim);
+                freed++;
+            }
+            else
+            {
+                _core.Allocator.Close(victim);
+            }
+        }
+
+        Interlocked.Add(ref _segmentsCleaned, freed);
+        return freed;
+    }
+
+    /// <summary>
+    /// Marks the freed segment's old records dead for a later scan (a newer stamp at its start). Not synced: should
+    /// the marker be lost, a scan finds only dead records, which newer records or trims outrank.
+    /// </summary>
+    private async ValueTask<bool> EraseAsync(Segment victim)
+    {
+        RecordFormat.WriteHeader(_output.GetSpan(), RecordKind.Erased, _core.NextSeq(), [], 0, 0);
+        int written = await BlockIo.Current.WriteAsync(_core.Devices.Devices[victim.Device].Handle, _output.Memory[..RecordFormat.HeaderSize], GftlLayout.ByteOffsetOf(victim.LocationAt(0))).ConfigureAwait(false);
+        return written == RecordFormat.HeaderSize;
+    }
+
+    /// <summary>
+    /// Greedy: the closed, idle segment with the fewest live blocks, if copying them out frees at least 1/16 of a
+    /// segment (packing many small records into few headers counts as a gain), so every cleaning makes progress.
+    /// </summary>
+    private Segment? PickVictim()
+    {
+        Segment? best = null;
+        foreach (Segment segment in _core.Allocator.Segments)
+        {
+            if (segment.State == SegmentState.Closed && Volatile.Read(ref segment.Pending) == 0 &&
+                (best is null || segment.Live < best.Live))
+            {
+                best = segment;
+            }
+        }
+
+        int copyCost = best is null ? 0 : best.Live + (best.Live / MaxBatchBlocks) + 1;
+        return best is not null && best.Blocks - copyCost >= best.Blocks / 16 ? best : null;
+    }
+
+    private async ValueTask<bool> RelocateAsync(Segment victim)
+    {
+        int read = await BlockIo.Current.ReadAsync(_core.Devices.Devices[victim.Device].Handle, _victim.Memory, GftlLayout.ByteOffsetOf(victim.LocationAt(0))).ConfigureAwait(false);
+        if (read != _victim.Length)
+        {
+            return false;
+        }
+
+        _records.Clear();
+        RecordParser.Parse(_victim.GetSpan(), _records);
+        FindLiveData(victim);
+        for (int next = 0; next < _moves.Count;)
+        {
+            if (!EnsureRoom(2))
+            {
+                return false;
+            }
+
+            int taken = FillDataBatch(next, Math.Min(MaxBatchBlocks, _open!.Blocks - _open.Cursor - 1));
+            if (!await WriteBatchAsync(RecordKind.Data, taken).ConfigureAwait(false))
+            {
+                return false;
+            }
+
+            RepointBatch(victim, next, taken);
+            next += taken;
+        }
+
+        return await RelocateTrimsAsync().ConfigureAwait(false);
+    }
+
+    private async ValueTask<bool> RelocateTrimsAsync()
+    {
+        _extents.Clear();
+        foreach (ParsedRecord record in _records)
+        {
+            if (record.Kind != RecordKind.Trim)
+            {
+                continue;
+            }
+
+            foreach (Extent extent in record.Extents)
+            {
+                if (!TrimIsLive(extent))
+                {
+                    continue;
+                }
+
+                _extents.Add(extent);
+                if (_extents.Count == RecordFormat.MaxExtents && !await WriteTrimBatchAsync().ConfigureAwait(false))
+                {
+                    return false;
+                }
+            }
+        }
+
+        return _extents.Count == 0 || await WriteTrimBatchAsync().ConfigureAwait(false);
+    }
+
+    private async ValueTask<bool> WriteTrimBatchAsync()
+    {
+        if (!EnsureRoom(1))
+        {
+            return false;
+        }
+
+        RecordFormat.WriteHeader(_output.GetSpan(), RecordKind.Trim, _open!.Stamp, _extents.ToArray(), 0, 0);
+        _extents.Clear();
+        return await WriteBatchAsync(RecordKind.Trim, 0).ConfigureAwait(false);
+    }
+
+    /// <summary>Every block of the victim's data records that some map still points at.</summary>
+    private void FindLiveData(Segment victim)
+    {
+        _moves.Clear();
+        foreach (ParsedRecord record in _records)
+        {
+            if (record.Kind != RecordKind.Data)
+            {
+                continue;
+            }
+
+            int block = record.Block + 1;
+            foreach (Extent extent in record.Extents)
+            {
+                for (int i = 0; i < extent.Count; i++, block++)
+                {
+                    long location = victim.LocationAt(block);
+                    if (_core.Find(extent.Volume) is { } volume && extent.Seq >= volume.Entry.CreatedSeq &&
+                        IsReferenced(volume, extent.Lba + i, extent.Seq, location))
+                    {
+                        _moves.Add(new Move(extent.Volume, extent.Lba + i, extent.Seq, location, block));
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>Copies up to <paramref name="max"/> moves from <paramref name="first"/> into the output buffer as one record; returns how many it took.</summary>
+    private int FillDataBatch(int first, int max)
+    {
+        Span<byte> output = _output.GetSpan();
+        ReadOnlySpan<byte> source = _victim.GetSpan();
+        _extents.Clear();
+        int taken = 0;
+        while (first + taken < _moves.Count && taken < max)
+        {
+            Move move = _moves[first + taken];
+            bool extends = _extents.Count > 0 && _extents[^1] is var last &&
+                last.Volume == move.Volume && last.Seq == move.Seq && last.Lba + last.Count == move.Lba;
+            if (!extends && _extents.Count == RecordFormat.MaxExtents)
+            {
+                break;
+            }
+
+            _extents.Add(extends ? _extents[^1] with { Count = _extents[^1].Count + 1 } : new Extent(move.Volume, move.Lba, 1, move.Seq));
+            if (extends)
+            {
+                _extents.RemoveAt(_extents.Count - 2);
+            }
+
+            source.Slice(move.SourceBlock * GftlLayout.BlockSize, GftlLayout.BlockSize)
+                .CopyTo(output[(RecordFormat.HeaderSize + (taken * GftlLayout.BlockSize))..]);
+            taken++;
+        }
+
+        Span<byte> data = output.Slice(RecordFormat.HeaderSize, taken * GftlLayout.BlockSize);
+        RecordFormat.WriteHeader(output, RecordKind.Data, _open!.Stamp, _extents.ToArray(), taken, Crc32C.Compute(data));
+        return taken;
+    }
+
+    /// <summary>Appends the output buffer (header + <paramref name="dataBlocks"/>) to the collector's segment.</summary>
+    private async ValueTask<bool> WriteBatchAsync(RecordKind kind, int dataBlocks)
+    {
+        int blocks = 1 + dataBlocks;
+        if (!EnsureRoom(blocks) || !_open!.TryTake(blocks, out long location))
+        {
+            return false;
+        }
+
+        Segment segment = _open;
+        if (kind == RecordKind.Trim)
+        {
+            Interlocked.Increment(ref segment.TrimRecords);
+        }
+
+        int length = blocks * GftlLayout.BlockSize;
+        int written = await BlockIo.Current.WriteAsync(_core.Devices.Devices[segment.Device].Handle, _output.Memory[..length], GftlLayout.ByteOffsetOf(location)).ConfigureAwait(false);
+        Interlocked.Decrement(ref segment.Pending);
+        Interlocked.Add(ref _recordBlocks, blocks);
+        _lastWritten = segment;
+        _lastLocation = location;
+        return written == length;
+    }
+
+    /// <summary>Makes sure the collector's open segment has <paramref name="blocks"/> free, opening a new one if not.</summary>
+    private bool EnsureRoom(int blocks)
+    {
+        if (_open is not null && _open.Blocks - _open.Cursor >= blocks)
+        {
+            return true;
+        }
+
+        if (_open is not null)
+        {
+            _core.Allocator.Close(_open);
+        }
+
+        _open = _core.Allocator.TryOpen(forCollector: true);
+        return _open is not null;
+    }
+
+    /// <summary>Points every map entry that still refers to a moved block at its copy.</summary>
+    private void RepointBatch(Segment victim, int first, int count)
+    {
+        for (int i = 0; i < count; i++)
+        {
+            Move move = _moves[first + i];
+            long to = _lastLocation + 1 + i;
+            if (_core.Find(move.Volume) is not { } volume)
+            {
+                continue;
+            }
+
+            int moved = Repoint(volume, move.Lba, move.Seq, move.From, to);
+            Interlocked.Add(ref victim.Live, -moved);
+            Interlocked.Add(ref _lastWritten!.Live, moved);
+        }
+
+        Interlocked.Add(ref _relocatedBlocks, count);
+    }
+
+    /// <summary>The volume itself and the snapshots/clones taken after the write (which inherited the block).</summary>
+    private bool IsReferenced(GftlVolume volume, long lba, long seq, long location)
+    {
+        if (_core.PartitionFor(volume.Id, lba / GftlLayout.BlocksPerChunk).References(volume, lba, location))
+        {
+            return true;
+        }
+
+        foreach (GftlVolume child in volume.Children)
+        {
+            if (child.Entry.BaseSeq > seq && IsReferenced(child, lba, seq, location))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private int Repoint(GftlVolume volume, long lba, long seq, long from, long to)
+    {
+        int moved = _core.PartitionFor(volume.Id, lba / GftlLayout.BlocksPerChunk).Relocate(volume, lba, from, to) ? 1 : 0;
+        foreach (GftlVolume child in volume.Children)
+        {
+            if (child.Entry.BaseSeq > seq)
+            {
+                moved += Repoint(child, lba, seq, from, to);
+            }
+        }
+
+        return moved;
+    }
+
+    /// <summary>
+    /// A trim must outlive every older record of its blocks that could still be on disk. It is kept while any of its
+    /// blocks is still unmapped in the volume (a later write would shadow the older records itself) or a snapshot or
+    /// clone taken after it reads through it. Very wide trims are kept without checking.
+    /// </summary>
+    private bool TrimIsLive(Extent trim)
+    {
+        if (_core.Find(trim.Volume) is not { } volume || trim.Seq < volume.Entry.CreatedSeq)
+        {
+            return false;
+        }
+
+        foreach (GftlVolume child in volume.Children)
+        {
+            if (child.Entry.BaseSeq > trim.Seq)
+            {
+                return true;
+            }
+        }
+
+        if (volume.Entry.Hidden || volume.IsClosed)
+        {
+            return false;
+        }
+
+        long firstChunk = trim.Lba / GftlLayout.BlocksPerChunk;
+        long lastChunk = (trim.Lba + trim.Count - 1) / GftlLayout.BlocksPerChunk;
+        if (lastChunk - firstChunk >= MaxTrimChunksChecked)
+        {
+            return true;
+        }
+
+        for (long chunk = firstChunk; chunk <= lastChunk; chunk++)
+        {
+            long start = Math.Max(trim.Lba, chunk * GftlLayout.BlocksPerChunk);
+            long end = Math.Min(trim.Lba + trim.Count, (chunk + 1) * GftlLayout.BlocksPerChunk);
+            if (_core.PartitionFor(volume.Id, chunk).HasUnmapped(volume, start, (int)(end - start)))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private async ValueTask WaitForReadersAsync()
+    {
+        foreach (Partition partition in _core.Partitions)
+        {
+            int epoch = partition.FlipReadEpoch();
+            while (!partition.ReadersDrained(epoch))
+            {
+                await Task.Delay(1).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private readonly record struct Move(Guid Volume, long Lba, long Seq, long From, int SourceBlock);
+}

@@ -1,0 +1,68 @@
+using System.Runtime.InteropServices;
+using Duroslight.Storage.Interop;
+using Duroslight.Storage.Volumes;
+using Microsoft.Win32.SafeHandles;
+
+namespace Duroslight.Storage.Gftl;
+
+/// <summary>One open device of the set, opened with O_DIRECT (where the filesystem allows it) and an exclusive lock.</summary>
+internal sealed class GftlDevice(int index, string path, SafeFileHandle handle, long bytes, bool direct) : IDisposable
+{
+    public int Index => index;
+    public string Path => path;
+    public SafeFileHandle Handle => handle;
+    public long Bytes => bytes;
+
+    /// <summary>False where the filesystem refuses O_DIRECT (tmpfs) or it was turned off: the page cache sits in between.</summary>
+    public bool IsDirect => direct;
+
+    public static GftlDevice Open(int index, GftlDeviceSpec spec, bool direct = true)
+    {
+        string path = System.IO.Path.GetFullPath(spec.Path);
+        if (!File.Exists(path))
+        {
+            if (spec.SizeBytes is not { } size)
+            {
+                throw new VolumeStoreException($"Device {index} '{path}' does not exist (give a size, PATH:SIZE, to create it as a file).");
+            }
+
+            CreateFile(path, size);
+        }
+
+        int errno = LibC.OpenDirect(path, direct, out SafeFileHandle handle);
+        direct &= errno == 0;
+        if (errno == LibC.EINVAL)
+        {
+            // A filesystem without O_DIRECT (tmpfs): go through the page cache rather than refuse.
+            handle = OpenBuffered(index, path);
+        }
+        else if (errno != 0)
+        {
+            throw new VolumeStoreException($"Device {index} '{path}' cannot be opened: {Marshal.GetPInvokeErrorMessage(errno)}" +
+                (errno == LibC.EWOULDBLOCK ? " (in use by another store)." : "."));
+        }
+
+        return new GftlDevice(index, path, handle, LibC.SizeOf(handle), direct);
+    }
+
+    public void Dispose() => Handle.Dispose();
+
+    private static SafeFileHandle OpenBuffered(int index, string path)
+    {
+        try
+        {
+            return File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException e)
+        {
+            throw new VolumeStoreException($"Device {index} '{path}' cannot be opened (in use by another store?): {e.Message}");
+        }
+    }
+
+    private static void CreateFile(string path, long size)
+    {
+        using SafeFileHandle created = File.OpenHandle(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None);
+        RandomAccess.SetLength(created, size);
+        LibC.SyncOrThrow(created, path);
+    }
+}

@@ -1,0 +1,293 @@
+using System.Runtime.CompilerServices;
+using Duroslight.Storage.Chunking;
+using Duroslight.Storage.Devices;
+using Duroslight.Storage.Volumes;
+
+namespace Duroslight.Storage.Gftl;
+
+/// <summary>
+/// A thin volume of the GFTL: its blocks live wherever the log put them, found through per-partition maps.
+/// Unmapped blocks read as zeros. Owned by <see cref="GftlStore"/>; a caller's Dispose is a no-op.
+/// </summary>
+internal sealed class GftlVolume : IBlockVolume
+{
+    private readonly GftlCore _core;
+    private long _sizeBytes;
+    private volatile bool _closed;
+
+    public GftlVolume(GftlCore core, GftlCatalog.Entry entry, GftlVolume? parent)
+    {
+        _core = core;
+        Entry = entry;
+        Parent = parent;
+        _sizeBytes = entry.SizeBytes;
+        Maps = new ShardMap[core.Partitions.Length];
+        for (int i = 0; i < Maps.Length; i++)
+        {
+            Maps[i] = new ShardMap();
+        }
+    }
+
+    /// <summary>What the catalog records about this volume (replaced on resize and hide).</summary>
+    public GftlCatalog.Entry Entry { get; set; }
+
+    /// <summary>The volume this one was snapshotted or cloned from (it may be hidden), or null.</summary>
+    public GftlVolume? Parent { get; }
+
+    /// <summary>Snapshots and clones taken of this volume; replaced whole on the control path.</summary>
+    public GftlVolume[] Children { get; set; } = [];
+
+    /// <summary>One map per partition: partition p holds the chunks shard p owns.</summary>
+    public ShardMap[] Maps { get; }
+
+    public Guid Id => Entry.Id;
+    public int BlockSize => GftlLayout.BlockSize;
+    public long SizeBytes => Volatile.Read(ref _sizeBytes);
+    public bool IsClosed => _closed;
+
+    public long AllocatedBytes
+    {
+        get
+        {
+            long blocks = 0;
+            foreach (ShardMap map in Maps)
+            {
+                blocks += Volatile.Read(ref map.MappedBlocks);
+            }
+
+            return blocks * GftlLayout.BlockSize;
+        }
+    }
+
+    public ValueTask<StorageResult> ReadAsync(long offset, Memory<byte> destination)
+    {
+        StorageResult check = CheckRange(offset, destination.Length, write: false);
+        if (check != StorageResult.Ok || destination.Length == 0)
+        {
+            return new(check);
+        }
+
+        return FitsInChunk(offset, destination.Length) ? ReadChunkAsync(offset, destination)
+            : PerChunkAsync(offset, destination.Length, (at, done, length) => ReadChunkAsync(at, destination.Slice(done, length)));
+    }
+
+    public ValueTask<StorageResult> WriteAsync(long offset, ReadOnlyMemory<byte> source)
+    {
+        StorageResult check = CheckRange(offset, source.Length, write: true);
+        if (check != StorageResult.Ok || source.Length == 0)
+        {
+            return new(check);
+        }
+
+        return FitsInChunk(offset, source.Length) ? WriteChunkAsync(offset, source)
+            : PerChunkAsync(offset, source.Length, (at, done, length) => WriteChunkAsync(at, source.Slice(done, length)));
+    }
+
+    /// <summary>Unmaps: the GFTL never stores zeros.</summary>
+    public ValueTask<StorageResult> WriteZeroesAsync(long offset, long length) => DeallocateAsync(offset, length);
+
+    public ValueTask<StorageResult> DeallocateAsync(long offset, long length)
+    {
+        StorageResult check = CheckRange(offset, length, write: true);
+        return check != StorageResult.Ok || length == 0 ? new(check) : TrimAsync(offset >> GftlLayout.BlockShift, length >> GftlLayout.BlockShift);
+    }
+
+    public ValueTask<StorageResult> FlushAsync() => _closed ? new(StorageResult.MediaError) : _core.FlushAsync();
+
+    /// <summary>No-op: the store owns the volume.</summary>
+    public void Dispose()
+    {
+    }
+
+    internal void Grow(long newSizeBytes) => Volatile.Write(ref _sizeBytes, newSizeBytes);
+
+    internal void Close() => _closed = true;
+
+    private static bool FitsInChunk(long offset, int length) =>
+        (offset >> ChunkMap.ChunkShift) == ((offset + length - 1) >> ChunkMap.ChunkShift);
+
+    private StorageResult CheckRange(long offset, long length, bool write)
+    {
+        if (offset < 0 || length < 0 || offset > SizeBytes - length ||
+            ((offset | length) & (GftlLayout.BlockSize - 1)) != 0)
+        {
+            return StorageResult.OutOfRange;
+        }
+
+        // A snapshot is read-only; StorageResult has no write-protect status, so a write fails as a write fault.
+        return _closed || (write && Entry.ReadOnly) ? StorageResult.MediaError : StorageResult.Ok;
+    }
+
+    /// <summary>Runs an I/O that spans chunks (tests, the control plane) chunk by chunk; the reactor never sends one.</summary>
+    private static async ValueTask<StorageResult> PerChunkAsync(long offset, int length, Func<long, int, int, ValueTask<StorageResult>> chunkOp)
+    {
+        int done = 0;
+        foreach (ChunkSpan chunk in ChunkMap.Split(offset, length))
+        {
+            StorageResult result = await chunkOp(chunk.Offset, done, chunk.Length).ConfigureAwait(false);
+            if (result != StorageResult.Ok)
+            {
+                return result;
+            }
+
+            done += chunk.Length;
+        }
+
+        return StorageResult.Ok;
+    }
+
+    /// <summary>Runs of unmapped blocks are zero-filled; mapped runs are read (contiguous ones in one I/O) through a bounce buffer.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<StorageResult> ReadChunkAsync(long offset, Memory<byte> destination)
+    {
+        long lba = offset >> GftlLayout.BlockShift;
+        int count = destination.Length >> GftlLayout.BlockShift;
+        Partition partition = _core.PartitionFor(Id, offset >> ChunkMap.ChunkShift);
+        int done = 0;
+        while (done < count)
+        {
+            int run = partition.LookupRun(this, lba + done, count - done, out long location, out int epoch, out NativeBuffer? buffer);
+            if (run == 0)
+            {
+                return StorageResult.MediaError;
+            }
+
+            Memory<byte> target = destination.Slice(done << GftlLayout.BlockShift, run << GftlLayout.BlockShift);
+            if (buffer is null)
+            {
+                target.Span.Clear();
+            }
+            else
+            {
+                int read = await BlockIo.Current.ReadAsync(_core.DeviceOf(location).Handle, buffer.Memory[..target.Length], GftlLayout.ByteOffsetOf(location)).ConfigureAwait(false);
+                if (read == target.Length)
+                {
+                    buffer.Memory[..target.Length].CopyTo(target);
+                }
+
+                partition.EndRead(epoch, buffer);
+                if (read != target.Length)
+                {
+                    return read < 0 ? StorageErrors.FromErrno(-read) : StorageResult.MediaError;
+                }
+            }
+
+            done += run;
+        }
+
+        return StorageResult.Ok;
+    }
+
+    /// <summary>Appends one record (header + data) to the partition's open segment, then maps it.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<StorageResult> WriteChunkAsync(long offset, ReadOnlyMemory<byte> source)
+    {
+        long lba = offset >> GftlLayout.BlockShift;
+        int count = source.Length >> GftlLayout.BlockShift;
+        Partition partition = _core.PartitionFor(Id, offset >> ChunkMap.ChunkShift);
+        PendingRecord? record;
+        ReserveResult reserved;
+        while ((reserved = partition.TryReserve(this, lba, count, 0, out record)) == ReserveResult.NoSpace)
+        {
+            if (!await _core.Collector.MakeRoomAsync().ConfigureAwait(false))
+            {
+                return StorageResult.OutOfSpace;
+            }
+        }
+
+        if (reserved == ReserveResult.Closed)
+        {
+            return StorageResult.MediaError;
+        }
+
+        int length = FillDataRecord(record!, source.Span);
+        int written = await BlockIo.Current.WriteAsync(_core.DeviceOf(record!.Location).Handle, record.Buffer.Memory[..length], GftlLayout.ByteOffsetOf(record.Location)).ConfigureAwait(false);
+        partition.Complete(record, written == length);
+        return written == length ? StorageResult.Ok : written < 0 ? StorageErrors.FromErrno(-written) : StorageResult.MediaError;
+    }
+
+    private int FillDataRecord(PendingRecord record, ReadOnlySpan<byte> source)
+    {
+        Span<byte> buffer = record.Buffer.GetSpan();
+        Span<byte> data = buffer.Slice(RecordFormat.HeaderSize, source.Length);
+        source.CopyTo(data);
+        RecordFormat.WriteSingle(buffer, RecordKind.Data, record.Segment.Stamp, new Extent(Id, record.Lba, record.Count, record.Seq), record.Count, Crc32C.Compute(data));
+        return RecordFormat.HeaderSize + source.Length;
+    }
+
+    /// <summary>
+    /// Unmaps in memory first, then logs a trim record so a scan unmaps too; skipped when nothing was mapped or in
+    /// flight there (the log already resolves the range to zeros).
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<StorageResult> TrimAsync(long lba, long count)
+    {
+        long seq = _core.NextSeq();
+        if (TrimMaps(lba, count, seq) == 0)
+        {
+            return StorageResult.Ok;
+        }
+
+        for (long done = 0; done < count; done += int.MaxValue)
+        {
+            StorageResult result = await LogTrimAsync(lba + done, (int)Math.Min(int.MaxValue, count - done), seq).ConfigureAwait(false);
+            if (result != StorageResult.Ok)
+            {
+                return result;
+            }
+        }
+
+        return StorageResult.Ok;
+    }
+
+    /// <summary>Unmaps in each partition concerned: the owners of a few chunks, or every partition for a wide range.</summary>
+    private long TrimMaps(long lba, long count, long seq)
+    {
+        long firstChunk = lba / GftlLayout.BlocksPerChunk;
+        long lastChunk = (lba + count - 1) / GftlLayout.BlocksPerChunk;
+        long touched = 0;
+        if (lastChunk - firstChunk + 1 >= _core.Partitions.Length)
+        {
+            foreach (Partition partition in _core.Partitions)
+            {
+                touched += partition.Trim(this, lba, count, seq);
+            }
+
+            return touched;
+        }
+
+        for (long chunk = firstChunk; chunk <= lastChunk; chunk++)
+        {
+            long start = Math.Max(lba, chunk * GftlLayout.BlocksPerChunk);
+            long end = Math.Min(lba + count, (chunk + 1) * GftlLayout.BlocksPerChunk);
+            touched += _core.PartitionFor(Id, chunk).Trim(this, start, end - start, seq);
+        }
+
+        return touched;
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<StorageResult> LogTrimAsync(long lba, int count, long seq)
+    {
+        Partition partition = _core.PartitionFor(Id, lba / GftlLayout.BlocksPerChunk);
+        PendingRecord? record;
+        ReserveResult reserved;
+        while ((reserved = partition.TryReserve(this, lba, count, seq, out record)) == ReserveResult.NoSpace)
+        {
+            if (!await _core.Collector.MakeRoomAsync().ConfigureAwait(false))
+            {
+                return StorageResult.OutOfSpace;
+            }
+        }
+
+        if (reserved == ReserveResult.Closed)
+        {
+            return StorageResult.MediaError;
+        }
+
+        RecordFormat.WriteSingle(record!.Buffer.GetSpan(), RecordKind.Trim, record.Segment.Stamp, new Extent(Id, lba, count, seq), 0, 0);
+        int written = await BlockIo.Current.WriteAsync(_core.DeviceOf(record.Location).Handle, record.Buffer.Memory[..RecordFormat.HeaderSize], GftlLayout.ByteOffsetOf(record.Location)).ConfigureAwait(false);
+        partition.Complete(record, written == RecordFormat.HeaderSize);
+        return written == RecordFormat.HeaderSize ? StorageResult.Ok : StorageResult.MediaError;
+    }
+}

@@ -1,0 +1,149 @@
+using Duroslight.Storage.Devices;
+
+namespace Duroslight.Storage.Gftl;
+
+/// <summary>
+/// Abrupt recovery: reads every segment of every device, collects the intact records, and rebuilds each volume's
+/// map. For each block the record with the highest sequence number wins (a trim unmaps). A snapshot or clone
+/// starts from its parent's state just before its base sequence number; records of a volume older than the
+/// volume itself (a reused id) and of volumes no longer in the catalog are ignored.
+/// </summary>
+internal static class LogScanner
+{
+    private readonly record struct LogEvent(long Seq, long Lba, int Count, long Location);
+
+    public static void Rebuild(GftlCore core, RecoveryTracker tracker)
+    {
+        var events = new Dictionary<Guid, List<LogEvent>>();
+        long maxSeq = ScanDevices(core, events, tracker);
+        core.RaiseSeq(maxSeq);
+        foreach (List<LogEvent> list in events.Values)
+        {
+            list.Sort(static (a, b) => a.Seq.CompareTo(b.Seq));
+        }
+
+        foreach (GftlVolume volume in core.Volumes)
+        {
+            if (volume.Entry.Hidden)
+            {
+                continue;
+            }
+
+            foreach ((long lba, MapEntry entry) in Resolve(volume, long.MaxValue, events))
+            {
+                core.Install(volume, lba, entry.Location, entry.Seq);
+            }
+        }
+    }
+
+    private static long ScanDevices(GftlCore core, Dictionary<Guid, List<LogEvent>> events, RecoveryTracker tracker)
+    {
+        long maxSeq = 0;
+        var records = new List<ParsedRecord>();
+        using var buffer = new NativeBuffer(core.Devices.SegmentBytes);
+        foreach (Segment segment in core.Allocator.Segments)
+        {
+            int read = SyncBlockIo.Instance.ReadAsync(core.Devices.Devices[segment.Device].Handle, buffer.Memory, GftlLayout.ByteOffsetOf(segment.LocationAt(0))).GetAwaiter().GetResult();
+            if (read != buffer.Length)
+            {
+                throw new IOException($"GFTL scan: cannot read segment {segment.Id} of device {segment.Device} (result {read}).");
+            }
+
+            records.Clear();
+
+            // Stamps are sequence numbers too: new segments must be stamped above every stamp on disk.
+            maxSeq = Math.Max(maxSeq, RecordParser.Parse(buffer.GetSpan(), records));
+            foreach (ParsedRecord record in records)
+            {
+                maxSeq = Math.Max(maxSeq, Collect(segment, record, events));
+            }
+
+            tracker.Advance(buffer.Length);
+        }
+
+        return maxSeq;
+    }
+
+    private static long Collect(Segment segment, ParsedRecord record, Dictionary<Guid, List<LogEvent>> events)
+    {
+        long maxSeq = 0;
+        int block = record.Block + 1;
+        if (record.Kind == RecordKind.Trim)
+        {
+            segment.TrimRecords++;
+        }
+
+        foreach (Extent extent in record.Extents)
+        {
+            if (!events.TryGetValue(extent.Volume, out List<LogEvent>? list))
+            {
+                events.Add(extent.Volume, list = []);
+            }
+
+            long location = record.Kind == RecordKind.Data ? segment.LocationAt(block) : GftlLayout.Unmapped;
+            list.Add(new LogEvent(extent.Seq, extent.Lba, extent.Count, location));
+            block += record.Kind == RecordKind.Data ? extent.Count : 0;
+            maxSeq = Math.Max(maxSeq, extent.Seq);
+        }
+
+        return maxSeq;
+    }
+
+    /// <summary>The volume's blocks as of (excluding) sequence number <paramref name="limit"/>.</summary>
+    private static Dictionary<long, MapEntry> Resolve(GftlVolume volume, long limit, Dictionary<Guid, List<LogEvent>> events)
+    {
+        Dictionary<long, MapEntry> map = volume.Parent is { } parent ? Resolve(parent, volume.Entry.BaseSeq, events) : [];
+        if (!events.TryGetValue(volume.Id, out List<LogEvent>? list))
+        {
+            return map;
+        }
+
+        foreach (LogEvent e in list)
+        {
+            if (e.Seq >= limit)
+            {
+                break;
+            }
+
+            if (e.Seq < volume.Entry.CreatedSeq)
+            {
+                continue;
+            }
+
+            if (e.Location == GftlLayout.Unmapped)
+            {
+                Unmap(map, e.Lba, e.Count);
+            }
+            else
+            {
+                for (int i = 0; i < e.Count; i++)
+                {
+                    map[e.Lba + i] = new MapEntry { Location = e.Location + i, Seq = e.Seq };
+                }
+            }
+        }
+
+        return map;
+    }
+
+    private static void Unmap(Dictionary<long, MapEntry> map, long lba, long count)
+    {
+        if (count <= map.Count)
+        {
+            for (long i = 0; i < count; i++)
+            {
+                map.Remove(lba + i);
+            }
+
+            return;
+        }
+
+        foreach (long key in map.Keys)
+        {
+            if (key >= lba && key < lba + count)
+            {
+                map.Remove(key);
+            }
+        }
+    }
+}

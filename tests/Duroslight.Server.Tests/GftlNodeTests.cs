@@ -1,0 +1,38 @@
+using Duroslight.Storage.Gftl;
+using Xunit;
+
+namespace Duroslight.Server.Tests;
+
+/// <summary>A node on the GFTL in this process: start kinds and the metrics that report them.</summary>
+public sealed class GftlNodeTests : IDisposable
+{
+    private readonly string _root = Directory.CreateTempSubdirectory("duroslight-gftl-node-").FullName;
+
+    public void Dispose() => Directory.Delete(_root, recursive: true);
+
+    [Fact]
+    public async Task Metrics_report_the_start_kind_space_and_recovery()
+    {
+        await using (var first = Node())
+        {
+            Assert.Equal(GftlStartKind.Formatted, first.Node.StoreRecovery!.Kind);
+            string text = await first.ScrapeAsync();
+            Assert.Contains("duroslight_gftl_start{kind=\"formatted\"} 1", text);
+            Assert.Contains("duroslight_gftl_physical_bytes{type=\"used\",device=\"1\"}", text);
+        }
+
+        await using var second = Node();
+        Assert.Equal(GftlStartKind.Checkpoint, second.Node.StoreRecovery!.Kind);
+        string after = await second.ScrapeAsync();
+        Assert.Contains("duroslight_gftl_start{kind=\"checkpoint\"} 1", after);
+        Assert.Contains("duroslight_gftl_recovery_percent 100", after);
+    }
+
+    private NodeFixture Node() => new(s => s with
+    {
+        InMemory = false,
+        DataDirectory = Path.Combine(_root, "data"),
+        DefaultVolumeBytes = 16L << 20,
+        Devices = [new GftlDeviceSpec(Path.Combine(_root, "d0.img"), 32L << 20), new GftlDeviceSpec(Path.Combine(_root, "d1.img"), 32L << 20)],
+    });
+}

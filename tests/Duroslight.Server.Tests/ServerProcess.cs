@@ -1,0 +1,103 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Text;
+using Xunit;
+
+namespace Duroslight.Server.Tests;
+
+/// <summary>The real `duroslight serve` process on free loopback ports, with its output captured.</summary>
+internal sealed partial class ServerProcess : IDisposable
+{
+    private readonly Process _process;
+    private readonly StringBuilder _output = new();
+    private readonly TaskCompletionSource _active = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private ServerProcess(IEnumerable<string> args)
+    {
+        IoPort = NodeFixture.FreePort();
+        string dll = Path.Combine(AppContext.BaseDirectory, "duroslight.dll");
+        var psi = new ProcessStartInfo("dotnet", [dll, "serve", "--metrics", "off", "--listen", $"127.0.0.1:{IoPort}",
+            "--discovery", $"127.0.0.1:{NodeFixture.FreePort()}", .. args])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        _process = Process.Start(psi)!;
+        _process.OutputDataReceived += (_, e) => OnLine(e.Data);
+        _process.ErrorDataReceived += (_, e) => OnLine(e.Data);
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+    }
+
+    public int IoPort { get; }
+
+    public string Output
+    {
+        get
+        {
+            lock (_output)
+            {
+                return _output.ToString();
+            }
+        }
+    }
+
+    /// <summary>Starts the server and waits until it is Active (or fails with its output if it exits first).</summary>
+    public static async Task<ServerProcess> StartAsync(params string[] args)
+    {
+        var server = new ServerProcess(args);
+        Task exited = server._process.WaitForExitAsync();
+        Task first = await Task.WhenAny(server._active.Task, exited, Task.Delay(TimeSpan.FromSeconds(60)));
+        if (first != server._active.Task)
+        {
+            server.Dispose();
+            throw new InvalidOperationException($"server did not become active:\n{server.Output}");
+        }
+
+        return server;
+    }
+
+    /// <summary>Runs the server to its exit (for start-up refusals) and returns the exit code and output.</summary>
+    public static async Task<(int ExitCode, string Output)> RunToExitAsync(params string[] args)
+    {
+        using var server = new ServerProcess(args);
+        await server._process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        server._process.WaitForExit();
+        return (server._process.ExitCode, server.Output);
+    }
+
+    /// <summary>Sends <paramref name="signal"/> (9 = SIGKILL, 15 = SIGTERM) and waits for the exit code.</summary>
+    public async Task<int> StopAsync(int signal)
+    {
+        Assert.Equal(0, Kill(_process.Id, signal));
+        await _process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        return _process.ExitCode;
+    }
+
+    public void Dispose()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill();
+            _process.WaitForExit();
+        }
+
+        _process.Dispose();
+    }
+
+    private void OnLine(string? line)
+    {
+        lock (_output)
+        {
+            _output.AppendLine(line);
+        }
+
+        if (line?.Contains("state Active") == true)
+        {
+            _active.TrySetResult();
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "kill")]
+    private static partial int Kill(int pid, int signal);
+}
