@@ -45,6 +45,32 @@ public sealed class ReactorTests
     }
 
     [Fact]
+    public async Task Gftl_data_survives_a_restart_with_a_different_number_of_shards()
+    {
+        string dir = TempDir();
+        try
+        {
+            var data = Random(1 << 20, seed: 3);
+            await using (var node = new NodeFixture(s => s with { InMemory = false, DataDirectory = dir, Cores = [0, 1, 0] }))
+            {
+                await using var host = await Connect(node, "host-a");
+                await host.WriteAsync(1, 100, 256, data);
+            }
+            await using (var node = new NodeFixture(s => s with { InMemory = false, DataDirectory = dir, Cores = [0] }))
+            {
+                await using var host = await Connect(node, "host-a");
+                var seen = new byte[data.Length];
+                await host.ReadAsync(1, 100, 256, seen);
+                Assert.Equal(data, seen);
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task Many_connections_with_multi_chunk_io_all_read_back_their_own_data()
     {
         await using var node = new NodeFixture(s => s with { Cores = [0, 1, 0, 1] });
