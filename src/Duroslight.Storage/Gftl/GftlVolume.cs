@@ -67,8 +67,7 @@ internal sealed class GftlVolume : IBlockVolume
             return new(check);
         }
 
-        return FitsInChunk(offset, destination.Length) ? ReadChunkAsync(offset, destination)
-            : PerChunkAsync(offset, destination.Length, (at, done, length) => ReadChunkAsync(at, destination.Slice(done, length)));
+        return FitsInChunk(offset, destination.Length) ? ReadChunkAsync(offset, destination) : ReadChunksAsync(offset, destination);
     }
 
     public ValueTask<StorageResult> WriteAsync(long offset, ReadOnlyMemory<byte> source)
@@ -79,8 +78,7 @@ internal sealed class GftlVolume : IBlockVolume
             return new(check);
         }
 
-        return FitsInChunk(offset, source.Length) ? WriteChunkAsync(offset, source)
-            : PerChunkAsync(offset, source.Length, (at, done, length) => WriteChunkAsync(at, source.Slice(done, length)));
+        return FitsInChunk(offset, source.Length) ? WriteChunkAsync(offset, source) : WriteChunksAsync(offset, source);
     }
 
     /// <summary>Unmaps: the GFTL never stores zeros.</summary>
@@ -117,6 +115,13 @@ internal sealed class GftlVolume : IBlockVolume
         // A snapshot is read-only; StorageResult has no write-protect status, so a write fails as a write fault.
         return _closed || (write && Entry.ReadOnly) ? StorageResult.MediaError : StorageResult.Ok;
     }
+
+    // Separate methods: a lambda capturing a parameter allocates its closure on entry to the method that declares it.
+    private ValueTask<StorageResult> ReadChunksAsync(long offset, Memory<byte> destination) =>
+        PerChunkAsync(offset, destination.Length, (at, done, length) => ReadChunkAsync(at, destination.Slice(done, length)));
+
+    private ValueTask<StorageResult> WriteChunksAsync(long offset, ReadOnlyMemory<byte> source) =>
+        PerChunkAsync(offset, source.Length, (at, done, length) => WriteChunkAsync(at, source.Slice(done, length)));
 
     /// <summary>Runs an I/O that spans chunks (tests, the control plane) chunk by chunk; the reactor never sends one.</summary>
     private static async ValueTask<StorageResult> PerChunkAsync(long offset, int length, Func<long, int, int, ValueTask<StorageResult>> chunkOp)
