@@ -190,25 +190,33 @@ internal sealed class GftlVolume : IBlockVolume
         long lba = offset >> GftlLayout.BlockShift;
         int count = source.Length >> GftlLayout.BlockShift;
         Partition partition = _core.PartitionFor(Id, offset >> ChunkMap.ChunkShift);
-        PendingRecord? record;
-        ReserveResult reserved;
-        while ((reserved = partition.TryReserve(this, lba, count, 0, out record)) == ReserveResult.NoSpace)
+        (StorageResult reserved, PendingRecord? record) = await ReserveAsync(partition, lba, count, 0).ConfigureAwait(false);
+        if (reserved != StorageResult.Ok)
         {
-            if (!await _core.Collector.MakeRoomAsync().ConfigureAwait(false))
-            {
-                return StorageResult.OutOfSpace;
-            }
-        }
-
-        if (reserved == ReserveResult.Closed)
-        {
-            return StorageResult.MediaError;
+            return reserved;
         }
 
         int length = FillDataRecord(record!, source.Span);
         int written = await BlockIo.Current.WriteAsync(_core.DeviceOf(record!.Location).Handle, record.Buffer.Memory[..length], GftlLayout.ByteOffsetOf(record.Location)).ConfigureAwait(false);
         partition.Complete(record, written == length);
         return written == length ? StorageResult.Ok : written < 0 ? StorageErrors.FromErrno(-written) : StorageResult.MediaError;
+    }
+
+    /// <summary>Space for a record in the partition's open segment; without a free segment, the collector runs first.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<(StorageResult Result, PendingRecord? Record)> ReserveAsync(Partition partition, long lba, int count, long trimSeq)
+    {
+        PendingRecord? record;
+        ReserveResult reserved;
+        while ((reserved = partition.TryReserve(this, lba, count, trimSeq, out record)) == ReserveResult.NoSpace)
+        {
+            if (!await _core.Collector.MakeRoomAsync().ConfigureAwait(false))
+            {
+                return (StorageResult.OutOfSpace, null);
+            }
+        }
+
+        return reserved == ReserveResult.Closed ? (StorageResult.MediaError, null) : (StorageResult.Ok, record);
     }
 
     private int FillDataRecord(PendingRecord record, ReadOnlySpan<byte> source)
@@ -275,19 +283,10 @@ internal sealed class GftlVolume : IBlockVolume
     private async ValueTask<StorageResult> LogTrimAsync(long lba, int count, long seq)
     {
         Partition partition = _core.PartitionFor(Id, lba / GftlLayout.BlocksPerChunk);
-        PendingRecord? record;
-        ReserveResult reserved;
-        while ((reserved = partition.TryReserve(this, lba, count, seq, out record)) == ReserveResult.NoSpace)
+        (StorageResult reserved, PendingRecord? record) = await ReserveAsync(partition, lba, count, seq).ConfigureAwait(false);
+        if (reserved != StorageResult.Ok)
         {
-            if (!await _core.Collector.MakeRoomAsync().ConfigureAwait(false))
-            {
-                return StorageResult.OutOfSpace;
-            }
-        }
-
-        if (reserved == ReserveResult.Closed)
-        {
-            return StorageResult.MediaError;
+            return reserved;
         }
 
         RecordFormat.WriteSingle(record!.Buffer.GetSpan(), RecordKind.Trim, record.Segment.Stamp, new Extent(Id, lba, count, seq), 0, 0);
