@@ -40,6 +40,7 @@ public sealed class GftlCrashTests : IDisposable
             if (cycle > 0)
             {
                 Assert.Contains("GFTL abrupt start", server.Output);
+                Assert.Contains("MiB/s, ETA", server.Output); // scan progress is logged
             }
 
             await VerifyAsync(server, cycle);

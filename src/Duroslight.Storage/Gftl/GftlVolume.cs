@@ -67,8 +67,7 @@ internal sealed class GftlVolume : IBlockVolume
             return new(check);
         }
 
-        return FitsInChunk(offset, destination.Length) ? ReadChunkAsync(offset, destination)
-            : PerChunkAsync(offset, destination.Length, (at, done, length) => ReadChunkAsync(at, destination.Slice(done, length)));
+        return FitsInChunk(offset, destination.Length) ? ReadChunkAsync(offset, destination) : ReadChunksAsync(offset, destination);
     }
 
     public ValueTask<StorageResult> WriteAsync(long offset, ReadOnlyMemory<byte> source)
@@ -79,8 +78,7 @@ internal sealed class GftlVolume : IBlockVolume
             return new(check);
         }
 
-        return FitsInChunk(offset, source.Length) ? WriteChunkAsync(offset, source)
-            : PerChunkAsync(offset, source.Length, (at, done, length) => WriteChunkAsync(at, source.Slice(done, length)));
+        return FitsInChunk(offset, source.Length) ? WriteChunkAsync(offset, source) : WriteChunksAsync(offset, source);
     }
 
     /// <summary>Unmaps: the GFTL never stores zeros.</summary>
@@ -117,6 +115,13 @@ internal sealed class GftlVolume : IBlockVolume
         // A snapshot is read-only; StorageResult has no write-protect status, so a write fails as a write fault.
         return _closed || (write && Entry.ReadOnly) ? StorageResult.MediaError : StorageResult.Ok;
     }
+
+    // Separate methods: a lambda capturing a parameter allocates its closure on entry to the method that declares it.
+    private ValueTask<StorageResult> ReadChunksAsync(long offset, Memory<byte> destination) =>
+        PerChunkAsync(offset, destination.Length, (at, done, length) => ReadChunkAsync(at, destination.Slice(done, length)));
+
+    private ValueTask<StorageResult> WriteChunksAsync(long offset, ReadOnlyMemory<byte> source) =>
+        PerChunkAsync(offset, source.Length, (at, done, length) => WriteChunkAsync(at, source.Slice(done, length)));
 
     /// <summary>Runs an I/O that spans chunks (tests, the control plane) chunk by chunk; the reactor never sends one.</summary>
     private static async ValueTask<StorageResult> PerChunkAsync(long offset, int length, Func<long, int, int, ValueTask<StorageResult>> chunkOp)
@@ -185,25 +190,33 @@ internal sealed class GftlVolume : IBlockVolume
         long lba = offset >> GftlLayout.BlockShift;
         int count = source.Length >> GftlLayout.BlockShift;
         Partition partition = _core.PartitionFor(Id, offset >> ChunkMap.ChunkShift);
-        PendingRecord? record;
-        ReserveResult reserved;
-        while ((reserved = partition.TryReserve(this, lba, count, 0, out record)) == ReserveResult.NoSpace)
+        (StorageResult reserved, PendingRecord? record) = await ReserveAsync(partition, lba, count, 0).ConfigureAwait(false);
+        if (reserved != StorageResult.Ok)
         {
-            if (!await _core.Collector.MakeRoomAsync().ConfigureAwait(false))
-            {
-                return StorageResult.OutOfSpace;
-            }
-        }
-
-        if (reserved == ReserveResult.Closed)
-        {
-            return StorageResult.MediaError;
+            return reserved;
         }
 
         int length = FillDataRecord(record!, source.Span);
         int written = await BlockIo.Current.WriteAsync(_core.DeviceOf(record!.Location).Handle, record.Buffer.Memory[..length], GftlLayout.ByteOffsetOf(record.Location)).ConfigureAwait(false);
         partition.Complete(record, written == length);
         return written == length ? StorageResult.Ok : written < 0 ? StorageErrors.FromErrno(-written) : StorageResult.MediaError;
+    }
+
+    /// <summary>Space for a record in the partition's open segment; without a free segment, the collector runs first.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<(StorageResult Result, PendingRecord? Record)> ReserveAsync(Partition partition, long lba, int count, long trimSeq)
+    {
+        PendingRecord? record;
+        ReserveResult reserved;
+        while ((reserved = partition.TryReserve(this, lba, count, trimSeq, out record)) == ReserveResult.NoSpace)
+        {
+            if (!await _core.Collector.MakeRoomAsync().ConfigureAwait(false))
+            {
+                return (StorageResult.OutOfSpace, null);
+            }
+        }
+
+        return reserved == ReserveResult.Closed ? (StorageResult.MediaError, null) : (StorageResult.Ok, record);
     }
 
     private int FillDataRecord(PendingRecord record, ReadOnlySpan<byte> source)
@@ -270,19 +283,10 @@ internal sealed class GftlVolume : IBlockVolume
     private async ValueTask<StorageResult> LogTrimAsync(long lba, int count, long seq)
     {
         Partition partition = _core.PartitionFor(Id, lba / GftlLayout.BlocksPerChunk);
-        PendingRecord? record;
-        ReserveResult reserved;
-        while ((reserved = partition.TryReserve(this, lba, count, seq, out record)) == ReserveResult.NoSpace)
+        (StorageResult reserved, PendingRecord? record) = await ReserveAsync(partition, lba, count, seq).ConfigureAwait(false);
+        if (reserved != StorageResult.Ok)
         {
-            if (!await _core.Collector.MakeRoomAsync().ConfigureAwait(false))
-            {
-                return StorageResult.OutOfSpace;
-            }
-        }
-
-        if (reserved == ReserveResult.Closed)
-        {
-            return StorageResult.MediaError;
+            return reserved;
         }
 
         RecordFormat.WriteSingle(record!.Buffer.GetSpan(), RecordKind.Trim, record.Segment.Stamp, new Extent(Id, lba, count, seq), 0, 0);
