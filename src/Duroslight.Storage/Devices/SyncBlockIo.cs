@@ -11,32 +11,38 @@ public sealed class SyncBlockIo : IBlockIo
     {
     }
 
-    public ValueTask<int> ReadAsync(SafeFileHandle file, Memory<byte> buffer, long offset) =>
-        new(Run(() => RandomAccess.Read(file, buffer.Span, offset)));
-
-    public ValueTask<int> WriteAsync(SafeFileHandle file, ReadOnlyMemory<byte> buffer, long offset) =>
-        new(Run(() =>
-        {
-            RandomAccess.Write(file, buffer.Span, offset);
-            return buffer.Length;
-        }));
-
-    public ValueTask<int> SyncAsync(SafeFileHandle file) => new(-Interop.LibC.DataSync(file));
-
-    private static int Run(Func<int> io)
+    public ValueTask<int> ReadAsync(SafeFileHandle file, Memory<byte> buffer, long offset)
     {
         try
         {
-            return io();
+            return new(RandomAccess.Read(file, buffer.Span, offset));
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
         {
-            // .NET puts the raw errno in HResult on Unix.
-            return e.HResult > 0 ? -e.HResult : -Interop.LibC.EIO;
-        }
-        catch (ObjectDisposedException)
-        {
-            return -Interop.LibC.EBADF;
+            return new(Errno(e));
         }
     }
+
+    public ValueTask<int> WriteAsync(SafeFileHandle file, ReadOnlyMemory<byte> buffer, long offset)
+    {
+        try
+        {
+            RandomAccess.Write(file, buffer.Span, offset);
+            return new(buffer.Length);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            return new(Errno(e));
+        }
+    }
+
+    public ValueTask<int> SyncAsync(SafeFileHandle file) => new(-Interop.LibC.DataSync(file));
+
+    /// <summary>A negative errno: .NET puts the raw errno in HResult on Unix; a closed handle is EBADF.</summary>
+    private static int Errno(Exception e) => e switch
+    {
+        ObjectDisposedException => -Interop.LibC.EBADF,
+        _ when e.HResult > 0 => -e.HResult,
+        _ => -Interop.LibC.EIO,
+    };
 }
