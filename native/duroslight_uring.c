@@ -114,16 +114,6 @@ DS_EXPORT int ds_prep_cancel_fd(struct io_uring *ring, int fd, uint64_t user_dat
     PREP(ring, user_data, io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL));
 }
 
-DS_EXPORT int ds_prep_close(struct io_uring *ring, int fd, uint64_t user_data)
-{
-    PREP(ring, user_data, io_uring_prep_close(sqe, fd));
-}
-
-DS_EXPORT int ds_prep_nop(struct io_uring *ring, uint64_t user_data)
-{
-    PREP(ring, user_data, io_uring_prep_nop(sqe));
-}
-
 // Submits queued SQEs; waits for at least one completion when timeout_us > 0 (0 = busy-poll, never blocks).
 DS_EXPORT int ds_submit(struct io_uring *ring, long timeout_us)
 {

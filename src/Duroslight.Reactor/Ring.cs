@@ -12,7 +12,7 @@ internal sealed class Ring : IDisposable
     private static readonly (int Opcode, string Name)[] s_required =
     [
         (Uring.OpAccept, "ACCEPT"), (Uring.OpRecv, "RECV"), (Uring.OpSend, "SEND"), (Uring.OpRead, "READ"),
-        (Uring.OpWrite, "WRITE"), (Uring.OpAsyncCancel, "ASYNC_CANCEL"), (Uring.OpClose, "CLOSE"),
+        (Uring.OpWrite, "WRITE"), (Uring.OpAsyncCancel, "ASYNC_CANCEL"),
     ];
 
     // Best first: one issuer with deferred task work (6.1+) keeps completions on the shard's own thread;

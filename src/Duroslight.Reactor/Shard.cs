@@ -136,10 +136,6 @@ public sealed unsafe class Shard
     /// <summary>Cancels every operation in flight on <paramref name="fd"/>; they complete with -ECANCELED.</summary>
     public void SubmitCancel(int fd, int token, byte op) => Check(Uring.PrepCancelFd(Ring, fd, UserData(token, op)));
 
-    public void SubmitClose(int fd, int token, byte op) => Check(Uring.PrepClose(Ring, fd, UserData(token, op)));
-
-    public void SubmitNop(int token, byte op) => Check(Uring.PrepNop(Ring, UserData(token, op)));
-
     internal void SubmitRead(int fd, byte* buffer, int length, long offset, int token, byte op) =>
         Check(Uring.PrepRead(Ring, fd, buffer, (uint)length, (ulong)offset, UserData(token, op)));
 

@@ -29,7 +29,6 @@ internal static unsafe partial class Uring
 
     public const int OpAccept = 13;
     public const int OpAsyncCancel = 14;
-    public const int OpClose = 19;
     public const int OpRead = 22;
     public const int OpWrite = 23;
     public const int OpSend = 26;
@@ -64,12 +63,6 @@ internal static unsafe partial class Uring
 
     [LibraryImport(Library, EntryPoint = "ds_prep_cancel_fd"), SuppressGCTransition]
     public static partial int PrepCancelFd(nint ring, int fd, ulong userData);
-
-    [LibraryImport(Library, EntryPoint = "ds_prep_close"), SuppressGCTransition]
-    public static partial int PrepClose(nint ring, int fd, ulong userData);
-
-    [LibraryImport(Library, EntryPoint = "ds_prep_nop"), SuppressGCTransition]
-    public static partial int PrepNop(nint ring, ulong userData);
 
     /// <summary>Submits; with <paramref name="timeoutMicroseconds"/> &gt; 0 waits for a completion or the timeout.</summary>
     [LibraryImport(Library, EntryPoint = "ds_submit")]
