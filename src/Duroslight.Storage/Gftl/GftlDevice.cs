@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using Duroslight.Storage.Interop;
 using Duroslight.Storage.Volumes;
 using Microsoft.Win32.SafeHandles;
@@ -29,25 +28,16 @@ internal sealed class GftlDevice(int index, string path, SafeFileHandle handle, 
             CreateFile(path, size);
         }
 
-        int errno = LibC.OpenDirect(path, direct, out SafeFileHandle handle);
-        direct &= errno == 0;
-        if (errno == LibC.EINVAL)
-        {
-            // A filesystem without O_DIRECT (tmpfs): go through the page cache rather than refuse.
-            handle = OpenBuffered(index, path);
-        }
-        else if (errno != 0)
-        {
-            throw new VolumeStoreException($"Device {index} '{path}' cannot be opened: {Marshal.GetPInvokeErrorMessage(errno)}" +
-                (errno == LibC.EWOULDBLOCK ? " (in use by another store)." : "."));
-        }
-
+        // FileShare.None takes an exclusive flock, so a second store cannot open the device. A filesystem without
+        // O_DIRECT (tmpfs) refuses it with EINVAL: the device then goes through the page cache rather than be refused.
+        SafeFileHandle handle = OpenLocked(index, path);
+        direct = direct && LibC.EnableDirectIo(handle) == 0;
         return new GftlDevice(index, path, handle, LibC.SizeOf(handle), direct);
     }
 
     public void Dispose() => Handle.Dispose();
 
-    private static SafeFileHandle OpenBuffered(int index, string path)
+    private static SafeFileHandle OpenLocked(int index, string path)
     {
         try
         {

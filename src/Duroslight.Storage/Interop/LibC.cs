@@ -12,7 +12,6 @@ internal static unsafe partial class LibC
     public const int EINTR = 4;
     public const int EIO = 5;
     public const int EBADF = 9;
-    public const int EWOULDBLOCK = 11;
     public const int EINVAL = 22;
     public const int ENOSPC = 28;
     public const int EOPNOTSUPP = 95;
@@ -49,12 +48,6 @@ internal static unsafe partial class LibC
     [LibraryImport("libc", SetLastError = true)]
     private static partial int close(int fd);
 
-    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int openMode(string path, int flags, int mode);
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int flock(int fd, int operation);
-
     [LibraryImport("libc", SetLastError = true)]
     private static partial long lseek(SafeFileHandle fd, long offset, int whence);
 
@@ -66,7 +59,9 @@ internal static unsafe partial class LibC
 
     private const int F_GETFL = 3;
     private const int F_SETFL = 4;
-    private const int O_DIRECT = 0x4000;
+
+    // O_DIRECT's value differs between architectures (040000 on x86, 0200000 on Arm).
+    private static readonly int O_DIRECT = RuntimeInformation.ProcessArchitecture is Architecture.Arm64 or Architecture.Arm ? 0x10000 : 0x4000;
 
     /// <summary>
     /// Turns on O_DIRECT for an open file (.NET's File.OpenHandle has no flag for it). Returns 0 or the errno:
@@ -137,32 +132,6 @@ internal static unsafe partial class LibC
         {
             throw IoError(errno, "fsync", path);
         }
-    }
-
-    /// <summary>
-    /// open(2) with O_DIRECT (unless <paramref name="direct"/> is false) and an exclusive non-blocking flock (as .NET's FileShare.None takes), for devices.
-    /// .NET has no O_DIRECT: its FileOptions bit 0x20000000 (NoBuffering) is not passed on on Linux. Returns 0 or the errno.
-    /// </summary>
-    public static int OpenDirect(string path, bool direct, out SafeFileHandle handle)
-    {
-        const int O_RDWR = 2, LOCK_EX = 2, LOCK_NB = 4;
-        int oDirect = !direct ? 0 : RuntimeInformation.ProcessArchitecture is Architecture.Arm64 or Architecture.Arm ? 0x10000 : 0x4000;
-        handle = new SafeFileHandle(-1, ownsHandle: true);
-        int fd = openMode(path, O_RDWR | O_CLOEXEC | oDirect, 0);
-        if (fd < 0)
-        {
-            return Marshal.GetLastPInvokeError();
-        }
-
-        if (flock(fd, LOCK_EX | LOCK_NB) != 0)
-        {
-            int errno = Marshal.GetLastPInvokeError();
-            close(fd);
-            return errno;
-        }
-
-        handle = new SafeFileHandle(fd, ownsHandle: true);
-        return 0;
     }
 
     /// <summary>
