@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using Duroslight.Host;
 using Duroslight.Protocol.Nvme;
 using Xunit;
+using Duroslight.Tests.Shared;
 
 namespace Duroslight.Server.Tests;
 
@@ -12,7 +13,7 @@ public sealed class ControlApiTests
     private const string Nqn = "nqn.2026-11.io.duroslight:default";
     private const string HostA = "nqn.2014-08.org.nvmexpress:uuid:aaaaaaaa-0000-0000-0000-00000000000a";
     private const string HostB = "nqn.2014-08.org.nvmexpress:uuid:bbbbbbbb-0000-0000-0000-00000000000b";
-    private static readonly TimeSpan Limit = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan Limit = TimeSpan.FromSeconds(30);
 
     [Fact]
     public async Task Socket_is_private_and_state_is_active()
@@ -94,7 +95,7 @@ public sealed class ControlApiTests
         var log = await discovery.NextChangeAsync();
         Assert.Equal(4, log.Entries.Count);
         Assert.DoesNotContain(log.Entries, e => e.SubNqn == Nqn);
-        await WaitUntil(() => node.Node.Target.ListControllers().Count(c => c.HostNqn == HostB && !c.IsDiscovery) == 0);
+        await Eventually.Until(() => node.Node.Target.ListControllers().Count(c => c.HostNqn == HostB && !c.IsDiscovery) == 0, "host B's I/O controllers disconnected");
         await a.ReadAsync(1, 0, 1, new byte[4096]);
 
         (status, _) = await api.SendAsync(HttpMethod.Post, "v1/subsystems/default/hosts/allow", new JsonObject { ["host"] = HostB });
@@ -136,7 +137,7 @@ public sealed class ControlApiTests
         Assert.StartsWith("127.0.0.1", ca["peer"]!.GetValue<string>());
 
         Assert.Equal(200, (await api.SendAsync(HttpMethod.Delete, $"v1/controllers/2/{b.Cntlid}")).Status);
-        await WaitUntil(() => node.Node.Target.ListControllers().Count == 1);
+        await Eventually.Until(() => node.Node.Target.ListControllers().Count == 1, "one controller left");
         Assert.Equal(404, (await api.SendAsync(HttpMethod.Delete, $"v1/controllers/2/{b.Cntlid}")).Status);
         Assert.Equal(400, (await api.SendAsync(HttpMethod.Delete, "v1/controllers/x/y")).Status);
         await a.ReadAsync(1, 0, 1, new byte[4096]);
@@ -191,11 +192,5 @@ public sealed class ControlApiTests
             list.Add(nsid);
         }
         return [.. list];
-    }
-
-    private static async Task WaitUntil(Func<bool> condition)
-    {
-        for (int i = 0; i < 500 && !condition(); i++) await Task.Delay(10);
-        Assert.True(condition());
     }
 }

@@ -1,6 +1,7 @@
 using Duroslight.Host;
 using Duroslight.Protocol.Nvme;
 using Xunit;
+using Duroslight.Tests.Shared;
 
 namespace Duroslight.Server.Tests;
 
@@ -151,7 +152,7 @@ public sealed class LoopbackTests
         Assert.Contains("lightbox_fe_ctrl_id_used{pool_id=\"0\",shard=\"0\",type=\"counter\"} 1", await node.ScrapeAsync());
         await host.DisconnectAsync();
         await host.DisposeAsync();
-        await Eventually(async () => (await node.ScrapeAsync()).Contains("lightbox_fe_ctrl_id_used{pool_id=\"0\",shard=\"0\",type=\"counter\"} 0"));
+        await Eventually.Until(async () => (await node.ScrapeAsync()).Contains("lightbox_fe_ctrl_id_used{pool_id=\"0\",shard=\"0\",type=\"counter\"} 0"), "pool 0 metric back to 0");
         Assert.Empty(node.Node.Target.ListControllers());
     }
 
@@ -172,15 +173,5 @@ public sealed class LoopbackTests
         var b = new byte[length];
         System.Random.Shared.NextBytes(b);
         return b;
-    }
-
-    private static async Task Eventually(Func<Task<bool>> condition)
-    {
-        for (int i = 0; i < 100; i++)
-        {
-            if (await condition()) return;
-            await Task.Delay(50);
-        }
-        Assert.Fail("condition not met within 5 s");
     }
 }

@@ -114,7 +114,7 @@ public sealed class ProcessTests
     {
         var buffer = new byte[count];
         int filled = 0;
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         while (filled < count)
         {
             int n = await s.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, timeout.Token);

@@ -13,7 +13,7 @@ namespace Duroslight.Server.Tests;
 /// </summary>
 public sealed class StrictDiscoveryHost : IAsyncDisposable
 {
-    private static readonly TimeSpan Limit = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan Limit = TimeSpan.FromSeconds(30);
     private readonly Channel<uint> _events = Channel.CreateUnbounded<uint>();
     private NvmeTcpController _controller = null!;
 
@@ -23,7 +23,7 @@ public sealed class StrictDiscoveryHost : IAsyncDisposable
     {
         var host = new StrictDiscoveryHost();
         host._controller = await NvmeTcpController.ConnectAsync("127.0.0.1", port, NvmeTcpController.DiscoveryNqn, hostNqn,
-            new NvmeTcpControllerOptions { IoQueues = 0, KeepAliveTimeoutMs = 4000, AsyncEventHandler = dw0 => host._events.Writer.TryWrite(dw0) })
+            new NvmeTcpControllerOptions { IoQueues = 0, KeepAliveTimeoutMs = 10000, AsyncEventHandler = dw0 => host._events.Writer.TryWrite(dw0) })
             .WaitAsync(Limit);
         host.Log = await host._controller.ReadDiscoveryLogAsync();
         return host;

@@ -3,6 +3,7 @@ using Duroslight.Protocol.Nvme;
 using Duroslight.Protocol.Subsystems;
 using Duroslight.Protocol.Tests.Engine;
 using Xunit;
+using Duroslight.Tests.Shared;
 
 namespace Duroslight.Protocol.Tests.Host;
 
@@ -11,6 +12,9 @@ public class NvmeTcpControllerTests
 {
     private const string HostNqn = Fabric.HostNqn;
     private static readonly TimeSpan Limit = TimeSpan.FromSeconds(30);
+
+    /// <summary>Long enough that a loaded machine's scheduling stalls cannot expire a controller mid-test.</summary>
+    private const int DefaultKatoMs = 5000;
 
     static NvmeTcpControllerTests()
     {
@@ -49,7 +53,7 @@ public class NvmeTcpControllerTests
         Assert.Equal(writes[4], target.Storage.Volume(ns.VolumeId).AsSpan(4 * 128 * 512, writes[4].Length).ToArray());
 
         await ctrl.DisconnectAsync().WaitAsync(Limit);
-        await WaitUntil(() => target.Target.ListControllers().Count == 0);
+        await Eventually.Until(() => target.Target.ListControllers().Count == 0, "every controller released");
     }
 
     [Fact]
@@ -73,7 +77,7 @@ public class NvmeTcpControllerTests
 
         var smart = await ctrl.GetLogPageAsync(LogPageId.SmartHealth, 512);
         Assert.Equal(100, smart[3]);
-        Assert.Equal(1000u, await ctrl.GetFeaturesAsync(FeatureId.KeepAliveTimer));
+        Assert.Equal((uint)DefaultKatoMs, await ctrl.GetFeaturesAsync(FeatureId.KeepAliveTimer));
         await ctrl.KeepAliveAsync();
         Assert.Equal(1UL, await ctrl.GetPropertyAsync(PropertyOffset.Csts, eightBytes: false) & 1);
     }
@@ -108,7 +112,7 @@ public class NvmeTcpControllerTests
         var acl = await Assert.ThrowsAsync<NvmeConnectException>(() =>
             NvmeTcpController.ConnectAsync("127.0.0.1", target.Port, target.Target.Options.SubsystemNqn, HostNqn));
         Assert.Equal(NvmeStatus.ConnectInvalidHost, acl.Status);
-        await WaitUntil(() => target.Target.ListControllers().Count == 0);
+        await Eventually.Until(() => target.Target.ListControllers().Count == 0, "every controller released");
     }
 
     [Fact]
@@ -123,7 +127,7 @@ public class NvmeTcpControllerTests
         Assert.Equal("127.0.0.1", log.Entries[0].TrAddr);
         Assert.Equal(DiscoverySubtype.Referral, log.Entries[^1].Subtype);
         Assert.Equal(target.Target.DiscoveryGeneration, log.GenerationCounter);
-        await WaitUntil(() => target.Target.ListControllers().Count == 0);
+        await Eventually.Until(() => target.Target.ListControllers().Count == 0, "every controller released");
     }
 
     [Fact]
@@ -131,8 +135,10 @@ public class NvmeTcpControllerTests
     {
         await using var target = new LoopbackTarget();
         target.AddVolume(1, 64, 512);
-        await using var ctrl = await Connect(target, new NvmeTcpControllerOptions { KeepAliveTimeoutMs = 300 });
-        await Task.Delay(1200);
+        // Keep Alives go out every KATO/2; waiting 2.5 KATOs shows they re-arm the target's timer, while a stall of
+        // up to 1 s on a loaded machine (a late Keep Alive) still cannot let the controller expire.
+        await using var ctrl = await Connect(target, new NvmeTcpControllerOptions { KeepAliveTimeoutMs = 2000 });
+        await Task.Delay(5000);
         await ctrl.ReadAsync(1, 0, 1, new byte[512]);
         Assert.Single(target.Target.ListControllers());
     }
@@ -193,11 +199,5 @@ public class NvmeTcpControllerTests
 
     private static async Task<NvmeTcpController> Connect(LoopbackTarget target, NvmeTcpControllerOptions? options = null) =>
         await NvmeTcpController.ConnectAsync("127.0.0.1", target.Port, target.Target.Options.SubsystemNqn, HostNqn,
-            (options ?? new NvmeTcpControllerOptions()) with { KeepAliveTimeoutMs = options?.KeepAliveTimeoutMs ?? 1000 }).WaitAsync(Limit);
-
-    private static async Task WaitUntil(Func<bool> condition)
-    {
-        for (int i = 0; i < 500 && !condition(); i++) await Task.Delay(10);
-        Assert.True(condition());
-    }
+            (options ?? new NvmeTcpControllerOptions()) with { KeepAliveTimeoutMs = options?.KeepAliveTimeoutMs ?? DefaultKatoMs }).WaitAsync(Limit);
 }

@@ -1,6 +1,7 @@
 using Duroslight.Storage.Chunking;
 using FsCheck;
 using FsCheck.Fluent;
+using Duroslight.Tests.Shared;
 
 namespace Duroslight.Storage.Tests.Chunking;
 
@@ -70,12 +71,14 @@ public sealed class ChunkMapTests
     public void Split_and_owner_lookup_allocate_nothing()
     {
         var volume = Guid.NewGuid();
-        long checksum = SplitAndOwn(volume); // warm up: JIT and tiering
-        long before = GC.GetAllocatedBytesForCurrentThread();
+        long checksum = 0;
 
-        checksum += SplitAndOwn(volume);
+        // Each pass splits a range into 41 chunks and looks up each owner.
+        AllocationProbe.AssertNoAllocationPerOp(() =>
+        {
+            for (int i = 0; i < 250; i++) checksum += SplitAndOwn(volume);
+        }, opsPerRound: 250 * 41, what: "split and owner lookup");
 
-        Assert.Equal(before, GC.GetAllocatedBytesForCurrentThread());
         Assert.NotEqual(0, checksum);
     }
 

@@ -1,6 +1,7 @@
 using Duroslight.Storage.Devices;
 using Duroslight.Storage.Gftl;
 using Duroslight.Storage.Volumes;
+using Duroslight.Tests.Shared;
 using Microsoft.Win32.SafeHandles;
 
 namespace Duroslight.Storage.Tests.Gftl;
@@ -23,11 +24,8 @@ public sealed class GftlAllocationTests : IDisposable
         IBlockVolume volume = store.Open(store.Create("v", 4 * GftlScratch.MiB).Id);
         BlockIo.InstallForCurrentThread(new DirectBlockIo());
         byte[] data = new byte[8192];
-        Run(volume, data, 2000); // warm up: pools, map chunks, segments
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        Run(volume, data, 2000);
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-        Assert.True(allocated < 1024, $"{allocated} bytes allocated for 6000 operations");
+        // Each round: 2000 writes, 2000 reads, 250 trims. The warm-up fills pools, map chunks and segments.
+        AllocationProbe.AssertNoAllocationPerOp(() => Run(volume, data, 2000), opsPerRound: 4250, what: "GFTL write/read/trim");
     }
 
     private static void Run(IBlockVolume volume, byte[] data, int count)
