@@ -18,6 +18,15 @@ public sealed unsafe class Shard
     private const int ReapBatch = 256;
     private const byte OpWakeRead = 1;
 
+    /// <summary>
+    /// Sleep mode's idle spin bound: after the last work, a shard keeps polling the ring for at most this long
+    /// before it sleeps, since a wake-up (eventfd or task-work, then the scheduler) costs about as much as a whole
+    /// QD1 round trip. Adaptive: the window is twice the recent gap between going idle and the next work, so a
+    /// host's back-to-back commands are caught spinning while sparse traffic (gaps past the bound) gets no spin and
+    /// an idle shard uses no CPU. Worst case this costs the bound once per burst of work.
+    /// </summary>
+    public static readonly TimeSpan MaxIdleSpin = TimeSpan.FromMicroseconds(100);
+
     [ThreadStatic]
     private static Shard? t_current;
 
@@ -43,6 +52,7 @@ public sealed unsafe class Shard
     private long _startedAt;
     private long _cpuNanoseconds;
     private long _allocatedBytes;
+    private IdleSpin _idleSpin;
 
     internal Shard(int index, int cpu, PollMode mode)
     {
@@ -218,21 +228,32 @@ public sealed unsafe class Shard
     {
         var completions = stackalloc Completion[ReapBatch];
         _startedAt = Stopwatch.GetTimestamp();
+        _idleSpin = new IdleSpin(Stopwatch.Frequency * MaxIdleSpin.Ticks / TimeSpan.TicksPerSecond);
         while (!_stopRequested)
         {
-            Reap(completions);
-            RunWork();
+            bool worked = Reap(completions);
+            worked |= RunWork();
             Tick();
-            FlushDirty();
+            worked |= FlushDirty();
+            _idleSpin.Iterated(worked, Stopwatch.GetTimestamp());
             Wait();
         }
     }
 
-    private void Reap(Completion* completions)
+    /// <summary>Dispatches every completion; true when any was for something other than the wake-up eventfd.</summary>
+    private bool Reap(Completion* completions)
     {
+        bool worked = false;
         int n;
         while ((n = Uring.Reap(Ring, completions, ReapBatch)) > 0)
-            for (int i = 0; i < n; i++) Dispatch(completions[i]);
+        {
+            for (int i = 0; i < n; i++)
+            {
+                worked |= (int)(uint)completions[i].UserData != _wakeHandler.Token;
+                Dispatch(completions[i]);
+            }
+        }
+        return worked;
     }
 
     private void Dispatch(in Completion c)
@@ -243,10 +264,20 @@ public sealed unsafe class Shard
         handler?.OnCompletion(op, c.Result, (c.Flags & Uring.CqeFlagMore) != 0);
     }
 
-    private void RunWork()
+    private bool RunWork()
     {
-        while (_inbox.TryDequeue(out var work)) work.Execute();
-        while (_local.TryDequeue(out var work)) work.Execute();
+        bool worked = false;
+        while (_inbox.TryDequeue(out var work))
+        {
+            work.Execute();
+            worked = true;
+        }
+        while (_local.TryDequeue(out var work))
+        {
+            work.Execute();
+            worked = true;
+        }
+        return worked;
     }
 
     private void Tick()
@@ -261,20 +292,24 @@ public sealed unsafe class Shard
     }
 
     /// <summary>Runs the flushes asked for this iteration; a flush may ask again (work it produced), next time round.</summary>
-    private void FlushDirty()
+    private bool FlushDirty()
     {
-        if (_dirty.Count == 0) return;
+        if (_dirty.Count == 0) return false;
         _flushing.AddRange(_dirty);
         _dirty.Clear();
         foreach (var flush in _flushing) flush.Flush();
         _flushing.Clear();
+        return true;
     }
 
-    /// <summary>Submits what the iteration queued and, in sleep mode with nothing to do, waits in the kernel.</summary>
+    /// <summary>
+    /// Submits what the iteration queued and, in sleep mode with nothing to do and the idle spin spent, waits in
+    /// the kernel.
+    /// </summary>
     private void Wait()
     {
         long timeoutUs = 0;
-        if (Mode == PollMode.Sleep && _local.Count == 0 && _dirty.Count == 0)
+        if (Mode == PollMode.Sleep && _local.Count == 0 && _dirty.Count == 0 && !_idleSpin.ShouldSpin(Stopwatch.GetTimestamp()))
         {
             Interlocked.Exchange(ref _sleeping, 1);
             // Re-check after announcing sleep: a producer that missed the flag enqueued before we looked.

@@ -48,6 +48,23 @@ public sealed class ShardTests
     }
 
     [Fact]
+    public async Task A_sleep_mode_shard_stops_spending_cpu_once_traffic_stops()
+    {
+        using var group = Started(1);
+        var shard = group[0];
+        // Back-to-back round trips with short gaps: the adaptive idle spin turns on.
+        for (int i = 0; i < 2000; i++) await OnShard(shard, () => i);
+
+        await Task.Delay(500); // far past the spin bound (100 us) and a few ticks, so the CPU sample is fresh
+        TimeSpan before = shard.LoopTime.Cpu;
+        await Task.Delay(2000);
+        TimeSpan idle = shard.LoopTime.Cpu - before;
+
+        // A shard that kept spinning would burn most of the 2 s it could get; a sleeping one wakes only for ticks.
+        Assert.True(idle < TimeSpan.FromMilliseconds(200), $"idle shard used {idle.TotalMilliseconds:0} ms of CPU in 2 s");
+    }
+
+    [Fact]
     public async Task Work_posted_by_a_shard_to_itself_runs_after_the_current_work()
     {
         using var group = Started(1);
