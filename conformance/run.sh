@@ -34,10 +34,10 @@ declare -A CASE_NAME=(
     [6]=multi-controller [7]=target-restart [8]=discard [9]=discovery-aen [10]=protocol-capture
 )
 declare -A CASE_DESC=(
-    [1]="nvme discover lists the default and aux-1..4 subsystems with trsvcid/traddr"
+    [1]="nvme discover lists the default subsystem (not the aux ones) with trsvcid/traddr"
     [2]="connect; nvme list / id-ctrl / id-ns / ns-descs; no nvme warnings in dmesg"
     [3]="fio crc32c verify: 4K randrw QD16, 128K seq write+read, 132K straddling writes; without and with hdr/data digest"
-    [4]="<nqn>:aux-1 connects with the same NGUID; <nqn>:aux-0 is refused"
+    [4]="<nqn>.aux-1 connects with the same NGUID; <nqn>.aux-0 is refused"
     [5]="a host NQN outside --allow-host is refused (Connect Invalid Host); the allowed one connects"
     [6]="disconnect/reconnect; 4 controllers from 4 host NQNs; disconnect-all -> target metrics 0 controllers"
     [7]="target restart (SIGTERM) while connected: host reconnects by itself, fio verify passes"
