@@ -28,10 +28,10 @@ die() {
     exit 2
 }
 
-CASE_IDS=(1 2 3 4 5 6 7 8 9 10)
+CASE_IDS=(1 2 3 4 5 6 7 8 9 10 11)
 declare -A CASE_NAME=(
     [1]=discover [2]=identify [3]=fio-verify [4]=aux-subsystems [5]=allow-host
-    [6]=multi-controller [7]=target-restart [8]=discard [9]=discovery-aen [10]=protocol-capture
+    [6]=multi-controller [7]=target-restart [8]=discard [9]=discovery-aen [10]=protocol-capture [11]=discovery-client
 )
 declare -A CASE_DESC=(
     [1]="nvme discover lists the default subsystem (not the aux ones) with trsvcid/traddr"
@@ -44,6 +44,7 @@ declare -A CASE_DESC=(
     [8]="blkdiscard and blkdiscard -z read back zeros, neighbours intact"
     [9]="control-API changes (referral added, host allowed) reach a persistent discovery controller as AEN + new log"
     [10]="tshark NVMe/TCP dissector on a short session: no malformed packet, no error-level expert info"
+    [11]="optional: Lightbits' discovery-client connects through discovery, gets every log-change AEN, honours auxSuffix"
 )
 
 # test ports and identities (not the defaults, so a developer's target can keep running)
@@ -51,6 +52,9 @@ IO_PORT=${DUROSLIGHT_CONF_IO_PORT:-14420}
 DISC_PORT=${DUROSLIGHT_CONF_DISC_PORT:-18009}
 METRICS_PORT=${DUROSLIGHT_CONF_METRICS_PORT:-19180}
 ALLOW_IO_PORT=$((IO_PORT + 1)); ALLOW_DISC_PORT=$((DISC_PORT + 1)); ALLOW_METRICS_PORT=$((METRICS_PORT + 1))
+DC_IO_PORT=$((IO_PORT + 2)); DC_DISC_PORT=$((DISC_PORT + 2)); DC_METRICS_PORT=$((METRICS_PORT + 2))
+# Lightbits' discovery-client binary for case 11 (built outside the repo; see conformance/README.md)
+DISCOVERY_CLIENT=${DUROSLIGHT_DISCOVERY_CLIENT:-}
 NQN=${DUROSLIGHT_CONF_NQN:-nqn.2026-11.io.duroslight:default}
 
 SELECTED=()
@@ -82,6 +86,7 @@ Environment:
   DUROSLIGHT_SERVER            target command to use instead of the repo build
   DUROSLIGHT_CONFORMANCE_CACHE cache dir (default \${XDG_CACHE_HOME:-\$HOME/.cache}/duroslight-conformance)
   DUROSLIGHT_KERNEL_DEB        a linux-image .deb to use instead of apt-get download
+  DUROSLIGHT_DISCOVERY_CLIENT  a Lightbits discovery-client binary for case 11 (skipped without one)
 EOF
 }
 
@@ -157,8 +162,17 @@ if want 5; then
         || warn "the --allow-host target did not start: case 5 will fail"
 fi
 
+DC_STARTED=
+if want 11 && [ -n "$DISCOVERY_CLIENT" ]; then
+    [ -x "$DISCOVERY_CLIENT" ] || die "DUROSLIGHT_DISCOVERY_CLIENT=$DISCOVERY_CLIENT is not an executable"
+    # Log entries must carry an address the guest reaches: advertise the host as the guest sees it.
+    target_start dc "$DC_IO_PORT" "$DC_DISC_PORT" "$DC_METRICS_PORT" "$WORK_DIR/data-dc" --nqn "$NQN" --advertise 10.0.2.2 \
+        && DC_STARTED=$DC_DISC_PORT || warn "the discovery-client target did not start: case 11 will fail"
+fi
+
 # --- the shared folder -----------------------------------------------------------
-mkdir -p "$SHARE"/{guest,req,results,logs}
+mkdir -p "$SHARE"/{guest,req,results,logs,bin}
+if want 11 && [ -n "$DISCOVERY_CLIENT" ]; then cp "$DISCOVERY_CLIENT" "$SHARE/bin/discovery-client"; fi
 cp "$CONF_DIR"/guest/{lib.sh,main.sh,case.sh} "$SHARE/guest/"
 cat >"$SHARE/config.env" <<EOF
 TARGET_IP=10.0.2.2
@@ -166,6 +180,7 @@ EXPECT_TRADDR=127.0.0.1
 IO_PORT=$IO_PORT
 DISC_PORT=$DISC_PORT
 ALLOW_IO_PORT=$ALLOW_IO_PORT
+DC_DISC_PORT=$DC_STARTED
 NQN=$NQN
 ALLOWED_HOSTNQN=$ALLOWED_HOSTNQN
 ALLOWED_HOSTID=$ALLOWED_HOSTID
