@@ -163,11 +163,16 @@ if want 5; then
 fi
 
 DC_STARTED=
+DC_ADDR=10.0.2.100
 if want 11 && [ -n "$DISCOVERY_CLIENT" ]; then
     [ -x "$DISCOVERY_CLIENT" ] || die "DUROSLIGHT_DISCOVERY_CLIENT=$DISCOVERY_CLIENT is not an executable"
-    # Log entries must carry an address the guest reaches: advertise the host as the guest sees it.
-    target_start dc "$DC_IO_PORT" "$DC_DISC_PORT" "$DC_METRICS_PORT" "$WORK_DIR/data-dc" --nqn "$NQN" --advertise 10.0.2.2 \
-        && DC_STARTED=$DC_DISC_PORT || warn "the discovery-client target did not start: case 11 will fail"
+    # The client assumes every discovery service it talks to listens on 8009 (it adds the node it discovers from as
+    # a referral on 8009 and drops other ports), so the guest sees this target as $DC_ADDR, discovery on 8009 and
+    # I/O on its own port, forwarded by QEMU to the host's test ports (one bash /dev/tcp relay per connection).
+    dc_fwd() { printf ',guestfwd=tcp:%s:%s-cmd:bash -c %s' "$DC_ADDR" "$1" "'exec 3<>/dev/tcp/127.0.0.1/$2; cat <&3 & p=\$!; cat >&3; kill \$p'"; }
+    VM_NETDEV_EXTRA="$(dc_fwd 8009 "$DC_DISC_PORT")$(dc_fwd "$DC_IO_PORT" "$DC_IO_PORT")"
+    target_start dc "$DC_IO_PORT" "$DC_DISC_PORT" "$DC_METRICS_PORT" "$WORK_DIR/data-dc" --nqn "$NQN" --advertise "$DC_ADDR" \
+        && DC_STARTED=8009 || warn "the discovery-client target did not start: case 11 will fail"
 fi
 
 # --- the shared folder -----------------------------------------------------------
@@ -181,6 +186,7 @@ IO_PORT=$IO_PORT
 DISC_PORT=$DISC_PORT
 ALLOW_IO_PORT=$ALLOW_IO_PORT
 DC_DISC_PORT=$DC_STARTED
+DC_ADDR=$DC_ADDR
 NQN=$NQN
 ALLOWED_HOSTNQN=$ALLOWED_HOSTNQN
 ALLOWED_HOSTID=$ALLOWED_HOSTID

@@ -413,11 +413,11 @@ dc_start() { # [auxSuffix]: starts the client on the dc target's discovery servi
         echo "autoDetectEntries:"
         echo "  enabled: false"
     } >"$DC_DIR/discovery-client.yaml"
-    echo "-t tcp -a $TARGET_IP -s $DC_DISC_PORT -q $HOSTNQN -n $DEFAULT_NQN" >"$DC_DIR/endpoints.tmp"
+    echo "-t tcp -a $DC_ADDR -s $DC_DISC_PORT -q $HOSTNQN -n $DEFAULT_NQN" >"$DC_DIR/endpoints.tmp"
     mv "$DC_DIR/endpoints.tmp" "$DC_DIR/discovery.d/duroslight.conf"
     /share/bin/discovery-client serve --config "$DC_DIR/discovery-client.yaml" >"$DC_DIR/stdout" 2>&1 &
     DC_PID=$!
-    say "  discovery-client pid $DC_PID, auxSuffix '${1:-}', discovery $TARGET_IP:$DC_DISC_PORT"
+    say "  discovery-client pid $DC_PID, auxSuffix '${1:-}', discovery $DC_ADDR:$DC_DISC_PORT"
 }
 dc_stop() {
     [ -n "${DC_PID:-}" ] && kill "$DC_PID" 2>/dev/null && wait "$DC_PID" 2>/dev/null
