@@ -118,6 +118,18 @@ public sealed class ControlApiTests
     }
 
     [Fact]
+    public async Task Subsystems_are_found_by_either_aux_nqn_form()
+    {
+        await using var node = new NodeFixture();
+        using var api = node.Control();
+        Assert.Equal(200, (await api.SendAsync(HttpMethod.Post, $"v1/subsystems/{Nqn}.aux-2/hosts/set", new JsonObject { ["hosts"] = new JsonArray(HostA) })).Status);
+        Assert.False(node.Node.Target.Subsystems[2].Access.IsAllowAny);
+        Assert.Equal(200, (await api.SendAsync(HttpMethod.Post, $"v1/subsystems/{Nqn}:aux-2/hosts/any")).Status);
+        Assert.True(node.Node.Target.Subsystems[2].Access.IsAllowAny);
+        Assert.Equal(404, (await api.SendAsync(HttpMethod.Post, $"v1/subsystems/{Nqn}.aux-0/hosts/any")).Status);
+    }
+
+    [Fact]
     public async Task Controllers_are_listed_and_one_is_disconnected()
     {
         await using var node = new NodeFixture();
