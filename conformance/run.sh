@@ -28,22 +28,23 @@ die() {
     exit 2
 }
 
-CASE_IDS=(1 2 3 4 5 6 7 8 9 10)
+CASE_IDS=(1 2 3 4 5 6 7 8 9 10 11)
 declare -A CASE_NAME=(
     [1]=discover [2]=identify [3]=fio-verify [4]=aux-subsystems [5]=allow-host
-    [6]=multi-controller [7]=target-restart [8]=discard [9]=discovery-aen [10]=protocol-capture
+    [6]=multi-controller [7]=target-restart [8]=discard [9]=discovery-aen [10]=protocol-capture [11]=discovery-client
 )
 declare -A CASE_DESC=(
-    [1]="nvme discover lists the default and aux-1..4 subsystems with trsvcid/traddr"
+    [1]="nvme discover lists the default subsystem (not the aux ones) with trsvcid/traddr"
     [2]="connect; nvme list / id-ctrl / id-ns / ns-descs; no nvme warnings in dmesg"
     [3]="fio crc32c verify: 4K randrw QD16, 128K seq write+read, 132K straddling writes; without and with hdr/data digest"
-    [4]="<nqn>:aux-1 connects with the same NGUID; <nqn>:aux-0 is refused"
+    [4]="<nqn>.aux-1 connects with the same NGUID; <nqn>.aux-0 is refused"
     [5]="a host NQN outside --allow-host is refused (Connect Invalid Host); the allowed one connects"
     [6]="disconnect/reconnect; 4 controllers from 4 host NQNs; disconnect-all -> target metrics 0 controllers"
     [7]="target restart (SIGTERM) while connected: host reconnects by itself, fio verify passes"
     [8]="blkdiscard and blkdiscard -z read back zeros, neighbours intact"
     [9]="control-API changes (referral added, host allowed) reach a persistent discovery controller as AEN + new log"
     [10]="tshark NVMe/TCP dissector on a short session: no malformed packet, no error-level expert info"
+    [11]="optional: Lightbits' discovery-client connects through discovery, gets every log-change AEN, honours auxSuffix"
 )
 
 # test ports and identities (not the defaults, so a developer's target can keep running)
@@ -51,6 +52,9 @@ IO_PORT=${DUROSLIGHT_CONF_IO_PORT:-14420}
 DISC_PORT=${DUROSLIGHT_CONF_DISC_PORT:-18009}
 METRICS_PORT=${DUROSLIGHT_CONF_METRICS_PORT:-19180}
 ALLOW_IO_PORT=$((IO_PORT + 1)); ALLOW_DISC_PORT=$((DISC_PORT + 1)); ALLOW_METRICS_PORT=$((METRICS_PORT + 1))
+DC_IO_PORT=$((IO_PORT + 2)); DC_DISC_PORT=$((DISC_PORT + 2)); DC_METRICS_PORT=$((METRICS_PORT + 2))
+# Lightbits' discovery-client binary for case 11 (built outside the repo; see conformance/README.md)
+DISCOVERY_CLIENT=${DUROSLIGHT_DISCOVERY_CLIENT:-}
 NQN=${DUROSLIGHT_CONF_NQN:-nqn.2026-11.io.duroslight:default}
 
 SELECTED=()
@@ -82,6 +86,7 @@ Environment:
   DUROSLIGHT_SERVER            target command to use instead of the repo build
   DUROSLIGHT_CONFORMANCE_CACHE cache dir (default \${XDG_CACHE_HOME:-\$HOME/.cache}/duroslight-conformance)
   DUROSLIGHT_KERNEL_DEB        a linux-image .deb to use instead of apt-get download
+  DUROSLIGHT_DISCOVERY_CLIENT  a Lightbits discovery-client binary for case 11 (skipped without one)
 EOF
 }
 
@@ -157,8 +162,22 @@ if want 5; then
         || warn "the --allow-host target did not start: case 5 will fail"
 fi
 
+DC_STARTED=
+DC_ADDR=10.0.2.100
+if want 11 && [ -n "$DISCOVERY_CLIENT" ]; then
+    [ -x "$DISCOVERY_CLIENT" ] || die "DUROSLIGHT_DISCOVERY_CLIENT=$DISCOVERY_CLIENT is not an executable"
+    # The client assumes every discovery service it talks to listens on 8009 (it adds the node it discovers from as
+    # a referral on 8009 and drops other ports), so the guest sees this target as $DC_ADDR, discovery on 8009 and
+    # I/O on its own port, forwarded by QEMU to the host's test ports (one bash /dev/tcp relay per connection).
+    dc_fwd() { printf ',guestfwd=tcp:%s:%s-cmd:bash -c %s' "$DC_ADDR" "$1" "'exec 3<>/dev/tcp/127.0.0.1/$2; cat <&3 & p=\$!; cat >&3; kill \$p'"; }
+    VM_NETDEV_EXTRA="$(dc_fwd 8009 "$DC_DISC_PORT")$(dc_fwd "$DC_IO_PORT" "$DC_IO_PORT")"
+    target_start dc "$DC_IO_PORT" "$DC_DISC_PORT" "$DC_METRICS_PORT" "$WORK_DIR/data-dc" --nqn "$NQN" --advertise "$DC_ADDR" \
+        && DC_STARTED=8009 || warn "the discovery-client target did not start: case 11 will fail"
+fi
+
 # --- the shared folder -----------------------------------------------------------
-mkdir -p "$SHARE"/{guest,req,results,logs}
+mkdir -p "$SHARE"/{guest,req,results,logs,bin}
+if want 11 && [ -n "$DISCOVERY_CLIENT" ]; then cp "$DISCOVERY_CLIENT" "$SHARE/bin/discovery-client"; fi
 cp "$CONF_DIR"/guest/{lib.sh,main.sh,case.sh} "$SHARE/guest/"
 cat >"$SHARE/config.env" <<EOF
 TARGET_IP=10.0.2.2
@@ -166,6 +185,8 @@ EXPECT_TRADDR=127.0.0.1
 IO_PORT=$IO_PORT
 DISC_PORT=$DISC_PORT
 ALLOW_IO_PORT=$ALLOW_IO_PORT
+DC_DISC_PORT=$DC_STARTED
+DC_ADDR=$DC_ADDR
 NQN=$NQN
 ALLOWED_HOSTNQN=$ALLOWED_HOSTNQN
 ALLOWED_HOSTID=$ALLOWED_HOSTID

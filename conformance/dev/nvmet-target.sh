@@ -55,7 +55,7 @@ cd /sys/kernel/config/nvmet || exit 1
 mkdir ports/1
 echo tcp >ports/1/addr_trtype; echo ipv4 >ports/1/addr_adrfam
 echo 10.0.2.15 >ports/1/addr_traddr; echo 4420 >ports/1/addr_trsvcid
-for s in $NQN $NQN:aux-1 $NQN:aux-2 $NQN:aux-3 $NQN:aux-4 $NQN:aux-0; do
+for s in $NQN $NQN.aux-1 $NQN.aux-2 $NQN.aux-3 $NQN.aux-4 $NQN.aux-0; do
     mkdir subsystems/\$s
     echo Duroslight-nvmet-reference >subsystems/\$s/attr_model
     echo 1 >subsystems/\$s/attr_allow_any_host
@@ -65,7 +65,7 @@ for s in $NQN $NQN:aux-1 $NQN:aux-2 $NQN:aux-3 $NQN:aux-4 $NQN:aux-0; do
     echo $UUID >subsystems/\$s/namespaces/1/device_nguid
     echo 1 >subsystems/\$s/namespaces/1/enable
 done
-echo 0 >subsystems/$NQN:aux-0/attr_allow_any_host
+echo 0 >subsystems/$NQN.aux-0/attr_allow_any_host
 for h in ${ALLOW[*]:-}; do
     mkdir -p hosts/\$h
     echo 0 >subsystems/$NQN/attr_allow_any_host

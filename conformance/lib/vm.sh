@@ -15,7 +15,7 @@ _qemu_cmd() { # $1=accel(kvm|tcg) $2=share dir $3=console file $4=extra cmdline
         -kernel "$KERNEL_IMAGE" -initrd "$INITRAMFS"
         -append "console=ttyS0 panic=-1 edd=off loglevel=6 $extra"
         -serial "file:$console"
-        -netdev user,id=n0 -device virtio-net-pci,netdev=n0,romfile=
+        -netdev "user,id=n0${VM_NETDEV_EXTRA:-}" -device virtio-net-pci,netdev=n0,romfile=
         -virtfs "local,path=$share,mount_tag=share,security_model=none,id=share")
 }
 

@@ -50,16 +50,19 @@ public sealed class LoopbackTests
     {
         await using var node = new NodeFixture();
         await using var main = await Connect(node, Nqn, HostA);
-        await using var aux = await Connect(node, Nqn + ":aux-1", HostA);
+        await using var aux = await Connect(node, Nqn + ".aux-1", HostA);
         Assert.Equal(main.Namespaces[0].Nguid, aux.Namespaces[0].Nguid);
-        Assert.Equal(Nqn + ":aux-1", aux.Identity.SubsystemNqn);
+        Assert.Equal(Nqn + ".aux-1", aux.Identity.SubsystemNqn);
+        // The older ":aux-N" spelling reaches the same subsystem (it reports its canonical NQN).
+        await using (var colon = await Connect(node, Nqn + ":aux-2", HostB))
+            Assert.Equal(Nqn + ".aux-2", colon.Identity.SubsystemNqn);
         var data = Random(4096);
         await aux.WriteAsync(1, 7, 1, data);
         var seen = new byte[4096];
         await main.ReadAsync(1, 7, 1, seen);
         Assert.Equal(data, seen);
 
-        foreach (string bad in new[] { Nqn + ":aux-0", Nqn + ":aux-5", Nqn + ":bogus" })
+        foreach (string bad in new[] { Nqn + ".aux-0", Nqn + ":aux-0", Nqn + ".aux-5", Nqn + ":bogus" })
         {
             var e = await Assert.ThrowsAsync<NvmeConnectException>(() => Connect(node, bad, HostB));
             Assert.Equal(NvmeStatus.ConnectInvalidParameters, e.Status);
@@ -78,19 +81,19 @@ public sealed class LoopbackTests
 
         var allowed = await NvmeTcpController.DiscoverAsync("127.0.0.1", node.DiscoveryPort, HostA);
         var refused = await NvmeTcpController.DiscoverAsync("127.0.0.1", node.DiscoveryPort, HostB);
-        Assert.Equal(5, allowed.Entries.Count);
+        Assert.Equal(Nqn, Assert.Single(allowed.Entries).SubNqn);
         Assert.Empty(refused.Entries);
     }
 
     [Fact]
-    public async Task Discovery_lists_default_and_aux_subsystems_on_both_ports()
+    public async Task Discovery_lists_only_the_default_subsystem_on_both_ports()
     {
         await using var node = new NodeFixture();
         foreach (int port in new[] { node.DiscoveryPort, node.IoPort })
         {
             var log = await NvmeTcpController.DiscoverAsync("127.0.0.1", port, HostA);
             var nqns = log.Entries.Select(e => e.SubNqn).ToArray();
-            Assert.Equal([Nqn, Nqn + ":aux-1", Nqn + ":aux-2", Nqn + ":aux-3", Nqn + ":aux-4"], nqns);
+            Assert.Equal([Nqn], nqns);
             Assert.All(log.Entries, e =>
             {
                 Assert.Equal(DiscoverySubtype.Nvm, e.Subtype);
@@ -98,6 +101,43 @@ public sealed class LoopbackTests
                 Assert.Equal(node.IoPort.ToString(), e.TrSvcId);
             });
         }
+    }
+
+    [Fact]
+    public async Task A_referral_to_a_discovery_service_off_port_8009_leads_to_a_usable_log()
+    {
+        // Node B's discovery listens on a random port, never 8009; node A refers to it. A host that follows the
+        // referral entry (its own TRSVCID, not an assumed 8009) reaches B's log and B's subsystem.
+        await using var b = new NodeFixture();
+        Assert.NotEqual(8009, b.DiscoveryPort);
+        await using var a = new NodeFixture(s => s with { Referrals = [new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, b.DiscoveryPort)] });
+        var log = await NvmeTcpController.DiscoverAsync("127.0.0.1", a.DiscoveryPort, HostA);
+        var referral = Assert.Single(log.Entries, e => e.Subtype == DiscoverySubtype.Referral);
+        Assert.Equal(b.DiscoveryPort.ToString(System.Globalization.CultureInfo.InvariantCulture), referral.TrSvcId);
+        Assert.Equal("127.0.0.1", referral.TrAddr);
+
+        var referred = await NvmeTcpController.DiscoverAsync(referral.TrAddr, int.Parse(referral.TrSvcId, System.Globalization.CultureInfo.InvariantCulture), HostA);
+        var entry = Assert.Single(referred.Entries);
+        Assert.Equal(b.IoPort.ToString(System.Globalization.CultureInfo.InvariantCulture), entry.TrSvcId);
+        await using var host = await Connect(b, entry.SubNqn, HostA);
+        Assert.Equal(b.Node.Volumes.Single().Id, host.Namespaces[0].Nguid);
+    }
+
+    [Fact]
+    public async Task Empty_host_nqn_connects_where_any_host_is_allowed_and_not_where_a_list_is_set()
+    {
+        // What spdk_nvme_perf and spdk_nvme_identify send unless told a host NQN.
+        await using (var open = new NodeFixture())
+        {
+            Assert.Equal(Nqn, Assert.Single((await NvmeTcpController.DiscoverAsync("127.0.0.1", open.DiscoveryPort, "")).Entries).SubNqn);
+            await using var host = await Connect(open, Nqn, "");
+            await RoundTrip(host, slba: 5, blocks: 2);
+        }
+
+        await using var listed = new NodeFixture(s => s with { AllowedHosts = [HostA] });
+        var e = await Assert.ThrowsAsync<NvmeConnectException>(() => Connect(listed, Nqn, ""));
+        Assert.Equal(NvmeStatus.ConnectInvalidHost, e.Status);
+        Assert.Empty((await NvmeTcpController.DiscoverAsync("127.0.0.1", listed.DiscoveryPort, "")).Entries);
     }
 
     [Fact]

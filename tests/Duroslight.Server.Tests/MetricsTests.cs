@@ -13,11 +13,36 @@ public sealed class MetricsTests
     private const string Host = "nqn.2014-08.org.nvmexpress:uuid:cccccccc-0000-0000-0000-00000000000c";
     private static readonly TimeSpan Limit = TimeSpan.FromSeconds(60);
 
-    [Fact]
-    public async Task Io_is_counted_per_volume_and_shard_and_promtool_accepts_the_page()
+    /// <summary>On every store: each adds its own families (the GFTL's are the default configuration's).</summary>
+    [Theory]
+    [InlineData("memory")]
+    [InlineData("sparse")]
+    [InlineData("gftl")]
+    public async Task Io_is_counted_per_volume_and_shard_and_promtool_accepts_the_page(string store)
     {
-        // One shard, so every count lands on shard="0" (with more, chunks run on their owning shards).
-        await using var node = new NodeFixture(s => s with { Cores = [0] });
+        string data = Directory.CreateTempSubdirectory("dsl-metrics-" + store + "-").FullName;
+        try
+        {
+            // One shard, so every count lands on shard="0" (with more, chunks run on their owning shards).
+            await using var node = new NodeFixture(s => s with
+            {
+                Cores = [0],
+                InMemory = store == "memory",
+                StoreKind = store,
+                DataDirectory = data,
+                DefaultVolumeBytes = 16L << 20,
+                Devices = store == "gftl" ? [new Storage.Gftl.GftlDeviceSpec(Path.Combine(data, "d0.img"), 64L << 20)] : [],
+            });
+            await CountsAndPromtoolAsync(node, store);
+        }
+        finally
+        {
+            Directory.Delete(data, recursive: true);
+        }
+    }
+
+    private static async Task CountsAndPromtoolAsync(NodeFixture node, string store)
+    {
         await using (var host = await NvmeTcpController.ConnectAsync("127.0.0.1", node.IoPort, Nqn, Host))
         {
             await host.WriteAsync(1, 0, 8, new byte[8 * 4096]);
@@ -33,8 +58,9 @@ public sealed class MetricsTests
             Assert.Contains("duroslight_controllers{shard=\"0\",kind=\"io\"} 1", text);
             Assert.Contains("duroslight_queues{shard=\"0\",kind=\"io\"} 2", text);
             Assert.Contains("lightbox_fe_ctrl_id_used{pool_id=\"0\",shard=\"0\",type=\"counter\"} 1", text);
+            if (store == "gftl") Assert.Contains("duroslight_gftl_gc_segments_cleaned_total ", text);
             var (code, output) = await RunAsync("promtool", ["check", "metrics"], stdin: text);
-            Assert.True(code == 0, $"promtool check metrics failed ({code}):\n{output}");
+            Assert.True(code == 0, $"promtool check metrics failed on the {store} store ({code}):\n{output}");
         }
     }
 
@@ -43,7 +69,7 @@ public sealed class MetricsTests
     {
         await using var node = new NodeFixture();
         await using var a = await NvmeTcpController.ConnectAsync("127.0.0.1", node.IoPort, Nqn, Host);
-        await using var b = await NvmeTcpController.ConnectAsync("127.0.0.1", node.IoPort, Nqn + ":aux-3", Host);
+        await using var b = await NvmeTcpController.ConnectAsync("127.0.0.1", node.IoPort, Nqn + ".aux-3", Host);
         int port = NodeFixture.FreePort();
         string config = Path.Combine(node.TempDir, "prometheus.yml");
         await File.WriteAllTextAsync(config, $"""

@@ -100,6 +100,44 @@ public sealed class ProcessTests
         Assert.Contains("cannot pin shard 0 to CPU 1000", await stdout + err);
     }
 
+    /// <summary>
+    /// A second process must not share a port with a running one (SO_REUSEPORT would let the kernel split
+    /// connections between them): each listener, I/O, discovery and metrics, refuses the start with exit code 1 and a
+    /// message naming the port. Checked on the process's output only, so it keeps guarding whatever serves metrics.
+    /// </summary>
+    [Theory]
+    [InlineData("listen")]
+    [InlineData("discovery")]
+    [InlineData("metrics")]
+    public async Task A_port_in_use_refuses_the_start_with_code_1(string taken)
+    {
+        string dataA = Directory.CreateTempSubdirectory("dsl-port-a-").FullName, dataB = Directory.CreateTempSubdirectory("dsl-port-b-").FullName;
+        try
+        {
+            int io = NodeFixture.FreePort(), discovery = NodeFixture.FreePort(), metrics = NodeFixture.FreePort();
+            using var first = await ServerProcess.StartAsync("--store", "memory", "--volume-size", "16M", "--data-dir", dataA,
+                "--listen", $"127.0.0.1:{io}", "--discovery", $"127.0.0.1:{discovery}", "--metrics", $"127.0.0.1:{metrics}");
+            int port = taken switch { "listen" => io, "discovery" => discovery, _ => metrics };
+            string Endpoint(string which, int own) => which == taken ? $"127.0.0.1:{port}" : $"127.0.0.1:{own}";
+            var (code, output) = await ServerProcess.RunToExitAsync("--store", "memory", "--volume-size", "16M", "--data-dir", dataB,
+                "--listen", Endpoint("listen", NodeFixture.FreePort()), "--discovery", Endpoint("discovery", NodeFixture.FreePort()),
+                "--metrics", Endpoint("metrics", NodeFixture.FreePort()));
+            Assert.True(code == 1, $"exit code {code}, expected 1:\n{output}");
+            Assert.Contains(port.ToString(System.Globalization.CultureInfo.InvariantCulture), output);
+            Assert.Contains("in use", output, StringComparison.OrdinalIgnoreCase);
+            Assert.DoesNotContain("state Active", output);
+
+            // The first process is untouched and still serves the port.
+            using (await ConnectAsync(port)) { }
+            Assert.DoesNotContain("Stopped", first.Output);
+        }
+        finally
+        {
+            Directory.Delete(dataA, recursive: true);
+            Directory.Delete(dataB, recursive: true);
+        }
+    }
+
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill")]
     private static extern int Kill(int pid, int signal);
 

@@ -13,6 +13,8 @@ public sealed class Controller
     private readonly ConcurrentQueue<AsyncEvent> _events = new();
     private readonly ConcurrentDictionary<AsyncEvent, byte> _queuedEvents = new();
     private readonly List<TargetConnection> _ioQueues = [];
+    // Log pages whose notice was sent and not yet read (RAE=0), with a notice refused meanwhile, if any.
+    private readonly Dictionary<byte, AsyncEvent?> _masked = [];
     private long _lastActivityMs;
     private volatile bool _ready;
     private volatile bool _dead;
@@ -48,7 +50,6 @@ public sealed class Controller
     internal int IoQueuesGranted;
     internal bool WriteCacheEnabled = true;
     internal uint TemperatureThreshold = 0x0157; // 343 K, the spec's customary default.
-    internal readonly HashSet<byte> MaskedLogPages = [];
     internal readonly SortedSet<uint> ChangedNamespaces = [];
 
     /// <summary>CC.EN = 1 and CSTS.RDY = 1: I/O queues may run commands.</summary>
@@ -94,6 +95,35 @@ public sealed class Controller
         if (_dead || !_queuedEvents.TryAdd(e, 0)) return;
         _events.Enqueue(e);
         AdminConnection.Signal.Wake();
+    }
+
+    /// <summary>
+    /// Claims the event's log page for a notice about to be sent: false while an earlier notice for that page is
+    /// unread (the host has not read the page with RAE=0 since). The refused event is remembered for
+    /// <see cref="UnmaskLogPage"/>. Any thread: discovery controllers of one host unmask each other.
+    /// </summary>
+    internal bool TryMaskLogPage(AsyncEvent e)
+    {
+        lock (_masked)
+        {
+            if (_masked.TryAdd(e.LogPage, null)) return true;
+            _masked[e.LogPage] = e;
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// The host read <paramref name="logPage"/> with RAE=0: notices for it may be sent again. A notice refused
+    /// meanwhile is posted now when <paramref name="hostIsStale"/> (the page changed after what the host read).
+    /// </summary>
+    internal void UnmaskLogPage(byte logPage, bool hostIsStale)
+    {
+        AsyncEvent? missed;
+        lock (_masked)
+        {
+            if (!_masked.Remove(logPage, out missed)) return;
+        }
+        if (missed is { } e && hostIsStale) PostEvent(e);
     }
 
     /// <summary>Events waiting for an AER (at most one per kind).</summary>

@@ -125,10 +125,11 @@ public sealed partial class TargetConnection
         ulong offset = (ulong)cmd.Cdw13 << 32 | cmd.Cdw12;
         ulong length = dwords * 4;
         if ((offset & 3) != 0) return NvmeStatus.InvalidField;
-        if (length != cmd.SglLength || length > (ulong)_options.MaxTransferBytes) return NvmeStatus.DataSglLengthInvalid;
+        // NUMD defines the transfer; the SGL length is not checked against it (see Complete).
+        if (length > (ulong)_options.MaxTransferBytes) return NvmeStatus.DataSglLengthInvalid;
         if (!IsLogPageSupported(lid, ctrl)) return NvmeStatus.InvalidLogPage;
 
-        byte[] full = BuildLogPage(lid, ctrl, retainEvent, out int fullLength);
+        byte[] full = BuildLogPage(lid, ctrl, retainEvent, out int fullLength, out ulong genctr);
         try
         {
             slot.RentBuffer((int)length);
@@ -139,8 +140,25 @@ public sealed partial class TargetConnection
         {
             ArrayPool<byte>.Shared.Return(full);
         }
-        if (!retainEvent) ctrl.MaskedLogPages.Remove(lid);
+        if (!retainEvent) Unmask(ctrl, lid, genctr);
         return NvmeStatus.Success;
+    }
+
+    /// <summary>
+    /// A read with RAE=0 re-arms the page's notice. Log 70h re-arms it on every discovery controller of the host
+    /// NQN (a host may keep a persistent discovery connection and read the log on a short one); a change the host
+    /// has not seen yet is then notified.
+    /// </summary>
+    private void Unmask(Controller ctrl, byte lid, ulong genctrRead)
+    {
+        if (lid == LogPageId.Discovery)
+        {
+            _target.OnDiscoveryLogRead(ctrl.HostNqn, genctrRead);
+            return;
+        }
+        bool stale;
+        lock (ctrl.ChangedNamespaces) stale = lid == LogPageId.ChangedNamespaceList && ctrl.ChangedNamespaces.Count > 0;
+        ctrl.UnmaskLogPage(lid, stale);
     }
 
     private static bool IsLogPageSupported(byte lid, Controller ctrl) => ctrl.IsDiscovery
@@ -149,9 +167,10 @@ public sealed partial class TargetConnection
             or LogPageId.ChangedNamespaceList or LogPageId.CommandsSupportedAndEffects;
 
     /// <summary>The whole log page in a pooled buffer (the caller returns it) of which <paramref name="length"/> bytes count.</summary>
-    private byte[] BuildLogPage(byte lid, Controller ctrl, bool retainEvent, out int length)
+    private byte[] BuildLogPage(byte lid, Controller ctrl, bool retainEvent, out int length, out ulong genctr)
     {
-        if (lid == LogPageId.Discovery) return BuildDiscoveryLog(ctrl, out length);
+        genctr = 0;
+        if (lid == LogPageId.Discovery) return BuildDiscoveryLog(ctrl, out length, out genctr);
         length = lid switch
         {
             LogPageId.ErrorInformation => LogPages.ErrorInformationEntrySize,
@@ -185,9 +204,9 @@ public sealed partial class TargetConnection
         }
     }
 
-    private byte[] BuildDiscoveryLog(Controller ctrl, out int length)
+    private byte[] BuildDiscoveryLog(Controller ctrl, out int length, out ulong genctr)
     {
-        var entries = _target.DiscoveryEntriesFor(ctrl.HostNqn, out ulong genctr);
+        var entries = _target.DiscoveryEntriesFor(ctrl.HostNqn, out genctr);
         length = LogPages.DiscoveryLogSize(entries.Count);
         var buffer = ArrayPool<byte>.Shared.Rent(length);
         buffer.AsSpan(0, length).Clear();
@@ -205,12 +224,12 @@ public sealed partial class TargetConnection
     }
 
     /// <summary>Completes parked AERs with pending events. An event whose log page the host has not read yet is
-    /// coalesced (the host reads the latest page anyway); a disabled notice is dropped.</summary>
+    /// held back until it does (see <see cref="Unmask"/>); a disabled notice is dropped.</summary>
     private void DeliverEvents(Controller ctrl)
     {
         while (_parkedAers.Count > 0 && ctrl.TryTakeEvent(out var e))
         {
-            if ((ctrl.AsyncEventConfig & e.ConfigBit) == 0 || !ctrl.MaskedLogPages.Add(e.LogPage)) continue;
+            if ((ctrl.AsyncEventConfig & e.ConfigBit) == 0 || !ctrl.TryMaskLogPage(e)) continue;
             var slot = _parkedAers[0];
             _parkedAers.RemoveAt(0);
             Complete(slot, NvmeStatus.Success, e.Dw0);

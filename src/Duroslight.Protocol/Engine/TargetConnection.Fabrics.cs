@@ -88,7 +88,9 @@ public sealed partial class TargetConnection
         bool discovery = subNqn == TargetOptions.DiscoveryNqn;
         Subsystem? subsystem = discovery ? null : _target.ResolveSubsystem(subNqn);
         if (!discovery && subsystem is null) return InvalidConnectParameter(IattrData | IpoDataSubNqn, out result);
-        if (!Nqn.IsValid(hostNqn)) return InvalidConnectParameter(IattrData | IpoDataHostNqn, out result);
+        // SPDK's tools send an empty Host NQN unless told one; like SPDK's and the kernel's targets we take it where
+        // any host is allowed. Where a host list is set, Allows("") is false and it gets Connect Invalid Host below.
+        if (hostNqn.Length != 0 && !Nqn.IsValid(hostNqn)) return InvalidConnectParameter(IattrData | IpoDataHostNqn, out result);
         if (subsystem is not null && !subsystem.Access.Allows(hostNqn))
         {
             result = IattrData | IpoDataHostNqn;
@@ -147,20 +149,39 @@ public sealed partial class TargetConnection
 
     private const uint Version = 0x0001_0300;
 
+    /// <summary>Properties end where the vendor-specific range starts (NVMe-oF property map 0h..FFFh).</summary>
+    private const uint PropertySpaceEnd = 0x1000;
+
+    /// <summary>
+    /// CAP (8 bytes), VS, CC, CSTS. Every other offset of the property space is reserved for a message-based
+    /// controller (CMBSZ, PMRCAP, BPINFO, NSSR without subsystem reset...) and reads as 0h, as reserved register
+    /// space does: SPDK's identify reads CMBSZ and PMRCAP and printed "Property Get failed" when they were refused.
+    /// A defined property read in another width (properties are read in their native width), a misaligned or
+    /// out-of-range offset, or a size other than 4 or 8 bytes is Invalid Field. Shutdown changes nothing here:
+    /// CC and CSTS stay readable during and after it.
+    /// </summary>
     private NvmeStatus PropertyGet(in SubmissionEntry cmd, Controller ctrl, out ulong value)
     {
-        bool eightBytes = (cmd.Cdw10 & 0x7) == 1;
-        value = (cmd.Cdw11, eightBytes) switch
+        value = 0;
+        uint size = cmd.Cdw10 & 0x7, offset = cmd.Cdw11;
+        if (size > 1) return NvmeStatus.InvalidField;
+        bool eightBytes = size == 1;
+        ulong? known = (offset, eightBytes) switch
         {
             (PropertyOffset.Cap, true) => Capabilities,
             (PropertyOffset.Vs, false) => Version,
             (PropertyOffset.Cc, false) => ctrl.Cc,
             (PropertyOffset.Csts, false) => ctrl.Csts,
-            _ => ulong.MaxValue,
+            _ => null,
         };
-        if (value != ulong.MaxValue) return NvmeStatus.Success;
-        value = 0;
-        return NvmeStatus.InvalidField;
+        if (known is { } v)
+        {
+            value = v;
+            return NvmeStatus.Success;
+        }
+        bool definedProperty = offset is PropertyOffset.Cap or PropertyOffset.Cap + 4 or PropertyOffset.Vs or PropertyOffset.Cc or PropertyOffset.Csts;
+        bool aligned = offset % (eightBytes ? 8u : 4u) == 0;
+        return !definedProperty && aligned && offset < PropertySpaceEnd ? NvmeStatus.Success : NvmeStatus.InvalidField;
     }
 
     private NvmeStatus PropertySet(in SubmissionEntry cmd, Controller ctrl)

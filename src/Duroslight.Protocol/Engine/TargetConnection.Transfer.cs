@@ -15,11 +15,19 @@ public sealed partial class TargetConnection
         var cmd = new SubmissionEntry(sqe);
         _sqHeadCount++;
         Controller?.Touch(_now);
-        if (_slotByCid.ContainsKey(cmd.CommandId))
+        if (_slotByCid.TryGetValue(cmd.CommandId, out int existing))
         {
-            // The original command keeps running; the duplicate is refused and its data dropped.
-            WriteResponse(cmd.CommandId, NvmeStatus.CommandIdConflict, 0);
-            return HeaderVerdict.Accept;
+            if (_slots[existing].State != CommandState.AwaitingEvent)
+            {
+                // The original command keeps running; the duplicate is refused and its data dropped.
+                WriteResponse(cmd.CommandId, NvmeStatus.CommandIdConflict, 0);
+                return HeaderVerdict.Accept;
+            }
+            // SPDK's host aborts its AERs locally before detaching, without telling us, and reuses their CIDs (its
+            // Property Get of CC then failed with Command ID Conflict). Such a host no longer waits for that AER:
+            // retire it silently; pending events stay queued for the next AER.
+            _parkedAers.Remove(_slots[existing]);
+            Release(_slots[existing]);
         }
         if (!_freeSlots.TryPop(out int index))
         {
@@ -151,8 +159,10 @@ public sealed partial class TargetConnection
     private void Complete(CommandSlot slot, NvmeStatus status, ulong result = 0)
     {
         var cmd = slot.Command;
-        // The host's SGL may be shorter than the data (even empty): send what fits, and never a zero-length C2HData.
-        int length = (int)Math.Min((uint)slot.DataLength, cmd.SglLength);
+        // On I/O queues the host's SGL bounds what we send (it protects the host's memory): send what fits, and never
+        // a zero-length C2HData. On admin and discovery queues the command defines the size (Identify 4096 bytes, Get
+        // Log Page NUMD), and some hosts (Lightbits' discovery-client) send a shorter SGL, even 0, expecting it all.
+        int length = QueueId == 0 ? slot.DataLength : (int)Math.Min((uint)slot.DataLength, cmd.SglLength);
         bool sendData = status.IsSuccess && slot.HasBuffer && length > 0
             && cmd.Direction == DataDirection.ControllerToHost;
         if (sendData)

@@ -63,6 +63,9 @@ public sealed partial class TargetConnection : IPduSink, IDisposable
     /// <summary>Bytes to send, in order. Call <see cref="ConsumeOutput"/> with what the socket took.</summary>
     public ReadOnlyMemory<byte> PendingOutput => _out.Pending;
 
+    /// <summary>The C2HTermReq this connection sent, if any: the driver logs it (the engine has no logger).</summary>
+    public Termination? SentTermination { get; private set; }
+
     /// <summary>The driver should stop reading, send what is pending, and close the socket.</summary>
     public bool WantsClose => _phase == Phase.Closing;
 
@@ -210,8 +213,10 @@ public sealed partial class TargetConnection : IPduSink, IDisposable
     private void Terminate(FramingError error)
     {
         if (_phase == Phase.Closing) return;
+        var header = _framer.CurrentHeader;
+        SentTermination = new Termination(error.Fes, error.Fei, header.IsEmpty ? null : (PduType)header[PduLayout.OffType]);
         int n = PduWriter.TermReq(_out.GetSpan(PduLayout.TermReqHeaderSize + PduLayout.TermReqMaxData),
-            PduType.C2HTermReq, error.Fes, error.Fei, _framer.CurrentHeader);
+            PduType.C2HTermReq, error.Fes, error.Fei, header);
         _out.Advance(n);
         Close();
     }

@@ -215,7 +215,7 @@ public static class LogPages
     /// <summary>
     /// Discovery log (70h): header GENCTR (0..7), NUMREC (8..15), RECFMT (16..17) = 0, then entry i at 1024 + 1024·i:
     /// TRTYPE 0 = 3 (TCP), ADRFAM 1, SUBTYPE 2, TREQ 3, PORTID 4..5, CNTLID 6..7 = FFFFh, ASQSZ 8..9, EFLAGS 10..11,
-    /// TRSVCID 32..63 (ASCII, space padded), SUBNQN 256..511 (NUL padded), TRADDR 512..767 (ASCII, space padded),
+    /// TRSVCID 32..63 (ASCII, NUL padded), SUBNQN 256..511 (NUL padded), TRADDR 512..767 (ASCII, NUL padded),
     /// TSAS 768..1023 (TCP: SECTYPE at 768). <paramref name="dst"/> must hold <see cref="DiscoveryLogSize"/> bytes;
     /// returns the bytes written. Serve the host's offset/length with <see cref="CopyWindow"/>.
     /// </summary>
@@ -239,9 +239,9 @@ public static class LogPages
             BinaryPrimitives.WriteUInt16LittleEndian(r[6..], DynamicControllerId);
             BinaryPrimitives.WriteUInt16LittleEndian(r[8..], e.AdminMaxSqSize);
             BinaryPrimitives.WriteUInt16LittleEndian(r[10..], e.EFlags);
-            WireStrings.WriteAsciiPadded(r.Slice(32, 32), e.TrSvcId);
+            WireStrings.WriteAscii(r.Slice(32, 32), e.TrSvcId, 0);
             WireStrings.WriteNqn(r.Slice(256, 256), e.SubNqn);
-            WireStrings.WriteAsciiPadded(r.Slice(512, 256), e.TrAddr);
+            WireStrings.WriteAscii(r.Slice(512, 256), e.TrAddr, 0);
             r[768] = e.SecType;
         }
         return size;

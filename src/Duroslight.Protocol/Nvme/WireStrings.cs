@@ -6,10 +6,11 @@ namespace Duroslight.Protocol.Nvme;
 /// The one place that writes (and reads back) the fixed-width text fields of NVMe data structures.
 /// Two conventions exist on the wire:
 /// <list type="bullet">
-/// <item><b>ASCII string</b> (NVMe Base "ASCII string" convention: SN, MN, FR, FRS<i>n</i>, and the discovery log entry's
-/// TRSVCID/TRADDR): printable ASCII 20h..7Eh, left-justified, padded with spaces (20h), no terminator.
-/// SPDK pads TRSVCID/TRADDR with spaces (<c>spdk_strcpy_pad(.., ' ')</c> in lib/nvmf/tcp.c) and libnvme trims trailing
-/// spaces when it reads a discovery log (<c>strchomp</c> in src/nvme/fabrics.c).</item>
+/// <item><b>ASCII string</b> (NVMe Base "ASCII string" convention: SN, MN, FR, FRS<i>n</i>): printable ASCII 20h..7Eh,
+/// left-justified, padded with spaces (20h), no terminator.</item>
+/// <item><b>Discovery log TRSVCID/TRADDR</b>: printable ASCII padded with NULs, as the Linux kernel target writes them.
+/// libnvme trims both spaces and NULs (<c>strchomp</c> in src/nvme/fabrics.c), but Lightbits' discovery-client strips
+/// only NULs, so space padding made it read port 0 and an address with trailing blanks.</item>
 /// <item><b>NQN</b> (SUBNQN in Identify Controller and in discovery log entries): UTF-8, NUL-terminated, the rest of the
 /// field NUL-filled. An NQN is at most 223 bytes, so a 256-byte field always keeps a terminator.</item>
 /// </list>

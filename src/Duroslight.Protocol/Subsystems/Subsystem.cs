@@ -1,7 +1,7 @@
 namespace Duroslight.Protocol.Subsystems;
 
 /// <summary>
-/// An NVM subsystem served by this node: the default one (pool 0) or an aux one (pool N, NQN "&lt;nqn&gt;:aux-N").
+/// An NVM subsystem served by this node: the default one (pool 0) or an aux one (pool N, NQN "&lt;nqn&gt;.aux-N").
 /// All share the target's namespaces; each has its own controller-ID pool and host access list.
 /// </summary>
 public sealed class Subsystem

@@ -33,7 +33,7 @@ public sealed class Target
         var subsystems = new List<Subsystem>();
         for (int pool = 0; pool <= options.AuxSubsystemCount; pool++)
         {
-            string nqn = pool == 0 ? options.SubsystemNqn : $"{options.SubsystemNqn}:aux-{pool}";
+            string nqn = pool == 0 ? options.SubsystemNqn : AuxNqn(options.SubsystemNqn, pool);
             var ids = new ControllerIdPool(options.NodeIndex, options.MaxControllersPerPool);
             subsystems.Add(new Subsystem(nqn, pool, ids, options.InitialHostAccess));
         }
@@ -52,13 +52,26 @@ public sealed class Target
     public NamespaceInfo[] Namespaces => _namespaces;
 
     /// <summary>
-    /// Maps a Connect SUBNQN to a subsystem: the bare NQN is pool 0, "&lt;nqn&gt;:aux-N" is pool N for N in
-    /// 1..AuxSubsystemCount; anything else (aux-0 included) is null.
+    /// The NQN of aux subsystem <paramref name="pool"/>: "&lt;nqn&gt;.aux-N", the form the product's host-side
+    /// discovery-client builds from its AuxSuffix setting.
+    /// </summary>
+    public static string AuxNqn(string subsystemNqn, int pool) =>
+        subsystemNqn + ".aux-" + pool.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>
+    /// Maps a Connect SUBNQN to a subsystem: the bare NQN is pool 0, "&lt;nqn&gt;.aux-N" is pool N for N in
+    /// 1..AuxSubsystemCount, and so is the older "&lt;nqn&gt;:aux-N" spelling; anything else (aux-0 included) is null.
     /// </summary>
     public Subsystem? ResolveSubsystem(string subNqn)
     {
         foreach (var s in Subsystems) if (string.Equals(s.Nqn, subNqn, StringComparison.Ordinal)) return s;
-        return null;
+        string prefix = Options.SubsystemNqn + ":aux-";
+        if (!subNqn.StartsWith(prefix, StringComparison.Ordinal)) return null;
+        var suffix = subNqn.AsSpan(prefix.Length);
+        // One digit only: ":aux-01" or ":aux-+1" must not alias pool 1.
+        if (suffix.Length != 1 || suffix[0] is < '1' or > '9') return null;
+        int pool = suffix[0] - '0';
+        return pool < Subsystems.Count ? Subsystems[pool] : null;
     }
 
     public NamespaceInfo? GetNamespace(uint nsid)
@@ -239,12 +252,31 @@ public sealed class Target
         }
     }
 
+    /// <summary>
+    /// A host read the discovery log (70h) with RAE=0 on one of its discovery controllers: the discovery-log-change
+    /// notice is re-armed on all of them, and one held back meanwhile is sent when the log changed since
+    /// <paramref name="genctrRead"/>.
+    /// </summary>
+    internal void OnDiscoveryLogRead(string hostNqn, ulong genctrRead)
+    {
+        lock (_lock)
+        {
+            bool stale = genctrRead < DiscoveryGeneration;
+            foreach (var c in _discoveryControllers)
+                if (string.Equals(c.HostNqn, hostNqn, StringComparison.Ordinal)) c.UnmaskLogPage(LogPageId.Discovery, stale);
+        }
+    }
+
     internal Controller? FindController(Subsystem subsystem, ushort cntlid)
     {
         lock (_lock) return _controllers.GetValueOrDefault((subsystem.PoolId, cntlid));
     }
 
-    /// <summary>The discovery log entries a host may see: reachable subsystems on every I/O listener, and referrals.</summary>
+    /// <summary>
+    /// The discovery log entries a host may see: the default subsystem (when it allows the host) on every I/O
+    /// listener, and referrals. Aux subsystems are reachable but not advertised: a host uses one of them, chosen on
+    /// the host, and hosts that connect every entry (Lightbits' discovery-client does) would otherwise connect to all.
+    /// </summary>
     internal List<DiscoveryEntry> DiscoveryEntriesFor(string hostNqn, out ulong genctr)
     {
         lock (_lock)
@@ -254,8 +286,8 @@ public sealed class Target
             foreach (var l in _listeners)
             {
                 if (l.IsDiscovery) continue;
-                foreach (var s in Subsystems)
-                    if (s.Access.Allows(hostNqn)) entries.Add(Entry(DiscoverySubtype.Nvm, l.PortId, l.TrSvcId, l.TrAddr, s.Nqn, l.IsIpv6));
+                var s = Subsystems[0];
+                if (s.Access.Allows(hostNqn)) entries.Add(Entry(DiscoverySubtype.Nvm, l.PortId, l.TrSvcId, l.TrAddr, s.Nqn, l.IsIpv6));
             }
             foreach (var r in _referrals)
                 entries.Add(Entry(DiscoverySubtype.Referral, r.PortId, r.TrSvcId, r.TrAddr, TargetOptions.DiscoveryNqn, r.TrAddr.Contains(':')));

@@ -6,7 +6,7 @@ public sealed record TargetOptions
     public const string DiscoveryNqn = "nqn.2014-08.org.nvmexpress.discovery";
     public const string DefaultSubsystemNqn = "nqn.2026-11.io.duroslight:default";
 
-    /// <summary>NQN of the default subsystem (pool 0); aux subsystems are "&lt;nqn&gt;:aux-N".</summary>
+    /// <summary>NQN of the default subsystem (pool 0); aux subsystems are "&lt;nqn&gt;.aux-N" (":aux-N" is accepted too).</summary>
     public string SubsystemNqn { get; init; } = DefaultSubsystemNqn;
 
     /// <summary>Number of auxiliary subsystems (0..4), each exposing every namespace of the default subsystem.</summary>

@@ -168,6 +168,10 @@ public sealed class PduFramer
             if (PduLayout.MayCarryDataDigest(type) && ddgst != DataDigest)
                 return Fail(TermReqFes.InvalidPduHeaderField, PduLayout.OffFlags, out error);
             if (type is PduType.H2CTermReq or PduType.C2HTermReq) { pdo = hlen; ddgst = false; }
+            // PDO 0 means "right after the header (and its digest)": Linux's and SPDK's targets accept it (they check
+            // PDO only against CPDA, which is 0 here), and Lightbits' discovery-client sends its Connect that way.
+            // A PDO inside the header or past PLEN is still refused.
+            else if (pdo == 0) pdo = _headerTarget;
             if (pdo < _headerTarget || pdo > plen)
                 return Fail(TermReqFes.InvalidPduHeaderField, PduLayout.OffPdo, out error);
             _pduHasDataDigest = ddgst;

@@ -60,4 +60,23 @@ public static class PduLayout
     /// <summary>Whether a PDU type may carry data with a data digest.</summary>
     public static bool MayCarryDataDigest(PduType type) =>
         type is PduType.CapsuleCmd or PduType.H2CData or PduType.C2HData;
+
+    /// <summary>The name of the header field at byte <paramref name="offset"/> of a PDU (what a TermReq's FEI points at), for logs.</summary>
+    public static string FieldName(PduType type, uint offset) => (type, offset) switch
+    {
+        (_, OffType) => "PDU-TYPE",
+        (_, OffFlags) => "FLAGS",
+        (_, OffHlen) => "HLEN",
+        (_, OffPdo) => "PDO",
+        (_, OffPlen) => "PLEN",
+        (PduType.ICReq, OffPfv) => "PFV",
+        (PduType.ICReq, OffHpdaOrCpda) => "HPDA",
+        (PduType.ICReq, OffDigest) => "DGST",
+        (PduType.ICReq, OffMaxR2TOrMaxH2CData) => "MAXR2T",
+        (PduType.H2CData, OffCccid) => "CCCID",
+        (PduType.H2CData, OffTtag) => "TTAG",
+        (PduType.H2CData, OffDataOffset) => "DATAO",
+        (PduType.H2CData, OffDataLength) => "DATAL",
+        _ => "byte " + offset.ToString(System.Globalization.CultureInfo.InvariantCulture),
+    };
 }

@@ -177,8 +177,9 @@ public sealed class ControlApi(NodeHost node, ILogger logger)
     {
         var all = node.Target.Subsystems;
         if (key == "all") return [.. all];
+        if (node.Target.ResolveSubsystem(key) is { } byNqn) return [byNqn]; // either aux NQN form, as Connect takes them
         foreach (var s in all)
-            if (s.Nqn == key || key == (s.PoolId == 0 ? "default" : $"aux-{s.PoolId}") || key == s.PoolId.ToString(System.Globalization.CultureInfo.InvariantCulture))
+            if (key == (s.PoolId == 0 ? "default" : $"aux-{s.PoolId}") || key == s.PoolId.ToString(System.Globalization.CultureInfo.InvariantCulture))
                 return [s];
         throw ControlException.NotFound($"no subsystem '{key}' (all, default, aux-1..aux-{all.Count - 1}, a pool number or an NQN)");
     }

@@ -29,8 +29,8 @@ internal static class GftlMetrics
             text.Sample("duroslight_gftl_physical_bytes", store.DeviceUsedBytes(d), ("type", "used"), ("device", d.ToString(CultureInfo.InvariantCulture)));
         text.Family("duroslight_gftl_free_segments", "gauge", "Segments free for new writes.");
         text.Sample("duroslight_gftl_free_segments", store.FreeSegments);
-        text.Family("duroslight_gftl_gc_segments_cleaned", "counter", "Segments the collector has freed since start.");
-        text.Sample("duroslight_gftl_gc_segments_cleaned", store.GcSegmentsCleaned);
+        text.Family("duroslight_gftl_gc_segments_cleaned_total", "counter", "Segments the collector has freed since start.");
+        text.Sample("duroslight_gftl_gc_segments_cleaned_total", store.GcSegmentsCleaned);
         text.Family("duroslight_gftl_write_amplification", "gauge", "Bytes written to the devices per byte of user data since start.");
         text.Sample("duroslight_gftl_write_amplification", store.WriteAmplification);
     }

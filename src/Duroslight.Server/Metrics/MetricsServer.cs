@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Sockets;
 using Duroslight.Server.Hosting;
 using Microsoft.Extensions.Logging;
 
@@ -12,18 +11,7 @@ public sealed class MetricsServer(NodeHost node, ILogger logger) : IAsyncDisposa
 
     public void Start(IPEndPoint endPoint)
     {
-        var listener = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-        try
-        {
-            listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
-            listener.Bind(endPoint);
-            listener.Listen(64);
-        }
-        catch
-        {
-            listener.Dispose();
-            throw;
-        }
+        var listener = ListenSocket.Open(endPoint, "metrics", 64);
         _http = new MiniHttpServer(listener, Handle, logger);
         _http.Start();
         logger.LogInformation("metrics on http://{Endpoint}/metrics", listener.LocalEndPoint);

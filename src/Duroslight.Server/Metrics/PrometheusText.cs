@@ -10,8 +10,11 @@ public sealed class PrometheusText
 
     private readonly StringBuilder _text = new();
 
+    /// <exception cref="ArgumentException">a counter whose name does not end in _total (promtool rejects it).</exception>
     public PrometheusText Family(string name, string type, string help)
     {
+        if (type == "counter" && !name.EndsWith("_total", StringComparison.Ordinal))
+            throw new ArgumentException($"counter '{name}' must end in _total", nameof(name));
         _text.Append("# HELP ").Append(name).Append(' ').Append(help.Replace("\\", "\\\\").Replace("\n", "\\n")).Append('\n');
         _text.Append("# TYPE ").Append(name).Append(' ').Append(type).Append('\n');
         return this;

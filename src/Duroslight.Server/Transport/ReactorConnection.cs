@@ -215,6 +215,8 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, ISha
         if (!_closing)
         {
             _closing = true;
+            // A host we cut off needs to know why (a PDU field it got wrong), not just see the socket close.
+            if (_engine.SentTermination is { } t) _logger.LogInformation("connection {Peer} terminated: {Termination}", Peer, t);
             _engine.OnTransportClosed();
             // Ends a receive still armed (it completes with 0) and a send stuck on a host that stopped reading (EPIPE).
             Posix.Shutdown(_fd);

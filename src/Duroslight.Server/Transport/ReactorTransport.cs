@@ -4,6 +4,7 @@ using Duroslight.Protocol.Subsystems;
 using Duroslight.Reactor;
 using Duroslight.Reactor.Interop;
 using Duroslight.Server.Execution;
+using Duroslight.Server.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace Duroslight.Server.Transport;
@@ -44,11 +45,8 @@ public sealed class ReactorTransport : ITransport
     {
         foreach (var endpoint in endpoints)
         {
-            var listener = new Socket(endpoint.EndPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-            listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
-            listener.Bind(endpoint.EndPoint);
-            listener.Listen(1024);
             bool discovery = endpoint.IsDiscovery;
+            var listener = ListenSocket.Open(endpoint.EndPoint, discovery ? "NVMe/TCP discovery" : "NVMe/TCP", 1024);
             var acceptor = new Acceptor(_shards[0], listener, fd => Adopt(fd, discovery),
                 errno => Logger.LogWarning("accept on {Endpoint} failed: errno {Errno}", endpoint.EndPoint, errno));
             _listeners.Add((listener, acceptor));

@@ -122,7 +122,7 @@ public class ConnectTests
     public void Aux_subsystem_1_accepts_connections_with_its_own_cntlids()
     {
         var fabric = new Fabric();
-        string aux1 = fabric.SubNqn + ":aux-1";
+        string aux1 = fabric.SubNqn + ".aux-1";
         var admin = fabric.Admin(aux1);
         var io = fabric.Io(admin, 1, subNqn: aux1);
         Assert.False(io.Closed);
@@ -132,9 +132,14 @@ public class ConnectTests
     }
 
     [Theory]
+    [InlineData(".aux-0")]
     [InlineData(":aux-0")]
+    [InlineData(".aux-5")]
+    [InlineData(":aux-5")]
     [InlineData(":aux-9")]
+    [InlineData(":aux-01")]
     [InlineData(":aux-x")]
+    [InlineData(".aux-x")]
     [InlineData(":garbage")]
     public void Unknown_subsystem_nqn_is_ConnectInvalidParameters_pointing_at_SUBNQN(string suffix)
     {
@@ -165,7 +170,7 @@ public class ConnectTests
         Assert.Equal(0x84, cqe.Status.Sc);
         Assert.Equal((1u << 16) | 512, (uint)cqe.Result);
         // aux-1 still allows anyone.
-        Assert.True(fabric.Connect(subNqn: fabric.SubNqn + ":aux-1").Cqe.Status.IsSuccess);
+        Assert.True(fabric.Connect(subNqn: fabric.SubNqn + ".aux-1").Cqe.Status.IsSuccess);
     }
 
     [Fact]

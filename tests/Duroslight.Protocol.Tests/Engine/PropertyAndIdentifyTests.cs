@@ -25,12 +25,12 @@ public class PropertyAndIdentifyTests
     }
 
     [Fact]
-    public void VS_is_1_3_and_unknown_properties_are_invalid()
+    public void VS_is_1_3_and_properties_beyond_the_property_space_are_invalid()
     {
         var fabric = new Fabric();
         var (admin, _) = fabric.Connect();
         Assert.Equal(0x0001_0300UL, fabric.ExecOk(admin, NvmeCommands.PropertyGet(PropertyOffset.Vs, false)).Result);
-        Assert.Equal(NvmeStatus.InvalidField, fabric.Exec(admin, NvmeCommands.PropertyGet(0x40, false)).Status);
+        Assert.Equal(NvmeStatus.InvalidField, fabric.Exec(admin, NvmeCommands.PropertyGet(0x1040, false)).Status);
         Assert.Equal(NvmeStatus.InvalidField, fabric.Exec(admin, NvmeCommands.PropertySet(PropertyOffset.Csts, 1)).Status);
     }
 
@@ -103,9 +103,9 @@ public class PropertyAndIdentifyTests
     public void Identify_controller_of_aux_and_discovery_subsystems()
     {
         var fabric = new Fabric();
-        var aux = fabric.Admin(fabric.SubNqn + ":aux-2");
+        var aux = fabric.Admin(fabric.SubNqn + ".aux-2");
         var auxInfo = IdentifyController(fabric, aux);
-        Assert.Equal(fabric.SubNqn + ":aux-2", auxInfo.SubsystemNqn);
+        Assert.Equal(fabric.SubNqn + ".aux-2", auxInfo.SubsystemNqn);
         Assert.Equal(aux.Cntlid, auxInfo.Cntlid);
 
         var disc = fabric.Admin(TargetOptions.DiscoveryNqn);

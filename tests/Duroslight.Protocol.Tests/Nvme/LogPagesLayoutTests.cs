@@ -167,11 +167,11 @@ public class LogPagesLayoutTests
         Assert.Equal(32, U16(b, e + 8));     // ASQSZ
         Assert.Equal(0, U16(b, e + 10));     // EFLAGS
         Assert.True(AllZero(b, e + 12, e + 32));
-        Assert.Equal("4420".PadRight(32), Text(b, e + 32, 32));       // TRSVCID space padded
+        Assert.Equal("4420".PadRight(32, '\0'), Text(b, e + 32, 32)); // TRSVCID NUL padded (as the kernel target)
         Assert.True(AllZero(b, e + 64, e + 256));
         Assert.Equal("nqn.2024-01.io.duroslight:subsys1", WireStrings.ReadNqn(b.AsSpan(e + 256, 256)));
         Assert.True(AllZero(b, e + 256 + 33, e + 512));               // SUBNQN NUL padded
-        Assert.Equal("192.168.1.10".PadRight(256), Text(b, e + 512, 256)); // TRADDR space padded
+        Assert.Equal("192.168.1.10".PadRight(256, '\0'), Text(b, e + 512, 256)); // TRADDR NUL padded
         Assert.Equal(0, b[e + 768]);                                  // TSAS SECTYPE none
         Assert.True(AllZero(b, e + 769, e + 1024));
 
@@ -179,8 +179,8 @@ public class LogPagesLayoutTests
         Assert.Equal(2, b[s + 1]);   // IPv6
         Assert.Equal(3, b[s + 2]);   // current discovery subsystem
         Assert.Equal(3, U16(b, s + 10));
-        Assert.Equal("8009".PadRight(32), Text(b, s + 32, 32));
-        Assert.Equal("fe80::1".PadRight(256), Text(b, s + 512, 256));
+        Assert.Equal("8009".PadRight(32, '\0'), Text(b, s + 32, 32));
+        Assert.Equal("fe80::1".PadRight(256, '\0'), Text(b, s + 512, 256));
     }
 
     [Fact]
