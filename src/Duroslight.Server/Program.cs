@@ -26,6 +26,11 @@ public static class Program
             Console.Error.WriteLine($"duroslight: unknown command '{args[0]}'\n{CommandLine.Usage}");
             return 2;
         }
+        if (args.Contains("--help") || args.Contains("-h"))
+        {
+            Console.Out.Write(CommandLine.Usage);
+            return 0;
+        }
         ServeSettings settings;
         try
         {
