@@ -1,9 +1,11 @@
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
 using Duroslight.Server.Cli;
 using Duroslight.Server.Control;
 using Duroslight.Server.Hosting;
 using Duroslight.Storage.Volumes;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Hosting.Systemd;
 using Microsoft.Extensions.Logging;
 
 namespace Duroslight.Server;
@@ -24,6 +26,11 @@ public static class Program
             Console.Error.WriteLine($"duroslight: unknown command '{args[0]}'\n{CommandLine.Usage}");
             return 2;
         }
+        if (args.Contains("--help") || args.Contains("-h"))
+        {
+            Console.Out.Write(CommandLine.Usage);
+            return 0;
+        }
         ServeSettings settings;
         try
         {
@@ -37,28 +44,41 @@ public static class Program
         return await ServeAsync(settings).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// The generic host runs the node: its console lifetime handles SIGTERM/SIGINT (graceful stop, exit 0), the
+    /// systemd notifier reports the lifecycle. Exit 1 when the node cannot start (the reason is logged).
+    /// </summary>
     private static async Task<int> ServeAsync(ServeSettings settings)
     {
-        using var loggers = LoggerFactory.Create(b => b
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Logging
             .AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fff "; o.UseUtcTimestamp = true; })
-            .SetMinimumLevel(settings.LogLevel));
-        var logger = loggers.CreateLogger("duroslight");
-        var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });
-        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.TrySetResult(); });
-        await using var node = new NodeHost(settings, loggers);
+            .SetMinimumLevel(settings.LogLevel)
+            // The node logs its own start, listeners and stop; the frameworks speak only about problems.
+            .AddFilter("Microsoft", LogLevel.Warning)
+            .AddFilter("Microsoft.Extensions.Hosting", LogLevel.None);
+        builder.Services.Configure<ConsoleLifetimeOptions>(o => o.SuppressStatusMessages = true);
+        // The drain limit plus time to flush: the host must not give up on a graceful stop before systemd does.
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = settings.DrainTimeout + TimeSpan.FromSeconds(60));
+        builder.Services.AddSingleton<ISystemdNotifier, SystemdNotifier>();
+        builder.Services.AddSingleton(sp => new NodeHost(settings, sp.GetRequiredService<ILoggerFactory>())
+        {
+            StateChanged = NodeService.Notifier(sp.GetRequiredService<ISystemdNotifier>(), sp.GetRequiredService<ILoggerFactory>().CreateLogger("duroslight")),
+        });
+        builder.Services.AddHostedService<NodeService>();
+        using var host = builder.Build();
+        var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("duroslight");
         try
         {
-            node.Start();
+            await host.StartAsync().ConfigureAwait(false);
         }
         catch (Exception e) when (e is UsageException or Reactor.ReactorUnavailableException or VolumeStoreException or SocketException or IOException or UnauthorizedAccessException or ArgumentException or InvalidOperationException)
         {
             logger.LogCritical("cannot start: {Error}", e.Message);
+            await host.Services.GetRequiredService<NodeHost>().StopAsync().ConfigureAwait(false);
             return 1;
         }
-        await Task.WhenAny(stop.Task, node.ShutdownRequested).ConfigureAwait(false);
-        logger.LogInformation("shutting down");
-        await node.StopAsync().ConfigureAwait(false);
+        await host.WaitForShutdownAsync().ConfigureAwait(false);
         return 0;
     }
 }

@@ -158,4 +158,40 @@ public sealed class CommandLineTests
         Assert.Equal("192.0.2.10", s.AdvertisedAddress);
         Assert.Equal([0, 1, 2, 3], s.Cores);
     }
+
+    [Fact]
+    public void Help_and_the_readme_table_list_every_option_of_the_one_table()
+    {
+        string usage = CommandLine.Usage;
+        var rows = File.ReadAllLines(Path.Combine(RepoRoot(), "README.md"))
+            .Where(l => l.StartsWith("| `", StringComparison.Ordinal))
+            .Select(l => l.Split('|', StringSplitOptions.TrimEntries))
+            .Where(cells => cells.Length == 6 && ServeOptions.ByKey(cells[1].Trim('`')) is not null)
+            .ToDictionary(cells => cells[1].Trim('`'), cells => cells[2]);
+        foreach (var option in ServeOptions.All)
+        {
+            if (option.Flag is not null) Assert.Contains(option.Flag + (option.Value is null ? "" : " " + option.Value), usage);
+            if (option.Key is null) continue;
+            Assert.True(rows.ContainsKey(option.Key), $"README's configuration table has no row for '{option.Key}'");
+            if (option.Flag is not null) Assert.Contains($"`{option.Flag}`", rows[option.Key]);
+        }
+    }
+
+    [Fact]
+    public void Repeated_flags_replace_the_config_list()
+    {
+        string path = Path.GetTempFileName();
+        File.WriteAllText(path, "allowed_hosts: [nqn.h:file]\nreferrals: [10.0.0.1:8009]\n");
+        var s = CommandLine.ParseServe(["--config", path, "--allow-host", "nqn.h:1", "--allow-host", "nqn.h:2"]);
+        Assert.Equal(["nqn.h:1", "nqn.h:2"], s.AllowedHosts);
+        Assert.Equal("10.0.0.1:8009", Assert.Single(s.Referrals).ToString());
+        Assert.True(CommandLine.ParseServe(["--memory"]).InMemory);
+    }
+
+    private static string RepoRoot()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Duroslight.sln"))) dir = dir.Parent;
+        return dir?.FullName ?? throw new InvalidOperationException("no Duroslight.sln above the test binaries");
+    }
 }

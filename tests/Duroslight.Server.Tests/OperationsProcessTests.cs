@@ -34,9 +34,9 @@ public sealed class OperationsProcessTests
             process.BeginOutputReadLine();
             process.BeginErrorReadLine();
 
-            var buffer = new byte[256];
-            int n = await notify.ReceiveAsync(buffer, SocketFlags.None).WaitAsync(Limit);
-            Assert.StartsWith("READY=1", Encoding.UTF8.GetString(buffer, 0, n));
+            // Each lifecycle state as STATUS=, READY=1 with Active (systemd's Type=notify waits for it).
+            Assert.Equal(["STATUS=Gftl", "STATUS=Duroslight", "STATUS=Activating", "READY=1\nSTATUS=Active"],
+                await NotificationsUntilAsync(notify, "READY=1"));
 
             var (code, stdout, _) = await Cli("status", "--socket", sock);
             Assert.Equal(0, code);
@@ -62,8 +62,7 @@ public sealed class OperationsProcessTests
 
             (code, _, _) = await Cli("ctl", "--socket", sock, "shutdown");
             Assert.Equal(0, code);
-            n = await notify.ReceiveAsync(buffer, SocketFlags.None).WaitAsync(Limit);
-            Assert.StartsWith("STOPPING=1", Encoding.UTF8.GetString(buffer, 0, n));
+            Assert.Equal(["STOPPING=1\nSTATUS=Draining", "STATUS=Stopped"], await NotificationsUntilAsync(notify, "STATUS=Stopped"));
             await process.WaitForExitAsync().WaitAsync(Limit);
             Assert.Equal(0, process.ExitCode);
             Assert.False(File.Exists(sock));
@@ -91,6 +90,19 @@ public sealed class OperationsProcessTests
         await process.WaitForExitAsync().WaitAsync(Limit);
         Assert.Equal(1, process.ExitCode);
         Assert.Contains("in use by another process", output);
+    }
+
+    /// <summary>sd_notify datagrams as the process sent them, up to and including the first that contains <paramref name="last"/>.</summary>
+    private static async Task<List<string>> NotificationsUntilAsync(Socket notify, string last)
+    {
+        var messages = new List<string>();
+        var buffer = new byte[256];
+        while (messages.Count == 0 || !messages[^1].Contains(last, StringComparison.Ordinal))
+        {
+            int n = await notify.ReceiveAsync(buffer, SocketFlags.None).WaitAsync(Limit);
+            messages.Add(Encoding.UTF8.GetString(buffer, 0, n));
+        }
+        return messages;
     }
 
     private static async Task<(int Code, string Stdout, string Stderr)> Cli(params string[] args)

@@ -53,7 +53,7 @@ public sealed class PduFramer
     private int _dataLength;
     private int _dataFilled;
     private bool _pduHasDataDigest;
-    private uint _dataCrc;
+    private readonly System.IO.Hashing.Crc32 _dataCrc = Crc32C.CreateRunning();
     private int _digestFilled;
 
     /// <param name="sink">Receives the PDUs.</param>
@@ -186,7 +186,7 @@ public sealed class PduFramer
             throw new InvalidOperationException("PDU sink returned a destination of the wrong length");
         _dataLength = dataLength;
         _dataFilled = 0;
-        _dataCrc = Crc32C.Seed;
+        _dataCrc.Reset();
         _digestFilled = 0;
         if (dataLength == 0) return CompletePdu(true, out error);
         _phase = _padLeft > 0 ? Phase.Padding : Phase.Data;
@@ -211,7 +211,7 @@ public sealed class PduFramer
         int take = Math.Min(_dataLength - _dataFilled, input.Length);
         var chunk = input[..take];
         if (!_data.IsEmpty) chunk.CopyTo(_data.Span[_dataFilled..]);
-        if (_pduHasDataDigest) _dataCrc = Crc32C.Append(_dataCrc, chunk);
+        if (_pduHasDataDigest) _dataCrc.Append(chunk);
         input = input[take..];
         _dataFilled += take;
         if (_dataFilled < _dataLength) return HeaderVerdict.Accept;
@@ -231,7 +231,7 @@ public sealed class PduFramer
         input = input[take..];
         _digestFilled += take;
         if (_digestFilled < PduLayout.DigestSize) return HeaderVerdict.Accept;
-        bool ok = BinaryPrimitives.ReadUInt32LittleEndian(_digest) == Crc32C.Finish(_dataCrc);
+        bool ok = BinaryPrimitives.ReadUInt32LittleEndian(_digest) == _dataCrc.GetCurrentHashAsUInt32();
         return CompletePdu(ok, out error);
     }
 

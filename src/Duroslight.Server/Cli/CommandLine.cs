@@ -7,96 +7,42 @@ namespace Duroslight.Server.Cli;
 /// <summary>A command-line or config mistake, reported to the operator as one clear line.</summary>
 public sealed class UsageException(string message) : Exception(message);
 
-/// <summary>Parses `duroslight serve` flags on top of the settings from the config file (flags win).</summary>
+/// <summary>Parses `duroslight serve` flags on top of the config file (flags win), and the value syntaxes both share.</summary>
 public static class CommandLine
 {
-    public const string Usage = """
-        usage: duroslight serve [options]
-          --config FILE         YAML config file (flags override it)
-          --listen ADDR:PORT    NVMe/TCP I/O listener            (default 127.0.0.1:4420)
-          --discovery ADDR:PORT discovery listener               (default 127.0.0.1:8009)
-          --metrics ADDR:PORT   Prometheus /metrics, or 'off'    (default 127.0.0.1:9180)
-          --advertise ADDR      traddr of the I/O listener in discovery log entries (default: the listen address)
-          --discovery-advertise ADDR  traddr of the discovery listener (default: --advertise)
-          --control-socket PATH control API Unix socket          (default DATA_DIR/control.sock)
-          --cluster NAME        cluster identity                 (default duroslight)
-          --max-controllers N   controllers per subsystem pool 1..2030 (default 2030)
-          --max-ctrl-io-queues N  I/O queues per controller     (default 32)
-          --referral ADDR:PORT  referral to another node's discovery service (repeatable)
-          --data-dir DIR        data directory                   (default ./duroslight-data)
-          --nqn NQN             default subsystem NQN            (default nqn.2026-11.io.duroslight:default)
-          --aux-count N         auxiliary subsystems 0..4        (default 4)
-          --node-index N        node index in the cluster 0..31  (default 0)
-          --allow-host NQN      allow only these hosts (repeatable; default: any host)
-          --volume-size SIZE    size of the volume created in an empty data dir (default 1G)
-          --memory              keep volumes in memory (tests, benchmarks); nothing persists
-          --cores LIST          CPUs to run shards on, one pinned shard each, e.g. 0-3,6 (default: every allowed CPU)
-          --poll MODE           sleep|busy: how an idle shard waits   (default sleep)
-          --store KIND          gftl | sparse | memory           (default gftl)
-          --device PATH[:SIZE]  a GFTL device, in set order (repeatable; a missing file is created with SIZE;
-                                default: one sparse file in the data dir)
-          --log-level LEVEL     trace|debug|information|warning|error (default information)
-        """;
+    /// <summary>`serve --help`, from the option table.</summary>
+    public static string Usage => ServeOptions.Usage();
 
+    /// <summary>
+    /// Flags from <see cref="ServeOptions"/> over the config file's settings. A repeatable flag's values replace the
+    /// file's list as a whole.
+    /// </summary>
     public static ServeSettings ParseServe(IReadOnlyList<string> args)
     {
         var settings = ConfigFile.Find(args) is { } path ? ConfigFile.Load(path) : new ServeSettings();
-        var allowed = new List<string>();
-        var referrals = new List<IPEndPoint>();
-        var devices = new List<Storage.Gftl.GftlDeviceSpec>();
+        var lists = new Dictionary<ServeOption, List<string>>();
         for (int i = 0; i < args.Count; i++)
         {
             string flag = args[i];
-            string Next() => i + 1 < args.Count ? args[++i] : throw new UsageException($"{flag} needs a value");
-            settings = flag switch
+            var option = ServeOptions.ByFlag(flag) ?? throw new UsageException($"unknown option '{flag}'");
+            if (option.IsSwitch)
             {
-                "--config" => Skip(settings, Next()),
-                "--listen" => settings with { Listen = ParseEndPoint(flag, Next()) },
-                "--discovery" => settings with { Discovery = ParseEndPoint(flag, Next()) },
-                "--metrics" => settings with { Metrics = Next() is "off" ? null : ParseEndPoint(flag, args[i]) },
-                "--advertise" => settings with { AdvertiseAddress = Next() },
-                "--discovery-advertise" => settings with { DiscoveryAdvertiseAddress = Next() },
-                "--control-socket" => settings with { ControlSocket = Next() },
-                "--cluster" => settings with { ClusterId = Next() },
-                "--max-controllers" => settings with { MaxControllersPerPool = ParseInt(flag, Next(), 1, 2030) },
-                "--max-ctrl-io-queues" => settings with { MaxCtrlIoQueues = ParseInt(flag, Next(), 1, 65534) },
-                "--referral" => AddReferral(settings, referrals, ParseEndPoint(flag, Next())),
-                "--data-dir" => settings with { DataDirectory = Next() },
-                "--nqn" => settings with { SubsystemNqn = Next() },
-                "--aux-count" => settings with { AuxSubsystemCount = ParseInt(flag, Next(), 0, 4) },
-                "--node-index" => settings with { NodeIndex = ParseInt(flag, Next(), 0, 31) },
-                "--allow-host" => AddHost(settings, allowed, Next()),
-                "--volume-size" => settings with { DefaultVolumeBytes = ParseSize(flag, Next()) },
-                "--memory" => settings with { InMemory = true },
-                "--cores" => settings with { Cores = ParseCpuList(flag, Next()) },
-                "--poll" => settings with { Poll = ParsePollMode(flag, Next()) },
-                "--store" => ParseStore(settings, flag, Next()),
-                "--device" => AddDevice(settings, devices, flag, Next()),
-                "--log-level" => settings with { LogLevel = ParseLevel(Next()) },
-                _ => throw new UsageException($"unknown option '{flag}'"),
-            };
+                settings = option.Apply!(settings, flag, "true");
+                continue;
+            }
+            string value = i + 1 < args.Count ? args[++i] : throw new UsageException($"{flag} needs a value");
+            if (option.ApplyList is not null)
+            {
+                if (!lists.TryGetValue(option, out var values)) lists[option] = values = [];
+                values.Add(value);
+            }
+            else
+            {
+                settings = option.Apply!(settings, flag, value);
+            }
         }
+        foreach (var (option, values) in lists) settings = option.ApplyList!(settings, option.Flag!, values);
         return settings;
-    }
-
-    private static ServeSettings Skip(ServeSettings s, string _) => s;
-
-    private static ServeSettings AddHost(ServeSettings s, List<string> allowed, string nqn)
-    {
-        allowed.Add(nqn);
-        return s with { AllowedHosts = [.. allowed] };
-    }
-
-    private static ServeSettings AddReferral(ServeSettings s, List<IPEndPoint> referrals, IPEndPoint ep)
-    {
-        referrals.Add(ep);
-        return s with { Referrals = [.. referrals] };
-    }
-
-    private static ServeSettings AddDevice(ServeSettings s, List<Storage.Gftl.GftlDeviceSpec> devices, string flag, string text)
-    {
-        devices.Add(ParseDevice(flag, text));
-        return s with { Devices = [.. devices] };
     }
 
     public static ServeSettings ParseStore(ServeSettings s, string what, string kind) => kind switch

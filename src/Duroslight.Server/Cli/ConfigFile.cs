@@ -5,7 +5,7 @@ using YamlDotNet.RepresentationModel;
 namespace Duroslight.Server.Cli;
 
 /// <summary>
-/// The YAML config file (README "Configuration" lists every key and its default). Keys are snake_case; a
+/// The YAML config file: the keys of <see cref="ServeOptions"/> (README "Configuration" lists them). Keys are snake_case; a
 /// listener is "ADDR:PORT" or a mapping {address, advertise}. Every error names the file, line and key.
 /// </summary>
 public static class ConfigFile
@@ -59,38 +59,17 @@ public static class ConfigFile
         return settings;
     }
 
-    private static ServeSettings Apply(ServeSettings s, string key, YamlNode node) => key switch
+    /// <summary>One key, as <see cref="ServeOptions"/> says: a mapping/list parser, a list of values, or one value.</summary>
+    private static ServeSettings Apply(ServeSettings s, string key, YamlNode node)
     {
-        "listen" => Listener(node, key, out string? adv) is var ep ? s with { Listen = ep, AdvertiseAddress = adv ?? s.AdvertiseAddress } : s,
-        "discovery" => Listener(node, key, out string? adv) is var ep ? s with { Discovery = ep, DiscoveryAdvertiseAddress = adv ?? s.DiscoveryAdvertiseAddress } : s,
-        "metrics" => s with { Metrics = Scalar(node) is "off" ? null : CommandLine.ParseEndPoint(key, Scalar(node)) },
-        "advertise" => s with { AdvertiseAddress = Scalar(node) },
-        "data_dir" => s with { DataDirectory = Scalar(node) },
-        "control_socket" => s with { ControlSocket = Scalar(node) },
-        "nqn" => s with { SubsystemNqn = Scalar(node) },
-        "aux_count" => s with { AuxSubsystemCount = CommandLine.ParseInt(key, Scalar(node), 0, 4) },
-        "node_index" => s with { NodeIndex = CommandLine.ParseInt(key, Scalar(node), 0, 31) },
-        "cluster" => s with { ClusterId = Scalar(node) },
-        "allowed_hosts" => s with { AllowedHosts = Sequence(node) },
-        "hosts" => s with { SubsystemHosts = HostLists(node, key, s.AuxSubsystemCount) },
-        "volume_size" => s with { DefaultVolumeBytes = CommandLine.ParseSize(key, Scalar(node)) },
-        "volumes" => s with { Volumes = VolumeSpecs(node, key) },
-        "max_controllers_per_pool" => s with { MaxControllersPerPool = CommandLine.ParseInt(key, Scalar(node), 1, 2030) },
-        "max_ctrl_io_queues" => s with { MaxCtrlIoQueues = CommandLine.ParseInt(key, Scalar(node), 1, 65534) },
-        "keep_alive" => s with { DiscoveryKatoMs = KeepAlive(node, key) },
-        "referrals" => s with { Referrals = Referrals(node, key) },
-        "drain_timeout_s" => s with { DrainTimeout = TimeSpan.FromSeconds(CommandLine.ParseInt(key, Scalar(node), 1, 3600)) },
-        "memory" => s with { InMemory = Scalar(node) is "true" or "yes" },
-        "cores" => s with { Cores = CommandLine.ParseCpuList(key, Scalar(node)) },
-        "poll_mode" => s with { Poll = CommandLine.ParsePollMode(key, Scalar(node)) },
-        "store" => CommandLine.ParseStore(s, key, Scalar(node)),
-        "devices" => s with { Devices = Array.ConvertAll(Sequence(node), d => CommandLine.ParseDevice(key, d)) },
-        "log_level" => s with { LogLevel = CommandLine.ParseLevel(Scalar(node)) },
-        _ => throw new UsageException("unknown key"),
-    };
+        var option = ServeOptions.ByKey(key) ?? throw new UsageException("unknown key");
+        if (option.ApplyYaml is not null) return option.ApplyYaml(s, key, node);
+        if (option.ApplyList is not null) return option.ApplyList(s, key, Sequence(node));
+        return option.Apply!(s, key, Scalar(node));
+    }
 
     /// <summary>"ADDR:PORT" or {address: ADDR:PORT, advertise: ADDR}.</summary>
-    private static IPEndPoint Listener(YamlNode node, string key, out string? advertise)
+    internal static IPEndPoint Listener(YamlNode node, string key, out string? advertise)
     {
         advertise = null;
         if (node is YamlScalarNode) return CommandLine.ParseEndPoint(key, Scalar(node));
@@ -109,7 +88,7 @@ public static class ConfigFile
     }
 
     /// <summary>{default: [nqn...], aux-1: [...]}: host lists per subsystem.</summary>
-    private static Dictionary<int, IReadOnlyList<string>> HostLists(YamlNode node, string key, int auxCount)
+    internal static Dictionary<int, IReadOnlyList<string>> HostLists(YamlNode node, string key, int auxCount)
     {
         var lists = new Dictionary<int, IReadOnlyList<string>>();
         foreach (var (k, v) in Mapping(node, key))
@@ -124,7 +103,7 @@ public static class ConfigFile
         return lists;
     }
 
-    private static List<VolumeSpec> VolumeSpecs(YamlNode node, string key)
+    internal static List<VolumeSpec> VolumeSpecs(YamlNode node, string key)
     {
         if (node is not YamlSequenceNode seq) throw new UsageException("expected a list of {name, size}");
         var specs = new List<VolumeSpec>();
@@ -148,7 +127,7 @@ public static class ConfigFile
         return specs;
     }
 
-    private static int KeepAlive(YamlNode node, string key)
+    internal static int KeepAlive(YamlNode node, string key)
     {
         int discoveryKatoMs = 120_000;
         foreach (var (k, v) in Mapping(node, key))
@@ -159,14 +138,6 @@ public static class ConfigFile
                 : throw new KeyError(v, sub, "unknown key (discovery_default_ms)");
         }
         return discoveryKatoMs;
-    }
-
-    private static IPEndPoint[] Referrals(YamlNode node, string key)
-    {
-        var items = Sequence(node);
-        var eps = new IPEndPoint[items.Length];
-        for (int i = 0; i < items.Length; i++) eps[i] = CommandLine.ParseEndPoint(key, items[i]);
-        return eps;
     }
 
     private static IEnumerable<(string Key, YamlNode Value)> Mapping(YamlNode node, string key)

@@ -1,136 +1,148 @@
+using System.Globalization;
 using System.Net;
 using System.Text.Json;
-using System.Text.Json.Nodes;
+using System.Text.Json.Serialization.Metadata;
 using Duroslight.Protocol.Subsystems;
 using Duroslight.Server.Cli;
 using Duroslight.Server.Hosting;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Logging;
 
 namespace Duroslight.Server.Control;
 
 /// <summary>
-/// The control API's routes (README "Control API"). Requests and answers are JSON; a refusal is an HTTP-style
-/// status with {"error": message}. Every operation validates before it changes anything.
+/// The control API's routes (README "Control API") on ASP.NET Core routing. Bodies are the typed records of
+/// <see cref="ControlJson"/>; a refusal is an HTTP status with {"status", "error"}. Every operation validates
+/// before it changes anything.
 /// </summary>
 public sealed class ControlApi(NodeHost node, ILogger logger)
 {
-    private const string JsonType = "application/json";
     private readonly object _aclGate = new();
 
-    public Task<HttpResponse> HandleAsync(HttpRequest request) => Task.FromResult(Handle(request));
-
-    private HttpResponse Handle(HttpRequest request)
+    public void Map(WebApplication app)
     {
+        app.Use(RefusalsAsJson);
+        var v1 = app.MapGroup("/v1");
+        v1.MapGet("/state", Reply(_ => State(), ControlJson.Default.StateResponse));
+        v1.MapGet("/volumes", Reply(_ => Volumes(), ControlJson.Default.ListVolumeResponse));
+        v1.MapGet("/volumes/{vol}", Reply(c => ToResponse(node.VolumeOps.Find(Route(c, "vol"))), ControlJson.Default.VolumeResponse));
+        v1.MapPost("/volumes", Reply(async c => CreateVolume(await BodyAsync(c, ControlJson.Default.VolumeRequest, new VolumeRequest())), ControlJson.Default.VolumeResponse));
+        v1.MapDelete("/volumes/{vol}", Reply(c => DeleteVolume(Route(c, "vol")), ControlJson.Default.DeletedResponse));
+        v1.MapPost("/volumes/{vol}/{action}", Reply(async c => VolumeAction(Route(c, "vol"), Route(c, "action"),
+            await BodyAsync(c, ControlJson.Default.VolumeRequest, new VolumeRequest())), ControlJson.Default.VolumeResponse));
+        v1.MapGet("/subsystems", Reply(_ => Subsystems(), ControlJson.Default.ListSubsystemResponse));
+        v1.MapPost("/subsystems/{sub}/hosts/{action}", Reply(async c => HostAction(Route(c, "sub"), Route(c, "action"),
+            await BodyAsync(c, ControlJson.Default.HostsRequest, new HostsRequest())), ControlJson.Default.ListSubsystemResponse));
+        v1.MapGet("/controllers", Reply(_ => Controllers(), ControlJson.Default.ListControllerResponse));
+        v1.MapDelete("/controllers/{pool}/{cntlid}", Reply(c => DisconnectController(Route(c, "pool"), Route(c, "cntlid")),
+            ControlJson.Default.DisconnectedResponse));
+        v1.MapGet("/referrals", Reply(_ => Referrals(), ControlJson.Default.ListReferralResponse));
+        v1.MapPost("/referrals", Reply(async c => AddReferral(await BodyAsync(c, ControlJson.Default.ReferralRequest, new ReferralRequest())), ControlJson.Default.ListReferralResponse));
+        v1.MapDelete("/referrals/{address}", Reply(c => RemoveReferral(Route(c, "address")), ControlJson.Default.ListReferralResponse));
+        v1.MapPost("/shutdown", Reply(_ => Shutdown(), ControlJson.Default.ShutdownResponse));
+    }
+
+    /// <summary>
+    /// Refusals in one shape: a <see cref="ControlException"/> or a malformed body becomes {"status", "error"},
+    /// and so does a status routing left without a body (404 for no route, 405 for a method a path does not take).
+    /// </summary>
+    private async Task RefusalsAsJson(HttpContext context, RequestDelegate next)
+    {
+        var request = context.Request;
         try
         {
-            var result = Route(request.Method, request.Path.TrimEnd('/').Split('/'), request);
-            return new HttpResponse(200, JsonType, result.ToJsonString() + "\n");
+            await next(context).ConfigureAwait(false);
+            if (context.Response.StatusCode >= 400 && !context.Response.HasStarted)
+                await WriteErrorAsync(context, context.Response.StatusCode, context.Response.StatusCode switch
+                {
+                    404 => $"no route {request.Path} (try GET /v1/state)",
+                    405 => $"{request.Method} {request.Path} is not supported",
+                    int status => $"{request.Method} {request.Path} refused ({status})",
+                }).ConfigureAwait(false);
         }
         catch (ControlException e)
         {
             if (e.Status >= 400) logger.LogInformation("control {Method} {Path} refused {Status}: {Error}", request.Method, request.Path, e.Status, e.Message);
-            return Error(e.Status, e.Message);
+            await WriteErrorAsync(context, e.Status, e.Message).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException)
+        catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException or BadHttpRequestException)
         {
-            return Error(400, e.Message);
+            await WriteErrorAsync(context, e is BadHttpRequestException bad ? bad.StatusCode : 400, e.Message).ConfigureAwait(false);
         }
     }
 
-    private static HttpResponse Error(int status, string message) =>
-        new(status, JsonType, new JsonObject { ["status"] = status, ["error"] = message }.ToJsonString() + "\n");
-
-    /// <summary>Path segments start with "", "v1".</summary>
-    private JsonNode Route(string method, string[] p, HttpRequest r)
+    private static Task WriteErrorAsync(HttpContext context, int status, string message)
     {
-        if (p.Length < 3 || p[1] != "v1") throw ControlException.NotFound($"no route {r.Path} (try GET /v1/state)");
-        return (method, p[2], p.Length) switch
-        {
-            ("GET", "state", 3) => State(),
-            ("GET", "volumes", 3) => Volumes(),
-            ("GET", "volumes", 4) => ToJson(node.VolumeOps.Find(Unescape(p[3]))),
-            ("POST", "volumes", 3) => CreateVolume(Body(r)),
-            ("DELETE", "volumes", 4) => DeleteVolume(Unescape(p[3])),
-            ("POST", "volumes", 5) => VolumeAction(Unescape(p[3]), p[4], Body(r)),
-            ("GET", "subsystems", 3) => Subsystems(),
-            ("POST", "subsystems", 6) when p[4] == "hosts" => HostAction(Unescape(p[3]), p[5], Body(r)),
-            ("GET", "controllers", 3) => Controllers(),
-            ("DELETE", "controllers", 5) => DisconnectController(p[3], p[4]),
-            ("GET", "referrals", 3) => Referrals(),
-            ("POST", "referrals", 3) => AddReferral(Body(r)),
-            ("DELETE", "referrals", 4) => RemoveReferral(Unescape(p[3])),
-            ("POST", "shutdown", 3) => Shutdown(),
-            (_, "state" or "volumes" or "subsystems" or "controllers" or "referrals" or "shutdown", _) =>
-                throw new ControlException(405, $"{method} {r.Path} is not supported"),
-            _ => throw ControlException.NotFound($"no route {r.Path}"),
-        };
+        context.Response.StatusCode = status;
+        return context.Response.WriteAsJsonAsync(new ErrorResponse(status, message), ControlJson.Default.ErrorResponse);
     }
 
-    public JsonObject State()
+    private static RequestDelegate Reply<T>(Func<HttpContext, T> handler, JsonTypeInfo<T> type) =>
+        context => context.Response.WriteAsJsonAsync(handler(context), type);
+
+    private static RequestDelegate Reply<T>(Func<HttpContext, Task<T>> handler, JsonTypeInfo<T> type) =>
+        async context => await context.Response.WriteAsJsonAsync(await handler(context).ConfigureAwait(false), type).ConfigureAwait(false);
+
+    /// <summary>A route value; routing has already decoded it (but for an escaped '/', which it leaves as %2F).</summary>
+    private static string Route(HttpContext context, string name) =>
+        (context.Request.RouteValues[name] as string ?? "").Replace("%2F", "/", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>
+    /// The typed body (Kestrel refuses one over 1 MiB with 413); an empty body is the record's defaults, so a missing
+    /// field is reported by name.
+    /// </summary>
+    private static async Task<T> BodyAsync<T>(HttpContext context, JsonTypeInfo<T> type, T empty)
+    {
+        using var buffer = new MemoryStream();
+        await context.Request.Body.CopyToAsync(buffer).ConfigureAwait(false);
+        var bytes = buffer.GetBuffer().AsSpan(0, (int)buffer.Length);
+        if (bytes.Trim(" \t\r\n"u8).IsEmpty) return empty;
+        return JsonSerializer.Deserialize(bytes, type) ?? throw ControlException.BadRequest("the request body must be a JSON object");
+    }
+
+    public StateResponse State()
     {
         var s = node.Settings;
-        return new JsonObject
-        {
-            ["state"] = node.State.ToString(),
-            ["node_index"] = s.NodeIndex,
-            ["cluster"] = s.ClusterId,
-            ["nqn"] = s.SubsystemNqn,
-            ["aux_count"] = s.AuxSubsystemCount,
-            ["pid"] = Environment.ProcessId,
-            ["uptime_s"] = (long)(DateTimeOffset.UtcNow - node.StartedAt).TotalSeconds,
-            ["volumes"] = node.VolumeList().Count,
-            ["namespaces"] = node.Target.Namespaces.Length,
-            ["controllers"] = node.Target.ListControllers().Count,
-            ["connections"] = node.ConnectionCount,
-            ["genctr"] = node.Target.DiscoveryGeneration,
-            ["listen"] = s.Listen.ToString(),
-            ["discovery"] = s.Discovery.ToString(),
-            ["metrics"] = s.Metrics?.ToString() ?? "off",
-        };
+        return new StateResponse(node.State.ToString(), s.NodeIndex, s.ClusterId, s.SubsystemNqn, s.AuxSubsystemCount, Environment.ProcessId,
+            (long)(DateTimeOffset.UtcNow - node.StartedAt).TotalSeconds, node.VolumeList().Count, node.Target.Namespaces.Length,
+            node.Target.ListControllers().Count, node.ConnectionCount, node.Target.DiscoveryGeneration, s.Listen.ToString(),
+            s.Discovery.ToString(), s.Metrics?.ToString() ?? "off");
     }
 
-    private JsonArray Volumes()
+    private List<VolumeResponse> Volumes()
     {
-        var list = new JsonArray();
-        foreach (var v in node.VolumeList()) list.Add(ToJson(v));
+        var list = new List<VolumeResponse>();
+        foreach (var v in node.VolumeList()) list.Add(ToResponse(v));
         return list;
     }
 
-    private JsonObject CreateVolume(JsonObject body)
-    {
-        string name = RequiredString(body, "name");
-        long size = Size(body);
-        return ToJson(node.VolumeOps.Create(name, size));
-    }
+    private VolumeResponse CreateVolume(VolumeRequest body) => ToResponse(node.VolumeOps.Create(Required(body.Name, "name"), Size(body)));
 
-    private JsonObject DeleteVolume(string key)
+    private DeletedResponse DeleteVolume(string key)
     {
         node.VolumeOps.Delete(key);
-        return new JsonObject { ["deleted"] = key };
+        return new DeletedResponse(key);
     }
 
-    private JsonObject VolumeAction(string key, string action, JsonObject body) => action switch
+    private VolumeResponse VolumeAction(string key, string action, VolumeRequest body) => ToResponse(action switch
     {
-        "resize" => ToJson(node.VolumeOps.Resize(key, Size(body))),
-        "snapshot" => ToJson(node.VolumeOps.Snapshot(key, RequiredString(body, "name"))),
-        "clone" => ToJson(node.VolumeOps.Clone(key, RequiredString(body, "name"))),
+        "resize" => node.VolumeOps.Resize(key, Size(body)),
+        "snapshot" => node.VolumeOps.Snapshot(key, Required(body.Name, "name")),
+        "clone" => node.VolumeOps.Clone(key, Required(body.Name, "name")),
         _ => throw ControlException.NotFound($"no volume action '{action}' (resize, snapshot, clone)"),
-    };
+    });
 
-    private JsonArray Subsystems()
+    private List<SubsystemResponse> Subsystems()
     {
-        var list = new JsonArray();
-        foreach (var s in node.Target.Subsystems)
-        {
-            var hosts = new JsonArray();
-            foreach (string h in SortedHosts(s.Access)) hosts.Add(h);
-            list.Add(new JsonObject { ["pool"] = s.PoolId, ["nqn"] = s.Nqn, ["allow_any_host"] = s.Access.IsAllowAny, ["hosts"] = hosts });
-        }
+        var list = new List<SubsystemResponse>();
+        foreach (var s in node.Target.Subsystems) list.Add(new SubsystemResponse(s.PoolId, s.Nqn, s.Access.IsAllowAny, SortedHosts(s.Access)));
         return list;
     }
 
     /// <summary>allow/deny one host, set the whole list, or allow any host. Controllers of removed hosts are disconnected.</summary>
-    private JsonArray HostAction(string subsystem, string action, JsonObject body)
+    private List<SubsystemResponse> HostAction(string subsystem, string action, HostsRequest body)
     {
         var targets = ResolveSubsystems(subsystem);
         lock (_aclGate)
@@ -146,7 +158,7 @@ public sealed class ControlApi(NodeHost node, ILogger logger)
         return Subsystems();
     }
 
-    private static HostAccess NewAccess(Subsystem s, string action, JsonObject body)
+    private static HostAccess NewAccess(Subsystem s, string action, HostsRequest body)
     {
         switch (action)
         {
@@ -154,11 +166,11 @@ public sealed class ControlApi(NodeHost node, ILogger logger)
                 return HostAccess.AllowAny;
             case "set":
                 var hosts = new List<string>();
-                foreach (var h in body["hosts"] as JsonArray ?? throw ControlException.BadRequest("'hosts' must be a list of host NQNs"))
-                    hosts.Add(ValidHost(h?.GetValue<string>()));
+                foreach (string? h in body.Hosts ?? throw ControlException.BadRequest("'hosts' must be a list of host NQNs"))
+                    hosts.Add(ValidHost(h));
                 return HostAccess.Only(hosts);
             case "allow" or "deny":
-                string host = ValidHost(body["host"]?.GetValue<string>());
+                string host = ValidHost(body.Host);
                 if (s.Access.IsAllowAny)
                     throw ControlException.Conflict($"{s.Nqn} allows any host; set a list first (hosts set) before allowing or denying one");
                 var set = new HashSet<string>(s.Access.Hosts, StringComparer.Ordinal);
@@ -184,62 +196,53 @@ public sealed class ControlApi(NodeHost node, ILogger logger)
         throw ControlException.NotFound($"no subsystem '{key}' (all, default, aux-1..aux-{all.Count - 1}, a pool number or an NQN)");
     }
 
-    private JsonArray Controllers()
+    private List<ControllerResponse> Controllers()
     {
-        var list = new JsonArray();
+        var list = new List<ControllerResponse>();
         foreach (var c in node.Target.ListControllers())
-            list.Add(new JsonObject
-            {
-                ["cntlid"] = c.Cntlid,
-                ["pool"] = c.PoolId,
-                ["subsystem"] = c.SubsystemNqn,
-                ["host"] = c.HostNqn,
-                ["io_queues"] = c.IoQueues,
-                ["shard"] = c.Shard,
-                ["peer"] = c.PeerAddress,
-                ["discovery"] = c.IsDiscovery,
-            });
+            list.Add(new ControllerResponse(c.Cntlid, c.PoolId, c.SubsystemNqn, c.HostNqn, c.IoQueues, c.Shard, c.PeerAddress, c.IsDiscovery));
         return list;
     }
 
-    private JsonObject DisconnectController(string pool, string cntlid)
+    private DisconnectedResponse DisconnectController(string pool, string cntlid)
     {
         if (!int.TryParse(pool, out int p) || !ushort.TryParse(cntlid, out ushort id))
             throw ControlException.BadRequest($"'{pool}/{cntlid}' is not POOL/CNTLID (numbers)");
         if (!node.Target.Disconnect(p, id)) throw ControlException.NotFound($"no I/O controller {id} in pool {p}");
         logger.LogInformation("controller {Cntlid} of pool {Pool} disconnected by the control API", id, p);
-        return new JsonObject { ["disconnected"] = id, ["pool"] = p };
+        return new DisconnectedResponse(id, p);
     }
 
-    private JsonArray Referrals()
+    private List<ReferralResponse> Referrals()
     {
-        var list = new JsonArray();
-        foreach (var r in node.Target.Referrals) list.Add(new JsonObject { ["address"] = r.TrAddr, ["port"] = r.TrSvcId });
+        var list = new List<ReferralResponse>();
+        foreach (var r in node.Target.Referrals) list.Add(new ReferralResponse(r.TrAddr, r.TrSvcId));
         return list;
     }
 
-    private JsonArray AddReferral(JsonObject body)
+    private List<ReferralResponse> AddReferral(ReferralRequest body)
     {
-        var ep = Endpoint(RequiredString(body, "address"));
-        node.Target.AddReferral(new Referral(ep.Address.ToString(), ep.Port.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        var ep = Endpoint(Required(body.Address, "address"));
+        node.Target.AddReferral(ToReferral(ep));
         logger.LogInformation("referral added {Endpoint}", ep);
         return Referrals();
     }
 
-    private JsonArray RemoveReferral(string address)
+    private List<ReferralResponse> RemoveReferral(string address)
     {
         var ep = Endpoint(address);
-        if (!node.Target.RemoveReferral(new Referral(ep.Address.ToString(), ep.Port.ToString(System.Globalization.CultureInfo.InvariantCulture))))
-            throw ControlException.NotFound($"no referral {ep}");
+        if (!node.Target.RemoveReferral(ToReferral(ep))) throw ControlException.NotFound($"no referral {ep}");
         logger.LogInformation("referral removed {Endpoint}", ep);
         return Referrals();
     }
 
-    private JsonObject Shutdown()
+    private ShutdownResponse Shutdown()
     {
         node.RequestShutdown();
-        return new JsonObject { ["state"] = node.State.ToString(), ["shutdown"] = "requested" };
+        return new ShutdownResponse(node.State.ToString(), "requested");
     }
+
+    private static Referral ToReferral(IPEndPoint ep) => new(ep.Address.ToString(), ep.Port.ToString(CultureInfo.InvariantCulture));
 
     private static IPEndPoint Endpoint(string text)
     {
@@ -253,36 +256,15 @@ public sealed class ControlApi(NodeHost node, ILogger logger)
         }
     }
 
-    private static JsonObject ToJson(VolumeView v) => new()
-    {
-        ["id"] = v.Id.ToString(),
-        ["name"] = v.Name,
-        ["size_bytes"] = v.SizeBytes,
-        ["block_size"] = v.BlockSize,
-        ["nsid"] = v.Nsid,
-        ["allocated_bytes"] = v.AllocatedBytes,
-    };
+    private static VolumeResponse ToResponse(VolumeView v) => new(v.Id.ToString(), v.Name, v.SizeBytes, v.BlockSize, v.Nsid, v.AllocatedBytes);
 
-    private static JsonObject Body(HttpRequest r)
-    {
-        if (string.IsNullOrWhiteSpace(r.Body)) return [];
-        return JsonNode.Parse(r.Body) as JsonObject ?? throw ControlException.BadRequest("the request body must be a JSON object");
-    }
-
-    private static string RequiredString(JsonObject body, string key) =>
-        body[key] is JsonValue v && v.TryGetValue(out string? s) && !string.IsNullOrWhiteSpace(s)
-            ? s
-            : throw ControlException.BadRequest($"'{key}' is required (a non-empty string)");
+    private static string Required(string? value, string key) =>
+        !string.IsNullOrWhiteSpace(value) ? value : throw ControlException.BadRequest($"'{key}' is required (a non-empty string)");
 
     /// <summary>"size": bytes, or a string with a K/M/G/T suffix; a multiple of 4096.</summary>
-    private static long Size(JsonObject body)
+    private static long Size(VolumeRequest body)
     {
-        string text = body["size"] switch
-        {
-            JsonValue v when v.TryGetValue(out long n) => n.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            JsonValue v when v.TryGetValue(out string? s) => s,
-            _ => throw ControlException.BadRequest("'size' is required (bytes, or e.g. \"10G\")"),
-        };
+        string text = body.Size ?? throw ControlException.BadRequest("'size' is required (bytes, or e.g. \"10G\")");
         try
         {
             return CommandLine.ParseSize("size", text);
@@ -299,6 +281,4 @@ public sealed class ControlApi(NodeHost node, ILogger logger)
         hosts.Sort(StringComparer.Ordinal);
         return hosts;
     }
-
-    private static string Unescape(string segment) => Uri.UnescapeDataString(segment);
 }

@@ -1,16 +1,19 @@
 using System.Net.Sockets;
 using Duroslight.Server.Hosting;
+using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Logging;
 
 namespace Duroslight.Server.Control;
 
 /// <summary>
-/// The control API on a Unix domain socket with mode 0600: only the node's own user (and root) may drive it.
-/// A stale socket file from a killed process is replaced; a live one (another node) is an error.
+/// The control API on a Unix domain socket with mode 0600 (Kestrel, <see cref="HttpSurface"/>): only the node's own
+/// user (and root) may drive it. A stale socket file from a killed process is replaced; a live one (another node)
+/// is an error.
 /// </summary>
-public sealed class ControlServer(NodeHost node, ILogger logger) : IAsyncDisposable
+public sealed class ControlServer(NodeHost node, ILoggerFactory loggers) : IAsyncDisposable
 {
-    private MiniHttpServer? _http;
+    private readonly ILogger _logger = loggers.CreateLogger("duroslight");
+    private WebApplication? _app;
     private string? _path;
 
     public void Start(string path)
@@ -18,29 +21,21 @@ public sealed class ControlServer(NodeHost node, ILogger logger) : IAsyncDisposa
         string full = Path.GetFullPath(path);
         Directory.CreateDirectory(Path.GetDirectoryName(full)!);
         RemoveStale(full);
-        var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        try
-        {
-            listener.Bind(new UnixDomainSocketEndPoint(full));
-            // Before listen(): nobody can connect until the mode is 0600.
-            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(full, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-            listener.Listen(16);
-        }
-        catch
-        {
-            listener.Dispose();
-            throw;
-        }
+        var api = new ControlApi(node, _logger);
+        var app = HttpSurface.Create(loggers, o => o.ListenUnixSocket(full), api.Map);
         _path = full;
-        var api = new ControlApi(node, logger);
-        _http = new MiniHttpServer(listener, api.HandleAsync, logger);
-        _http.Start();
-        logger.LogInformation("control API on unix:{Path}", full);
+        _app = app;
+        app.StartAsync().GetAwaiter().GetResult();
+        _logger.LogInformation("control API on unix:{Path}", full);
     }
 
     public async ValueTask DisposeAsync()
     {
-        if (_http is not null) await _http.DisposeAsync().ConfigureAwait(false);
+        if (_app is not null)
+        {
+            await _app.StopAsync().ConfigureAwait(false);
+            await _app.DisposeAsync().ConfigureAwait(false);
+        }
         if (_path is not null) File.Delete(_path);
     }
 

@@ -23,6 +23,7 @@ public sealed class NodeHost : IAsyncDisposable
     private const ushort IoPortId = 1, DiscoveryPortId = 2;
 
     private readonly ILogger _logger;
+    private readonly ILoggerFactory _loggers;
     private readonly StorageExecutor _executor;
     private readonly TaskCompletionSource _shutdownRequested = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private IVolumeStore? _store;
@@ -36,6 +37,7 @@ public sealed class NodeHost : IAsyncDisposable
     public NodeHost(ServeSettings settings, ILoggerFactory loggers)
     {
         Settings = settings;
+        _loggers = loggers;
         _logger = loggers.CreateLogger("duroslight");
         _executor = new StorageExecutor();
         Target = new Target(new TargetOptions
@@ -62,13 +64,14 @@ public sealed class NodeHost : IAsyncDisposable
     /// <summary>Per-shard I/O counters (one shard until the reactor started).</summary>
     public IoMetrics IoMetrics => _executor.Metrics;
 
-    /// <summary>GFTL space/WA/recovery; null (series absent) until the GFTL store provides them.</summary>
-
     /// <summary>Volume operations (control API); available once the node passed the Duroslight state.</summary>
     public NodeVolumes VolumeOps => _volumes ?? throw ControlException.Conflict($"node is {_state}: no volumes yet");
 
     /// <summary>Completes when the control API asked for a graceful shutdown.</summary>
     public Task ShutdownRequested => _shutdownRequested.Task;
+
+    /// <summary>Called on every lifecycle state change (the process reports it to systemd as STATUS=).</summary>
+    public Action<NodeState>? StateChanged { get; init; }
 
     public IReadOnlyList<VolumeView> VolumeList() => _volumes?.List() ?? [];
 
@@ -80,7 +83,6 @@ public sealed class NodeHost : IAsyncDisposable
 
     /// <summary>The reactor's shards (null until started).</summary>
     public ShardGroup? Shards => _shards;
-
 
     public void Start()
     {
@@ -95,13 +97,12 @@ public sealed class NodeHost : IAsyncDisposable
         StartListeners();
         if (Settings.Metrics is { } metricsEndPoint)
         {
-            _metrics = new MetricsServer(this, _logger);
+            _metrics = new MetricsServer(this, _loggers);
             _metrics.Start(metricsEndPoint);
         }
-        _control = new ControlServer(this, _logger);
+        _control = new ControlServer(this, _loggers);
         _control.Start(Settings.ControlSocketPath);
         Enter(NodeState.Active);
-        SystemdNotify.Send("READY=1\nSTATUS=Active", _logger);
     }
 
     /// <summary>Graceful shutdown; idempotent.</summary>
@@ -109,7 +110,6 @@ public sealed class NodeHost : IAsyncDisposable
     {
         if (_state is NodeState.Draining or NodeState.Stopped) return;
         Enter(NodeState.Draining);
-        SystemdNotify.Send("STOPPING=1\nSTATUS=Draining", _logger);
         if (_transport is not null) await _transport.DrainAsync(Settings.DrainTimeout).ConfigureAwait(false);
         Target.DisconnectAll();
         if (_volumes is not null) await _volumes.FlushAllAsync().ConfigureAwait(false);
@@ -129,6 +129,7 @@ public sealed class NodeHost : IAsyncDisposable
     {
         _state = state;
         _logger.LogInformation("state {State}", state);
+        StateChanged?.Invoke(state);
     }
 
     /// <summary>First, so a machine where io_uring cannot run is refused before anything else happens.</summary>

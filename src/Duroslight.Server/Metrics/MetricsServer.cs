@@ -1,31 +1,55 @@
 using System.Net;
 using Duroslight.Server.Hosting;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 
 namespace Duroslight.Server.Metrics;
 
-/// <summary>GET /metrics in the Prometheus text format on a TCP port (default :9180).</summary>
-public sealed class MetricsServer(NodeHost node, ILogger logger) : IAsyncDisposable
+/// <summary>GET /metrics in the Prometheus text format on a TCP port (default :9180), served by Kestrel.</summary>
+public sealed class MetricsServer(NodeHost node, ILoggerFactory loggers) : IAsyncDisposable
 {
-    private MiniHttpServer? _http;
+    private readonly NodeMetrics _metrics = new(node);
+    private WebApplication? _app;
 
+    /// <summary>Starts listening; a port already in use fails the start with the address in the message.</summary>
     public void Start(IPEndPoint endPoint)
     {
-        var listener = ListenSocket.Open(endPoint, "metrics", 64);
-        _http = new MiniHttpServer(listener, Handle, logger);
-        _http.Start();
-        logger.LogInformation("metrics on http://{Endpoint}/metrics", listener.LocalEndPoint);
+        var app = HttpSurface.Create(loggers, o => o.Listen(endPoint), a =>
+        {
+            a.MapGet("/metrics", ScrapeAsync);
+            a.MapFallback(c =>
+            {
+                c.Response.StatusCode = 404;
+                return c.Response.WriteAsync("not found: try GET /metrics\n");
+            });
+        });
+        _app = app;
+        try
+        {
+            app.StartAsync().GetAwaiter().GetResult();
+        }
+        catch (IOException e)
+        {
+            throw new IOException($"metrics endpoint {endPoint}: {e.InnerException?.Message ?? e.Message} (use --metrics ADDR:PORT or --metrics off)", e);
+        }
+        loggers.CreateLogger("duroslight").LogInformation("metrics on http://{Endpoint}/metrics", endPoint);
     }
 
-    public string Render() => MetricsRenderer.Render(node);
+    public Task<string> RenderAsync() => _metrics.RenderAsync();
 
     public async ValueTask DisposeAsync()
     {
-        if (_http is not null) await _http.DisposeAsync().ConfigureAwait(false);
+        if (_app is not null)
+        {
+            await _app.StopAsync().ConfigureAwait(false);
+            await _app.DisposeAsync().ConfigureAwait(false);
+        }
     }
 
-    private Task<HttpResponse> Handle(HttpRequest request) => Task.FromResult(
-        request is { Method: "GET", Path: "/metrics" }
-            ? new HttpResponse(200, PrometheusText.ContentType, Render())
-            : HttpResponse.Text(404, "not found: try GET /metrics\n"));
+    private async Task ScrapeAsync(HttpContext context)
+    {
+        context.Response.ContentType = NodeMetrics.ContentType;
+        await _metrics.ExportAsync(context.Response.Body, context.RequestAborted).ConfigureAwait(false);
+    }
 }

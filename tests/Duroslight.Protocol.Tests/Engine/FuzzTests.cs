@@ -4,6 +4,7 @@ using Duroslight.Protocol.Subsystems;
 using Duroslight.Protocol.Wire;
 using FsCheck;
 using FsCheck.Fluent;
+using FsCheck.Xunit;
 using Xunit;
 
 namespace Duroslight.Protocol.Tests.Engine;
@@ -18,7 +19,6 @@ public class FuzzTests
     /// <summary>Bounded for CI; set DUROSLIGHT_FUZZ_SEEDS for a longer local hunt.</summary>
     private static readonly int FixedSeeds =
         int.TryParse(Environment.GetEnvironmentVariable("DUROSLIGHT_FUZZ_SEEDS"), out int n) && n > 0 ? n : 120;
-    private static readonly Config Cfg = Config.QuickThrowOnFailure.WithMaxTest(120);
 
     private static readonly Lazy<byte[]> AdminStream = new(RecordAdminStream);
     private static readonly Lazy<byte[]> IoStreamDigests = new(() => RecordIoStream(hdgst: true, ddgst: true));
@@ -60,17 +60,17 @@ public class FuzzTests
         }
     }
 
-    [Fact]
-    public void Split_invariance_property()
+    [Property(MaxTest = 120)]
+    public Property Split_invariance_property()
     {
         var arb = (from which in Gen.Choose(0, 2)
                    from chunks in Chunks
                    select (which, chunks)).ToArbitrary();
-        Check.One(Cfg, Prop.ForAll(arb, t =>
+        return Prop.ForAll(arb, t =>
         {
             AssertSplitInvariant(t.which, t.chunks);
             return true;
-        }));
+        });
     }
 
     [Fact]
@@ -85,8 +85,8 @@ public class FuzzTests
         }
     }
 
-    [Fact]
-    public void Mutated_valid_streams_property()
+    [Property(MaxTest = 120)]
+    public Property Mutated_valid_streams_property()
     {
         var edit = from pos in Gen.Choose(0, int.MaxValue) from x in Gen.Choose(1, 255) select (pos, (byte)x);
         var field = from pdu in Gen.Choose(0, 63)
@@ -99,7 +99,7 @@ public class FuzzTests
                    from cut in Gen.Frequency((3, Gen.Constant(-1)), (1, Gen.Choose(0, int.MaxValue)))
                    from chunks in Chunks
                    select (which, fields, edits, cut, chunks)).ToArbitrary();
-        Check.One(Cfg, Prop.ForAll(arb, t =>
+        return Prop.ForAll(arb, t =>
         {
             var stream = Stream(t.which).ToArray();
             foreach (var (pdu, f, v) in t.fields) stream = EditCapsuleField(stream, pdu, f, v);
@@ -107,7 +107,7 @@ public class FuzzTests
             if (t.cut >= 0) stream = stream[..(t.cut % stream.Length)];
             CheckInvariant(t.which, stream, t.chunks);
             return true;
-        }));
+        });
     }
 
     [Fact]
@@ -129,14 +129,14 @@ public class FuzzTests
         }
     }
 
-    [Fact]
-    public void Random_byte_streams_property()
+    [Property(MaxTest = 120)]
+    public Property Random_byte_streams_property()
     {
         var arb = (from prefixKind in Gen.Choose(0, 2)
                    from junk in Gen.ArrayOf(Gen.Choose(0, 255).Select(i => (byte)i))
                    from chunks in Chunks
                    select (prefixKind, junk, chunks)).ToArbitrary();
-        Check.One(Cfg, Prop.ForAll(arb, t =>
+        return Prop.ForAll(arb, t =>
         {
             byte[] prefix = t.prefixKind switch
             {
@@ -146,7 +146,7 @@ public class FuzzTests
             };
             CheckInvariant(0, [.. prefix, .. t.junk], t.chunks);
             return true;
-        }));
+        });
     }
 
     /// <summary>Whole-stream output equals the output of any chunking (storage runs after all input in both).</summary>

@@ -1,15 +1,15 @@
 using Duroslight.Protocol.Nvme;
 using FsCheck;
 using FsCheck.Fluent;
+using FsCheck.Xunit;
 using Xunit;
 using static Duroslight.Protocol.Tests.Nvme.WireLayout;
 
 namespace Duroslight.Protocol.Tests.Nvme;
 
-/// <summary>FsCheck properties, run from plain [Fact]s (no FsCheck.Xunit), each checked against a simple model.</summary>
+/// <summary>FsCheck properties (FsCheck.Xunit: a failure names the seed to replay), each checked against a simple model.</summary>
 public class NvmeEncoderPropertyTests
 {
-    private static readonly Config Cfg = Config.QuickThrowOnFailure.WithMaxTest(300);
 
     /// <summary>Distinct ascending NSIDs, sometimes more than 1024 of them, sometimes near uint.MaxValue.</summary>
     private static readonly Gen<uint[]> AscendingNsids =
@@ -31,8 +31,8 @@ public class NvmeEncoderPropertyTests
         return ids.ToArray();
     }
 
-    [Fact]
-    public void Active_namespace_list_matches_filter_model()
+    [Property(MaxTest = 300)]
+    public Property Active_namespace_list_matches_filter_model()
     {
         var arb = (from ids in AscendingNsids
                    from pick in Gen.Choose(-1, Math.Max(0, ids.Length - 1))
@@ -42,7 +42,7 @@ public class NvmeEncoderPropertyTests
                        (1, Gen.Elements(0u, 0xFFFF_FFFDu)))
                    select (ids, startAfter)).ToArbitrary();
 
-        Check.One(Cfg, Prop.ForAll(arb, t =>
+        return Prop.ForAll(arb, t =>
         {
             var (ids, startAfter) = t;
             var page = Dirty(IdentifyPages.PageSize);
@@ -57,11 +57,11 @@ public class NvmeEncoderPropertyTests
                 && written.All(id => id > startAfter)
                 && ascending
                 && AllZero(page, n * 4, IdentifyPages.PageSize);
-        }));
+        });
     }
 
-    [Fact]
-    public void Copy_window_equals_slice_plus_zero_tail()
+    [Property(MaxTest = 300)]
+    public Property Copy_window_equals_slice_plus_zero_tail()
     {
         var arb = (from len in Gen.Choose(0, 3000)
                    from full in Gen.ArrayOf(Gen.Choose(1, 255).Select(i => (byte)i), len)
@@ -69,7 +69,7 @@ public class NvmeEncoderPropertyTests
                    from dstLen in Gen.Choose(0, 2000)
                    select (full, offset, dstLen)).ToArbitrary();
 
-        Check.One(Cfg, Prop.ForAll(arb, t =>
+        return Prop.ForAll(arb, t =>
         {
             var (full, offset, dstLen) = t;
             var dst = Dirty(dstLen);
@@ -79,7 +79,7 @@ public class NvmeEncoderPropertyTests
             byte[] slice = full.Skip(offset).Take(dstLen).ToArray();
             byte[] expected = slice.Concat(new byte[dstLen - slice.Length]).ToArray();
             return ok && dst.SequenceEqual(expected);
-        }));
+        });
     }
 
     private static Gen<string> PrintableAscii(int maxLength) =>
@@ -87,15 +87,15 @@ public class NvmeEncoderPropertyTests
         from chars in Gen.ArrayOf(Gen.Choose(0x20, 0x7E).Select(c => (char)c), len)
         select new string(chars);
 
-    [Fact]
-    public void Serial_and_model_number_pad_with_spaces_and_round_trip()
+    [Property(MaxTest = 300)]
+    public Property Serial_and_model_number_pad_with_spaces_and_round_trip()
     {
         var arb = (from sn in PrintableAscii(20)
                    from mn in PrintableAscii(40)
                    from fr in PrintableAscii(8)
                    select (sn, mn, fr)).ToArbitrary();
 
-        Check.One(Cfg, Prop.ForAll(arb, t =>
+        return Prop.ForAll(arb, t =>
         {
             var (sn, mn, fr) = t;
             var page = Dirty(IdentifyPages.PageSize);
@@ -106,21 +106,21 @@ public class NvmeEncoderPropertyTests
                 && WireStrings.ReadAsciiPadded(page.AsSpan(4, 20)) == sn.TrimEnd(' ')
                 && WireStrings.ReadAsciiPadded(page.AsSpan(24, 40)) == mn.TrimEnd(' ')
                 && WireStrings.ReadAsciiPadded(page.AsSpan(64, 8)) == fr.TrimEnd(' ');
-        }));
+        });
     }
 
-    [Fact]
-    public void Nqn_round_trips_and_is_nul_padded()
+    [Property(MaxTest = 300)]
+    public Property Nqn_round_trips_and_is_nul_padded()
     {
         var arb = (from len in Gen.Choose(1, WireStrings.MaxNqnBytes)
                    from chars in Gen.ArrayOf(Gen.Choose(0x21, 0x7E).Select(c => (char)c), len)
                    select new string(chars)).ToArbitrary();
 
-        Check.One(Cfg, Prop.ForAll(arb, nqn =>
+        return Prop.ForAll(arb, nqn =>
         {
             var field = Dirty(256);
             WireStrings.WriteNqn(field, nqn);
             return WireStrings.ReadNqn(field) == nqn && AllZero(field, nqn.Length, 256);
-        }));
+        });
     }
 }

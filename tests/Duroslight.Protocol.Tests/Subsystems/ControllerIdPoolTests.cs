@@ -1,6 +1,7 @@
 using Duroslight.Protocol.Subsystems;
 using FsCheck;
 using FsCheck.Fluent;
+using FsCheck.Xunit;
 using Xunit;
 
 namespace Duroslight.Protocol.Tests.Subsystems;
@@ -10,8 +11,8 @@ public sealed class ControllerIdPoolTests
     /// <summary>One step of a random session: allocate, or release the n-th live ID (modulo how many are live).</summary>
     private readonly record struct Step(bool Allocate, int Pick);
 
-    [Fact]
-    public void Random_allocate_release_sequences_match_a_model()
+    [Property(MaxTest = 500)]
+    public Property Random_allocate_release_sequences_match_a_model()
     {
         Gen<(int NodeIndex, int Capacity, Step[] Steps)> sessions =
             from capacity in Gen.Choose(1, 40)
@@ -19,9 +20,7 @@ public sealed class ControllerIdPoolTests
             from steps in Gen.Zip(Gen.Frequency((3, Gen.Constant(true)), (2, Gen.Constant(false))), Gen.Choose(0, 1000), (allocate, pick) => new Step(allocate, pick)).ArrayOf()
             select (nodeIndex, capacity, steps);
 
-        Check.One(
-            Config.QuickThrowOnFailure.WithMaxTest(500),
-            Prop.ForAll(Arb.From(sessions), session => RunAgainstModel(session.NodeIndex, session.Capacity, session.Steps)));
+        return Prop.ForAll(Arb.From(sessions), session => RunAgainstModel(session.NodeIndex, session.Capacity, session.Steps));
     }
 
     [Fact]

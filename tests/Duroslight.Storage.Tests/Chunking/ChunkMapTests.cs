@@ -2,14 +2,13 @@ using Duroslight.Storage.Chunking;
 using FsCheck;
 using FsCheck.Fluent;
 using Duroslight.Tests.Shared;
+using FsCheck.Xunit;
 
 namespace Duroslight.Storage.Tests.Chunking;
 
 public sealed class ChunkMapTests
 {
     private const int ChunkSize = ChunkMap.ChunkSize;
-
-    private static readonly Config Thorough = Config.QuickThrowOnFailure.WithMaxTest(2000);
 
     /// <summary>Offsets on, just off, and far from chunk boundaries.</summary>
     private static readonly Gen<long> Offsets = Gen.OneOf(
@@ -24,10 +23,10 @@ public sealed class ChunkMapTests
 
     private static readonly Gen<Guid> Guids = Gen.ArrayOf(Gen.Choose(0, 255).Select(b => (byte)b), 16).Select(bytes => new Guid(bytes));
 
-    [Fact]
-    public void Split_covers_every_byte_once_and_cuts_only_at_chunk_boundaries()
+    [Property(MaxTest = 2000)]
+    public Property Split_covers_every_byte_once_and_cuts_only_at_chunk_boundaries()
     {
-        Check.One(Thorough, Prop.ForAll(Arb.From(Offsets.Zip(Lengths)), range => IsExactChunkCover(range.Item1, range.Item2)));
+        return Prop.ForAll(Arb.From(Offsets.Zip(Lengths)), range => IsExactChunkCover(range.Item1, range.Item2));
     }
 
     [Theory]
@@ -113,8 +112,8 @@ public sealed class ChunkMapTests
         Assert.Equal(owner, ChunkMap.OwnerShard(Guid.Parse(volume), chunk, shards));
     }
 
-    [Fact]
-    public void Owner_is_deterministic_and_in_range()
+    [Property(MaxTest = 2000)]
+    public Property Owner_is_deterministic_and_in_range()
     {
         Gen<(Guid, long, int)> inputs =
             from volume in Guids
@@ -122,12 +121,12 @@ public sealed class ChunkMapTests
             from shards in Gen.Choose(1, 1024)
             select (volume, (long)chunk, shards);
 
-        Check.One(Thorough, Prop.ForAll(Arb.From(inputs), input =>
+        return Prop.ForAll(Arb.From(inputs), input =>
         {
             var (volume, chunk, shards) = input;
             int owner = ChunkMap.OwnerShard(volume, chunk, shards);
             return owner >= 0 && owner < shards && owner == ChunkMap.OwnerShard(new Guid(volume.ToString()), chunk, shards);
-        }));
+        });
     }
 
     [Fact]

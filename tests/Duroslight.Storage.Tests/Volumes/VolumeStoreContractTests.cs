@@ -1,6 +1,7 @@
 using Duroslight.Storage.Volumes;
 using FsCheck;
 using FsCheck.Fluent;
+using FsCheck.Xunit;
 
 namespace Duroslight.Storage.Tests.Volumes;
 
@@ -264,8 +265,8 @@ public abstract class VolumeStoreContractTests : IDisposable
     }
 
     /// <summary>Random writes, deallocates and zeroings, checked against a plain byte array.</summary>
-    [Fact]
-    public void Random_operation_sequences_match_a_byte_array_model()
+    [Property(MaxTest = 60)]
+    public Property Random_operation_sequences_match_a_byte_array_model()
     {
         const int blocks = 96; // 384 KiB: three 128 KiB pages
         Gen<(int Kind, int Block, int Count, int Seed)> operation =
@@ -275,9 +276,7 @@ public abstract class VolumeStoreContractTests : IDisposable
             from seed in Gen.Choose(0, 1000)
             select (kind, block, count, seed);
 
-        Check.One(
-            Config.QuickThrowOnFailure.WithMaxTest(60),
-            Prop.ForAll(Arb.From(operation.ListOf()), operations => MatchesModel(operations, blocks)));
+        return Prop.ForAll(Arb.From(operation.ListOf()), operations => MatchesModel(operations, blocks));
     }
 
     private bool MatchesModel(IEnumerable<(int Kind, int Block, int Count, int Seed)> operations, int blocks)

@@ -1,0 +1,66 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Duroslight.Server.Control;
+
+// The control API's bodies (README "Control API"). Property names are snake_case on the wire; the order here is
+// the order `ctl` prints key=value pairs in.
+
+public sealed record StateResponse(string State, int NodeIndex, string Cluster, string Nqn, int AuxCount, int Pid, long UptimeS,
+    int Volumes, int Namespaces, int Controllers, int Connections, ulong Genctr, string Listen, string Discovery, string Metrics);
+
+public sealed record VolumeResponse(string Id, string Name, long SizeBytes, int BlockSize, uint Nsid, long AllocatedBytes);
+
+public sealed record SubsystemResponse(int Pool, string Nqn, bool AllowAnyHost, IReadOnlyList<string> Hosts);
+
+public sealed record ControllerResponse(ushort Cntlid, int Pool, string Subsystem, string Host, int IoQueues, int Shard, string Peer, bool Discovery);
+
+public sealed record ReferralResponse(string Address, string Port);
+
+public sealed record DeletedResponse(string Deleted);
+
+public sealed record DisconnectedResponse(ushort Disconnected, int Pool);
+
+public sealed record ShutdownResponse(string State, string Shutdown);
+
+/// <summary>Every refusal: the HTTP status again and a message for the operator.</summary>
+public sealed record ErrorResponse(int Status, string Error);
+
+/// <summary>POST /v1/volumes and the volume actions: "name", and "size" as bytes or a string such as "10G".</summary>
+public sealed record VolumeRequest(string? Name = null, [property: JsonConverter(typeof(NumberOrStringConverter))] string? Size = null);
+
+/// <summary>The hosts actions: one "host" (allow, deny) or the whole "hosts" list (set).</summary>
+public sealed record HostsRequest(string? Host = null, IReadOnlyList<string?>? Hosts = null);
+
+public sealed record ReferralRequest(string? Address = null);
+
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
+[JsonSerializable(typeof(StateResponse))]
+[JsonSerializable(typeof(VolumeResponse))]
+[JsonSerializable(typeof(List<VolumeResponse>))]
+[JsonSerializable(typeof(List<SubsystemResponse>))]
+[JsonSerializable(typeof(List<ControllerResponse>))]
+[JsonSerializable(typeof(List<ReferralResponse>))]
+[JsonSerializable(typeof(DeletedResponse))]
+[JsonSerializable(typeof(DisconnectedResponse))]
+[JsonSerializable(typeof(ShutdownResponse))]
+[JsonSerializable(typeof(ErrorResponse))]
+[JsonSerializable(typeof(VolumeRequest))]
+[JsonSerializable(typeof(HostsRequest))]
+[JsonSerializable(typeof(ReferralRequest))]
+public sealed partial class ControlJson : JsonSerializerContext;
+
+/// <summary>A JSON number or string, kept as its text (sizes may be 1073741824 or "1G").</summary>
+public sealed class NumberOrStringConverter : JsonConverter<string>
+{
+    public override string? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) => reader.TokenType switch
+    {
+        JsonTokenType.String => reader.GetString(),
+        JsonTokenType.Number when reader.TryGetInt64(out long n) => n.ToString(CultureInfo.InvariantCulture),
+        JsonTokenType.Null => null,
+        _ => throw new JsonException("expected bytes (a whole number) or a string such as \"10G\""),
+    };
+
+    public override void Write(Utf8JsonWriter writer, string value, JsonSerializerOptions options) => writer.WriteStringValue(value);
+}
