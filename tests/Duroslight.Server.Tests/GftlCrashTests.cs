@@ -106,12 +106,8 @@ public sealed class GftlCrashTests : IDisposable
 
     private string[] Args() => [.. DataArgs(), "--device", Device(0), "--device", Device(1)];
 
-    private void TearCheckpoint()
-    {
-        string path = Path.Combine(_root, "data", "gftl.checkpoint");
-        byte[] bytes = File.ReadAllBytes(path);
-        File.WriteAllBytes(path, bytes[..(bytes.Length * 2 / 3)]);
-    }
+    private void TearCheckpoint() =>
+        Duroslight.Tests.Shared.GftlDeviceImage.TearCheckpoint(Path.Combine(_root, "device0.img"), Path.Combine(_root, "device1.img"));
 
     /// <summary>Writers on disjoint regions (so each block has at most one command in flight) until the signal lands.</summary>
     private async Task RunLoadAsync(ServerProcess server, int seed, TimeSpan runFor, int signal)

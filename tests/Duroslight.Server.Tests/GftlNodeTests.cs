@@ -1,4 +1,8 @@
+using Duroslight.Protocol.Engine;
+using Duroslight.Protocol.Nvme;
+using Duroslight.Server.Execution;
 using Duroslight.Storage.Gftl;
+using Duroslight.Storage.Volumes;
 using Xunit;
 
 namespace Duroslight.Server.Tests;
@@ -26,6 +30,25 @@ public sealed class GftlNodeTests : IDisposable
         string after = await second.ScrapeAsync();
         Assert.Contains("duroslight_gftl_start{kind=\"checkpoint\"} 1", after);
         Assert.Contains("duroslight_gftl_recovery_percent 100", after);
+    }
+
+    [Fact]
+    public async Task A_write_to_a_snapshot_answers_namespace_write_protected()
+    {
+        await using var node = Node();
+        var source = node.Node.VolumeOps.List()[0];
+        var snapshot = node.Node.VolumeOps.Snapshot(source.Name, "snap");
+        var volume = node.Node.Gftl!.Open(snapshot.Id);
+
+        StorageResult result = await volume.WriteAsync(0, new byte[4096]);
+
+        Assert.Equal(StorageResult.WriteProtected, result);
+        NvmeStatus status = StorageExecutor.ToStatus(result, StorageOp.Write);
+        Assert.Equal(NvmeStatus.NamespaceWriteProtected, status);
+        Assert.Equal(StatusCodeType.Generic, status.Sct);
+        Assert.Equal(0x20, status.Sc);
+        Assert.True(status.Dnr); // retrying cannot help
+        Assert.Equal(StorageResult.WriteProtected, await volume.DeallocateAsync(0, 4096));
     }
 
     private NodeFixture Node() => new(s => s with

@@ -13,10 +13,9 @@ public sealed class GftlStore : IVolumeStore
 {
     private readonly object _gate = new();
     private readonly GftlOptions _options;
-    private readonly string _catalogPath;
-    private readonly string _checkpointPath;
     private readonly SafeFileHandle _lockFile;
     private readonly GftlCore _core;
+    private readonly DeviceMetadata _metadata;
     private readonly Guid _clusterId;
     private readonly RecoveryTracker _recovery;
     private bool _disposed;
@@ -27,24 +26,19 @@ public sealed class GftlStore : IVolumeStore
         _options = options;
         DataDirectory = Path.GetFullPath(options.DataDirectory);
         Directory.CreateDirectory(DataDirectory);
-        _catalogPath = Path.Combine(DataDirectory, GftlCatalog.FileName);
-        _checkpointPath = Path.Combine(DataDirectory, Checkpoint.FileName);
         _lockFile = DataDirectoryLock.Acquire(DataDirectory);
         try
         {
-            GftlCatalog.Document? catalog = GftlCatalog.Load(_catalogPath);
-            _clusterId = catalog?.ClusterId ?? Guid.NewGuid();
-            DeviceSet devices = catalog is null
-                ? DeviceSet.Format(options.Devices, _clusterId, options.NodeIndex, options.SegmentBytes, options.DirectIo)
-                : DeviceSet.Open(options.Devices, _clusterId, options.DirectIo);
+            RefuseLegacyCatalog();
+            DeviceSet devices = DeviceSet.OpenOrFormat(options.Devices, options.NodeIndex, options.SegmentBytes, options.DirectIo, out bool formatted);
+            _clusterId = devices.ClusterId;
             _core = new GftlCore(devices, options.ShardCount);
-            if (catalog is null)
-            {
-                GftlCatalog.Save(_catalogPath, new GftlCatalog.Document(1, _clusterId, []));
-            }
-
-            LoadVolumes(catalog?.Volumes ?? []);
-            _recovery = Recover(catalog is null);
+            _metadata = new DeviceMetadata(devices);
+            DeviceMetadata.Loaded? state = formatted ? null : _metadata.Load(out string problem) ??
+                throw new VolumeStoreException($"GFTL devices of cluster {_clusterId}: {problem}; the catalog is lost.");
+            LoadVolumes(state is null ? [] : GftlCatalog.Parse(state.Catalog, _clusterId).Volumes);
+            _core.RaiseSeq(state?.LastSeq ?? 0);
+            _recovery = Recover(state);
             _core.Collector = new GarbageCollector(_core);
             if (options.BackgroundGc)
             {
@@ -267,7 +261,7 @@ public sealed class GftlStore : IVolumeStore
                 _core.EndQuiesce();
                 if (_core.FlushAsync().AsTask().GetAwaiter().GetResult() == StorageResult.Ok)
                 {
-                    Checkpoint.Save(_checkpointPath, _clusterId, _core);
+                    SaveCheckpoint();
                 }
             }
 
@@ -357,13 +351,48 @@ public sealed class GftlStore : IVolumeStore
 
     private void SaveCatalog(GftlVolume[] volumes)
     {
+        List<GftlCatalog.Entry> entries = Entries(volumes);
+        _metadata.Save(GftlCatalog.Serialize(_clusterId, entries), [], _core.LastSeq);
+    }
+
+    private List<GftlCatalog.Entry> Entries(GftlVolume[] volumes)
+    {
         var entries = new List<GftlCatalog.Entry>(volumes.Length);
         foreach (GftlVolume volume in volumes)
         {
             entries.Add(volume.Entry);
         }
 
-        GftlCatalog.Save(_catalogPath, new GftlCatalog.Document(1, _clusterId, entries));
+        return entries;
+    }
+
+    /// <summary>
+    /// The catalog with the checkpoint, after a graceful stop's flush. A checkpoint too large for the metadata slot
+    /// (many snapshots of full volumes) is left out: the next start scans instead.
+    /// </summary>
+    private void SaveCheckpoint()
+    {
+        byte[] catalog = GftlCatalog.Serialize(_clusterId, Entries(_core.Volumes));
+        byte[] checkpoint = Checkpoint.Encode(_core);
+        try
+        {
+            _metadata.Save(catalog, checkpoint, _core.LastSeq);
+        }
+        catch (VolumeStoreException e)
+        {
+            _options.Log?.Invoke($"GFTL checkpoint not saved ({e.Message}): the next start scans the devices");
+        }
+    }
+
+    /// <summary>Format 1 kept the catalog in the data directory: such a store cannot be opened by this build.</summary>
+    private void RefuseLegacyCatalog()
+    {
+        string legacy = Path.Combine(DataDirectory, GftlCatalog.LegacyFileName);
+        if (File.Exists(legacy))
+        {
+            throw new VolumeStoreException(
+                $"'{legacy}' is the catalog of a GFTL of format version 1 (catalog in the data directory); this build keeps it on the devices (format version {Superblock.FormatVersion}) and cannot upgrade in place.");
+        }
     }
 
     private GftlVolume Visible(Guid id) =>
@@ -378,7 +407,7 @@ public sealed class GftlStore : IVolumeStore
             GftlVolume? parent = entry.ParentId is { } parentId ? volumes.Find(v => v.Id == parentId) : null;
             if (entry.ParentId is not null && parent is null)
             {
-                throw new VolumeStoreException($"GFTL catalog '{_catalogPath}': volume {entry.Id} names parent {entry.ParentId}, which is not listed before it.");
+                throw new VolumeStoreException($"GFTL catalog: volume {entry.Id} names parent {entry.ParentId}, which is not listed before it.");
             }
 
             var volume = new GftlVolume(_core, entry, parent);
@@ -394,16 +423,17 @@ public sealed class GftlStore : IVolumeStore
         _core.SetVolumes([.. volumes]);
     }
 
-    private RecoveryTracker Recover(bool formatted)
+    private RecoveryTracker Recover(DeviceMetadata.Loaded? state)
     {
         long deviceBytes = (long)_core.Allocator.Segments.Length * _core.Devices.SegmentBytes;
         RecoveryTracker tracker;
-        if (formatted)
+        string problem = state?.CheckpointProblem ?? "";
+        if (state is null)
         {
             tracker = new RecoveryTracker(GftlStartKind.Formatted, 0, _options);
             _options.Log?.Invoke($"GFTL formatted {_core.Devices.Count} device(s), cluster {_clusterId}");
         }
-        else if (Checkpoint.TryLoad(_checkpointPath, _clusterId, _core, out string problem))
+        else if (state.Checkpoint is { } checkpoint && Checkpoint.TryLoad(checkpoint, state.LastSeq, _core, out problem))
         {
             tracker = new RecoveryTracker(GftlStartKind.Checkpoint, 0, _options);
             _options.Log?.Invoke("GFTL graceful start from the checkpoint");
@@ -416,7 +446,9 @@ public sealed class GftlStore : IVolumeStore
         }
 
         _core.Allocator.Rebuild();
-        Checkpoint.Invalidate(_checkpointPath);
+
+        // A new generation without the checkpoint: from now on the devices change, so a crash must scan.
+        SaveCatalog(_core.Volumes);
         GftlRecoveryProgress done = tracker.Finish();
         _options.Log?.Invoke($"GFTL ready in {done.Elapsed.TotalMilliseconds:F0} ms: {_core.Allocator.FreeCount} of {_core.Allocator.Segments.Length} segments free");
         if (_options.DirectIo && !_core.Devices.AllDirect)

@@ -112,8 +112,7 @@ internal sealed class GftlVolume : IBlockVolume
             return StorageResult.OutOfRange;
         }
 
-        // A snapshot is read-only; StorageResult has no write-protect status, so a write fails as a write fault.
-        return _closed || (write && Entry.ReadOnly) ? StorageResult.MediaError : StorageResult.Ok;
+        return _closed ? StorageResult.MediaError : write && Entry.ReadOnly ? StorageResult.WriteProtected : StorageResult.Ok;
     }
 
     // Separate methods: a lambda capturing a parameter allocates its closure on entry to the method that declares it.

@@ -10,6 +10,8 @@ public enum StorageResult
     MediaError,
     /// <summary>The range lies outside the volume (the engine checks first; this is a second line).</summary>
     OutOfRange,
+    /// <summary>The volume is read-only (a snapshot): NVMe "Namespace is Write Protected".</summary>
+    WriteProtected,
 }
 
 /// <summary>
