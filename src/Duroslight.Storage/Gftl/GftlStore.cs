@@ -281,45 +281,71 @@ public sealed class GftlStore : IVolumeStore
                 throw new VolumeStoreException("Volume name must not be empty.");
             }
 
-            if (!_core.TryQuiesce(TimeSpan.FromSeconds(5)))
+            // The cut: with every partition locked, no record can be reserved or completed and no trim applied, so
+            // every record reserved so far has a lower sequence number than the base taken now. The child shares
+            // the source's placement (same partitions) and starts as a copy of its maps; records and trims below
+            // the base that complete later reach it in their partition (Partition.MapIntoLaterSnapshots), which is
+            // what a scan of the log resolves too. Only those records are waited for before returning, so the
+            // snapshot no longer changes once the caller has it; new writes go on all along.
+            GftlVolume child;
+            long seq;
+            _core.LockPartitions();
+            try
             {
-                throw new VolumeStoreException($"Volume {sourceId} stayed busy: could not find a moment without writes in flight to snapshot it.");
+                seq = _core.NextSeq();
+                child = new GftlVolume(_core, new GftlCatalog.Entry(Guid.NewGuid(), name, source.SizeBytes, readOnly, source.Id, seq, seq, false), source);
+                CopyMaps(source, child);
+                source.Children = [.. source.Children, child];
+                _core.SetVolumes([.. _core.Volumes, child]);
+            }
+            finally
+            {
+                _core.UnlockPartitions();
             }
 
             try
             {
-                long seq = _core.NextSeq();
-                var entry = new GftlCatalog.Entry(Guid.NewGuid(), name, source.SizeBytes, readOnly, source.Id, seq, seq, false);
-                var child = new GftlVolume(_core, entry, source);
-                SaveCatalog([.. _core.Volumes, child]);
-                CopyMaps(source, child);
-                source.Children = [.. source.Children, child];
-                _core.SetVolumes([.. _core.Volumes, child]);
-                return entry.Descriptor;
+                SaveCatalog(_core.Volumes);
             }
-            finally
+            catch
             {
-                _core.EndQuiesce();
+                source.Children = Array.FindAll(source.Children, c => c != child);
+                _core.SetVolumes(Array.FindAll(_core.Volumes, v => v != child));
+                child.Close();
+                foreach (Partition partition in _core.Partitions)
+                {
+                    partition.DropVolume(child);
+                }
+
+                throw;
             }
+
+            _core.WaitForRecordsBelow(seq);
+            return child.Entry.Descriptor;
         }
     }
 
     /// <summary>
     /// The child gets its own map entries pointing at the same blocks (the data is shared, copy-on-write: the next
-    /// write to either side goes to a new location). Runs with every partition locked and nothing in flight.
+    /// write to either side goes to a new location), and the trims' sequence numbers kept in unmapped entries.
+    /// Runs with every partition locked.
     /// </summary>
     private void CopyMaps(GftlVolume source, GftlVolume child)
     {
-        foreach (ShardMap map in source.Maps)
+        for (int p = 0; p < source.Maps.Length; p++)
         {
-            foreach ((long chunk, ChunkBlocks blocks) in map.Chunks)
+            ShardMap to = child.Maps[p];
+            foreach ((long chunk, ChunkBlocks blocks) in source.Maps[p].Chunks)
             {
-                for (int i = 0; i < blocks.Entries.Length; i++)
+                ChunkBlocks copy = to.GetOrAdd(chunk);
+                blocks.Entries.CopyTo(copy.Entries, 0);
+                copy.Mapped = blocks.Mapped;
+                to.MappedBlocks += blocks.Mapped;
+                foreach (MapEntry entry in blocks.Entries)
                 {
-                    MapEntry entry = blocks.Entries[i];
                     if (entry.Location != GftlLayout.Unmapped)
                     {
-                        _core.Install(child, (chunk * GftlLayout.BlocksPerChunk) + i, entry.Location, entry.Seq);
+                        Interlocked.Increment(ref _core.Allocator.SegmentOf(entry.Location).Live);
                     }
                 }
             }

@@ -21,6 +21,14 @@ public enum StorageResult
 public interface IBlockVolume : IDisposable
 {
     Guid Id { get; }
+
+    /// <summary>
+    /// The id that places the volume's chunks on shards (<see cref="Chunking.ChunkMap.OwnerShard"/>). Its own id,
+    /// except for a GFTL snapshot or clone, which shares its origin's placement so that a chunk and its
+    /// copy-on-write sharers sit in one partition.
+    /// </summary>
+    Guid PlacementId => Id;
+
     long SizeBytes { get; }
     int BlockSize { get; }
 

@@ -161,6 +161,7 @@ public sealed class GftlPowerLossTests
 
         private void Open()
         {
+            _store = null;
             try
             {
                 _store = new GftlStore(_options);
