@@ -80,6 +80,34 @@ public sealed class GftlCrashTests : IDisposable
         }
     }
 
+    /// <summary>The catalog and checkpoint live on the devices: the process starts over a deleted data directory with everything there.</summary>
+    [Fact]
+    public async Task A_wiped_data_directory_with_the_same_devices_loses_nothing()
+    {
+        var random = new Random(11);
+        int[] signals = [15, 9, 15];
+        for (int cycle = 0; cycle <= signals.Length; cycle++)
+        {
+            using ServerProcess server = await ServerProcess.StartAsync(Args());
+            if (cycle > 0)
+            {
+                Assert.Contains(signals[cycle - 1] == 15 ? "GFTL graceful start from the checkpoint" : "GFTL abrupt start", server.Output);
+                Assert.DoesNotContain("GFTL formatted", server.Output);
+            }
+
+            await VerifyAsync(server, cycle);
+            if (cycle == signals.Length)
+            {
+                break;
+            }
+
+            await RunLoadAsync(server, random.Next(), TimeSpan.FromMilliseconds(random.Next(300, 1000)), signal: signals[cycle]);
+            Directory.Delete(Path.Combine(_root, "data"), recursive: true);
+        }
+
+        Assert.True(_acknowledged > 0);
+    }
+
     [Fact]
     public async Task A_missing_or_wrong_device_is_refused_at_start()
     {

@@ -36,7 +36,12 @@ internal sealed class GftlScratch : IDisposable
         new(Options(devices, deviceBytes, shards, segmentBytes));
 
     /// <summary>Tears the checkpoint a graceful stop left on the devices: the next start must scan, as after a crash.</summary>
-    public void TearCheckpoint() => GftlDeviceImage.TearCheckpoint([.. Enumerable.Range(0, 2).Select(DevicePath).Where(File.Exists)]);
+    public void TearCheckpoint() => GftlDeviceImage.TearCheckpoint(Mirrors());
+
+    /// <summary>Tears the newest metadata generation's catalog on both mirrors.</summary>
+    public void TearNewestCatalogForTest() => GftlDeviceImage.TearNewestCatalog(Mirrors());
+
+    private string[] Mirrors() => [.. Enumerable.Range(0, 2).Select(DevicePath).Where(File.Exists)];
 
     public void Dispose() => Directory.Delete(Root, recursive: true);
 }
