@@ -12,7 +12,7 @@ internal sealed partial class ServerProcess : IDisposable
     private readonly StringBuilder _output = new();
     private readonly TaskCompletionSource _active = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    private ServerProcess(IEnumerable<string> args)
+    private ServerProcess(IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null)
     {
         IoPort = NodeFixture.FreePort();
         string dll = Path.Combine(AppContext.BaseDirectory, "duroslight.dll");
@@ -22,6 +22,11 @@ internal sealed partial class ServerProcess : IDisposable
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
+        foreach ((string name, string value) in environment ?? new Dictionary<string, string>())
+        {
+            psi.Environment[name] = value;
+        }
+
         _process = Process.Start(psi)!;
         _process.OutputDataReceived += (_, e) => OnLine(e.Data);
         _process.ErrorDataReceived += (_, e) => OnLine(e.Data);
@@ -43,9 +48,12 @@ internal sealed partial class ServerProcess : IDisposable
     }
 
     /// <summary>Starts the server and waits until it is Active (or fails with its output if it exits first).</summary>
-    public static async Task<ServerProcess> StartAsync(params string[] args)
+    public static Task<ServerProcess> StartAsync(params string[] args) => StartAsync(null, args);
+
+    /// <summary>As <see cref="StartAsync(string[])"/>, with extra environment variables for the process.</summary>
+    public static async Task<ServerProcess> StartAsync(IReadOnlyDictionary<string, string>? environment, params string[] args)
     {
-        var server = new ServerProcess(args);
+        var server = new ServerProcess(args, environment);
         Task exited = server._process.WaitForExitAsync();
         Task first = await Task.WhenAny(server._active.Task, exited, Task.Delay(TimeSpan.FromSeconds(60)));
         if (first != server._active.Task)
