@@ -26,10 +26,23 @@ internal sealed class DeviceMetadata
     /// <summary>Bytes a checkpoint takes per mapped block (LBA, location, sequence number).</summary>
     private const long CheckpointBytesPerBlock = 24;
 
-    private readonly DeviceSet _devices;
+    private readonly GftlDevice[] _mirrors;
+    private readonly Guid _clusterId;
+    private readonly long _offset;
+    private readonly long _slotBytes;
     private long _generation;
 
-    public DeviceMetadata(DeviceSet devices) => _devices = devices;
+    /// <param name="devices">The set in order; devices 0 and 1 (where present) hold the mirrors.</param>
+    public DeviceMetadata(GftlDevice[] devices, Guid clusterId, long offset, long slotBytes)
+    {
+        _mirrors = devices[..Math.Min(2, devices.Length)];
+        _clusterId = clusterId;
+        _offset = offset;
+        _slotBytes = slotBytes;
+    }
+
+    /// <summary>The generation last loaded or saved (0: none yet).</summary>
+    public long Generation => _generation;
 
     /// <summary>The size of one slot for a set of <paramref name="deviceCount"/> devices of at least <paramref name="smallest"/> bytes each.</summary>
     public static long SlotBytesFor(long smallest, int deviceCount, int segmentBytes)
@@ -46,7 +59,7 @@ internal sealed class DeviceMetadata
     {
         Loaded? best = null;
         problem = "no metadata slot on the devices is intact";
-        foreach (GftlDevice device in Mirrors())
+        foreach (GftlDevice device in _mirrors)
         {
             for (int slot = 0; slot < 2; slot++)
             {
@@ -71,7 +84,7 @@ internal sealed class DeviceMetadata
             throw new VolumeStoreException($"GFTL catalog of {catalog.Length} bytes exceeds the {CatalogCapacity} bytes the device metadata holds (too many volumes).");
         }
 
-        if (HeaderSize + Align(catalog.Length) + checkpoint.Length > _devices.MetadataSlotBytes)
+        if (HeaderSize + Align(catalog.Length) + checkpoint.Length > _slotBytes)
         {
             throw new VolumeStoreException("GFTL checkpoint does not fit the device metadata slot.");
         }
@@ -86,14 +99,14 @@ internal sealed class DeviceMetadata
         BinaryPrimitives.WriteUInt64LittleEndian(header, Magic);
         BinaryPrimitives.WriteInt32LittleEndian(header[8..], FormatVersion);
         BinaryPrimitives.WriteInt64LittleEndian(header[16..], generation);
-        _devices.ClusterId.TryWriteBytes(header[24..40]);
+        _clusterId.TryWriteBytes(header[24..40]);
         BinaryPrimitives.WriteInt64LittleEndian(header[40..], catalog.Length);
         BinaryPrimitives.WriteUInt32LittleEndian(header[48..], Crc32C.Compute(catalog));
         BinaryPrimitives.WriteInt64LittleEndian(header[56..], checkpoint.Length);
         BinaryPrimitives.WriteUInt32LittleEndian(header[64..], Crc32C.Compute(checkpoint));
         BinaryPrimitives.WriteInt64LittleEndian(header[72..], lastSeq);
         BinaryPrimitives.WriteUInt32LittleEndian(header[HeaderCrcAt..], Crc32C.Compute(header[..HeaderCrcAt]));
-        foreach (GftlDevice device in Mirrors())
+        foreach (GftlDevice device in _mirrors)
         {
             long offset = SlotOffset((int)(generation & 1));
             int written = BlockIo.Current.WriteAsync(device.Handle, buffer.Memory, offset).GetAwaiter().GetResult();
@@ -130,8 +143,8 @@ internal sealed class DeviceMetadata
         long catalogLength = BinaryPrimitives.ReadInt64LittleEndian(h[40..]);
         long checkpointLength = BinaryPrimitives.ReadInt64LittleEndian(h[56..]);
         if (BinaryPrimitives.ReadUInt32LittleEndian(h[HeaderCrcAt..]) != Crc32C.Compute(h[..HeaderCrcAt]) ||
-            new Guid(h[24..40]) != _devices.ClusterId || catalogLength < 0 || catalogLength > CatalogCapacity || checkpointLength < 0 ||
-            HeaderSize + Align(catalogLength) + checkpointLength > _devices.MetadataSlotBytes)
+            new Guid(h[24..40]) != _clusterId || catalogLength < 0 || catalogLength > CatalogCapacity || checkpointLength < 0 ||
+            HeaderSize + Align(catalogLength) + checkpointLength > _slotBytes)
         {
             problem = $"metadata slot {slot} of device {device.Index} is damaged";
             return null;
@@ -161,9 +174,7 @@ internal sealed class DeviceMetadata
             checkpointLength == 0 ? "no checkpoint (the last stop was not graceful)" : checkpointIntact ? "" : "checkpoint is torn");
     }
 
-    private long SlotOffset(int slot) => _devices.MetadataOffset + (slot * _devices.MetadataSlotBytes);
-
-    private IEnumerable<GftlDevice> Mirrors() => _devices.Devices.Take(Math.Min(2, _devices.Count));
+    private long SlotOffset(int slot) => _offset + (slot * _slotBytes);
 
     private static long Align(long bytes) => (bytes + GftlLayout.BlockSize - 1) & ~(long)(GftlLayout.BlockSize - 1);
 }

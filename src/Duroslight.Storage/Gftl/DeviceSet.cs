@@ -17,7 +17,11 @@ internal sealed class DeviceSet : IDisposable
         SegmentsPerDevice = first.SegmentCount;
         MetadataOffset = first.MetadataOffset;
         MetadataSlotBytes = first.MetadataSlotBytes;
+        Metadata = new DeviceMetadata(devices, first.ClusterId, first.MetadataOffset, first.MetadataSlotBytes);
     }
+
+    /// <summary>The catalog and checkpoint slots (on devices 0 and 1).</summary>
+    public DeviceMetadata Metadata { get; }
 
     public GftlDevice[] Devices { get; }
     public Guid ClusterId { get; }
@@ -55,7 +59,7 @@ internal sealed class DeviceSet : IDisposable
                 }
             }
 
-            formatted = firstFormatted is null;
+            formatted = firstFormatted is null || FormatWasInterrupted(devices, found);
             if (formatted)
             {
                 return Format(devices, Guid.NewGuid(), nodeIndex, segmentBytes);
@@ -95,15 +99,47 @@ internal sealed class DeviceSet : IDisposable
         }
 
         long metadataOffset = GftlLayout.DataStart + ((long)segments * segmentBytes);
-        Superblock first = null!;
+        var superblocks = new Superblock[devices.Length];
         foreach (GftlDevice device in devices)
         {
-            var superblock = new Superblock(clusterId, nodeIndex, device.Index, devices.Length, device.Bytes, segmentBytes, segments, metadataOffset, slotBytes);
-            Write(device, superblock);
-            first ??= superblock;
+            superblocks[device.Index] = new Superblock(clusterId, nodeIndex, device.Index, devices.Length, device.Bytes, segmentBytes, segments, metadataOffset, slotBytes);
         }
 
-        return new DeviceSet(devices, first);
+        // Metadata generation 1 (no volumes) first, then the superblocks: a set with a superblock always has an
+        // intact generation, and one whose newest generation is still 1 never finished its first start.
+        var set = new DeviceSet(devices, superblocks[0]);
+        set.Metadata.Save(GftlCatalog.Serialize(clusterId, []), [], 0);
+        foreach (GftlDevice device in devices)
+        {
+            Write(device, superblocks[device.Index]);
+        }
+
+        return set;
+    }
+
+    /// <summary>
+    /// True when the superblocks found belong to a format whose first start never completed (power lost during
+    /// it): the newest metadata generation is still the empty one the format wrote, so no volume ever existed and
+    /// the set is formatted again rather than refused.
+    /// </summary>
+    private static bool FormatWasInterrupted(GftlDevice[] devices, Superblock?[] found)
+    {
+        Superblock? mirror = devices.Length > 1 && found[1] is not null ? found[1] : found[0];
+        if (mirror is null)
+        {
+            return false;
+        }
+
+        GftlDevice[] mirrors = [.. devices.Where(d => d.Index < 2 && found[d.Index]?.ClusterId == mirror.ClusterId)];
+        var metadata = new DeviceMetadata(mirrors, mirror.ClusterId, mirror.MetadataOffset, mirror.MetadataSlotBytes);
+        try
+        {
+            return metadata.Load(out _) is { Generation: 1 };
+        }
+        catch (VolumeStoreException)
+        {
+            return false; // an unknown metadata version: refused with its message later
+        }
     }
 
     public void Dispose() => DisposeAll(Devices);

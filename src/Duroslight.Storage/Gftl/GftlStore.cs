@@ -33,7 +33,7 @@ public sealed class GftlStore : IVolumeStore
             DeviceSet devices = DeviceSet.OpenOrFormat(options.Devices, options.NodeIndex, options.SegmentBytes, options.DirectIo, out bool formatted);
             _clusterId = devices.ClusterId;
             _core = new GftlCore(devices, options.ShardCount);
-            _metadata = new DeviceMetadata(devices);
+            _metadata = devices.Metadata;
             DeviceMetadata.Loaded? state = formatted ? null : _metadata.Load(out string problem) ??
                 throw new VolumeStoreException($"GFTL devices of cluster {_clusterId}: {problem}; the catalog is lost.");
             LoadVolumes(state is null ? [] : GftlCatalog.Parse(state.Catalog, _clusterId).Volumes);

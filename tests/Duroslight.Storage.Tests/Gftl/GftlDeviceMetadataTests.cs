@@ -73,6 +73,51 @@ public sealed class GftlDeviceMetadataTests : IDisposable
         Assert.True(reopened.List().Single(v => v.Name == "a-snap").ReadOnly);
     }
 
+    /// <summary>Power lost at each write or sync of a first start (format, metadata): the next start formats again or opens what completed.</summary>
+    [Fact]
+    public void A_power_failure_during_the_first_format_never_leaves_an_unusable_set()
+    {
+        long operations;
+        using (var clean = new GftlScratch())
+        {
+            var counter = new PowerLossBlockIo(new Random(0), long.MaxValue);
+            BlockIo.InstallForCurrentThread(counter);
+            try
+            {
+                new GftlStore(clean.Options(devices: 2, deviceBytes: 16 * MiB) with { DirectIo = false }).Dispose();
+            }
+            finally
+            {
+                BlockIo.InstallForCurrentThread(null);
+            }
+
+            operations = counter.Operations;
+        }
+
+        Assert.True(operations >= 8, $"a first start took only {operations} writes and syncs");
+        for (long failAt = 1; failAt <= operations; failAt++)
+        {
+            using var scratch = new GftlScratch();
+            GftlOptions options = scratch.Options(devices: 2, deviceBytes: 16 * MiB) with { DirectIo = false };
+            BlockIo.InstallForCurrentThread(new PowerLossBlockIo(new Random((int)failAt), failAt));
+            try
+            {
+                new GftlStore(options).Dispose();
+            }
+            catch (VolumeStoreException)
+            {
+            }
+            finally
+            {
+                BlockIo.InstallForCurrentThread(null);
+            }
+
+            using var store = new GftlStore(options);
+            store.Create("v", MiB);
+            Assert.Single(store.List());
+        }
+    }
+
     [Fact]
     public async Task A_torn_catalog_write_falls_back_to_the_previous_generation()
     {

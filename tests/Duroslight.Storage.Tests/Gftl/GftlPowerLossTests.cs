@@ -117,8 +117,8 @@ public sealed class GftlPowerLossTests
 
         public bool Execute(Step[] steps)
         {
-            // Two devices: the metadata is mirrored and records are striped. Formatted before the power is armed (a
-            // failure during the very first format leaves a set that must be wiped).
+            // Two devices: the metadata is mirrored and records are striped. Formatted before the power is armed
+            // (failures during the first format: GftlDeviceMetadataTests).
             _options = _scratch.Options(devices: 2, deviceBytes: 8 * GftlScratch.MiB, shards: 3, segmentBytes: 256 * 1024) with { DirectIo = false };
             try
             {
