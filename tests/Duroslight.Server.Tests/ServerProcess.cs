@@ -53,16 +53,34 @@ internal sealed partial class ServerProcess : IDisposable
     /// <summary>As <see cref="StartAsync(string[])"/>, with extra environment variables for the process.</summary>
     public static async Task<ServerProcess> StartAsync(IReadOnlyDictionary<string, string>? environment, params string[] args)
     {
-        var server = new ServerProcess(args, environment);
-        Task exited = server._process.WaitForExitAsync();
-        Task first = await Task.WhenAny(server._active.Task, exited, Task.Delay(TimeSpan.FromSeconds(60)));
-        if (first != server._active.Task)
+        string earlier = "";
+        for (int attempt = 1; ; attempt++)
         {
+            var server = new ServerProcess(args, environment);
+            lock (server._output)
+            {
+                server._output.Insert(0, earlier);
+            }
+
+            Task exited = server._process.WaitForExitAsync();
+            Task first = await Task.WhenAny(server._active.Task, exited, Task.Delay(TimeSpan.FromSeconds(60)));
+            if (first == server._active.Task)
+            {
+                return server;
+            }
+
             server.Dispose();
+
+            // The free ports are picked by binding and releasing them: another process may take one in between.
+            // The output keeps the failed attempt's lines (how that start recovered the store, for instance).
+            if (attempt < 3 && server.Output.Contains("Address already in use", StringComparison.Ordinal))
+            {
+                earlier = server.Output;
+                continue;
+            }
+
             throw new InvalidOperationException($"server did not become active:\n{server.Output}");
         }
-
-        return server;
     }
 
     /// <summary>Runs the server to its exit (for start-up refusals) and returns the exit code and output.</summary>
