@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using Duroslight.Storage.Gftl;
 using Duroslight.Storage.Volumes;
+using Xunit.Abstractions;
 
 namespace Duroslight.Storage.Tests.Gftl;
 
@@ -13,7 +14,7 @@ namespace Duroslight.Storage.Tests.Gftl;
 /// started (a cut by sequence number, as a scan of the log resolves it). Then the snapshots must read the same
 /// after a graceful restart and after a scan.
 /// </summary>
-public sealed class GftlSnapshotCutTests : IDisposable
+public sealed class GftlSnapshotCutTests(ITestOutputHelper output) : IDisposable
 {
     private const int Block = 4096;
     private const int Blocks = 256; // 8 chunks: every partition
@@ -54,8 +55,10 @@ public sealed class GftlSnapshotCutTests : IDisposable
             {
                 SpinUntil(() => Volatile.Read(ref _clock) > (s + 1) * 400);
                 long called = Interlocked.Increment(ref _clock);
+                long began = System.Diagnostics.Stopwatch.GetTimestamp();
                 Guid snapshot = store.Snapshot(id, $"s{s}").Id;
                 snapshots.Add(new Taken(snapshot, called, Interlocked.Increment(ref _clock)));
+                output.WriteLine($"snapshot {s}: {System.Diagnostics.Stopwatch.GetElapsedTime(began).TotalMilliseconds:F1} ms");
                 Thread.Sleep(random.Next(0, 5));
             }
 
