@@ -151,7 +151,7 @@ internal static class GftlBench
         for (int run = 0; run < 3; run++)
         {
             graceful[run] = TimeStart(options, GftlStartKind.Checkpoint);
-            File.Delete(Path.Combine(options.DataDirectory, "gftl.checkpoint"));
+            Duroslight.Tests.Shared.GftlDeviceImage.TearCheckpoint(options.Devices[0].Path); // the next start must scan
             abrupt[run] = TimeStart(options, GftlStartKind.Scan);
         }
 

@@ -1,4 +1,9 @@
+using Duroslight.Host;
+using Duroslight.Protocol.Engine;
+using Duroslight.Protocol.Nvme;
+using Duroslight.Server.Execution;
 using Duroslight.Storage.Gftl;
+using Duroslight.Storage.Volumes;
 using Xunit;
 
 namespace Duroslight.Server.Tests;
@@ -26,6 +31,34 @@ public sealed class GftlNodeTests : IDisposable
         string after = await second.ScrapeAsync();
         Assert.Contains("duroslight_gftl_start{kind=\"checkpoint\"} 1", after);
         Assert.Contains("duroslight_gftl_recovery_percent 100", after);
+    }
+
+    /// <summary>
+    /// Through the wire: a snapshot is exposed as a namespace once the node restarts, and a host's write or
+    /// deallocate to it completes with Namespace is Write Protected (SCT 0, SC 20h), not a media error.
+    /// </summary>
+    [Fact]
+    public async Task A_write_to_a_snapshot_answers_namespace_write_protected()
+    {
+        await using (var first = Node())
+        {
+            var source = first.Node.VolumeOps.List()[0];
+            first.Node.VolumeOps.Snapshot(source.Name, "snap");
+            Assert.Equal(StorageResult.WriteProtected, await first.Node.Gftl!.Open(first.Node.VolumeOps.List().Single(v => v.Name == "snap").Id).WriteAsync(0, new byte[4096]));
+        }
+
+        await using var node = Node();
+        uint nsid = node.Node.VolumeOps.List().Single(v => v.Name == "snap").Nsid;
+        Assert.NotEqual(0u, nsid);
+        await using var host = await NvmeTcpController.ConnectAsync("127.0.0.1", node.IoPort, "nqn.2026-11.io.duroslight:default", "nqn.2014-08.org.nvmexpress:uuid:dddddddd-0000-0000-0000-000000000004");
+        var e = await Assert.ThrowsAsync<NvmeException>(() => host.WriteAsync(nsid, 0, 1, new byte[4096]).AsTask());
+        Assert.Equal(NvmeStatus.NamespaceWriteProtected, e.Status);
+        Assert.Equal(StatusCodeType.Generic, e.Status.Sct);
+        Assert.Equal(0x20, e.Status.Sc);
+        e = await Assert.ThrowsAsync<NvmeException>(() => host.DeallocateAsync(nsid, [new LbaRange(0, 8)]));
+        Assert.Equal(NvmeStatus.NamespaceWriteProtected, e.Status);
+        Assert.Equal(NvmeStatus.NamespaceWriteProtected, StorageExecutor.ToStatus(StorageResult.WriteProtected, StorageOp.Write));
+        await host.ReadAsync(nsid, 0, 1, new byte[4096]); // reads still work
     }
 
     private NodeFixture Node() => new(s => s with

@@ -12,7 +12,7 @@ internal sealed partial class ServerProcess : IDisposable
     private readonly StringBuilder _output = new();
     private readonly TaskCompletionSource _active = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    private ServerProcess(IEnumerable<string> args)
+    private ServerProcess(IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null)
     {
         IoPort = NodeFixture.FreePort();
         string dll = Path.Combine(AppContext.BaseDirectory, "duroslight.dll");
@@ -22,6 +22,11 @@ internal sealed partial class ServerProcess : IDisposable
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
+        foreach ((string name, string value) in environment ?? new Dictionary<string, string>())
+        {
+            psi.Environment[name] = value;
+        }
+
         _process = Process.Start(psi)!;
         _process.OutputDataReceived += (_, e) => OnLine(e.Data);
         _process.ErrorDataReceived += (_, e) => OnLine(e.Data);
@@ -43,18 +48,39 @@ internal sealed partial class ServerProcess : IDisposable
     }
 
     /// <summary>Starts the server and waits until it is Active (or fails with its output if it exits first).</summary>
-    public static async Task<ServerProcess> StartAsync(params string[] args)
+    public static Task<ServerProcess> StartAsync(params string[] args) => StartAsync(null, args);
+
+    /// <summary>As <see cref="StartAsync(string[])"/>, with extra environment variables for the process.</summary>
+    public static async Task<ServerProcess> StartAsync(IReadOnlyDictionary<string, string>? environment, params string[] args)
     {
-        var server = new ServerProcess(args);
-        Task exited = server._process.WaitForExitAsync();
-        Task first = await Task.WhenAny(server._active.Task, exited, Task.Delay(TimeSpan.FromSeconds(60)));
-        if (first != server._active.Task)
+        string earlier = "";
+        for (int attempt = 1; ; attempt++)
         {
+            var server = new ServerProcess(args, environment);
+            lock (server._output)
+            {
+                server._output.Insert(0, earlier);
+            }
+
+            Task exited = server._process.WaitForExitAsync();
+            Task first = await Task.WhenAny(server._active.Task, exited, Task.Delay(TimeSpan.FromSeconds(60)));
+            if (first == server._active.Task)
+            {
+                return server;
+            }
+
             server.Dispose();
+
+            // The free ports are picked by binding and releasing them: another process may take one in between.
+            // The output keeps the failed attempt's lines (how that start recovered the store, for instance).
+            if (attempt < 3 && server.Output.Contains("Address already in use", StringComparison.Ordinal))
+            {
+                earlier = server.Output;
+                continue;
+            }
+
             throw new InvalidOperationException($"server did not become active:\n{server.Output}");
         }
-
-        return server;
     }
 
     /// <summary>Runs the server to its exit (for start-up refusals) and returns the exit code and output.</summary>

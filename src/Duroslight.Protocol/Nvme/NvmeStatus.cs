@@ -42,6 +42,7 @@ public readonly record struct NvmeStatus(StatusCodeType Sct, byte Sc, bool Dnr =
     public static readonly NvmeStatus DataSglLengthInvalid = new(StatusCodeType.Generic, 0x0F, true);
     public static readonly NvmeStatus SglDescriptorTypeInvalid = new(StatusCodeType.Generic, 0x11, true);
     public static readonly NvmeStatus SglOffsetInvalid = new(StatusCodeType.Generic, 0x16, true);
+    public static readonly NvmeStatus NamespaceWriteProtected = new(StatusCodeType.Generic, 0x20, true);
     public static readonly NvmeStatus TransientTransportError = new(StatusCodeType.Generic, 0x22);
     public static readonly NvmeStatus LbaOutOfRange = new(StatusCodeType.Generic, 0x80, true);
     public static readonly NvmeStatus CapacityExceeded = new(StatusCodeType.Generic, 0x81, true);

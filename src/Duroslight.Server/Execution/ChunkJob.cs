@@ -122,7 +122,7 @@ internal sealed class ChunkJob : IShardWork
             while (_spans.MoveNext())
             {
                 var chunk = _spans.Current;
-                if (ChunkMap.OwnerShard(_volume.Id, chunk.ChunkIndex, _shardCount) != _shard.Index) continue;
+                if (ChunkMap.OwnerShard(_volume.PlacementId, chunk.ChunkIndex, _shardCount) != _shard.Index) continue;
                 operation = _request.Op == StorageOp.Deallocate
                     ? _volume.DeallocateAsync(chunk.Offset, chunk.Length)
                     : _volume.WriteZeroesAsync(chunk.Offset, chunk.Length);

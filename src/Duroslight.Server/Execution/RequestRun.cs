@@ -78,7 +78,7 @@ internal sealed class RequestRun : IShardWork
         int shardCount = _router.Shards.Count, n = 0, done = 0;
         foreach (var chunk in ChunkMap.Split(_request.Offset, _request.Length))
         {
-            var owner = _router.Shards[ChunkMap.OwnerShard(volume.Id, chunk.ChunkIndex, shardCount)];
+            var owner = _router.Shards[ChunkMap.OwnerShard(volume.PlacementId, chunk.ChunkIndex, shardCount)];
             Job(n++).SetChunk(this, volume, _request, owner, chunk.Offset, chunk.Length, _request.Buffer.Slice(done, chunk.Length));
             done += chunk.Length;
         }

@@ -36,6 +36,7 @@ public sealed class StorageExecutor
         StorageResult.Ok => NvmeStatus.Success,
         StorageResult.OutOfSpace => NvmeStatus.CapacityExceeded,
         StorageResult.OutOfRange => NvmeStatus.LbaOutOfRange,
+        StorageResult.WriteProtected => NvmeStatus.NamespaceWriteProtected,
         _ => op == StorageOp.Read ? NvmeStatus.UnrecoveredReadError : NvmeStatus.WriteFault,
     };
 

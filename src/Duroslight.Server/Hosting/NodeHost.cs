@@ -7,6 +7,7 @@ using Duroslight.Server.Control;
 using Duroslight.Server.Execution;
 using Duroslight.Server.Metrics;
 using Duroslight.Server.Transport;
+using Duroslight.Storage.Devices;
 using Duroslight.Storage.Gftl;
 using Duroslight.Storage.Volumes;
 using Microsoft.Extensions.Logging;
@@ -86,6 +87,12 @@ public sealed class NodeHost : IAsyncDisposable
 
     public void Start()
     {
+        if (PowerLossShadowBlockIo.Requested)
+        {
+            _logger.LogWarning("TEST INSTRUMENTATION: {Variable}=1, every device write is shadowed for a power-loss test; never set it in production", PowerLossShadowBlockIo.EnvironmentVariable);
+            BlockIo.WrapAll(static io => new PowerLossShadowBlockIo(io));
+        }
+
         StartShards();
         Enter(NodeState.Gftl);
         _store = OpenStore();

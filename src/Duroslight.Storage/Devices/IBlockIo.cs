@@ -28,10 +28,23 @@ public static class BlockIo
     [ThreadStatic]
     private static IBlockIo? t_current;
 
-    public static IBlockIo Current => t_current ?? SyncBlockIo.Instance;
+    private static IBlockIo s_fallback = SyncBlockIo.Instance;
+    private static Func<IBlockIo, IBlockIo>? s_wrap;
+
+    public static IBlockIo Current => t_current ?? s_fallback;
 
     /// <summary>Installs <paramref name="io"/> for the calling thread (null restores the fallback).</summary>
-    public static void InstallForCurrentThread(IBlockIo? io) => t_current = io;
+    public static void InstallForCurrentThread(IBlockIo? io) => t_current = io is null || s_wrap is null ? io : s_wrap(io);
+
+    /// <summary>
+    /// Test instrumentation (<see cref="PowerLossShadowBlockIo"/>): wraps the fallback and every implementation
+    /// installed from now on. Call before any thread installs its own.
+    /// </summary>
+    public static void WrapAll(Func<IBlockIo, IBlockIo> wrap)
+    {
+        s_wrap = wrap;
+        s_fallback = wrap(SyncBlockIo.Instance);
+    }
 
     /// <summary>
     /// Turns on O_DIRECT for an open file or device (.NET's File.OpenHandle cannot). 0, or the errno: EINVAL where

@@ -1,92 +1,33 @@
 using System.Buffers.Binary;
-using Duroslight.Storage.Interop;
 
 namespace Duroslight.Storage.Gftl;
 
 /// <summary>
-/// The state a graceful shutdown saves (gftl.checkpoint in the data directory) so the next start skips the scan:
-/// every volume's mapped entries and each segment's trim-record count, after a 48-byte header with the cluster id,
-/// the last sequence number, the payload length and its CRC32C. Written atomically; deleted as soon as it has been
+/// The state a graceful shutdown saves (in the device metadata, beside the catalog) so the next start skips the
+/// scan: every volume's mapped entries and each segment's trim-record count. The metadata header carries its
+/// checksum and the last sequence number. A new metadata generation without it is written as soon as it has been
 /// loaded, so a later crash can never start from a stale one. A missing, torn or foreign checkpoint means a scan.
 /// </summary>
 internal static class Checkpoint
 {
-    public const string FileName = "gftl.checkpoint";
-    private const ulong Magic = 0x3150_4B43_474C_5344; // "DSLGCKP1"
-    private const int HeaderSize = 48;
     private const int EntrySize = 24;
 
-    public static void Save(string path, Guid clusterId, GftlCore core)
+    /// <summary>Loads the checkpoint into the maps; false (with the reason, and nothing installed) when it does not fit the devices.</summary>
+    public static bool TryLoad(ReadOnlySpan<byte> payload, long lastSeq, GftlCore core, out string problem)
     {
-        byte[] payload = Encode(core);
-        byte[] header = new byte[HeaderSize];
-        BinaryPrimitives.WriteUInt64LittleEndian(header, Magic);
-        clusterId.TryWriteBytes(header.AsSpan(8, 16));
-        BinaryPrimitives.WriteInt64LittleEndian(header.AsSpan(24), core.LastSeq);
-        BinaryPrimitives.WriteInt64LittleEndian(header.AsSpan(32), payload.Length);
-        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(40), Crc32C.Compute(payload));
-        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(44), Crc32C.Compute(header.AsSpan(0, 44)));
-        string temporaryPath = path + ".tmp";
-        using (var stream = new FileStream(temporaryPath, FileMode.Create, FileAccess.Write, FileShare.None))
-        {
-            stream.Write(header);
-            stream.Write(payload);
-            stream.Flush(flushToDisk: true);
-        }
-
-        File.Move(temporaryPath, path, overwrite: true);
-        LibC.SyncDirectoryOrThrow(Path.GetDirectoryName(path)!);
-    }
-
-    /// <summary>Loads the checkpoint into the maps; false (with the reason, and nothing installed) when it cannot be used.</summary>
-    public static bool TryLoad(string path, Guid clusterId, GftlCore core, out string problem)
-    {
-        File.Delete(path + ".tmp");
-        if (!File.Exists(path))
-        {
-            problem = "no checkpoint (the last stop was not graceful)";
-            return false;
-        }
-
-        byte[] file = File.ReadAllBytes(path);
-        ReadOnlySpan<byte> span = file;
-        if (span.Length < HeaderSize || BinaryPrimitives.ReadUInt64LittleEndian(span) != Magic ||
-            BinaryPrimitives.ReadUInt32LittleEndian(span[44..]) != Crc32C.Compute(span[..44]))
-        {
-            problem = "checkpoint header is damaged";
-            return false;
-        }
-
-        long length = BinaryPrimitives.ReadInt64LittleEndian(span[32..]);
-        if (new Guid(span[8..24]) != clusterId || length != span.Length - HeaderSize ||
-            BinaryPrimitives.ReadUInt32LittleEndian(span[40..]) != Crc32C.Compute(span[HeaderSize..]))
-        {
-            problem = "checkpoint is torn or belongs to another cluster";
-            return false;
-        }
-
-        if (!Decode(span[HeaderSize..], core))
+        if (!Decode(payload, core))
         {
             problem = "checkpoint does not match the devices";
             return false;
         }
 
-        core.RaiseSeq(BinaryPrimitives.ReadInt64LittleEndian(span[24..]));
+        core.RaiseSeq(lastSeq);
         problem = "";
         return true;
     }
 
-    /// <summary>Removes the checkpoint once loaded: from now on the devices change and only a new shutdown may write one.</summary>
-    public static void Invalidate(string path)
-    {
-        if (File.Exists(path))
-        {
-            File.Delete(path);
-            LibC.SyncDirectoryOrThrow(Path.GetDirectoryName(path)!);
-        }
-    }
-
-    private static byte[] Encode(GftlCore core)
+    /// <summary>The checkpoint of the store's present state (nothing may be in flight).</summary>
+    public static byte[] Encode(GftlCore core)
     {
         using var stream = new MemoryStream();
         using var writer = new BinaryWriter(stream);

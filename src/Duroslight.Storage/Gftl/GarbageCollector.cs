@@ -393,7 +393,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
     /// <summary>The volume itself and the snapshots/clones taken after the write (which inherited the block).</summary>
     private bool IsReferenced(GftlVolume volume, long lba, long seq, long location)
     {
-        if (_core.PartitionFor(volume.Id, lba / GftlLayout.BlocksPerChunk).References(volume, lba, location))
+        if (_core.PartitionFor(volume.PlacementId, lba / GftlLayout.BlocksPerChunk).References(volume, lba, location))
         {
             return true;
         }
@@ -411,7 +411,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
 
     private int Repoint(GftlVolume volume, long lba, long seq, long from, long to)
     {
-        int moved = _core.PartitionFor(volume.Id, lba / GftlLayout.BlocksPerChunk).Relocate(volume, lba, from, to) ? 1 : 0;
+        int moved = _core.PartitionFor(volume.PlacementId, lba / GftlLayout.BlocksPerChunk).Relocate(volume, lba, from, to) ? 1 : 0;
         foreach (GftlVolume child in volume.Children)
         {
             if (child.Entry.BaseSeq > seq)
@@ -459,7 +459,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
         {
             long start = Math.Max(trim.Lba, chunk * GftlLayout.BlocksPerChunk);
             long end = Math.Min(trim.Lba + trim.Count, (chunk + 1) * GftlLayout.BlocksPerChunk);
-            if (_core.PartitionFor(volume.Id, chunk).HasUnmapped(volume, start, (int)(end - start)))
+            if (_core.PartitionFor(volume.PlacementId, chunk).HasUnmapped(volume, start, (int)(end - start)))
             {
                 return true;
             }

@@ -88,7 +88,7 @@ internal sealed class GftlCore : IDisposable
     public void Install(GftlVolume volume, long lba, long location, long seq)
     {
         long chunk = lba / GftlLayout.BlocksPerChunk;
-        ShardMap map = volume.Maps[PartitionFor(volume.Id, chunk).Index];
+        ShardMap map = volume.Maps[PartitionFor(volume.PlacementId, chunk).Index];
         ChunkBlocks blocks = map.GetOrAdd(chunk);
         ref MapEntry entry = ref blocks.Entries[lba % GftlLayout.BlocksPerChunk];
         if (entry.Location == GftlLayout.Unmapped)
@@ -135,6 +135,32 @@ internal sealed class GftlCore : IDisposable
     }
 
     public void EndQuiesce() => Release(Partitions.Length);
+
+    /// <summary>Takes every partition's lock (in index order) without waiting for records in flight: a snapshot's cut.</summary>
+    public void LockPartitions()
+    {
+        foreach (Partition partition in Partitions)
+        {
+            Monitor.Enter(partition.Gate);
+        }
+    }
+
+    public void UnlockPartitions() => Release(Partitions.Length);
+
+    /// <summary>
+    /// Waits until every record older than <paramref name="seq"/> has completed: those were in flight at a snapshot's
+    /// cut, so only they are waited for (a device write each), not a moment without writes.
+    /// </summary>
+    public void WaitForRecordsBelow(long seq)
+    {
+        foreach (Partition partition in Partitions)
+        {
+            while (partition.HasInflightBelow(seq))
+            {
+                Thread.Sleep(1);
+            }
+        }
+    }
 
     public void Dispose()
     {

@@ -6,7 +6,7 @@ public sealed record GftlDeviceSpec(string Path, long? SizeBytes = null);
 /// <summary>How a <see cref="GftlStore"/> is laid out and run.</summary>
 public sealed record GftlOptions
 {
-    /// <summary>Holds the volume catalog, the graceful-shutdown checkpoint and the store lock.</summary>
+    /// <summary>Holds the store lock only: the catalog and the checkpoint live on the devices (<see cref="DeviceMetadata"/>).</summary>
     public required string DataDirectory { get; init; }
 
     /// <summary>The devices in set order; the order is recorded in each superblock and checked at start.</summary>

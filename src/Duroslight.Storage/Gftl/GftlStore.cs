@@ -13,10 +13,9 @@ public sealed class GftlStore : IVolumeStore
 {
     private readonly object _gate = new();
     private readonly GftlOptions _options;
-    private readonly string _catalogPath;
-    private readonly string _checkpointPath;
     private readonly SafeFileHandle _lockFile;
     private readonly GftlCore _core;
+    private readonly DeviceMetadata _metadata;
     private readonly Guid _clusterId;
     private readonly RecoveryTracker _recovery;
     private bool _disposed;
@@ -27,24 +26,19 @@ public sealed class GftlStore : IVolumeStore
         _options = options;
         DataDirectory = Path.GetFullPath(options.DataDirectory);
         Directory.CreateDirectory(DataDirectory);
-        _catalogPath = Path.Combine(DataDirectory, GftlCatalog.FileName);
-        _checkpointPath = Path.Combine(DataDirectory, Checkpoint.FileName);
         _lockFile = DataDirectoryLock.Acquire(DataDirectory);
         try
         {
-            GftlCatalog.Document? catalog = GftlCatalog.Load(_catalogPath);
-            _clusterId = catalog?.ClusterId ?? Guid.NewGuid();
-            DeviceSet devices = catalog is null
-                ? DeviceSet.Format(options.Devices, _clusterId, options.NodeIndex, options.SegmentBytes, options.DirectIo)
-                : DeviceSet.Open(options.Devices, _clusterId, options.DirectIo);
+            RefuseLegacyCatalog();
+            DeviceSet devices = DeviceSet.OpenOrFormat(options.Devices, options.NodeIndex, options.SegmentBytes, options.DirectIo, out bool formatted);
+            _clusterId = devices.ClusterId;
             _core = new GftlCore(devices, options.ShardCount);
-            if (catalog is null)
-            {
-                GftlCatalog.Save(_catalogPath, new GftlCatalog.Document(1, _clusterId, []));
-            }
-
-            LoadVolumes(catalog?.Volumes ?? []);
-            _recovery = Recover(catalog is null);
+            _metadata = devices.Metadata;
+            DeviceMetadata.Loaded? state = formatted ? null : _metadata.Load(out string problem) ??
+                throw new VolumeStoreException($"GFTL devices of cluster {_clusterId}: {problem}; the catalog is lost.");
+            LoadVolumes(state is null ? [] : GftlCatalog.Parse(state.Catalog, _clusterId).Volumes);
+            _core.RaiseSeq(state?.LastSeq ?? 0);
+            _recovery = Recover(state);
             _core.Collector = new GarbageCollector(_core);
             if (options.BackgroundGc)
             {
@@ -267,7 +261,7 @@ public sealed class GftlStore : IVolumeStore
                 _core.EndQuiesce();
                 if (_core.FlushAsync().AsTask().GetAwaiter().GetResult() == StorageResult.Ok)
                 {
-                    Checkpoint.Save(_checkpointPath, _clusterId, _core);
+                    SaveCheckpoint();
                 }
             }
 
@@ -287,45 +281,71 @@ public sealed class GftlStore : IVolumeStore
                 throw new VolumeStoreException("Volume name must not be empty.");
             }
 
-            if (!_core.TryQuiesce(TimeSpan.FromSeconds(5)))
+            // The cut: with every partition locked, no record can be reserved or completed and no trim applied, so
+            // every record reserved so far has a lower sequence number than the base taken now. The child shares
+            // the source's placement (same partitions) and starts as a copy of its maps; records and trims below
+            // the base that complete later reach it in their partition (Partition.MapIntoLaterSnapshots), which is
+            // what a scan of the log resolves too. Only those records are waited for before returning, so the
+            // snapshot no longer changes once the caller has it; new writes go on all along.
+            GftlVolume child;
+            long seq;
+            _core.LockPartitions();
+            try
             {
-                throw new VolumeStoreException($"Volume {sourceId} stayed busy: could not find a moment without writes in flight to snapshot it.");
+                seq = _core.NextSeq();
+                child = new GftlVolume(_core, new GftlCatalog.Entry(Guid.NewGuid(), name, source.SizeBytes, readOnly, source.Id, seq, seq, false), source);
+                CopyMaps(source, child);
+                source.Children = [.. source.Children, child];
+                _core.SetVolumes([.. _core.Volumes, child]);
+            }
+            finally
+            {
+                _core.UnlockPartitions();
             }
 
             try
             {
-                long seq = _core.NextSeq();
-                var entry = new GftlCatalog.Entry(Guid.NewGuid(), name, source.SizeBytes, readOnly, source.Id, seq, seq, false);
-                var child = new GftlVolume(_core, entry, source);
-                SaveCatalog([.. _core.Volumes, child]);
-                CopyMaps(source, child);
-                source.Children = [.. source.Children, child];
-                _core.SetVolumes([.. _core.Volumes, child]);
-                return entry.Descriptor;
+                SaveCatalog(_core.Volumes);
             }
-            finally
+            catch
             {
-                _core.EndQuiesce();
+                source.Children = Array.FindAll(source.Children, c => c != child);
+                _core.SetVolumes(Array.FindAll(_core.Volumes, v => v != child));
+                child.Close();
+                foreach (Partition partition in _core.Partitions)
+                {
+                    partition.DropVolume(child);
+                }
+
+                throw;
             }
+
+            _core.WaitForRecordsBelow(seq);
+            return child.Entry.Descriptor;
         }
     }
 
     /// <summary>
     /// The child gets its own map entries pointing at the same blocks (the data is shared, copy-on-write: the next
-    /// write to either side goes to a new location). Runs with every partition locked and nothing in flight.
+    /// write to either side goes to a new location), and the trims' sequence numbers kept in unmapped entries.
+    /// Runs with every partition locked.
     /// </summary>
     private void CopyMaps(GftlVolume source, GftlVolume child)
     {
-        foreach (ShardMap map in source.Maps)
+        for (int p = 0; p < source.Maps.Length; p++)
         {
-            foreach ((long chunk, ChunkBlocks blocks) in map.Chunks)
+            ShardMap to = child.Maps[p];
+            foreach ((long chunk, ChunkBlocks blocks) in source.Maps[p].Chunks)
             {
-                for (int i = 0; i < blocks.Entries.Length; i++)
+                ChunkBlocks copy = to.GetOrAdd(chunk);
+                blocks.Entries.CopyTo(copy.Entries, 0);
+                copy.Mapped = blocks.Mapped;
+                to.MappedBlocks += blocks.Mapped;
+                foreach (MapEntry entry in blocks.Entries)
                 {
-                    MapEntry entry = blocks.Entries[i];
                     if (entry.Location != GftlLayout.Unmapped)
                     {
-                        _core.Install(child, (chunk * GftlLayout.BlocksPerChunk) + i, entry.Location, entry.Seq);
+                        Interlocked.Increment(ref _core.Allocator.SegmentOf(entry.Location).Live);
                     }
                 }
             }
@@ -357,13 +377,48 @@ public sealed class GftlStore : IVolumeStore
 
     private void SaveCatalog(GftlVolume[] volumes)
     {
+        List<GftlCatalog.Entry> entries = Entries(volumes);
+        _metadata.Save(GftlCatalog.Serialize(_clusterId, entries), [], _core.LastSeq);
+    }
+
+    private List<GftlCatalog.Entry> Entries(GftlVolume[] volumes)
+    {
         var entries = new List<GftlCatalog.Entry>(volumes.Length);
         foreach (GftlVolume volume in volumes)
         {
             entries.Add(volume.Entry);
         }
 
-        GftlCatalog.Save(_catalogPath, new GftlCatalog.Document(1, _clusterId, entries));
+        return entries;
+    }
+
+    /// <summary>
+    /// The catalog with the checkpoint, after a graceful stop's flush. A checkpoint too large for the metadata slot
+    /// (many snapshots of full volumes) is left out: the next start scans instead.
+    /// </summary>
+    private void SaveCheckpoint()
+    {
+        byte[] catalog = GftlCatalog.Serialize(_clusterId, Entries(_core.Volumes));
+        byte[] checkpoint = Checkpoint.Encode(_core);
+        try
+        {
+            _metadata.Save(catalog, checkpoint, _core.LastSeq);
+        }
+        catch (VolumeStoreException e)
+        {
+            _options.Log?.Invoke($"GFTL checkpoint not saved ({e.Message}): the next start scans the devices");
+        }
+    }
+
+    /// <summary>Format 1 kept the catalog in the data directory: such a store cannot be opened by this build.</summary>
+    private void RefuseLegacyCatalog()
+    {
+        string legacy = Path.Combine(DataDirectory, GftlCatalog.LegacyFileName);
+        if (File.Exists(legacy))
+        {
+            throw new VolumeStoreException(
+                $"'{legacy}' is the catalog of a GFTL of format version 1 (catalog in the data directory); this build keeps it on the devices (format version {Superblock.FormatVersion}) and cannot upgrade in place.");
+        }
     }
 
     private GftlVolume Visible(Guid id) =>
@@ -378,7 +433,7 @@ public sealed class GftlStore : IVolumeStore
             GftlVolume? parent = entry.ParentId is { } parentId ? volumes.Find(v => v.Id == parentId) : null;
             if (entry.ParentId is not null && parent is null)
             {
-                throw new VolumeStoreException($"GFTL catalog '{_catalogPath}': volume {entry.Id} names parent {entry.ParentId}, which is not listed before it.");
+                throw new VolumeStoreException($"GFTL catalog: volume {entry.Id} names parent {entry.ParentId}, which is not listed before it.");
             }
 
             var volume = new GftlVolume(_core, entry, parent);
@@ -394,16 +449,17 @@ public sealed class GftlStore : IVolumeStore
         _core.SetVolumes([.. volumes]);
     }
 
-    private RecoveryTracker Recover(bool formatted)
+    private RecoveryTracker Recover(DeviceMetadata.Loaded? state)
     {
         long deviceBytes = (long)_core.Allocator.Segments.Length * _core.Devices.SegmentBytes;
         RecoveryTracker tracker;
-        if (formatted)
+        string problem = state?.CheckpointProblem ?? "";
+        if (state is null)
         {
             tracker = new RecoveryTracker(GftlStartKind.Formatted, 0, _options);
             _options.Log?.Invoke($"GFTL formatted {_core.Devices.Count} device(s), cluster {_clusterId}");
         }
-        else if (Checkpoint.TryLoad(_checkpointPath, _clusterId, _core, out string problem))
+        else if (state.Checkpoint is { } checkpoint && Checkpoint.TryLoad(checkpoint, state.LastSeq, _core, out problem))
         {
             tracker = new RecoveryTracker(GftlStartKind.Checkpoint, 0, _options);
             _options.Log?.Invoke("GFTL graceful start from the checkpoint");
@@ -416,7 +472,9 @@ public sealed class GftlStore : IVolumeStore
         }
 
         _core.Allocator.Rebuild();
-        Checkpoint.Invalidate(_checkpointPath);
+
+        // A new generation without the checkpoint: from now on the devices change, so a crash must scan.
+        SaveCatalog(_core.Volumes);
         GftlRecoveryProgress done = tracker.Finish();
         _options.Log?.Invoke($"GFTL ready in {done.Elapsed.TotalMilliseconds:F0} ms: {_core.Allocator.FreeCount} of {_core.Allocator.Segments.Length} segments free");
         if (_options.DirectIo && !_core.Devices.AllDirect)

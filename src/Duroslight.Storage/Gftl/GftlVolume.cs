@@ -20,6 +20,7 @@ internal sealed class GftlVolume : IBlockVolume
         _core = core;
         Entry = entry;
         Parent = parent;
+        PlacementId = parent?.PlacementId ?? entry.Id;
         _sizeBytes = entry.SizeBytes;
         Maps = new ShardMap[core.Partitions.Length];
         for (int i = 0; i < Maps.Length; i++)
@@ -41,6 +42,9 @@ internal sealed class GftlVolume : IBlockVolume
     public ShardMap[] Maps { get; }
 
     public Guid Id => Entry.Id;
+
+    /// <summary>The origin volume's id: a snapshot or clone keeps its chunks in the same partitions as its parent's.</summary>
+    public Guid PlacementId { get; }
     public int BlockSize => GftlLayout.BlockSize;
     public long SizeBytes => Volatile.Read(ref _sizeBytes);
     public bool IsClosed => _closed;
@@ -112,8 +116,7 @@ internal sealed class GftlVolume : IBlockVolume
             return StorageResult.OutOfRange;
         }
 
-        // A snapshot is read-only; StorageResult has no write-protect status, so a write fails as a write fault.
-        return _closed || (write && Entry.ReadOnly) ? StorageResult.MediaError : StorageResult.Ok;
+        return _closed ? StorageResult.MediaError : write && Entry.ReadOnly ? StorageResult.WriteProtected : StorageResult.Ok;
     }
 
     // Separate methods: a lambda capturing a parameter allocates its closure on entry to the method that declares it.
@@ -147,7 +150,7 @@ internal sealed class GftlVolume : IBlockVolume
     {
         long lba = offset >> GftlLayout.BlockShift;
         int count = destination.Length >> GftlLayout.BlockShift;
-        Partition partition = _core.PartitionFor(Id, offset >> ChunkMap.ChunkShift);
+        Partition partition = _core.PartitionFor(PlacementId, offset >> ChunkMap.ChunkShift);
         int done = 0;
         while (done < count)
         {
@@ -189,7 +192,7 @@ internal sealed class GftlVolume : IBlockVolume
     {
         long lba = offset >> GftlLayout.BlockShift;
         int count = source.Length >> GftlLayout.BlockShift;
-        Partition partition = _core.PartitionFor(Id, offset >> ChunkMap.ChunkShift);
+        Partition partition = _core.PartitionFor(PlacementId, offset >> ChunkMap.ChunkShift);
         (StorageResult reserved, PendingRecord? record) = await ReserveAsync(partition, lba, count, 0).ConfigureAwait(false);
         if (reserved != StorageResult.Ok)
         {
@@ -273,7 +276,7 @@ internal sealed class GftlVolume : IBlockVolume
         {
             long start = Math.Max(lba, chunk * GftlLayout.BlocksPerChunk);
             long end = Math.Min(lba + count, (chunk + 1) * GftlLayout.BlocksPerChunk);
-            touched += _core.PartitionFor(Id, chunk).Trim(this, start, end - start, seq);
+            touched += _core.PartitionFor(PlacementId, chunk).Trim(this, start, end - start, seq);
         }
 
         return touched;
@@ -282,7 +285,7 @@ internal sealed class GftlVolume : IBlockVolume
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<StorageResult> LogTrimAsync(long lba, int count, long seq)
     {
-        Partition partition = _core.PartitionFor(Id, lba / GftlLayout.BlocksPerChunk);
+        Partition partition = _core.PartitionFor(PlacementId, lba / GftlLayout.BlocksPerChunk);
         (StorageResult reserved, PendingRecord? record) = await ReserveAsync(partition, lba, count, seq).ConfigureAwait(false);
         if (reserved != StorageResult.Ok)
         {

@@ -83,9 +83,14 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
         {
             _inflight.Remove(record);
             Interlocked.Decrement(ref record.Segment.Pending);
-            if (written && record.Chunk is not null && !record.Volume.IsClosed)
+            if (written && record.Chunk is not null)
             {
-                Map(record);
+                if (!record.Volume.IsClosed)
+                {
+                    Map(record.Volume.Maps[Index], record.Chunk, record);
+                }
+
+                MapIntoLaterSnapshots(record.Volume, record);
             }
 
             _userBlocks += record.Chunk is null ? 0 : record.Count;
@@ -97,6 +102,23 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
         }
     }
 
+    /// <summary>True while a record older than <paramref name="seq"/> is in flight here (a snapshot's cut waits for them).</summary>
+    public bool HasInflightBelow(long seq)
+    {
+        lock (_gate)
+        {
+            foreach (PendingRecord record in _inflight)
+            {
+                if (record.Seq < seq)
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
+    }
+
     /// <summary>
     /// Unmaps the blocks of [lba, lba + count) that this partition owns, as of trim <paramref name="seq"/>. Returns how
     /// many mapped or in-flight blocks it touched: 0 means the range already reads as zeros here.
@@ -105,32 +127,8 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
     {
         lock (_gate)
         {
-            long touched = CountInflightOverlaps(volume, lba, count, seq);
-            ShardMap map = volume.Maps[Index];
-            long firstChunk = lba / GftlLayout.BlocksPerChunk;
-            long lastChunk = (lba + count - 1) / GftlLayout.BlocksPerChunk;
-            if (lastChunk - firstChunk < map.Chunks.Count)
-            {
-                for (long chunk = firstChunk; chunk <= lastChunk; chunk++)
-                {
-                    if (map.Chunks.TryGetValue(chunk, out ChunkBlocks? blocks))
-                    {
-                        touched += TrimChunk(map, chunk, blocks, lba, count, seq);
-                    }
-                }
-            }
-            else
-            {
-                // A range wider than what is mapped (a whole-volume discard): walk the map instead.
-                foreach ((long chunk, ChunkBlocks blocks) in map.Chunks)
-                {
-                    if (chunk >= firstChunk && chunk <= lastChunk)
-                    {
-                        touched += TrimChunk(map, chunk, blocks, lba, count, seq);
-                    }
-                }
-            }
-
+            long touched = CountInflightOverlaps(volume, lba, count, seq) + TrimMap(volume.Maps[Index], lba, count, seq);
+            TrimLaterSnapshots(volume, lba, count, seq);
             return touched;
         }
     }
@@ -307,6 +305,68 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
         return _open is not null && _open.TryTake(blocks, out location);
     }
 
+    private long TrimMap(ShardMap map, long lba, long count, long seq)
+    {
+        long touched = 0;
+        long firstChunk = lba / GftlLayout.BlocksPerChunk;
+        long lastChunk = (lba + count - 1) / GftlLayout.BlocksPerChunk;
+        if (lastChunk - firstChunk < map.Chunks.Count)
+        {
+            for (long chunk = firstChunk; chunk <= lastChunk; chunk++)
+            {
+                if (map.Chunks.TryGetValue(chunk, out ChunkBlocks? blocks))
+                {
+                    touched += TrimChunk(map, chunk, blocks, lba, count, seq);
+                }
+            }
+        }
+        else
+        {
+            // A range wider than what is mapped (a whole-volume discard): walk the map instead.
+            foreach ((long chunk, ChunkBlocks blocks) in map.Chunks)
+            {
+                if (chunk >= firstChunk && chunk <= lastChunk)
+                {
+                    touched += TrimChunk(map, chunk, blocks, lba, count, seq);
+                }
+            }
+        }
+
+        return touched;
+    }
+
+    // Snapshots without quiescing (see GftlStore.Derive): a snapshot or clone holds its parent's records older
+    // than its base sequence number. A write or trim older than that which completes after the snapshot's cut
+    // must reach the snapshot's map too (and its own snapshots'), as a scan of the log would resolve it.
+    private void MapIntoLaterSnapshots(GftlVolume volume, PendingRecord record)
+    {
+        foreach (GftlVolume child in volume.Children)
+        {
+            if (child.Entry.BaseSeq > record.Seq)
+            {
+                if (!child.IsClosed)
+                {
+                    ShardMap map = child.Maps[Index];
+                    Map(map, map.GetOrAdd(record.Lba / GftlLayout.BlocksPerChunk), record);
+                }
+
+                MapIntoLaterSnapshots(child, record);
+            }
+        }
+    }
+
+    private void TrimLaterSnapshots(GftlVolume volume, long lba, long count, long seq)
+    {
+        foreach (GftlVolume child in volume.Children)
+        {
+            if (child.Entry.BaseSeq > seq)
+            {
+                TrimMap(child.Maps[Index], lba, count, seq);
+                TrimLaterSnapshots(child, lba, count, seq);
+            }
+        }
+    }
+
     private int TrimChunk(ShardMap map, long chunk, ChunkBlocks blocks, long lba, long count, long seq)
     {
         long chunkStart = chunk * GftlLayout.BlocksPerChunk;
@@ -361,10 +421,8 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
         return overlaps;
     }
 
-    private void Map(PendingRecord record)
+    private void Map(ShardMap map, ChunkBlocks blocks, PendingRecord record)
     {
-        ShardMap map = record.Volume.Maps[Index];
-        ChunkBlocks blocks = record.Chunk!;
         int first = (int)(record.Lba % GftlLayout.BlocksPerChunk);
         int added = 0;
         for (int i = 0; i < record.Count; i++)

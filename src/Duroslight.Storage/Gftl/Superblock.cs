@@ -4,11 +4,16 @@ namespace Duroslight.Storage.Gftl;
 
 /// <summary>
 /// The first 4 KiB of every device: who it belongs to (cluster and node), where it sits in the set, and the
-/// geometry the log was laid out with. Checked at every start so a wrong, missing or reordered device is refused.
+/// geometry the log was laid out with, including where the metadata area (<see cref="DeviceMetadata"/>) sits.
+/// Checked at every start so a wrong, missing or reordered device is refused. Version 1 kept the catalog and the
+/// checkpoint in the data directory; version 2 keeps them on the devices.
 /// </summary>
-internal sealed record Superblock(Guid ClusterId, int NodeIndex, int DeviceIndex, int DeviceCount, long DeviceBytes, int SegmentBytes, int SegmentCount)
+internal sealed record Superblock(
+    Guid ClusterId, int NodeIndex, int DeviceIndex, int DeviceCount, long DeviceBytes, int SegmentBytes, int SegmentCount,
+    long MetadataOffset, long MetadataSlotBytes)
 {
-    public const int FormatVersion = 1;
+    public const int FormatVersion = 2;
+    private const int CrcAt = 72;
     private const ulong Magic = 0x314C_5446_474C_5344; // "DSLGFTL1"
 
     public void Encode(Span<byte> block)
@@ -23,8 +28,13 @@ internal sealed record Superblock(Guid ClusterId, int NodeIndex, int DeviceIndex
         BinaryPrimitives.WriteInt64LittleEndian(block[40..], DeviceBytes);
         BinaryPrimitives.WriteInt32LittleEndian(block[48..], SegmentBytes);
         BinaryPrimitives.WriteInt32LittleEndian(block[52..], SegmentCount);
-        BinaryPrimitives.WriteUInt32LittleEndian(block[60..], Crc32C.Compute(block[..60]));
+        BinaryPrimitives.WriteInt64LittleEndian(block[56..], MetadataOffset);
+        BinaryPrimitives.WriteInt64LittleEndian(block[64..], MetadataSlotBytes);
+        BinaryPrimitives.WriteUInt32LittleEndian(block[CrcAt..], Crc32C.Compute(block[..CrcAt]));
     }
+
+    /// <summary>True when <paramref name="block"/> carries no GFTL superblock at all (a device never formatted).</summary>
+    public static bool IsBlank(ReadOnlySpan<byte> block) => BinaryPrimitives.ReadUInt64LittleEndian(block) != Magic;
 
     /// <summary>The superblock in <paramref name="block"/>, or null with the reason it is not one.</summary>
     public static Superblock? Decode(ReadOnlySpan<byte> block, out string problem)
@@ -35,16 +45,18 @@ internal sealed record Superblock(Guid ClusterId, int NodeIndex, int DeviceIndex
             return null;
         }
 
-        if (BinaryPrimitives.ReadUInt32LittleEndian(block[60..]) != Crc32C.Compute(block[..60]))
-        {
-            problem = "its superblock checksum is wrong (damaged)";
-            return null;
-        }
-
+        // The version first: where the checksum sits depends on it.
         int version = BinaryPrimitives.ReadInt32LittleEndian(block[8..]);
         if (version != FormatVersion)
         {
-            problem = $"its format version is {version}, this build reads {FormatVersion}";
+            problem = $"its superblock has format version {version}, this build reads only version {FormatVersion}" +
+                (version == 1 ? " (version 1 kept the catalog in the data directory; there is no in-place upgrade)" : "");
+            return null;
+        }
+
+        if (BinaryPrimitives.ReadUInt32LittleEndian(block[CrcAt..]) != Crc32C.Compute(block[..CrcAt]))
+        {
+            problem = "its superblock checksum is wrong (damaged)";
             return null;
         }
 
@@ -56,6 +68,8 @@ internal sealed record Superblock(Guid ClusterId, int NodeIndex, int DeviceIndex
             BinaryPrimitives.ReadInt32LittleEndian(block[36..]),
             BinaryPrimitives.ReadInt64LittleEndian(block[40..]),
             BinaryPrimitives.ReadInt32LittleEndian(block[48..]),
-            BinaryPrimitives.ReadInt32LittleEndian(block[52..]));
+            BinaryPrimitives.ReadInt32LittleEndian(block[52..]),
+            BinaryPrimitives.ReadInt64LittleEndian(block[56..]),
+            BinaryPrimitives.ReadInt64LittleEndian(block[64..]));
     }
 }

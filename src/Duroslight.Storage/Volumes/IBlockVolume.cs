@@ -10,6 +10,8 @@ public enum StorageResult
     MediaError,
     /// <summary>The range lies outside the volume (the engine checks first; this is a second line).</summary>
     OutOfRange,
+    /// <summary>The volume is read-only (a snapshot): NVMe "Namespace is Write Protected".</summary>
+    WriteProtected,
 }
 
 /// <summary>
@@ -19,6 +21,14 @@ public enum StorageResult
 public interface IBlockVolume : IDisposable
 {
     Guid Id { get; }
+
+    /// <summary>
+    /// The id that places the volume's chunks on shards (<see cref="Chunking.ChunkMap.OwnerShard"/>). Its own id,
+    /// except for a GFTL snapshot or clone, which shares its origin's placement so that a chunk and its
+    /// copy-on-write sharers sit in one partition.
+    /// </summary>
+    Guid PlacementId => Id;
+
     long SizeBytes { get; }
     int BlockSize { get; }
 

@@ -73,7 +73,7 @@ public sealed class GftlConcurrencyTests : IDisposable
             before = await VolumeStoreContractTests.ReadAsync(volume, 0, 64 * Block);
         }
 
-        File.Delete(_scratch.CheckpointPath);
+        _scratch.TearCheckpoint();
         using var reopened = new GftlStore(options);
         Assert.Equal(GftlStartKind.Scan, reopened.Recovery.Kind);
         Assert.Equal(before, await VolumeStoreContractTests.ReadAsync(reopened.Open(id), 0, 64 * Block));

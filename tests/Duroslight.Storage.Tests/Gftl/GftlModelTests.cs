@@ -120,7 +120,11 @@ public sealed class GftlModelTests
                 break;
             case Op.Graceful or Op.Abrupt or Op.Torn:
                 store.Dispose();
-                Damage(scratch.CheckpointPath, op);
+                if (op != Op.Graceful)
+                {
+                    scratch.TearCheckpoint();
+                }
+
                 store = new GftlStore(options);
                 Assert.Equal(op == Op.Graceful ? GftlStartKind.Checkpoint : GftlStartKind.Scan, store.Recovery.Kind);
                 AssertMatches(store, model);
@@ -128,20 +132,6 @@ public sealed class GftlModelTests
         }
 
         return store;
-    }
-
-    private static void Damage(string checkpoint, Op op)
-    {
-        if (op == Op.Abrupt)
-        {
-            File.Delete(checkpoint);
-        }
-        else if (op == Op.Torn)
-        {
-            byte[] bytes = File.ReadAllBytes(checkpoint);
-            bytes[bytes.Length / 2] ^= 0x5A;
-            File.WriteAllBytes(checkpoint, bytes);
-        }
     }
 
     private static void AssertMatches(GftlStore store, List<ModelVolume> model)

@@ -1,4 +1,5 @@
 using Duroslight.Storage.Gftl;
+using Duroslight.Tests.Shared;
 
 namespace Duroslight.Storage.Tests.Gftl;
 
@@ -34,7 +35,13 @@ internal sealed class GftlScratch : IDisposable
     public GftlStore Open(int devices = 1, long deviceBytes = 64 * MiB, int shards = 4, int segmentBytes = (int)MiB) =>
         new(Options(devices, deviceBytes, shards, segmentBytes));
 
-    public string CheckpointPath => Path.Combine(DataDirectory, "gftl.checkpoint");
+    /// <summary>Tears the checkpoint a graceful stop left on the devices: the next start must scan, as after a crash.</summary>
+    public void TearCheckpoint() => GftlDeviceImage.TearCheckpoint(Mirrors());
+
+    /// <summary>Tears the newest metadata generation's catalog on both mirrors.</summary>
+    public void TearNewestCatalogForTest() => GftlDeviceImage.TearNewestCatalog(Mirrors());
+
+    private string[] Mirrors() => [.. Enumerable.Range(0, 2).Select(DevicePath).Where(File.Exists)];
 
     public void Dispose() => Directory.Delete(Root, recursive: true);
 }

@@ -41,7 +41,7 @@ public sealed class GftlStoreTests : IDisposable
             Assert.True(store.Recovery.Done);
             Assert.Equal(data, await ReadAsync(store.Open(id), 0, data.Length));
             Assert.Equal((300 - 10) * Block, store.Open(id).AllocatedBytes);
-            Assert.False(File.Exists(_scratch.CheckpointPath)); // consumed: a crash from here on must scan
+            Assert.Equal(["store.lock"], Directory.GetFiles(_scratch.DataDirectory).Select(Path.GetFileName)); // all state is on the devices
         }
     }
 
@@ -60,7 +60,7 @@ public sealed class GftlStoreTests : IDisposable
         await WriteAsync(volume, 0, Pattern(32 * Block, 2));
         Assert.Equal(StorageResult.Ok, await volume.DeallocateAsync(32 * Block, 32 * Block));
         await WriteAsync(store.Open(clone.Id), 16 * Block, Pattern(8 * Block, 3));
-        Assert.Equal(StorageResult.MediaError, await store.Open(snapshot.Id).WriteAsync(0, new byte[Block]));
+        Assert.Equal(StorageResult.WriteProtected, await store.Open(snapshot.Id).WriteAsync(0, new byte[Block]));
 
         byte[] expectedSource = [.. Pattern(32 * Block, 2), .. new byte[32 * Block]];
         byte[] expectedSnapshot = Pattern(64 * Block, 1);
@@ -74,7 +74,7 @@ public sealed class GftlStoreTests : IDisposable
             await AssertContents(graceful, source.Id, snapshot.Id, clone.Id, expectedSource, expectedSnapshot, expectedClone);
         }
 
-        File.Delete(_scratch.CheckpointPath);
+        _scratch.TearCheckpoint();
         using var abrupt = _scratch.Open();
         Assert.Equal(GftlStartKind.Scan, abrupt.Recovery.Kind);
         await AssertContents(abrupt, source.Id, snapshot.Id, clone.Id, expectedSource, expectedSnapshot, expectedClone);
@@ -95,7 +95,7 @@ public sealed class GftlStoreTests : IDisposable
         Assert.True(await store.CollectGarbageAsync() > 0);
         Assert.Equal(Pattern((int)(2 * MiB), 7), await ReadAsync(store.Open(snapshot.Id), 0, (int)(2 * MiB)));
         store.Dispose();
-        File.Delete(_scratch.CheckpointPath);
+        _scratch.TearCheckpoint();
 
         using (var reopened = _scratch.Open(deviceBytes: 24 * MiB))
         {
@@ -176,7 +176,7 @@ public sealed class GftlStoreTests : IDisposable
             before = store.LastSeq;
         }
 
-        File.Delete(_scratch.CheckpointPath);
+        _scratch.TearCheckpoint();
         using var reopened = new GftlStore(options);
         Assert.Equal(GftlStartKind.Scan, reopened.Recovery.Kind);
         Assert.True(reopened.LastSeq >= before, $"sequence counter went back from {before} to {reopened.LastSeq}");
@@ -196,7 +196,7 @@ public sealed class GftlStoreTests : IDisposable
         var random = new Random(1);
         for (int cycle = 0; cycle < 5; cycle++)
         {
-            File.Delete(_scratch.CheckpointPath);
+            _scratch.TearCheckpoint();
             using var store = new GftlStore(options);
             IBlockVolume volume = store.Open(id);
             for (int i = 0; i < 2000; i++)
@@ -296,14 +296,9 @@ public sealed class GftlStoreTests : IDisposable
 
     private void Damage(string stop)
     {
-        if (stop == "abrupt")
+        if (stop is "abrupt" or "torn")
         {
-            File.Delete(_scratch.CheckpointPath);
-        }
-        else if (stop == "torn")
-        {
-            byte[] checkpoint = File.ReadAllBytes(_scratch.CheckpointPath);
-            File.WriteAllBytes(_scratch.CheckpointPath, checkpoint[..(checkpoint.Length - 7)]);
+            _scratch.TearCheckpoint();
         }
     }
 
