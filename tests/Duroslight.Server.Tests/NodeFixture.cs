@@ -12,26 +12,38 @@ public sealed class NodeFixture : IAsyncDisposable
 {
     public NodeFixture(Func<ServeSettings, ServeSettings>? configure = null)
     {
-        var settings = new ServeSettings
+        for (int attempt = 1; ; attempt++)
         {
-            Listen = new IPEndPoint(IPAddress.Loopback, FreePort()),
-            Discovery = new IPEndPoint(IPAddress.Loopback, FreePort()),
-            Metrics = new IPEndPoint(IPAddress.Loopback, FreePort()),
-            InMemory = true,
-            DefaultVolumeBytes = 64L << 20,
-            DrainTimeout = TimeSpan.FromSeconds(5),
-            ControlSocket = Path.Combine(TempDir, "control.sock"),
-        };
-        Settings = configure?.Invoke(settings) ?? settings;
-        Node = new NodeHost(Settings, NullLoggerFactory.Instance);
-        Node.Start();
+            var settings = new ServeSettings
+            {
+                Listen = new IPEndPoint(IPAddress.Loopback, FreePort()),
+                Discovery = new IPEndPoint(IPAddress.Loopback, FreePort()),
+                Metrics = new IPEndPoint(IPAddress.Loopback, FreePort()),
+                InMemory = true,
+                DefaultVolumeBytes = 64L << 20,
+                DrainTimeout = TimeSpan.FromSeconds(5),
+                ControlSocket = Path.Combine(TempDir, "control.sock"),
+            };
+            Settings = configure?.Invoke(settings) ?? settings;
+            Node = new NodeHost(Settings, NullLoggerFactory.Instance);
+            try
+            {
+                Node.Start();
+                return;
+            }
+            catch (Exception e) when (attempt < 3 && e.ToString().Contains("already in use", StringComparison.OrdinalIgnoreCase))
+            {
+                // Another process took a picked port between the check and the bind: pick again.
+                Node.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            }
+        }
     }
 
     /// <summary>A private directory for this node (control socket, Prometheus files); removed on dispose.</summary>
     public string TempDir { get; } = Directory.CreateTempSubdirectory("dsl-node-").FullName;
 
-    public ServeSettings Settings { get; }
-    public NodeHost Node { get; }
+    public ServeSettings Settings { get; private set; } = null!;
+    public NodeHost Node { get; private set; } = null!;
     public int IoPort => Settings.Listen.Port;
     public int DiscoveryPort => Settings.Discovery.Port;
 
@@ -57,11 +69,26 @@ public sealed class NodeFixture : IAsyncDisposable
         }
     }
 
-    /// <summary>A port the kernel just handed out; bound and released, so a later bind almost surely gets it.</summary>
+    /// <summary>
+    /// A free loopback port below the kernel's ephemeral range (32768 and up on Linux), so the client sockets that
+    /// every test and process on the machine opens cannot take it between this check and the server's bind; chosen
+    /// at random so parallel test processes rarely try the same one (the starts retry when one does).
+    /// </summary>
     public static int FreePort()
     {
-        using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        s.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return ((IPEndPoint)s.LocalEndPoint!).Port;
+        while (true)
+        {
+            int port = Random.Shared.Next(20000, 32000);
+            using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            try
+            {
+                s.Bind(new IPEndPoint(IPAddress.Loopback, port));
+                return port;
+            }
+            catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse)
+            {
+                // Taken: try another.
+            }
+        }
     }
 }

@@ -73,7 +73,7 @@ internal sealed partial class ServerProcess : IDisposable
 
             // The free ports are picked by binding and releasing them: another process may take one in between.
             // The output keeps the failed attempt's lines (how that start recovered the store, for instance).
-            if (attempt < 3 && server.Output.Contains("Address already in use", StringComparison.Ordinal))
+            if (attempt < 3 && server.Output.Contains("already in use", StringComparison.OrdinalIgnoreCase))
             {
                 earlier = server.Output;
                 continue;
