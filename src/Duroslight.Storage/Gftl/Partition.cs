@@ -1,30 +1,41 @@
 using Duroslight.Storage.Devices;
+using Duroslight.Storage.Volumes;
 
 namespace Duroslight.Storage.Gftl;
 
-internal enum ReserveResult
-{
-    Ok,
-    NoSpace,
-    Closed,
-}
-
 /// <summary>
 /// What one reactor shard owns: the map entries of the chunks it owns (in every volume), its open segment,
-/// its I/O buffers and its in-flight records. Guarded by its own lock, uncontended in production where only the
+/// its I/O buffers, its queue of writes and its records being written (group commit). Guarded by its own lock, uncontended in production where only the
 /// shard's thread comes here; other callers (tests, control plane, the collector) take it briefly.
 /// </summary>
 internal sealed class Partition(GftlCore core, int index) : IDisposable
 {
-    /// <summary>A record header plus one chunk of data.</summary>
-    public const int BufferBytes = GftlLayout.BlockSize + Chunking.ChunkMap.ChunkSize;
+    /// <summary>One chunk of data (read bounce buffers).</summary>
+    public const int BufferBytes = Chunking.ChunkMap.ChunkSize;
+
+    /// <summary>
+    /// Records of this partition being written at once. Two, so the device is never idle while a completion is
+    /// handled; everything that arrives meanwhile queues and goes out as one record when a slot frees.
+    /// </summary>
+    public const int MaxWritesInFlight = 2;
+
+    /// <summary>Data of one group-committed record at most (512 KiB: large device writes, bounded latency).</summary>
+    public const int BatchDataBlocks = 128;
 
     private readonly object _gate = new();
     private readonly Stack<NativeBuffer> _buffers = new();
     private readonly Stack<PendingRecord> _spare = new();
+    private readonly Stack<RecordBatch> _batches = new();
+    private readonly Stack<ChunkRead> _reads = new();
+
+    /// <summary>O_DIRECT devices need aligned buffers: reads into anything else go through a bounce buffer.</summary>
+    private readonly bool _bounceReads = !Array.TrueForAll(core.Devices.Devices, static d => !d.IsDirect);
     private readonly List<PendingRecord> _inflight = [];
+    private readonly List<PendingRecord> _queue = [];
     private readonly long[] _readers = new long[2];
     private Segment? _open;
+    private int _writing;
+    private bool _awaitingRoom;
     private int _readEpoch;
     private long _userBlocks;
     private long _recordBlocks;
@@ -32,7 +43,7 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
     public int Index { get; } = index;
     public object Gate => _gate;
 
-    /// <summary>Records reserved and not completed; read under <see cref="Gate"/> (snapshots wait for 0).</summary>
+    /// <summary>Writes and trims queued or being written; read under <see cref="Gate"/> (snapshots wait for 0).</summary>
     public int InflightCount => _inflight.Count;
 
     public long UserBlocks => Volatile.Read(ref _userBlocks);
@@ -40,60 +51,222 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
     /// <summary>Blocks this partition wrote (headers included).</summary>
     public long RecordBlocks => Volatile.Read(ref _recordBlocks);
 
-    /// <summary>Reserves a record (header, plus <paramref name="count"/> data blocks unless it is a trim) in the open segment.</summary>
-    public ReserveResult TryReserve(GftlVolume volume, long lba, int count, long trimSeq, out PendingRecord? record)
+    /// <summary>
+    /// Logs a host write of one chunk's blocks. It goes out at once as its own record when fewer than
+    /// <see cref="MaxWritesInFlight"/> records of this partition are being written (a lone write never waits for
+    /// company); otherwise it waits in the queue and goes out with everything that queued behind the same in-flight
+    /// write, packed into one record (group commit). Completes when its record is on the device, then it is mapped.
+    /// </summary>
+    public ValueTask<StorageResult> WriteAsync(GftlVolume volume, long lba, ReadOnlyMemory<byte> source) =>
+        Submit(volume, lba, source.Length >> GftlLayout.BlockShift, 0, source);
+
+    /// <summary>Logs a trim (already applied to the maps) as sequence number <paramref name="seq"/>; trims are group-committed with each other.</summary>
+    public ValueTask<StorageResult> LogTrimAsync(GftlVolume volume, long lba, int count, long seq) =>
+        Submit(volume, lba, count, seq, default);
+
+    /// <summary>Back to the pool once the caller took its result.</summary>
+    public void Recycle(PendingRecord record)
     {
-        record = null;
-        bool trim = trimSeq != 0;
+        lock (_gate)
+        {
+            _spare.Push(record);
+        }
+    }
+
+    /// <summary>
+    /// A record's device write is over: maps its extents (unless a newer write or a trim got there first), starts
+    /// the next batch from the queue, then completes the host writes it carried.
+    /// </summary>
+    public void Written(RecordBatch batch, StorageResult result)
+    {
+        bool ok = result == StorageResult.Ok;
+        RecordBatch? next;
+        bool wantRoom;
+        lock (_gate)
+        {
+            foreach (PendingRecord record in batch.Records)
+            {
+                _inflight.Remove(record);
+                if (ok && !record.IsTrim && !record.Volume.IsClosed)
+                {
+                    Map(record, batch.Segment);
+                }
+
+                _userBlocks += record.IsTrim ? 0 : record.Count;
+            }
+
+            _recordBlocks += 1 + batch.DataBlocks;
+            Interlocked.Decrement(ref batch.Segment.Pending);
+            _writing--;
+            next = TryFormBatch(out wantRoom);
+        }
+
+        Continue(next, wantRoom);
+        foreach (PendingRecord record in batch.Records)
+        {
+            record.Volume = null!;
+            record.Chunk = null;
+            record.Complete(result);
+        }
+
+        batch.Records.Clear();
+        lock (_gate)
+        {
+            _batches.Push(batch);
+        }
+    }
+
+    private ValueTask<StorageResult> Submit(GftlVolume volume, long lba, int count, long trimSeq, ReadOnlyMemory<byte> source)
+    {
+        PendingRecord record;
+        RecordBatch? batch;
+        bool wantRoom;
         lock (_gate)
         {
             if (volume.IsClosed)
             {
-                return ReserveResult.Closed;
+                return new(StorageResult.MediaError);
             }
 
-            if (!TryTakeSpace(trim ? 1 : 1 + count, out Segment? segment, out long location))
-            {
-                return ReserveResult.NoSpace;
-            }
-
-            record = _spare.Count > 0 ? _spare.Pop() : new PendingRecord();
+            bool trim = trimSeq != 0;
+            record = _spare.Count > 0 ? _spare.Pop() : new PendingRecord(this);
             record.Volume = volume;
-            record.Segment = segment;
-            record.Location = location;
             record.Lba = lba;
             record.Count = count;
+            record.Source = source;
             record.Seq = trim ? trimSeq : core.NextSeq();
             record.Chunk = trim ? null : volume.Maps[Index].GetOrAdd(lba / GftlLayout.BlocksPerChunk);
-            record.Buffer = _buffers.Count > 0 ? _buffers.Pop() : new NativeBuffer(BufferBytes);
-            if (trim)
-            {
-                Interlocked.Increment(ref segment.TrimRecords);
-            }
-
             _inflight.Add(record);
-            return ReserveResult.Ok;
+            _queue.Add(record);
+            batch = TryFormBatch(out wantRoom);
+        }
+
+        short token = record.Token;
+        Continue(batch, wantRoom);
+        return record.AsValueTask(token);
+    }
+
+    /// <summary>Outside the lock: writes a formed batch, or has the collector make room for the queue.</summary>
+    private void Continue(RecordBatch? batch, bool wantRoom)
+    {
+        if (batch is not null)
+        {
+            Pack(batch);
+            batch.Write(core.DeviceOf(batch.Location));
+        }
+        else if (wantRoom)
+        {
+            _ = MakeRoomAsync();
         }
     }
 
-    /// <summary>Completes a record: a successful data write is mapped (unless a newer write or a trim got there first).</summary>
-    public void Complete(PendingRecord record, bool written)
+    /// <summary>
+    /// Under the lock: takes the front of the queue (records of one kind, as many as fit in the open segment, the
+    /// batch buffer and one header) as a batch and reserves its space, if a write slot is free.
+    /// <paramref name="wantRoom"/> says no free segment was left (the collector must run first).
+    /// </summary>
+    private RecordBatch? TryFormBatch(out bool wantRoom)
     {
-        lock (_gate)
+        wantRoom = false;
+        if (_writing >= MaxWritesInFlight || _queue.Count == 0 || _awaitingRoom)
         {
-            _inflight.Remove(record);
-            Interlocked.Decrement(ref record.Segment.Pending);
-            if (written && record.Chunk is not null && !record.Volume.IsClosed)
+            return null;
+        }
+
+        bool trim = _queue[0].IsTrim;
+        if (!EnsureOpen(1 + (trim ? 0 : _queue[0].Count)))
+        {
+            _awaitingRoom = wantRoom = true;
+            return null;
+        }
+
+        int room = Math.Min(_open!.Blocks - _open.Cursor - 1, BatchDataBlocks);
+        int taken = 0, data = 0;
+        while (taken < _queue.Count && taken < RecordFormat.MaxExtents && _queue[taken].IsTrim == trim &&
+               (trim || data + _queue[taken].Count <= room))
+        {
+            data += trim ? 0 : _queue[taken].Count;
+            taken++;
+        }
+
+        RecordBatch batch = _batches.Count > 0 ? _batches.Pop() : new RecordBatch(this, BatchDataBlocks);
+        _open.TryTake(1 + data, out batch.Location);
+        batch.Segment = _open;
+        batch.DataBlocks = data;
+        batch.Kind = trim ? RecordKind.Trim : RecordKind.Data;
+        for (int i = 0; i < taken; i++)
+        {
+            batch.Records.Add(_queue[i]);
+        }
+
+        _queue.RemoveRange(0, taken);
+        if (trim)
+        {
+            Interlocked.Increment(ref _open.TrimRecords);
+        }
+
+        _writing++;
+        return batch;
+    }
+
+    /// <summary>Outside the lock: the header and the data of every record of the batch, one CRC per extent.</summary>
+    private static void Pack(RecordBatch batch)
+    {
+        Span<byte> buffer = batch.Buffer.GetSpan();
+        RecordFormat.Begin(buffer, batch.Kind, batch.Segment.Stamp);
+        int block = 0;
+        for (int i = 0; i < batch.Records.Count; i++)
+        {
+            PendingRecord record = batch.Records[i];
+            uint crc = 0;
+            if (!record.IsTrim)
             {
-                Map(record);
+                Span<byte> data = buffer.Slice(RecordFormat.HeaderSize + (block * GftlLayout.BlockSize), record.Count * GftlLayout.BlockSize);
+                record.Source.Span.CopyTo(data);
+                record.Source = default;
+                crc = Crc32C.Compute(data);
+                record.Location = batch.Location + 1 + block;
+                block += record.Count;
             }
 
-            _userBlocks += record.Chunk is null ? 0 : record.Count;
-            _recordBlocks += 1 + (record.Chunk is null ? 0 : record.Count);
-            _buffers.Push(record.Buffer);
+            RecordFormat.SetExtent(buffer, i, new Extent(record.Volume.Id, record.Lba, record.Count, record.Seq), crc);
+        }
+
+        RecordFormat.Seal(buffer, batch.Records.Count, block);
+    }
+
+    /// <summary>No free segment for the queue: the collector cleans (foreground), then the queue goes on, or fails as out of space.</summary>
+    private async Task MakeRoomAsync()
+    {
+        bool room = await core.Collector.MakeRoomAsync().ConfigureAwait(false);
+        RecordBatch? batch = null;
+        bool wantRoom = false;
+        PendingRecord[] failed = [];
+        lock (_gate)
+        {
+            _awaitingRoom = false;
+            if (room)
+            {
+                batch = TryFormBatch(out wantRoom);
+            }
+            else
+            {
+                failed = [.. _queue];
+                _queue.Clear();
+                foreach (PendingRecord record in failed)
+                {
+                    _inflight.Remove(record);
+                }
+            }
+        }
+
+        Continue(batch, wantRoom);
+        foreach (PendingRecord record in failed)
+        {
             record.Volume = null!;
             record.Chunk = null;
-            _spare.Push(record);
+            record.Source = default;
+            record.Complete(StorageResult.OutOfSpace);
         }
     }
 
@@ -136,52 +309,69 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
     }
 
     /// <summary>
-    /// The run of blocks from <paramref name="lba"/> (at most <paramref name="max"/>) that is either all unmapped
-    /// or contiguous on one device. A mapped run registers a reader (see <see cref="FlipReadEpoch"/>) and rents a buffer.
-    /// Returns 0 when the volume is closed.
+    /// Reads blocks of one chunk: looks up all its runs at once (registering as a reader, see
+    /// <see cref="FlipReadEpoch"/>), then reads every mapped run in parallel; unmapped blocks read as zeros.
     /// </summary>
-    public int LookupRun(GftlVolume volume, long lba, int max, out long location, out int epoch, out NativeBuffer? buffer)
+    public ValueTask<StorageResult> ReadAsync(GftlVolume volume, long lba, Memory<byte> destination)
     {
-        location = GftlLayout.Unmapped;
-        epoch = 0;
-        buffer = null;
+        ChunkRead read;
         lock (_gate)
         {
             if (volume.IsClosed)
             {
-                return 0;
+                return new(StorageResult.MediaError);
             }
 
             if (!volume.Maps[Index].Chunks.TryGetValue(lba / GftlLayout.BlocksPerChunk, out ChunkBlocks? blocks))
             {
-                return max;
+                destination.Span.Clear();
+                return new(StorageResult.Ok);
             }
 
-            int first = (int)(lba % GftlLayout.BlocksPerChunk);
-            location = blocks.Entries[first].Location;
-            int run = 1;
-            while (run < max && blocks.Entries[first + run].Location == (location == GftlLayout.Unmapped ? location : location + run))
+            read = _reads.Count > 0 ? _reads.Pop() : new ChunkRead(this);
+            read.Destination = destination;
+            AddRuns(read, blocks, (int)(lba % GftlLayout.BlocksPerChunk), destination.Length >> GftlLayout.BlockShift);
+            if (read.MappedRuns > 0)
             {
-                run++;
+                read.Epoch = _readEpoch;
+                Interlocked.Increment(ref _readers[read.Epoch]);
+                if (_bounceReads && !ChunkRead.IsAligned(destination))
+                {
+                    read.Bounce = _buffers.Count > 0 ? _buffers.Pop() : new NativeBuffer(BufferBytes);
+                }
             }
+        }
 
-            if (location != GftlLayout.Unmapped)
+        short token = read.Token;
+        read.Start(core);
+        return read.AsValueTask(token);
+    }
+
+    /// <summary>A read's device I/O is over: it no longer holds its epoch or its bounce buffer.</summary>
+    public void EndRead(ChunkRead read)
+    {
+        if (read.MappedRuns == 0)
+        {
+            return;
+        }
+
+        Interlocked.Decrement(ref _readers[read.Epoch]);
+        if (read.Bounce is { } bounce)
+        {
+            read.Bounce = null;
+            lock (_gate)
             {
-                epoch = _readEpoch;
-                Interlocked.Increment(ref _readers[epoch]);
-                buffer = _buffers.Count > 0 ? _buffers.Pop() : new NativeBuffer(BufferBytes);
+                _buffers.Push(bounce);
             }
-
-            return run;
         }
     }
 
-    public void EndRead(int epoch, NativeBuffer buffer)
+    public void Recycle(ChunkRead read)
     {
-        Interlocked.Decrement(ref _readers[epoch]);
+        read.Clear();
         lock (_gate)
         {
-            _buffers.Push(buffer);
+            _reads.Push(read);
         }
     }
 
@@ -285,14 +475,19 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
             {
                 buffer.Free();
             }
+
+            while (_batches.TryPop(out RecordBatch? batch))
+            {
+                batch.Buffer.Free();
+            }
         }
     }
 
-    private bool TryTakeSpace(int blocks, out Segment segment, out long location)
+    /// <summary>Makes sure the open segment has <paramref name="blocks"/> left, opening a new one if not; false when none is free.</summary>
+    private bool EnsureOpen(int blocks)
     {
-        if (_open is not null && _open.TryTake(blocks, out location))
+        if (_open is not null && _open.Blocks - _open.Cursor >= blocks)
         {
-            segment = _open;
             return true;
         }
 
@@ -302,9 +497,25 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
         }
 
         _open = core.Allocator.TryOpen(forCollector: false);
-        segment = _open!;
-        location = GftlLayout.Unmapped;
-        return _open is not null && _open.TryTake(blocks, out location);
+        return _open is not null && _open.Blocks >= blocks;
+    }
+
+    /// <summary>The destination's runs: each all unmapped, or contiguous on one device (one device read).</summary>
+    private static void AddRuns(ChunkRead read, ChunkBlocks blocks, int first, int count)
+    {
+        for (int done = 0; done < count;)
+        {
+            long location = blocks.Entries[first + done].Location;
+            int run = 1;
+            while (done + run < count &&
+                   blocks.Entries[first + done + run].Location == (location == GftlLayout.Unmapped ? location : location + run))
+            {
+                run++;
+            }
+
+            read.AddRun(done, run, location);
+            done += run;
+        }
     }
 
     private int TrimChunk(ShardMap map, long chunk, ChunkBlocks blocks, long lba, long count, long seq)
@@ -351,7 +562,7 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
         long overlaps = 0;
         foreach (PendingRecord record in _inflight)
         {
-            if (record.Volume == volume && record.Chunk is not null && record.Seq < seq &&
+            if (record.Volume == volume && !record.IsTrim && record.Seq < seq &&
                 record.Lba < lba + count && lba < record.Lba + record.Count)
             {
                 overlaps++;
@@ -361,7 +572,7 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
         return overlaps;
     }
 
-    private void Map(PendingRecord record)
+    private void Map(PendingRecord record, Segment segment)
     {
         ShardMap map = record.Volume.Maps[Index];
         ChunkBlocks blocks = record.Chunk!;
@@ -385,12 +596,12 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
                 map.MappedBlocks++;
             }
 
-            entry.Location = record.Location + 1 + i;
+            entry.Location = record.Location + i;
             entry.Seq = record.Seq;
             added++;
         }
 
-        Interlocked.Add(ref record.Segment.Live, added);
+        Interlocked.Add(ref segment.Live, added);
     }
 
     private void Unreference(long location) => Interlocked.Decrement(ref core.Allocator.SegmentOf(location).Live);
