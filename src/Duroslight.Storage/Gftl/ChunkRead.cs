@@ -40,6 +40,14 @@ internal sealed class ChunkRead : IValueTaskSource<StorageResult>
 
     public int MappedRuns;
 
+    /// <summary>Set when the partition will re-pack what this read found fragmented (see <see cref="Partition.Repack"/>).</summary>
+    public GftlVolume? RepackVolume;
+    public long Lba;
+
+    /// <summary>Per destination block, the location and sequence number the lookup found (only when re-packing).</summary>
+    public readonly long[] Locations = new long[GftlLayout.BlocksPerChunk];
+    public readonly long[] Seqs = new long[GftlLayout.BlocksPerChunk];
+
     public short Token => _completion.Version;
 
     /// <summary>True when a device may read straight into <paramref name="buffer"/>: 4 KiB-aligned native memory.</summary>
@@ -100,6 +108,7 @@ internal sealed class ChunkRead : IValueTaskSource<StorageResult>
         MappedRuns = 0;
         Destination = default;
         Bounce = null;
+        RepackVolume = null;
     }
 
     private static Memory<byte> Slice(Memory<byte> buffer, Run run) =>
@@ -126,6 +135,11 @@ internal sealed class ChunkRead : IValueTaskSource<StorageResult>
         if (Interlocked.Decrement(ref _pending) == 0)
         {
             var outcome = (StorageResult)_failure;
+            if (RepackVolume is not null)
+            {
+                _owner.Repack(this, outcome == StorageResult.Ok);
+            }
+
             _owner.EndRead(this);
             _completion.SetResult(outcome);
         }

@@ -28,6 +28,11 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
     private readonly Stack<RecordBatch> _batches = new();
     private readonly Stack<ChunkRead> _reads = new();
 
+    /// <summary>The data of the re-pack in flight (one at a time per partition bounds its write cost).</summary>
+    private NativeBuffer? _repackBuffer;
+    private int _repackPending;
+    private long _repackedBlocks;
+
     /// <summary>O_DIRECT devices need aligned buffers: reads into anything else go through a bounce buffer.</summary>
     private readonly bool _bounceReads = !Array.TrueForAll(core.Devices.Devices, static d => !d.IsDirect);
     private readonly List<PendingRecord> _inflight = [];
@@ -50,6 +55,12 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
 
     /// <summary>Blocks this partition wrote (headers included).</summary>
     public long RecordBlocks => Volatile.Read(ref _recordBlocks);
+
+    /// <summary>Blocks rewritten contiguously because reads found them fragmented.</summary>
+    public long RepackedBlocks => Volatile.Read(ref _repackedBlocks);
+
+    /// <summary>A read that finds at least this many separate device runs re-packs what it read.</summary>
+    public const int RepackMinRuns = 4;
 
     /// <summary>
     /// Logs a host write of one chunk's blocks. It goes out at once as its own record when fewer than
@@ -87,6 +98,13 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
             foreach (PendingRecord record in batch.Records)
             {
                 _inflight.Remove(record);
+                if (record.Relocation)
+                {
+                    _repackPending--;
+                    _repackedBlocks += ok && !record.Volume.IsClosed ? Relocate(record, batch.Segment) : 0;
+                    continue;
+                }
+
                 if (ok && !record.IsTrim && !record.Volume.IsClosed)
                 {
                     Map(record, batch.Segment);
@@ -104,9 +122,7 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
         Continue(next, wantRoom);
         foreach (PendingRecord record in batch.Records)
         {
-            record.Volume = null!;
-            record.Chunk = null;
-            record.Complete(result);
+            Finish(record, result);
         }
 
         batch.Records.Clear();
@@ -131,6 +147,7 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
             bool trim = trimSeq != 0;
             record = _spare.Count > 0 ? _spare.Pop() : new PendingRecord(this);
             record.Volume = volume;
+            record.Relocation = false;
             record.Lba = lba;
             record.Count = count;
             record.Source = source;
@@ -256,6 +273,7 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
                 foreach (PendingRecord record in failed)
                 {
                     _inflight.Remove(record);
+                    _repackPending -= record.Relocation ? 1 : 0;
                 }
             }
         }
@@ -263,11 +281,109 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
         Continue(batch, wantRoom);
         foreach (PendingRecord record in failed)
         {
-            record.Volume = null!;
-            record.Chunk = null;
-            record.Source = default;
-            record.Complete(StorageResult.OutOfSpace);
+            Finish(record, StorageResult.OutOfSpace);
         }
+    }
+
+    /// <summary>Hands a record's outcome to its writer; a re-pack copy (nobody waits for it) goes back to the pool.</summary>
+    private void Finish(PendingRecord record, StorageResult result)
+    {
+        record.Volume = null!;
+        record.Chunk = null;
+        record.Source = default;
+        if (record.Relocation)
+        {
+            Recycle(record);
+            return;
+        }
+
+        record.Complete(result);
+    }
+
+    /// <summary>
+    /// Called by a read that found its blocks fragmented, once its data is in: queues a contiguous copy of the
+    /// blocks the volume wrote itself (inherited ones belong to the parent's records), as relocations that keep each
+    /// block's sequence number, so they pack with the host writes of the partition. When the copy is on the device
+    /// each block moves to it only if the map still holds that same write there; otherwise the copy is just dead.
+    /// </summary>
+    public void Repack(ChunkRead read, bool readOk)
+    {
+        NativeBuffer buffer = _repackBuffer ??= new NativeBuffer(BufferBytes);
+        if (readOk)
+        {
+            read.Destination.Span.CopyTo(buffer.GetSpan());
+        }
+
+        RecordBatch? batch;
+        bool wantRoom;
+        lock (_gate)
+        {
+            _repackPending = 0;
+            GftlVolume volume = read.RepackVolume!;
+            int count = read.Destination.Length >> GftlLayout.BlockShift;
+            if (!readOk || volume.IsClosed ||
+                !volume.Maps[Index].Chunks.TryGetValue(read.Lba / GftlLayout.BlocksPerChunk, out ChunkBlocks? blocks))
+            {
+                return;
+            }
+
+            for (int i = 0; i < count;)
+            {
+                long seq = read.Seqs[i], from = read.Locations[i];
+                int run = 1;
+                while (i + run < count && read.Seqs[i + run] == seq && read.Locations[i + run] == from + run)
+                {
+                    run++;
+                }
+
+                if (from != GftlLayout.Unmapped && seq >= volume.Entry.CreatedSeq)
+                {
+                    QueueRelocation(volume, blocks, read.Lba + i, run, seq, from, buffer.Memory.Slice(i * GftlLayout.BlockSize, run * GftlLayout.BlockSize));
+                }
+
+                i += run;
+            }
+
+            batch = TryFormBatch(out wantRoom);
+        }
+
+        Continue(batch, wantRoom);
+    }
+
+    private void QueueRelocation(GftlVolume volume, ChunkBlocks blocks, long lba, int count, long seq, long from, ReadOnlyMemory<byte> data)
+    {
+        PendingRecord record = _spare.Count > 0 ? _spare.Pop() : new PendingRecord(this);
+        record.Volume = volume;
+        record.Relocation = true;
+        record.Chunk = blocks;
+        record.Lba = lba;
+        record.Count = count;
+        record.Seq = seq;
+        record.From = from;
+        record.Source = data;
+        _inflight.Add(record);
+        _queue.Add(record);
+        _repackPending++;
+    }
+
+    /// <summary>Moves the blocks of a re-pack copy that still hold the copied write; returns how many moved.</summary>
+    private int Relocate(PendingRecord record, Segment segment)
+    {
+        int first = (int)(record.Lba % GftlLayout.BlocksPerChunk);
+        int moved = 0;
+        for (int i = 0; i < record.Count; i++)
+        {
+            ref MapEntry entry = ref record.Chunk!.Entries[first + i];
+            if (entry.Location == record.From + i && entry.Seq == record.Seq)
+            {
+                Unreference(entry.Location);
+                entry.Location = record.Location + i;
+                moved++;
+            }
+        }
+
+        Interlocked.Add(ref segment.Live, moved);
+        return moved;
     }
 
     /// <summary>
@@ -331,6 +447,19 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
             read = _reads.Count > 0 ? _reads.Pop() : new ChunkRead(this);
             read.Destination = destination;
             AddRuns(read, blocks, (int)(lba % GftlLayout.BlocksPerChunk), destination.Length >> GftlLayout.BlockShift);
+            if (read.MappedRuns >= RepackMinRuns && _repackPending == 0 && !volume.Entry.ReadOnly)
+            {
+                _repackPending = 1; // reserved until the read is in
+                read.RepackVolume = volume;
+                read.Lba = lba;
+                int first = (int)(lba % GftlLayout.BlocksPerChunk);
+                for (int i = 0; i < destination.Length >> GftlLayout.BlockShift; i++)
+                {
+                    read.Locations[i] = blocks.Entries[first + i].Location;
+                    read.Seqs[i] = blocks.Entries[first + i].Seq;
+                }
+            }
+
             if (read.MappedRuns > 0)
             {
                 read.Epoch = _readEpoch;
@@ -480,6 +609,8 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
             {
                 batch.Buffer.Free();
             }
+
+            _repackBuffer?.Free();
         }
     }
 

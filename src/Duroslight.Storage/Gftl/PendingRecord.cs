@@ -29,6 +29,13 @@ internal sealed class PendingRecord(Partition owner) : IValueTaskSource<StorageR
     /// <summary>Where its first data block went, once packed.</summary>
     public long Location;
 
+    /// <summary>
+    /// A re-pack copy of blocks a read found fragmented (nobody awaits it): it keeps the blocks' sequence number and
+    /// moves them from <see cref="From"/> only if they are still there as that write.
+    /// </summary>
+    public bool Relocation;
+    public long From;
+
     public bool IsTrim => Chunk is null;
 
     public short Token => _completion.Version;

@@ -23,7 +23,8 @@ internal enum HeaderCheck
 }
 
 /// <summary>The fields of an intact header (its extents are read one by one with <see cref="RecordFormat.ReadExtent"/>).</summary>
-internal readonly record struct RecordHeader(RecordKind Kind, long Stamp, int ExtentCount, int DataBlocks, int Version);
+/// <remarks>Version 1 (one CRC over all the data, in <paramref name="DataCrc"/>) is still read; only version 2 is written.</remarks>
+internal readonly record struct RecordHeader(RecordKind Kind, long Stamp, int ExtentCount, int DataBlocks, int Version, uint DataCrc);
 
 /// <summary>
 /// A record is a 4 KiB header followed by its data blocks, written with one I/O. Version 2: the header names every
@@ -44,6 +45,7 @@ internal static class RecordFormat
     private const int KindOffset = 10;
     private const int DataBlocksOffset = 12;
     private const int ExtentCountOffset = 16;
+    private const int V1DataCrcOffset = 20;
     private const int HeaderCrcOffset = 24;
     private const int StampOffset = 32;
     private const int ExtentsOffset = 40;
@@ -117,8 +119,9 @@ internal static class RecordFormat
         var kind = (RecordKind)BinaryPrimitives.ReadUInt16LittleEndian(header[KindOffset..]);
         int dataBlocks = BinaryPrimitives.ReadInt32LittleEndian(header[DataBlocksOffset..]);
         int extentCount = BinaryPrimitives.ReadInt32LittleEndian(header[ExtentCountOffset..]);
-        fields = new RecordHeader(kind, BinaryPrimitives.ReadInt64LittleEndian(header[StampOffset..]), extentCount, dataBlocks, version);
-        if (version != Version)
+        fields = new RecordHeader(kind, BinaryPrimitives.ReadInt64LittleEndian(header[StampOffset..]), extentCount, dataBlocks, version,
+            BinaryPrimitives.ReadUInt32LittleEndian(header[V1DataCrcOffset..]));
+        if (version is not (1 or Version))
         {
             return HeaderCheck.UnknownVersion;
         }

@@ -95,6 +95,11 @@ internal static class RecordParser
             return null;
         }
 
+        if (fields.Version == 1 && Crc32C.Compute(segment.Slice((block + 1) * GftlLayout.BlockSize, fields.DataBlocks * GftlLayout.BlockSize)) != fields.DataCrc)
+        {
+            return null; // version 1: one CRC over all the data, all or nothing
+        }
+
         var extents = new List<ParsedExtent>(fields.ExtentCount);
         int dataBlock = block + 1;
         for (int i = 0; i < fields.ExtentCount; i++)
@@ -107,7 +112,7 @@ internal static class RecordParser
             }
 
             ReadOnlySpan<byte> data = segment.Slice(dataBlock * GftlLayout.BlockSize, extent.Count * GftlLayout.BlockSize);
-            if (Crc32C.Compute(data) == crc)
+            if (fields.Version == 1 || Crc32C.Compute(data) == crc)
             {
                 extents.Add(new ParsedExtent(extent, dataBlock));
             }

@@ -12,7 +12,7 @@ namespace Duroslight.Storage.Tests.Gftl;
 /// </summary>
 internal sealed class HeldBlockIo : IBlockIo
 {
-    private readonly Queue<HeldWrite> _held = new();
+    private readonly List<HeldWrite> _held = [];
     private readonly Stack<HeldWrite> _pool = new();
 
     /// <summary>Sizes of the device writes released so far (when <see cref="RecordSizes"/> is on).</summary>
@@ -34,9 +34,15 @@ internal sealed class HeldBlockIo : IBlockIo
     public ValueTask<int> SyncAsync(SafeFileHandle file) => new(0);
 
     /// <summary>Performs the oldest held operation and completes it (its continuation runs here, inline).</summary>
-    public void ReleaseOne()
+    public void ReleaseOne() => Release(0);
+
+    /// <summary>Performs the newest held operation (completions out of order).</summary>
+    public void ReleaseNewest() => Release(_held.Count - 1);
+
+    private void Release(int index)
     {
-        HeldWrite write = _held.Dequeue();
+        HeldWrite write = _held[index];
+        _held.RemoveAt(index);
         if (write.Read)
         {
             write.Complete(RandomAccess.Read(write.File, write.Buffer.Span, write.Offset));
@@ -68,7 +74,7 @@ internal sealed class HeldBlockIo : IBlockIo
         write.Buffer = buffer;
         write.Offset = offset;
         write.Read = read;
-        _held.Enqueue(write);
+        _held.Add(write);
         return new ValueTask<int>(write, write.Token);
     }
 

@@ -107,6 +107,26 @@ public sealed class RecordFormatTests
         Assert.Equal(3, unknown);
     }
 
+    [Fact]
+    public void Version_1_records_are_still_read_all_or_nothing()
+    {
+        Extent[] extents = [new Extent(Guid.NewGuid(), 8, 2, 9), new Extent(Guid.NewGuid(), 100, 1, 10)];
+        byte[] segment = Segment(extents, 2, out _);
+
+        // Version 1: no CRC per extent (those bytes were padding), one CRC over all the data.
+        BinaryPrimitives.WriteUInt16LittleEndian(segment.AsSpan(8), 1);
+        BinaryPrimitives.WriteUInt32LittleEndian(segment.AsSpan(40 + 28), 0);
+        BinaryPrimitives.WriteUInt32LittleEndian(segment.AsSpan(80 + 28), 0);
+        BinaryPrimitives.WriteUInt32LittleEndian(segment.AsSpan(20), Crc32C.Compute(segment.AsSpan(Block, 3 * Block)));
+        BinaryPrimitives.WriteUInt32LittleEndian(segment.AsSpan(24), 0);
+        BinaryPrimitives.WriteUInt32LittleEndian(segment.AsSpan(24), Crc32C.Compute(segment.AsSpan(0, Block)));
+        AssertExtents(extents, Assert.Single(Parse(segment, out int unknown)), _ => true);
+        Assert.Equal(0, unknown);
+
+        segment[(3 * Block) + 5] ^= 1; // the second extent's data: the whole record goes
+        Assert.Empty(Parse(segment, out _));
+    }
+
     /// <summary>A segment holding one data record of <paramref name="extents"/> at block 0 (random data, random rest).</summary>
     private static byte[] Segment(Extent[] extents, int seed, out int recordBytes)
     {
