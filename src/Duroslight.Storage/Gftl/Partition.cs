@@ -148,6 +148,7 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
             record = _spare.Count > 0 ? _spare.Pop() : new PendingRecord(this);
             record.Volume = volume;
             record.Relocation = false;
+            record.ContinueOnThreadPool(BlockIo.Current is SyncBlockIo);
             record.Lba = lba;
             record.Count = count;
             record.Source = source;

@@ -40,6 +40,14 @@ internal sealed class PendingRecord(Partition owner) : IValueTaskSource<StorageR
 
     public short Token => _completion.Version;
 
+    /// <summary>
+    /// Off the reactor (the synchronous fallback, thread-pool callers) the writer's continuation runs on the thread
+    /// pool: run inline, it would execute on whichever thread completed the record, and a caller's loop whose next
+    /// writes complete at once would keep that thread from completing the rest of the record's writes. On a shard the
+    /// continuation runs inline (it only hands the completion on).
+    /// </summary>
+    public void ContinueOnThreadPool(bool value) => _completion.RunContinuationsAsynchronously = value;
+
     public void Complete(StorageResult result) => _completion.SetResult(result);
 
     /// <summary>The caller's view: done already (the result, the record back in the pool) or a pending task.</summary>
