@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Duroslight.Storage.Devices;
 using Duroslight.Storage.Volumes;
 
@@ -173,7 +174,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
     /// </summary>
     private async ValueTask<bool> EraseAsync(Segment victim)
     {
-        RecordFormat.WriteHeader(_output.GetSpan(), RecordKind.Erased, _core.NextSeq(), [], 0, 0);
+        RecordFormat.WriteHeader(_output.GetSpan(), RecordKind.Erased, _core.NextSeq(), [], []);
         int written = await BlockIo.Current.WriteAsync(_core.Devices.Devices[victim.Device].Handle, _output.Memory[..RecordFormat.HeaderSize], GftlLayout.ByteOffsetOf(victim.LocationAt(0))).ConfigureAwait(false);
         return written == RecordFormat.HeaderSize;
     }
@@ -207,7 +208,13 @@ internal sealed class GarbageCollector : IAsyncDisposable
         }
 
         _records.Clear();
-        RecordParser.Parse(_victim.GetSpan(), _records);
+        RecordParser.Parse(_victim.GetSpan(), _records, out int unknownVersion);
+        if (unknownVersion != 0)
+        {
+            // Records this build cannot read (the scan refuses them; a checkpoint start does not look): keep the segment.
+            return false;
+        }
+
         FindLiveData(victim);
         for (int next = 0; next < _moves.Count;)
         {
@@ -239,7 +246,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
                 continue;
             }
 
-            foreach (Extent extent in record.Extents)
+            foreach ((Extent extent, _) in record.Extents)
             {
                 if (!TrimIsLive(extent))
                 {
@@ -264,7 +271,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
             return false;
         }
 
-        RecordFormat.WriteHeader(_output.GetSpan(), RecordKind.Trim, _open!.Stamp, _extents.ToArray(), 0, 0);
+        RecordFormat.WriteHeader(_output.GetSpan(), RecordKind.Trim, _open!.Stamp, CollectionsMarshal.AsSpan(_extents), []);
         _extents.Clear();
         return await WriteBatchAsync(RecordKind.Trim, 0).ConfigureAwait(false);
     }
@@ -280,10 +287,9 @@ internal sealed class GarbageCollector : IAsyncDisposable
                 continue;
             }
 
-            int block = record.Block + 1;
-            foreach (Extent extent in record.Extents)
+            foreach ((Extent extent, int first) in record.Extents)
             {
-                for (int i = 0; i < extent.Count; i++, block++)
+                for (int i = 0, block = first; i < extent.Count; i++, block++)
                 {
                     long location = victim.LocationAt(block);
                     if (_core.Find(extent.Volume) is { } volume && extent.Seq >= volume.Entry.CreatedSeq &&
@@ -324,8 +330,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
             taken++;
         }
 
-        Span<byte> data = output.Slice(RecordFormat.HeaderSize, taken * GftlLayout.BlockSize);
-        RecordFormat.WriteHeader(output, RecordKind.Data, _open!.Stamp, _extents.ToArray(), taken, Crc32C.Compute(data));
+        RecordFormat.WriteHeader(output, RecordKind.Data, _open!.Stamp, CollectionsMarshal.AsSpan(_extents), output.Slice(RecordFormat.HeaderSize, taken * GftlLayout.BlockSize));
         return taken;
     }
 

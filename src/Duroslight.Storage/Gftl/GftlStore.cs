@@ -112,6 +112,21 @@ public sealed class GftlStore : IVolumeStore
 
     public long GcRelocatedBytes => _core.Collector.RelocatedBlocks * GftlLayout.BlockSize;
 
+    /// <summary>Bytes rewritten contiguously because reads found them fragmented (part of the device bytes written).</summary>
+    public long RepackedBytes
+    {
+        get
+        {
+            long blocks = 0;
+            foreach (Partition partition in _core.Partitions)
+            {
+                blocks += partition.RepackedBlocks;
+            }
+
+            return blocks * GftlLayout.BlockSize;
+        }
+    }
+
     public long GcSegmentsCleaned => _core.Collector.SegmentsCleaned;
 
     /// <summary>Runs the collector now (tests, benchmarks); returns the segments it freed.</summary>

@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using Duroslight.Storage.Chunking;
 using Duroslight.Storage.Devices;
 using Duroslight.Storage.Volumes;
@@ -144,106 +143,32 @@ internal sealed class GftlVolume : IBlockVolume
         return StorageResult.Ok;
     }
 
-    /// <summary>Runs of unmapped blocks are zero-filled; mapped runs are read (contiguous ones in one I/O) through a bounce buffer.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<StorageResult> ReadChunkAsync(long offset, Memory<byte> destination)
-    {
-        long lba = offset >> GftlLayout.BlockShift;
-        int count = destination.Length >> GftlLayout.BlockShift;
-        Partition partition = _core.PartitionFor(PlacementId, offset >> ChunkMap.ChunkShift);
-        int done = 0;
-        while (done < count)
-        {
-            int run = partition.LookupRun(this, lba + done, count - done, out long location, out int epoch, out NativeBuffer? buffer);
-            if (run == 0)
-            {
-                return StorageResult.MediaError;
-            }
+    /// <summary>Hands the read to the chunk's partition: runs in parallel, unmapped blocks as zeros.</summary>
+    private ValueTask<StorageResult> ReadChunkAsync(long offset, Memory<byte> destination) =>
+        _core.PartitionFor(PlacementId, offset >> ChunkMap.ChunkShift).ReadAsync(this, offset >> GftlLayout.BlockShift, destination);
 
-            Memory<byte> target = destination.Slice(done << GftlLayout.BlockShift, run << GftlLayout.BlockShift);
-            if (buffer is null)
-            {
-                target.Span.Clear();
-            }
-            else
-            {
-                int read = await BlockIo.Current.ReadAsync(_core.DeviceOf(location).Handle, buffer.Memory[..target.Length], GftlLayout.ByteOffsetOf(location)).ConfigureAwait(false);
-                if (read == target.Length)
-                {
-                    buffer.Memory[..target.Length].CopyTo(target);
-                }
-
-                partition.EndRead(epoch, buffer);
-                if (read != target.Length)
-                {
-                    return read < 0 ? StorageErrors.FromErrno(-read) : StorageResult.MediaError;
-                }
-            }
-
-            done += run;
-        }
-
-        return StorageResult.Ok;
-    }
-
-    /// <summary>Appends one record (header + data) to the partition's open segment, then maps it.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<StorageResult> WriteChunkAsync(long offset, ReadOnlyMemory<byte> source)
-    {
-        long lba = offset >> GftlLayout.BlockShift;
-        int count = source.Length >> GftlLayout.BlockShift;
-        Partition partition = _core.PartitionFor(PlacementId, offset >> ChunkMap.ChunkShift);
-        (StorageResult reserved, PendingRecord? record) = await ReserveAsync(partition, lba, count, 0).ConfigureAwait(false);
-        if (reserved != StorageResult.Ok)
-        {
-            return reserved;
-        }
-
-        int length = FillDataRecord(record!, source.Span);
-        int written = await BlockIo.Current.WriteAsync(_core.DeviceOf(record!.Location).Handle, record.Buffer.Memory[..length], GftlLayout.ByteOffsetOf(record.Location)).ConfigureAwait(false);
-        partition.Complete(record, written == length);
-        return written == length ? StorageResult.Ok : written < 0 ? StorageErrors.FromErrno(-written) : StorageResult.MediaError;
-    }
-
-    /// <summary>Space for a record in the partition's open segment; without a free segment, the collector runs first.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<(StorageResult Result, PendingRecord? Record)> ReserveAsync(Partition partition, long lba, int count, long trimSeq)
-    {
-        PendingRecord? record;
-        ReserveResult reserved;
-        while ((reserved = partition.TryReserve(this, lba, count, trimSeq, out record)) == ReserveResult.NoSpace)
-        {
-            if (!await _core.Collector.MakeRoomAsync().ConfigureAwait(false))
-            {
-                return (StorageResult.OutOfSpace, null);
-            }
-        }
-
-        return reserved == ReserveResult.Closed ? (StorageResult.MediaError, null) : (StorageResult.Ok, record);
-    }
-
-    private int FillDataRecord(PendingRecord record, ReadOnlySpan<byte> source)
-    {
-        Span<byte> buffer = record.Buffer.GetSpan();
-        Span<byte> data = buffer.Slice(RecordFormat.HeaderSize, source.Length);
-        source.CopyTo(data);
-        RecordFormat.WriteSingle(buffer, RecordKind.Data, record.Segment.Stamp, new Extent(Id, record.Lba, record.Count, record.Seq), record.Count, Crc32C.Compute(data));
-        return RecordFormat.HeaderSize + source.Length;
-    }
+    /// <summary>Hands the write to the chunk's partition, which logs it (group commit) and maps it once it is on the device.</summary>
+    private ValueTask<StorageResult> WriteChunkAsync(long offset, ReadOnlyMemory<byte> source) =>
+        _core.PartitionFor(PlacementId, offset >> ChunkMap.ChunkShift).WriteAsync(this, offset >> GftlLayout.BlockShift, source);
 
     /// <summary>
     /// Unmaps in memory first, then logs a trim record so a scan unmaps too; skipped when nothing was mapped or in
     /// flight there (the log already resolves the range to zeros).
     /// </summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<StorageResult> TrimAsync(long lba, long count)
+    private ValueTask<StorageResult> TrimAsync(long lba, long count)
     {
         long seq = _core.NextSeq();
         if (TrimMaps(lba, count, seq) == 0)
         {
-            return StorageResult.Ok;
+            return new(StorageResult.Ok);
         }
 
+        return count <= int.MaxValue ? LogTrimAsync(lba, (int)count, seq) : LogWideTrimAsync(lba, count, seq);
+    }
+
+    /// <summary>A trim wider than one extent can say (16 TiB): logged in pieces.</summary>
+    private async ValueTask<StorageResult> LogWideTrimAsync(long lba, long count, long seq)
+    {
         for (long done = 0; done < count; done += int.MaxValue)
         {
             StorageResult result = await LogTrimAsync(lba + done, (int)Math.Min(int.MaxValue, count - done), seq).ConfigureAwait(false);
@@ -282,19 +207,6 @@ internal sealed class GftlVolume : IBlockVolume
         return touched;
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<StorageResult> LogTrimAsync(long lba, int count, long seq)
-    {
-        Partition partition = _core.PartitionFor(PlacementId, lba / GftlLayout.BlocksPerChunk);
-        (StorageResult reserved, PendingRecord? record) = await ReserveAsync(partition, lba, count, seq).ConfigureAwait(false);
-        if (reserved != StorageResult.Ok)
-        {
-            return reserved;
-        }
-
-        RecordFormat.WriteSingle(record!.Buffer.GetSpan(), RecordKind.Trim, record.Segment.Stamp, new Extent(Id, lba, count, seq), 0, 0);
-        int written = await BlockIo.Current.WriteAsync(_core.DeviceOf(record.Location).Handle, record.Buffer.Memory[..RecordFormat.HeaderSize], GftlLayout.ByteOffsetOf(record.Location)).ConfigureAwait(false);
-        partition.Complete(record, written == RecordFormat.HeaderSize);
-        return written == RecordFormat.HeaderSize ? StorageResult.Ok : StorageResult.MediaError;
-    }
+    private ValueTask<StorageResult> LogTrimAsync(long lba, int count, long seq) =>
+        _core.PartitionFor(PlacementId, lba / GftlLayout.BlocksPerChunk).LogTrimAsync(this, lba, count, seq);
 }

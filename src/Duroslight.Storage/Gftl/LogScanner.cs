@@ -52,7 +52,13 @@ internal static class LogScanner
             records.Clear();
 
             // Stamps are sequence numbers too: new segments must be stamped above every stamp on disk.
-            maxSeq = Math.Max(maxSeq, RecordParser.Parse(buffer.GetSpan(), records));
+            maxSeq = Math.Max(maxSeq, RecordParser.Parse(buffer.GetSpan(), records, out int unknownVersion));
+            if (unknownVersion != 0)
+            {
+                throw new InvalidDataException(
+                    $"GFTL scan: segment {segment.Id} of device {segment.Device} holds records of format version {unknownVersion}; this build reads version {RecordFormat.Version} only.");
+            }
+
             foreach (ParsedRecord record in records)
             {
                 maxSeq = Math.Max(maxSeq, Collect(segment, record, events));
@@ -67,13 +73,12 @@ internal static class LogScanner
     private static long Collect(Segment segment, ParsedRecord record, Dictionary<Guid, List<LogEvent>> events)
     {
         long maxSeq = 0;
-        int block = record.Block + 1;
         if (record.Kind == RecordKind.Trim)
         {
             segment.TrimRecords++;
         }
 
-        foreach (Extent extent in record.Extents)
+        foreach ((Extent extent, int block) in record.Extents)
         {
             if (!events.TryGetValue(extent.Volume, out List<LogEvent>? list))
             {
@@ -82,7 +87,6 @@ internal static class LogScanner
 
             long location = record.Kind == RecordKind.Data ? segment.LocationAt(block) : GftlLayout.Unmapped;
             list.Add(new LogEvent(extent.Seq, extent.Lba, extent.Count, location));
-            block += record.Kind == RecordKind.Data ? extent.Count : 0;
             maxSeq = Math.Max(maxSeq, extent.Seq);
         }
 

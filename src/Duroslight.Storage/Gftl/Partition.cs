@@ -1,30 +1,46 @@
 using Duroslight.Storage.Devices;
+using Duroslight.Storage.Volumes;
 
 namespace Duroslight.Storage.Gftl;
 
-internal enum ReserveResult
-{
-    Ok,
-    NoSpace,
-    Closed,
-}
-
 /// <summary>
 /// What one reactor shard owns: the map entries of the chunks it owns (in every volume), its open segment,
-/// its I/O buffers and its in-flight records. Guarded by its own lock, uncontended in production where only the
+/// its I/O buffers, its queue of writes and its records being written (group commit). Guarded by its own lock, uncontended in production where only the
 /// shard's thread comes here; other callers (tests, control plane, the collector) take it briefly.
 /// </summary>
 internal sealed class Partition(GftlCore core, int index) : IDisposable
 {
-    /// <summary>A record header plus one chunk of data.</summary>
-    public const int BufferBytes = GftlLayout.BlockSize + Chunking.ChunkMap.ChunkSize;
+    /// <summary>One chunk of data (read bounce buffers).</summary>
+    public const int BufferBytes = Chunking.ChunkMap.ChunkSize;
+
+    /// <summary>
+    /// Records of this partition being written at once. Two, so the device is never idle while a completion is
+    /// handled; everything that arrives meanwhile queues and goes out as one record when a slot frees.
+    /// </summary>
+    public const int MaxWritesInFlight = 2;
+
+    /// <summary>Data of one group-committed record at most (512 KiB: large device writes, bounded latency).</summary>
+    public const int BatchDataBlocks = 128;
 
     private readonly object _gate = new();
     private readonly Stack<NativeBuffer> _buffers = new();
     private readonly Stack<PendingRecord> _spare = new();
+    private readonly Stack<RecordBatch> _batches = new();
+    private readonly Stack<ChunkRead> _reads = new();
+
+    /// <summary>The data of the re-pack in flight (one at a time per partition bounds its write cost).</summary>
+    private NativeBuffer? _repackBuffer;
+    private int _repackPending;
+    private long _repackedBlocks;
+
+    /// <summary>O_DIRECT devices need aligned buffers: reads into anything else go through a bounce buffer.</summary>
+    private readonly bool _bounceReads = !Array.TrueForAll(core.Devices.Devices, static d => !d.IsDirect);
     private readonly List<PendingRecord> _inflight = [];
+    private readonly List<PendingRecord> _queue = [];
     private readonly long[] _readers = new long[2];
     private Segment? _open;
+    private int _writing;
+    private bool _awaitingRoom;
     private int _readEpoch;
     private long _userBlocks;
     private long _recordBlocks;
@@ -32,7 +48,7 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
     public int Index { get; } = index;
     public object Gate => _gate;
 
-    /// <summary>Records reserved and not completed; read under <see cref="Gate"/> (snapshots wait for 0).</summary>
+    /// <summary>Writes and trims queued or being written; read under <see cref="Gate"/> (snapshots wait for 0).</summary>
     public int InflightCount => _inflight.Count;
 
     public long UserBlocks => Volatile.Read(ref _userBlocks);
@@ -40,66 +56,340 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
     /// <summary>Blocks this partition wrote (headers included).</summary>
     public long RecordBlocks => Volatile.Read(ref _recordBlocks);
 
-    /// <summary>Reserves a record (header, plus <paramref name="count"/> data blocks unless it is a trim) in the open segment.</summary>
-    public ReserveResult TryReserve(GftlVolume volume, long lba, int count, long trimSeq, out PendingRecord? record)
+    /// <summary>Blocks rewritten contiguously because reads found them fragmented.</summary>
+    public long RepackedBlocks => Volatile.Read(ref _repackedBlocks);
+
+    /// <summary>A read that finds at least this many separate device runs re-packs what it read.</summary>
+    public const int RepackMinRuns = 4;
+
+    /// <summary>
+    /// Logs a host write of one chunk's blocks. It goes out at once as its own record when fewer than
+    /// <see cref="MaxWritesInFlight"/> records of this partition are being written (a lone write never waits for
+    /// company); otherwise it waits in the queue and goes out with everything that queued behind the same in-flight
+    /// write, packed into one record (group commit). Completes when its record is on the device, then it is mapped.
+    /// </summary>
+    public ValueTask<StorageResult> WriteAsync(GftlVolume volume, long lba, ReadOnlyMemory<byte> source) =>
+        Submit(volume, lba, source.Length >> GftlLayout.BlockShift, 0, source);
+
+    /// <summary>Logs a trim (already applied to the maps) as sequence number <paramref name="seq"/>; trims are group-committed with each other.</summary>
+    public ValueTask<StorageResult> LogTrimAsync(GftlVolume volume, long lba, int count, long seq) =>
+        Submit(volume, lba, count, seq, default);
+
+    /// <summary>Back to the pool once the caller took its result.</summary>
+    public void Recycle(PendingRecord record)
     {
-        record = null;
-        bool trim = trimSeq != 0;
+        lock (_gate)
+        {
+            _spare.Push(record);
+        }
+    }
+
+    /// <summary>
+    /// A record's device write is over: maps its extents (unless a newer write or a trim got there first), starts
+    /// the next batch from the queue, then completes the host writes it carried.
+    /// </summary>
+    public void Written(RecordBatch batch, StorageResult result)
+    {
+        bool ok = result == StorageResult.Ok;
+        RecordBatch? next;
+        bool wantRoom;
+        lock (_gate)
+        {
+            foreach (PendingRecord record in batch.Records)
+            {
+                _inflight.Remove(record);
+                if (record.Relocation)
+                {
+                    _repackPending--;
+                    _repackedBlocks += ok && !record.Volume.IsClosed ? Relocate(record, batch.Segment) : 0;
+                    continue;
+                }
+
+                if (ok && !record.IsTrim)
+                {
+                    if (!record.Volume.IsClosed)
+                    {
+                        Map(record.Volume.Maps[Index], record.Chunk!, record, batch.Segment);
+                    }
+
+                    MapIntoLaterSnapshots(record.Volume, record, batch.Segment);
+                }
+
+                _userBlocks += record.IsTrim ? 0 : record.Count;
+            }
+
+            _recordBlocks += 1 + batch.DataBlocks;
+            Interlocked.Decrement(ref batch.Segment.Pending);
+            _writing--;
+            next = TryFormBatch(out wantRoom);
+        }
+
+        Continue(next, wantRoom);
+        foreach (PendingRecord record in batch.Records)
+        {
+            Finish(record, result);
+        }
+
+        batch.Records.Clear();
+        lock (_gate)
+        {
+            _batches.Push(batch);
+        }
+    }
+
+    private ValueTask<StorageResult> Submit(GftlVolume volume, long lba, int count, long trimSeq, ReadOnlyMemory<byte> source)
+    {
+        PendingRecord record;
+        RecordBatch? batch;
+        bool wantRoom;
         lock (_gate)
         {
             if (volume.IsClosed)
             {
-                return ReserveResult.Closed;
+                return new(StorageResult.MediaError);
             }
 
-            if (!TryTakeSpace(trim ? 1 : 1 + count, out Segment? segment, out long location))
-            {
-                return ReserveResult.NoSpace;
-            }
-
-            record = _spare.Count > 0 ? _spare.Pop() : new PendingRecord();
+            bool trim = trimSeq != 0;
+            record = _spare.Count > 0 ? _spare.Pop() : new PendingRecord(this);
             record.Volume = volume;
-            record.Segment = segment;
-            record.Location = location;
+            record.Relocation = false;
+            record.ContinueOnThreadPool(BlockIo.Current is SyncBlockIo);
             record.Lba = lba;
             record.Count = count;
+            record.Source = source;
             record.Seq = trim ? trimSeq : core.NextSeq();
             record.Chunk = trim ? null : volume.Maps[Index].GetOrAdd(lba / GftlLayout.BlocksPerChunk);
-            record.Buffer = _buffers.Count > 0 ? _buffers.Pop() : new NativeBuffer(BufferBytes);
-            if (trim)
-            {
-                Interlocked.Increment(ref segment.TrimRecords);
-            }
-
             _inflight.Add(record);
-            return ReserveResult.Ok;
+            _queue.Add(record);
+            batch = TryFormBatch(out wantRoom);
+        }
+
+        short token = record.Token;
+        Continue(batch, wantRoom);
+        return record.AsValueTask(token);
+    }
+
+    /// <summary>Outside the lock: writes a formed batch, or has the collector make room for the queue.</summary>
+    private void Continue(RecordBatch? batch, bool wantRoom)
+    {
+        if (batch is not null)
+        {
+            Pack(batch);
+            batch.Write(core.DeviceOf(batch.Location));
+        }
+        else if (wantRoom)
+        {
+            _ = MakeRoomAsync();
         }
     }
 
-    /// <summary>Completes a record: a successful data write is mapped (unless a newer write or a trim got there first).</summary>
-    public void Complete(PendingRecord record, bool written)
+    /// <summary>
+    /// Under the lock: takes the front of the queue (records of one kind, as many as fit in the open segment, the
+    /// batch buffer and one header) as a batch and reserves its space, if a write slot is free.
+    /// <paramref name="wantRoom"/> says no free segment was left (the collector must run first).
+    /// </summary>
+    private RecordBatch? TryFormBatch(out bool wantRoom)
     {
-        lock (_gate)
+        wantRoom = false;
+        if (_writing >= MaxWritesInFlight || _queue.Count == 0 || _awaitingRoom)
         {
-            _inflight.Remove(record);
-            Interlocked.Decrement(ref record.Segment.Pending);
-            if (written && record.Chunk is not null)
-            {
-                if (!record.Volume.IsClosed)
-                {
-                    Map(record.Volume.Maps[Index], record.Chunk, record);
-                }
+            return null;
+        }
 
-                MapIntoLaterSnapshots(record.Volume, record);
+        bool trim = _queue[0].IsTrim;
+        if (!EnsureOpen(1 + (trim ? 0 : _queue[0].Count)))
+        {
+            _awaitingRoom = wantRoom = true;
+            return null;
+        }
+
+        int room = Math.Min(_open!.Blocks - _open.Cursor - 1, BatchDataBlocks);
+        int taken = 0, data = 0;
+        while (taken < _queue.Count && taken < RecordFormat.MaxExtents && _queue[taken].IsTrim == trim &&
+               (trim || data + _queue[taken].Count <= room))
+        {
+            data += trim ? 0 : _queue[taken].Count;
+            taken++;
+        }
+
+        RecordBatch batch = _batches.Count > 0 ? _batches.Pop() : new RecordBatch(this, BatchDataBlocks);
+        _open.TryTake(1 + data, out batch.Location);
+        batch.Segment = _open;
+        batch.DataBlocks = data;
+        batch.Kind = trim ? RecordKind.Trim : RecordKind.Data;
+        for (int i = 0; i < taken; i++)
+        {
+            batch.Records.Add(_queue[i]);
+        }
+
+        _queue.RemoveRange(0, taken);
+        if (trim)
+        {
+            Interlocked.Increment(ref _open.TrimRecords);
+        }
+
+        _writing++;
+        return batch;
+    }
+
+    /// <summary>Outside the lock: the header and the data of every record of the batch, one CRC per extent.</summary>
+    private static void Pack(RecordBatch batch)
+    {
+        Span<byte> buffer = batch.Buffer.GetSpan();
+        RecordFormat.Begin(buffer, batch.Kind, batch.Segment.Stamp);
+        int block = 0;
+        for (int i = 0; i < batch.Records.Count; i++)
+        {
+            PendingRecord record = batch.Records[i];
+            uint crc = 0;
+            if (!record.IsTrim)
+            {
+                Span<byte> data = buffer.Slice(RecordFormat.HeaderSize + (block * GftlLayout.BlockSize), record.Count * GftlLayout.BlockSize);
+                record.Source.Span.CopyTo(data);
+                record.Source = default;
+                crc = Crc32C.Compute(data);
+                record.Location = batch.Location + 1 + block;
+                block += record.Count;
             }
 
-            _userBlocks += record.Chunk is null ? 0 : record.Count;
-            _recordBlocks += 1 + (record.Chunk is null ? 0 : record.Count);
-            _buffers.Push(record.Buffer);
-            record.Volume = null!;
-            record.Chunk = null;
-            _spare.Push(record);
+            RecordFormat.SetExtent(buffer, i, new Extent(record.Volume.Id, record.Lba, record.Count, record.Seq), crc);
         }
+
+        RecordFormat.Seal(buffer, batch.Records.Count, block);
+    }
+
+    /// <summary>No free segment for the queue: the collector cleans (foreground), then the queue goes on, or fails as out of space.</summary>
+    private async Task MakeRoomAsync()
+    {
+        bool room = await core.Collector.MakeRoomAsync().ConfigureAwait(false);
+        RecordBatch? batch = null;
+        bool wantRoom = false;
+        PendingRecord[] failed = [];
+        lock (_gate)
+        {
+            _awaitingRoom = false;
+            if (room)
+            {
+                batch = TryFormBatch(out wantRoom);
+            }
+            else
+            {
+                failed = [.. _queue];
+                _queue.Clear();
+                foreach (PendingRecord record in failed)
+                {
+                    _inflight.Remove(record);
+                    _repackPending -= record.Relocation ? 1 : 0;
+                }
+            }
+        }
+
+        Continue(batch, wantRoom);
+        foreach (PendingRecord record in failed)
+        {
+            Finish(record, StorageResult.OutOfSpace);
+        }
+    }
+
+    /// <summary>Hands a record's outcome to its writer; a re-pack copy (nobody waits for it) goes back to the pool.</summary>
+    private void Finish(PendingRecord record, StorageResult result)
+    {
+        record.Volume = null!;
+        record.Chunk = null;
+        record.Source = default;
+        if (record.Relocation)
+        {
+            Recycle(record);
+            return;
+        }
+
+        record.Complete(result);
+    }
+
+    /// <summary>
+    /// Called by a read that found its blocks fragmented, once its data is in: queues a contiguous copy of the
+    /// blocks the volume wrote itself (inherited ones belong to the parent's records), as relocations that keep each
+    /// block's sequence number, so they pack with the host writes of the partition. When the copy is on the device
+    /// each block moves to it only if the map still holds that same write there; otherwise the copy is just dead.
+    /// </summary>
+    public void Repack(ChunkRead read, bool readOk)
+    {
+        NativeBuffer buffer = _repackBuffer ??= new NativeBuffer(BufferBytes);
+        if (readOk)
+        {
+            read.Destination.Span.CopyTo(buffer.GetSpan());
+        }
+
+        RecordBatch? batch;
+        bool wantRoom;
+        lock (_gate)
+        {
+            _repackPending = 0;
+            GftlVolume volume = read.RepackVolume!;
+            int count = read.Destination.Length >> GftlLayout.BlockShift;
+            if (!readOk || volume.IsClosed ||
+                !volume.Maps[Index].Chunks.TryGetValue(read.Lba / GftlLayout.BlocksPerChunk, out ChunkBlocks? blocks))
+            {
+                return;
+            }
+
+            for (int i = 0; i < count;)
+            {
+                long seq = read.Seqs[i], from = read.Locations[i];
+                int run = 1;
+                while (i + run < count && read.Seqs[i + run] == seq && read.Locations[i + run] == from + run)
+                {
+                    run++;
+                }
+
+                if (from != GftlLayout.Unmapped && seq >= volume.Entry.CreatedSeq)
+                {
+                    QueueRelocation(volume, blocks, read.Lba + i, run, seq, from, buffer.Memory.Slice(i * GftlLayout.BlockSize, run * GftlLayout.BlockSize));
+                }
+
+                i += run;
+            }
+
+            batch = TryFormBatch(out wantRoom);
+        }
+
+        Continue(batch, wantRoom);
+    }
+
+    private void QueueRelocation(GftlVolume volume, ChunkBlocks blocks, long lba, int count, long seq, long from, ReadOnlyMemory<byte> data)
+    {
+        PendingRecord record = _spare.Count > 0 ? _spare.Pop() : new PendingRecord(this);
+        record.Volume = volume;
+        record.Relocation = true;
+        record.Chunk = blocks;
+        record.Lba = lba;
+        record.Count = count;
+        record.Seq = seq;
+        record.From = from;
+        record.Source = data;
+        _inflight.Add(record);
+        _queue.Add(record);
+        _repackPending++;
+    }
+
+    /// <summary>Moves the blocks of a re-pack copy that still hold the copied write; returns how many moved.</summary>
+    private int Relocate(PendingRecord record, Segment segment)
+    {
+        int first = (int)(record.Lba % GftlLayout.BlocksPerChunk);
+        int moved = 0;
+        for (int i = 0; i < record.Count; i++)
+        {
+            ref MapEntry entry = ref record.Chunk!.Entries[first + i];
+            if (entry.Location == record.From + i && entry.Seq == record.Seq)
+            {
+                Unreference(entry.Location);
+                entry.Location = record.Location + i;
+                moved++;
+            }
+        }
+
+        Interlocked.Add(ref segment.Live, moved);
+        return moved;
     }
 
     /// <summary>True while a record older than <paramref name="seq"/> is in flight here (a snapshot's cut waits for them).</summary>
@@ -134,52 +424,82 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
     }
 
     /// <summary>
-    /// The run of blocks from <paramref name="lba"/> (at most <paramref name="max"/>) that is either all unmapped
-    /// or contiguous on one device. A mapped run registers a reader (see <see cref="FlipReadEpoch"/>) and rents a buffer.
-    /// Returns 0 when the volume is closed.
+    /// Reads blocks of one chunk: looks up all its runs at once (registering as a reader, see
+    /// <see cref="FlipReadEpoch"/>), then reads every mapped run in parallel; unmapped blocks read as zeros.
     /// </summary>
-    public int LookupRun(GftlVolume volume, long lba, int max, out long location, out int epoch, out NativeBuffer? buffer)
+    public ValueTask<StorageResult> ReadAsync(GftlVolume volume, long lba, Memory<byte> destination)
     {
-        location = GftlLayout.Unmapped;
-        epoch = 0;
-        buffer = null;
+        ChunkRead read;
         lock (_gate)
         {
             if (volume.IsClosed)
             {
-                return 0;
+                return new(StorageResult.MediaError);
             }
 
             if (!volume.Maps[Index].Chunks.TryGetValue(lba / GftlLayout.BlocksPerChunk, out ChunkBlocks? blocks))
             {
-                return max;
+                destination.Span.Clear();
+                return new(StorageResult.Ok);
             }
 
-            int first = (int)(lba % GftlLayout.BlocksPerChunk);
-            location = blocks.Entries[first].Location;
-            int run = 1;
-            while (run < max && blocks.Entries[first + run].Location == (location == GftlLayout.Unmapped ? location : location + run))
+            read = _reads.Count > 0 ? _reads.Pop() : new ChunkRead(this);
+            read.Destination = destination;
+            AddRuns(read, blocks, (int)(lba % GftlLayout.BlocksPerChunk), destination.Length >> GftlLayout.BlockShift);
+            if (read.MappedRuns >= RepackMinRuns && _repackPending == 0 && !volume.Entry.ReadOnly)
             {
-                run++;
+                _repackPending = 1; // reserved until the read is in
+                read.RepackVolume = volume;
+                read.Lba = lba;
+                int first = (int)(lba % GftlLayout.BlocksPerChunk);
+                for (int i = 0; i < destination.Length >> GftlLayout.BlockShift; i++)
+                {
+                    read.Locations[i] = blocks.Entries[first + i].Location;
+                    read.Seqs[i] = blocks.Entries[first + i].Seq;
+                }
             }
 
-            if (location != GftlLayout.Unmapped)
+            if (read.MappedRuns > 0)
             {
-                epoch = _readEpoch;
-                Interlocked.Increment(ref _readers[epoch]);
-                buffer = _buffers.Count > 0 ? _buffers.Pop() : new NativeBuffer(BufferBytes);
+                read.Epoch = _readEpoch;
+                Interlocked.Increment(ref _readers[read.Epoch]);
+                if (_bounceReads && !ChunkRead.IsAligned(destination))
+                {
+                    read.Bounce = _buffers.Count > 0 ? _buffers.Pop() : new NativeBuffer(BufferBytes);
+                }
             }
+        }
 
-            return run;
+        short token = read.Token;
+        read.Start(core);
+        return read.AsValueTask(token);
+    }
+
+    /// <summary>A read's device I/O is over: it no longer holds its epoch or its bounce buffer.</summary>
+    public void EndRead(ChunkRead read)
+    {
+        if (read.MappedRuns == 0)
+        {
+            return;
+        }
+
+        Interlocked.Decrement(ref _readers[read.Epoch]);
+        if (read.Bounce is { } bounce)
+        {
+            read.Bounce = null;
+            lock (_gate)
+            {
+                _buffers.Push(bounce);
+            }
         }
     }
 
-    public void EndRead(int epoch, NativeBuffer buffer)
+    public void Recycle(ChunkRead read)
     {
-        Interlocked.Decrement(ref _readers[epoch]);
+        read.Clear();
         lock (_gate)
         {
-            _buffers.Push(buffer);
+            _reads.Push(read);
         }
     }
 
@@ -283,14 +603,21 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
             {
                 buffer.Free();
             }
+
+            while (_batches.TryPop(out RecordBatch? batch))
+            {
+                batch.Buffer.Free();
+            }
+
+            _repackBuffer?.Free();
         }
     }
 
-    private bool TryTakeSpace(int blocks, out Segment segment, out long location)
+    /// <summary>Makes sure the open segment has <paramref name="blocks"/> left, opening a new one if not; false when none is free.</summary>
+    private bool EnsureOpen(int blocks)
     {
-        if (_open is not null && _open.TryTake(blocks, out location))
+        if (_open is not null && _open.Blocks - _open.Cursor >= blocks)
         {
-            segment = _open;
             return true;
         }
 
@@ -300,9 +627,25 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
         }
 
         _open = core.Allocator.TryOpen(forCollector: false);
-        segment = _open!;
-        location = GftlLayout.Unmapped;
-        return _open is not null && _open.TryTake(blocks, out location);
+        return _open is not null && _open.Blocks >= blocks;
+    }
+
+    /// <summary>The destination's runs: each all unmapped, or contiguous on one device (one device read).</summary>
+    private static void AddRuns(ChunkRead read, ChunkBlocks blocks, int first, int count)
+    {
+        for (int done = 0; done < count;)
+        {
+            long location = blocks.Entries[first + done].Location;
+            int run = 1;
+            while (done + run < count &&
+                   blocks.Entries[first + done + run].Location == (location == GftlLayout.Unmapped ? location : location + run))
+            {
+                run++;
+            }
+
+            read.AddRun(done, run, location);
+            done += run;
+        }
     }
 
     private long TrimMap(ShardMap map, long lba, long count, long seq)
@@ -338,7 +681,7 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
     // Snapshots without quiescing (see GftlStore.Derive): a snapshot or clone holds its parent's records older
     // than its base sequence number. A write or trim older than that which completes after the snapshot's cut
     // must reach the snapshot's map too (and its own snapshots'), as a scan of the log would resolve it.
-    private void MapIntoLaterSnapshots(GftlVolume volume, PendingRecord record)
+    private void MapIntoLaterSnapshots(GftlVolume volume, PendingRecord record, Segment segment)
     {
         foreach (GftlVolume child in volume.Children)
         {
@@ -347,10 +690,10 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
                 if (!child.IsClosed)
                 {
                     ShardMap map = child.Maps[Index];
-                    Map(map, map.GetOrAdd(record.Lba / GftlLayout.BlocksPerChunk), record);
+                    Map(map, map.GetOrAdd(record.Lba / GftlLayout.BlocksPerChunk), record, segment);
                 }
 
-                MapIntoLaterSnapshots(child, record);
+                MapIntoLaterSnapshots(child, record, segment);
             }
         }
     }
@@ -411,7 +754,7 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
         long overlaps = 0;
         foreach (PendingRecord record in _inflight)
         {
-            if (record.Volume == volume && record.Chunk is not null && record.Seq < seq &&
+            if (record.Volume == volume && !record.IsTrim && record.Seq < seq &&
                 record.Lba < lba + count && lba < record.Lba + record.Count)
             {
                 overlaps++;
@@ -421,7 +764,7 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
         return overlaps;
     }
 
-    private void Map(ShardMap map, ChunkBlocks blocks, PendingRecord record)
+    private void Map(ShardMap map, ChunkBlocks blocks, PendingRecord record, Segment segment)
     {
         int first = (int)(record.Lba % GftlLayout.BlocksPerChunk);
         int added = 0;
@@ -443,12 +786,12 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
                 map.MappedBlocks++;
             }
 
-            entry.Location = record.Location + 1 + i;
+            entry.Location = record.Location + i;
             entry.Seq = record.Seq;
             added++;
         }
 
-        Interlocked.Add(ref record.Segment.Live, added);
+        Interlocked.Add(ref segment.Live, added);
     }
 
     private void Unreference(long location) => Interlocked.Decrement(ref core.Allocator.SegmentOf(location).Live);

@@ -14,80 +14,137 @@ internal enum RecordKind : ushort
 /// <summary>One run of blocks a record describes: these blocks of this volume as of write sequence number Seq.</summary>
 internal readonly record struct Extent(Guid Volume, long Lba, int Count, long Seq);
 
+/// <summary>What a header check found: an intact header of this format, a block that is not one, or a header of a format this build cannot read.</summary>
+internal enum HeaderCheck
+{
+    Valid,
+    Invalid,
+    UnknownVersion,
+}
+
+/// <summary>The fields of an intact header (its extents are read one by one with <see cref="RecordFormat.ReadExtent"/>).</summary>
+/// <remarks>Version 1 (one CRC over all the data, in <paramref name="DataCrc"/>) is still read; only version 2 is written.</remarks>
+internal readonly record struct RecordHeader(RecordKind Kind, long Stamp, int ExtentCount, int DataBlocks, int Version, uint DataCrc);
+
 /// <summary>
-/// A record is a 4 KiB header followed by its data blocks, written with one I/O. The header names every extent
-/// (volume, LBA, block count, sequence number) and carries the CRC32C of the data and of itself, so a scan of
-/// the raw device can tell a complete record from a torn one without any other metadata. Trim records have
-/// extents and no data: they unmap. Every record also carries its segment's stamp (the sequence number taken
-/// when the segment was opened), so records left over from an earlier use of the segment are told apart.
+/// A record is a 4 KiB header followed by its data blocks, written with one I/O. Version 2: the header names every
+/// extent (volume, LBA, block count, sequence number, CRC32C of that extent's data; the data follows in extent
+/// order) and carries its own CRC32C, so a scan of the raw device can tell a complete record from a torn one without
+/// any other metadata. One CRC per extent lets a group-committed record (many host writes) keep the extents that
+/// reached the device when a crash tears it: each extent is one host write, acknowledged only once all are on disk.
+/// Trim records have extents and no data: they unmap. Every record also carries its segment's stamp (the sequence
+/// number taken when the segment was opened), so records left over from an earlier use of the segment are told apart.
 /// </summary>
 internal static class RecordFormat
 {
     public const int HeaderSize = GftlLayout.BlockSize;
+    public const int Version = 2;
     public const int MaxExtents = (HeaderSize - ExtentsOffset) / ExtentSize;
     private const ulong Magic = 0x3143_4552_474C_5344; // "DSLGREC1"
-    private const ushort Version = 1;
+    private const int VersionOffset = 8;
+    private const int KindOffset = 10;
+    private const int DataBlocksOffset = 12;
+    private const int ExtentCountOffset = 16;
+    private const int V1DataCrcOffset = 20;
+    private const int HeaderCrcOffset = 24;
     private const int StampOffset = 32;
     private const int ExtentsOffset = 40;
     private const int ExtentSize = 40;
-    private const int HeaderCrcOffset = 24;
 
-    public static void WriteHeader(Span<byte> header, RecordKind kind, long stamp, ReadOnlySpan<Extent> extents, int dataBlocks, uint dataCrc)
+    /// <summary>Starts a header: the extents follow with <see cref="SetExtent"/>, then <see cref="Seal"/>.</summary>
+    public static void Begin(Span<byte> header, RecordKind kind, long stamp)
     {
         header[..HeaderSize].Clear();
         BinaryPrimitives.WriteUInt64LittleEndian(header, Magic);
-        BinaryPrimitives.WriteUInt16LittleEndian(header[8..], Version);
-        BinaryPrimitives.WriteUInt16LittleEndian(header[10..], (ushort)kind);
-        BinaryPrimitives.WriteInt32LittleEndian(header[12..], dataBlocks);
-        BinaryPrimitives.WriteInt32LittleEndian(header[16..], extents.Length);
-        BinaryPrimitives.WriteUInt32LittleEndian(header[20..], dataCrc);
+        BinaryPrimitives.WriteUInt16LittleEndian(header[VersionOffset..], Version);
+        BinaryPrimitives.WriteUInt16LittleEndian(header[KindOffset..], (ushort)kind);
         BinaryPrimitives.WriteInt64LittleEndian(header[StampOffset..], stamp);
-        for (int i = 0; i < extents.Length; i++)
-        {
-            WriteExtent(header[(ExtentsOffset + (i * ExtentSize))..], extents[i]);
-        }
+    }
 
+    /// <summary>Extent <paramref name="index"/> with the CRC32C of its data blocks (0 for a trim).</summary>
+    public static void SetExtent(Span<byte> header, int index, Extent extent, uint dataCrc)
+    {
+        Span<byte> e = header.Slice(ExtentsOffset + (index * ExtentSize), ExtentSize);
+        extent.Volume.TryWriteBytes(e[..16]);
+        BinaryPrimitives.WriteInt64LittleEndian(e[16..], extent.Lba);
+        BinaryPrimitives.WriteInt32LittleEndian(e[24..], extent.Count);
+        BinaryPrimitives.WriteUInt32LittleEndian(e[28..], dataCrc);
+        BinaryPrimitives.WriteInt64LittleEndian(e[32..], extent.Seq);
+    }
+
+    /// <summary>Finishes a header begun with <see cref="Begin"/>: counts, then the header's own CRC.</summary>
+    public static void Seal(Span<byte> header, int extentCount, int dataBlocks)
+    {
+        BinaryPrimitives.WriteInt32LittleEndian(header[DataBlocksOffset..], dataBlocks);
+        BinaryPrimitives.WriteInt32LittleEndian(header[ExtentCountOffset..], extentCount);
         BinaryPrimitives.WriteUInt32LittleEndian(header[HeaderCrcOffset..], Crc32C.Compute(header[..HeaderSize]));
     }
 
-    /// <summary>One extent, for headers written a piece at a time (the write path has exactly one).</summary>
-    public static void WriteSingle(Span<byte> header, RecordKind kind, long stamp, Extent extent, int dataBlocks, uint dataCrc) =>
-        WriteHeader(header, kind, stamp, new ReadOnlySpan<Extent>(in extent), dataBlocks, dataCrc);
-
-    /// <summary>True when <paramref name="header"/> is an intact record header; the CRC of the data is checked by the caller.</summary>
-    public static bool TryRead(ReadOnlySpan<byte> header, out RecordKind kind, out long stamp, out int extentCount, out int dataBlocks, out uint dataCrc)
+    /// <summary>
+    /// A whole header at once: <paramref name="data"/> holds the data blocks of the extents in order (empty for trims
+    /// and erase markers); each extent's CRC is computed from its part.
+    /// </summary>
+    public static void WriteHeader(Span<byte> header, RecordKind kind, long stamp, ReadOnlySpan<Extent> extents, ReadOnlySpan<byte> data)
     {
-        stamp = BinaryPrimitives.ReadInt64LittleEndian(header[StampOffset..]);
-        kind = (RecordKind)BinaryPrimitives.ReadUInt16LittleEndian(header[10..]);
-        dataBlocks = BinaryPrimitives.ReadInt32LittleEndian(header[12..]);
-        extentCount = BinaryPrimitives.ReadInt32LittleEndian(header[16..]);
-        dataCrc = BinaryPrimitives.ReadUInt32LittleEndian(header[20..]);
-        if (BinaryPrimitives.ReadUInt64LittleEndian(header) != Magic ||
-            BinaryPrimitives.ReadUInt16LittleEndian(header[8..]) != Version ||
-            kind is not (RecordKind.Data or RecordKind.Trim or RecordKind.Erased) ||
-            (uint)extentCount > MaxExtents || dataBlocks < 0)
+        Begin(header, kind, stamp);
+        int block = 0;
+        for (int i = 0; i < extents.Length; i++)
         {
-            return false;
+            uint crc = 0;
+            if (kind == RecordKind.Data)
+            {
+                crc = Crc32C.Compute(data.Slice(block * GftlLayout.BlockSize, extents[i].Count * GftlLayout.BlockSize));
+                block += extents[i].Count;
+            }
+
+            SetExtent(header, i, extents[i], crc);
         }
 
-        Span<byte> copy = stackalloc byte[HeaderSize];
-        header[..HeaderSize].CopyTo(copy);
-        BinaryPrimitives.WriteUInt32LittleEndian(copy[HeaderCrcOffset..], 0);
-        return Crc32C.Compute(copy) == BinaryPrimitives.ReadUInt32LittleEndian(header[HeaderCrcOffset..]);
+        Seal(header, extents.Length, kind == RecordKind.Data ? block : 0);
     }
 
-    public static Extent ReadExtent(ReadOnlySpan<byte> header, int index)
+    /// <summary>
+    /// Checks a candidate header: magic, its own CRC, then the version (an intact header of another version is
+    /// reported, not skipped: a scan that ignored it would lose data), kind and counts. The extents' data is checked by the caller.
+    /// </summary>
+    public static HeaderCheck Check(ReadOnlySpan<byte> header, out RecordHeader fields)
     {
-        ReadOnlySpan<byte> e = header[(ExtentsOffset + (index * ExtentSize))..];
+        fields = default;
+        if (header.Length < HeaderSize || BinaryPrimitives.ReadUInt64LittleEndian(header) != Magic || !HeaderCrcMatches(header))
+        {
+            return HeaderCheck.Invalid;
+        }
+
+        int version = BinaryPrimitives.ReadUInt16LittleEndian(header[VersionOffset..]);
+        var kind = (RecordKind)BinaryPrimitives.ReadUInt16LittleEndian(header[KindOffset..]);
+        int dataBlocks = BinaryPrimitives.ReadInt32LittleEndian(header[DataBlocksOffset..]);
+        int extentCount = BinaryPrimitives.ReadInt32LittleEndian(header[ExtentCountOffset..]);
+        fields = new RecordHeader(kind, BinaryPrimitives.ReadInt64LittleEndian(header[StampOffset..]), extentCount, dataBlocks, version,
+            BinaryPrimitives.ReadUInt32LittleEndian(header[V1DataCrcOffset..]));
+        if (version is not (1 or Version))
+        {
+            return HeaderCheck.UnknownVersion;
+        }
+
+        return kind is not (RecordKind.Data or RecordKind.Trim or RecordKind.Erased) || (uint)extentCount > MaxExtents ||
+               dataBlocks < 0 || (kind != RecordKind.Data && dataBlocks != 0)
+            ? HeaderCheck.Invalid
+            : HeaderCheck.Valid;
+    }
+
+    public static Extent ReadExtent(ReadOnlySpan<byte> header, int index, out uint dataCrc)
+    {
+        ReadOnlySpan<byte> e = header.Slice(ExtentsOffset + (index * ExtentSize), ExtentSize);
+        dataCrc = BinaryPrimitives.ReadUInt32LittleEndian(e[28..]);
         return new Extent(new Guid(e[..16]), BinaryPrimitives.ReadInt64LittleEndian(e[16..]),
             BinaryPrimitives.ReadInt32LittleEndian(e[24..]), BinaryPrimitives.ReadInt64LittleEndian(e[32..]));
     }
 
-    private static void WriteExtent(Span<byte> e, Extent extent)
+    private static bool HeaderCrcMatches(ReadOnlySpan<byte> header)
     {
-        extent.Volume.TryWriteBytes(e[..16]);
-        BinaryPrimitives.WriteInt64LittleEndian(e[16..], extent.Lba);
-        BinaryPrimitives.WriteInt32LittleEndian(e[24..], extent.Count);
-        BinaryPrimitives.WriteInt64LittleEndian(e[32..], extent.Seq);
+        Span<byte> copy = stackalloc byte[HeaderSize];
+        header[..HeaderSize].CopyTo(copy);
+        BinaryPrimitives.WriteUInt32LittleEndian(copy[HeaderCrcOffset..], 0);
+        return Crc32C.Compute(copy) == BinaryPrimitives.ReadUInt32LittleEndian(header[HeaderCrcOffset..]);
     }
 }

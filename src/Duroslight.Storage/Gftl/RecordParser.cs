@@ -1,39 +1,62 @@
 namespace Duroslight.Storage.Gftl;
 
-/// <summary>A record found in a segment: where it starts (block within the segment) and what it holds.</summary>
-internal sealed record ParsedRecord(int Block, RecordKind Kind, long Stamp, Extent[] Extents, int DataBlocks);
+/// <summary>An extent of a parsed record whose data checked out, and the segment block its data starts at (trims: -1).</summary>
+internal readonly record struct ParsedExtent(Extent Extent, int Block);
+
+/// <summary>A record found in a segment: where it starts (block within the segment) and its intact extents.</summary>
+internal sealed record ParsedRecord(int Block, RecordKind Kind, long Stamp, ParsedExtent[] Extents, int DataBlocks);
 
 /// <summary>
 /// Finds the intact records of one segment. Every block is a candidate header, because records complete out of
-/// order (a later one may be on disk while an earlier one was torn by a crash); a candidate counts only when its
-/// header CRC, its extents and the CRC of its data all check out, and then its data blocks are skipped.
-/// Only the records of the segment's latest use (the highest stamp) are returned: older ones were dead when the
-/// collector freed the segment (and an Erased marker, which is returned, says the segment holds nothing).
+/// order (a later one may be on disk while an earlier one was torn by a crash). A candidate counts when its header
+/// checks out; then each of its extents counts if the CRC of that extent's data does (a torn group-committed record
+/// keeps the host writes that reached the disk, none of which was acknowledged), and the record's blocks are
+/// skipped. Only the records of the segment's latest use (the highest stamp) are returned: older ones were dead when
+/// the collector freed the segment (and an Erased marker, which is returned, says the segment holds nothing).
 /// </summary>
 internal static class RecordParser
 {
-    /// <summary>Adds the segment's current records to <paramref name="found"/>; returns its stamp (long.MinValue if none).</summary>
-    public static long Parse(ReadOnlySpan<byte> segment, List<ParsedRecord> found)
+    /// <summary>
+    /// Adds the segment's current records to <paramref name="found"/>; returns its stamp (long.MinValue if none).
+    /// <paramref name="unknownVersion"/> is the version of the first intact header of a format this build cannot
+    /// read (0 if none): the caller must not treat the segment as understood.
+    /// </summary>
+    public static long Parse(ReadOnlySpan<byte> segment, List<ParsedRecord> found, out int unknownVersion)
     {
         int first = found.Count;
-        ParseAll(segment, found);
+        unknownVersion = ParseAll(segment, found);
         long stamp = long.MinValue;
         for (int i = first; i < found.Count; i++)
         {
             stamp = Math.Max(stamp, found[i].Stamp);
         }
 
-        found.RemoveAll(r => r.Stamp != stamp || r.Kind == RecordKind.Erased);
+        for (int i = found.Count - 1; i >= first; i--)
+        {
+            if (found[i].Stamp != stamp || found[i].Kind == RecordKind.Erased)
+            {
+                found.RemoveAt(i);
+            }
+        }
+
         return stamp;
     }
 
-    private static void ParseAll(ReadOnlySpan<byte> segment, List<ParsedRecord> found)
+    private static int ParseAll(ReadOnlySpan<byte> segment, List<ParsedRecord> found)
     {
         int blocks = segment.Length / GftlLayout.BlockSize;
         int block = 0;
+        int unknownVersion = 0;
         while (block < blocks)
         {
-            ParsedRecord? record = TryParse(segment, block, blocks);
+            ReadOnlySpan<byte> header = segment.Slice(block * GftlLayout.BlockSize, GftlLayout.BlockSize);
+            HeaderCheck check = RecordFormat.Check(header, out RecordHeader fields);
+            if (check == HeaderCheck.UnknownVersion && unknownVersion == 0)
+            {
+                unknownVersion = fields.Version;
+            }
+
+            ParsedRecord? record = check == HeaderCheck.Valid ? TryParse(segment, block, blocks, header, fields) : null;
             if (record is null)
             {
                 block++;
@@ -43,36 +66,60 @@ internal static class RecordParser
             found.Add(record);
             block += 1 + record.DataBlocks;
         }
+
+        return unknownVersion;
     }
 
-    private static ParsedRecord? TryParse(ReadOnlySpan<byte> segment, int block, int blocks)
+    private static ParsedRecord? TryParse(ReadOnlySpan<byte> segment, int block, int blocks, ReadOnlySpan<byte> header, RecordHeader fields)
     {
-        ReadOnlySpan<byte> header = segment.Slice(block * GftlLayout.BlockSize, GftlLayout.BlockSize);
-        if (!RecordFormat.TryRead(header, out RecordKind kind, out long stamp, out int extentCount, out int dataBlocks, out uint dataCrc) ||
-            block + 1 + dataBlocks > blocks)
+        if (block + 1 + fields.DataBlocks > blocks)
         {
             return null;
         }
 
-        var extents = new Extent[extentCount];
+        // Structure first: a header whose extents do not add up is not a record (nothing of it is kept).
         long described = 0;
-        for (int i = 0; i < extentCount; i++)
+        for (int i = 0; i < fields.ExtentCount; i++)
         {
-            extents[i] = RecordFormat.ReadExtent(header, i);
-            if (extents[i].Count <= 0 || extents[i].Lba < 0)
+            Extent extent = RecordFormat.ReadExtent(header, i, out _);
+            if (extent.Count <= 0 || extent.Lba < 0)
             {
                 return null;
             }
 
-            described += extents[i].Count;
+            described += extent.Count;
         }
 
-        if (kind == RecordKind.Data && described != dataBlocks)
+        if (fields.Kind == RecordKind.Data && described != fields.DataBlocks)
         {
             return null;
         }
 
-        ReadOnlySpan<byte> data = segment.Slice((block + 1) * GftlLayout.BlockSize, dataBlocks * GftlLayout.BlockSize);
-        return Crc32C.Compute(data) == dataCrc ? new ParsedRecord(block, kind, stamp, extents, dataBlocks) : null;
+        if (fields.Version == 1 && Crc32C.Compute(segment.Slice((block + 1) * GftlLayout.BlockSize, fields.DataBlocks * GftlLayout.BlockSize)) != fields.DataCrc)
+        {
+            return null; // version 1: one CRC over all the data, all or nothing
+        }
+
+        var extents = new List<ParsedExtent>(fields.ExtentCount);
+        int dataBlock = block + 1;
+        for (int i = 0; i < fields.ExtentCount; i++)
+        {
+            Extent extent = RecordFormat.ReadExtent(header, i, out uint crc);
+            if (fields.Kind != RecordKind.Data)
+            {
+                extents.Add(new ParsedExtent(extent, -1));
+                continue;
+            }
+
+            ReadOnlySpan<byte> data = segment.Slice(dataBlock * GftlLayout.BlockSize, extent.Count * GftlLayout.BlockSize);
+            if (fields.Version == 1 || Crc32C.Compute(data) == crc)
+            {
+                extents.Add(new ParsedExtent(extent, dataBlock));
+            }
+
+            dataBlock += extent.Count;
+        }
+
+        return new ParsedRecord(block, fields.Kind, fields.Stamp, extents.ToArray(), fields.DataBlocks);
     }
 }
