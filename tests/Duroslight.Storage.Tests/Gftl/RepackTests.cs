@@ -26,10 +26,11 @@ public sealed class RepackTests : IDisposable
     public async Task A_fragmented_chunk_is_repacked_and_a_racing_overwrite_wins()
     {
         SynchronizationContext.SetSynchronizationContext(null);
-        var io = new HeldBlockIo();
-        BlockIo.InstallForCurrentThread(io);
+        // Created before the held I/O goes in: the catalog is written to the devices synchronously.
         var store = new GftlStore(_scratch.Options(shards: 1));
         IBlockVolume volume = store.Open(store.Create("v", 4 * GftlScratch.MiB).Id);
+        var io = new HeldBlockIo();
+        BlockIo.InstallForCurrentThread(io);
         var model = new byte[32 * Block];
         Write(volume, io, model, 0, 32, 1);
         foreach (int lba in new[] { 3, 9, 15, 21, 27 })
@@ -53,9 +54,10 @@ public sealed class RepackTests : IDisposable
         Assert.Equal(model, read);
         Assert.Equal(0, io.Held); // three runs now (0-8, 9, 10-31): not fragmented enough to re-pack again
 
+        io.ReleaseAll(); // re-packs the reads above queued
+        BlockIo.InstallForCurrentThread(null); // the graceful stop writes metadata synchronously
         store.Dispose();
-        File.Delete(_scratch.CheckpointPath);
-        BlockIo.InstallForCurrentThread(null);
+        _scratch.TearCheckpoint();
         using var scanned = new GftlStore(_scratch.Options(shards: 1));
         Assert.Equal(GftlStartKind.Scan, scanned.Recovery.Kind);
         Assert.Equal(StorageResult.Ok, await scanned.Open(scanned.List()[0].Id).ReadAsync(0, read));
