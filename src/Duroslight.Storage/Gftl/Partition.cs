@@ -4,9 +4,10 @@ using Duroslight.Storage.Volumes;
 namespace Duroslight.Storage.Gftl;
 
 /// <summary>
-/// What one reactor shard owns: the map entries of the chunks it owns (in every volume), its open segment,
-/// its I/O buffers, its queue of writes and its records being written (group commit). Guarded by its own lock, uncontended in production where only the
-/// shard's thread comes here; other callers (tests, control plane, the collector) take it briefly.
+/// What one reactor shard owns: the map entries of the chunks it owns (in every volume), its open segment, its I/O
+/// buffers, its queue of writes and its records being written (group commit). Guarded by its own lock, uncontended
+/// in production where only the shard's thread comes here; other callers (tests, control plane, the collector) take
+/// it briefly.
 /// </summary>
 internal sealed class Partition(GftlCore core, int index) : IDisposable
 {
@@ -34,7 +35,7 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
     private long _repackedBlocks;
 
     /// <summary>O_DIRECT devices need aligned buffers: reads into anything else go through a bounce buffer.</summary>
-    private readonly bool _bounceReads = !Array.TrueForAll(core.Devices.Devices, static d => !d.IsDirect);
+    private readonly bool _bounceReads = Array.Exists(core.Devices.Devices, static d => d.IsDirect);
     private readonly List<PendingRecord> _inflight = [];
     private readonly List<PendingRecord> _queue = [];
     private readonly long[] _readers = new long[2];
