@@ -87,9 +87,36 @@ public sealed partial class TargetConnection
             Complete(slot, status);
             return;
         }
-        slot.RentBuffer((int)sglLength);
+        if (_budgetWaiters.Count > 0 || !Context.HostData.TryReserve((int)sglLength))
+        {
+            slot.State = CommandState.AwaitingBudget;
+            _budgetWaiters.Enqueue(slot);
+            Context.HostData.NoteWait();
+            return;
+        }
+        BeginHostTransfer(slot, (int)sglLength);
+    }
+
+    /// <summary>Budget reserved: rent the buffer and ask for the data.</summary>
+    private void BeginHostTransfer(CommandSlot slot, int length)
+    {
+        slot.BudgetReserved = length;
+        slot.RentBuffer(length);
         slot.State = CommandState.ReceivingH2CData;
+        _awaitingH2CData++;
         IssueR2Ts(slot);
+    }
+
+    /// <summary>Writes that waited for the shard's budget, in arrival order, as far as it now allows.</summary>
+    private void StartBudgetWaiters()
+    {
+        while (_budgetWaiters.TryPeek(out var slot))
+        {
+            int length = (int)slot.Command.SglLength;
+            if (!Context.HostData.TryReserve(length)) return;
+            _budgetWaiters.Dequeue();
+            BeginHostTransfer(slot, length);
+        }
     }
 
     /// <summary>Checks a host-to-controller command before asking for its data, so bad commands move no bytes.</summary>
@@ -150,6 +177,9 @@ public sealed partial class TargetConnection
             IssueR2Ts(slot);
             return;
         }
+        _awaitingH2CData--;
+        slot.ReleaseBudget();
+        StartBudgetWaiters();
         // A bad data digest fails this command only (after its data is drained), not the connection.
         if (!slot.DeferredStatus.IsSuccess) Complete(slot, slot.DeferredStatus);
         else Execute(slot);
