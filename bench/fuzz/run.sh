@@ -46,7 +46,7 @@ if [ "$findings" -ne 0 ]; then
     echo "afl-fuzz found $findings crash/hang input(s); replaying them:" >&2
     for f in "$work"/findings/default/crashes/id:* "$work"/findings/default/hangs/id:*; do
         [ -f "$f" ] || continue
-        echo "-- $f ($(xxd -p "$f" | head -c 160)...)" >&2
+        echo "-- $f ($(od -An -tx1 -N64 "$f" | tr -d " \n")...)" >&2
         timeout 30 dotnet "$out/duroslight-fuzz.dll" replay "$f" >&2 || true
     done
     exit 1

@@ -47,6 +47,12 @@ public sealed record TargetOptions
     /// </summary>
     public int HostDataTimeoutMs { get; init; } = 15_000;
 
+    /// <summary>
+    /// Per shard: bytes of write buffers (size classes) that hosts may owe data for at once; writes beyond it wait
+    /// for their R2T. With <see cref="HostDataTimeoutMs"/> it bounds what stalled hosts can hold on a shard.
+    /// </summary>
+    public long HostDataBudgetPerShard { get; init; } = 256L << 20;
+
     /// <summary>Host access applied to the default and aux subsystems at start.</summary>
     public HostAccess InitialHostAccess { get; init; } = HostAccess.AllowAny;
 
@@ -59,6 +65,7 @@ public sealed record TargetOptions
         if (MaxQueueEntries is < 32 or > 65536) throw new ArgumentOutOfRangeException(nameof(MaxQueueEntries), MaxQueueEntries, "must be 32..65536");
         if (MaxH2CData < 4096 || MaxH2CData % 4 != 0) throw new ArgumentOutOfRangeException(nameof(MaxH2CData), MaxH2CData, "MAXH2CDATA must be >= 4096 and a multiple of 4");
         if (MaxInCapsuleData is < 1024 or > 1 << 20 || MaxInCapsuleData % 16 != 0) throw new ArgumentOutOfRangeException(nameof(MaxInCapsuleData), MaxInCapsuleData, "in-capsule data must be 1024..1 MiB and a multiple of 16 (Connect needs 1024)");
+        if (HostDataBudgetPerShard < 4096L << Mdts) throw new ArgumentOutOfRangeException(nameof(HostDataBudgetPerShard), HostDataBudgetPerShard, "must hold at least one MDTS-sized write");
         if (HostDataTimeoutMs < 0) throw new ArgumentOutOfRangeException(nameof(HostDataTimeoutMs), HostDataTimeoutMs, "must be >= 0 (0 disables it)");
         if (Mdts is < 1 or > 10) throw new ArgumentOutOfRangeException(nameof(Mdts), Mdts, "MDTS must be 1..10");
         if (!Nqn.IsValid(SubsystemNqn)) throw new ArgumentException($"invalid subsystem NQN '{SubsystemNqn}'", nameof(SubsystemNqn));
