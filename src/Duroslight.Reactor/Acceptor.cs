@@ -58,7 +58,7 @@ public sealed class Acceptor(Shard shard, Socket listener, Action<int> onAccepte
             // EMFILE, ENFILE, ENOBUFS...: report and keep accepting; the multishot re-arms below if it ended.
             if (result is -Posix.EMFILE or -Posix.ENFILE) RefuseOne();
             long now = Environment.TickCount64;
-            if (now - _lastReportMs >= 5000)
+            if (_lastReportMs == long.MinValue || now - _lastReportMs >= 5000)
             {
                 _lastReportMs = now;
                 onError?.Invoke(-result);

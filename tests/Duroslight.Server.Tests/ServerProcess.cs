@@ -12,16 +12,18 @@ internal sealed partial class ServerProcess : IDisposable
     private readonly StringBuilder _output = new();
     private readonly TaskCompletionSource _active = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    private ServerProcess(IEnumerable<string> args)
+    private ServerProcess(IEnumerable<string> args, int openFilesLimit = 0)
     {
         IoPort = NodeFixture.FreePort();
         string dll = Path.Combine(AppContext.BaseDirectory, "duroslight.dll");
-        var psi = new ProcessStartInfo("dotnet", [dll, "serve", "--metrics", "off", "--listen", $"127.0.0.1:{IoPort}",
-            "--discovery", $"127.0.0.1:{NodeFixture.FreePort()}", .. args])
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
+        string[] command = ["dotnet", dll, "serve", "--metrics", "off", "--listen", $"127.0.0.1:{IoPort}",
+            "--discovery", $"127.0.0.1:{NodeFixture.FreePort()}", .. args];
+        // A descriptor limit is set by the shell that then becomes the server (exec), so the PID is the server's.
+        var psi = openFilesLimit > 0
+            ? new ProcessStartInfo("bash", ["-c", $"ulimit -n {openFilesLimit} && exec \"$@\"", "bash", .. command])
+            : new ProcessStartInfo(command[0], command[1..]);
+        psi.RedirectStandardOutput = true;
+        psi.RedirectStandardError = true;
         _process = Process.Start(psi)!;
         _process.OutputDataReceived += (_, e) => OnLine(e.Data);
         _process.ErrorDataReceived += (_, e) => OnLine(e.Data);
@@ -30,6 +32,25 @@ internal sealed partial class ServerProcess : IDisposable
     }
 
     public int IoPort { get; }
+
+    public int Pid => _process.Id;
+
+    public bool HasExited => _process.HasExited;
+
+    /// <summary>Descriptors the server holds now (/proc/PID/fd).</summary>
+    public int OpenDescriptors => Directory.GetFiles($"/proc/{_process.Id}/fd").Length;
+
+    /// <summary>Resident memory (VmRSS) in bytes.</summary>
+    public long ResidentBytes
+    {
+        get
+        {
+            foreach (var line in File.ReadLines($"/proc/{_process.Id}/status"))
+                if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+                    return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+            return 0;
+        }
+    }
 
     public string Output
     {
@@ -43,9 +64,12 @@ internal sealed partial class ServerProcess : IDisposable
     }
 
     /// <summary>Starts the server and waits until it is Active (or fails with its output if it exits first).</summary>
-    public static async Task<ServerProcess> StartAsync(params string[] args)
+    public static Task<ServerProcess> StartAsync(params string[] args) => StartAsync(0, args);
+
+    /// <summary>As <see cref="StartAsync(string[])"/>, under <c>ulimit -n <paramref name="openFilesLimit"/></c> when above 0.</summary>
+    public static async Task<ServerProcess> StartAsync(int openFilesLimit, params string[] args)
     {
-        var server = new ServerProcess(args);
+        var server = new ServerProcess(args, openFilesLimit);
         Task exited = server._process.WaitForExitAsync();
         Task first = await Task.WhenAny(server._active.Task, exited, Task.Delay(TimeSpan.FromSeconds(60)));
         if (first != server._active.Task)
