@@ -9,7 +9,8 @@ namespace Duroslight.Fuzz;
 /// <summary>
 /// The fuzz target: one TCP connection's host-to-target bytes, from ICReq on, fed to a fresh TargetConnection with an
 /// in-memory store. Input byte 0 picks the setup (bit 0: an admin controller already exists, so I/O-queue Connects
-/// can name its CNTLID; bits 1-3: how the stream is split into Receive calls); the rest is the stream. Any exception,
+/// can name its CNTLID; bits 1-3: how the stream is split into Receive calls; bit 4: a shard budget for R2T'd data
+/// of 8 KiB, so writes wait for it); the rest is the stream. Any exception,
 /// and any broken invariant (output not whole PDUs, more than one C2HTermReq or one not last, storage or controllers
 /// left behind after close), is a finding. Also linked into the Protocol tests, which replay the corpus and every
 /// regression input through it.
@@ -31,7 +32,7 @@ public static class ReceivePath
         if (input.IsEmpty) return;
         byte setup = input[0];
         var stream = input[1..];
-        var world = new World();
+        var world = new World((setup & 16) != 0 ? new HostDataBudget(8192) : HostDataBudget.Unlimited());
         TargetConnection? admin = null;
         if ((setup & 1) != 0)
         {
@@ -57,6 +58,7 @@ public static class ReceivePath
         if (admin is not null) world.CheckClosed(admin);
         int left = world.Target.ListControllers().Count;
         if (left != 0) throw new InvalidOperationException($"{left} controller(s) left after every connection closed");
+        if (world.BudgetReserved != 0) throw new InvalidOperationException($"{world.BudgetReserved} budget bytes left reserved");
     }
 
     /// <summary>One target, its store and clock, and the output checks.</summary>
@@ -66,18 +68,22 @@ public static class ReceivePath
         private readonly TestSignal _signal = new();
         private readonly Dictionary<TargetConnection, OutputCheck> _checks = [];
 
-        public World()
+        private readonly HostDataBudget _budget;
+
+        public World(HostDataBudget budget)
         {
+            _budget = budget;
             Target = new Target(Options);
             AddVolume(Target, _storage);
         }
 
         public Target Target { get; }
         public long Now { get; set; } = 1_000;
+        public long BudgetReserved => _budget.ReservedBytes;
 
         public TargetConnection Open()
         {
-            var conn = new TargetConnection(Target, new ConnectionContext(0, "fuzz:" + _checks.Count), _signal);
+            var conn = new TargetConnection(Target, new ConnectionContext(0, "fuzz:" + _checks.Count) { HostData = _budget }, _signal);
             _checks.Add(conn, new OutputCheck());
             return conn;
         }

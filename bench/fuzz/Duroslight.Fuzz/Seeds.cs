@@ -25,6 +25,7 @@ public static class Seeds
         yield return ("io-r2t-incapsule", [1, .. IoStream(hdgst: false, ddgst: false)]);
         yield return ("io-r2t-digests", [1, .. IoStream(hdgst: true, ddgst: true)]);
         yield return ("io-r2t-digests-split61", [1 | 4 << 1, .. IoStream(hdgst: true, ddgst: true)]);
+        yield return ("io-r2t-tight-budget", [1 | 16, .. TightBudgetStream()]);
     }
 
     /// <summary>Admin queue: Connect, CC.EN, Identify (controller, namespace list, namespace), a log page, features, keep-alive.</summary>
@@ -86,6 +87,26 @@ public static class Seeds
         return s.Recorded;
     }
 
+    /// <summary>
+    /// Three R2T writes at once against an 8 KiB shard budget (the fuzz run's bit 4): the second and third wait for
+    /// it, and their R2Ts come as earlier data arrives. Recorded under the same budget, so the replay matches.
+    /// </summary>
+    private static byte[] TightBudgetStream()
+    {
+        var world = new World(new HostDataBudget(8192));
+        var admin = new Session(world, new HostQueueOptions());
+        admin.Replay(AdminStream(headerDigest: false));
+        var s = new Session(world, new HostQueueOptions { QueueId = 1, MaxR2T = 1, InCapsuleDataLimit = 1024 });
+        s.Connect(1, admin.Cntlid, ReceivePath.Options.SubsystemNqn);
+        s.ExecAll(
+            (NvmeCommands.Write(1, 0, 10), Pattern(5120, 4)),
+            (NvmeCommands.Write(1, 16, 10), Pattern(5120, 5)),
+            (NvmeCommands.Write(1, 32, 4), Pattern(2048, 6)),
+            (NvmeCommands.Read(1, 16, 10), new byte[5120]));
+        if (world.Budget.Waits == 0) throw new InvalidOperationException("no write waited for the budget");
+        return s.Recorded;
+    }
+
     private static byte[] Pattern(int length, int seed)
     {
         var data = new byte[length];
@@ -96,10 +117,15 @@ public static class Seeds
     /// <summary>A target like <see cref="ReceivePath.Run"/>'s: the same options and namespace.</summary>
     private sealed class World
     {
-        public World() => ReceivePath.AddVolume(Target, Storage);
+        public World(HostDataBudget? budget = null)
+        {
+            Budget = budget ?? HostDataBudget.Unlimited();
+            ReceivePath.AddVolume(Target, Storage);
+        }
 
         public Target Target { get; } = new(ReceivePath.Options);
         public MemoryStorage Storage { get; } = new();
+        public HostDataBudget Budget { get; }
     }
 
     /// <summary>One HostQueue wired to one TargetConnection; storage runs against an in-memory volume.</summary>
@@ -115,7 +141,7 @@ public static class Seeds
         {
             _storage = world.Storage;
             _host = new HostQueue(options);
-            _conn = new TargetConnection(world.Target, new ConnectionContext(0, "seed"), new TestSignal());
+            _conn = new TargetConnection(world.Target, new ConnectionContext(0, "seed") { HostData = world.Budget }, new TestSignal());
         }
 
         public byte[] Recorded => _recorded.ToArray();
@@ -146,6 +172,22 @@ public static class Seeds
             _host.Release(done);
             if (!cqe.Status.IsSuccess) throw new InvalidOperationException($"{command.Opcode:X2}h failed: {cqe.Status}");
             return cqe;
+        }
+
+        /// <summary>Submits every command before pumping, so they are in flight together; all must succeed.</summary>
+        public void ExecAll(params (NvmeCommand Command, Memory<byte> Data)[] commands)
+        {
+            foreach (var (command, data) in commands)
+                if (!_host.TrySubmit(command, data, null, out _)) throw new InvalidOperationException("no free host slot");
+            Pump(hostSide: true);
+            for (int i = 0; i < commands.Length; i++)
+            {
+                if (!_host.TryTakeCompletion(out var done) || done.TransportFailed)
+                    throw new InvalidOperationException($"command {i} of {commands.Length} did not complete: {_host.FailureReason}");
+                var status = done.Completion.Status;
+                _host.Release(done);
+                if (!status.IsSuccess) throw new InvalidOperationException($"a command failed: {status}");
+            }
         }
 
         private void Pump(bool hostSide)
