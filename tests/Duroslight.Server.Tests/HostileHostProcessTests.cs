@@ -31,6 +31,8 @@ public sealed class HostileHostProcessTests
         await writer.HandshakeAsync();
         var connect = await writer.CommandAsync(NvmeCommands.Connect(7, 31), 1, ConnectData.Create(Guid.NewGuid(), honest.Cntlid, Nqn, HostNqn));
         Assert.Equal(PduType.CapsuleResp, connect.Type);
+        // Started before any stalled host's last byte, so no drop can come sooner than the timeout after it.
+        var stalledSince = Stopwatch.StartNew();
         await writer.SendAsync(RawSocket.Capsule(NvmeCommands.Write(1, 0, 128), 2, sglLength: 64 * 1024));
         Assert.Equal(PduType.R2T, (await writer.ReadPduAsync()).Type);
         // 2: half a capsule header after ICReq. 3: a socket that never says anything.
@@ -38,7 +40,6 @@ public sealed class HostileHostProcessTests
         await midPdu.HandshakeAsync();
         await midPdu.SendAsync(RawSocket.Capsule(NvmeCommands.KeepAlive(), 3)[..20]);
         using var silent = await RawSocket.ConnectAsync(server.IoPort);
-        var stalledSince = Stopwatch.StartNew();
 
         // The bound is the timeout plus a tick; allow a loaded machine four times that.
         var bound = TimeSpan.FromMilliseconds(DataTimeoutMs * 4);
