@@ -18,6 +18,7 @@ public sealed class HostileHostProcessTests
     private const string Nqn = TargetOptions.DefaultSubsystemNqn;
     private const string HostNqn = "nqn.2014-08.org.nvmexpress:uuid:aaaaaaaa-0000-0000-0000-00000000f00d";
     private static readonly int DataTimeoutMs = new TargetOptions().HostDataTimeoutMs;
+    private static readonly Guid HostId = Guid.Parse("5eed5eed-0000-4000-8000-00000000f00d");
 
     [Fact]
     public async Task Hosts_that_stall_owing_data_are_dropped_after_the_data_timeout_and_others_keep_working()
@@ -27,13 +28,15 @@ public sealed class HostileHostProcessTests
         await using var honest = await NvmeTcpController.ConnectAsync("127.0.0.1", server.IoPort, Nqn, HostNqn);
 
         // 1: a write whose R2T'd 64 KiB never come, on an I/O queue of the honest host's controller.
+        using var admin = await RawSocket.ConnectAsync(server.IoPort);
+        ushort cntlid = await admin.AdminAsync(HostId, HostNqn, ioQueues: 1);
         using var writer = await RawSocket.ConnectAsync(server.IoPort);
         await writer.HandshakeAsync();
-        var connect = await writer.CommandAsync(NvmeCommands.Connect(7, 31), 1, ConnectData.Create(Guid.NewGuid(), honest.Cntlid, Nqn, HostNqn));
-        Assert.Equal(PduType.CapsuleResp, connect.Type);
+        var connect = await writer.CommandAsync(NvmeCommands.Connect(1, 31), 1, ConnectData.Create(HostId, cntlid, Nqn, HostNqn));
+        Assert.True(CompletionEntry.Read(connect.Bytes.AsSpan(8, 16)).Status.IsSuccess, $"I/O Connect failed: {CompletionEntry.Read(connect.Bytes.AsSpan(8, 16)).Status} {connect.Type} {Convert.ToHexString(connect.Bytes)}");
         // Started before any stalled host's last byte, so no drop can come sooner than the timeout after it.
         var stalledSince = Stopwatch.StartNew();
-        await writer.SendAsync(RawSocket.Capsule(NvmeCommands.Write(1, 0, 128), 2, sglLength: 64 * 1024));
+        await writer.SendAsync(RawSocket.Capsule(NvmeCommands.Write(1, 0, 16), 2, sglLength: 64 * 1024)); // 16 blocks of 4 KiB
         Assert.Equal(PduType.R2T, (await writer.ReadPduAsync()).Type);
         // 2: half a capsule header after ICReq. 3: a socket that never says anything.
         using var midPdu = await RawSocket.ConnectAsync(server.IoPort);
@@ -49,6 +52,60 @@ public sealed class HostileHostProcessTests
 
         await VerifiedIo(honest, 40);
         Assert.False(server.HasExited);
+    }
+
+    /// <summary>
+    /// A flood: 40 queues each send 31 writes of 1 MiB (1,240 MiB asked for) and never send data. The shard hands out
+    /// R2Ts (and buffers) for at most its 256 MiB budget; the rest wait holding no buffer; all are dropped after the
+    /// data timeout and an honest host's I/O then works.
+    /// </summary>
+    [Fact]
+    public async Task A_flood_of_stalled_writers_gets_buffers_for_at_most_the_shard_budget()
+    {
+        using var dir = new TempDir();
+        using var server = await ServerProcess.StartAsync(Args(dir.Path));
+        var owners = new List<RawSocket>();
+        var floods = new List<RawSocket>();
+        int r2ts = 0, r2tsAtFirstDrop = -1;
+        try
+        {
+            const int WritesPerQueue = 31;
+            for (int c = 0; c < 2; c++)
+            {
+                var owner = await RawSocket.ConnectAsync(server.IoPort);
+                owners.Add(owner);
+                ushort cntlid = await owner.AdminAsync(HostId, HostNqn, ioQueues: 20);
+                for (ushort qid = 1; qid <= 20; qid++)
+                {
+                    var s = await RawSocket.ConnectAsync(server.IoPort);
+                    floods.Add(s);
+                    await s.HandshakeAsync();
+                    var connect = await s.CommandAsync(NvmeCommands.Connect(qid, 31), 1, ConnectData.Create(HostId, cntlid, Nqn, HostNqn));
+                    Assert.True(CompletionEntry.Read(connect.Bytes.AsSpan(8, 16)).Status.IsSuccess, $"I/O Connect qid {qid} failed");
+                    var burst = new List<byte>();
+                    for (ushort cid = 10; cid < 10 + WritesPerQueue; cid++)
+                        burst.AddRange(RawSocket.Capsule(NvmeCommands.Write(1, 0, 256), cid, sglLength: 1 << 20));
+                    await s.SendAsync([.. burst]);
+                }
+            }
+            // Count R2Ts until the first queue is dropped: after that, freed budget goes to queues about to go too.
+            var readers = floods.Select(s => s.CountR2TsUntilClosedAsync(() =>
+            {
+                Interlocked.Increment(ref r2ts);
+            }, () => Interlocked.CompareExchange(ref r2tsAtFirstDrop, Volatile.Read(ref r2ts), -1), TimeSpan.FromMilliseconds(DataTimeoutMs * 4)));
+            await Task.WhenAll(readers);
+        }
+        finally
+        {
+            foreach (var s in floods) s.Dispose();
+            foreach (var s in owners) s.Dispose();
+        }
+        long budgetWrites = new TargetOptions().HostDataBudgetPerShard >> 20;
+        Assert.InRange(r2tsAtFirstDrop, 1, budgetWrites);
+        Console.WriteLine($"flood: {r2tsAtFirstDrop} of 1240 stalled 1 MiB writes got an R2T before the first drop (budget {budgetWrites} MiB)");
+        await using var honest = await NvmeTcpController.ConnectAsync("127.0.0.1", server.IoPort, Nqn, HostNqn);
+        await VerifiedIo(honest, 100);
+        Assert.False(server.HasExited, server.Output);
     }
 
     [Fact]
@@ -233,6 +290,26 @@ internal sealed class RawSocket : IDisposable
         Assert.Equal(PduType.ICResp, (await ReadPduAsync()).Type);
     }
 
+    /// <summary>An enabled admin queue of a new controller (KATO 0) granted <paramref name="ioQueues"/>; returns its CNTLID.</summary>
+    public async Task<ushort> AdminAsync(Guid hostId, string hostNqn, int ioQueues)
+    {
+        await HandshakeAsync();
+        var connect = await CommandAsync(NvmeCommands.Connect(0, 31), 1, ConnectData.Create(hostId, ConnectData.DynamicCntlid, TargetOptions.DefaultSubsystemNqn, hostNqn));
+        var cqe = CompletionEntry.Read(connect.Bytes.AsSpan(8, 16));
+        Assert.True(cqe.Status.IsSuccess, $"admin Connect: {cqe.Status}");
+        foreach (var (command, cid) in new[]
+        {
+            (NvmeCommands.PropertySet(PropertyOffset.Cc, 1 | 6u << 16 | 4u << 20), (ushort)2),
+            (NvmeCommands.SetFeatures(FeatureId.NumberOfQueues, (uint)(ioQueues - 1) | (uint)(ioQueues - 1) << 16), (ushort)3),
+        })
+        {
+            await SendAsync(Capsule(command, cid));
+            var resp = CompletionEntry.Read((await ReadPduAsync()).Bytes.AsSpan(8, 16));
+            Assert.True(resp.Status.IsSuccess, $"admin {command.Opcode:X2}h: {resp.Status}");
+        }
+        return (ushort)cqe.Result;
+    }
+
     public async Task<(PduType Type, byte[] Bytes)> CommandAsync(NvmeCommand c, ushort cid, byte[] data)
     {
         await SendAsync(Capsule(c, cid, data));
@@ -265,6 +342,38 @@ internal sealed class RawSocket : IDisposable
         {
             // Reset by the server: closed as well.
         }
+    }
+
+    /// <summary>Reads PDUs, calling <paramref name="onR2T"/> per R2T, until the server closes; then <paramref name="onClosed"/>.</summary>
+    public async Task CountR2TsUntilClosedAsync(Action onR2T, Action onClosed, TimeSpan bound)
+    {
+        using var cts = new CancellationTokenSource(bound);
+        try
+        {
+            while (true)
+            {
+                var header = new byte[8];
+                if (!await TryReadExactlyAsync(header, cts.Token)) break;
+                var rest = new byte[BitConverter.ToInt32(header, 4) - 8];
+                if (!await TryReadExactlyAsync(rest, cts.Token)) break;
+                if ((PduType)header[0] == PduType.R2T) onR2T();
+            }
+        }
+        catch (SocketException)
+        {
+        }
+        onClosed();
+    }
+
+    private async Task<bool> TryReadExactlyAsync(Memory<byte> buffer, CancellationToken ct)
+    {
+        for (int got = 0; got < buffer.Length;)
+        {
+            int n = await _socket.ReceiveAsync(buffer[got..], ct);
+            if (n == 0) return false;
+            got += n;
+        }
+        return true;
     }
 
     /// <summary>True when an ICResp arrives, false when the connection ends first (refused).</summary>

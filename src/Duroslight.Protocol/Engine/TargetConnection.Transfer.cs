@@ -123,6 +123,8 @@ public sealed partial class TargetConnection
     private NvmeStatus ValidateBeforeTransfer(CommandSlot slot)
     {
         var cmd = slot.Command;
+        // Before Connect (or CC.EN) only fabrics commands run: refuse the rest before asking for their data.
+        if (cmd.Opcode != AdminOpcode.Fabrics && Controller is not { IsReady: true }) return NvmeStatus.CommandSequenceError;
         // Writes first: a write beyond MDTS is Invalid Field (as a read is), which ValidateReadWrite decides; it also
         // caps the SGL length at MDTS. Other commands only get the buffer bound.
         if (QueueId != 0 && cmd.Opcode == IoOpcode.Write) return ValidateReadWrite(cmd, out _, out _, out _);

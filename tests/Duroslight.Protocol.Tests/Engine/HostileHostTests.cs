@@ -167,6 +167,19 @@ public class HostileHostTests
     }
 
     [Fact]
+    public void Write_before_Connect_is_refused_without_an_R2T_or_a_buffer()
+    {
+        var fabric = NewFabric();
+        var pool = new CountingPool();
+        var raw = new RawTarget(fabric, pool);
+        Assert.Single(raw.Send(RawPdus.ICReq()));
+        var resp = Assert.Single(raw.Send(RawPdus.Capsule(NvmeCommands.Write(1, 0, 2048), 4, sglLength: 1 << 20)));
+        Assert.Equal(PduType.CapsuleResp, resp.Type);
+        Assert.Equal(NvmeStatus.CommandSequenceError, resp.Cqe.Status);
+        Assert.Equal(0, pool.Outstanding);
+    }
+
+    [Fact]
     public void Zero_disables_the_timeout()
     {
         var fabric = new Fabric(new TargetOptions { HostDataTimeoutMs = 0 });
