@@ -6,7 +6,9 @@ namespace Duroslight.Reactor;
 /// <summary>
 /// A multishot accept on one listening socket, armed on one shard: each accepted descriptor is handed to
 /// <paramref name="onAccepted"/> on that shard's thread. The socket is created and bound by .NET (addresses,
-/// IPv6) but never used for I/O by it: the ring does all the accepting.
+/// IPv6) but never used for I/O by it: the ring does all the accepting. Out of descriptors (EMFILE, ENFILE), the
+/// pending connection is refused rather than left in the backlog: a reserve descriptor is closed, the connection
+/// accepted and closed (the host sees it end), the reserve reopened; errors are reported at most every 5 s.
 /// </summary>
 public sealed class Acceptor(Shard shard, Socket listener, Action<int> onAccepted, Action<int>? onError = null) : IRingHandler, IShardWork
 {
@@ -16,6 +18,11 @@ public sealed class Acceptor(Shard shard, Socket listener, Action<int> onAccepte
     private int _token = -1;
     private bool _stopping;
     private bool _armed;
+    private int _reserveFd = -1;
+    private long _lastReportMs = long.MinValue;
+
+    /// <summary>Connections refused for want of descriptors.</summary>
+    public long Refused { get; private set; }
 
     private int Fd => (int)listener.SafeHandle.DangerousGetHandle();
 
@@ -32,6 +39,9 @@ public sealed class Acceptor(Shard shard, Socket listener, Action<int> onAccepte
     void IShardWork.Execute()
     {
         _token = shard.Register(this);
+        // Non-blocking so that refusing (a synchronous accept) can never block the shard; the ring does not care.
+        listener.Blocking = false;
+        _reserveFd = Posix.OpenReserveDescriptor();
         Arm();
     }
 
@@ -46,12 +56,26 @@ public sealed class Acceptor(Shard shard, Socket listener, Action<int> onAccepte
         else if (result != -Posix.ECANCELED)
         {
             // EMFILE, ENFILE, ENOBUFS...: report and keep accepting; the multishot re-arms below if it ended.
-            onError?.Invoke(-result);
+            if (result is -Posix.EMFILE or -Posix.ENFILE) RefuseOne();
+            long now = Environment.TickCount64;
+            if (_lastReportMs == long.MinValue || now - _lastReportMs >= 5000)
+            {
+                _lastReportMs = now;
+                onError?.Invoke(-result);
+            }
         }
         if (more) return;
         _armed = false;
         if (_stopping) Finish();
         else Arm();
+    }
+
+    /// <summary>Frees the reserve descriptor to accept and close one pending connection, then takes it back.</summary>
+    private void RefuseOne()
+    {
+        if (_reserveFd >= 0) Posix.Close(_reserveFd);
+        if (Posix.AcceptAndClose(Fd)) Refused++;
+        _reserveFd = Posix.OpenReserveDescriptor();
     }
 
     private void Arm()
@@ -74,6 +98,8 @@ public sealed class Acceptor(Shard shard, Socket listener, Action<int> onAccepte
 
     private void Finish()
     {
+        if (_reserveFd >= 0) Posix.Close(_reserveFd);
+        _reserveFd = -1;
         shard.Unregister(_token);
         _token = -1;
         _stopped.TrySetResult();

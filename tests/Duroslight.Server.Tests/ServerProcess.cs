@@ -12,16 +12,18 @@ internal sealed partial class ServerProcess : IDisposable
     private readonly StringBuilder _output = new();
     private readonly TaskCompletionSource _active = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    private ServerProcess(IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null)
+    private ServerProcess(IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment, int openFilesLimit)
     {
         IoPort = NodeFixture.FreePort();
         string dll = Path.Combine(AppContext.BaseDirectory, "duroslight.dll");
-        var psi = new ProcessStartInfo("dotnet", [dll, "serve", "--metrics", "off", "--listen", $"127.0.0.1:{IoPort}",
-            "--discovery", $"127.0.0.1:{NodeFixture.FreePort()}", .. args])
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
+        string[] command = ["dotnet", dll, "serve", "--metrics", "off", "--listen", $"127.0.0.1:{IoPort}",
+            "--discovery", $"127.0.0.1:{NodeFixture.FreePort()}", .. args];
+        // A descriptor limit is set by the shell that then becomes the server (exec), so the PID is the server's.
+        var psi = openFilesLimit > 0
+            ? new ProcessStartInfo("bash", ["-c", $"ulimit -n {openFilesLimit} && exec \"$@\"", "bash", .. command])
+            : new ProcessStartInfo(command[0], command[1..]);
+        psi.RedirectStandardOutput = true;
+        psi.RedirectStandardError = true;
         foreach ((string name, string value) in environment ?? new Dictionary<string, string>())
         {
             psi.Environment[name] = value;
@@ -36,6 +38,25 @@ internal sealed partial class ServerProcess : IDisposable
 
     public int IoPort { get; }
 
+    public int Pid => _process.Id;
+
+    public bool HasExited => _process.HasExited;
+
+    /// <summary>Descriptors the server holds now (/proc/PID/fd).</summary>
+    public int OpenDescriptors => Directory.GetFiles($"/proc/{_process.Id}/fd").Length;
+
+    /// <summary>Resident memory (VmRSS) in bytes.</summary>
+    public long ResidentBytes
+    {
+        get
+        {
+            foreach (var line in File.ReadLines($"/proc/{_process.Id}/status"))
+                if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+                    return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+            return 0;
+        }
+    }
+
     public string Output
     {
         get
@@ -48,15 +69,21 @@ internal sealed partial class ServerProcess : IDisposable
     }
 
     /// <summary>Starts the server and waits until it is Active (or fails with its output if it exits first).</summary>
-    public static Task<ServerProcess> StartAsync(params string[] args) => StartAsync(null, args);
+    public static Task<ServerProcess> StartAsync(params string[] args) => StartAsync(null, 0, args);
 
     /// <summary>As <see cref="StartAsync(string[])"/>, with extra environment variables for the process.</summary>
-    public static async Task<ServerProcess> StartAsync(IReadOnlyDictionary<string, string>? environment, params string[] args)
+    public static Task<ServerProcess> StartAsync(IReadOnlyDictionary<string, string>? environment, params string[] args) =>
+        StartAsync(environment, 0, args);
+
+    /// <summary>As <see cref="StartAsync(string[])"/>, under <c>ulimit -n <paramref name="openFilesLimit"/></c> when above 0.</summary>
+    public static Task<ServerProcess> StartAsync(int openFilesLimit, params string[] args) => StartAsync(null, openFilesLimit, args);
+
+    private static async Task<ServerProcess> StartAsync(IReadOnlyDictionary<string, string>? environment, int openFilesLimit, string[] args)
     {
         string earlier = "";
         for (int attempt = 1; ; attempt++)
         {
-            var server = new ServerProcess(args, environment);
+            var server = new ServerProcess(args, environment, openFilesLimit);
             lock (server._output)
             {
                 server._output.Insert(0, earlier);
@@ -86,7 +113,7 @@ internal sealed partial class ServerProcess : IDisposable
     /// <summary>Runs the server to its exit (for start-up refusals) and returns the exit code and output.</summary>
     public static async Task<(int ExitCode, string Output)> RunToExitAsync(params string[] args)
     {
-        using var server = new ServerProcess(args);
+        using var server = new ServerProcess(args, null, 0);
         await server._process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
         server._process.WaitForExit();
         return (server._process.ExitCode, server.Output);

@@ -10,6 +10,8 @@ public enum CommandState : byte
     ReceivingCapsuleData,
     /// <summary>R2Ts sent; H2CData arriving.</summary>
     ReceivingH2CData,
+    /// <summary>A write waiting for the shard's <see cref="HostDataBudget"/> before its buffer and R2Ts.</summary>
+    AwaitingBudget,
     /// <summary>Handed to the storage layer.</summary>
     Executing,
     /// <summary>Parked: an Asynchronous Event Request waiting for an event.</summary>
@@ -17,7 +19,7 @@ public enum CommandState : byte
 }
 
 /// <summary>One outstanding command of a queue: its SQE, its data buffer and its transfer progress.</summary>
-internal sealed class CommandSlot(int index, StorageRequest request, IDataBufferPool buffers)
+internal sealed class CommandSlot(int index, StorageRequest request, IDataBufferPool buffers, HostDataBudget budget)
 {
     public readonly int Index = index;
     public readonly byte[] Sqe = new byte[SubmissionEntry.Size];
@@ -34,6 +36,8 @@ internal sealed class CommandSlot(int index, StorageRequest request, IDataBuffer
     public int R2TIssuedEnd;
     /// <summary>A status decided while data still arrives (a bad SGL, a bad data digest): the data is drained, then this completes.</summary>
     public NvmeStatus DeferredStatus;
+    /// <summary>Bytes reserved in the shard's budget for data the host still owes (0 once it all arrived).</summary>
+    public int BudgetReserved;
 
     public SubmissionEntry Command => new(Sqe);
 
@@ -47,8 +51,15 @@ internal sealed class CommandSlot(int index, StorageRequest request, IDataBuffer
         DataLength = length;
     }
 
+    public void ReleaseBudget()
+    {
+        if (BudgetReserved > 0) budget.Release(BudgetReserved);
+        BudgetReserved = 0;
+    }
+
     public void Reset()
     {
+        ReleaseBudget();
         if (HasBuffer) buffers.Return(Buffer);
         Buffer = default;
         State = CommandState.Free;

@@ -5,6 +5,9 @@ public sealed record ConnectionContext(int Shard, string PeerAddress, bool IsDis
 {
     /// <summary>Command data buffers; the reactor supplies its shard's pinned pool.</summary>
     public IDataBufferPool Buffers { get; init; } = ArrayDataBufferPool.Instance;
+
+    /// <summary>The shard's budget for write data hosts still owe; the reactor shares one per shard.</summary>
+    public HostDataBudget HostData { get; init; } = HostDataBudget.Unlimited();
 }
 
 /// <summary>

@@ -87,15 +87,44 @@ public sealed partial class TargetConnection
             Complete(slot, status);
             return;
         }
-        slot.RentBuffer((int)sglLength);
+        if (_budgetWaiters.Count > 0 || !Context.HostData.TryReserve((int)sglLength))
+        {
+            slot.State = CommandState.AwaitingBudget;
+            _budgetWaiters.Enqueue(slot);
+            Context.HostData.NoteWait();
+            return;
+        }
+        BeginHostTransfer(slot, (int)sglLength);
+    }
+
+    /// <summary>Budget reserved: rent the buffer and ask for the data.</summary>
+    private void BeginHostTransfer(CommandSlot slot, int length)
+    {
+        slot.BudgetReserved = length;
+        slot.RentBuffer(length);
         slot.State = CommandState.ReceivingH2CData;
+        _awaitingH2CData++;
         IssueR2Ts(slot);
+    }
+
+    /// <summary>Writes that waited for the shard's budget, in arrival order, as far as it now allows.</summary>
+    private void StartBudgetWaiters()
+    {
+        while (_budgetWaiters.TryPeek(out var slot))
+        {
+            int length = (int)slot.Command.SglLength;
+            if (!Context.HostData.TryReserve(length)) return;
+            _budgetWaiters.Dequeue();
+            BeginHostTransfer(slot, length);
+        }
     }
 
     /// <summary>Checks a host-to-controller command before asking for its data, so bad commands move no bytes.</summary>
     private NvmeStatus ValidateBeforeTransfer(CommandSlot slot)
     {
         var cmd = slot.Command;
+        // Before Connect (or CC.EN) only fabrics commands run: refuse the rest before asking for their data.
+        if (cmd.Opcode != AdminOpcode.Fabrics && Controller is not { IsReady: true }) return NvmeStatus.CommandSequenceError;
         // Writes first: a write beyond MDTS is Invalid Field (as a read is), which ValidateReadWrite decides; it also
         // caps the SGL length at MDTS. Other commands only get the buffer bound.
         if (QueueId != 0 && cmd.Opcode == IoOpcode.Write) return ValidateReadWrite(cmd, out _, out _, out _);
@@ -150,6 +179,9 @@ public sealed partial class TargetConnection
             IssueR2Ts(slot);
             return;
         }
+        _awaitingH2CData--;
+        slot.ReleaseBudget();
+        StartBudgetWaiters();
         // A bad data digest fails this command only (after its data is drained), not the connection.
         if (!slot.DeferredStatus.IsSuccess) Complete(slot, slot.DeferredStatus);
         else Execute(slot);

@@ -27,6 +27,7 @@ public sealed partial class TargetConnection : IPduSink, IDisposable
     private readonly Dictionary<ushort, int> _slotByCid = new(InitialSlots);
     private readonly Stack<int> _freeSlots = new(InitialSlots);
     private readonly List<CommandSlot> _parkedAers = new(4);
+    private readonly Queue<CommandSlot> _budgetWaiters = new();
     private CommandSlot[] _slots = [];
     private Phase _phase = Phase.AwaitingICReq;
     private CommandSlot? _receiving;
@@ -38,6 +39,8 @@ public sealed partial class TargetConnection : IPduSink, IDisposable
     private int _hostDataAlignment;
     private int _maxR2TPerCommand = 1;
     private int _inFlightStorage;
+    private int _awaitingH2CData;
+    private long _lastReceiveMs = -1;
 
     public TargetConnection(Target target, ConnectionContext context, IConnectionSignal signal)
     {
@@ -72,6 +75,9 @@ public sealed partial class TargetConnection : IPduSink, IDisposable
     /// <summary>Storage requests handed out and not yet completed; the driver disposes only when this is 0.</summary>
     public int InFlightStorage => _inFlightStorage;
 
+    /// <summary>Why the connection closed itself when the host owed data too long (<see cref="TargetOptions.HostDataTimeoutMs"/>).</summary>
+    public bool TimedOutWaitingForHost { get; private set; }
+
     /// <summary>Commands received and not yet answered (AERs excluded): the driver's back-pressure gauge.</summary>
     public int OutstandingCommands => _slotByCid.Count - _parkedAers.Count;
 
@@ -92,6 +98,7 @@ public sealed partial class TargetConnection : IPduSink, IDisposable
     {
         _now = nowMs;
         if (_phase == Phase.Closing) return;
+        if (!data.IsEmpty) _lastReceiveMs = nowMs;
         var verdict = _framer.Feed(data, out var error);
         if (verdict == HeaderVerdict.Fatal) Terminate(error);
         else if (verdict == HeaderVerdict.Close) Close();
@@ -102,6 +109,13 @@ public sealed partial class TargetConnection : IPduSink, IDisposable
     {
         _now = nowMs;
         if (_phase == Phase.Closing) return;
+        if (HostDataOverdue(nowMs))
+        {
+            TimedOutWaitingForHost = true;
+            Close();
+            return;
+        }
+        StartBudgetWaiters();
         var ctrl = Controller;
         if (ctrl is null) return;
         if (ctrl.IsDead)
@@ -116,6 +130,16 @@ public sealed partial class TargetConnection : IPduSink, IDisposable
             return;
         }
         DeliverEvents(ctrl);
+    }
+
+    /// <summary>The host owes bytes (ICReq/Connect, the rest of a PDU, R2T'd data) and sent none for the timeout.</summary>
+    private bool HostDataOverdue(long nowMs)
+    {
+        int timeout = _options.HostDataTimeoutMs;
+        if (timeout == 0) return false;
+        if (_lastReceiveMs < 0) _lastReceiveMs = nowMs; // the first poll after accept starts the clock
+        bool owed = _phase != Phase.Connected || _framer.InsidePdu || _awaitingH2CData > 0;
+        return owed && nowMs - _lastReceiveMs > timeout;
     }
 
     /// <summary>Returns a storage request with its NVMe status; for reads the buffer holds the data.</summary>
@@ -229,7 +253,9 @@ public sealed partial class TargetConnection : IPduSink, IDisposable
         foreach (var slot in _slots)
             if (slot.State is not (CommandState.Free or CommandState.Executing)) slot.Reset();
         _parkedAers.Clear();
+        _budgetWaiters.Clear();
         _slotByCid.Clear();
+        _awaitingH2CData = 0;
         var ctrl = Controller;
         if (ctrl is null) return;
         if (QueueId == 0) _target.DestroyController(ctrl);
@@ -249,7 +275,7 @@ public sealed partial class TargetConnection : IPduSink, IDisposable
         _slots.CopyTo(bigger, 0);
         for (int i = _slots.Length; i < count; i++)
         {
-            bigger[i] = new CommandSlot(i, new StorageRequest(this, i), Context.Buffers);
+            bigger[i] = new CommandSlot(i, new StorageRequest(this, i), Context.Buffers, Context.HostData);
             _freeSlots.Push(i);
         }
         _slots = bigger;

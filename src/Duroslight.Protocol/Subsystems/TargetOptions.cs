@@ -39,6 +39,20 @@ public sealed record TargetOptions
     /// <summary>Keep-alive for a discovery controller that connects with KATO 0 (as Linux nvmet: 2 minutes).</summary>
     public int DiscoveryDefaultKatoMs { get; init; } = 120_000;
 
+    /// <summary>
+    /// How long a connection may owe bytes without sending any: the rest of a PDU, R2T'd data, or ICReq and Connect
+    /// after the TCP accept. Past it the connection is closed and its buffers freed, so a host that stalls (or
+    /// never sends what it announced) holds memory for a bounded time. An idle connected queue owes nothing and
+    /// is left to keep-alive. 0 disables it.
+    /// </summary>
+    public int HostDataTimeoutMs { get; init; } = 15_000;
+
+    /// <summary>
+    /// Per shard: bytes of write buffers (size classes) that hosts may owe data for at once; writes beyond it wait
+    /// for their R2T. With <see cref="HostDataTimeoutMs"/> it bounds what stalled hosts can hold on a shard.
+    /// </summary>
+    public long HostDataBudgetPerShard { get; init; } = 256L << 20;
+
     /// <summary>Host access applied to the default and aux subsystems at start.</summary>
     public HostAccess InitialHostAccess { get; init; } = HostAccess.AllowAny;
 
@@ -51,6 +65,8 @@ public sealed record TargetOptions
         if (MaxQueueEntries is < 32 or > 65536) throw new ArgumentOutOfRangeException(nameof(MaxQueueEntries), MaxQueueEntries, "must be 32..65536");
         if (MaxH2CData < 4096 || MaxH2CData % 4 != 0) throw new ArgumentOutOfRangeException(nameof(MaxH2CData), MaxH2CData, "MAXH2CDATA must be >= 4096 and a multiple of 4");
         if (MaxInCapsuleData is < 1024 or > 1 << 20 || MaxInCapsuleData % 16 != 0) throw new ArgumentOutOfRangeException(nameof(MaxInCapsuleData), MaxInCapsuleData, "in-capsule data must be 1024..1 MiB and a multiple of 16 (Connect needs 1024)");
+        if (HostDataBudgetPerShard < 4096L << Mdts) throw new ArgumentOutOfRangeException(nameof(HostDataBudgetPerShard), HostDataBudgetPerShard, "must hold at least one MDTS-sized write");
+        if (HostDataTimeoutMs < 0) throw new ArgumentOutOfRangeException(nameof(HostDataTimeoutMs), HostDataTimeoutMs, "must be >= 0 (0 disables it)");
         if (Mdts is < 1 or > 10) throw new ArgumentOutOfRangeException(nameof(Mdts), Mdts, "MDTS must be 1..10");
         if (!Nqn.IsValid(SubsystemNqn)) throw new ArgumentException($"invalid subsystem NQN '{SubsystemNqn}'", nameof(SubsystemNqn));
     }

@@ -74,6 +74,9 @@ public sealed class PduFramer
 
     public bool IsDead => _phase == Phase.Dead;
 
+    /// <summary>Part of a PDU has arrived and the rest is owed.</summary>
+    public bool InsidePdu => _phase is not (Phase.Header or Phase.Dead) || _headerFilled > 0;
+
     /// <summary>The first bytes of the PDU header being (or last) processed: what a TermReq echoes.</summary>
     public ReadOnlySpan<byte> CurrentHeader => _header.AsSpan(0, Math.Min(_headerFilled, _headerTarget));
 

@@ -12,6 +12,8 @@ public static unsafe partial class Posix
     public const int ENOSYS = 38;
     public const int ECANCELED = 125;
     public const int ENOBUFS = 105;
+    public const int EMFILE = 24;
+    public const int ENFILE = 23;
 
     private const int EfdCloexec = 0x80000;
     private const int IpprotoTcp = 6;
@@ -48,6 +50,27 @@ public static unsafe partial class Posix
 
     [LibraryImport("libc")]
     private static partial int clock_gettime(int clock, long* timespec);
+
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int open(string path, int flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int accept4(int fd, void* address, void* length, int flags);
+
+    private const int OCloexec = 0x80000;
+    private const int SockNonblockCloexec = 0x800 | 0x80000;
+
+    /// <summary>A descriptor held in reserve (/dev/null) so that, out of descriptors, one can be freed to refuse a connection.</summary>
+    public static int OpenReserveDescriptor() => open("/dev/null", OCloexec);
+
+    /// <summary>Accepts one pending connection of a non-blocking listener and closes it at once; false if none was pending.</summary>
+    public static bool AcceptAndClose(int listenFd)
+    {
+        int fd = accept4(listenFd, null, null, SockNonblockCloexec);
+        if (fd < 0) return false;
+        close(fd);
+        return true;
+    }
 
     /// <summary>CPU time the calling thread has used, user and kernel (io_uring's inline work included), in ns.</summary>
     public static long ThreadCpuNanoseconds()

@@ -35,7 +35,8 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, ISha
     private bool _receiving, _sending, _dirty, _transportClosed, _draining, _closing, _closed;
     private int _wakePosted;
 
-    public ReactorConnection(Shard shard, int fd, string peer, bool isDiscoveryPort, ReactorTransport owner, IDataBufferPool buffers)
+    public ReactorConnection(Shard shard, int fd, string peer, bool isDiscoveryPort, ReactorTransport owner, IDataBufferPool buffers,
+        HostDataBudget hostData)
     {
         _shard = shard;
         _fd = fd;
@@ -44,7 +45,7 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, ISha
         _logger = owner.Logger;
         Peer = peer;
         _receiveBuffer = new NativeBuffer(ReceiveBufferSize);
-        _engine = new TargetConnection(owner.Target, new ConnectionContext(shard.Index, peer, isDiscoveryPort) { Buffers = buffers }, this);
+        _engine = new TargetConnection(owner.Target, new ConnectionContext(shard.Index, peer, isDiscoveryPort) { Buffers = buffers, HostData = hostData }, this);
     }
 
     public string Peer { get; }
@@ -217,6 +218,8 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, ISha
             _closing = true;
             // A host we cut off needs to know why (a PDU field it got wrong), not just see the socket close.
             if (_engine.SentTermination is { } t) _logger.LogInformation("connection {Peer} terminated: {Termination}", Peer, t);
+            if (_engine.TimedOutWaitingForHost)
+                _logger.LogWarning("connection {Peer} closed: it owed data for more than {Timeout} ms", Peer, _owner.Target.Options.HostDataTimeoutMs);
             _engine.OnTransportClosed();
             // Ends a receive still armed (it completes with 0) and a send stuck on a host that stopped reading (EPIPE).
             Posix.Shutdown(_fd);

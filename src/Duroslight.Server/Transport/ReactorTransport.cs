@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Net.Sockets;
+using Duroslight.Protocol.Engine;
 using Duroslight.Protocol.Subsystems;
 using Duroslight.Reactor;
 using Duroslight.Reactor.Interop;
@@ -18,6 +19,7 @@ public sealed class ReactorTransport : ITransport
 {
     private readonly ShardGroup _shards;
     private readonly ShardBufferPool[] _pools;
+    private readonly HostDataBudget[] _budgets;
     private readonly List<(Socket Socket, Acceptor Acceptor)> _listeners = [];
     private readonly ConcurrentDictionary<ReactorConnection, byte> _connections = new();
     private int _nextShard;
@@ -31,6 +33,8 @@ public sealed class ReactorTransport : ITransport
         Router = new ChunkRouter(shards, volumes);
         _pools = new ShardBufferPool[shards.Count];
         for (int i = 0; i < _pools.Length; i++) _pools[i] = new ShardBufferPool();
+        _budgets = new HostDataBudget[shards.Count];
+        for (int i = 0; i < _budgets.Length; i++) _budgets[i] = new HostDataBudget(target.Options.HostDataBudgetPerShard);
     }
 
     public int ConnectionCount => _connections.Count;
@@ -87,7 +91,7 @@ public sealed class ReactorTransport : ITransport
     {
         var shard = _shards[_nextShard];
         _nextShard = (_nextShard + 1) % _shards.Count;
-        var connection = new ReactorConnection(shard, fd, Posix.PeerName(fd), discovery, this, _pools[shard.Index]);
+        var connection = new ReactorConnection(shard, fd, Posix.PeerName(fd), discovery, this, _pools[shard.Index], _budgets[shard.Index]);
         _connections[connection] = 0;
         shard.Post(connection);
     }

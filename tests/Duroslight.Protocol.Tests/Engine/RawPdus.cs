@@ -164,10 +164,15 @@ internal sealed class RawTarget
     private readonly Fabric _fabric;
     private int _consumed;
 
-    public RawTarget(Fabric fabric)
+    public RawTarget(Fabric fabric, IDataBufferPool? buffers = null, HostDataBudget? budget = null)
     {
         _fabric = fabric;
-        Conn = new TargetConnection(fabric.Target, new ConnectionContext(0, "raw"), Signal);
+        var context = new ConnectionContext(0, "raw")
+        {
+            Buffers = buffers ?? ArrayDataBufferPool.Instance,
+            HostData = budget ?? HostDataBudget.Unlimited(),
+        };
+        Conn = new TargetConnection(fabric.Target, context, Signal);
     }
 
     public TargetConnection Conn { get; }
