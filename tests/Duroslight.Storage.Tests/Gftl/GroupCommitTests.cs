@@ -3,7 +3,6 @@ using Duroslight.Storage.Gftl;
 using Duroslight.Storage.Volumes;
 using FsCheck;
 using FsCheck.Fluent;
-using Xunit.Abstractions;
 using Duroslight.Tests.Shared;
 
 namespace Duroslight.Storage.Tests.Gftl;
