@@ -12,24 +12,13 @@ namespace Duroslight.Storage.Tests.Gftl;
 /// each completes only when its record is on the device; what reads back (now and after a scan) is the last write.
 /// Device writes are held by <see cref="HeldBlockIo"/> on the test thread, so the test decides what is in flight.
 /// </summary>
-public sealed class GroupCommitTests : IDisposable
+public sealed class GroupCommitTests : HeldIoTests
 {
-    private const int Block = 4096;
-    private readonly GftlScratch _scratch = new();
-    private readonly SynchronizationContext? _context = SynchronizationContext.Current;
-
-    public void Dispose()
-    {
-        BlockIo.InstallForCurrentThread(null);
-        SynchronizationContext.SetSynchronizationContext(_context);
-        _scratch.Dispose();
-    }
-
     [Fact]
     public void Writes_queued_behind_in_flight_records_go_out_as_one_record()
     {
         // Created before the held I/O goes in: the catalog is written to the devices synchronously.
-        var store = new GftlStore(_scratch.Options(shards: 1));
+        var store = new GftlStore(Scratch.Options(shards: 1));
         IBlockVolume volume = store.Open(store.Create("v", 4 * GftlScratch.MiB).Id);
         HeldBlockIo io = Install();
         io.RecordSizes = true;
@@ -62,8 +51,8 @@ public sealed class GroupCommitTests : IDisposable
         io.ReleaseAll(); // re-packs the reads above queued
         BlockIo.InstallForCurrentThread(null); // the graceful stop writes metadata synchronously
         store.Dispose();
-        _scratch.TearCheckpoint();
-        using var scanned = new GftlStore(_scratch.Options(shards: 1));
+        Scratch.TearCheckpoint();
+        using var scanned = new GftlStore(Scratch.Options(shards: 1));
         Assert.Equal(GftlStartKind.Scan, scanned.Recovery.Kind);
         AssertReads(scanned.Open(scanned.List()[0].Id), model);
     }
@@ -132,7 +121,7 @@ public sealed class GroupCommitTests : IDisposable
     [Fact]
     public void Writes_reads_and_trims_completing_later_do_not_allocate_per_operation()
     {
-        using var store = new GftlStore(_scratch.Options(shards: 2, deviceBytes: 1024 * GftlScratch.MiB));
+        using var store = new GftlStore(Scratch.Options(shards: 2, deviceBytes: 1024 * GftlScratch.MiB));
         IBlockVolume volume = store.Open(store.Create("v", 8 * GftlScratch.MiB).Id);
         HeldBlockIo io = Install();
         io.HoldReads = true;

@@ -9,25 +9,14 @@ namespace Duroslight.Storage.Tests.Gftl;
 /// block's sequence number); a block overwritten meanwhile keeps the newer write; the data is the same before and
 /// after a scan.
 /// </summary>
-public sealed class RepackTests : IDisposable
+public sealed class RepackTests : HeldIoTests
 {
-    private const int Block = 4096;
-    private readonly GftlScratch _scratch = new();
-    private readonly SynchronizationContext? _context = SynchronizationContext.Current;
-
-    public void Dispose()
-    {
-        BlockIo.InstallForCurrentThread(null);
-        SynchronizationContext.SetSynchronizationContext(_context);
-        _scratch.Dispose();
-    }
-
     [Fact]
     public async Task A_fragmented_chunk_is_repacked_and_a_racing_overwrite_wins()
     {
         SynchronizationContext.SetSynchronizationContext(null);
         // Created before the held I/O goes in: the catalog is written to the devices synchronously.
-        var store = new GftlStore(_scratch.Options(shards: 1));
+        var store = new GftlStore(Scratch.Options(shards: 1));
         IBlockVolume volume = store.Open(store.Create("v", 4 * GftlScratch.MiB).Id);
         var io = new HeldBlockIo();
         BlockIo.InstallForCurrentThread(io);
@@ -57,8 +46,8 @@ public sealed class RepackTests : IDisposable
         io.ReleaseAll(); // re-packs the reads above queued
         BlockIo.InstallForCurrentThread(null); // the graceful stop writes metadata synchronously
         store.Dispose();
-        _scratch.TearCheckpoint();
-        using var scanned = new GftlStore(_scratch.Options(shards: 1));
+        Scratch.TearCheckpoint();
+        using var scanned = new GftlStore(Scratch.Options(shards: 1));
         Assert.Equal(GftlStartKind.Scan, scanned.Recovery.Kind);
         Assert.Equal(StorageResult.Ok, await scanned.Open(scanned.List()[0].Id).ReadAsync(0, read));
         Assert.Equal(model, read);
