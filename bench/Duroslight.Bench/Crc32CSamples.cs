@@ -1,6 +1,4 @@
-using System.Buffers.Binary;
 using System.Diagnostics;
-using System.Numerics;
 using Hashing = System.IO.Hashing;
 
 namespace Duroslight.Bench;
@@ -37,17 +35,7 @@ public static class Crc32CSamples
     }
 
     /// <summary>The loop over the SSE4.2/ARMv8 instruction that Crc32C used for every length before.</summary>
-    private static uint Loop(ReadOnlySpan<byte> data)
-    {
-        uint state = 0xFFFF_FFFF;
-        while (data.Length >= 8)
-        {
-            state = BitOperations.Crc32C(state, BinaryPrimitives.ReadUInt64LittleEndian(data));
-            data = data[8..];
-        }
-        foreach (byte b in data) state = BitOperations.Crc32C(state, b);
-        return ~state;
-    }
+    private static uint Loop(ReadOnlySpan<byte> data) => Duroslight.Protocol.Wire.Crc32C.ComputeByInstruction(data);
 
     private static uint Library(ReadOnlySpan<byte> data) => Hashing.Crc32.HashToUInt32(Hashing.Crc32ParameterSet.Crc32C, data);
 }
