@@ -151,17 +151,9 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
             }
 
             bool trim = trimSeq != 0;
-            record = _spare.Count > 0 ? _spare.Pop() : new PendingRecord(this);
-            record.Volume = volume;
-            record.Relocation = false;
+            record = Enqueue(volume, trim ? null : volume.Maps[Index].GetOrAdd(lba / GftlLayout.BlocksPerChunk), lba, count,
+                trim ? trimSeq : core.NextSeq(), source, relocation: false);
             record.ContinueOnThreadPool(BlockIo.Current is SyncBlockIo);
-            record.Lba = lba;
-            record.Count = count;
-            record.Source = source;
-            record.Seq = trim ? trimSeq : core.NextSeq();
-            record.Chunk = trim ? null : volume.Maps[Index].GetOrAdd(lba / GftlLayout.BlocksPerChunk);
-            _inflight.Add(record);
-            _queue.Add(record);
             batch = TryFormBatch(out wantRoom);
         }
 
@@ -359,18 +351,24 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
 
     private void QueueRelocation(GftlVolume volume, ChunkBlocks blocks, long lba, int count, long seq, long from, ReadOnlyMemory<byte> data)
     {
+        Enqueue(volume, blocks, lba, count, seq, data, relocation: true).From = from;
+        _repackPending++;
+    }
+
+    /// <summary>Under the lock: a pooled record for a host write, trim or re-pack copy, in flight and queued for the next batch.</summary>
+    private PendingRecord Enqueue(GftlVolume volume, ChunkBlocks? chunk, long lba, int count, long seq, ReadOnlyMemory<byte> source, bool relocation)
+    {
         PendingRecord record = _spare.Count > 0 ? _spare.Pop() : new PendingRecord(this);
         record.Volume = volume;
-        record.Relocation = true;
-        record.Chunk = blocks;
+        record.Relocation = relocation;
+        record.Chunk = chunk;
         record.Lba = lba;
         record.Count = count;
         record.Seq = seq;
-        record.From = from;
-        record.Source = data;
+        record.Source = source;
         _inflight.Add(record);
         _queue.Add(record);
-        _repackPending++;
+        return record;
     }
 
     /// <summary>Moves the blocks of a re-pack copy that still hold the copied write; returns how many moved.</summary>
