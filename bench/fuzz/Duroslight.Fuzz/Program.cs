@@ -1,41 +1,46 @@
 using Duroslight.Fuzz;
 
-// duroslight-fuzz                  AFL++ target (run under afl-fuzz on an instrumented build; README)
-// duroslight-fuzz seeds DIR        writes the seed corpus recorded from the host library
-// duroslight-fuzz replay PATH...   runs files or folders of inputs without AFL; exit 1 on the first finding
-return args.Length == 0 ? Fuzz() : args[0] switch
+// duroslight-fuzz [gftl]                 AFL++ target (run under afl-fuzz on an instrumented build; README)
+// duroslight-fuzz seeds DIR              writes the receive path's seed corpus recorded from the host library
+// duroslight-fuzz seeds-gftl DIR         writes the GFTL image target's seed corpus
+// duroslight-fuzz replay [gftl] PATH...  runs files or folders of inputs without AFL; exit 1 on the first finding
+return args switch
 {
-    "seeds" when args.Length == 2 => WriteSeeds(args[1]),
-    "replay" when args.Length >= 2 => Replay(args[1..]),
+    [] => Fuzz(ReceivePath.Run),
+    ["gftl"] => Fuzz(GftlImage.Run),
+    ["seeds", string dir] => WriteSeeds(dir, Seeds.All(), ReceivePath.Run),
+    ["seeds-gftl", string dir] => WriteSeeds(dir, GftlSeeds.All(), GftlImage.Run),
+    ["replay", "gftl", .. var paths] when paths.Length > 0 => Replay(paths, GftlImage.Run),
+    ["replay", .. var paths] when paths.Length > 0 => Replay(paths, ReceivePath.Run),
     _ => Usage(),
 };
 
-// In-process loop (SharpFuzz's fork-server equivalent): an exception escaping Run is reported to AFL++ as a crash.
-static int Fuzz()
+// In-process loop (SharpFuzz's fork-server equivalent): an exception escaping the target is reported to AFL++ as a crash.
+static int Fuzz(FuzzTarget target)
 {
     var buffer = new MemoryStream();
     SharpFuzz.Fuzzer.Run(stream =>
     {
         buffer.SetLength(0);
         stream.CopyTo(buffer);
-        ReceivePath.Run(buffer.GetBuffer().AsSpan(0, (int)buffer.Length));
+        target(buffer.GetBuffer().AsSpan(0, (int)buffer.Length));
     });
     return 0;
 }
 
-static int WriteSeeds(string dir)
+static int WriteSeeds(string dir, IEnumerable<(string Name, byte[] Input)> seeds, FuzzTarget target)
 {
     Directory.CreateDirectory(dir);
-    foreach (var (name, input) in Seeds.All())
+    foreach (var (name, input) in seeds)
     {
-        ReceivePath.Run(input);
+        target(input);
         File.WriteAllBytes(Path.Combine(dir, name), input);
         Console.WriteLine($"{name}: {input.Length} bytes");
     }
     return 0;
 }
 
-static int Replay(string[] paths)
+static int Replay(string[] paths, FuzzTarget target)
 {
     int count = 0;
     foreach (var path in paths)
@@ -46,7 +51,7 @@ static int Replay(string[] paths)
         {
             try
             {
-                ReceivePath.Run(File.ReadAllBytes(file));
+                target(File.ReadAllBytes(file));
                 count++;
             }
             catch (Exception e)
@@ -62,6 +67,8 @@ static int Replay(string[] paths)
 
 static int Usage()
 {
-    Console.Error.WriteLine("usage: duroslight-fuzz [seeds DIR | replay PATH...]");
+    Console.Error.WriteLine("usage: duroslight-fuzz [gftl | seeds DIR | seeds-gftl DIR | replay [gftl] PATH...]");
     return 2;
 }
+
+internal delegate void FuzzTarget(ReadOnlySpan<byte> input);

@@ -15,7 +15,7 @@ internal static class Checkpoint
     /// <summary>Loads the checkpoint into the maps; false (with the reason, and nothing installed) when it does not fit the devices.</summary>
     public static bool TryLoad(ReadOnlySpan<byte> payload, long lastSeq, GftlCore core, out string problem)
     {
-        if (!Decode(payload, core))
+        if (!Decode(payload, lastSeq, core))
         {
             problem = "checkpoint does not match the devices";
             return false;
@@ -86,8 +86,29 @@ internal static class Checkpoint
         }
     }
 
+    /// <summary>
+    /// Every entry names a block inside the volume, a location in a data segment of one of the devices, and a
+    /// sequence number the store has issued: a checksum proves the checkpoint is whole, not that it fits these devices.
+    /// </summary>
+    private static bool EntriesFit(ReadOnlySpan<byte> entries, GftlVolume volume, GftlCore core, long lastSeq)
+    {
+        long blocks = volume.Entry.SizeBytes / GftlLayout.BlockSize;
+        for (int at = 0; at < entries.Length; at += EntrySize)
+        {
+            long lba = BinaryPrimitives.ReadInt64LittleEndian(entries[at..]);
+            long location = BinaryPrimitives.ReadInt64LittleEndian(entries[(at + 8)..]);
+            long seq = BinaryPrimitives.ReadInt64LittleEndian(entries[(at + 16)..]);
+            if ((ulong)lba >= (ulong)blocks || !core.Allocator.IsDataLocation(location) || seq < 0 || seq > lastSeq)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
     /// <summary>Validates everything before installing anything, so a bad checkpoint leaves the maps empty for the scan.</summary>
-    private static bool Decode(ReadOnlySpan<byte> payload, GftlCore core)
+    private static bool Decode(ReadOnlySpan<byte> payload, long lastSeq, GftlCore core)
     {
         Segment[] segments = core.Allocator.Segments;
         if (payload.Length < 8 || BinaryPrimitives.ReadInt32LittleEndian(payload) != segments.Length)
@@ -96,12 +117,17 @@ internal static class Checkpoint
         }
 
         int offset = 4 + (4 * segments.Length);
+        if (payload.Length - offset < 4)
+        {
+            return false;
+        }
+
         var loaded = new List<(GftlVolume? Volume, int Offset, long Count)>();
         int volumeCount = BinaryPrimitives.ReadInt32LittleEndian(payload[offset..]);
         offset += 4;
         for (int v = 0; v < volumeCount; v++)
         {
-            if (payload.Length < offset + 24)
+            if (payload.Length - offset < 24)
             {
                 return false;
             }
@@ -109,7 +135,8 @@ internal static class Checkpoint
             GftlVolume? volume = core.Find(new Guid(payload.Slice(offset, 16)));
             long count = BinaryPrimitives.ReadInt64LittleEndian(payload[(offset + 16)..]);
             offset += 24;
-            if (count < 0 || payload.Length < offset + (count * EntrySize))
+            if (count < 0 || count > (payload.Length - offset) / EntrySize ||
+                (volume is not null && !EntriesFit(payload.Slice(offset, (int)count * EntrySize), volume, core, lastSeq)))
             {
                 return false;
             }

@@ -102,6 +102,7 @@ internal static class LogScanner
             return map;
         }
 
+        long blocks = volume.Entry.SizeBytes / GftlLayout.BlockSize;
         foreach (LogEvent e in list)
         {
             if (e.Seq >= limit)
@@ -109,7 +110,9 @@ internal static class LogScanner
                 break;
             }
 
-            if (e.Seq < volume.Entry.CreatedSeq)
+            // Older than the volume (a reused id), or outside it: a record's checksum proves it is whole, not that
+            // its extent is sane, and a start must not fail (or map past the end) on one that is not.
+            if (e.Seq < volume.Entry.CreatedSeq || e.Lba >= blocks || e.Count > blocks - e.Lba)
             {
                 continue;
             }

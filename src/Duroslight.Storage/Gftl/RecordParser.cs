@@ -72,9 +72,9 @@ internal static class RecordParser
 
     private static ParsedRecord? TryParse(ReadOnlySpan<byte> segment, int block, int blocks, ReadOnlySpan<byte> header, RecordHeader fields)
     {
-        if (block + 1 + fields.DataBlocks > blocks)
+        if (fields.DataBlocks > blocks - block - 1)
         {
-            return null;
+            return null; // written so that a huge count cannot overflow past the check
         }
 
         // Structure first: a header whose extents do not add up is not a record (nothing of it is kept).
@@ -82,7 +82,7 @@ internal static class RecordParser
         for (int i = 0; i < fields.ExtentCount; i++)
         {
             Extent extent = RecordFormat.ReadExtent(header, i, out _);
-            if (extent.Count <= 0 || extent.Lba < 0)
+            if (extent.Count <= 0 || extent.Lba < 0 || extent.Lba > long.MaxValue - extent.Count)
             {
                 return null;
             }

@@ -41,6 +41,15 @@ internal sealed class SegmentAllocator
     public int Reserve { get; }
     public int FreeCount => Volatile.Read(ref _freeCount);
 
+    /// <summary>True when <paramref name="location"/> is a block inside some device's segments (checked before trusting on-device metadata).</summary>
+    public bool IsDataLocation(long location)
+    {
+        long firstBlock = GftlLayout.DataStart / GftlLayout.BlockSize;
+        long block = GftlLayout.DeviceBlockOf(location);
+        return location >= 0 && GftlLayout.DeviceOf(location) < Segments.Length / SegmentsPerDevice &&
+               block >= firstBlock && block - firstBlock < (long)SegmentsPerDevice * BlocksPerSegment;
+    }
+
     public Segment SegmentOf(long location) =>
         Segments[(GftlLayout.DeviceOf(location) * SegmentsPerDevice) +
                  (int)((GftlLayout.DeviceBlockOf(location) - (GftlLayout.DataStart / GftlLayout.BlockSize)) / BlocksPerSegment)];
