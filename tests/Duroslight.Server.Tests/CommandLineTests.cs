@@ -43,6 +43,8 @@ public sealed class CommandLineTests
     [InlineData("--volume-size", "1000", "multiple of 4096")]
     [InlineData("--volume-size", "lots", "not a size")]
     [InlineData("--log-level", "loud", "not one of")]
+    [InlineData("--host-data-budget", "512K", "below 1M")]
+    [InlineData("--host-data-timeout", "-1", "0..3600000")]
     public void Bad_values_name_the_flag(string flag, string value, string message)
     {
         var e = Assert.Throws<UsageException>(() => CommandLine.ParseServe([flag, value]));
@@ -116,6 +118,8 @@ public sealed class CommandLineTests
             keep_alive: { discovery_default_ms: 30000 }
             referrals: [10.0.0.4:8009]
             drain_timeout_s: 5
+            host_data_timeout_ms: 2500
+            host_data_budget: 64M
             """);
         var s = CommandLine.ParseServe(["--config", path, "--max-ctrl-io-queues", "16"]);
         Assert.Equal(3, s.NodeIndex);
@@ -132,6 +136,8 @@ public sealed class CommandLineTests
         Assert.Equal(30000, s.DiscoveryKatoMs);
         Assert.Equal("10.0.0.4:8009", Assert.Single(s.Referrals).ToString());
         Assert.Equal(TimeSpan.FromSeconds(5), s.DrainTimeout);
+        Assert.Equal(2500, s.HostDataTimeoutMs);
+        Assert.Equal(64L << 20, s.HostDataBudgetPerShard);
     }
 
     [Theory]

@@ -17,7 +17,11 @@ public sealed class HostileHostProcessTests
 {
     private const string Nqn = TargetOptions.DefaultSubsystemNqn;
     private const string HostNqn = "nqn.2014-08.org.nvmexpress:uuid:aaaaaaaa-0000-0000-0000-00000000f00d";
-    private static readonly int DataTimeoutMs = new TargetOptions().HostDataTimeoutMs;
+    /// <summary>Set with --host-data-timeout (default 15 s) so the stall tests also prove the setting reaches the engine.</summary>
+    private const int DataTimeoutMs = 4000;
+
+    /// <summary>Set with --host-data-budget (default 256 MiB): 1 MiB writes beyond it wait for their R2T.</summary>
+    private const int BudgetMiB = 64;
     private static readonly Guid HostId = Guid.Parse("5eed5eed-0000-4000-8000-00000000f00d");
 
     [Fact]
@@ -56,7 +60,7 @@ public sealed class HostileHostProcessTests
 
     /// <summary>
     /// A flood: 40 queues each send 31 writes of 1 MiB (1,240 MiB asked for) and never send data. The shard hands out
-    /// R2Ts (and buffers) for at most its 256 MiB budget; the rest wait holding no buffer; all are dropped after the
+    /// R2Ts (and buffers) for at most its budget (64 MiB here); the rest wait holding no buffer; all are dropped after the
     /// data timeout and an honest host's I/O then works.
     /// </summary>
     [Fact]
@@ -100,7 +104,7 @@ public sealed class HostileHostProcessTests
             foreach (var s in floods) s.Dispose();
             foreach (var s in owners) s.Dispose();
         }
-        long budgetWrites = new TargetOptions().HostDataBudgetPerShard >> 20;
+        const int budgetWrites = BudgetMiB;
         Assert.InRange(r2tsAtFirstDrop, 1, budgetWrites);
         Console.WriteLine($"flood: {r2tsAtFirstDrop} of 1240 stalled 1 MiB writes got an R2T before the first drop (budget {budgetWrites} MiB)");
         await using var honest = await NvmeTcpController.ConnectAsync("127.0.0.1", server.IoPort, Nqn, HostNqn);
@@ -231,7 +235,8 @@ public sealed class HostileHostProcessTests
         }
     }
 
-    private static string[] Args(string dir) => ["--store", "memory", "--volume-size", "16M", "--data-dir", dir, "--cores", "0"];
+    private static string[] Args(string dir) => ["--store", "memory", "--volume-size", "16M", "--data-dir", dir, "--cores", "0",
+        "--host-data-timeout", $"{DataTimeoutMs}", "--host-data-budget", $"{BudgetMiB}M"];
 
     private static async Task VerifiedIo(NvmeTcpController host, ulong slba)
     {

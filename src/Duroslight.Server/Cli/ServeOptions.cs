@@ -78,6 +78,14 @@ public static class ServeOptions
             { Apply = (s, w, v) => s with { MaxControllersPerPool = ParseInt(w, v, 1, 2030) } },
         new("max_ctrl_io_queues", "--max-ctrl-io-queues", "N", "32", "I/O queues per controller (32 or 64 for many connections)")
             { Apply = (s, w, v) => s with { MaxCtrlIoQueues = ParseInt(w, v, 1, 65534) } },
+        new("host_data_timeout_ms", "--host-data-timeout", "MS", "15000", "close a connection that owes data (R2T'd writes, a started PDU) and sends none this long; 0 off")
+            { Apply = (s, w, v) => s with { HostDataTimeoutMs = ParseInt(w, v, 0, 3_600_000) } },
+        new("host_data_budget", "--host-data-budget", "SIZE", "256M", "per shard: write buffers hosts may owe R2T'd data for at once; later writes wait")
+            {
+                Apply = (s, w, v) => ParseSize(w, v) is var bytes && bytes >= 1 << 20
+                    ? s with { HostDataBudgetPerShard = bytes }
+                    : throw new UsageException($"{w}: '{v}' is below 1M, the largest write (MDTS) a host may send"),
+            },
         new("keep_alive", null, null, "{discovery_default_ms: 120000}", "KATO given to a discovery controller that connects with KATO 0")
             { ApplyYaml = (s, key, node) => s with { DiscoveryKatoMs = ConfigFile.KeepAlive(node, key) } },
         new("referrals", "--referral", "ADDR:PORT", "none", "another node's discovery service (repeatable)")

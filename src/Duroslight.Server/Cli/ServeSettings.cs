@@ -35,6 +35,10 @@ public sealed record ServeSettings
     public int MaxControllersPerPool { get; init; } = 2030;
     /// <summary>max_ctrl_io_queues: I/O queues one controller may create (32 or 64 for many connections).</summary>
     public int MaxCtrlIoQueues { get; init; } = 32;
+    /// <summary>host_data_timeout_ms: how long a connection may owe data without sending any (TargetOptions.HostDataTimeoutMs).</summary>
+    public int HostDataTimeoutMs { get; init; } = 15_000;
+    /// <summary>host_data_budget: per shard, write buffers hosts may owe R2T'd data for (TargetOptions.HostDataBudgetPerShard).</summary>
+    public long HostDataBudgetPerShard { get; init; } = 256L << 20;
     /// <summary>KATO given to a discovery controller that connects with KATO 0.</summary>
     public int DiscoveryKatoMs { get; init; } = 120_000;
     /// <summary>Referrals to other nodes' discovery services, as ADDR:PORT.</summary>

@@ -50,6 +50,8 @@ public sealed class NodeHost : IAsyncDisposable
             MaxControllersPerPool = settings.MaxControllersPerPool,
             MaxIoQueuesPerController = settings.MaxCtrlIoQueues,
             DiscoveryDefaultKatoMs = settings.DiscoveryKatoMs,
+            HostDataTimeoutMs = settings.HostDataTimeoutMs,
+            HostDataBudgetPerShard = settings.HostDataBudgetPerShard,
             InitialHostAccess = Access(settings.AllowedHosts),
         });
         foreach (var (pool, hosts) in settings.SubsystemHosts)
