@@ -203,11 +203,29 @@ public sealed partial class NvmeTcpController : IAsyncDisposable
         {
             uint nsid = BinaryPrimitives.ReadUInt32LittleEndian(list.AsSpan(i * 4));
             if (nsid == 0) break;
-            var ns = await IdentifyAsync(IdentifyCns.Namespace, nsid, 0, ct).ConfigureAwait(false);
-            var descriptors = await IdentifyAsync(IdentifyCns.NamespaceDescriptorList, nsid, 0, ct).ConfigureAwait(false);
-            namespaces.Add(NamespaceDetails.Parse(nsid, ns, descriptors));
+            var details = await IdentifyActiveAsync(nsid, ct).ConfigureAwait(false);
+            if (details is not null) namespaces.Add(details);
         }
         return namespaces;
+    }
+
+    /// <summary>
+    /// One namespace of the active list, or null when it was deleted after the list was read: CNS 00h then answers
+    /// zeros (an inactive NSID) and CNS 03h Invalid Namespace or Format. Namespaces come and go while hosts connect.
+    /// </summary>
+    private async Task<NamespaceDetails?> IdentifyActiveAsync(uint nsid, CancellationToken ct)
+    {
+        var ns = await IdentifyAsync(IdentifyCns.Namespace, nsid, 0, ct).ConfigureAwait(false);
+        if (BinaryPrimitives.ReadUInt64LittleEndian(ns) == 0) return null; // NSZE 0: inactive
+        try
+        {
+            var descriptors = await IdentifyAsync(IdentifyCns.NamespaceDescriptorList, nsid, 0, ct).ConfigureAwait(false);
+            return NamespaceDetails.Parse(nsid, ns, descriptors);
+        }
+        catch (NvmeException e) when (e.Status.Sct == StatusCodeType.Generic && e.Status.Sc == NvmeStatus.InvalidNamespaceOrFormat.Sc)
+        {
+            return null;
+        }
     }
 
     /// <summary>Number of Queues, then one connection per granted queue, each Connected with our CNTLID.</summary>

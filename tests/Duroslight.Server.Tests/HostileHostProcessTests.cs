@@ -247,13 +247,6 @@ public sealed class HostileHostProcessTests
         await host.ReadAsync(1, slba, 8, seen);
         Assert.Equal(data, seen);
     }
-
-    private sealed class TempDir : IDisposable
-    {
-        public string Path { get; } = Directory.CreateTempSubdirectory("dsl-hostile-").FullName;
-
-        public void Dispose() => Directory.Delete(Path, recursive: true);
-    }
 }
 
 /// <summary>A TCP connection that speaks raw NVMe/TCP PDUs (no digests).</summary>
