@@ -59,6 +59,14 @@ internal sealed class CommandSlot(int index, StorageRequest request, IDataBuffer
         DataLength = length;
     }
 
+    /// <summary>Hands the buffer over (to the output, which sends it in place and gives it back to the pool).</summary>
+    public Memory<byte> TakeBuffer()
+    {
+        var buffer = Buffer;
+        Buffer = default;
+        return buffer;
+    }
+
     public void ReleaseBudget()
     {
         if (BudgetReserved > 0) budget.Release(BudgetReserved);

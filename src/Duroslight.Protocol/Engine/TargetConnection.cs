@@ -27,7 +27,7 @@ public sealed class TargetConnection : IPduSink, IDisposable
     private readonly TargetOptions _options;
     private readonly PduFramer _framer;
     private readonly CommandProcessor _commands;
-    private readonly OutputBuffer _out = new();
+    private readonly OutputBuffer _out;
     private readonly Queue<StorageRequest> _storageQueue = new();
     private readonly Dictionary<ushort, int> _slotByCid = new(InitialSlots);
     private readonly Stack<int> _freeSlots = new(InitialSlots);
@@ -51,6 +51,7 @@ public sealed class TargetConnection : IPduSink, IDisposable
         _options = target.Options;
         Context = context;
         Signal = signal;
+        _out = new OutputBuffer(dataOwner: context.Buffers);
         _framer = new PduFramer(this, static t => t is PduType.ICReq or PduType.H2CTermReq or PduType.CapsuleCmd or PduType.H2CData)
         {
             MaxPduLength = MaxPduLength,
@@ -70,8 +71,17 @@ public sealed class TargetConnection : IPduSink, IDisposable
 
     public Controller? Controller => _commands.Controller;
 
-    /// <summary>Bytes to send, in order. Call <see cref="ConsumeOutput"/> with what the socket took.</summary>
+    /// <summary>
+    /// Bytes to send, in order, when read data is copied (not <see cref="ConnectionContext.SendReadDataInPlace"/>).
+    /// Call <see cref="ConsumeOutput"/> with what the socket took.
+    /// </summary>
     public ReadOnlyMemory<byte> PendingOutput => _out.Pending;
+
+    /// <summary>Whether anything waits to be sent (in-place read data included).</summary>
+    public bool HasPendingOutput => !_out.IsEmpty;
+
+    /// <summary>Bytes waiting to be sent, in-place read data included (the driver's back-pressure gauge).</summary>
+    public long PendingOutputBytes => _out.PendingBytes;
 
     /// <summary>The C2HTermReq this connection sent, if any: the driver logs it (the engine has no logger).</summary>
     public Termination? SentTermination { get; private set; }
@@ -95,6 +105,13 @@ public sealed class TargetConnection : IPduSink, IDisposable
     /// the engine appends more, until <see cref="EndSend"/> says how many the socket took.
     /// </summary>
     public ReadOnlyMemory<byte> BeginSend() => _out.BeginSend();
+
+    /// <summary>
+    /// For gathering sends (sendmsg): lends the front of the output as at most <paramref name="segments"/>.Length
+    /// pieces (PDU bytes from the output buffer, read data from its data buffer); returns how many. They stay valid
+    /// until <see cref="EndSend"/>.
+    /// </summary>
+    public int BeginSend(Span<ReadOnlyMemory<byte>> segments) => _out.BeginSend(segments);
 
     public void EndSend(int sent) => _out.EndSend(sent);
 
@@ -463,7 +480,7 @@ public sealed class TargetConnection : IPduSink, IDisposable
             // SUCCESS saves the CapsuleResp only for I/O reads without SQ flow control; admin data is always
             // followed by a CapsuleResp (strict discovery hosts expect exactly that).
             bool success = _sqFlowControlDisabled && QueueId != 0 && cmd.Opcode == IoOpcode.Read;
-            WriteC2HData(slot.Cid, slot.Buffer.Span[..length], success);
+            WriteC2HData(slot, length, success);
             if (!success) WriteResponse(slot.Cid, status, result);
         }
         else
@@ -480,15 +497,28 @@ public sealed class TargetConnection : IPduSink, IDisposable
         _freeSlots.Push(slot.Index);
     }
 
-    private void WriteC2HData(ushort cid, ReadOnlySpan<byte> data, bool success)
+    /// <summary>
+    /// One C2HData PDU with the slot's first <paramref name="length"/> bytes. I/O read data is sent from its buffer
+    /// when the driver gathers (the buffer moves to the output); otherwise it is copied after the header.
+    /// </summary>
+    private void WriteC2HData(CommandSlot slot, int length, bool success)
     {
         var flags = PduFlags.LastPdu | (success ? PduFlags.Success : PduFlags.None);
         bool ddgst = _framer.DataDigest;
-        var span = _out.GetSpan(PduWriter.MaxHeaderBytes + data.Length + PduLayout.DigestSize);
-        int n = PduWriter.C2HDataHeader(span, cid, 0, data.Length, flags, _framer.HeaderDigest, ddgst, _hostDataAlignment);
-        data.CopyTo(span[n..]);
-        n += data.Length;
-        if (ddgst) n += PduWriter.DataDigest(span[n..], data);
+        bool inPlace = Context.SendReadDataInPlace && QueueId != 0;
+        var data = slot.Buffer[..length];
+        var span = _out.GetSpan(PduWriter.MaxHeaderBytes + (inPlace ? 0 : length) + PduLayout.DigestSize);
+        int n = PduWriter.C2HDataHeader(span, slot.Cid, 0, length, flags, _framer.HeaderDigest, ddgst, _hostDataAlignment);
+        if (inPlace)
+        {
+            _out.Advance(n);
+            _out.AppendInPlace(slot.TakeBuffer(), length);
+            if (ddgst) _out.Advance(PduWriter.DataDigest(_out.GetSpan(PduLayout.DigestSize), data.Span));
+            return;
+        }
+        data.Span.CopyTo(span[n..]);
+        n += length;
+        if (ddgst) n += PduWriter.DataDigest(span[n..], data.Span);
         _out.Advance(n);
     }
 
