@@ -3,7 +3,6 @@ using System.Runtime.InteropServices;
 using Duroslight.Protocol.Engine;
 using Duroslight.Protocol.Nvme;
 using Duroslight.Reactor;
-using Duroslight.Reactor.Interop;
 using Duroslight.Server.Execution;
 using Duroslight.Storage.Devices;
 using Microsoft.Extensions.Logging;
@@ -25,7 +24,7 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, ISha
     private const byte OpReceive = 1, OpSend = 2;
 
     private readonly Shard _shard;
-    private readonly int _fd;
+    private readonly TcpSocket _socket;
     private readonly ReactorTransport _owner;
     private readonly ChunkRouter _router;
     private readonly ILogger _logger;
@@ -35,11 +34,11 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, ISha
     private bool _receiving, _sending, _dirty, _transportClosed, _draining, _closing, _closed;
     private int _wakePosted;
 
-    public ReactorConnection(Shard shard, int fd, string peer, bool isDiscoveryPort, ReactorTransport owner, IDataBufferPool buffers,
+    public ReactorConnection(Shard shard, TcpSocket socket, string peer, bool isDiscoveryPort, ReactorTransport owner, IDataBufferPool buffers,
         HostDataBudget hostData)
     {
         _shard = shard;
-        _fd = fd;
+        _socket = socket;
         _owner = owner;
         _router = owner.Router;
         _logger = owner.Logger;
@@ -115,7 +114,7 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, ISha
         var pending = _engine.BeginSend();
         // The output buffer lives on the pinned object heap: its address is stable without a pin handle.
         var pointer = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(pending.Span));
-        _shard.SubmitSend(_fd, pointer, pending.Length, _token, OpSend);
+        _shard.SubmitSend(_socket.Fd, pointer, pending.Length, _token, OpSend);
         _sending = true;
     }
 
@@ -137,7 +136,7 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, ISha
     {
         _token = _shard.Register(this);
         _shard.AddTicker(this);
-        Posix.SetNoDelay(_fd);
+        _socket.SetNoDelay();
         _logger.LogDebug("connection from {Peer} on shard {Shard}", Peer, _shard.Index);
         ArmReceive();
     }
@@ -152,7 +151,7 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, ISha
     {
         if (_receiving || _transportClosed || _draining || _closing || _engine.WantsClose) return;
         if (_engine.PendingOutput.Length > MaxPendingOutput) return;
-        _shard.SubmitReceive(_fd, _receiveBuffer.Pointer, ReceiveBufferSize, _token, OpReceive);
+        _shard.SubmitReceive(_socket.Fd, _receiveBuffer.Pointer, ReceiveBufferSize, _token, OpReceive);
         _receiving = true;
     }
 
@@ -222,7 +221,7 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, ISha
                 _logger.LogWarning("connection {Peer} closed: it owed data for more than {Timeout} ms", Peer, _owner.Target.Options.HostDataTimeoutMs);
             _engine.OnTransportClosed();
             // Ends a receive still armed (it completes with 0) and a send stuck on a host that stopped reading (EPIPE).
-            Posix.Shutdown(_fd);
+            _socket.Shutdown();
         }
         if (_receiving || _sending || _engine.InFlightStorage > 0) return;
         Finish();
@@ -233,7 +232,7 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, ISha
         _closed = true;
         _shard.RemoveTicker(this);
         _shard.Unregister(_token);
-        Posix.Close(_fd);
+        _socket.Close();
         _engine.Dispose();
         _receiveBuffer.Free();
         _owner.OnClosed(this);
