@@ -1,6 +1,6 @@
 using BenchmarkDotNet.Attributes;
-using Duroslight.Protocol.Wire;
 using Hashing = System.IO.Hashing;
+using Duroslight.Core;
 
 namespace Duroslight.Bench;
 

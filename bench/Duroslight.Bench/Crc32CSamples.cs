@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Hashing = System.IO.Hashing;
+using Duroslight.Core;
 
 namespace Duroslight.Bench;
 
@@ -35,7 +36,7 @@ public static class Crc32CSamples
     }
 
     /// <summary>The loop over the SSE4.2/ARMv8 instruction that Crc32C used for every length before.</summary>
-    private static uint Loop(ReadOnlySpan<byte> data) => Duroslight.Protocol.Wire.Crc32C.ComputeByInstruction(data);
+    private static uint Loop(ReadOnlySpan<byte> data) => Crc32C.ComputeByInstruction(data);
 
     private static uint Library(ReadOnlySpan<byte> data) => Hashing.Crc32.HashToUInt32(Hashing.Crc32ParameterSet.Crc32C, data);
 }

@@ -1,6 +1,7 @@
 using BenchmarkDotNet.Attributes;
 using Duroslight.Protocol.Nvme;
 using Duroslight.Protocol.Wire;
+using Duroslight.Core;
 
 namespace Duroslight.Bench;
 

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using Duroslight.Storage.Gftl;
 using Duroslight.Storage.Volumes;
+using Duroslight.Core;
 
 namespace Duroslight.Bench;
 
@@ -202,7 +203,7 @@ internal static class GftlBench
         {
             workers[w] = Task.Run(async () =>
             {
-                using var buffer = new Duroslight.Storage.Devices.NativeBuffer(Chunk);
+                using var buffer = new NativeBuffer(Chunk);
                 long offset;
                 while ((offset = Interlocked.Add(ref next, Chunk)) < region)
                 {

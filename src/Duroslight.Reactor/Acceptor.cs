@@ -1,5 +1,5 @@
 using System.Net.Sockets;
-using Duroslight.Reactor.Interop;
+using Duroslight.Core.Interop;
 
 namespace Duroslight.Reactor;
 
@@ -10,7 +10,7 @@ namespace Duroslight.Reactor;
 /// pending connection is refused rather than left in the backlog: a reserve descriptor is closed, the connection
 /// accepted and closed (the host sees it end), the reserve reopened; errors are reported at most every 5 s.
 /// </summary>
-public sealed class Acceptor(Shard shard, Socket listener, Action<int> onAccepted, Action<int>? onError = null) : IRingHandler, IShardWork
+public sealed class Acceptor(Shard shard, Socket listener, Action<TcpSocket> onAccepted, Action<int>? onError = null) : IRingHandler, IShardWork
 {
     private const byte OpAccept = 1, OpCancel = 2;
 
@@ -41,7 +41,7 @@ public sealed class Acceptor(Shard shard, Socket listener, Action<int> onAccepte
         _token = shard.Register(this);
         // Non-blocking so that refusing (a synchronous accept) can never block the shard; the ring does not care.
         listener.Blocking = false;
-        _reserveFd = Posix.OpenReserveDescriptor();
+        _reserveFd = LibC.OpenReserveDescriptor();
         Arm();
     }
 
@@ -50,13 +50,13 @@ public sealed class Acceptor(Shard shard, Socket listener, Action<int> onAccepte
         if (op == OpCancel) return;
         if (result >= 0)
         {
-            if (_stopping) Posix.Close(result);
-            else onAccepted(result);
+            if (_stopping) LibC.Close(result);
+            else onAccepted(new TcpSocket(result));
         }
-        else if (result != -Posix.ECANCELED)
+        else if (result != -LibC.ECANCELED)
         {
             // EMFILE, ENFILE, ENOBUFS...: report and keep accepting; the multishot re-arms below if it ended.
-            if (result is -Posix.EMFILE or -Posix.ENFILE) RefuseOne();
+            if (result is -LibC.EMFILE or -LibC.ENFILE) RefuseOne();
             long now = Environment.TickCount64;
             if (_lastReportMs == long.MinValue || now - _lastReportMs >= 5000)
             {
@@ -73,9 +73,9 @@ public sealed class Acceptor(Shard shard, Socket listener, Action<int> onAccepte
     /// <summary>Frees the reserve descriptor to accept and close one pending connection, then takes it back.</summary>
     private void RefuseOne()
     {
-        if (_reserveFd >= 0) Posix.Close(_reserveFd);
-        if (Posix.AcceptAndClose(Fd)) Refused++;
-        _reserveFd = Posix.OpenReserveDescriptor();
+        if (_reserveFd >= 0) LibC.Close(_reserveFd);
+        if (LibC.AcceptAndClose(Fd)) Refused++;
+        _reserveFd = LibC.OpenReserveDescriptor();
     }
 
     private void Arm()
@@ -98,7 +98,7 @@ public sealed class Acceptor(Shard shard, Socket listener, Action<int> onAccepte
 
     private void Finish()
     {
-        if (_reserveFd >= 0) Posix.Close(_reserveFd);
+        if (_reserveFd >= 0) LibC.Close(_reserveFd);
         _reserveFd = -1;
         shard.Unregister(_token);
         _token = -1;

@@ -1,3 +1,4 @@
+using Duroslight.Core.Interop;
 using Duroslight.Reactor.Interop;
 
 namespace Duroslight.Reactor;
@@ -68,9 +69,9 @@ internal sealed class Ring : IDisposable
 
     private static string Explain(int errno) => errno switch
     {
-        Posix.ENOSYS => "io_uring is not available: this kernel was built without it (io_uring_setup: ENOSYS)",
-        Posix.EPERM => "io_uring is not allowed: io_uring_setup returned EPERM. Check sysctl kernel.io_uring_disabled (must be 0) and any seccomp profile (Docker's default blocks io_uring; run with a profile that allows it)",
-        Posix.ENOMEM => $"io_uring_setup returned ENOMEM: the locked-memory limit is too low (RLIMIT_MEMLOCK soft={Posix.MemlockLimit().Soft} bytes). Raise it (ulimit -l, or LimitMEMLOCK=infinity in the systemd unit)",
+        LibC.ENOSYS => "io_uring is not available: this kernel was built without it (io_uring_setup: ENOSYS)",
+        LibC.EPERM => "io_uring is not allowed: io_uring_setup returned EPERM. Check sysctl kernel.io_uring_disabled (must be 0) and any seccomp profile (Docker's default blocks io_uring; run with a profile that allows it)",
+        LibC.ENOMEM => $"io_uring_setup returned ENOMEM: the locked-memory limit is too low (RLIMIT_MEMLOCK soft={LibC.MemlockLimit().Soft} bytes). Raise it (ulimit -l, or LimitMEMLOCK=infinity in the systemd unit)",
         _ => $"io_uring_setup failed with errno {errno}",
     };
 }

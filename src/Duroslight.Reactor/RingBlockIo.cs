@@ -1,7 +1,5 @@
 using System.Buffers;
 using System.Threading.Tasks.Sources;
-using Duroslight.Reactor.Interop;
-using Duroslight.Storage.Devices;
 using Microsoft.Win32.SafeHandles;
 
 namespace Duroslight.Reactor;

@@ -1,6 +1,6 @@
 using System.Diagnostics;
+using Duroslight.Core.Interop;
 using Duroslight.Reactor.Interop;
-using Duroslight.Storage.Devices;
 
 namespace Duroslight.Reactor;
 
@@ -169,7 +169,7 @@ public sealed unsafe class Shard
     internal void Stop()
     {
         _stopRequested = true;
-        Posix.Signal(_eventFd);
+        LibC.Signal(_eventFd);
         _thread?.Join();
     }
 
@@ -201,10 +201,10 @@ public sealed unsafe class Shard
         }
         finally
         {
-            Storage.Devices.BlockIo.InstallForCurrentThread(null);
+            Duroslight.Core.BlockIo.InstallForCurrentThread(null);
             t_current = null;
             _ring!.Dispose();
-            Posix.Close(_eventFd);
+            LibC.Close(_eventFd);
             System.Runtime.InteropServices.NativeMemory.Free(_eventValue);
         }
     }
@@ -213,15 +213,15 @@ public sealed unsafe class Shard
     {
         if (_cpu >= 0)
         {
-            int error = Posix.PinCurrentThread(_cpu);
+            int error = LibC.PinCurrentThread(_cpu);
             if (error != 0) throw new ReactorUnavailableException($"cannot pin shard {Index} to CPU {_cpu} (errno {error}); is the CPU online and allowed?");
         }
         // Created here: a single-issuer ring belongs to the thread that creates it.
         _ring = Reactor.Ring.Create(RingEntries);
         t_current = this;
         BlockIo = new RingBlockIo(this);
-        Storage.Devices.BlockIo.InstallForCurrentThread(BlockIo);
-        _eventFd = Posix.EventFd();
+        Duroslight.Core.BlockIo.InstallForCurrentThread(BlockIo);
+        _eventFd = LibC.EventFd();
         _eventValue = (ulong*)System.Runtime.InteropServices.NativeMemory.Alloc(sizeof(ulong));
         _wakeHandler.Token = Register(_wakeHandler);
         ArmWakeRead();
@@ -290,7 +290,7 @@ public sealed unsafe class Shard
         if (now < _nextTickMs) return;
         _nextTickMs = now + (long)TickInterval.TotalMilliseconds;
         Volatile.Write(ref _allocatedBytes, GC.GetAllocatedBytesForCurrentThread());
-        Volatile.Write(ref _cpuNanoseconds, Posix.ThreadCpuNanoseconds());
+        Volatile.Write(ref _cpuNanoseconds, LibC.ThreadCpuNanoseconds());
         for (int i = _tickers.Count - 1; i >= 0; i--)
             if (i < _tickers.Count) _tickers[i].OnTick(now);
     }
@@ -322,13 +322,13 @@ public sealed unsafe class Shard
         }
         int rc = Uring.Submit(Ring, timeoutUs);
         Volatile.Write(ref _sleeping, 0);
-        if (rc < 0 && rc != -Posix.EINTR && rc != -Posix.EAGAIN)
+        if (rc < 0 && rc != -LibC.EINTR && rc != -LibC.EAGAIN)
             throw new InvalidOperationException($"io_uring_enter failed with errno {-rc}");
     }
 
     private void Wake()
     {
-        if (Volatile.Read(ref _sleeping) != 0 && Interlocked.Exchange(ref _wakePending, 1) == 0) Posix.Signal(_eventFd);
+        if (Volatile.Read(ref _sleeping) != 0 && Interlocked.Exchange(ref _wakePending, 1) == 0) LibC.Signal(_eventFd);
     }
 
     private void ArmWakeRead() =>

@@ -1,4 +1,4 @@
-using Duroslight.Reactor.Interop;
+using Duroslight.Core.Interop;
 
 namespace Duroslight.Reactor;
 
@@ -12,7 +12,7 @@ public sealed class ShardGroup : IDisposable
     /// <param name="pin">False leaves threads unpinned (tests on shared machines).</param>
     public ShardGroup(IReadOnlyList<int>? cpus, PollMode mode, bool pin = true)
     {
-        var list = cpus is { Count: > 0 } ? cpus : Posix.AllowedCpus();
+        var list = cpus is { Count: > 0 } ? cpus : LibC.AllowedCpus();
         _shards = new Shard[list.Count];
         for (int i = 0; i < _shards.Length; i++) _shards[i] = new Shard(i, pin ? list[i] : -1, mode);
     }
@@ -48,7 +48,7 @@ public sealed class ShardGroup : IDisposable
     /// <summary>Start-up limits worth a warning (Seastar-style checks); empty when all is well.</summary>
     public static IEnumerable<string> CheckLimits(int expectedConnections)
     {
-        var (soft, _) = Posix.OpenFilesLimit();
+        var (soft, _) = LibC.OpenFilesLimit();
         if (soft < (ulong)expectedConnections + 64)
             yield return $"RLIMIT_NOFILE is {soft}: fewer than {expectedConnections} connections fit; raise it (ulimit -n, LimitNOFILE=)";
     }

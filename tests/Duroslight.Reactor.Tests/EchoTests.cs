@@ -1,7 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
-using Duroslight.Reactor.Interop;
-using Duroslight.Storage.Devices;
+using Duroslight.Core;
 
 namespace Duroslight.Reactor.Tests;
 
@@ -14,10 +13,10 @@ public sealed class EchoTests
         using var group = ShardTests.Started(2);
         using var listener = Listen();
         int next = 0;
-        var acceptor = new Acceptor(group[0], listener, fd =>
+        var acceptor = new Acceptor(group[0], listener, socket =>
         {
             var shard = group[next++ % group.Count];
-            shard.Post(new Echo(shard, fd));
+            shard.Post(new Echo(shard, socket));
         });
         acceptor.Start();
         int port = ((IPEndPoint)listener.LocalEndPoint!).Port;
@@ -51,7 +50,7 @@ public sealed class EchoTests
         using var group = ShardTests.Started(1);
         var listener = Listen();
         var endPoint = (IPEndPoint)listener.LocalEndPoint!;
-        var acceptor = new Acceptor(group[0], listener, Posix.Close);
+        var acceptor = new Acceptor(group[0], listener, static socket => socket.Close());
         acceptor.Start();
         await acceptor.StopAsync().WaitAsync(TimeSpan.FromSeconds(10));
         listener.Dispose();
@@ -79,7 +78,7 @@ public sealed class EchoTests
     }
 
     /// <summary>Receives into a native buffer and sends back what came in before receiving again.</summary>
-    private sealed unsafe class Echo(Shard shard, int fd) : IShardWork, IRingHandler
+    private sealed unsafe class Echo(Shard shard, TcpSocket socket) : IShardWork, IRingHandler
     {
         private const byte OpRecv = 1, OpSend = 2;
         private readonly NativeBuffer _buffer = new(64 * 1024);
@@ -89,7 +88,7 @@ public sealed class EchoTests
         public void Execute()
         {
             _token = shard.Register(this);
-            shard.SubmitReceive(fd, _buffer.Pointer, _buffer.Length, _token, OpRecv);
+            shard.SubmitReceive(socket.Fd, _buffer.Pointer, _buffer.Length, _token, OpRecv);
         }
 
         public void OnCompletion(byte op, int result, bool more)
@@ -97,7 +96,7 @@ public sealed class EchoTests
             if (result <= 0)
             {
                 shard.Unregister(_token);
-                Posix.Close(fd);
+                socket.Close();
                 _buffer.Free();
                 return;
             }
@@ -111,8 +110,8 @@ public sealed class EchoTests
                 _offset += result;
                 _pending -= result;
             }
-            if (_pending > 0) shard.SubmitSend(fd, _buffer.Pointer + _offset, _pending, _token, OpSend);
-            else shard.SubmitReceive(fd, _buffer.Pointer, _buffer.Length, _token, OpRecv);
+            if (_pending > 0) shard.SubmitSend(socket.Fd, _buffer.Pointer + _offset, _pending, _token, OpSend);
+            else shard.SubmitReceive(socket.Fd, _buffer.Pointer, _buffer.Length, _token, OpRecv);
         }
     }
 }

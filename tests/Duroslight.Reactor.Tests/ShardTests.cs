@@ -1,5 +1,5 @@
 using System.Collections.Concurrent;
-using Duroslight.Storage.Devices;
+using Duroslight.Core;
 
 namespace Duroslight.Reactor.Tests;
 

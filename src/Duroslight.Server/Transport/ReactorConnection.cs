@@ -3,7 +3,6 @@ using System.Runtime.InteropServices;
 using Duroslight.Protocol.Engine;
 using Duroslight.Protocol.Nvme;
 using Duroslight.Reactor;
-using Duroslight.Reactor.Interop;
 using Duroslight.Server.Execution;
 using Duroslight.Storage.Devices;
 using Microsoft.Extensions.Logging;
@@ -28,7 +27,7 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, ISha
     private const byte OpReceive = 1, OpSend = 2;
 
     private readonly Shard _shard;
-    private readonly int _fd;
+    private readonly TcpSocket _socket;
     private readonly ReactorTransport _owner;
     private readonly ChunkRouter _router;
     private readonly ILogger _logger;
@@ -41,11 +40,11 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, ISha
     private bool _receiving, _sending, _dirty, _transportClosed, _draining, _closing, _closed;
     private int _wakePosted;
 
-    public ReactorConnection(Shard shard, int fd, string peer, bool isDiscoveryPort, ReactorTransport owner, IDataBufferPool buffers,
+    public ReactorConnection(Shard shard, TcpSocket socket, string peer, bool isDiscoveryPort, ReactorTransport owner, IDataBufferPool buffers,
         HostDataBudget hostData)
     {
         _shard = shard;
-        _fd = fd;
+        _socket = socket;
         _owner = owner;
         _router = owner.Router;
         _logger = owner.Logger;
@@ -124,13 +123,13 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, ISha
         int count = _stream.BeginSend(_segments);
         if (count == 1)
         {
-            _shard.SubmitSend(_fd, PointerOf(_segments[0]), _segments[0].Length, _token, OpSend);
+            _shard.SubmitSend(_socket.Fd, PointerOf(_segments[0]), _segments[0].Length, _token, OpSend);
         }
         else
         {
             for (int i = 0; i < count; i++) _message.Set(i, PointerOf(_segments[i]), _segments[i].Length);
             _message.Count = count;
-            _shard.SubmitSendMessage(_fd, _message, _token, OpSend);
+            _shard.SubmitSendMessage(_socket.Fd, _message, _token, OpSend);
         }
         _sending = true;
     }
@@ -160,7 +159,7 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, ISha
     {
         _token = _shard.Register(this);
         _shard.AddTicker(this);
-        Posix.SetNoDelay(_fd);
+        _socket.SetNoDelay();
         _logger.LogDebug("connection from {Peer} on shard {Shard}", Peer, _shard.Index);
         ArmReceive();
     }
@@ -175,7 +174,7 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, ISha
     {
         if (_receiving || _transportClosed || _draining || _closing || _engine.WantsClose) return;
         if (_stream.PendingOutputBytes > MaxPendingOutput) return;
-        _shard.SubmitReceive(_fd, _receiveBuffer.Pointer, ReceiveBufferSize, _token, OpReceive);
+        _shard.SubmitReceive(_socket.Fd, _receiveBuffer.Pointer, ReceiveBufferSize, _token, OpReceive);
         _receiving = true;
     }
 
@@ -245,7 +244,7 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, ISha
                 _logger.LogWarning("connection {Peer} closed: it owed data for more than {Timeout} ms", Peer, _owner.Target.Options.HostDataTimeoutMs);
             _engine.OnTransportClosed();
             // Ends a receive still armed (it completes with 0) and a send stuck on a host that stopped reading (EPIPE).
-            Posix.Shutdown(_fd);
+            _socket.Shutdown();
         }
         if (_receiving || _sending || _engine.InFlightStorage > 0) return;
         Finish();
@@ -256,7 +255,7 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, ISha
         _closed = true;
         _shard.RemoveTicker(this);
         _shard.Unregister(_token);
-        Posix.Close(_fd);
+        _socket.Close();
         _engine.Dispose(); // gives back read buffers that were never sent
         _message.Dispose();
         _receiveBuffer.Free();

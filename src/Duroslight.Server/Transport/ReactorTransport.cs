@@ -3,7 +3,6 @@ using System.Net.Sockets;
 using Duroslight.Protocol.Engine;
 using Duroslight.Protocol.Subsystems;
 using Duroslight.Reactor;
-using Duroslight.Reactor.Interop;
 using Duroslight.Server.Execution;
 using Duroslight.Server.Hosting;
 using Microsoft.Extensions.Logging;
@@ -51,7 +50,7 @@ public sealed class ReactorTransport : ITransport
         {
             bool discovery = endpoint.IsDiscovery;
             var listener = ListenSocket.Open(endpoint.EndPoint, discovery ? "NVMe/TCP discovery" : "NVMe/TCP", 1024);
-            var acceptor = new Acceptor(_shards[0], listener, fd => Adopt(fd, discovery),
+            var acceptor = new Acceptor(_shards[0], listener, socket => Adopt(socket, discovery),
                 errno => Logger.LogWarning("accept on {Endpoint} failed: errno {Errno}", endpoint.EndPoint, errno));
             _listeners.Add((listener, acceptor));
             acceptor.Start();
@@ -87,11 +86,11 @@ public sealed class ReactorTransport : ITransport
     }
 
     /// <summary>On shard 0: deal the new socket to the next shard.</summary>
-    private void Adopt(int fd, bool discovery)
+    private void Adopt(TcpSocket socket, bool discovery)
     {
         var shard = _shards[_nextShard];
         _nextShard = (_nextShard + 1) % _shards.Count;
-        var connection = new ReactorConnection(shard, fd, Posix.PeerName(fd), discovery, this, _pools[shard.Index], _budgets[shard.Index]);
+        var connection = new ReactorConnection(shard, socket, socket.PeerName(), discovery, this, _pools[shard.Index], _budgets[shard.Index]);
         _connections[connection] = 0;
         shard.Post(connection);
     }

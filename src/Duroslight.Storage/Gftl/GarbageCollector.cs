@@ -453,18 +453,15 @@ internal sealed class GarbageCollector : IAsyncDisposable
             return false;
         }
 
-        long firstChunk = trim.Lba / GftlLayout.BlocksPerChunk;
-        long lastChunk = (trim.Lba + trim.Count - 1) / GftlLayout.BlocksPerChunk;
-        if (lastChunk - firstChunk >= MaxTrimChunksChecked)
+        Chunking.ChunkSpans pieces = Chunking.ChunkMap.SplitBlocks(trim.Lba, trim.Count, GftlLayout.BlockShift);
+        if (pieces.Count > MaxTrimChunksChecked)
         {
             return true;
         }
 
-        for (long chunk = firstChunk; chunk <= lastChunk; chunk++)
+        foreach (Chunking.ChunkSpan piece in pieces)
         {
-            long start = Math.Max(trim.Lba, chunk * GftlLayout.BlocksPerChunk);
-            long end = Math.Min(trim.Lba + trim.Count, (chunk + 1) * GftlLayout.BlocksPerChunk);
-            if (_core.PartitionFor(volume.PlacementId, chunk).HasUnmapped(volume, start, (int)(end - start)))
+            if (_core.PartitionFor(volume.PlacementId, piece.ChunkIndex).HasUnmapped(volume, piece.Offset, piece.Length))
             {
                 return true;
             }

@@ -1,4 +1,4 @@
-using Duroslight.Storage.Interop;
+using Duroslight.Core.Interop;
 using Duroslight.Storage.Volumes;
 using Microsoft.Win32.SafeHandles;
 

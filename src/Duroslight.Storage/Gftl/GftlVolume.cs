@@ -184,10 +184,9 @@ internal sealed class GftlVolume : IBlockVolume
     /// <summary>Unmaps in each partition concerned: the owners of a few chunks, or every partition for a wide range.</summary>
     private long TrimMaps(long lba, long count, long seq)
     {
-        long firstChunk = lba / GftlLayout.BlocksPerChunk;
-        long lastChunk = (lba + count - 1) / GftlLayout.BlocksPerChunk;
+        ChunkSpans pieces = ChunkMap.SplitBlocks(lba, count, GftlLayout.BlockShift);
         long touched = 0;
-        if (lastChunk - firstChunk + 1 >= _core.Partitions.Length)
+        if (pieces.Count >= _core.Partitions.Length)
         {
             foreach (Partition partition in _core.Partitions)
             {
@@ -197,11 +196,9 @@ internal sealed class GftlVolume : IBlockVolume
             return touched;
         }
 
-        for (long chunk = firstChunk; chunk <= lastChunk; chunk++)
+        foreach (ChunkSpan piece in pieces)
         {
-            long start = Math.Max(lba, chunk * GftlLayout.BlocksPerChunk);
-            long end = Math.Min(lba + count, (chunk + 1) * GftlLayout.BlocksPerChunk);
-            touched += _core.PartitionFor(PlacementId, chunk).Trim(this, start, end - start, seq);
+            touched += _core.PartitionFor(PlacementId, piece.ChunkIndex).Trim(this, piece.Offset, piece.Length, seq);
         }
 
         return touched;

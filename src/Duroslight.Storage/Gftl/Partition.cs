@@ -650,21 +650,21 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
     private long TrimMap(ShardMap map, long lba, long count, long seq)
     {
         long touched = 0;
-        long firstChunk = lba / GftlLayout.BlocksPerChunk;
-        long lastChunk = (lba + count - 1) / GftlLayout.BlocksPerChunk;
-        if (lastChunk - firstChunk < map.Chunks.Count)
+        Chunking.ChunkSpans pieces = Chunking.ChunkMap.SplitBlocks(lba, count, GftlLayout.BlockShift);
+        if (pieces.Count <= map.Chunks.Count)
         {
-            for (long chunk = firstChunk; chunk <= lastChunk; chunk++)
+            foreach (Chunking.ChunkSpan piece in pieces)
             {
-                if (map.Chunks.TryGetValue(chunk, out ChunkBlocks? blocks))
+                if (map.Chunks.TryGetValue(piece.ChunkIndex, out ChunkBlocks? blocks))
                 {
-                    touched += TrimChunk(map, chunk, blocks, lba, count, seq);
+                    touched += TrimChunk(map, piece.ChunkIndex, blocks, lba, count, seq);
                 }
             }
         }
         else
         {
             // A range wider than what is mapped (a whole-volume discard): walk the map instead.
+            long firstChunk = lba / GftlLayout.BlocksPerChunk, lastChunk = (lba + count - 1) / GftlLayout.BlocksPerChunk;
             foreach ((long chunk, ChunkBlocks blocks) in map.Chunks)
             {
                 if (chunk >= firstChunk && chunk <= lastChunk)

@@ -1,6 +1,6 @@
 using System.Runtime.CompilerServices;
 using Duroslight.Storage.Devices;
-using Duroslight.Storage.Interop;
+using Duroslight.Core.Interop;
 using Microsoft.Win32.SafeHandles;
 
 namespace Duroslight.Storage.Volumes;

@@ -1,4 +1,4 @@
-using Duroslight.Storage.Interop;
+using Duroslight.Core.Interop;
 using Microsoft.Win32.SafeHandles;
 
 namespace Duroslight.Storage.Volumes;

@@ -1,4 +1,4 @@
-using Duroslight.Storage.Interop;
+using Duroslight.Core.Interop;
 
 namespace Duroslight.Storage.Volumes;
 

@@ -1,12 +1,12 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using Duroslight.Storage.Interop;
+using Duroslight.Core;
 
 namespace Duroslight.Storage.Volumes;
 
 /// <summary>
-/// The persisted list of volumes (volumes.json). Saves are atomic: a crash leaves either the old
-/// or the new catalog, never a torn one (temp file, fsync, rename, fsync directory).
+/// The persisted list of volumes (volumes.json). Saves are atomic (<see cref="DurableFile.Replace"/>): a crash
+/// leaves either the old or the new catalog, never a torn one.
 /// </summary>
 internal static partial class VolumeCatalog
 {
@@ -46,20 +46,9 @@ internal static partial class VolumeCatalog
         return [.. document.Volumes];
     }
 
-    public static void Save(string path, List<VolumeDescriptor> volumes)
-    {
-        string temporaryPath = path + ".tmp";
-        byte[] json = JsonSerializer.SerializeToUtf8Bytes(
-            new CatalogDocument(FormatVersion, volumes.ToArray()), CatalogJsonContext.Default.CatalogDocument);
-        using (var stream = new FileStream(temporaryPath, FileMode.Create, FileAccess.Write, FileShare.None))
-        {
-            stream.Write(json);
-            stream.Flush(flushToDisk: true);
-        }
-
-        File.Move(temporaryPath, path, overwrite: true);
-        LibC.SyncDirectoryOrThrow(Path.GetDirectoryName(Path.GetFullPath(path))!);
-    }
+    public static void Save(string path, List<VolumeDescriptor> volumes) =>
+        DurableFile.Replace(path, JsonSerializer.SerializeToUtf8Bytes(
+            new CatalogDocument(FormatVersion, volumes.ToArray()), CatalogJsonContext.Default.CatalogDocument));
 
     /// <summary>Catches hand edits and truncation that still parse as JSON: a bad entry would otherwise fail later and less clearly.</summary>
     private static bool IsPlausible(VolumeDescriptor? volume) =>
@@ -68,7 +57,7 @@ internal static partial class VolumeCatalog
         volume.SizeBytes > 0 && volume.SizeBytes % volume.BlockSize == 0;
 
     /// <summary>A save interrupted before its rename leaves a temp file behind; it holds nothing of value.</summary>
-    public static void DeleteLeftovers(string path) => File.Delete(path + ".tmp");
+    public static void DeleteLeftovers(string path) => DurableFile.DeleteLeftovers(path);
 
     internal sealed record CatalogDocument(int FormatVersion, VolumeDescriptor[]? Volumes);
 

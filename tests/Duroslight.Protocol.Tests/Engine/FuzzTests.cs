@@ -6,6 +6,7 @@ using FsCheck;
 using FsCheck.Fluent;
 using FsCheck.Xunit;
 using Xunit;
+using Duroslight.Core;
 
 namespace Duroslight.Protocol.Tests.Engine;
 

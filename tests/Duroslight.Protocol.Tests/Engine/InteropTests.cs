@@ -6,6 +6,7 @@ using Duroslight.Protocol.Nvme;
 using Duroslight.Protocol.Subsystems;
 using Duroslight.Protocol.Wire;
 using Xunit;
+using Duroslight.Core;
 
 namespace Duroslight.Protocol.Tests.Engine;
 

@@ -4,6 +4,7 @@ using Duroslight.Protocol.Engine;
 using Duroslight.Protocol.Nvme;
 using Duroslight.Protocol.Wire;
 using Xunit;
+using Duroslight.Core;
 
 namespace Duroslight.Protocol.Tests.Engine;
 

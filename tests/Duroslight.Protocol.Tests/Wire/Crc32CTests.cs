@@ -3,6 +3,7 @@ using FsCheck;
 using FsCheck.Fluent;
 using FsCheck.Xunit;
 using Xunit;
+using Duroslight.Core;
 
 namespace Duroslight.Protocol.Tests.Wire;
 

@@ -26,7 +26,19 @@ public sealed class ChunkMapTests
     [Property(MaxTest = 2000)]
     public Property Split_covers_every_byte_once_and_cuts_only_at_chunk_boundaries()
     {
-        return Prop.ForAll(Arb.From(Offsets.Zip(Lengths)), range => IsExactChunkCover(range.Item1, range.Item2));
+        return Prop.ForAll(Arb.From(Offsets.Zip(Lengths)), range => IsExactChunkCover(range.Item1, range.Item2, blockShift: 0));
+    }
+
+    /// <summary>The same helper in block units (GFTL's trims count 4 KiB blocks): ranges in blocks, pieces in blocks.</summary>
+    [Property(MaxTest = 2000)]
+    public Property SplitBlocks_covers_every_block_once_and_cuts_only_at_chunk_boundaries()
+    {
+        Gen<(long, long, int)> inputs =
+            from shift in Gen.Elements(9, 12, 17)
+            from offset in Offsets
+            from length in Lengths
+            select (offset >> shift, length >> shift, shift);
+        return Prop.ForAll(Arb.From(inputs), input => IsExactChunkCover(input.Item1, input.Item2, input.Item3));
     }
 
     [Theory]
@@ -40,7 +52,7 @@ public sealed class ChunkMapTests
     public void Split_examples(long offset, long length, long pieces)
     {
         Assert.Equal(pieces, ChunkMap.Split(offset, length).Count);
-        Assert.True(IsExactChunkCover(offset, length));
+        Assert.True(IsExactChunkCover(offset, length, blockShift: 0));
     }
 
     [Fact]
@@ -53,9 +65,22 @@ public sealed class ChunkMapTests
         }
 
         Assert.Equal(
-            [new ChunkSpan(0, ChunkSize - 4096, 4096), new ChunkSpan(1, ChunkSize, ChunkSize), new ChunkSpan(2, 2 * ChunkSize, 4096)],
+            [new ChunkSpan(0, ChunkSize - 4096, 4096, ChunkSize - 4096), new ChunkSpan(1, ChunkSize, ChunkSize, 0), new ChunkSpan(2, 2 * ChunkSize, 4096, 0)],
             pieces);
-        Assert.Equal([ChunkSize - 4096, 0, 0], pieces.ConvertAll(piece => piece.OffsetInChunk));
+    }
+
+    [Fact]
+    public void SplitBlocks_counts_in_blocks()
+    {
+        var pieces = new List<ChunkSpan>();
+        foreach (ChunkSpan span in ChunkMap.SplitBlocks(30, 40, blockShift: 12))
+        {
+            pieces.Add(span);
+        }
+
+        // 32 blocks of 4 KiB per chunk: blocks 30-31, 32-63, 64-69.
+        Assert.Equal([new ChunkSpan(0, 30, 2, 30), new ChunkSpan(1, 32, 32, 0), new ChunkSpan(2, 64, 6, 0)], pieces);
+        Assert.Throws<ArgumentOutOfRangeException>(() => ChunkMap.SplitBlocks(0, 1, blockShift: 18));
     }
 
     [Fact]
@@ -176,16 +201,19 @@ public sealed class ChunkMapTests
         Assert.Throws<ArgumentOutOfRangeException>(() => ChunkMap.OwnerShard(Guid.NewGuid(), -1, 4));
     }
 
-    private static bool IsExactChunkCover(long offset, long length)
+    /// <summary>In order, no gap, no overlap, never across a chunk boundary, and Count agrees; units of 2^blockShift bytes.</summary>
+    private static bool IsExactChunkCover(long offset, long length, int blockShift)
     {
+        long unitsPerChunk = ChunkSize >> blockShift;
         long next = offset;
         long pieces = 0;
         long previousChunk = -1;
-        foreach (ChunkSpan span in ChunkMap.Split(offset, length))
+        ChunkSpans split = blockShift == 0 ? ChunkMap.Split(offset, length) : ChunkMap.SplitBlocks(offset, length, blockShift);
+        foreach (ChunkSpan span in split)
         {
-            bool inOneChunk = span.ChunkIndex == span.Offset / ChunkSize &&
-                              (span.Offset + span.Length - 1) / ChunkSize == span.ChunkIndex &&
-                              span.OffsetInChunk == span.Offset % ChunkSize;
+            bool inOneChunk = span.ChunkIndex == span.Offset / unitsPerChunk &&
+                              (span.Offset + span.Length - 1) / unitsPerChunk == span.ChunkIndex &&
+                              span.OffsetInChunk == span.Offset % unitsPerChunk;
             bool cutOnlyAtBoundaries = previousChunk < 0 || span.ChunkIndex == previousChunk + 1;
             if (span.Offset != next || span.Length <= 0 || !inOneChunk || !cutOnlyAtBoundaries)
             {
@@ -197,7 +225,7 @@ public sealed class ChunkMapTests
             pieces++;
         }
 
-        return next == offset + length && pieces == ChunkMap.Split(offset, length).Count;
+        return next == offset + length && pieces == split.Count;
     }
 
     private static long SplitAndOwn(Guid volume)

@@ -1,4 +1,4 @@
-using Duroslight.Storage.Devices;
+using Duroslight.Core;
 using Duroslight.Storage.Gftl;
 using Duroslight.Storage.Volumes;
 using Duroslight.Tests.Shared;

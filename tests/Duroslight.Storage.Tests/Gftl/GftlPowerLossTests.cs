@@ -1,5 +1,5 @@
 using System.Buffers.Binary;
-using Duroslight.Storage.Devices;
+using Duroslight.Core;
 using Duroslight.Storage.Gftl;
 using Duroslight.Storage.Volumes;
 using FsCheck;

@@ -1,5 +1,5 @@
 using System.Threading.Tasks.Sources;
-using Duroslight.Storage.Devices;
+using Duroslight.Core;
 using Microsoft.Win32.SafeHandles;
 
 namespace Duroslight.Storage.Tests.Gftl;

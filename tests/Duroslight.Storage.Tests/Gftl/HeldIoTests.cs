@@ -1,4 +1,4 @@
-using Duroslight.Storage.Devices;
+using Duroslight.Core;
 
 namespace Duroslight.Storage.Tests.Gftl;
 

@@ -1,4 +1,4 @@
-using Duroslight.Storage.Devices;
+using Duroslight.Core;
 using Microsoft.Win32.SafeHandles;
 
 namespace Duroslight.Storage.Tests.Gftl;

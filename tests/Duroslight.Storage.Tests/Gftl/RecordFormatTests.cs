@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using Duroslight.Storage.Gftl;
 using FsCheck;
 using FsCheck.Fluent;
+using Duroslight.Core;
 
 namespace Duroslight.Storage.Tests.Gftl;
 

@@ -1,6 +1,6 @@
 using Microsoft.Win32.SafeHandles;
 
-namespace Duroslight.Storage.Devices;
+namespace Duroslight.Core;
 
 /// <summary>pread/pwrite/fdatasync on the calling thread: the fallback off the reactor's shards.</summary>
 public sealed class SyncBlockIo : IBlockIo

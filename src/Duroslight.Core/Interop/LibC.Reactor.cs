@@ -1,34 +1,22 @@
 using System.Runtime.InteropServices;
 
-namespace Duroslight.Reactor.Interop;
+namespace Duroslight.Core.Interop;
 
-/// <summary>The few libc calls the reactor makes outside the ring.</summary>
-public static unsafe partial class Posix
+/// <summary>The calls the reactor makes outside its ring: eventfd wake-ups, CPU affinity, limits, thread CPU time, sockets.</summary>
+public static unsafe partial class LibC
 {
-    public const int EAGAIN = 11;
-    public const int EINTR = 4;
-    public const int ENOMEM = 12;
-    public const int EPERM = 1;
-    public const int ENOSYS = 38;
-    public const int ECANCELED = 125;
-    public const int ENOBUFS = 105;
-    public const int EMFILE = 24;
-    public const int ENFILE = 23;
-
     private const int EfdCloexec = 0x80000;
     private const int IpprotoTcp = 6;
     private const int TcpNodelay = 1;
     private const int RlimitNofile = 7;
     private const int RlimitMemlock = 8;
+    private const int SockNonblockCloexec = 0x800 | 0x80000;
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int eventfd(uint initval, int flags);
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial nint write(int fd, void* buffer, nint count);
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int close(int fd);
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int setsockopt(int fd, int level, int name, void* value, int length);
@@ -51,17 +39,11 @@ public static unsafe partial class Posix
     [LibraryImport("libc")]
     private static partial int clock_gettime(int clock, long* timespec);
 
-    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int open(string path, int flags);
-
     [LibraryImport("libc", SetLastError = true)]
     private static partial int accept4(int fd, void* address, void* length, int flags);
 
-    private const int OCloexec = 0x80000;
-    private const int SockNonblockCloexec = 0x800 | 0x80000;
-
     /// <summary>A descriptor held in reserve (/dev/null) so that, out of descriptors, one can be freed to refuse a connection.</summary>
-    public static int OpenReserveDescriptor() => open("/dev/null", OCloexec);
+    public static int OpenReserveDescriptor() => open("/dev/null", O_CLOEXEC);
 
     /// <summary>Accepts one pending connection of a non-blocking listener and closes it at once; false if none was pending.</summary>
     public static bool AcceptAndClose(int listenFd)

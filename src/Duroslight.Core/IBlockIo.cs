@@ -1,6 +1,6 @@
 using Microsoft.Win32.SafeHandles;
 
-namespace Duroslight.Storage.Devices;
+namespace Duroslight.Core;
 
 /// <summary>
 /// Positional I/O on an open file or block device. Results are bytes transferred, or a negative errno: device
@@ -37,7 +37,7 @@ public static class BlockIo
     public static void InstallForCurrentThread(IBlockIo? io) => t_current = io is null || s_wrap is null ? io : s_wrap(io);
 
     /// <summary>
-    /// Test instrumentation (<see cref="PowerLossShadowBlockIo"/>): wraps the fallback and every implementation
+    /// Test instrumentation (Storage's PowerLossShadowBlockIo): wraps the fallback and every implementation
     /// installed from now on. Call before any thread installs its own.
     /// </summary>
     public static void WrapAll(Func<IBlockIo, IBlockIo> wrap)

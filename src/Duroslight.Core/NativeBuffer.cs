@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.Runtime.InteropServices;
 
-namespace Duroslight.Storage.Devices;
+namespace Duroslight.Core;
 
 /// <summary>
 /// A 4 KiB-aligned block of native memory: never moved by the GC, so it can be handed to the kernel (io_uring,

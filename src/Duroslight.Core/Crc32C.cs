@@ -2,7 +2,7 @@ using System.Buffers.Binary;
 using System.IO.Hashing;
 using System.Numerics;
 
-namespace Duroslight.Protocol.Wire;
+namespace Duroslight.Core;
 
 /// <summary>
 /// CRC32C (Castagnoli) as NVMe/TCP header and data digests use it: seed ~0, final xor ~0, stored little-endian.

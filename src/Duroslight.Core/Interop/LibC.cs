@@ -1,21 +1,30 @@
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
-namespace Duroslight.Storage.Interop;
+namespace Duroslight.Core.Interop;
 
 /// <summary>
-/// Linux libc calls that .NET does not expose: hole punching, fdatasync, allocated-block counts
-/// and fsync of a directory. Errno values and flags are the Linux generic ones (x86-64 and arm64 agree).
+/// The Linux libc calls .NET does not expose, for every layer: files (hole punching, fdatasync, O_DIRECT,
+/// allocated-block counts, fsync of a directory) and the reactor's threads and sockets (eventfd, affinity, limits,
+/// socket options). Errno values and flags are the Linux generic ones (x86-64 and arm64 agree).
 /// </summary>
-internal static unsafe partial class LibC
+public static unsafe partial class LibC
 {
+    public const int EPERM = 1;
     public const int EINTR = 4;
     public const int EIO = 5;
     public const int EBADF = 9;
+    public const int EAGAIN = 11;
+    public const int ENOMEM = 12;
     public const int EINVAL = 22;
+    public const int ENFILE = 23;
+    public const int EMFILE = 24;
     public const int ENOSPC = 28;
+    public const int ENOSYS = 38;
     public const int EOPNOTSUPP = 95;
+    public const int ENOBUFS = 105;
     public const int EDQUOT = 122;
+    public const int ECANCELED = 125;
 
     public const int FALLOC_FL_KEEP_SIZE = 0x01;
     public const int FALLOC_FL_PUNCH_HOLE = 0x02;
