@@ -182,7 +182,7 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
     {
         if (batch is not null)
         {
-            Pack(batch);
+            Pack(batch, core.Devices.LogKey);
             batch.Write(core.DeviceOf(batch.Location));
         }
         else if (wantRoom)
@@ -247,7 +247,7 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
     }
 
     /// <summary>Outside the lock: the header and the data of every record of the batch, one CRC per extent.</summary>
-    private static void Pack(RecordBatch batch)
+    private static void Pack(RecordBatch batch, Guid key)
     {
         Span<byte> buffer = batch.Buffer.GetSpan();
         RecordFormat.Begin(buffer, batch.Kind, batch.Segment.Stamp);
@@ -269,7 +269,7 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
             RecordFormat.SetExtent(buffer, i, new Extent(record.Volume.Id, record.Lba, record.Count, record.Seq), crc);
         }
 
-        RecordFormat.Seal(buffer, batch.Records.Count, block);
+        RecordFormat.Seal(buffer, batch.Records.Count, block, key);
     }
 
     /// <summary>No free segment for the queue: the collector cleans (foreground), then the queue goes on, or fails as out of space.</summary>
