@@ -22,11 +22,18 @@ internal static class GftlBench
     public static async Task<int> RunAsync(string[] args)
     {
         bool throughputOnly = args.Contains("--throughput");
+        bool amplificationOnly = args.Contains("--wa");
         args = Array.FindAll(args, a => !a.StartsWith("--", StringComparison.Ordinal));
         string root = Path.Combine(args.Length > 0 ? args[0] : Path.GetTempPath(), $"duroslight-bench-{Environment.ProcessId}");
         Directory.CreateDirectory(root);
         try
         {
+            if (amplificationOnly)
+            {
+                await GcWriteAmplificationAsync(root);
+                return 0;
+            }
+
             await ThroughputAsync(root);
             await FragmentedReadAsync(root);
             if (!throughputOnly)

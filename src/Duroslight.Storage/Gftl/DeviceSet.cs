@@ -13,6 +13,7 @@ internal sealed class DeviceSet : IDisposable
     {
         Devices = devices;
         ClusterId = first.ClusterId;
+        LogKey = first.LogKey;
         SegmentBytes = first.SegmentBytes;
         SegmentsPerDevice = first.SegmentCount;
         MetadataOffset = first.MetadataOffset;
@@ -25,6 +26,9 @@ internal sealed class DeviceSet : IDisposable
 
     public GftlDevice[] Devices { get; }
     public Guid ClusterId { get; }
+
+    /// <summary>Keys every record header's CRC (see <see cref="Superblock.LogKey"/>).</summary>
+    public Guid LogKey { get; }
     public int SegmentBytes { get; }
     public int SegmentsPerDevice { get; }
 
@@ -100,9 +104,10 @@ internal sealed class DeviceSet : IDisposable
 
         long metadataOffset = GftlLayout.DataStart + ((long)segments * segmentBytes);
         var superblocks = new Superblock[devices.Length];
+        var logKey = Guid.NewGuid(); // random (a CSPRNG on Linux): a host cannot guess it
         foreach (GftlDevice device in devices)
         {
-            superblocks[device.Index] = new Superblock(clusterId, nodeIndex, device.Index, devices.Length, device.Bytes, segmentBytes, segments, metadataOffset, slotBytes);
+            superblocks[device.Index] = new Superblock(clusterId, nodeIndex, device.Index, devices.Length, device.Bytes, segmentBytes, segments, metadataOffset, slotBytes, logKey);
         }
 
         // Metadata generation 1 (no volumes) first, then the superblocks: a set with a superblock always has an
@@ -152,7 +157,8 @@ internal sealed class DeviceSet : IDisposable
         }
 
         if (found.SegmentBytes != reference.SegmentBytes || found.SegmentCount != reference.SegmentCount ||
-            found.MetadataOffset != reference.MetadataOffset || found.MetadataSlotBytes != reference.MetadataSlotBytes)
+            found.MetadataOffset != reference.MetadataOffset || found.MetadataSlotBytes != reference.MetadataSlotBytes ||
+            found.LogKey != reference.LogKey)
         {
             throw Refused(device, "its geometry differs from the other devices' (damaged superblock)");
         }

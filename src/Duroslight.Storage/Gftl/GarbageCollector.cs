@@ -174,7 +174,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
     /// </summary>
     private async ValueTask<bool> EraseAsync(Segment victim)
     {
-        RecordFormat.WriteHeader(_output.GetSpan(), RecordKind.Erased, _core.NextSeq(), [], []);
+        RecordFormat.WriteHeader(_output.GetSpan(), RecordKind.Erased, _core.NextSeq(), [], [], _core.Devices.LogKey);
         int written = await BlockIo.Current.WriteAsync(_core.Devices.Devices[victim.Device].Handle, _output.Memory[..RecordFormat.HeaderSize], GftlLayout.ByteOffsetOf(victim.LocationAt(0))).ConfigureAwait(false);
         return written == RecordFormat.HeaderSize;
     }
@@ -208,7 +208,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
         }
 
         _records.Clear();
-        RecordParser.Parse(_victim.GetSpan(), _records, out int unknownVersion);
+        RecordParser.Parse(_victim.GetSpan(), _core.Devices.LogKey, _records, out int unknownVersion);
         if (unknownVersion != 0)
         {
             // Records this build cannot read (the scan refuses them; a checkpoint start does not look): keep the segment.
@@ -271,7 +271,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
             return false;
         }
 
-        RecordFormat.WriteHeader(_output.GetSpan(), RecordKind.Trim, _open!.Stamp, CollectionsMarshal.AsSpan(_extents), []);
+        RecordFormat.WriteHeader(_output.GetSpan(), RecordKind.Trim, _open!.Stamp, CollectionsMarshal.AsSpan(_extents), [], _core.Devices.LogKey);
         _extents.Clear();
         return await WriteBatchAsync(RecordKind.Trim, 0).ConfigureAwait(false);
     }
@@ -330,7 +330,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
             taken++;
         }
 
-        RecordFormat.WriteHeader(output, RecordKind.Data, _open!.Stamp, CollectionsMarshal.AsSpan(_extents), output.Slice(RecordFormat.HeaderSize, taken * GftlLayout.BlockSize));
+        RecordFormat.WriteHeader(output, RecordKind.Data, _open!.Stamp, CollectionsMarshal.AsSpan(_extents), output.Slice(RecordFormat.HeaderSize, taken * GftlLayout.BlockSize), _core.Devices.LogKey);
         return taken;
     }
 

@@ -52,7 +52,7 @@ internal static class LogScanner
             records.Clear();
 
             // Stamps are sequence numbers too: new segments must be stamped above every stamp on disk.
-            maxSeq = Math.Max(maxSeq, RecordParser.Parse(buffer.GetSpan(), records, out int unknownVersion));
+            maxSeq = Math.Max(maxSeq, RecordParser.Parse(buffer.GetSpan(), core.Devices.LogKey, records, out int unknownVersion));
             if (unknownVersion != 0)
             {
                 throw new InvalidDataException(

@@ -7,7 +7,7 @@ internal readonly record struct ParsedExtent(Extent Extent, int Block);
 internal sealed record ParsedRecord(int Block, RecordKind Kind, long Stamp, ParsedExtent[] Extents, int DataBlocks);
 
 /// <summary>
-/// Finds the intact records of one segment. Every block is a candidate header, because records complete out of
+/// Finds the intact records of one segment (headers sealed with the set's log key). Every block is a candidate header, because records complete out of
 /// order (a later one may be on disk while an earlier one was torn by a crash). A candidate counts when its header
 /// checks out; then each of its extents counts if the CRC of that extent's data does (a torn group-committed record
 /// keeps the host writes that reached the disk, none of which was acknowledged), and the record's blocks are
@@ -21,10 +21,10 @@ internal static class RecordParser
     /// <paramref name="unknownVersion"/> is the version of the first intact header of a format this build cannot
     /// read (0 if none): the caller must not treat the segment as understood.
     /// </summary>
-    public static long Parse(ReadOnlySpan<byte> segment, List<ParsedRecord> found, out int unknownVersion)
+    public static long Parse(ReadOnlySpan<byte> segment, Guid key, List<ParsedRecord> found, out int unknownVersion)
     {
         int first = found.Count;
-        unknownVersion = ParseAll(segment, found);
+        unknownVersion = ParseAll(segment, key, found);
         long stamp = long.MinValue;
         for (int i = first; i < found.Count; i++)
         {
@@ -42,7 +42,7 @@ internal static class RecordParser
         return stamp;
     }
 
-    private static int ParseAll(ReadOnlySpan<byte> segment, List<ParsedRecord> found)
+    private static int ParseAll(ReadOnlySpan<byte> segment, Guid key, List<ParsedRecord> found)
     {
         int blocks = segment.Length / GftlLayout.BlockSize;
         int block = 0;
@@ -50,7 +50,7 @@ internal static class RecordParser
         while (block < blocks)
         {
             ReadOnlySpan<byte> header = segment.Slice(block * GftlLayout.BlockSize, GftlLayout.BlockSize);
-            HeaderCheck check = RecordFormat.Check(header, out RecordHeader fields);
+            HeaderCheck check = RecordFormat.Check(header, key, out RecordHeader fields);
             if (check == HeaderCheck.UnknownVersion && unknownVersion == 0)
             {
                 unknownVersion = fields.Version;
@@ -95,11 +95,6 @@ internal static class RecordParser
             return null;
         }
 
-        if (fields.Version == 1 && Crc32C.Compute(segment.Slice((block + 1) * GftlLayout.BlockSize, fields.DataBlocks * GftlLayout.BlockSize)) != fields.DataCrc)
-        {
-            return null; // version 1: one CRC over all the data, all or nothing
-        }
-
         var extents = new List<ParsedExtent>(fields.ExtentCount);
         int dataBlock = block + 1;
         for (int i = 0; i < fields.ExtentCount; i++)
@@ -112,7 +107,7 @@ internal static class RecordParser
             }
 
             ReadOnlySpan<byte> data = segment.Slice(dataBlock * GftlLayout.BlockSize, extent.Count * GftlLayout.BlockSize);
-            if (fields.Version == 1 || Crc32C.Compute(data) == crc)
+            if (Crc32C.Compute(data) == crc)
             {
                 extents.Add(new ParsedExtent(extent, dataBlock));
             }

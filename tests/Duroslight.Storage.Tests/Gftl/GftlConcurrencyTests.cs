@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using Duroslight.Storage.Gftl;
 using Duroslight.Storage.Tests.Volumes;
 using Duroslight.Storage.Volumes;
+using Duroslight.Tests.Shared;
 
 namespace Duroslight.Storage.Tests.Gftl;
 
@@ -20,7 +21,7 @@ public sealed class GftlConcurrencyTests : IDisposable
     {
         using var store = new GftlStore(_scratch.Options(deviceBytes: 12 * GftlScratch.MiB, shards: 4, segmentBytes: 256 * 1024, backgroundGc: true));
         IBlockVolume volume = store.Open(store.Create("v", Blocks * Block).Id);
-        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(4));
+        using var stop = new CancellationTokenSource();
         Task collector = Task.Run(async () =>
         {
             while (!stop.IsCancellationRequested)
@@ -35,6 +36,10 @@ public sealed class GftlConcurrencyTests : IDisposable
             workers[w] = Task.Run(() => OwnRegionAsync(volume, region, stop.Token));
         }
 
+        // At least 4 s of load, and on a loaded machine until the collector has moved something.
+        await Task.Delay(TimeSpan.FromSeconds(4));
+        await Eventually.Until(() => store.GcSegmentsCleaned > 0 || Array.Exists(workers, w => w.IsCompleted), "a segment cleaned under load", TimeSpan.FromSeconds(120));
+        await stop.CancelAsync();
         await Task.WhenAll(workers);
         await collector;
         Assert.True(store.GcSegmentsCleaned > 0);

@@ -168,7 +168,7 @@ public sealed class GftlDeviceMetadataTests : IDisposable
 
         PatchInt32(_scratch.DevicePath(1), 8, 1);
         var superblockVersion = Assert.Throws<VolumeStoreException>(() => new GftlStore(options));
-        Assert.Contains("format version 1, this build reads only version 2", superblockVersion.Message);
+        Assert.Contains("format version 1, this build reads only version 3", superblockVersion.Message);
         Assert.Contains("no in-place upgrade", superblockVersion.Message);
 
         using var other = new GftlScratch();

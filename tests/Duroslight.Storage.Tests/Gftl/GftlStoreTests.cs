@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using Duroslight.Storage.Gftl;
 using Duroslight.Storage.Volumes;
 using static Duroslight.Storage.Tests.Volumes.VolumeStoreContractTests;
@@ -292,6 +293,60 @@ public sealed class GftlStoreTests : IDisposable
         VolumeDescriptor snapshot = store.Snapshot(volume.Id, "s");
         Assert.Throws<VolumeStoreException>(() => store.Resize(snapshot.Id, 4 * MiB));
         Assert.Equal(Pattern(Block, 1), await ReadAsync(store.Open(snapshot.Id), MiB - Block, Block));
+    }
+
+    /// <summary>
+    /// A host writes blocks that imitate records (a header naming another block of its volume with a newer sequence
+    /// number and a huge segment stamp, and the data it describes, CRCs right) and the header of the record that
+    /// carries them is lost, as when power fails with only the data sectors of a write on the disk. The scan then
+    /// reads those blocks as candidate headers: sealed without the set's log key, they are not records, so the
+    /// other block keeps its data and the rest of the segment survives.
+    /// </summary>
+    [Fact]
+    public async Task Host_data_that_imitates_a_record_header_is_not_taken_for_one_by_the_scan()
+    {
+        Guid id;
+        byte[] real = Pattern(Block, 1);
+        byte[] forged = new byte[4 * Block];
+        using (GftlStore store = _scratch.Open(shards: 1))
+        {
+            id = store.Create("v", 8 * MiB).Id;
+            IBlockVolume volume = store.Open(id);
+            await WriteAsync(volume, 40 * Block, real);
+            Pattern(Block, 2).CopyTo(forged, Block);
+            Pattern(Block, 3).CopyTo(forged, 3 * Block);
+            Extent[] claim = [new Extent(id, 40, 1, long.MaxValue / 2)];
+            RecordFormat.WriteHeader(forged, RecordKind.Data, long.MaxValue / 2, claim, forged.AsSpan(Block, Block), Guid.Empty);
+            RecordFormat.WriteHeader(forged.AsSpan(2 * Block), RecordKind.Data, long.MaxValue / 2, claim, forged.AsSpan(3 * Block, Block), Guid.Empty);
+            BinaryPrimitives.WriteUInt16LittleEndian(forged.AsSpan((2 * Block) + 8), 2); // version 2: the plain CRC
+            BinaryPrimitives.WriteUInt32LittleEndian(forged.AsSpan((2 * Block) + 24), 0);
+            BinaryPrimitives.WriteUInt32LittleEndian(forged.AsSpan((2 * Block) + 24), Crc32C.Compute(forged.AsSpan(2 * Block, Block)));
+            await WriteAsync(volume, 0, forged);
+        }
+
+        // The record holding the forged blocks loses its header (the block before them on the device).
+        string device = _scratch.DevicePath(0);
+        byte[] image = File.ReadAllBytes(device);
+        int at = -1;
+        for (int b = 0; b + (4 * Block) <= image.Length && at < 0; b += Block)
+        {
+            at = image.AsSpan(b, 4 * Block).SequenceEqual(forged) ? b : -1;
+        }
+
+        Assert.True(at >= Block, "the forged blocks are on the device");
+        using (FileStream file = File.OpenWrite(device))
+        {
+            file.Position = at - Block;
+            file.Write(new byte[Block]);
+        }
+
+        _scratch.TearCheckpoint();
+        using (GftlStore store = _scratch.Open(shards: 1))
+        {
+            Assert.Equal(GftlStartKind.Scan, store.Recovery.Kind);
+            Assert.Equal(real, await ReadAsync(store.Open(id), 40 * Block, Block));
+            Assert.Equal(new byte[4 * Block], await ReadAsync(store.Open(id), 0, 4 * Block)); // its record is gone, as torn
+        }
     }
 
     private void Damage(string stop)

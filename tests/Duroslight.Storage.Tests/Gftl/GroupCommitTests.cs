@@ -26,12 +26,12 @@ public sealed class GroupCommitTests : HeldIoTests
 
         ValueTask<StorageResult> first = Write(volume, model, 0, 1, 1);
         ValueTask<StorageResult> second = Write(volume, model, 40, 2, 2);
-        Assert.Equal(Partition.MaxWritesInFlight, io.Held); // a lone write never waits for company
+        Assert.Equal(Partition.EagerWrites, io.Held); // a lone write never waits for company
         var queued = new List<ValueTask<StorageResult>>();
         int[] lbas = [0, 3, 40, 64, 100, 200, 1, 0, 33, 250];
         for (int i = 0; i < lbas.Length; i++)
         {
-            queued.Add(Write(volume, model, lbas[i], 1 + (i % 3), 10 + i));
+            queued.Add(Write(volume, model, lbas[i], 1 + (i % 2), 10 + i)); // 15 blocks in all: less than a group
         }
 
         Assert.Equal(2, io.Held);
@@ -44,7 +44,7 @@ public sealed class GroupCommitTests : HeldIoTests
         Assert.DoesNotContain(queued, q => q.IsCompleted);
         io.ReleaseOne();
         Assert.All(queued, q => Assert.Equal(StorageResult.Ok, Done(q)));
-        int queuedBlocks = lbas.Select((_, i) => 1 + (i % 3)).Sum();
+        int queuedBlocks = lbas.Select((_, i) => 1 + (i % 2)).Sum();
         Assert.Equal([2 * Block, 3 * Block, (1 + queuedBlocks) * Block], io.WriteSizes);
 
         AssertReads(volume, model);
@@ -55,6 +55,48 @@ public sealed class GroupCommitTests : HeldIoTests
         using var scanned = new GftlStore(Scratch.Options(shards: 1));
         Assert.Equal(GftlStartKind.Scan, scanned.Recovery.Kind);
         AssertReads(scanned.Open(scanned.List()[0].Id), model);
+    }
+
+    [Fact]
+    public void Past_the_eager_slots_a_record_goes_out_once_it_carries_a_group_and_up_to_the_limit()
+    {
+        var store = new GftlStore(Scratch.Options(shards: 1));
+        IBlockVolume volume = store.Open(store.Create("v", 4 * GftlScratch.MiB).Id);
+        HeldBlockIo io = Install();
+        io.RecordSizes = true;
+        var model = new byte[4 << 20];
+        var writes = new List<ValueTask<StorageResult>>();
+        for (int i = 0; i < Partition.EagerWrites; i++)
+        {
+            writes.Add(Write(volume, model, i, 1, 1 + i));
+        }
+
+        // Small writes wait for company until a group's worth has queued, which then goes out as one record.
+        for (int i = 0; i < Partition.GroupBlocks - 1; i++)
+        {
+            writes.Add(Write(volume, model, 100 + i, 1, 10 + i));
+        }
+
+        Assert.Equal(Partition.EagerWrites, io.Held);
+        writes.Add(Write(volume, model, 200, 1, 50));
+        Assert.Equal(Partition.EagerWrites + 1, io.Held);
+
+        // Large writes stream: each goes out at once while a slot of the limit is free, then they queue.
+        int large = Partition.MaxWritesInFlight - io.Held;
+        for (int i = 0; i < large + 2; i++)
+        {
+            writes.Add(Write(volume, model, 256 + (i * 32), 32, 60 + i));
+        }
+
+        Assert.Equal(Partition.MaxWritesInFlight, io.Held);
+        io.ReleaseAll();
+        Assert.All(writes, w => Assert.Equal(StorageResult.Ok, Done(w)));
+        Assert.Equal((1 + Partition.GroupBlocks) * Block, io.WriteSizes[Partition.EagerWrites]);
+        Assert.Equal((1 + 64) * Block, io.WriteSizes[^1]); // the two that queued behind the limit, as one record
+        AssertReads(volume, model);
+        io.ReleaseAll();
+        BlockIo.InstallForCurrentThread(null); // the graceful stop writes metadata synchronously
+        store.Dispose();
     }
 
     /// <summary>

@@ -7,15 +7,17 @@ using Duroslight.Core;
 namespace Duroslight.Storage.Tests.Gftl;
 
 /// <summary>
-/// Properties of the on-disk record codec (version 2): what is written parses back exactly; a flipped bit anywhere
+/// Properties of the on-disk record codec (version 3): what is written parses back exactly; a flipped bit anywhere
 /// loses the header (then nothing) or exactly the extent whose data it hit; a record torn at any 512-byte boundary
-/// keeps only extents whose data is whole; an intact header of another version is reported, never skipped.
+/// keeps only extents whose data is whole; an intact header of another version is reported, never skipped; a
+/// header sealed without the set's log key (forged by a host) is no record at all, whatever its version.
 /// </summary>
 public sealed class RecordFormatTests
 {
     private const int Block = 4096;
     private const int SegmentBlocks = 64;
     private static readonly Config Quick = Config.QuickThrowOnFailure.WithMaxTest(300);
+    private static readonly Guid Key = Guid.NewGuid();
 
     private static Gen<Extent[]> Extents =>
         from count in Gen.Choose(1, 12)
@@ -101,40 +103,54 @@ public sealed class RecordFormatTests
     public void An_intact_header_of_an_unknown_version_is_reported()
     {
         byte[] segment = Segment([new Extent(Guid.NewGuid(), 8, 2, 9)], 1, out _);
-        BinaryPrimitives.WriteUInt16LittleEndian(segment.AsSpan(8), 3);
-        BinaryPrimitives.WriteUInt32LittleEndian(segment.AsSpan(24), 0);
-        BinaryPrimitives.WriteUInt32LittleEndian(segment.AsSpan(24), Crc32C.Compute(segment.AsSpan(0, Block)));
+        BinaryPrimitives.WriteUInt16LittleEndian(segment.AsSpan(8), 4);
+        Reseal(segment, Key);
         Assert.Empty(Parse(segment, out int unknown));
-        Assert.Equal(3, unknown);
+        Assert.Equal(4, unknown);
     }
 
+    /// <summary>
+    /// What a host could write into its data: a well-formed header (any version, even the unkeyed CRC of version 2)
+    /// with data whose CRCs match, sealed with any key but the set's. The scan sees nothing there, and an "unknown
+    /// version" forged this way cannot make it refuse the device either.
+    /// </summary>
     [Fact]
-    public void Version_1_records_are_still_read_all_or_nothing()
+    public void A_header_sealed_without_the_set_key_is_not_a_record()
     {
-        Extent[] extents = [new Extent(Guid.NewGuid(), 8, 2, 9), new Extent(Guid.NewGuid(), 100, 1, 10)];
-        byte[] segment = Segment(extents, 2, out _);
+        Gen<(Extent[], int, Guid, int)> cases =
+            from extents in Extents
+            from seed in Gen.Choose(0, 1000)
+            from guess in Gen.Elements(Guid.Empty, Guid.NewGuid(), Guid.NewGuid())
+            from version in Gen.Elements(2, 3, 4, 99)
+            select (extents, seed, guess, version);
+        Check.One(Quick, Prop.ForAll(Arb.From(cases), c =>
+        {
+            (Extent[] extents, int seed, Guid guess, int version) = c;
+            byte[] segment = Segment(extents, seed, out _, guess);
+            BinaryPrimitives.WriteUInt16LittleEndian(segment.AsSpan(8), (ushort)version);
+            if (version == 2)
+            {
+                // Version 2's CRC was the plain CRC32C of the header.
+                BinaryPrimitives.WriteUInt32LittleEndian(segment.AsSpan(24), 0);
+                BinaryPrimitives.WriteUInt32LittleEndian(segment.AsSpan(24), Crc32C.Compute(segment.AsSpan(0, Block)));
+            }
+            else
+            {
+                Reseal(segment, guess);
+            }
 
-        // Version 1: no CRC per extent (those bytes were padding), one CRC over all the data.
-        BinaryPrimitives.WriteUInt16LittleEndian(segment.AsSpan(8), 1);
-        BinaryPrimitives.WriteUInt32LittleEndian(segment.AsSpan(40 + 28), 0);
-        BinaryPrimitives.WriteUInt32LittleEndian(segment.AsSpan(80 + 28), 0);
-        BinaryPrimitives.WriteUInt32LittleEndian(segment.AsSpan(20), Crc32C.Compute(segment.AsSpan(Block, 3 * Block)));
-        BinaryPrimitives.WriteUInt32LittleEndian(segment.AsSpan(24), 0);
-        BinaryPrimitives.WriteUInt32LittleEndian(segment.AsSpan(24), Crc32C.Compute(segment.AsSpan(0, Block)));
-        AssertExtents(extents, Assert.Single(Parse(segment, out int unknown)), _ => true);
-        Assert.Equal(0, unknown);
-
-        segment[(3 * Block) + 5] ^= 1; // the second extent's data: the whole record goes
-        Assert.Empty(Parse(segment, out _));
+            Assert.Empty(Parse(segment, out int unknown));
+            Assert.Equal(0, unknown);
+        }));
     }
 
     /// <summary>A segment holding one data record of <paramref name="extents"/> at block 0 (random data, random rest).</summary>
-    private static byte[] Segment(Extent[] extents, int seed, out int recordBytes)
+    private static byte[] Segment(Extent[] extents, int seed, out int recordBytes, Guid? key = null)
     {
         var segment = new byte[SegmentBlocks * Block];
         int dataBlocks = extents.Sum(e => e.Count);
         new Random(seed).NextBytes(segment.AsSpan(Block, dataBlocks * Block));
-        RecordFormat.WriteHeader(segment, RecordKind.Data, 5, extents, segment.AsSpan(Block, dataBlocks * Block));
+        RecordFormat.WriteHeader(segment, RecordKind.Data, 5, extents, segment.AsSpan(Block, dataBlocks * Block), key ?? Key);
         recordBytes = (1 + dataBlocks) * Block;
         return segment;
     }
@@ -142,8 +158,17 @@ public sealed class RecordFormatTests
     private static List<ParsedRecord> Parse(byte[] segment, out int unknownVersion)
     {
         var found = new List<ParsedRecord>();
-        RecordParser.Parse(segment, found, out unknownVersion);
+        RecordParser.Parse(segment, Key, found, out unknownVersion);
         return found;
+    }
+
+    /// <summary>The header's CRC again after an edit, keyed as the format says: the key in the last 16 bytes, zeros on disk.</summary>
+    private static void Reseal(byte[] segment, Guid key)
+    {
+        byte[] header = segment[..Block];
+        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(24), 0);
+        key.TryWriteBytes(header.AsSpan(Block - 16));
+        BinaryPrimitives.WriteUInt32LittleEndian(segment.AsSpan(24), Crc32C.Compute(header));
     }
 
     /// <summary>The record holds exactly the extents whose block range <paramref name="kept"/> accepts, at their blocks.</summary>
