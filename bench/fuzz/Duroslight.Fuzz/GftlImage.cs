@@ -14,7 +14,7 @@ namespace Duroslight.Fuzz;
 /// Everything on the devices is checksummed, so random bytes would only ever test the checksums. The input's first
 /// byte therefore says which checksums the harness recomputes after patching, so the parsers behind them are reached
 /// as a device (or a host's data that looks like a header) could present them:
-/// bit 0 record headers (every block starting with the record magic), bit 1 also each extent's data CRC,
+/// bit 0 record headers (every block starting with the record magic, keyed with the set's log key as the store does), bit 1 also each extent's data CRC,
 /// bit 2 the metadata slot headers (catalog and checkpoint CRCs, then the header's), bit 3 the superblocks,
 /// bit 4 tear the checkpoint instead (the start scans the log rather than loading it).
 /// The rest is patches of [region (1 byte), offset in region (2 bytes LE), length (1 byte), bytes]; regions are the
@@ -70,13 +70,20 @@ public static class GftlImage
     {
         foreach (byte[] device in devices)
         {
+            // The header CRC is keyed with the set's log key (superblock bytes 72..88): the key sits in the header's
+            // last 16 bytes (zeros on disk) while the CRC is computed with its own field zeroed.
+            ReadOnlySpan<byte> key = device.AsSpan(72, 16);
+            byte[] copy = new byte[Block];
             for (long at = MiB; at + Block <= device.Length; at += Block)
             {
                 Span<byte> header = device.AsSpan((int)at, Block);
                 if (BinaryPrimitives.ReadUInt64LittleEndian(header) != RecordMagic) continue;
                 if (extents) ResealExtents(device, at, segmentBytes);
-                BinaryPrimitives.WriteUInt32LittleEndian(header[24..], 0);
-                BinaryPrimitives.WriteUInt32LittleEndian(header[24..], Crc32C.Compute(header));
+                header[(Block - 16)..].Clear();
+                header.CopyTo(copy);
+                BinaryPrimitives.WriteUInt32LittleEndian(copy.AsSpan(24), 0);
+                key.CopyTo(copy.AsSpan(Block - 16));
+                BinaryPrimitives.WriteUInt32LittleEndian(header[24..], Crc32C.Compute(copy));
             }
         }
     }
@@ -121,7 +128,7 @@ public static class GftlImage
     {
         foreach (byte[] device in devices)
         {
-            BinaryPrimitives.WriteUInt32LittleEndian(device.AsSpan(72), Crc32C.Compute(device.AsSpan(0, 72)));
+            BinaryPrimitives.WriteUInt32LittleEndian(device.AsSpan(88), Crc32C.Compute(device.AsSpan(0, 88)));
         }
     }
 

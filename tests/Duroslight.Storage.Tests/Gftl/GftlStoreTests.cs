@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Duroslight.Core;
 using Duroslight.Storage.Gftl;
 using Duroslight.Storage.Volumes;
 using static Duroslight.Storage.Tests.Volumes.VolumeStoreContractTests;
