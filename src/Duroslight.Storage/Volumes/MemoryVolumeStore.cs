@@ -78,6 +78,17 @@ public sealed class MemoryVolumeStore : IVolumeStore
         }
     }
 
+    public VolumeDescriptor SetHosts(Guid id, IReadOnlyList<string>? hosts)
+    {
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            int index = VolumeRequests.IndexOfExisting(_volumes, id);
+            _volumes[index] = _volumes[index] with { Hosts = VolumeRequests.NormalizeHosts(hosts) };
+            return _volumes[index];
+        }
+    }
+
     public IBlockVolume Open(Guid id)
     {
         lock (_gate)

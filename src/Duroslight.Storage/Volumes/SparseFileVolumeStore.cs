@@ -145,6 +145,28 @@ public sealed class SparseFileVolumeStore : IVolumeStore
         }
     }
 
+    public VolumeDescriptor SetHosts(Guid id, IReadOnlyList<string>? hosts)
+    {
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            int index = VolumeRequests.IndexOfExisting(_volumes, id);
+            VolumeDescriptor previous = _volumes[index];
+            _volumes[index] = previous with { Hosts = VolumeRequests.NormalizeHosts(hosts) };
+            try
+            {
+                VolumeCatalog.Save(_catalogPath, _volumes);
+            }
+            catch
+            {
+                _volumes[index] = previous;
+                throw;
+            }
+
+            return _volumes[index];
+        }
+    }
+
     public IBlockVolume Open(Guid id)
     {
         lock (_gate)

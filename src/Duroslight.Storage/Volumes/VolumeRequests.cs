@@ -51,6 +51,31 @@ internal static class VolumeRequests
         return current with { SizeBytes = newSizeBytes };
     }
 
+    /// <summary>
+    /// A host list as stores keep it: null stays null (any host), otherwise sorted, distinct and free of empty names,
+    /// so equal lists persist alike.
+    /// </summary>
+    public static string[]? NormalizeHosts(IReadOnlyList<string>? hosts)
+    {
+        if (hosts is null)
+        {
+            return null;
+        }
+
+        var set = new SortedSet<string>(StringComparer.Ordinal);
+        foreach (string host in hosts)
+        {
+            if (string.IsNullOrWhiteSpace(host) || host.Length > 223)
+            {
+                throw new VolumeStoreException($"'{host}' is not a host NQN (1..223 characters).");
+            }
+
+            set.Add(host);
+        }
+
+        return [.. set];
+    }
+
     /// <summary>The index of the volume, or throws the "no such volume" refusal.</summary>
     public static int IndexOfExisting(List<VolumeDescriptor> volumes, Guid id)
     {
