@@ -149,19 +149,19 @@ public sealed class GftlStore : IVolumeStore
         }
     }
 
-    public VolumeDescriptor Create(string name, long sizeBytes, Guid? id = null)
+    public VolumeDescriptor Create(string name, long sizeBytes, Guid? id = null, IReadOnlyList<string>? hosts = null)
     {
         lock (_gate)
         {
             ThrowIfDisposed();
-            VolumeDescriptor descriptor = VolumeRequests.ValidateCreate([.. List()], name, sizeBytes, id, GftlLayout.BlockSize);
+            VolumeDescriptor descriptor = VolumeRequests.ValidateCreate([.. List()], name, sizeBytes, id, GftlLayout.BlockSize, hosts);
             if (_core.Find(descriptor.Id) is not null)
             {
                 throw new VolumeStoreException($"Id {descriptor.Id} belongs to a deleted volume that snapshots or clones still read from.");
             }
 
             long seq = _core.NextSeq();
-            var entry = new GftlCatalog.Entry(descriptor.Id, name, sizeBytes, false, null, 0, seq, false);
+            var entry = new GftlCatalog.Entry(descriptor.Id, name, sizeBytes, false, null, 0, seq, false) { Hosts = descriptor.Hosts };
             Publish([.. _core.Volumes, new GftlVolume(_core, entry, null)]);
             return descriptor;
         }

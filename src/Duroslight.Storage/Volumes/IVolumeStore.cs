@@ -30,7 +30,8 @@ public interface IVolumeStore : IDisposable
 {
     IReadOnlyList<VolumeDescriptor> List();
 
-    VolumeDescriptor Create(string name, long sizeBytes, Guid? id = null);
+    /// <param name="hosts">The host access list it starts with (null: any host), in the same catalog write.</param>
+    VolumeDescriptor Create(string name, long sizeBytes, Guid? id = null, IReadOnlyList<string>? hosts = null);
 
     void Delete(Guid id);
 

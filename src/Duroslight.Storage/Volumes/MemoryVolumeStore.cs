@@ -42,12 +42,12 @@ public sealed class MemoryVolumeStore : IVolumeStore
         }
     }
 
-    public VolumeDescriptor Create(string name, long sizeBytes, Guid? id = null)
+    public VolumeDescriptor Create(string name, long sizeBytes, Guid? id = null, IReadOnlyList<string>? hosts = null)
     {
         lock (_gate)
         {
             ThrowIfDisposed();
-            VolumeDescriptor descriptor = VolumeRequests.ValidateCreate(_volumes, name, sizeBytes, id, BlockSize);
+            VolumeDescriptor descriptor = VolumeRequests.ValidateCreate(_volumes, name, sizeBytes, id, BlockSize, hosts);
             _instances.Add(descriptor.Id, new MemoryVolume(descriptor, _budget));
             _volumes.Add(descriptor);
             return descriptor;

@@ -59,12 +59,12 @@ public sealed class SparseFileVolumeStore : IVolumeStore
     }
 
     /// <summary>Creates the file first, then records it: a crash in between leaves only an orphan file.</summary>
-    public VolumeDescriptor Create(string name, long sizeBytes, Guid? id = null)
+    public VolumeDescriptor Create(string name, long sizeBytes, Guid? id = null, IReadOnlyList<string>? hosts = null)
     {
         lock (_gate)
         {
             ThrowIfDisposed();
-            VolumeDescriptor descriptor = VolumeRequests.ValidateCreate(_volumes, name, sizeBytes, id, BlockSize);
+            VolumeDescriptor descriptor = VolumeRequests.ValidateCreate(_volumes, name, sizeBytes, id, BlockSize, hosts);
             string path = VolumePath(descriptor.Id);
             SparseFileVolume volume = SparseFileVolume.Create(path, descriptor, _directIo);
             try

@@ -15,7 +15,7 @@ internal static class VolumeRequests
     }
 
     /// <summary>The descriptor a valid create request yields; throws <see cref="VolumeStoreException"/> otherwise.</summary>
-    public static VolumeDescriptor ValidateCreate(List<VolumeDescriptor> volumes, string name, long sizeBytes, Guid? id, int blockSize)
+    public static VolumeDescriptor ValidateCreate(List<VolumeDescriptor> volumes, string name, long sizeBytes, Guid? id, int blockSize, IReadOnlyList<string>? hosts)
     {
         if (string.IsNullOrWhiteSpace(name))
         {
@@ -35,7 +35,7 @@ internal static class VolumeRequests
             throw new VolumeStoreException($"A volume with id {volumeId} already exists.");
         }
 
-        return new VolumeDescriptor(volumeId, name, sizeBytes, blockSize);
+        return new VolumeDescriptor(volumeId, name, sizeBytes, blockSize) { Hosts = NormalizeHosts(hosts) };
     }
 
     /// <summary>The grown descriptor; refuses shrinking and unaligned sizes.</summary>

@@ -43,7 +43,9 @@ public abstract class VolumeStoreContractTests : IDisposable
     public void Host_lists_are_kept_sorted_and_distinct_and_persist_with_the_volume()
     {
         VolumeDescriptor open = Store.Create("open", MiB);
-        VolumeDescriptor masked = Store.Create("masked", MiB);
+        VolumeDescriptor masked = Store.Create("masked", MiB, hosts: ["nqn.h:b"]);
+        VolumeDescriptor nobody = Store.Create("nobody", MiB, hosts: []);
+        Assert.Equal(["nqn.h:b"], masked.Hosts!);
 
         VolumeDescriptor set = Store.SetHosts(masked.Id, ["nqn.h:b", "nqn.h:a", "nqn.h:b"]);
         Assert.Equal(["nqn.h:a", "nqn.h:b"], set.Hosts!);
@@ -56,6 +58,7 @@ public abstract class VolumeStoreContractTests : IDisposable
         ReopenStore();
         Assert.Equal(["nqn.h:a", "nqn.h:b"], Store.List().Single(d => d.Id == masked.Id).Hosts!);
         Assert.Null(Store.List().Single(d => d.Id == open.Id).Hosts);
+        Assert.Empty(Store.List().Single(d => d.Id == nobody.Id).Hosts!);
         Store.SetHosts(masked.Id, null); // back to any host
         ReopenStore();
         Assert.Null(Store.List().Single(d => d.Id == masked.Id).Hosts);
