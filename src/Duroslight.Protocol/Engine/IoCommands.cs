@@ -41,8 +41,8 @@ internal sealed class IoCommands(Target target, TargetConnection queue)
     /// </summary>
     private NvmeStatus Admit(in SubmissionEntry cmd, Controller ctrl, out NamespaceInfo? ns)
     {
-        _ = ctrl; // the hooks above read the controller's state
-        ns = target.GetNamespace(cmd.Nsid);
+        // Masking: a namespace this host may not see is inactive to it, exactly as an unused NSID.
+        ns = target.GetNamespace(cmd.Nsid, ctrl.HostNqn);
         return ns is null ? NvmeStatus.InvalidNamespaceOrFormat : NvmeStatus.Success;
     }
 

@@ -148,6 +148,7 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, StorageExecut
         lock (_gate)
         {
             var d = Store(() => store.SetHosts(Resolve(key).Id, hosts));
+            if (NamespaceOf(d.Id) is { } ns) target.SetNamespaceHosts(ns.Nsid, Access(d.Hosts));
             logger.LogInformation("hosts of volume {Name}: {Hosts}", d.Name, d.Hosts is null ? "any" : string.Join(",", d.Hosts));
             return View(d);
         }
@@ -218,11 +219,15 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, StorageExecut
         target.AddNamespace(new NamespaceInfo(nsid, d.Id, d.SizeBytes / d.BlockSize, d.BlockSize)
         {
             AllocatedBlocks = () => volume.AllocatedBytes / volume.BlockSize,
+            Hosts = Access(d.Hosts),
         });
         _open[d.Id] = volume;
         Metrics.ResetVolumeSlot((int)nsid - 1);
         logger.LogInformation("namespace {Nsid} = volume {Name} {Id}", nsid, d.Name, d.Id);
     }
+
+    /// <summary>A volume's host list as the target enforces it (null: any host the subsystem admits).</summary>
+    private static HostAccess Access(string[]? hosts) => hosts is null ? HostAccess.AllowAny : HostAccess.Only(hosts);
 
     /// <summary>Hands the current volume set to the executor and the metric slots to IoMetrics.</summary>
     private void Publish()
