@@ -29,4 +29,14 @@ public sealed class NamespaceInfo(uint nsid, Guid volumeId, long blockCount, int
     public bool IsVisibleTo(string hostNqn) => _hosts.Allows(hostNqn);
 
     internal void SetHosts(HostAccess hosts) => _hosts = hosts;
+
+    private volatile Reservations.ReservationState _reservation = Reservations.ReservationState.Empty;
+
+    /// <summary>
+    /// The namespace's reservation state (NVMe Base 2.0, 8.19), replaced whole by <see cref="Target.Reserve"/>; the I/O
+    /// path reads it without a lock.
+    /// </summary>
+    public Reservations.ReservationState Reservation { get => _reservation; init => _reservation = value; }
+
+    internal void SetReservation(Reservations.ReservationState state) => _reservation = state;
 }

@@ -137,6 +137,20 @@ public sealed class Target
     }
 
     /// <summary>
+    /// Runs one reservation command on a namespace's state, serialised with every other change; a changed state is
+    /// published to the I/O path at once.
+    /// </summary>
+    internal Reservations.ReservationOutcome Reserve(NamespaceInfo ns, Func<Reservations.ReservationState, Reservations.ReservationOutcome> command)
+    {
+        lock (_lock)
+        {
+            var outcome = command(ns.Reservation);
+            if (!ReferenceEquals(outcome.State, ns.Reservation)) ns.SetReservation(outcome.State);
+            return outcome;
+        }
+    }
+
+    /// <summary>
     /// Replaces a namespace's host list (namespace masking). Exactly the I/O controllers whose view changed (hosts
     /// added or removed) get it in their Changed Namespace List and the namespace-attribute-changed AEN; discovery
     /// controllers of hosts that now see something in the subsystem where they saw nothing, or the reverse, get the
