@@ -95,15 +95,15 @@ internal sealed class AdminCommands(Target target)
                 IdentifyPages.Controller(page, IdentityOf(ctrl));
                 return NvmeStatus.Success;
             case IdentifyCns.Namespace:
-                return IdentifyNamespace(page, cmd.Nsid, static (p, ns) => IdentifyPages.Namespace(p, ns), inactiveIsZero: true);
+                return IdentifyNamespace(page, cmd.Nsid, ctrl, static (p, ns) => IdentifyPages.Namespace(p, ns), inactiveIsZero: true);
             case IdentifyCns.NamespaceDescriptorList:
-                return IdentifyNamespace(page, cmd.Nsid, static (p, ns) => IdentifyPages.NamespaceDescriptors(p, ns), inactiveIsZero: false);
+                return IdentifyNamespace(page, cmd.Nsid, ctrl, static (p, ns) => IdentifyPages.NamespaceDescriptors(p, ns), inactiveIsZero: false);
             case IdentifyCns.IoCommandSetNamespace when csi == 0:
                 // The NVM command set's I/O-specific namespace structure: no fields apply (no PI, no extended LBA formats).
-                return IdentifyNamespace(page, cmd.Nsid, static (p, _) => IdentifyPages.NvmCommandSetNamespace(p), inactiveIsZero: false);
+                return IdentifyNamespace(page, cmd.Nsid, ctrl, static (p, _) => IdentifyPages.NvmCommandSetNamespace(p), inactiveIsZero: false);
             case IdentifyCns.ActiveNamespaceList:
             case IdentifyCns.IoCommandSetActiveNamespaceList when csi == 0:
-                return ActiveNamespaces(page, cmd.Nsid);
+                return ActiveNamespaces(page, cmd.Nsid, ctrl);
             case IdentifyCns.IoCommandSetController when csi == 0:
                 IdentifyPages.NvmCommandSetController(page);
                 return NvmeStatus.Success;
@@ -114,10 +114,11 @@ internal sealed class AdminCommands(Target target)
 
     private delegate void NamespaceWriter(Span<byte> page, NamespaceInfo ns);
 
-    private NvmeStatus IdentifyNamespace(Span<byte> page, uint nsid, NamespaceWriter write, bool inactiveIsZero)
+    /// <summary>A namespace masked from the controller's host answers as an inactive NSID.</summary>
+    private NvmeStatus IdentifyNamespace(Span<byte> page, uint nsid, Controller ctrl, NamespaceWriter write, bool inactiveIsZero)
     {
         if (nsid == 0 || (nsid > Target.MaxNamespaces && nsid != uint.MaxValue)) return NvmeStatus.InvalidNamespaceOrFormat;
-        var ns = target.GetNamespace(nsid);
+        var ns = target.GetNamespace(nsid, ctrl.HostNqn);
         if (ns is not null)
         {
             write(page, ns);
@@ -127,14 +128,17 @@ internal sealed class AdminCommands(Target target)
         return inactiveIsZero && nsid != uint.MaxValue ? NvmeStatus.Success : NvmeStatus.InvalidNamespaceOrFormat;
     }
 
-    private NvmeStatus ActiveNamespaces(Span<byte> page, uint startAfter)
+    /// <summary>The active namespace list: only the namespaces the controller's host may see.</summary>
+    private NvmeStatus ActiveNamespaces(Span<byte> page, uint startAfter, Controller ctrl)
     {
         if (startAfter >= 0xFFFF_FFFE) return NvmeStatus.InvalidNamespaceOrFormat;
         var table = target.Namespaces;
         // The table never holds more than MaxNamespaces (1024) entries: 4 KiB of stack.
         Span<uint> ids = stackalloc uint[(int)Target.MaxNamespaces];
-        ids = ids[..table.Length];
-        for (int i = 0; i < table.Length; i++) ids[i] = table[i].Nsid;
+        int count = 0;
+        foreach (var ns in table)
+            if (ns.IsVisibleTo(ctrl.HostNqn)) ids[count++] = ns.Nsid;
+        ids = ids[..count];
         IdentifyPages.ActiveNamespaceList(page, ids, startAfter);
         return NvmeStatus.Success;
     }

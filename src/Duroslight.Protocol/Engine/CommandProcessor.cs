@@ -67,7 +67,7 @@ internal sealed class CommandProcessor
         // Check ran on this slot, but the controller may have been reset (CC.EN = 0) while its data arrived.
         var ctrl = Controller;
         if (ctrl is not { IsReady: true }) return NvmeStatus.CommandSequenceError;
-        return _queue.QueueId == 0 ? _admin.Run(slot, ctrl, out result) : _io.Run(slot);
+        return _queue.QueueId == 0 ? _admin.Run(slot, ctrl, out result) : _io.Run(slot, ctrl);
     }
 
     private NvmeStatus? RunFabrics(CommandSlot slot, out ulong result)

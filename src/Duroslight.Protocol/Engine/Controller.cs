@@ -47,6 +47,7 @@ public sealed class Controller
         Subsystem = subsystem;
         HostNqn = hostNqn;
         HostId = hostId;
+        ReservationHost = ReservationCommands.HostOf(hostId);
         AdminConnection = admin;
         Shard = admin.Context.Shard;
         _options = options;
@@ -59,6 +60,9 @@ public sealed class Controller
     public bool IsDiscovery => Subsystem is null;
     public string HostNqn { get; }
     public Guid HostId { get; }
+
+    /// <summary>The 128-bit Host Identifier (Connect data HOSTID) that reservations key registrations by.</summary>
+    public UInt128 ReservationHost { get; }
     public int Shard { get; }
     public TargetConnection AdminConnection { get; }
 

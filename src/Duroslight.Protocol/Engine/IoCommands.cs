@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using Duroslight.Protocol.Nvme;
+using Duroslight.Protocol.Reservations;
 using Duroslight.Protocol.Subsystems;
 
 namespace Duroslight.Protocol.Engine;
@@ -28,6 +29,8 @@ internal sealed class IoCommands(Target target, TargetConnection queue)
             case IoOpcode.Flush: return CheckFlush(slot, ctrl);
             case IoOpcode.WriteZeroes: return CheckWriteZeroes(slot, ctrl);
             case IoOpcode.DatasetManagement: return CheckDatasetManagement(slot, ctrl);
+            case IoOpcode.ReservationRegister or IoOpcode.ReservationReport or IoOpcode.ReservationAcquire or IoOpcode.ReservationRelease:
+                return ReservationCommands.Check(slot, Admit(cmd, ctrl, null, out var rns), rns, _maxTransferBytes);
             default: return NvmeStatus.InvalidOpcode;
         }
     }
@@ -39,11 +42,15 @@ internal sealed class IoCommands(Target target, TargetConnection queue)
     /// (inaccessible, persistent loss or change answers that ANA status), reservations (a command the holder's type
     /// refuses to this host answers Reservation Conflict).
     /// </summary>
-    private NvmeStatus Admit(in SubmissionEntry cmd, Controller ctrl, out NamespaceInfo? ns)
+    /// <param name="access">What the command does to the media; null for the Reservation commands, which the
+    /// reservation rules check as they run.</param>
+    private NvmeStatus Admit(in SubmissionEntry cmd, Controller ctrl, ReservationAccess? access, out NamespaceInfo? ns)
     {
-        _ = ctrl; // the hooks above read the controller's state
-        ns = target.GetNamespace(cmd.Nsid);
-        return ns is null ? NvmeStatus.InvalidNamespaceOrFormat : NvmeStatus.Success;
+        // Masking: a namespace this host may not see is inactive to it, exactly as an unused NSID.
+        ns = target.GetNamespace(cmd.Nsid, ctrl.HostNqn);
+        if (ns is null) return NvmeStatus.InvalidNamespaceOrFormat;
+        // Reservations (8.19): a command the holder's type refuses to this host.
+        return access is { } a && !ns.Reservation.Permits(ctrl.ReservationHost, a) ? NvmeStatus.ReservationConflict : NvmeStatus.Success;
     }
 
     private static bool InRange(NamespaceInfo ns, ulong slba, ulong blocks) =>
@@ -53,7 +60,7 @@ internal sealed class IoCommands(Target target, TargetConnection queue)
     private NvmeStatus CheckReadWrite(CommandSlot slot, Controller ctrl, StorageOp op)
     {
         var cmd = slot.Command;
-        var status = Admit(cmd, ctrl, out var ns);
+        var status = Admit(cmd, ctrl, op == StorageOp.Read ? ReservationAccess.Read : ReservationAccess.Write, out var ns);
         if (!status.IsSuccess) return status;
         if (!InRange(ns!, cmd.Slba, cmd.BlockCount)) return NvmeStatus.LbaOutOfRange;
         long bytes = (long)cmd.BlockCount << ns!.BlockShift;
@@ -72,7 +79,7 @@ internal sealed class IoCommands(Target target, TargetConnection queue)
             Prepare(slot, StorageOp.Flush, null, 0, 0); // every namespace: Guid.Empty
             return NvmeStatus.Success;
         }
-        var status = Admit(cmd, ctrl, out var ns);
+        var status = Admit(cmd, ctrl, ReservationAccess.Write, out var ns);
         if (status.IsSuccess) Prepare(slot, StorageOp.Flush, ns, 0, 0);
         return status;
     }
@@ -80,7 +87,7 @@ internal sealed class IoCommands(Target target, TargetConnection queue)
     private NvmeStatus CheckWriteZeroes(CommandSlot slot, Controller ctrl)
     {
         var cmd = slot.Command;
-        var status = Admit(cmd, ctrl, out var ns);
+        var status = Admit(cmd, ctrl, ReservationAccess.Write, out var ns);
         if (!status.IsSuccess) return status;
         if (!InRange(ns!, cmd.Slba, cmd.BlockCount)) return NvmeStatus.LbaOutOfRange;
         var req = Prepare(slot, StorageOp.WriteZeroes, ns, (long)cmd.Slba << ns!.BlockShift, (long)cmd.BlockCount << ns.BlockShift);
@@ -94,14 +101,15 @@ internal sealed class IoCommands(Target target, TargetConnection queue)
     {
         var cmd = slot.Command;
         if (cmd.SglLength > _maxTransferBytes && !slot.HasBuffer) return NvmeStatus.DataSglLengthInvalid;
-        var status = Admit(cmd, ctrl, out var ns);
+        var status = Admit(cmd, ctrl, ReservationAccess.Write, out var ns);
         if (status.IsSuccess) Prepare(slot, StorageOp.Deallocate, ns, 0, 0);
         return status;
     }
 
     /// <summary>Hands a checked command to the driver; a status when there is nothing to do or its data is bad.</summary>
-    public NvmeStatus? Run(CommandSlot slot)
+    public NvmeStatus? Run(CommandSlot slot, Controller ctrl)
     {
+        if (ReservationCommands.Handles(slot.Command.Opcode)) return ReservationCommands.Run(slot, ctrl, target);
         var req = slot.Request;
         switch (req.Op)
         {

@@ -47,6 +47,13 @@ public static class IdentifyPages
     public const ushort OncsDatasetManagement = 1 << 2;
     /// <summary>ONCS bit 3: Write Zeroes supported.</summary>
     public const ushort OncsWriteZeroes = 1 << 3;
+    /// <summary>ONCS bit 5: the Reservation commands are supported.</summary>
+    public const ushort OncsReservations = 1 << 5;
+    /// <summary>
+    /// RESCAP (Identify Namespace byte 31): the six reservation types (bits 6:1) and IEKEY as defined from revision 1.3
+    /// (bit 7: reserved in Acquire and Release). Bit 0 (Persist Through Power Loss) is not claimed: PTPL is not stored yet.
+    /// </summary>
+    public const byte Rescap = 0b1111_1110;
     /// <summary>VWC bit 0: a volatile write cache is present.</summary>
     public const byte VwcPresent = 1 << 0;
     /// <summary>
@@ -124,7 +131,7 @@ public static class IdentifyPages
         BinaryPrimitives.WriteUInt16LittleEndian(page[MaxcmdOff..], id.MaxCommands);
         BinaryPrimitives.WriteUInt32LittleEndian(page[NnOff..], discovery ? 0u : id.NamespaceCount);
         BinaryPrimitives.WriteUInt16LittleEndian(page[OncsOff..],
-            discovery ? (ushort)0 : (ushort)(OncsDatasetManagement | OncsWriteZeroes));
+            discovery ? (ushort)0 : (ushort)(OncsDatasetManagement | OncsWriteZeroes | OncsReservations));
         page[VwcOff] = discovery ? (byte)0
             : (byte)(VwcFlushBroadcastSupported | (id.VolatileWriteCache ? VwcPresent : 0));
         BinaryPrimitives.WriteUInt32LittleEndian(page[SglsOff..], TcpSgls);
@@ -145,7 +152,7 @@ public static class IdentifyPages
 
     // ---- Identify Namespace (CNS 00h) byte offsets, NVMe Base 2.0 / NVM Command Set 1.0. ----
     private const int NszeOff = 0, NcapOff = 8, NuseOff = 16, NsfeatOff = 24, NlbafOff = 25, FlbasOff = 26;
-    private const int NmicOff = 30, DlfeatOff = 33, NpwgOff = 64, NpwaOff = 66, NpdgOff = 68, NpdaOff = 70, NowsOff = 72;
+    private const int NmicOff = 30, RescapOff = 31, DlfeatOff = 33, NpwgOff = 64, NpwaOff = 66, NpdgOff = 68, NpdaOff = 70, NowsOff = 72;
     private const int NguidOff = 104, NguidLen = 16, Eui64Off = 120, Lbaf0Off = 128;
 
     /// <summary>NSFEAT bit 0: thin provisioning (NUSE may be less than NCAP).</summary>
@@ -199,6 +206,7 @@ public static class IdentifyPages
         page[NlbafOff] = 0;
         page[FlbasOff] = 0;
         page[NmicOff] = NmicShared;
+        page[RescapOff] = Rescap;
         page[DlfeatOff] = Dlfeat;
 
         ushort granularity = ZeroBasedBlocks(PreferredGranularityBytes, ns.BlockSize);

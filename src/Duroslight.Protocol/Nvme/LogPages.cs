@@ -198,6 +198,10 @@ public static class LogPages
         Effect(iocs, IoOpcode.Read, EffectsCsupp);
         Effect(iocs, IoOpcode.Write, EffectsCsupp | EffectsLbcc);
         Effect(iocs, IoOpcode.WriteZeroes, EffectsCsupp | EffectsLbcc);
+        Effect(iocs, IoOpcode.ReservationRegister, EffectsCsupp);
+        Effect(iocs, IoOpcode.ReservationReport, EffectsCsupp);
+        Effect(iocs, IoOpcode.ReservationAcquire, EffectsCsupp);
+        Effect(iocs, IoOpcode.ReservationRelease, EffectsCsupp);
         Effect(iocs, IoOpcode.DatasetManagement, EffectsCsupp | EffectsLbcc);
     }
 

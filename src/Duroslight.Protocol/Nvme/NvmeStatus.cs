@@ -47,6 +47,10 @@ public readonly record struct NvmeStatus(StatusCodeType Sct, byte Sc, bool Dnr =
     public static readonly NvmeStatus LbaOutOfRange = new(StatusCodeType.Generic, 0x80, true);
     public static readonly NvmeStatus CapacityExceeded = new(StatusCodeType.Generic, 0x81, true);
     public static readonly NvmeStatus NamespaceNotReady = new(StatusCodeType.Generic, 0x82);
+    /// <summary>NVMe Base 2.0, 8.19: a command the namespace's reservation forbids this host, or a reservation command refused.</summary>
+    public static readonly NvmeStatus ReservationConflict = new(StatusCodeType.Generic, 0x83, true);
+    /// <summary>A Reservation Report without the extended data structure while 128-bit host identifiers are in use.</summary>
+    public static readonly NvmeStatus HostIdentifierInconsistentFormat = new(StatusCodeType.Generic, 0x18, true);
 
     // Command specific status (SCT 1).
     public static readonly NvmeStatus InvalidLogPage = new(StatusCodeType.CommandSpecific, 0x09, true);

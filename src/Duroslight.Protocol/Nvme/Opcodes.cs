@@ -40,6 +40,10 @@ public static class IoOpcode
     public const byte Read = 0x02;
     public const byte WriteZeroes = 0x08;
     public const byte DatasetManagement = 0x09;
+    public const byte ReservationRegister = 0x0D;
+    public const byte ReservationReport = 0x0E;
+    public const byte ReservationAcquire = 0x11;
+    public const byte ReservationRelease = 0x15;
     public const byte Fabrics = 0x7F;
 }
 

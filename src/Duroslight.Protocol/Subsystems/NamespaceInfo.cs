@@ -16,4 +16,27 @@ public sealed class NamespaceInfo(uint nsid, Guid volumeId, long blockCount, int
 
     /// <summary>Blocks physically in use (NUSE), supplied by the storage layer.</summary>
     public Func<long>? AllocatedBlocks { get; init; }
+
+    private volatile HostAccess _hosts = HostAccess.AllowAny;
+
+    /// <summary>
+    /// The hosts that may see this namespace (namespace masking), inside the subsystem's own host list: to any other
+    /// host it is an inactive NSID. Changed through <see cref="Target.SetNamespaceHosts"/>, which notifies.
+    /// </summary>
+    public HostAccess Hosts { get => _hosts; init => _hosts = value; }
+
+    /// <summary>Whether a controller of <paramref name="hostNqn"/> sees this namespace as active.</summary>
+    public bool IsVisibleTo(string hostNqn) => _hosts.Allows(hostNqn);
+
+    internal void SetHosts(HostAccess hosts) => _hosts = hosts;
+
+    private volatile Reservations.ReservationState _reservation = Reservations.ReservationState.Empty;
+
+    /// <summary>
+    /// The namespace's reservation state (NVMe Base 2.0, 8.19), replaced whole by <see cref="Target.Reserve"/>; the I/O
+    /// path reads it without a lock.
+    /// </summary>
+    public Reservations.ReservationState Reservation { get => _reservation; init => _reservation = value; }
+
+    internal void SetReservation(Reservations.ReservationState state) => _reservation = state;
 }

@@ -74,6 +74,10 @@ public sealed class Target
         return pool < Subsystems.Count ? Subsystems[pool] : null;
     }
 
+    /// <summary>The namespace if <paramref name="hostNqn"/> may see it; a masked NSID is inactive to that host.</summary>
+    public NamespaceInfo? GetNamespace(uint nsid, string hostNqn) =>
+        GetNamespace(nsid) is { } ns && ns.IsVisibleTo(hostNqn) ? ns : null;
+
     public NamespaceInfo? GetNamespace(uint nsid)
     {
         var table = _namespaces;
@@ -97,10 +101,12 @@ public sealed class Target
             if (GetNamespace(ns.Nsid) is not null) throw new InvalidOperationException($"NSID {ns.Nsid} is already in use");
             foreach (var other in _namespaces)
                 if (other.VolumeId == ns.VolumeId) throw new InvalidOperationException($"volume {ns.VolumeId} is already exposed as NSID {other.Nsid}");
+            var seeing = HostsSeeingSomethingLocked();
             var table = new List<NamespaceInfo>(_namespaces) { ns };
             table.Sort(static (a, b) => a.Nsid.CompareTo(b.Nsid));
             _namespaces = [.. table];
-            NotifyNamespaceChangedLocked(ns.Nsid);
+            NotifyNamespaceChangedLocked(ns.Nsid, c => ns.IsVisibleTo(c.HostNqn));
+            NotifyDiscoveryChangesLocked(seeing);
         }
     }
 
@@ -108,10 +114,12 @@ public sealed class Target
     {
         lock (_lock)
         {
-            var table = new List<NamespaceInfo>(_namespaces);
-            if (table.RemoveAll(n => n.Nsid == nsid) == 0) return false;
-            _namespaces = [.. table];
-            NotifyNamespaceChangedLocked(nsid);
+            var removed = GetNamespace(nsid);
+            if (removed is null) return false;
+            var seeing = HostsSeeingSomethingLocked();
+            _namespaces = Array.FindAll(_namespaces, n => n.Nsid != nsid);
+            NotifyNamespaceChangedLocked(nsid, c => removed.IsVisibleTo(c.HostNqn));
+            NotifyDiscoveryChangesLocked(seeing);
             return true;
         }
     }
@@ -124,7 +132,40 @@ public sealed class Target
             var ns = GetNamespace(nsid) ?? throw new InvalidOperationException($"no namespace {nsid}");
             if (blockCount < ns.BlockCount) throw new InvalidOperationException("namespaces only grow");
             ns.BlockCount = blockCount;
-            NotifyNamespaceChangedLocked(nsid);
+            NotifyNamespaceChangedLocked(nsid, c => ns.IsVisibleTo(c.HostNqn));
+        }
+    }
+
+    /// <summary>
+    /// Runs one reservation command on a namespace's state, serialised with every other change; a changed state is
+    /// published to the I/O path at once.
+    /// </summary>
+    internal Reservations.ReservationOutcome Reserve(NamespaceInfo ns, Func<Reservations.ReservationState, Reservations.ReservationOutcome> command)
+    {
+        lock (_lock)
+        {
+            var outcome = command(ns.Reservation);
+            if (!ReferenceEquals(outcome.State, ns.Reservation)) ns.SetReservation(outcome.State);
+            return outcome;
+        }
+    }
+
+    /// <summary>
+    /// Replaces a namespace's host list (namespace masking). Exactly the I/O controllers whose view changed (hosts
+    /// added or removed) get it in their Changed Namespace List and the namespace-attribute-changed AEN; discovery
+    /// controllers of hosts that now see something in the subsystem where they saw nothing, or the reverse, get the
+    /// discovery-log-change AEN. Nothing is disconnected: a host left without namespaces keeps its connections.
+    /// </summary>
+    public void SetNamespaceHosts(uint nsid, HostAccess access)
+    {
+        lock (_lock)
+        {
+            var ns = GetNamespace(nsid) ?? throw new InvalidOperationException($"no namespace {nsid}");
+            var before = ns.Hosts;
+            var seeing = HostsSeeingSomethingLocked();
+            ns.SetHosts(access);
+            NotifyNamespaceChangedLocked(nsid, c => before.Allows(c.HostNqn) != access.Allows(c.HostNqn));
+            NotifyDiscoveryChangesLocked(seeing);
         }
     }
 
@@ -287,7 +328,7 @@ public sealed class Target
             {
                 if (l.IsDiscovery) continue;
                 var s = Subsystems[0];
-                if (s.Access.Allows(hostNqn)) entries.Add(Entry(DiscoverySubtype.Nvm, l.PortId, l.TrSvcId, l.TrAddr, s.Nqn, l.IsIpv6));
+                if (s.Access.Allows(hostNqn) && SeesSomething(hostNqn)) entries.Add(Entry(DiscoverySubtype.Nvm, l.PortId, l.TrSvcId, l.TrAddr, s.Nqn, l.IsIpv6));
             }
             foreach (var r in _referrals)
                 entries.Add(Entry(DiscoverySubtype.Referral, r.PortId, r.TrSvcId, r.TrAddr, TargetOptions.DiscoveryNqn, r.TrAddr.Contains(':')));
@@ -302,12 +343,47 @@ public sealed class Target
         c.Subsystem?.Nqn ?? TargetOptions.DiscoveryNqn, c.HostNqn, c.IoQueueCount, c.Shard,
         c.AdminConnection.Context.PeerAddress, c.IsDiscovery);
 
-    private void NotifyNamespaceChangedLocked(uint nsid)
+    /// <summary>The I/O controllers <paramref name="affected"/> selects get the NSID in their Changed Namespace List and the AEN.</summary>
+    private void NotifyNamespaceChangedLocked(uint nsid, Func<Controller, bool> affected)
     {
         foreach (var c in _controllers.Values)
         {
+            if (!affected(c)) continue;
             lock (c.ChangedNamespaces) c.ChangedNamespaces.Add(nsid);
             c.PostEvent(AsyncEvent.NamespaceAttributeChanged);
+        }
+    }
+
+    /// <summary>Whether a host may see at least one namespace: the discovery log lists a subsystem only then.</summary>
+    private bool SeesSomething(string hostNqn)
+    {
+        foreach (var ns in _namespaces)
+            if (ns.IsVisibleTo(hostNqn)) return true;
+        return false;
+    }
+
+    /// <summary>The hosts of the discovery controllers that see a namespace now (before a change).</summary>
+    private HashSet<string> HostsSeeingSomethingLocked()
+    {
+        var hosts = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var c in _discoveryControllers)
+            if (SeesSomething(c.HostNqn)) hosts.Add(c.HostNqn);
+        return hosts;
+    }
+
+    /// <summary>
+    /// After a namespace change: the discovery log of a host whose "sees something" flipped changed, so the
+    /// generation moves and that host's discovery controllers (only theirs) are told.
+    /// </summary>
+    private void NotifyDiscoveryChangesLocked(HashSet<string> seeingBefore)
+    {
+        bool bumped = false;
+        foreach (var c in _discoveryControllers)
+        {
+            if (seeingBefore.Contains(c.HostNqn) == SeesSomething(c.HostNqn)) continue;
+            if (!bumped) Interlocked.Increment(ref _genctr);
+            bumped = true;
+            c.PostEvent(AsyncEvent.DiscoveryLogChanged);
         }
     }
 

@@ -42,6 +42,8 @@ public static class CommandLine
             }
         }
         foreach (var (option, values) in lists) settings = option.ApplyList!(settings, option.Flag!, values);
+        if (settings.Api.Listen is not null && (settings.Api.Certificate is null || settings.Api.Tokens is null))
+            throw new UsageException("--api-listen needs --api-certificate and --api-tokens (HTTPS with bearer tokens only)");
         return settings;
     }
 

@@ -103,6 +103,26 @@ public static class ConfigFile
         return lists;
     }
 
+    /// <summary>{listen: ADDR:PORT, certificate: FILE, tokens: FILE}: the remote API, all three or none.</summary>
+    internal static ApiSettings Api(YamlNode node, string key)
+    {
+        var api = new ApiSettings();
+        foreach (var (k, v) in Mapping(node, key))
+        {
+            string sub = $"{key}.{k}";
+            api = k switch
+            {
+                "listen" => api with { Listen = At(v, sub, () => CommandLine.ParseEndPoint(sub, Scalar(v))) },
+                "certificate" => api with { Certificate = At(v, sub, () => Scalar(v)) },
+                "tokens" => api with { Tokens = At(v, sub, () => Scalar(v)) },
+                _ => throw new KeyError(v, sub, "unknown key (listen, certificate, tokens)"),
+            };
+        }
+        if (api.Listen is not null && (api.Certificate is null || api.Tokens is null))
+            throw new KeyError(node, key, "api.listen needs api.certificate and api.tokens (HTTPS with bearer tokens only)");
+        return api;
+    }
+
     internal static List<VolumeSpec> VolumeSpecs(YamlNode node, string key)
     {
         if (node is not YamlSequenceNode seq) throw new UsageException("expected a list of {name, size}");

@@ -56,6 +56,15 @@ public static class ServeOptions
             { Apply = (s, _, v) => s with { DiscoveryAdvertiseAddress = v } },
         new("metrics", "--metrics", "ADDR:PORT|off", "127.0.0.1:9180", "Prometheus /metrics endpoint, or off")
             { Apply = (s, w, v) => s with { Metrics = v is "off" ? null : ParseEndPoint(w, v) } },
+        new("api", "--api-listen", "ADDR:PORT|off", "off", "control API over HTTPS with bearer tokens (config: api: {listen, certificate, tokens})")
+        {
+            Apply = (s, w, v) => s with { Api = s.Api with { Listen = v is "off" ? null : ParseEndPoint(w, v) } },
+            ApplyYaml = (s, key, node) => s with { Api = ConfigFile.Api(node, key) },
+        },
+        new(null, "--api-certificate", "FILE", "", "the API's TLS certificate: PEM with certificate and key, or .pfx/.p12 (config: api.certificate)")
+            { Apply = (s, _, v) => s with { Api = s.Api with { Certificate = v } } },
+        new(null, "--api-tokens", "FILE", "", "the API's bearer tokens, one per line, mode 0600 (config: api.tokens)")
+            { Apply = (s, _, v) => s with { Api = s.Api with { Tokens = v } } },
         new("data_dir", "--data-dir", "DIR", "./duroslight-data", "data directory") { Apply = (s, _, v) => s with { DataDirectory = v } },
         new("control_socket", "--control-socket", "PATH", "DATA_DIR/control.sock", "control API Unix socket (mode 0600)")
             { Apply = (s, _, v) => s with { ControlSocket = v } },

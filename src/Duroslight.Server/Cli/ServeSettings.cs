@@ -5,6 +5,11 @@ namespace Duroslight.Server.Cli;
 /// <summary>A volume the config asks for: created at start when the store has none of that name.</summary>
 public sealed record VolumeSpec(string Name, long SizeBytes);
 
+/// <summary>The remote control API (HTTPS): off while <see cref="Listen"/> is null; then the other two are required.</summary>
+/// <param name="Certificate">PEM with certificate and private key, or PKCS#12 (.pfx/.p12) without password.</param>
+/// <param name="Tokens">Bearer tokens, one per line; the file must be readable by the service user only.</param>
+public sealed record ApiSettings(IPEndPoint? Listen = null, string? Certificate = null, string? Tokens = null);
+
 /// <summary>Everything `duroslight serve` needs; defaults are the embedded demo's (README lists them all).</summary>
 public sealed record ServeSettings
 {
@@ -12,6 +17,8 @@ public sealed record ServeSettings
     public IPEndPoint Discovery { get; init; } = IPEndPoint.Parse("127.0.0.1:8009");
     /// <summary>Metrics endpoint, or null to disable.</summary>
     public IPEndPoint? Metrics { get; init; } = IPEndPoint.Parse("127.0.0.1:9180");
+    /// <summary>The control API over HTTPS with bearer tokens; off by default.</summary>
+    public ApiSettings Api { get; init; } = new();
     /// <summary>The address written into discovery log entries (traddr) for the I/O listener; defaults to the listen address.</summary>
     public string? AdvertiseAddress { get; init; }
     /// <summary>The traddr of the discovery listener in the log; defaults to the I/O listener's advertised address.</summary>

@@ -21,6 +21,10 @@ public sealed class ControlApi(NodeHost node, ILogger logger)
 {
     private readonly object _aclGate = new();
 
+    /// <summary>
+    /// Every route, one per operation (no catch-all action segment), so docs/openapi.json can name each and a test
+    /// can hold the two to each other.
+    /// </summary>
     public void Map(WebApplication app)
     {
         app.Use(RefusalsAsJson);
@@ -28,13 +32,18 @@ public sealed class ControlApi(NodeHost node, ILogger logger)
         v1.MapGet("/state", Reply(_ => State(), ControlJson.Default.StateResponse));
         v1.MapGet("/volumes", Reply(_ => Volumes(), ControlJson.Default.ListVolumeResponse));
         v1.MapGet("/volumes/{vol}", Reply(c => ToResponse(node.VolumeOps.Find(Route(c, "vol"))), ControlJson.Default.VolumeResponse));
-        v1.MapPost("/volumes", Reply(async c => CreateVolume(await BodyAsync(c, ControlJson.Default.VolumeRequest, new VolumeRequest())), ControlJson.Default.VolumeResponse));
+        v1.MapPost("/volumes", VolumeReply((_, b) => CreateVolume(b)));
         v1.MapDelete("/volumes/{vol}", Reply(c => DeleteVolume(Route(c, "vol")), ControlJson.Default.DeletedResponse));
-        v1.MapPost("/volumes/{vol}/{action}", Reply(async c => VolumeAction(Route(c, "vol"), Route(c, "action"),
-            await BodyAsync(c, ControlJson.Default.VolumeRequest, new VolumeRequest())), ControlJson.Default.VolumeResponse));
+        v1.MapPost("/volumes/{vol}/resize", VolumeReply((vol, b) => node.VolumeOps.Resize(vol, Size(b))));
+        v1.MapPost("/volumes/{vol}/snapshot", VolumeReply((vol, b) => node.VolumeOps.Snapshot(vol, Required(b.Name, "name"))));
+        v1.MapPost("/volumes/{vol}/clone", VolumeReply((vol, b) => node.VolumeOps.Clone(vol, Required(b.Name, "name"))));
+        v1.MapPost("/volumes/{vol}/attach", VolumeReply((vol, b) => node.VolumeOps.Attach(vol, ValidHost(b.Host))));
+        v1.MapPost("/volumes/{vol}/detach", VolumeReply((vol, b) => node.VolumeOps.Detach(vol, ValidHost(b.Host))));
+        v1.MapPost("/volumes/{vol}/hosts", VolumeReply((vol, b) => node.VolumeOps.SetHosts(vol, ValidHosts(b.Hosts))));
         v1.MapGet("/subsystems", Reply(_ => Subsystems(), ControlJson.Default.ListSubsystemResponse));
-        v1.MapPost("/subsystems/{sub}/hosts/{action}", Reply(async c => HostAction(Route(c, "sub"), Route(c, "action"),
-            await BodyAsync(c, ControlJson.Default.HostsRequest, new HostsRequest())), ControlJson.Default.ListSubsystemResponse));
+        foreach (string action in (string[])["allow", "deny", "set", "any"])
+            v1.MapPost($"/subsystems/{{sub}}/hosts/{action}", Reply(async c => HostAction(Route(c, "sub"), action,
+                await BodyAsync(c, ControlJson.Default.HostsRequest, new HostsRequest())), ControlJson.Default.ListSubsystemResponse));
         v1.MapGet("/controllers", Reply(_ => Controllers(), ControlJson.Default.ListControllerResponse));
         v1.MapDelete("/controllers/{pool}/{cntlid}", Reply(c => DisconnectController(Route(c, "pool"), Route(c, "cntlid")),
             ControlJson.Default.DisconnectedResponse));
@@ -43,6 +52,11 @@ public sealed class ControlApi(NodeHost node, ILogger logger)
         v1.MapDelete("/referrals/{address}", Reply(c => RemoveReferral(Route(c, "address")), ControlJson.Default.ListReferralResponse));
         v1.MapPost("/shutdown", Reply(_ => Shutdown(), ControlJson.Default.ShutdownResponse));
     }
+
+    /// <summary>A volume operation on the route's {vol} (empty for create) and the request body; answers the volume.</summary>
+    private RequestDelegate VolumeReply(Func<string, VolumeRequest, VolumeView> operation) =>
+        Reply(async c => ToResponse(operation(Route(c, "vol"), await BodyAsync(c, ControlJson.Default.VolumeRequest, new VolumeRequest()))),
+            ControlJson.Default.VolumeResponse);
 
     /// <summary>
     /// Refusals in one shape: a <see cref="ControlException"/> or a malformed body becomes {"status", "error"},
@@ -118,21 +132,13 @@ public sealed class ControlApi(NodeHost node, ILogger logger)
         return list;
     }
 
-    private VolumeResponse CreateVolume(VolumeRequest body) => ToResponse(node.VolumeOps.Create(Required(body.Name, "name"), Size(body)));
+    private VolumeView CreateVolume(VolumeRequest body) => node.VolumeOps.Create(Required(body.Name, "name"), Size(body), ValidHosts(body.Hosts));
 
     private DeletedResponse DeleteVolume(string key)
     {
         node.VolumeOps.Delete(key);
         return new DeletedResponse(key);
     }
-
-    private VolumeResponse VolumeAction(string key, string action, VolumeRequest body) => ToResponse(action switch
-    {
-        "resize" => node.VolumeOps.Resize(key, Size(body)),
-        "snapshot" => node.VolumeOps.Snapshot(key, Required(body.Name, "name")),
-        "clone" => node.VolumeOps.Clone(key, Required(body.Name, "name")),
-        _ => throw ControlException.NotFound($"no volume action '{action}' (resize, snapshot, clone)"),
-    });
 
     private List<SubsystemResponse> Subsystems()
     {
@@ -165,10 +171,7 @@ public sealed class ControlApi(NodeHost node, ILogger logger)
             case "any":
                 return HostAccess.AllowAny;
             case "set":
-                var hosts = new List<string>();
-                foreach (string? h in body.Hosts ?? throw ControlException.BadRequest("'hosts' must be a list of host NQNs"))
-                    hosts.Add(ValidHost(h));
-                return HostAccess.Only(hosts);
+                return HostAccess.Only(ValidHosts(body.Hosts) ?? throw ControlException.BadRequest("'hosts' must be a list of host NQNs"));
             case "allow" or "deny":
                 string host = ValidHost(body.Host);
                 if (s.Access.IsAllowAny)
@@ -177,8 +180,17 @@ public sealed class ControlApi(NodeHost node, ILogger logger)
                 if (action == "allow") set.Add(host); else set.Remove(host);
                 return HostAccess.Only(set);
             default:
-                throw ControlException.NotFound($"no hosts action '{action}' (allow, deny, set, any)");
+                throw new ArgumentOutOfRangeException(nameof(action), action, "not a hosts action");
         }
+    }
+
+    /// <summary>A host list from a body: null (absent) stays null, meaning any host.</summary>
+    private static List<string>? ValidHosts(IReadOnlyList<string?>? hosts)
+    {
+        if (hosts is null) return null;
+        var valid = new List<string>();
+        foreach (string? h in hosts) valid.Add(ValidHost(h));
+        return valid;
     }
 
     private static string ValidHost(string? host) =>
@@ -256,7 +268,8 @@ public sealed class ControlApi(NodeHost node, ILogger logger)
         }
     }
 
-    private static VolumeResponse ToResponse(VolumeView v) => new(v.Id.ToString(), v.Name, v.SizeBytes, v.BlockSize, v.Nsid, v.AllocatedBytes);
+    private static VolumeResponse ToResponse(VolumeView v) =>
+        new(v.Id.ToString(), v.Name, v.SizeBytes, v.BlockSize, v.Nsid, v.AllocatedBytes, v.Hosts is null, v.Hosts ?? []);
 
     private static string Required(string? value, string key) =>
         !string.IsNullOrWhiteSpace(value) ? value : throw ControlException.BadRequest($"'{key}' is required (a non-empty string)");

@@ -17,8 +17,9 @@ public static class ControlCli
         usage: duroslight status [--json] [--socket PATH | --config FILE]
                duroslight ctl [--json] [--socket PATH | --config FILE] COMMAND
           state
-          volumes list | show VOL | create NAME SIZE | delete VOL | resize VOL SIZE
+          volumes list | show VOL | create NAME SIZE [--hosts NQN,...|none] | delete VOL | resize VOL SIZE
           volumes snapshot VOL NAME | clone VOL NAME          (VOL: name, ID or nsid:N)
+          volumes attach VOL NQN | detach VOL NQN | hosts VOL any|none|NQN...   (per-volume host access)
           hosts list | allow SUB NQN | deny SUB NQN | set SUB [NQN...] | any SUB
                                                     (SUB: all, default, aux-N, pool number or NQN)
           controllers list | disconnect POOL CNTLID
@@ -28,7 +29,7 @@ public static class ControlCli
                 else ./duroslight-data/control.sock
         """;
 
-    private sealed record Options(string Socket, bool Json, List<string> Words);
+    private sealed record Options(string Socket, bool Json, List<string> Words, string? Hosts);
 
     public static async Task<int> StatusAsync(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr)
     {
@@ -43,7 +44,7 @@ public static class ControlCli
         (HttpMethod Method, string Path, JsonObject? Body)? request;
         try
         {
-            request = ToRequest(o.Words);
+            request = ToRequest(o.Words, o.Hosts);
         }
         catch (UsageException e)
         {
@@ -54,8 +55,10 @@ public static class ControlCli
     }
 
     /// <summary>Maps the command words to a request; null when they are not a command.</summary>
-    private static (HttpMethod, string, JsonObject?)? ToRequest(List<string> w)
+    private static (HttpMethod, string, JsonObject?)? ToRequest(List<string> w, string? hosts)
     {
+        if (hosts is not null && (w.Count < 2 || w[0] != "volumes" || w[1] != "create"))
+            throw new UsageException("--hosts goes with volumes create");
         string At(int i) => i < w.Count ? w[i] : throw new UsageException($"'{string.Join(' ', w)}' needs more arguments");
         string E(int i) => Uri.EscapeDataString(At(i));
         var get = HttpMethod.Get;
@@ -67,7 +70,12 @@ public static class ControlCli
             ("shutdown", _) => (post, "v1/shutdown", null),
             ("volumes", "list") => (get, "v1/volumes", null),
             ("volumes", "show") => (get, $"v1/volumes/{E(2)}", null),
-            ("volumes", "create") => (post, "v1/volumes", new JsonObject { ["name"] = At(2), ["size"] = At(3) }),
+            ("volumes", "create") => (post, "v1/volumes", new JsonObject { ["name"] = At(2), ["size"] = At(3), ["hosts"] = HostList(hosts) }),
+            ("volumes", "attach" or "detach") => (post, $"v1/volumes/{E(2)}/{w[1]}", new JsonObject { ["host"] = At(3) }),
+            ("volumes", "hosts") => (post, $"v1/volumes/{E(2)}/hosts", new JsonObject
+            {
+                ["hosts"] = At(3) == "any" ? null : HostList(string.Join(',', w.Skip(3))),
+            }),
             ("volumes", "delete") => (delete, $"v1/volumes/{E(2)}", null),
             ("volumes", "resize") => (post, $"v1/volumes/{E(2)}/resize", new JsonObject { ["size"] = At(3) }),
             ("volumes", "snapshot" or "clone") => (post, $"v1/volumes/{E(2)}/{w[1]}", new JsonObject { ["name"] = At(3) }),
@@ -83,6 +91,14 @@ public static class ControlCli
             _ => null,
         };
     }
+
+    /// <summary>"NQN,NQN" as a JSON list; "none" is the empty list (no host yet); null (no --hosts) is any host.</summary>
+    private static JsonArray? HostList(string? hosts) => hosts switch
+    {
+        null => null,
+        "none" => [],
+        _ => new JsonArray([.. hosts.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(h => (JsonNode)h)]),
+    };
 
     private static async Task<int> RunAsync(Options o, HttpMethod method, string path, JsonObject? body, TextWriter stdout, TextWriter stderr)
     {
@@ -127,7 +143,7 @@ public static class ControlCli
 
     private static bool TryParse(IReadOnlyList<string> args, TextWriter stderr, out Options options)
     {
-        string? socket = null, config = null;
+        string? socket = null, config = null, hosts = null;
         bool json = false;
         var words = new List<string>();
         options = null!;
@@ -138,6 +154,7 @@ public static class ControlCli
                 case "--json": json = true; break;
                 case "--socket" when i + 1 < args.Count: socket = args[++i]; break;
                 case "--config" when i + 1 < args.Count: config = args[++i]; break;
+                case "--hosts" when i + 1 < args.Count: hosts = args[++i]; break;
                 case "-h" or "--help": stderr.Write(Usage); return false;
                 case var a when a.StartsWith("--", StringComparison.Ordinal): UsageError(stderr, $"unknown option '{a}'"); return false;
                 default: words.Add(args[i]); break;
@@ -153,7 +170,7 @@ public static class ControlCli
             UsageError(stderr, e.Message);
             return false;
         }
-        options = new Options(socket, json, words);
+        options = new Options(socket, json, words, hosts);
         return true;
     }
 

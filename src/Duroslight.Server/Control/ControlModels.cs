@@ -10,7 +10,9 @@ namespace Duroslight.Server.Control;
 public sealed record StateResponse(string State, int NodeIndex, string Cluster, string Nqn, int AuxCount, int Pid, long UptimeS,
     int Volumes, int Namespaces, int Controllers, int Connections, ulong Genctr, string Listen, string Discovery, string Metrics);
 
-public sealed record VolumeResponse(string Id, string Name, long SizeBytes, int BlockSize, uint Nsid, long AllocatedBytes);
+/// <param name="AllowAnyHost">No host list: every host the subsystem admits sees it (Hosts is then empty).</param>
+public sealed record VolumeResponse(string Id, string Name, long SizeBytes, int BlockSize, uint Nsid, long AllocatedBytes,
+    bool AllowAnyHost, IReadOnlyList<string> Hosts);
 
 public sealed record SubsystemResponse(int Pool, string Nqn, bool AllowAnyHost, IReadOnlyList<string> Hosts);
 
@@ -27,8 +29,12 @@ public sealed record ShutdownResponse(string State, string Shutdown);
 /// <summary>Every refusal: the HTTP status again and a message for the operator.</summary>
 public sealed record ErrorResponse(int Status, string Error);
 
-/// <summary>POST /v1/volumes and the volume actions: "name", and "size" as bytes or a string such as "10G".</summary>
-public sealed record VolumeRequest(string? Name = null, [property: JsonConverter(typeof(NumberOrStringConverter))] string? Size = null);
+/// <summary>
+/// POST /v1/volumes and the volume actions: "name", "size" as bytes or a string such as "10G", "hosts" (create and
+/// hosts: the host NQNs that may see the volume; absent or null for any host) and "host" (attach, detach).
+/// </summary>
+public sealed record VolumeRequest(string? Name = null, [property: JsonConverter(typeof(NumberOrStringConverter))] string? Size = null,
+    IReadOnlyList<string?>? Hosts = null, string? Host = null);
 
 /// <summary>The hosts actions: one "host" (allow, deny) or the whole "hosts" list (set).</summary>
 public sealed record HostsRequest(string? Host = null, IReadOnlyList<string?>? Hosts = null);

@@ -33,6 +33,7 @@ public sealed class NodeHost : IAsyncDisposable
     private ITransport? _transport;
     private MetricsServer? _metrics;
     private ControlServer? _control;
+    private ApiServer? _api;
     private volatile NodeState _state = NodeState.Inactive;
 
     public NodeHost(ServeSettings settings, ILoggerFactory loggers)
@@ -111,6 +112,8 @@ public sealed class NodeHost : IAsyncDisposable
         }
         _control = new ControlServer(this, _loggers);
         _control.Start(Settings.ControlSocketPath);
+        _api = new ApiServer(this, _loggers);
+        _api.Start(Settings.Api);
         Enter(NodeState.Active);
     }
 
@@ -122,6 +125,7 @@ public sealed class NodeHost : IAsyncDisposable
         if (_transport is not null) await _transport.DrainAsync(Settings.DrainTimeout).ConfigureAwait(false);
         Target.DisconnectAll();
         if (_volumes is not null) await _volumes.FlushAllAsync().ConfigureAwait(false);
+        if (_api is not null) await _api.DisposeAsync().ConfigureAwait(false);
         if (_control is not null) await _control.DisposeAsync().ConfigureAwait(false);
         if (_metrics is not null) await _metrics.DisposeAsync().ConfigureAwait(false);
         if (_transport is not null) await _transport.DisposeAsync().ConfigureAwait(false);

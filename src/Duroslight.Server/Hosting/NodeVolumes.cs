@@ -8,8 +8,11 @@ using Microsoft.Extensions.Logging;
 
 namespace Duroslight.Server.Hosting;
 
-/// <summary>A volume as the control API shows it: the store's descriptor plus its namespace (0 when not exposed).</summary>
-public sealed record VolumeView(Guid Id, string Name, long SizeBytes, int BlockSize, uint Nsid, long AllocatedBytes);
+/// <summary>
+/// A volume as the control API shows it: the store's descriptor plus its namespace (0 when not exposed) and its host
+/// access list (null: any host the subsystem admits).
+/// </summary>
+public sealed record VolumeView(Guid Id, string Name, long SizeBytes, int BlockSize, uint Nsid, long AllocatedBytes, IReadOnlyList<string>? Hosts);
 
 /// <summary>
 /// The volumes of a node and their namespaces: every change goes store first, then target (which posts the
@@ -54,12 +57,17 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, StorageExecut
         lock (_gate) return View(Resolve(key));
     }
 
-    public VolumeView Create(string name, long sizeBytes)
+    /// <summary>
+    /// Creates a volume, or answers the existing one when a volume of that name, size and host list exists already:
+    /// orchestrators retry creates whose answer they lost. The same name with another size or list is a conflict.
+    /// </summary>
+    public VolumeView Create(string name, long sizeBytes, IReadOnlyList<string>? hosts = null)
     {
         lock (_gate)
         {
+            if (Existing(name, sizeBytes, hosts) is { } same) return View(same);
             uint nsid = FreeNsid();
-            var d = Store(() => store.Create(name, sizeBytes));
+            var d = Store(() => store.Create(name, sizeBytes, hosts: hosts));
             ExposeNew(d, nsid);
             logger.LogInformation("volume created {Name} {Id} {Bytes} nsid {Nsid}", d.Name, d.Id, d.SizeBytes, nsid);
             return View(d);
@@ -128,6 +136,57 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, StorageExecut
         }
     }
 
+    /// <summary>Lets one more host see the volume (a volume open to any host refuses: set a list first).</summary>
+    public VolumeView Attach(string key, string host) => ChangeHosts(key, host, attach: true);
+
+    /// <summary>Hides the volume from one host.</summary>
+    public VolumeView Detach(string key, string host) => ChangeHosts(key, host, attach: false);
+
+    /// <summary>Replaces the volume's host list; null opens it to any host the subsystem admits.</summary>
+    public VolumeView SetHosts(string key, IReadOnlyList<string>? hosts)
+    {
+        lock (_gate)
+        {
+            var d = Store(() => store.SetHosts(Resolve(key).Id, hosts));
+            if (NamespaceOf(d.Id) is { } ns) target.SetNamespaceHosts(ns.Nsid, Access(d.Hosts));
+            logger.LogInformation("hosts of volume {Name}: {Hosts}", d.Name, d.Hosts is null ? "any" : string.Join(",", d.Hosts));
+            return View(d);
+        }
+    }
+
+    private VolumeView ChangeHosts(string key, string host, bool attach)
+    {
+        lock (_gate)
+        {
+            var d = Resolve(key);
+            if (d.Hosts is null)
+                throw ControlException.Conflict($"volume '{d.Name}' is open to any host; give it a host list first (volumes hosts, or create --hosts)");
+            var hosts = new List<string>(d.Hosts);
+            if (attach) hosts.Add(host); else hosts.Remove(host);
+            return SetHosts(d.Id.ToString(), hosts);
+        }
+    }
+
+    /// <summary>The volume a retried create asks for, or null when the name is free; 409 when the name is taken otherwise.</summary>
+    private VolumeDescriptor? Existing(string name, long sizeBytes, IReadOnlyList<string>? hosts)
+    {
+        foreach (var d in store.List())
+        {
+            if (d.Name != name) continue;
+            if (d.SizeBytes == sizeBytes && !d.ReadOnly && SameHosts(d.Hosts, hosts)) return d;
+            throw ControlException.Conflict($"volume '{name}' exists with size {d.SizeBytes}{(d.ReadOnly ? " (a snapshot)" : "")}" +
+                $" and hosts {(d.Hosts is null ? "any" : "[" + string.Join(",", d.Hosts) + "]")}; a create must ask for the same to succeed again");
+        }
+        return null;
+    }
+
+    private static bool SameHosts(string[]? have, IReadOnlyList<string>? want)
+    {
+        if (have is null || want is null) return have is null && want is null;
+        var set = new HashSet<string>(want, StringComparer.Ordinal);
+        return set.SetEquals(have);
+    }
+
     /// <summary>Flushes every open volume (graceful shutdown).</summary>
     public async Task FlushAllAsync()
     {
@@ -160,11 +219,15 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, StorageExecut
         target.AddNamespace(new NamespaceInfo(nsid, d.Id, d.SizeBytes / d.BlockSize, d.BlockSize)
         {
             AllocatedBlocks = () => volume.AllocatedBytes / volume.BlockSize,
+            Hosts = Access(d.Hosts),
         });
         _open[d.Id] = volume;
         Metrics.ResetVolumeSlot((int)nsid - 1);
         logger.LogInformation("namespace {Nsid} = volume {Name} {Id}", nsid, d.Name, d.Id);
     }
+
+    /// <summary>A volume's host list as the target enforces it (null: any host the subsystem admits).</summary>
+    private static HostAccess Access(string[]? hosts) => hosts is null ? HostAccess.AllowAny : HostAccess.Only(hosts);
 
     /// <summary>Hands the current volume set to the executor and the metric slots to IoMetrics.</summary>
     private void Publish()
@@ -207,7 +270,7 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, StorageExecut
     }
 
     private VolumeView View(VolumeDescriptor d) => new(d.Id, d.Name, d.SizeBytes, d.BlockSize,
-        NamespaceOf(d.Id)?.Nsid ?? 0, _open.TryGetValue(d.Id, out var v) ? v.AllocatedBytes : 0);
+        NamespaceOf(d.Id)?.Nsid ?? 0, _open.TryGetValue(d.Id, out var v) ? v.AllocatedBytes : 0, d.Hosts);
 
     /// <summary>Runs a store call; its refusals become 409 with the store's own message.</summary>
     private static VolumeDescriptor Store(Func<VolumeDescriptor> call)

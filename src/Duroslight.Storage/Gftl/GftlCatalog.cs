@@ -19,7 +19,12 @@ internal static partial class GftlCatalog
     /// <param name="Hidden">Deleted, but kept while snapshots or clones still read through it.</param>
     public sealed record Entry(Guid Id, string Name, long SizeBytes, bool ReadOnly, Guid? ParentId, long BaseSeq, long CreatedSeq, bool Hidden)
     {
-        public VolumeDescriptor Descriptor => new(Id, Name, SizeBytes, GftlLayout.BlockSize) { ReadOnly = ReadOnly, ParentId = ParentId };
+        /// <summary>The host access list (null: any host); absent from catalogs written before it existed.</summary>
+        [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+        public string[]? Hosts { get; init; }
+
+        public VolumeDescriptor Descriptor =>
+            new(Id, Name, SizeBytes, GftlLayout.BlockSize) { ReadOnly = ReadOnly, ParentId = ParentId, Hosts = Hosts };
     }
 
     public sealed record Document(int FormatVersion, Guid ClusterId, List<Entry> Volumes);

@@ -149,19 +149,19 @@ public sealed class GftlStore : IVolumeStore
         }
     }
 
-    public VolumeDescriptor Create(string name, long sizeBytes, Guid? id = null)
+    public VolumeDescriptor Create(string name, long sizeBytes, Guid? id = null, IReadOnlyList<string>? hosts = null)
     {
         lock (_gate)
         {
             ThrowIfDisposed();
-            VolumeDescriptor descriptor = VolumeRequests.ValidateCreate([.. List()], name, sizeBytes, id, GftlLayout.BlockSize);
+            VolumeDescriptor descriptor = VolumeRequests.ValidateCreate([.. List()], name, sizeBytes, id, GftlLayout.BlockSize, hosts);
             if (_core.Find(descriptor.Id) is not null)
             {
                 throw new VolumeStoreException($"Id {descriptor.Id} belongs to a deleted volume that snapshots or clones still read from.");
             }
 
             long seq = _core.NextSeq();
-            var entry = new GftlCatalog.Entry(descriptor.Id, name, sizeBytes, false, null, 0, seq, false);
+            var entry = new GftlCatalog.Entry(descriptor.Id, name, sizeBytes, false, null, 0, seq, false) { Hosts = descriptor.Hosts };
             Publish([.. _core.Volumes, new GftlVolume(_core, entry, null)]);
             return descriptor;
         }
@@ -238,6 +238,28 @@ public sealed class GftlStore : IVolumeStore
         }
     }
 
+    public VolumeDescriptor SetHosts(Guid id, IReadOnlyList<string>? hosts)
+    {
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            GftlVolume volume = Visible(id);
+            GftlCatalog.Entry previous = volume.Entry;
+            volume.Entry = previous with { Hosts = VolumeRequests.NormalizeHosts(hosts) };
+            try
+            {
+                SaveCatalog(_core.Volumes);
+            }
+            catch
+            {
+                volume.Entry = previous;
+                throw;
+            }
+
+            return volume.Entry.Descriptor;
+        }
+    }
+
     public VolumeDescriptor Snapshot(Guid sourceId, string name) => Derive(sourceId, name, readOnly: true);
 
     public VolumeDescriptor Clone(Guid sourceId, string name) => Derive(sourceId, name, readOnly: false);
@@ -308,7 +330,10 @@ public sealed class GftlStore : IVolumeStore
             try
             {
                 seq = _core.NextSeq();
-                child = new GftlVolume(_core, new GftlCatalog.Entry(Guid.NewGuid(), name, source.SizeBytes, readOnly, source.Id, seq, seq, false), source);
+                child = new GftlVolume(_core, new GftlCatalog.Entry(Guid.NewGuid(), name, source.SizeBytes, readOnly, source.Id, seq, seq, false)
+                {
+                    Hosts = source.Entry.Hosts, // a copy of a masked volume stays masked
+                }, source);
                 CopyMaps(source, child);
                 source.Children = [.. source.Children, child];
                 _core.SetVolumes([.. _core.Volumes, child]);

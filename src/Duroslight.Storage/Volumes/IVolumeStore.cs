@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace Duroslight.Storage.Volumes;
 
 /// <summary>What the node knows about one volume; persisted by the store.</summary>
@@ -8,6 +10,13 @@ public sealed record VolumeDescriptor(Guid Id, string Name, long SizeBytes, int 
 
     /// <summary>The volume a snapshot or clone was taken from, or null.</summary>
     public Guid? ParentId { get; init; }
+
+    /// <summary>
+    /// The host NQNs that may see the volume (namespace masking), or null for any host the subsystem admits.
+    /// Kept sorted and without duplicates (<see cref="VolumeRequests.NormalizeHosts"/>).
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string[]? Hosts { get; init; }
 }
 
 /// <summary>Why a control-plane request on a store was refused.</summary>
@@ -21,7 +30,8 @@ public interface IVolumeStore : IDisposable
 {
     IReadOnlyList<VolumeDescriptor> List();
 
-    VolumeDescriptor Create(string name, long sizeBytes, Guid? id = null);
+    /// <param name="hosts">The host access list it starts with (null: any host), in the same catalog write.</param>
+    VolumeDescriptor Create(string name, long sizeBytes, Guid? id = null, IReadOnlyList<string>? hosts = null);
 
     void Delete(Guid id);
 
@@ -35,6 +45,12 @@ public interface IVolumeStore : IDisposable
     /// <summary>A writable copy of a volume or snapshot, independent of its source afterwards. Stores without copy-on-write refuse.</summary>
     VolumeDescriptor Clone(Guid sourceId, string name) =>
         throw new VolumeStoreException("Clones need a copy-on-write store (GFTL).");
+
+    /// <summary>
+    /// Replaces the volume's host access list (null: any host), persisted like the rest of the descriptor. The
+    /// store keeps the list; the node's target enforces it.
+    /// </summary>
+    VolumeDescriptor SetHosts(Guid id, IReadOnlyList<string>? hosts);
 
     /// <summary>The open volume; the store owns it and disposes it with itself or on Delete.</summary>
     IBlockVolume Open(Guid id);

@@ -42,12 +42,12 @@ public sealed class MemoryVolumeStore : IVolumeStore
         }
     }
 
-    public VolumeDescriptor Create(string name, long sizeBytes, Guid? id = null)
+    public VolumeDescriptor Create(string name, long sizeBytes, Guid? id = null, IReadOnlyList<string>? hosts = null)
     {
         lock (_gate)
         {
             ThrowIfDisposed();
-            VolumeDescriptor descriptor = VolumeRequests.ValidateCreate(_volumes, name, sizeBytes, id, BlockSize);
+            VolumeDescriptor descriptor = VolumeRequests.ValidateCreate(_volumes, name, sizeBytes, id, BlockSize, hosts);
             _instances.Add(descriptor.Id, new MemoryVolume(descriptor, _budget));
             _volumes.Add(descriptor);
             return descriptor;
@@ -75,6 +75,17 @@ public sealed class MemoryVolumeStore : IVolumeStore
             _instances[id].Grow(resized.SizeBytes);
             _volumes[index] = resized;
             return resized;
+        }
+    }
+
+    public VolumeDescriptor SetHosts(Guid id, IReadOnlyList<string>? hosts)
+    {
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            int index = VolumeRequests.IndexOfExisting(_volumes, id);
+            _volumes[index] = _volumes[index] with { Hosts = VolumeRequests.NormalizeHosts(hosts) };
+            return _volumes[index];
         }
     }
 

@@ -59,12 +59,12 @@ public sealed class SparseFileVolumeStore : IVolumeStore
     }
 
     /// <summary>Creates the file first, then records it: a crash in between leaves only an orphan file.</summary>
-    public VolumeDescriptor Create(string name, long sizeBytes, Guid? id = null)
+    public VolumeDescriptor Create(string name, long sizeBytes, Guid? id = null, IReadOnlyList<string>? hosts = null)
     {
         lock (_gate)
         {
             ThrowIfDisposed();
-            VolumeDescriptor descriptor = VolumeRequests.ValidateCreate(_volumes, name, sizeBytes, id, BlockSize);
+            VolumeDescriptor descriptor = VolumeRequests.ValidateCreate(_volumes, name, sizeBytes, id, BlockSize, hosts);
             string path = VolumePath(descriptor.Id);
             SparseFileVolume volume = SparseFileVolume.Create(path, descriptor, _directIo);
             try
@@ -142,6 +142,28 @@ public sealed class SparseFileVolumeStore : IVolumeStore
             }
 
             return resized;
+        }
+    }
+
+    public VolumeDescriptor SetHosts(Guid id, IReadOnlyList<string>? hosts)
+    {
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            int index = VolumeRequests.IndexOfExisting(_volumes, id);
+            VolumeDescriptor previous = _volumes[index];
+            _volumes[index] = previous with { Hosts = VolumeRequests.NormalizeHosts(hosts) };
+            try
+            {
+                VolumeCatalog.Save(_catalogPath, _volumes);
+            }
+            catch
+            {
+                _volumes[index] = previous;
+                throw;
+            }
+
+            return _volumes[index];
         }
     }
 

@@ -15,7 +15,7 @@ internal static class VolumeRequests
     }
 
     /// <summary>The descriptor a valid create request yields; throws <see cref="VolumeStoreException"/> otherwise.</summary>
-    public static VolumeDescriptor ValidateCreate(List<VolumeDescriptor> volumes, string name, long sizeBytes, Guid? id, int blockSize)
+    public static VolumeDescriptor ValidateCreate(List<VolumeDescriptor> volumes, string name, long sizeBytes, Guid? id, int blockSize, IReadOnlyList<string>? hosts)
     {
         if (string.IsNullOrWhiteSpace(name))
         {
@@ -35,7 +35,7 @@ internal static class VolumeRequests
             throw new VolumeStoreException($"A volume with id {volumeId} already exists.");
         }
 
-        return new VolumeDescriptor(volumeId, name, sizeBytes, blockSize);
+        return new VolumeDescriptor(volumeId, name, sizeBytes, blockSize) { Hosts = NormalizeHosts(hosts) };
     }
 
     /// <summary>The grown descriptor; refuses shrinking and unaligned sizes.</summary>
@@ -49,6 +49,31 @@ internal static class VolumeRequests
         }
 
         return current with { SizeBytes = newSizeBytes };
+    }
+
+    /// <summary>
+    /// A host list as stores keep it: null stays null (any host), otherwise sorted, distinct and free of empty names,
+    /// so equal lists persist alike.
+    /// </summary>
+    public static string[]? NormalizeHosts(IReadOnlyList<string>? hosts)
+    {
+        if (hosts is null)
+        {
+            return null;
+        }
+
+        var set = new SortedSet<string>(StringComparer.Ordinal);
+        foreach (string host in hosts)
+        {
+            if (string.IsNullOrWhiteSpace(host) || host.Length > 223)
+            {
+                throw new VolumeStoreException($"'{host}' is not a host NQN (1..223 characters).");
+            }
+
+            set.Add(host);
+        }
+
+        return [.. set];
     }
 
     /// <summary>The index of the volume, or throws the "no such volume" refusal.</summary>

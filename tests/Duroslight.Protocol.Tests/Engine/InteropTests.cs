@@ -104,6 +104,7 @@ public class InteropTests
     public void Get_log_page_of_1024_bytes_with_an_sgl_length_of_16_gets_1024_bytes_on_discovery_and_admin_queues()
     {
         var fabric = new Fabric();
+        fabric.AddVolume(); // the subsystem is listed to hosts that see a namespace in it
         fabric.Target.AddListener(new ListenerInfo("10.1.2.3", "4420", 1, IsDiscovery: false));
         var disc = ConnectedAdmin(fabric, TargetOptions.DiscoveryNqn);
         var pdus = disc.Send(RawPdus.Capsule(NvmeCommands.GetLogPage(LogPageId.Discovery, 1024), 9, sglLength: 16));
@@ -138,6 +139,7 @@ public class InteropTests
     public void Discovery_entries_pad_trsvcid_and_traddr_with_nuls()
     {
         var fabric = new Fabric();
+        fabric.AddVolume();
         fabric.Target.AddListener(new ListenerInfo("192.168.7.10", "4420", 1, IsDiscovery: false));
         var disc = ConnectedAdmin(fabric, TargetOptions.DiscoveryNqn);
         var pdus = disc.Send(RawPdus.Capsule(NvmeCommands.GetLogPage(LogPageId.Discovery, 2048), 3));

@@ -119,6 +119,7 @@ public class NvmeTcpControllerTests
     public async Task Discover_reads_the_whole_log()
     {
         await using var target = new LoopbackTarget();
+        target.AddVolume(1, 1024, 512); // the subsystem is listed to hosts that see a namespace in it
         target.Target.AddReferral(new Referral("10.9.8.7", "8009", 4));
         var log = await NvmeTcpController.DiscoverAsync("127.0.0.1", target.Port, HostNqn).WaitAsync(Limit);
         Assert.Equal(2, log.Entries.Count); // the default subsystem (aux ones are not advertised) and the referral

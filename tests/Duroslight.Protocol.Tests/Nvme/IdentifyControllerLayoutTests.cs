@@ -126,10 +126,10 @@ public class IdentifyControllerLayoutTests
     }
 
     [Fact]
-    public void Oncs_at_520_dsm_and_write_zeroes()
+    public void Oncs_at_520_dsm_write_zeroes_and_reservations()
     {
         var p = Encode(IoController());
-        Assert.Equal((1 << 2) | (1 << 3), U16(p, 520));
+        Assert.Equal((1 << 2) | (1 << 3) | (1 << 5), U16(p, 520));
         Assert.Equal(0, U16(p, 522)); // FUSES
     }
 

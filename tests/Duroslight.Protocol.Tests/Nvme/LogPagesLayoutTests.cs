@@ -98,7 +98,7 @@ public class LogPagesLayoutTests
         for (int op = 0; op < 256; op++)
             Assert.Equal(admin.Contains((byte)op) ? 1u : 0u, U32(b, op * 4));
         Assert.Equal(0u, U32(b, 0x7F * 4)); // Fabrics is not listed
-        var io = new Dictionary<int, uint> { [0x00] = 1, [0x01] = 3, [0x02] = 1, [0x08] = 3, [0x09] = 3 };
+        var io = new Dictionary<int, uint> { [0x00] = 1, [0x01] = 3, [0x02] = 1, [0x08] = 3, [0x09] = 3, [0x0D] = 1, [0x0E] = 1, [0x11] = 1, [0x15] = 1 };
         for (int op = 0; op < 256; op++)
             Assert.Equal(io.GetValueOrDefault(op), U32(b, 1024 + op * 4));
         Assert.True(AllZero(b, 2048, 4096));

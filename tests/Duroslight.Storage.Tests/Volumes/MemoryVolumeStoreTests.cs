@@ -7,6 +7,8 @@ public sealed class MemoryVolumeStoreTests : VolumeStoreContractTests
 {
     protected override IVolumeStore CreateStore() => new MemoryVolumeStore();
 
+    protected override bool Persists => false;
+
     [Fact]
     public async Task Writes_beyond_the_capacity_fail_with_out_of_space_and_write_nothing()
     {

@@ -28,6 +28,9 @@ public abstract class VolumeStoreContractTests : IDisposable
         GC.SuppressFinalize(this);
     }
 
+    /// <summary>Whether a reopened store sees the previous one's volumes (every store but memory).</summary>
+    protected virtual bool Persists => true;
+
     protected void ReopenStore()
     {
         _store?.Dispose();
@@ -35,6 +38,31 @@ public abstract class VolumeStoreContractTests : IDisposable
     }
 
     protected IBlockVolume NewVolume(long sizeBytes = 4 * MiB) => Store.Open(Store.Create("vol", sizeBytes).Id);
+
+    [Fact]
+    public void Host_lists_are_kept_sorted_and_distinct_and_persist_with_the_volume()
+    {
+        VolumeDescriptor open = Store.Create("open", MiB);
+        VolumeDescriptor masked = Store.Create("masked", MiB, hosts: ["nqn.h:b"]);
+        VolumeDescriptor nobody = Store.Create("nobody", MiB, hosts: []);
+        Assert.Equal(["nqn.h:b"], masked.Hosts!);
+
+        VolumeDescriptor set = Store.SetHosts(masked.Id, ["nqn.h:b", "nqn.h:a", "nqn.h:b"]);
+        Assert.Equal(["nqn.h:a", "nqn.h:b"], set.Hosts!);
+        Assert.Null(open.Hosts);
+        Assert.Throws<VolumeStoreException>(() => Store.SetHosts(masked.Id, [""]));
+        Assert.Throws<VolumeStoreException>(() => Store.SetHosts(Guid.NewGuid(), ["nqn.h:a"]));
+        Assert.Equal(["nqn.h:a", "nqn.h:b"], Store.List().Single(d => d.Id == masked.Id).Hosts!);
+
+        if (!Persists) return;
+        ReopenStore();
+        Assert.Equal(["nqn.h:a", "nqn.h:b"], Store.List().Single(d => d.Id == masked.Id).Hosts!);
+        Assert.Null(Store.List().Single(d => d.Id == open.Id).Hosts);
+        Assert.Empty(Store.List().Single(d => d.Id == nobody.Id).Hosts!);
+        Store.SetHosts(masked.Id, null); // back to any host
+        ReopenStore();
+        Assert.Null(Store.List().Single(d => d.Id == masked.Id).Hosts);
+    }
 
     [Fact]
     public void Create_returns_the_descriptor_and_lists_it()

@@ -1,0 +1,121 @@
+using System.Buffers.Binary;
+using Duroslight.Host;
+using Duroslight.Protocol.Engine;
+using Duroslight.Protocol.Nvme;
+using Duroslight.Protocol.Reservations;
+using Xunit;
+
+namespace Duroslight.Protocol.Tests.Engine;
+
+/// <summary>
+/// The Reservation commands through the engine in memory, from two hosts (two host IDs, two controllers): Register,
+/// Acquire, Report, a write refused with Reservation Conflict (SCT 0, SC 83h), preempt, release, and the Identify bits.
+/// </summary>
+public sealed class ReservationEngineTests
+{
+    private const string HostA = "nqn.2014-08.org.nvmexpress:uuid:aaaaaaaa-0000-0000-0000-00000000000a";
+    private const string HostB = "nqn.2014-08.org.nvmexpress:uuid:bbbbbbbb-0000-0000-0000-00000000000b";
+    private static readonly Guid IdA = Guid.Parse("aaaaaaaa-1111-2222-3333-444444444444");
+    private static readonly Guid IdB = Guid.Parse("bbbbbbbb-1111-2222-3333-444444444444");
+
+    private static QueuePair IoQueueOf(Fabric f, string hostNqn, Guid hostId)
+    {
+        var (admin, cqe) = f.Connect(0, ConnectData.DynamicCntlid, null, hostNqn, hostId: hostId);
+        Assert.True(cqe.Status.IsSuccess, cqe.Status.ToString());
+        f.ExecOk(admin, NvmeCommands.PropertySet(PropertyOffset.Cc, Fabric.CcEnable));
+        var (io, ioCqe) = f.Connect(1, admin.Cntlid, null, hostNqn, hostId: hostId);
+        Assert.True(ioCqe.Status.IsSuccess, ioCqe.Status.ToString());
+        return io;
+    }
+
+    private static byte[] Keys(ulong first, ulong second = 0)
+    {
+        var data = new byte[16];
+        BinaryPrimitives.WriteUInt64LittleEndian(data, first);
+        BinaryPrimitives.WriteUInt64LittleEndian(data.AsSpan(8), second);
+        return data;
+    }
+
+    private static NvmeCommand Register(RegisterAction action, PtplChange ptpl = PtplChange.NoChange) =>
+        new(IoOpcode.ReservationRegister, 1, (uint)action | ((uint)ptpl << 30));
+
+    private static NvmeCommand Acquire(AcquireAction action, ReservationType type) =>
+        new(IoOpcode.ReservationAcquire, 1, (uint)action | ((uint)type << 8));
+
+    private static NvmeCommand Release(ReleaseAction action, ReservationType type) =>
+        new(IoOpcode.ReservationRelease, 1, (uint)action | ((uint)type << 8));
+
+    private static NvmeCommand Report(int bytes, bool extended = true) =>
+        new(IoOpcode.ReservationReport, 1, (uint)(bytes / 4) - 1, extended ? 1u : 0);
+
+    [Fact]
+    public void Two_hosts_register_one_holds_write_exclusive_and_the_other_hosts_write_conflicts()
+    {
+        var f = new Fabric();
+        f.AddVolume();
+        var a = IoQueueOf(f, HostA, IdA);
+        var b = IoQueueOf(f, HostB, IdB);
+
+        f.ExecOk(a, Register(RegisterAction.Register), Keys(0, 0xA));
+        f.ExecOk(b, Register(RegisterAction.Register), Keys(0, 0xB));
+        Assert.Equal(NvmeStatus.ReservationConflict, f.Exec(b, Register(RegisterAction.Register), Keys(0, 0xC)).Status);
+        f.ExecOk(a, Acquire(AcquireAction.Acquire, ReservationType.WriteExclusive), Keys(0xA));
+
+        // B reads but may not write; A writes.
+        f.ExecOk(b, NvmeCommands.Read(1, 0, 1), new byte[512]);
+        var refused = f.Exec(b, NvmeCommands.Write(1, 0, 1), new byte[512]);
+        Assert.Equal(StatusCodeType.Generic, refused.Status.Sct);
+        Assert.Equal(0x83, refused.Status.Sc);
+        Assert.Equal(NvmeStatus.ReservationConflict, f.Exec(b, NvmeCommands.WriteZeroes(1, 0, 1)).Status);
+        f.ExecOk(a, NvmeCommands.Write(1, 0, 1), new byte[512]);
+
+        // Report (extended): both registrants with their 128-bit host IDs, A holding.
+        var page = new byte[3 * 64];
+        f.ExecOk(b, Report(page.Length), page);
+        Assert.Equal((byte)ReservationType.WriteExclusive, page[4]);
+        Assert.Equal(2, BinaryPrimitives.ReadUInt16LittleEndian(page.AsSpan(5)));
+        var holders = new Dictionary<UInt128, (byte Rcsts, ulong Key)>();
+        for (int i = 1; i <= 2; i++)
+            holders[BinaryPrimitives.ReadUInt128LittleEndian(page.AsSpan(i * 64 + 16))] = (page[i * 64 + 2], BinaryPrimitives.ReadUInt64LittleEndian(page.AsSpan(i * 64 + 8)));
+        Assert.Equal(((byte)1, 0xAul), holders[ReservationCommands.HostOf(IdA)]);
+        Assert.Equal(((byte)0, 0xBul), holders[ReservationCommands.HostOf(IdB)]);
+        Assert.Equal(NvmeStatus.HostIdentifierInconsistentFormat, f.Exec(b, Report(64, extended: false), new byte[64]).Status);
+
+        // B preempts A: B holds, A is unregistered and now conflicts on writes.
+        f.ExecOk(b, Acquire(AcquireAction.Preempt, ReservationType.WriteExclusive), Keys(0xB, 0xA));
+        f.ExecOk(b, NvmeCommands.Write(1, 0, 1), new byte[512]);
+        Assert.Equal(NvmeStatus.ReservationConflict, f.Exec(a, NvmeCommands.Write(1, 0, 1), new byte[512]).Status);
+
+        // Release ends it: A writes again.
+        f.ExecOk(b, Release(ReleaseAction.Release, ReservationType.WriteExclusive), Keys(0xB));
+        f.ExecOk(a, NvmeCommands.Write(1, 0, 1), new byte[512]);
+        Assert.Equal(NvmeStatus.InvalidField, f.Exec(a, Register(RegisterAction.Register, PtplChange.Set), Keys(0, 0xA)).Status);
+    }
+
+    [Fact]
+    public void Identify_advertises_reservations_and_a_masked_namespace_refuses_them()
+    {
+        var f = new Fabric();
+        f.AddVolume();
+        var (admin, io) = f.Controller();
+        var ctrl = new byte[4096];
+        f.ExecOk(admin, NvmeCommands.Identify(IdentifyCns.Controller), ctrl);
+        Assert.NotEqual(0, BinaryPrimitives.ReadUInt16LittleEndian(ctrl.AsSpan(520)) & IdentifyPages.OncsReservations);
+        var ns = new byte[4096];
+        f.ExecOk(admin, NvmeCommands.Identify(IdentifyCns.Namespace, 1), ns);
+        Assert.Equal(IdentifyPages.Rescap, ns[31]);
+        f.Target.SetNamespaceHosts(1, Duroslight.Protocol.Subsystems.HostAccess.Only(["nqn.other"]));
+        Assert.Equal(NvmeStatus.InvalidNamespaceOrFormat, f.Exec(io, Register(RegisterAction.Register), Keys(0, 1)).Status);
+        Assert.Equal(NvmeStatus.InvalidNamespaceOrFormat, f.Exec(io, NvmeCommands.Read(1, 0, 1), new byte[512]).Status);
+        Assert.Empty(ActiveNamespaces(f, admin));
+    }
+
+    private static List<uint> ActiveNamespaces(Fabric f, QueuePair admin)
+    {
+        var page = new byte[4096];
+        f.ExecOk(admin, NvmeCommands.Identify(IdentifyCns.ActiveNamespaceList), page);
+        var ids = new List<uint>();
+        for (int i = 0; i < 1024 && BinaryPrimitives.ReadUInt32LittleEndian(page.AsSpan(i * 4)) != 0; i++) ids.Add(BinaryPrimitives.ReadUInt32LittleEndian(page.AsSpan(i * 4)));
+        return ids;
+    }
+}
