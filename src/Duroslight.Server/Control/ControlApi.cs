@@ -17,7 +17,7 @@ namespace Duroslight.Server.Control;
 /// <see cref="ControlJson"/>; a refusal is an HTTP status with {"status", "error"}. Every operation validates
 /// before it changes anything.
 /// </summary>
-public sealed class ControlApi(NodeHost node, ILogger logger)
+public sealed partial class ControlApi(NodeHost node, ILogger logger)
 {
     private readonly object _aclGate = new();
 
@@ -26,12 +26,17 @@ public sealed class ControlApi(NodeHost node, ILogger logger)
         app.Use(RefusalsAsJson);
         var v1 = app.MapGroup("/v1");
         v1.MapGet("/state", Reply(_ => State(), ControlJson.Default.StateResponse));
-        v1.MapGet("/volumes", Reply(_ => Volumes(), ControlJson.Default.ListVolumeResponse));
-        v1.MapGet("/volumes/{vol}", Reply(c => ToResponse(node.VolumeOps.Find(Route(c, "vol"))), ControlJson.Default.VolumeResponse));
-        v1.MapPost("/volumes", Reply(async c => CreateVolume(await BodyAsync(c, ControlJson.Default.VolumeRequest, new VolumeRequest())), ControlJson.Default.VolumeResponse));
-        v1.MapDelete("/volumes/{vol}", Reply(c => DeleteVolume(Route(c, "vol")), ControlJson.Default.DeletedResponse));
-        v1.MapPost("/volumes/{vol}/{action}", Reply(async c => VolumeAction(Route(c, "vol"), Route(c, "action"),
-            await BodyAsync(c, ControlJson.Default.VolumeRequest, new VolumeRequest())), ControlJson.Default.VolumeResponse));
+        v1.MapGet("/nodes", Reply(_ => NodesAsync(), ControlJson.Default.ListNodeResponse));
+        if (node.Cluster is not null) MapClusterVolumes(v1);
+        else
+        {
+            v1.MapGet("/volumes", Reply(_ => Volumes(), ControlJson.Default.ListVolumeResponse));
+            v1.MapGet("/volumes/{vol}", Reply(c => ToResponse(node.VolumeOps.Find(Route(c, "vol"))), ControlJson.Default.VolumeResponse));
+            v1.MapPost("/volumes", Reply(async c => CreateVolume(await BodyAsync(c, ControlJson.Default.VolumeRequest, new VolumeRequest())), ControlJson.Default.VolumeResponse));
+            v1.MapDelete("/volumes/{vol}", Reply(c => DeleteVolume(Route(c, "vol")), ControlJson.Default.DeletedResponse));
+            v1.MapPost("/volumes/{vol}/{action}", Reply(async c => VolumeAction(Route(c, "vol"), Route(c, "action"),
+                await BodyAsync(c, ControlJson.Default.VolumeRequest, new VolumeRequest())), ControlJson.Default.VolumeResponse));
+        }
         v1.MapGet("/subsystems", Reply(_ => Subsystems(), ControlJson.Default.ListSubsystemResponse));
         v1.MapPost("/subsystems/{sub}/hosts/{action}", Reply(async c => HostAction(Route(c, "sub"), Route(c, "action"),
             await BodyAsync(c, ControlJson.Default.HostsRequest, new HostsRequest())), ControlJson.Default.ListSubsystemResponse));
@@ -118,7 +123,9 @@ public sealed class ControlApi(NodeHost node, ILogger logger)
         return list;
     }
 
-    private VolumeResponse CreateVolume(VolumeRequest body) => ToResponse(node.VolumeOps.Create(Required(body.Name, "name"), Size(body)));
+    private VolumeResponse CreateVolume(VolumeRequest body) => body.Replicas is null or 1
+        ? ToResponse(node.VolumeOps.Create(Required(body.Name, "name"), Size(body)))
+        : throw ControlException.BadRequest("replicas above 1 need a cluster (serve --etcd URL)");
 
     private DeletedResponse DeleteVolume(string key)
     {

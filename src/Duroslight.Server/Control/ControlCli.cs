@@ -17,18 +17,19 @@ public static class ControlCli
         usage: duroslight status [--json] [--socket PATH | --config FILE]
                duroslight ctl [--json] [--socket PATH | --config FILE] COMMAND
           state
-          volumes list | show VOL | create NAME SIZE | delete VOL | resize VOL SIZE
+          volumes list | show [VOL] | create NAME SIZE [--replicas 1..3] | delete VOL | resize VOL SIZE
           volumes snapshot VOL NAME | clone VOL NAME          (VOL: name, ID or nsid:N)
           hosts list | allow SUB NQN | deny SUB NQN | set SUB [NQN...] | any SUB
                                                     (SUB: all, default, aux-N, pool number or NQN)
           controllers list | disconnect POOL CNTLID
+          nodes list                                (a cluster's nodes: index, addresses, state, leader, volumes)
           referrals list | add ADDR:PORT | remove ADDR:PORT
           shutdown
         socket: --socket, else $DUROSLIGHT_CONTROL_SOCKET, else control_socket/data_dir of --config,
                 else ./duroslight-data/control.sock
         """;
 
-    private sealed record Options(string Socket, bool Json, List<string> Words);
+    private sealed record Options(string Socket, bool Json, List<string> Words, int? Replicas);
 
     public static async Task<int> StatusAsync(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr)
     {
@@ -43,7 +44,7 @@ public static class ControlCli
         (HttpMethod Method, string Path, JsonObject? Body)? request;
         try
         {
-            request = ToRequest(o.Words);
+            request = ToRequest(o.Words, o.Replicas);
         }
         catch (UsageException e)
         {
@@ -54,7 +55,7 @@ public static class ControlCli
     }
 
     /// <summary>Maps the command words to a request; null when they are not a command.</summary>
-    private static (HttpMethod, string, JsonObject?)? ToRequest(List<string> w)
+    private static (HttpMethod, string, JsonObject?)? ToRequest(List<string> w, int? replicas)
     {
         string At(int i) => i < w.Count ? w[i] : throw new UsageException($"'{string.Join(' ', w)}' needs more arguments");
         string E(int i) => Uri.EscapeDataString(At(i));
@@ -66,8 +67,10 @@ public static class ControlCli
             ("state", _) => (get, "v1/state", null),
             ("shutdown", _) => (post, "v1/shutdown", null),
             ("volumes", "list") => (get, "v1/volumes", null),
+            ("volumes", "show") when w.Count == 2 => (get, "v1/volumes", null),
             ("volumes", "show") => (get, $"v1/volumes/{E(2)}", null),
-            ("volumes", "create") => (post, "v1/volumes", new JsonObject { ["name"] = At(2), ["size"] = At(3) }),
+            ("volumes", "create") => (post, "v1/volumes", new JsonObject { ["name"] = At(2), ["size"] = At(3), ["replicas"] = replicas }),
+            ("nodes", "list") => (get, "v1/nodes", null),
             ("volumes", "delete") => (delete, $"v1/volumes/{E(2)}", null),
             ("volumes", "resize") => (post, $"v1/volumes/{E(2)}/resize", new JsonObject { ["size"] = At(3) }),
             ("volumes", "snapshot" or "clone") => (post, $"v1/volumes/{E(2)}/{w[1]}", new JsonObject { ["name"] = At(3) }),
@@ -129,6 +132,7 @@ public static class ControlCli
     {
         string? socket = null, config = null;
         bool json = false;
+        int? replicas = null;
         var words = new List<string>();
         options = null!;
         for (int i = 0; i < args.Count; i++)
@@ -138,6 +142,10 @@ public static class ControlCli
                 case "--json": json = true; break;
                 case "--socket" when i + 1 < args.Count: socket = args[++i]; break;
                 case "--config" when i + 1 < args.Count: config = args[++i]; break;
+                case "--replicas" when i + 1 < args.Count:
+                    if (!int.TryParse(args[++i], out int n) || n is < 1 or > 3) { UsageError(stderr, $"--replicas: '{args[i]}' is not 1..3"); return false; }
+                    replicas = n;
+                    break;
                 case "-h" or "--help": stderr.Write(Usage); return false;
                 case var a when a.StartsWith("--", StringComparison.Ordinal): UsageError(stderr, $"unknown option '{a}'"); return false;
                 default: words.Add(args[i]); break;
@@ -153,7 +161,7 @@ public static class ControlCli
             UsageError(stderr, e.Message);
             return false;
         }
-        options = new Options(socket, json, words);
+        options = new Options(socket, json, words, replicas);
         return true;
     }
 

@@ -3,6 +3,7 @@ using System.Net;
 using Duroslight.Protocol.Subsystems;
 using Duroslight.Reactor;
 using Duroslight.Server.Cli;
+using Duroslight.Server.Cluster;
 using Duroslight.Server.Control;
 using Duroslight.Server.Execution;
 using Duroslight.Server.Metrics;
@@ -20,7 +21,7 @@ namespace Duroslight.Server.Hosting;
 /// </summary>
 public sealed class NodeHost : IAsyncDisposable
 {
-    private const int BlockSize = 4096;
+    private const int BlockSize = NodeVolumes.BlockSize;
     private const ushort IoPortId = 1, DiscoveryPortId = 2;
 
     private readonly ILogger _logger;
@@ -33,6 +34,7 @@ public sealed class NodeHost : IAsyncDisposable
     private ITransport? _transport;
     private MetricsServer? _metrics;
     private ControlServer? _control;
+    private ClusterMember? _cluster;
     private volatile NodeState _state = NodeState.Inactive;
 
     public NodeHost(ServeSettings settings, ILoggerFactory loggers)
@@ -98,10 +100,11 @@ public sealed class NodeHost : IAsyncDisposable
         _store = OpenStore();
         Enter(NodeState.Duroslight);
         _volumes = new NodeVolumes(_store, Target, _executor, _logger);
-        _volumes.ExposeAll();
+        if (!Settings.IsClustered) _volumes.ExposeAll();
         foreach (var r in Settings.Referrals) Target.AddReferral(new Referral(r.Address.ToString(), Port(r)));
         Enter(NodeState.Activating);
         StartListeners();
+        if (Settings.IsClustered) JoinCluster();
         if (Settings.Metrics is { } metricsEndPoint)
         {
             _metrics = new MetricsServer(this, _loggers);
@@ -117,6 +120,8 @@ public sealed class NodeHost : IAsyncDisposable
     {
         if (_state is NodeState.Draining or NodeState.Stopped) return;
         Enter(NodeState.Draining);
+        // Leave first: the lease goes, so the cluster sees the node down and another node leads at once.
+        if (_cluster is not null) await _cluster.DisposeAsync().ConfigureAwait(false);
         if (_transport is not null) await _transport.DrainAsync(Settings.DrainTimeout).ConfigureAwait(false);
         Target.DisconnectAll();
         if (_volumes is not null) await _volumes.FlushAllAsync().ConfigureAwait(false);
@@ -132,9 +137,21 @@ public sealed class NodeHost : IAsyncDisposable
 
     private static HostAccess Access(IReadOnlyList<string> hosts) => hosts.Count == 0 ? HostAccess.AllowAny : HostAccess.Only(hosts);
 
+    /// <summary>The cluster membership (null when the node runs alone, without etcd).</summary>
+    public ClusterMember? Cluster => _cluster;
+
+    /// <summary>Activating in a cluster: register in etcd, then open the replicas the cluster places here.</summary>
+    private void JoinCluster()
+    {
+        _cluster = new ClusterMember(Settings, _volumes!, _logger);
+        _cluster.JoinAsync($"{Settings.AdvertisedAddress}:{Port(Settings.Listen)}", $"{Settings.DiscoveryAdvertisedAddress}:{Port(Settings.Discovery)}")
+            .GetAwaiter().GetResult();
+    }
+
     private void Enter(NodeState state)
     {
         _state = state;
+        _cluster?.SetState(state);
         _logger.LogInformation("state {State}", state);
         StateChanged?.Invoke(state);
     }
@@ -163,7 +180,9 @@ public sealed class NodeHost : IAsyncDisposable
         IVolumeStore store = Settings.InMemory ? new MemoryVolumeStore(blockSize: BlockSize)
             : Settings.StoreKind == "sparse" ? new SparseFileVolumeStore(Settings.DataDirectory, BlockSize, directIo: true)
             : OpenGftl();
-        var wanted = Settings.Volumes.Count > 0 ? Settings.Volumes : store.List().Count == 0 ? [new VolumeSpec("default", Settings.DefaultVolumeBytes)] : [];
+        // In a cluster the volumes are the cluster's (etcd); the embedded default is a lone node's.
+        var wanted = Settings.IsClustered ? [] : Settings.Volumes.Count > 0 ? Settings.Volumes
+            : store.List().Count == 0 ? [new VolumeSpec("default", Settings.DefaultVolumeBytes)] : [];
         foreach (var spec in wanted)
         {
             bool exists = false;

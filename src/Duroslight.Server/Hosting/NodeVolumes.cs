@@ -20,6 +20,8 @@ public sealed record VolumeView(Guid Id, string Name, long SizeBytes, int BlockS
 /// </summary>
 public sealed class NodeVolumes(IVolumeStore store, Target target, StorageExecutor executor, ILogger logger)
 {
+    public const int BlockSize = 4096;
+
     private readonly object _gate = new();
     private readonly Dictionary<Guid, IBlockVolume> _open = [];
 
@@ -125,6 +127,66 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, StorageExecut
             ExposeNew(d, nsid);
             logger.LogInformation("clone {Name} {Id} of {Source} nsid {Nsid}", d.Name, d.Id, source.Id, nsid);
             return View(d);
+        }
+    }
+
+    /// <summary>
+    /// A cluster replica placed on this node: created in the store under the cluster's volume ID if missing, then
+    /// exposed under the cluster's NSID (the same on every node, as is the NGUID, the volume ID). Idempotent.
+    /// </summary>
+    public void EnsureReplica(Guid id, string name, long sizeBytes, uint nsid)
+    {
+        lock (_gate)
+        {
+            if (_open.ContainsKey(id)) return;
+            if (target.GetNamespace(nsid) is { } taken)
+                throw ControlException.Conflict($"NSID {nsid} is taken on this node by volume {taken.VolumeId}");
+            VolumeDescriptor? d = null;
+            foreach (var existing in store.List()) if (existing.Id == id) d = existing;
+            d ??= Store(() => store.Create(name, sizeBytes, id));
+            try
+            {
+                Expose(d, nsid);
+            }
+            catch (Exception e) when (e is InvalidOperationException or ArgumentException or VolumeStoreException)
+            {
+                _open.Remove(id);
+                throw ControlException.Conflict($"replica '{name}' could not be exposed: {e.Message}");
+            }
+            Publish();
+            logger.LogInformation("replica {Name} {Id} open as nsid {Nsid}", name, id, nsid);
+        }
+    }
+
+    /// <summary>A replica the cluster no longer places here: its namespace goes (AEN), then its data.</summary>
+    public void DropReplica(Guid id)
+    {
+        lock (_gate)
+        {
+            if (NamespaceOf(id) is { } ns) target.RemoveNamespace(ns.Nsid);
+            _open.Remove(id);
+            Publish();
+            try
+            {
+                store.Delete(id);
+            }
+            catch (VolumeStoreException e)
+            {
+                logger.LogError("replica {Id}: could not delete it from the store: {Error}", id, e.Message);
+                return;
+            }
+            logger.LogInformation("replica {Id} dropped (placed elsewhere)", id);
+        }
+    }
+
+    /// <summary>The IDs of every volume in the store (open or not).</summary>
+    public List<Guid> StoredIds()
+    {
+        lock (_gate)
+        {
+            var ids = new List<Guid>();
+            foreach (var d in store.List()) ids.Add(d.Id);
+            return ids;
         }
     }
 

@@ -1,0 +1,170 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Duroslight.Server.Control;
+using Duroslight.Tests.Shared;
+using Xunit;
+
+namespace Duroslight.Server.Tests;
+
+/// <summary>
+/// A real etcd and three real `duroslight serve` processes in one cluster: placement through the elected leader,
+/// replicas opened on every node, leader failover and lease expiry after SIGKILL.
+/// </summary>
+public sealed class ClusterProcessTests : IAsyncLifetime
+{
+    private static readonly string Dll = Path.Combine(AppContext.BaseDirectory, "duroslight.dll");
+    private static readonly TimeSpan Limit = TimeSpan.FromSeconds(90);
+    private readonly DirectoryInfo _dir = Directory.CreateTempSubdirectory("dsl-cluster-");
+    private readonly string _cluster = $"t{Guid.NewGuid():N}"[..12];
+    private readonly List<ServerProcess> _nodes = [];
+    private EtcdProcess? _etcd;
+
+    public async Task InitializeAsync()
+    {
+        if (!EtcdProcess.Installed) return;
+        _etcd = await EtcdProcess.StartAsync();
+        for (int i = 0; i < 3; i++) _nodes.Add(await ServerProcess.StartAsync(NodeArgs(i)));
+        await Eventually.Until(async () => CountState(await NodesAsync(0), "Active") == 3, "three nodes Active in nodes list", Limit);
+    }
+
+    public Task DisposeAsync()
+    {
+        foreach (var n in _nodes) n.Dispose();
+        _etcd?.Dispose();
+        try
+        {
+            _dir.Delete(recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+        return Task.CompletedTask;
+    }
+
+    [EtcdFact]
+    public async Task A_three_replica_volume_created_through_one_node_is_placed_and_opened_on_all_three()
+    {
+        var (code, stdout, stderr) = await Cli("ctl", "--socket", Socket(1), "volumes", "create", "vol-a", "16M", "--replicas", "3");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("name=vol-a", stdout);
+
+        // Every node sees the same record, placed on the three nodes with a primary, and every replica open there.
+        for (int i = 0; i < 3; i++)
+        {
+            JsonNode? v = null;
+            await Eventually.Until(async () =>
+            {
+                v = await GetAsync(i, "v1/volumes/vol-a");
+                return v?["replica_states"] is JsonObject states && states.Count == 3
+                    && states.All(s => s.Value!.GetValue<string>() == "open") && v["local"]!.GetValue<bool>();
+            }, $"vol-a open on all replicas, seen from node {i}", Limit);
+            Assert.Equal([0, 1, 2], Ints(v!["placement"]));
+            Assert.Equal([0, 1, 2], Ints(v["in_sync"]));
+            Assert.InRange(v["primary"]!.GetValue<int>(), 0, 2);
+            Assert.Equal(1u, v["nsid"]!.GetValue<uint>());
+        }
+
+        // Three one-replica volumes spread over the three nodes (placement balances by replica count).
+        var alone = new List<int>();
+        foreach (string name in new[] { "b1", "b2", "b3" })
+        {
+            (code, _, stderr) = await Cli("ctl", "--socket", Socket(2), "volumes", "create", name, "8M", "--replicas", "1");
+            Assert.True(code == 0, stderr);
+            var v = await GetAsync(0, $"v1/volumes/{name}");
+            alone.Add(Assert.Single(Ints(v!["placement"])));
+        }
+        Assert.Equal([0, 1, 2], alone.Order());
+
+        // More replicas than live nodes is refused before anything is written; so is a taken name.
+        using (var client = new ControlClient(Socket(0)))
+        {
+            var (status, body) = await client.SendAsync(HttpMethod.Post, "v1/volumes", new JsonObject { ["name"] = "vol-a", ["size"] = "8M", ["replicas"] = 1 });
+            Assert.Equal(409, status);
+            Assert.Contains("exists", body!["error"]!.GetValue<string>());
+        }
+
+        (code, stdout, _) = await Cli("ctl", "--socket", Socket(0), "nodes", "list");
+        Assert.Equal(0, code);
+        var lines = stdout.Trim().Split('\n');
+        Assert.Equal(3, lines.Length);
+        Assert.All(lines, l => Assert.Contains("state=Active", l));
+        Assert.Single(lines, l => l.Contains("leader=true", StringComparison.Ordinal));
+    }
+
+    [EtcdFact]
+    public async Task The_leader_killed_with_SIGKILL_shows_down_and_another_node_leads_and_places()
+    {
+        var (code, _, stderr) = await Cli("ctl", "--socket", Socket(0), "volumes", "create", "vol-k", "8M", "--replicas", "3");
+        Assert.True(code == 0, stderr);
+        int leader = LeaderOf(await NodesAsync(0));
+        Assert.InRange(leader, 0, 2);
+        // Make the killed leader the volume's primary too: the test then also sees the primary move.
+        int primary = (await GetAsync(0, "v1/volumes/vol-k"))!["primary"]!.GetValue<int>();
+
+        Assert.Equal(137, await _nodes[leader].StopAsync(9));
+        int other = (leader + 1) % 3;
+        JsonArray nodes = [];
+        await Eventually.Until(async () =>
+        {
+            nodes = await NodesAsync(other);
+            return StateOf(nodes, leader) == "Down" && LeaderOf(nodes) is >= 0 and var l && l != leader;
+        }, "the killed node Down and another node leading", Limit);
+        Assert.Equal(2, CountState(nodes, "Active"));
+
+        // The new leader re-chooses a primary the kill took away, and places new volumes on the live nodes.
+        await Eventually.Until(async () => (await GetAsync(other, "v1/volumes/vol-k"))!["primary"]!.GetValue<int>() is var p && p >= 0 && p != leader,
+            $"vol-k's primary (was {primary}) on a live node", Limit);
+        (code, _, stderr) = await Cli("ctl", "--socket", Socket(other), "volumes", "create", "vol-n", "8M", "--replicas", "2");
+        Assert.True(code == 0, stderr);
+        var placed = Ints((await GetAsync(other, "v1/volumes/vol-n"))!["placement"]);
+        Assert.Equal(2, placed.Length);
+        Assert.DoesNotContain(leader, placed);
+        using var client = new ControlClient(Socket(other));
+        Assert.Equal(409, (await client.SendAsync(HttpMethod.Post, "v1/volumes", new JsonObject { ["name"] = "too-many", ["size"] = "8M", ["replicas"] = 3 })).Status);
+
+        // A graceful stop revokes the lease: the node is Down at once, not after the TTL.
+        int third = (leader + 2) % 3;
+        Assert.Equal(0, await _nodes[third].StopAsync(15));
+        nodes = await NodesAsync(other);
+        Assert.Equal("Down", StateOf(nodes, third));
+    }
+
+    private string[] NodeArgs(int index)
+    {
+        string dir = Path.Combine(_dir.FullName, $"node{index}");
+        Directory.CreateDirectory(dir);
+        return ["--memory", "--etcd", _etcd!.Url, "--cluster", _cluster, "--node-index", index.ToString(), "--lease-ttl", "3",
+            "--data-dir", dir, "--control-socket", Socket(index)];
+    }
+
+    private string Socket(int index) => Path.Combine(_dir.FullName, $"ctl{index}.sock");
+
+    private async Task<JsonNode?> GetAsync(int node, string path)
+    {
+        using var client = new ControlClient(Socket(node));
+        var (status, body) = await client.GetAsync(path);
+        return status == 200 ? body : null;
+    }
+
+    private async Task<JsonArray> NodesAsync(int node) => await GetAsync(node, "v1/nodes") as JsonArray ?? [];
+
+    private static int CountState(JsonArray nodes, string state) => nodes.Count(n => n!["state"]!.GetValue<string>() == state);
+
+    private static string? StateOf(JsonArray nodes, int index) =>
+        nodes.FirstOrDefault(n => n!["index"]!.GetValue<int>() == index)?["state"]!.GetValue<string>();
+
+    private static int LeaderOf(JsonArray nodes) =>
+        nodes.FirstOrDefault(n => n!["leader"]!.GetValue<bool>())?["index"]!.GetValue<int>() ?? -1;
+
+    private static int[] Ints(JsonNode? array) => [.. array!.AsArray().Select(n => n!.GetValue<int>())];
+
+    private static async Task<(int Code, string Stdout, string Stderr)> Cli(params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet", [Dll, .. args]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync().WaitAsync(Limit);
+        return (p.ExitCode, await stdout, await stderr);
+    }
+}
