@@ -1,5 +1,9 @@
+using System.Buffers.Binary;
 using System.Diagnostics;
+using System.Threading.Channels;
 using System.Text.Json.Nodes;
+using Duroslight.Host;
+using Duroslight.Protocol.Nvme;
 using Duroslight.Server.Control;
 using Duroslight.Tests.Shared;
 using Xunit;
@@ -12,6 +16,9 @@ namespace Duroslight.Server.Tests;
 /// </summary>
 public sealed class ClusterProcessTests : IAsyncLifetime
 {
+    private const string Nqn = "nqn.2026-11.io.duroslight:default";
+    private const string HostNqn = "nqn.2014-08.org.nvmexpress:uuid:c1c1c1c1-0000-0000-0000-000000000001";
+    private const uint DiscoveryLogChanged = 0x0070_F002, AnaChange = 0x000C_0302;
     private static readonly string Dll = Path.Combine(AppContext.BaseDirectory, "duroslight.dll");
     private static readonly TimeSpan Limit = TimeSpan.FromSeconds(90);
     private readonly DirectoryInfo _dir = Directory.CreateTempSubdirectory("dsl-cluster-");
@@ -64,6 +71,8 @@ public sealed class ClusterProcessTests : IAsyncLifetime
             Assert.Equal(1u, v["nsid"]!.GetValue<uint>());
         }
 
+        await One_namespace_on_every_node_the_primary_optimized_the_others_inaccessible((await GetAsync(0, "v1/volumes/vol-a"))!);
+
         // Three one-replica volumes spread over the three nodes (placement balances by replica count).
         var alone = new List<int>();
         foreach (string name in new[] { "b1", "b2", "b3" })
@@ -101,8 +110,13 @@ public sealed class ClusterProcessTests : IAsyncLifetime
         // Make the killed leader the volume's primary too: the test then also sees the primary move.
         int primary = (await GetAsync(0, "v1/volumes/vol-k"))!["primary"]!.GetValue<int>();
 
-        Assert.Equal(137, await _nodes[leader].StopAsync(9));
         int other = (leader + 1) % 3;
+        var discoveryEvents = Channel.CreateUnbounded<uint>();
+        await using var discovery = await NvmeTcpController.ConnectAsync("127.0.0.1", _nodes[other].IoPort, NvmeTcpController.DiscoveryNqn, HostNqn,
+            new NvmeTcpControllerOptions { IoQueues = 0, KeepAliveTimeoutMs = 60_000, AsyncEventHandler = dw0 => discoveryEvents.Writer.TryWrite(dw0) }).WaitAsync(Limit);
+        Assert.Equal(3, (await discovery.ReadDiscoveryLogAsync()).Entries.Count);
+
+        Assert.Equal(137, await _nodes[leader].StopAsync(9));
         JsonArray nodes = [];
         await Eventually.Until(async () =>
         {
@@ -110,10 +124,21 @@ public sealed class ClusterProcessTests : IAsyncLifetime
             return StateOf(nodes, leader) == "Down" && LeaderOf(nodes) is >= 0 and var l && l != leader;
         }, "the killed node Down and another node leading", Limit);
         Assert.Equal(2, CountState(nodes, "Active"));
+        // The persistent discovery controller hears that the killed node's port left the log.
+        Assert.Equal(DiscoveryLogChanged, await discoveryEvents.Reader.ReadAsync().AsTask().WaitAsync(Limit));
+        await Eventually.Until(async () => (await discovery.ReadDiscoveryLogAsync()).Entries.Count == 2, "discovery log down to two ports", Limit);
 
         // The new leader re-chooses a primary the kill took away, and places new volumes on the live nodes.
         await Eventually.Until(async () => (await GetAsync(other, "v1/volumes/vol-k"))!["primary"]!.GetValue<int>() is var p && p >= 0 && p != leader,
             $"vol-k's primary (was {primary}) on a live node", Limit);
+        int newPrimary = (await GetAsync(other, "v1/volumes/vol-k"))!["primary"]!.GetValue<int>();
+        uint nsid = (await GetAsync(other, "v1/volumes/vol-k"))!["nsid"]!.GetValue<uint>();
+        await using (var host = await NvmeTcpController.ConnectAsync("127.0.0.1", _nodes[newPrimary].IoPort, Nqn, HostNqn).WaitAsync(Limit))
+        {
+            await Eventually.Until(async () => (await host.GetLogPageAsync(LogPageId.AsymmetricNamespaceAccess, AnaLogPage.Size(1, false)))[32] == 0x01,
+                "the new primary's path optimized", Limit);
+            await host.ReadAsync(nsid, 0, 1, new byte[4096]);
+        }
         (code, _, stderr) = await Cli("ctl", "--socket", Socket(other), "volumes", "create", "vol-n", "8M", "--replicas", "2");
         Assert.True(code == 0, stderr);
         var placed = Ints((await GetAsync(other, "v1/volumes/vol-n"))!["placement"]);
@@ -127,6 +152,48 @@ public sealed class ClusterProcessTests : IAsyncLifetime
         Assert.Equal(0, await _nodes[third].StopAsync(15));
         nodes = await NodesAsync(other);
         Assert.Equal("Down", StateOf(nodes, third));
+    }
+
+    /// <summary>
+    /// Through NVMe/TCP on each node: the same NSID and NGUID (the volume UUID) of the same subsystem, CMIC with ANA
+    /// reporting, the ANA log page showing this node's state, I/O served by the primary and refused with the ANA path
+    /// status by the others, and a discovery log that lists every node's I/O port.
+    /// </summary>
+    private async Task One_namespace_on_every_node_the_primary_optimized_the_others_inaccessible(JsonNode volume)
+    {
+        var id = Guid.Parse(volume["id"]!.GetValue<string>());
+        uint nsid = volume["nsid"]!.GetValue<uint>();
+        int primary = volume["primary"]!.GetValue<int>();
+        var data = new byte[4096];
+        data.AsSpan().Fill(0xC3);
+        for (int i = 0; i < 3; i++)
+        {
+            await using var host = await NvmeTcpController.ConnectAsync("127.0.0.1", _nodes[i].IoPort, Nqn, HostNqn).WaitAsync(Limit);
+            var ns = Assert.Single(host.Namespaces, n => n.Nsid == nsid);
+            Assert.Equal(id, ns.Nguid);
+            var identify = await host.IdentifyAsync(IdentifyCns.Controller);
+            Assert.Equal(0b1010, identify[76] & 0b1010); // CMIC: multi-controller + ANA reporting
+            var ana = await host.GetLogPageAsync(LogPageId.AsymmetricNamespaceAccess, AnaLogPage.Size(1, groupsOnly: false));
+            Assert.Equal(1, BinaryPrimitives.ReadUInt16LittleEndian(ana.AsSpan(8)));
+            Assert.Equal(nsid, BinaryPrimitives.ReadUInt32LittleEndian(ana.AsSpan(16))); // ANAGRPID
+            Assert.Equal(i == primary ? 0x01 : 0x03, ana[16 + 16]); // optimized on the primary, inaccessible elsewhere
+            if (i == primary)
+            {
+                await host.WriteAsync(nsid, 0, 1, data);
+                var back = new byte[4096];
+                await host.ReadAsync(nsid, 0, 1, back);
+                Assert.Equal(data, back);
+            }
+            else
+            {
+                var e = await Assert.ThrowsAsync<NvmeException>(async () => await host.ReadAsync(nsid, 0, 1, new byte[4096]));
+                Assert.Equal(NvmeStatus.AsymmetricAccessInaccessible, e.Status);
+            }
+            var log = await NvmeTcpController.DiscoverAsync("127.0.0.1", _nodes[i].IoPort, HostNqn).WaitAsync(Limit);
+            Assert.Equal(_nodes.Select(n => n.IoPort.ToString()).Order(), log.Entries.Select(e => e.TrSvcId).Order());
+            Assert.All(log.Entries, e => Assert.Equal(Nqn, e.SubNqn));
+            Assert.Equal(3, log.Entries.Select(e => e.PortId).Distinct().Count());
+        }
     }
 
     private string[] NodeArgs(int index)

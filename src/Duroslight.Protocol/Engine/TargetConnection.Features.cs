@@ -21,7 +21,7 @@ public sealed partial class TargetConnection
             case FeatureId.NumberOfQueues:
                 return SetNumberOfQueues(ctrl, value, out result);
             case FeatureId.AsyncEventConfiguration:
-                ctrl.AsyncEventConfig = value & (ctrl.IsDiscovery ? 1u << 31 : 1u << 8);
+                ctrl.AsyncEventConfig = value & (ctrl.IsDiscovery ? 1u << 31 : AsyncEvent.IoNotices);
                 return NvmeStatus.Success;
             case FeatureId.KeepAliveTimer:
                 ctrl.KatoMs = (int)Math.Min(value, int.MaxValue);

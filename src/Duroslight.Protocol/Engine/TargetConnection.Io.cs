@@ -15,6 +15,7 @@ public sealed partial class TargetConnection
     {
         result = 0;
         var cmd = slot.Command;
+        if (AnaAccess.Refuse(_target, cmd.Nsid) is { } ana) return ana;
         return cmd.Opcode switch
         {
             IoOpcode.Read => ReadWrite(slot, ctrl, StorageOp.Read),

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using Duroslight.Protocol.Subsystems;
 using Duroslight.Server.Cli;
 using Duroslight.Server.Control;
 using Duroslight.Server.Hosting;
@@ -318,7 +319,7 @@ public sealed class ClusterMember : IAsyncDisposable
             string state = "open";
             try
             {
-                _volumes.EnsureReplica(v.Id, v.Name, v.SizeBytes, v.Nsid);
+                _volumes.EnsureReplica(v.Id, v.Name, v.SizeBytes, v.Nsid, v.Primary == Index ? AnaState.Optimized : AnaState.Inaccessible);
             }
             catch (ControlException e)
             {

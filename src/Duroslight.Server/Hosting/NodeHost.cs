@@ -22,7 +22,6 @@ namespace Duroslight.Server.Hosting;
 public sealed class NodeHost : IAsyncDisposable
 {
     private const int BlockSize = NodeVolumes.BlockSize;
-    private const ushort IoPortId = 1, DiscoveryPortId = 2;
 
     private readonly ILogger _logger;
     private readonly ILoggerFactory _loggers;
@@ -143,9 +142,31 @@ public sealed class NodeHost : IAsyncDisposable
     /// <summary>Activating in a cluster: register in etcd, then open the replicas the cluster places here.</summary>
     private void JoinCluster()
     {
-        _cluster = new ClusterMember(Settings, _volumes!, _logger);
+        _cluster = new ClusterMember(Settings, _volumes!, _logger) { ViewApplied = AdvertisePeers };
         _cluster.JoinAsync($"{Settings.AdvertisedAddress}:{Port(Settings.Listen)}", $"{Settings.DiscoveryAdvertisedAddress}:{Port(Settings.Discovery)}")
             .GetAwaiter().GetResult();
+    }
+
+    /// <summary>
+    /// Port IDs are distinct across the cluster's nodes (one subsystem spans them): node N's I/O port is 2N+1, its
+    /// discovery port 2N+2 (a lone node 0: 1 and 2).
+    /// </summary>
+    public static ushort IoPortId(int nodeIndex) => (ushort)(2 * nodeIndex + 1);
+
+    private ushort DiscoveryPortId => (ushort)(2 * Settings.NodeIndex + 2);
+
+    /// <summary>Every live peer's I/O port goes into this node's discovery log; a node that comes or goes changes it (AEN).</summary>
+    private void AdvertisePeers(ClusterView view)
+    {
+        var peers = new List<ListenerInfo>();
+        foreach (var (index, record) in view.Nodes)
+        {
+            if (index == Settings.NodeIndex || !view.Alive.ContainsKey(index)) continue;
+            int colon = record.Io.LastIndexOf(':');
+            if (colon <= 0) continue;
+            peers.Add(new ListenerInfo(record.Io[..colon].Trim('[', ']'), record.Io[(colon + 1)..], IoPortId(index), IsDiscovery: false));
+        }
+        if (Target.SetPeerListeners(peers)) _logger.LogInformation("discovery log: {Count} peer I/O ports", peers.Count);
     }
 
     private void Enter(NodeState state)
@@ -218,7 +239,7 @@ public sealed class NodeHost : IAsyncDisposable
         bool wildcard = Settings.Listen.Address.Equals(IPAddress.Any) || Settings.Listen.Address.Equals(IPAddress.IPv6Any);
         if (Settings.AdvertiseAddress is null && wildcard)
             throw new UsageException("listening on a wildcard address needs --advertise ADDR: hosts connect to the address in the discovery log");
-        Target.AddListener(new ListenerInfo(Settings.AdvertisedAddress, Port(Settings.Listen), IoPortId, IsDiscovery: false));
+        Target.AddListener(new ListenerInfo(Settings.AdvertisedAddress, Port(Settings.Listen), IoPortId(Settings.NodeIndex), IsDiscovery: false));
         Target.AddListener(new ListenerInfo(Settings.DiscoveryAdvertisedAddress, Port(Settings.Discovery), DiscoveryPortId, IsDiscovery: true));
         _transport = new ReactorTransport(Target, _shards!, _executor, _logger);
         _transport.Start([new TransportEndpoint(Settings.Listen, false), new TransportEndpoint(Settings.Discovery, true)]);

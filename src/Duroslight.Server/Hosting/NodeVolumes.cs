@@ -132,13 +132,19 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, StorageExecut
 
     /// <summary>
     /// A cluster replica placed on this node: created in the store under the cluster's volume ID if missing, then
-    /// exposed under the cluster's NSID (the same on every node, as is the NGUID, the volume ID). Idempotent.
+    /// exposed under the cluster's NSID (the same on every node, as is the NGUID, the volume ID) with its ANA state
+    /// (optimized on the primary, inaccessible elsewhere; docs/ARCHITECTURE.md). Idempotent; an open replica gets the
+    /// state only (the AEN goes out when it changed).
     /// </summary>
-    public void EnsureReplica(Guid id, string name, long sizeBytes, uint nsid)
+    public void EnsureReplica(Guid id, string name, long sizeBytes, uint nsid, AnaState ana)
     {
         lock (_gate)
         {
-            if (_open.ContainsKey(id)) return;
+            if (_open.ContainsKey(id))
+            {
+                target.SetAnaState(nsid, ana);
+                return;
+            }
             if (target.GetNamespace(nsid) is { } taken)
                 throw ControlException.Conflict($"NSID {nsid} is taken on this node by volume {taken.VolumeId}");
             VolumeDescriptor? d = null;
@@ -146,7 +152,7 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, StorageExecut
             d ??= Store(() => store.Create(name, sizeBytes, id));
             try
             {
-                Expose(d, nsid);
+                Expose(d, nsid, ana);
             }
             catch (Exception e) when (e is InvalidOperationException or ArgumentException or VolumeStoreException)
             {
@@ -214,7 +220,8 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, StorageExecut
         Publish();
     }
 
-    private void Expose(VolumeDescriptor d, uint nsid)
+    /// <summary>Exposes a volume as a namespace; in a cluster with its ANA state from the start (a secondary is never optimized, even briefly).</summary>
+    private void Expose(VolumeDescriptor d, uint nsid, AnaState ana = AnaState.Optimized)
     {
         var volume = store.Open(d.Id);
         if (volume is SparseFileVolume { DirectIo: false })
@@ -222,6 +229,7 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, StorageExecut
         target.AddNamespace(new NamespaceInfo(nsid, d.Id, d.SizeBytes / d.BlockSize, d.BlockSize)
         {
             AllocatedBlocks = () => volume.AllocatedBytes / volume.BlockSize,
+            AnaState = ana,
         });
         _open[d.Id] = volume;
         Metrics.ResetVolumeSlot((int)nsid - 1);
