@@ -18,12 +18,14 @@ public sealed class ClusterProcessTests : IAsyncLifetime
 {
     private const string Nqn = "nqn.2026-11.io.duroslight:default";
     private const string HostNqn = "nqn.2014-08.org.nvmexpress:uuid:c1c1c1c1-0000-0000-0000-000000000001";
+    private const string OtherHostNqn = "nqn.2014-08.org.nvmexpress:uuid:c1c1c1c1-0000-0000-0000-000000000002";
     private const uint DiscoveryLogChanged = 0x0070_F002, AnaChange = 0x000C_0302;
     private static readonly string Dll = Path.Combine(AppContext.BaseDirectory, "duroslight.dll");
     private static readonly TimeSpan Limit = TimeSpan.FromSeconds(90);
     private readonly DirectoryInfo _dir = Directory.CreateTempSubdirectory("dsl-cluster-");
     private readonly string _cluster = $"t{Guid.NewGuid():N}"[..12];
     private readonly List<ServerProcess> _nodes = [];
+    private readonly int _metricsPort = NodeFixture.FreePort();
     private EtcdProcess? _etcd;
 
     public async Task InitializeAsync()
@@ -73,6 +75,18 @@ public sealed class ClusterProcessTests : IAsyncLifetime
 
         await One_namespace_on_every_node_the_primary_optimized_the_others_inaccessible((await GetAsync(0, "v1/volumes/vol-a"))!);
 
+        // Node 0's metrics: the cluster's nodes and the role of its replica.
+        using (var http = new HttpClient())
+        {
+            string page = await http.GetStringAsync($"http://127.0.0.1:{_metricsPort}/metrics");
+            Assert.Contains("duroslight_cluster_nodes{state=\"live\"} 3", page);
+            var vol = (await GetAsync(0, "v1/volumes/vol-a"))!;
+            string role = vol["primary"]!.GetValue<int>() == 0 ? "primary" : "secondary";
+            string id = vol["id"]!.GetValue<string>();
+            Assert.Contains($"duroslight_replica_role{{volume=\"vol-a\",volume_id=\"{id}\",role=\"{role}\"}} 1", page);
+            Assert.Contains($"duroslight_replica_in_sync{{volume=\"vol-a\",volume_id=\"{id}\"}} 1", page);
+        }
+
         // Three one-replica volumes spread over the three nodes (placement balances by replica count).
         var alone = new List<int>();
         foreach (string name in new[] { "b1", "b2", "b3" })
@@ -98,6 +112,15 @@ public sealed class ClusterProcessTests : IAsyncLifetime
         Assert.Equal(3, lines.Length);
         Assert.All(lines, l => Assert.Contains("state=Active", l));
         Assert.Single(lines, l => l.Contains("leader=true", StringComparison.Ordinal));
+
+        // A host list set through one node reaches every node (hosts/0 in etcd); the others' hosts are refused there.
+        (code, _, stderr) = await Cli("ctl", "--socket", Socket(1), "hosts", "set", "default", HostNqn);
+        Assert.True(code == 0, stderr);
+        for (int i = 0; i < 3; i++)
+            await Eventually.Until(async () => await GetAsync(i, "v1/subsystems") is JsonArray subs && !subs[0]!["allow_any_host"]!.GetValue<bool>()
+                && Assert.Single(subs[0]!["hosts"]!.AsArray())!.GetValue<string>() == HostNqn, $"node {i} has the cluster's host list", Limit);
+        await Assert.ThrowsAsync<NvmeConnectException>(() => NvmeTcpController.ConnectAsync("127.0.0.1", _nodes[2].IoPort, Nqn, OtherHostNqn));
+        await using var allowed = await NvmeTcpController.ConnectAsync("127.0.0.1", _nodes[2].IoPort, Nqn, HostNqn).WaitAsync(Limit);
     }
 
     [EtcdFact]
@@ -200,7 +223,8 @@ public sealed class ClusterProcessTests : IAsyncLifetime
     {
         string dir = Path.Combine(_dir.FullName, $"node{index}");
         Directory.CreateDirectory(dir);
-        return ["--memory", "--etcd", _etcd!.Url, "--cluster", _cluster, "--node-index", index.ToString(), "--lease-ttl", "3",
+        string metrics = index == 0 ? $"127.0.0.1:{_metricsPort}" : "off";
+        return ["--metrics", metrics, "--memory", "--etcd", _etcd!.Url, "--cluster", _cluster, "--node-index", index.ToString(), "--lease-ttl", "3",
             "--data-dir", dir, "--control-socket", Socket(index)];
     }
 

@@ -127,6 +127,7 @@ public sealed partial class TargetConnection
         if (cmd.Opcode != AdminOpcode.Fabrics && Controller is not { IsReady: true }) return NvmeStatus.CommandSequenceError;
         // Writes first: a write beyond MDTS is Invalid Field (as a read is), which ValidateReadWrite decides; it also
         // caps the SGL length at MDTS. Other commands only get the buffer bound.
+        if (QueueId != 0 && AnaAccess.Refuse(_target, cmd.Nsid) is { } ana) return ana; // an inaccessible path asks for no data
         if (QueueId != 0 && cmd.Opcode == IoOpcode.Write) return ValidateReadWrite(cmd, out _, out _, out _);
         if (cmd.SglLength > _options.MaxTransferBytes) return NvmeStatus.DataSglLengthInvalid;
         return NvmeStatus.Success;

@@ -16,6 +16,7 @@ public sealed class ClusterKeys(string cluster)
     public string VolumeNamesPrefix => Root + "volume-names/";
     public string NsidsPrefix => Root + "nsids/";
     public string ReplicasPrefix => Root + "replicas/";
+    public string HostsPrefix => Root + "hosts/";
     public string Leader => Root + "leader";
 
     public string Node(int index) => NodesPrefix + Two(index);
@@ -23,6 +24,7 @@ public sealed class ClusterKeys(string cluster)
     public string Volume(Guid id) => VolumesPrefix + id.ToString("D");
     public string VolumeName(string name) => VolumeNamesPrefix + name;
     public string Nsid(uint nsid) => NsidsPrefix + nsid.ToString(CultureInfo.InvariantCulture);
+    public string Hosts(int pool) => HostsPrefix + pool.ToString(CultureInfo.InvariantCulture);
     public string Replica(Guid id, int node) => ReplicasPrefix + id.ToString("D") + "/" + Two(node);
 
     private static string Two(int index) => index.ToString("D2", CultureInfo.InvariantCulture);

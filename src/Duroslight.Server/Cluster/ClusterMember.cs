@@ -122,6 +122,36 @@ public sealed class ClusterMember : IAsyncDisposable
         }
     }
 
+    /// <summary>The etcd revision of this node's last host-list change: a view older than it must not undo it locally.</summary>
+    public long HostListsWrittenAt { get; private set; }
+
+    /// <summary>
+    /// Replaces host lists for the whole cluster in one transaction; each key is compared with the revision of
+    /// <paramref name="basis"/>, the read the new lists were computed from, so a concurrent change on another node is
+    /// refused (409) rather than overwritten.
+    /// </summary>
+    public async Task SetHostListsAsync(ClusterView basis, IReadOnlyList<HostsRecord> lists)
+    {
+        var txn = new TxnRequest();
+        foreach (var r in lists)
+        {
+            txn.Compare.Add(basis.HostLists.TryGetValue(r.Pool, out var current) ? ModRevisionIs(Keys.Hosts(r.Pool), current.ModRevision) : Absent(Keys.Hosts(r.Pool)));
+            txn.Success.Add(Put(Keys.Hosts(r.Pool), JsonSerializer.Serialize(r, ClusterJson.Default.HostsRecord)));
+        }
+        TxnResponse response;
+        try
+        {
+            response = await _etcd.TxnAsync(txn).ConfigureAwait(false);
+        }
+        catch (RpcException e)
+        {
+            throw new ControlException(503, $"etcd {_etcd.Endpoint} unavailable: {e.Status.Detail}");
+        }
+        if (!response.Succeeded) throw ControlException.Conflict("the cluster's host lists changed meanwhile; try again");
+        HostListsWrittenAt = response.Header.Revision;
+        Signal();
+    }
+
     /// <summary>A fresh read (the control API's listings must not be a watch event behind).</summary>
     public async Task<ClusterView> ReadAsync()
     {

@@ -19,6 +19,13 @@ public sealed record AliveRecord(int Index, string State, long Lease, int Pid);
 public sealed record VolumeRecord(Guid Id, string Name, long SizeBytes, int BlockSize, uint Nsid, int Replicas,
     IReadOnlyList<int> Placement, int Primary, IReadOnlyList<int> InSync, long Generation);
 
+/// <summary>hosts/POOL: the host access list of subsystem pool POOL (0 = default, N = aux-N) on every node.</summary>
+public sealed record HostsRecord(int Pool, bool AllowAny, IReadOnlyList<string> Hosts)
+{
+    public Protocol.Subsystems.HostAccess ToAccess() =>
+        AllowAny ? Protocol.Subsystems.HostAccess.AllowAny : Protocol.Subsystems.HostAccess.Only(Hosts);
+}
+
 /// <summary>replicas/UUID/NN: a node opened its replica and exposes it; bound to that node's lease.</summary>
 public sealed record ReplicaRecord(int Node, string State, uint Nsid);
 
@@ -27,4 +34,5 @@ public sealed record ReplicaRecord(int Node, string State, uint Nsid);
 [JsonSerializable(typeof(AliveRecord))]
 [JsonSerializable(typeof(VolumeRecord))]
 [JsonSerializable(typeof(ReplicaRecord))]
+[JsonSerializable(typeof(HostsRecord))]
 public sealed partial class ClusterJson : JsonSerializerContext;

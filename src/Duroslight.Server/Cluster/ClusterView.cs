@@ -23,6 +23,8 @@ public sealed class ClusterView
     public long LeaderLease { get; private set; }
     public List<VolumeEntry> Volumes { get; } = [];
     public HashSet<uint> UsedNsids { get; } = [];
+    /// <summary>Host access lists set through the cluster, by subsystem pool, with their mod revisions.</summary>
+    public SortedDictionary<int, (HostsRecord Record, long ModRevision)> HostLists { get; } = [];
     /// <summary>Opened replicas: volume ID -> node -> replica record.</summary>
     public Dictionary<Guid, SortedDictionary<int, ReplicaRecord>> Replicas { get; } = [];
 
@@ -64,6 +66,9 @@ public sealed class ClusterView
                 if (!view.Replicas.TryGetValue(id, out var byNode)) view.Replicas[id] = byNode = [];
                 byNode[replica.Node] = replica;
             }
+            else if (key.StartsWith(keys.HostsPrefix, StringComparison.Ordinal)
+                && JsonSerializer.Deserialize(value, ClusterJson.Default.HostsRecord) is { } hosts)
+                view.HostLists[hosts.Pool] = (hosts, kv.ModRevision);
             else if (key == keys.Leader && int.TryParse(kv.Value.ToStringUtf8(), CultureInfo.InvariantCulture, out int leader))
             {
                 view.Leader = leader;

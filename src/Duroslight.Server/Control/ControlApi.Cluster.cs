@@ -3,6 +3,7 @@ using Duroslight.Server.Cluster;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Logging;
 
 namespace Duroslight.Server.Control;
 
@@ -26,6 +27,31 @@ public sealed partial class ControlApi
         ControlException.Conflict($"'{action}' of a cluster volume is not supported yet (create and show are)");
 
     private ClusterMember Member => node.Cluster ?? throw ControlException.Conflict("this node runs alone (no --etcd)");
+
+    /// <summary>Host list changes: a lone node's apply here; a cluster's go to etcd (hosts/POOL) and every node applies them.</summary>
+    private async Task<List<SubsystemResponse>> HostActionAsync(string subsystem, string action, HostsRequest body)
+    {
+        if (node.Cluster is not { } cluster) return HostAction(subsystem, action, body);
+        var targets = ResolveSubsystems(subsystem);
+        var view = await cluster.ReadAsync();
+        var lists = new List<HostsRecord>();
+        var changes = new List<(Protocol.Subsystems.Subsystem, Protocol.Subsystems.HostAccess)>();
+        foreach (var s in targets)
+        {
+            var current = view.HostLists.TryGetValue(s.PoolId, out var set) ? set.Record.ToAccess() : s.Access;
+            var next = NewAccess(s.Nqn, current, action, body);
+            lists.Add(new HostsRecord(s.PoolId, next.IsAllowAny, SortedHosts(next)));
+            changes.Add((s, next));
+        }
+        await cluster.SetHostListsAsync(view, lists);
+        lock (_aclGate)
+            foreach (var (s, access) in changes)
+            {
+                node.Target.SetHostAccess(s, access);
+                logger.LogInformation("hosts of {Subsystem} (cluster): {Access}", s.Nqn, access.IsAllowAny ? "any" : string.Join(",", SortedHosts(access)));
+            }
+        return Subsystems();
+    }
 
     private async Task<ClusterVolumeResponse> CreateClusterVolumeAsync(VolumeRequest body)
     {

@@ -38,7 +38,7 @@ public sealed partial class ControlApi(NodeHost node, ILogger logger)
                 await BodyAsync(c, ControlJson.Default.VolumeRequest, new VolumeRequest())), ControlJson.Default.VolumeResponse));
         }
         v1.MapGet("/subsystems", Reply(_ => Subsystems(), ControlJson.Default.ListSubsystemResponse));
-        v1.MapPost("/subsystems/{sub}/hosts/{action}", Reply(async c => HostAction(Route(c, "sub"), Route(c, "action"),
+        v1.MapPost("/subsystems/{sub}/hosts/{action}", Reply(async c => await HostActionAsync(Route(c, "sub"), Route(c, "action"),
             await BodyAsync(c, ControlJson.Default.HostsRequest, new HostsRequest())), ControlJson.Default.ListSubsystemResponse));
         v1.MapGet("/controllers", Reply(_ => Controllers(), ControlJson.Default.ListControllerResponse));
         v1.MapDelete("/controllers/{pool}/{cntlid}", Reply(c => DisconnectController(Route(c, "pool"), Route(c, "cntlid")),
@@ -155,7 +155,7 @@ public sealed partial class ControlApi(NodeHost node, ILogger logger)
         lock (_aclGate)
         {
             var changes = new List<(Subsystem, HostAccess)>();
-            foreach (var s in targets) changes.Add((s, NewAccess(s, action, body)));
+            foreach (var s in targets) changes.Add((s, NewAccess(s.Nqn, s.Access, action, body)));
             foreach (var (s, access) in changes)
             {
                 node.Target.SetHostAccess(s, access);
@@ -165,7 +165,7 @@ public sealed partial class ControlApi(NodeHost node, ILogger logger)
         return Subsystems();
     }
 
-    private static HostAccess NewAccess(Subsystem s, string action, HostsRequest body)
+    private static HostAccess NewAccess(string nqn, HostAccess current, string action, HostsRequest body)
     {
         switch (action)
         {
@@ -178,9 +178,9 @@ public sealed partial class ControlApi(NodeHost node, ILogger logger)
                 return HostAccess.Only(hosts);
             case "allow" or "deny":
                 string host = ValidHost(body.Host);
-                if (s.Access.IsAllowAny)
-                    throw ControlException.Conflict($"{s.Nqn} allows any host; set a list first (hosts set) before allowing or denying one");
-                var set = new HashSet<string>(s.Access.Hosts, StringComparer.Ordinal);
+                if (current.IsAllowAny)
+                    throw ControlException.Conflict($"{nqn} allows any host; set a list first (hosts set) before allowing or denying one");
+                var set = new HashSet<string>(current.Hosts, StringComparer.Ordinal);
                 if (action == "allow") set.Add(host); else set.Remove(host);
                 return HostAccess.Only(set);
             default:

@@ -142,7 +142,7 @@ public sealed class NodeHost : IAsyncDisposable
     /// <summary>Activating in a cluster: register in etcd, then open the replicas the cluster places here.</summary>
     private void JoinCluster()
     {
-        _cluster = new ClusterMember(Settings, _volumes!, _logger) { ViewApplied = AdvertisePeers };
+        _cluster = new ClusterMember(Settings, _volumes!, _logger) { ViewApplied = ApplyClusterView };
         _cluster.JoinAsync($"{Settings.AdvertisedAddress}:{Port(Settings.Listen)}", $"{Settings.DiscoveryAdvertisedAddress}:{Port(Settings.Discovery)}")
             .GetAwaiter().GetResult();
     }
@@ -154,6 +154,31 @@ public sealed class NodeHost : IAsyncDisposable
     public static ushort IoPortId(int nodeIndex) => (ushort)(2 * nodeIndex + 1);
 
     private ushort DiscoveryPortId => (ushort)(2 * Settings.NodeIndex + 2);
+
+    /// <summary>After each read of the cluster state: the peers' ports in the discovery log, the cluster's host lists.</summary>
+    private void ApplyClusterView(ClusterView view)
+    {
+        AdvertisePeers(view);
+        ApplyHostLists(view);
+    }
+
+    /// <summary>
+    /// The host lists set through the cluster replace the configured ones (controllers of removed hosts are torn
+    /// down); a view read before this node's own last change is skipped, so it cannot briefly undo that change.
+    /// </summary>
+    private void ApplyHostLists(ClusterView view)
+    {
+        if (view.Revision < _cluster!.HostListsWrittenAt) return;
+        foreach (var (pool, (record, _)) in view.HostLists)
+        {
+            if (pool >= Target.Subsystems.Count) continue;
+            var s = Target.Subsystems[pool];
+            var access = record.ToAccess();
+            if (s.Access.IsAllowAny == access.IsAllowAny && s.Access.Hosts.SetEquals(access.Hosts)) continue;
+            Target.SetHostAccess(s, access);
+            _logger.LogInformation("hosts of {Subsystem} from the cluster: {Access}", s.Nqn, access.IsAllowAny ? "any" : string.Join(",", access.Hosts));
+        }
+    }
 
     /// <summary>Every live peer's I/O port goes into this node's discovery log; a node that comes or goes changes it (AEN).</summary>
     private void AdvertisePeers(ClusterView view)

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using Duroslight.Host;
 using Duroslight.Protocol.Nvme;
 using Duroslight.Protocol.Subsystems;
+using Duroslight.Protocol.Wire;
 using Xunit;
 
 namespace Duroslight.Protocol.Tests.Engine;
@@ -85,6 +86,21 @@ public sealed class AnaTests
         var back = new byte[512];
         fabric.ExecOk(io, NvmeCommands.Read(1, 0, 1), back);
         Assert.Equal(block, back);
+    }
+
+    [Fact]
+    public void A_write_to_an_inaccessible_group_is_refused_before_its_data_is_asked_for()
+    {
+        var fabric = new Fabric();
+        var (_, io) = fabric.Controller();
+        fabric.Target.SetAnaState(1, AnaState.Inaccessible);
+        var data = new byte[64 * 512]; // beyond in-capsule data: the target would send an R2T for it
+        Assert.Equal(NvmeStatus.AsymmetricAccessInaccessible, fabric.Exec(io, NvmeCommands.Write(1, 0, 64), data).Status);
+        Assert.DoesNotContain(PduType.R2T, RawPdus.Split(io.TargetOutput.ToArray()).Select(p => p.Type));
+
+        fabric.Target.SetAnaState(1, AnaState.Optimized);
+        fabric.ExecOk(io, NvmeCommands.Write(1, 0, 64), data);
+        Assert.Contains(PduType.R2T, RawPdus.Split(io.TargetOutput.ToArray()).Select(p => p.Type));
     }
 
     [Fact]
