@@ -94,6 +94,12 @@ DS_EXPORT int ds_prep_send(struct io_uring *ring, int fd, const void *buf, unsig
     PREP(ring, user_data, io_uring_prep_send(sqe, fd, buf, len, MSG_NOSIGNAL));
 }
 
+// A gathering send: msg (and the iovecs it points at) must stay valid until the completion.
+DS_EXPORT int ds_prep_sendmsg(struct io_uring *ring, int fd, const struct msghdr *msg, uint64_t user_data)
+{
+    PREP(ring, user_data, io_uring_prep_sendmsg(sqe, fd, msg, MSG_NOSIGNAL));
+}
+
 DS_EXPORT int ds_prep_read(struct io_uring *ring, int fd, void *buf, unsigned len, uint64_t offset, uint64_t user_data)
 {
     PREP(ring, user_data, io_uring_prep_read(sqe, fd, buf, len, offset));

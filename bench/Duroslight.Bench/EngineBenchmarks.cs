@@ -16,6 +16,7 @@ public class EngineBenchmarks
     private InMemoryQueue _queue = null!;
     private byte[] _writes = [];
     private byte[] _reads = [];
+    private byte[] _reads128K = [];
 
     [GlobalSetup]
     public void Setup()
@@ -27,9 +28,22 @@ public class EngineBenchmarks
             InMemoryQueue.SqeBytes(IoOpcode.Write, cid, 1, SglTypes.InCapsuleData, 4096, cdw10: cid * 8u), data));
         _reads = Stream(cid => InMemoryQueue.Capsule(
             InMemoryQueue.SqeBytes(IoOpcode.Read, cid, 1, SglTypes.TransportDataBlock, 4096, cdw10: cid * 8u), []));
+        _reads128K = Stream(cid => InMemoryQueue.Capsule(
+            InMemoryQueue.SqeBytes(IoOpcode.Read, cid, 1, SglTypes.TransportDataBlock, 128 * 1024, cdw10: cid * 32u, cdw12: 31), []));
         // A benchmark of error paths would be meaningless: check the batches really succeed.
         ExpectSuccess(_writes, PduLayout.CapsuleRespHeaderSize);
         ExpectSuccess(_reads, PduLayout.DataHeaderSize + 4096 + PduLayout.CapsuleRespHeaderSize);
+        ExpectSuccess(_reads128K, PduLayout.DataHeaderSize + 128 * 1024 + PduLayout.CapsuleRespHeaderSize);
+        ExpectInPlace(_reads, 4096);
+        ExpectInPlace(_reads128K, 128 * 1024);
+    }
+
+    /// <summary>The in-place queue sends the same amount (its bytes are compared with copied reads in the Protocol tests).</summary>
+    private void ExpectInPlace(byte[] batch, int dataBytes)
+    {
+        long sent = InMemoryQueue.SendGathered(_queue.IoInPlace, batch);
+        long expected = Batch * (long)(PduLayout.DataHeaderSize + dataBytes + PduLayout.CapsuleRespHeaderSize);
+        if (sent != expected) throw new InvalidOperationException($"in-place reads sent {sent} bytes, expected {expected}");
     }
 
     private void ExpectSuccess(byte[] batch, int bytesPerCommand)
@@ -52,6 +66,16 @@ public class EngineBenchmarks
 
     [Benchmark(OperationsPerInvoke = Batch)]
     public int Read4K() => InMemoryQueue.Send(_queue.Io, _reads);
+
+    /// <summary>Read data sent from its buffer by gathering sends instead of copied into the output.</summary>
+    [Benchmark(OperationsPerInvoke = Batch)]
+    public long Read4KInPlace() => InMemoryQueue.SendGathered(_queue.IoInPlace, _reads);
+
+    [Benchmark(OperationsPerInvoke = Batch)]
+    public int Read128K() => InMemoryQueue.Send(_queue.Io, _reads128K);
+
+    [Benchmark(OperationsPerInvoke = Batch)]
+    public long Read128KInPlace() => InMemoryQueue.SendGathered(_queue.IoInPlace, _reads128K);
 
     [Benchmark]
     public uint Crc32COf128KiB() => Crc32C.Compute(_bulk);

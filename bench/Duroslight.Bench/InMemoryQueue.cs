@@ -32,6 +32,31 @@ internal sealed class InMemoryQueue
         Io = new TargetConnection(Target, new ConnectionContext(0, "bench"), new NoSignal());
         Initialise(Io);
         Connect(Io, qid: 1, cntlid);
+        IoInPlace = new TargetConnection(Target, new ConnectionContext(0, "bench") { SendReadDataInPlace = true }, new NoSignal());
+        Initialise(IoInPlace);
+        Connect(IoInPlace, qid: 2, cntlid);
+    }
+
+    /// <summary>An I/O queue whose read data is sent in place, drained with gathering sends (<see cref="SendGathered"/>).</summary>
+    public TargetConnection IoInPlace { get; }
+
+    private static readonly ReadOnlyMemory<byte>[] Segments = new ReadOnlyMemory<byte>[64];
+
+    /// <summary>As <see cref="Send"/>, for <see cref="IoInPlace"/>: the output goes out as gathered segments.</summary>
+    public static long SendGathered(TargetConnection c, ReadOnlySpan<byte> bytes)
+    {
+        c.Receive(bytes, 0);
+        while (c.TryTakeStorageRequest(out var r)) c.CompleteStorage(r, NvmeStatus.Success);
+        long total = 0;
+        while (c.HasPendingOutput)
+        {
+            int count = c.BeginSend(Segments);
+            int sent = 0;
+            for (int i = 0; i < count; i++) sent += Segments[i].Length;
+            c.EndSend(sent);
+            total += sent;
+        }
+        return total;
     }
 
     public Target Target { get; }

@@ -11,7 +11,7 @@ internal sealed class Ring : IDisposable
     // Opcodes the data path needs; a kernel without one of them cannot run the reactor.
     private static readonly (int Opcode, string Name)[] s_required =
     [
-        (Uring.OpAccept, "ACCEPT"), (Uring.OpRecv, "RECV"), (Uring.OpSend, "SEND"), (Uring.OpRead, "READ"),
+        (Uring.OpAccept, "ACCEPT"), (Uring.OpRecv, "RECV"), (Uring.OpSend, "SEND"), (Uring.OpSendMsg, "SENDMSG"), (Uring.OpRead, "READ"),
         (Uring.OpWrite, "WRITE"), (Uring.OpAsyncCancel, "ASYNC_CANCEL"),
     ];
 

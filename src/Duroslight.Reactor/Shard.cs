@@ -143,6 +143,10 @@ public sealed unsafe class Shard
     public void SubmitSend(int fd, byte* buffer, int length, int token, byte op) =>
         Check(Uring.PrepSend(Ring, fd, buffer, (uint)length, UserData(token, op)));
 
+    /// <summary>A gathering send; <paramref name="message"/> (a <see cref="SendMessage"/>) stays valid until it completes.</summary>
+    public void SubmitSendMessage(int fd, SendMessage message, int token, byte op) =>
+        Check(Uring.PrepSendMsg(Ring, fd, message.Header, UserData(token, op)));
+
     /// <summary>Cancels every operation in flight on <paramref name="fd"/>; they complete with -ECANCELED.</summary>
     public void SubmitCancel(int fd, int token, byte op) => Check(Uring.PrepCancelFd(Ring, fd, UserData(token, op)));
 

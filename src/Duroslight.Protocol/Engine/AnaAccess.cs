@@ -5,28 +5,24 @@ using Duroslight.Protocol.Subsystems;
 namespace Duroslight.Protocol.Engine;
 
 /// <summary>
-/// ANA on the engine's paths: the status an I/O command gets on a path that is not accessible, and the ANA log page.
-/// The engine calls these from one hook each (ExecuteIo, GetLogPage), so the cluster's states stay out of the engine.
+/// ANA on the engine's paths: the status an I/O command gets on a path that is not accessible (from the command
+/// layer's Admit gate), and the ANA log page (from Get Log Page).
 /// </summary>
 public static class AnaAccess
 {
     /// <summary>
-    /// Null when the command may run on this path. A command to a namespace whose group is inaccessible (a secondary
-    /// replica: the primary serves it) gets Asymmetric Access Inaccessible (SCT 3h, SC 02h), which a multipath host
-    /// answers by retrying on another path; persistent loss and change get their own path statuses. Flush to every
-    /// namespace (NSID FFFFFFFFh) and unknown NSIDs pass, for the command's own checks.
+    /// The ANA part of the command layer's one gate (IoCommands.Admit), before any data moves: a command to a namespace
+    /// whose group is inaccessible on this node (a secondary replica: the primary serves it) gets Asymmetric Access
+    /// Inaccessible (SCT 3h, SC 02h, not DNR), which a multipath host answers by retrying on another path; persistent
+    /// loss and change get their own path statuses. Flush to every namespace (NSID FFFFFFFFh) does not pass the gate.
     /// </summary>
-    public static NvmeStatus? Refuse(Target target, uint nsid)
+    public static NvmeStatus Admit(NamespaceInfo ns) => ns.AnaState switch
     {
-        if (nsid == uint.MaxValue) return null;
-        return target.GetNamespace(nsid)?.AnaState switch
-        {
-            AnaState.Inaccessible => NvmeStatus.AsymmetricAccessInaccessible,
-            AnaState.PersistentLoss => NvmeStatus.AsymmetricAccessPersistentLoss,
-            AnaState.Change => NvmeStatus.AsymmetricAccessTransition,
-            _ => null,
-        };
-    }
+        AnaState.Inaccessible => NvmeStatus.AsymmetricAccessInaccessible,
+        AnaState.PersistentLoss => NvmeStatus.AsymmetricAccessPersistentLoss,
+        AnaState.Change => NvmeStatus.AsymmetricAccessTransition,
+        _ => NvmeStatus.Success,
+    };
 
     /// <summary>
     /// The whole ANA log page in a pooled buffer (the caller returns it) of which <paramref name="length"/> bytes count;

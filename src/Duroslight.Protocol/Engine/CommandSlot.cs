@@ -1,4 +1,5 @@
 using Duroslight.Protocol.Nvme;
+using Duroslight.Protocol.Subsystems;
 
 namespace Duroslight.Protocol.Engine;
 
@@ -18,7 +19,12 @@ public enum CommandState : byte
     AwaitingEvent,
 }
 
-/// <summary>One outstanding command of a queue: its SQE, its data buffer and its transfer progress.</summary>
+/// <summary>
+/// One outstanding command of a queue, the request passed between the queue transport (<see cref="TargetConnection"/>:
+/// capsule, data transfer, response) and the command layer (<see cref="CommandProcessor"/>: checked once, then run):
+/// its SQE, its state, its data buffer and transfer progress, and what the check decoded (the namespace and the
+/// <see cref="StorageRequest"/>). One per SQ entry, reused.
+/// </summary>
 internal sealed class CommandSlot(int index, StorageRequest request, IDataBufferPool buffers, HostDataBudget budget)
 {
     public readonly int Index = index;
@@ -38,6 +44,8 @@ internal sealed class CommandSlot(int index, StorageRequest request, IDataBuffer
     public NvmeStatus DeferredStatus;
     /// <summary>Bytes reserved in the shard's budget for data the host still owes (0 once it all arrived).</summary>
     public int BudgetReserved;
+    /// <summary>The namespace the command layer's check admitted the command to (I/O commands).</summary>
+    public NamespaceInfo? Namespace;
 
     public SubmissionEntry Command => new(Sqe);
 
@@ -49,6 +57,14 @@ internal sealed class CommandSlot(int index, StorageRequest request, IDataBuffer
     {
         Buffer = buffers.Rent(Math.Max(length, 1));
         DataLength = length;
+    }
+
+    /// <summary>Hands the buffer over (to the output, which sends it in place and gives it back to the pool).</summary>
+    public Memory<byte> TakeBuffer()
+    {
+        var buffer = Buffer;
+        Buffer = default;
+        return buffer;
     }
 
     public void ReleaseBudget()
@@ -65,5 +81,6 @@ internal sealed class CommandSlot(int index, StorageRequest request, IDataBuffer
         State = CommandState.Free;
         DataLength = Received = R2TIssuedEnd = 0;
         DeferredStatus = NvmeStatus.Success;
+        Namespace = null;
     }
 }

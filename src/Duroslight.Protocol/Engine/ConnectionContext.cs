@@ -8,6 +8,13 @@ public sealed record ConnectionContext(int Shard, string PeerAddress, bool IsDis
 
     /// <summary>The shard's budget for write data hosts still owe; the reactor shares one per shard.</summary>
     public HostDataBudget HostData { get; init; } = HostDataBudget.Unlimited();
+
+    /// <summary>
+    /// Read data goes out from its data buffer instead of being copied into the output: the driver then sends with
+    /// <see cref="TargetConnection.BeginSend(Span{ReadOnlyMemory{byte}})"/> (a gathering send) and the buffer goes
+    /// back to <see cref="Buffers"/> once sent. Off, all output is one contiguous <see cref="TargetConnection.PendingOutput"/>.
+    /// </summary>
+    public bool SendReadDataInPlace { get; init; }
 }
 
 /// <summary>

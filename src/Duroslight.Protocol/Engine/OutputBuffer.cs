@@ -1,24 +1,42 @@
 namespace Duroslight.Protocol.Engine;
 
 /// <summary>
-/// Bytes the engine wants sent, in order. Arrays live on the pinned object heap, so a driver may hand
-/// <see cref="BeginSend"/>'s bytes to the kernel (io_uring) while the engine keeps appending. Until
-/// <see cref="EndSend"/> the array holding the lent bytes is never written before its end: when its tail is full,
-/// live bytes move to the other of two arrays (the lent one becomes the spare once the send ends). Sizes grow only
-/// to the connection's high-water mark of unsent bytes, then nothing is allocated.
+/// Bytes the engine wants sent, in order: bytes written into its own arrays (PDU headers, responses, copied data)
+/// and, between them, data buffers sent in place (<see cref="AppendInPlace"/>: read data goes out from the buffer
+/// storage filled, not copied). Arrays live on the pinned object heap, so a driver may hand
+/// <see cref="BeginSend()"/>'s bytes (or the segments <see cref="BeginSend(Span{ReadOnlyMemory{byte}})"/> gathers) to
+/// the kernel (io_uring) while the engine keeps appending. Until <see cref="EndSend"/> the array holding the lent
+/// bytes is never written before its end: when its tail is full, live bytes move to the other of two arrays (the
+/// lent one becomes the spare once the send ends). An in-place buffer goes back to its pool once the stream has
+/// been sent past its end (or on <see cref="Dispose"/>). Sizes grow only to the connection's high-water mark of
+/// unsent bytes, then nothing is allocated.
 /// </summary>
-public sealed class OutputBuffer : IDisposable
+public sealed class OutputBuffer(int initialSize = 64 * 1024, IDataBufferPool? dataOwner = null) : IDisposable
 {
-    private byte[] _buffer;
+    /// <summary>A buffer sent in place, after the array bytes appended before it (<see cref="After"/>, a stream count).</summary>
+    private readonly record struct InPlace(long After, Memory<byte> Rented, int Length);
+
+    private readonly Queue<InPlace> _inPlace = new();
+    private byte[] _buffer = GC.AllocateUninitializedArray<byte>(initialSize, pinned: true);
     private byte[]? _spare;
     private byte[]? _lentArray;
     private int _start;
     private int _end;
+    // Array bytes ever appended and ever sent: where the in-place buffers sit between them.
+    private long _appended;
+    private long _sent;
+    private int _headInPlaceSent;
+    private long _inPlaceBytes;
 
-    public OutputBuffer(int initialSize = 64 * 1024) => _buffer = GC.AllocateUninitializedArray<byte>(initialSize, pinned: true);
-
+    /// <summary>Unsent bytes in the arrays (not counting in-place buffers).</summary>
     public int Length => _end - _start;
 
+    /// <summary>All unsent bytes, in-place buffers included.</summary>
+    public long PendingBytes => Length + _inPlaceBytes - _headInPlaceSent;
+
+    public bool IsEmpty => _end == _start && _inPlace.Count == 0;
+
+    /// <summary>The unsent array bytes; the whole stream only while nothing is sent in place.</summary>
     public ReadOnlyMemory<byte> Pending => _buffer.AsMemory(_start, _end - _start);
 
     /// <summary>A span of at least <paramref name="size"/> writable bytes; commit them with <see cref="Advance"/>.</summary>
@@ -28,26 +46,92 @@ public sealed class OutputBuffer : IDisposable
         return _buffer.AsSpan(_end);
     }
 
-    public void Advance(int count) => _end += count;
+    public void Advance(int count)
+    {
+        _end += count;
+        _appended += count;
+    }
 
     public void Write(ReadOnlySpan<byte> data)
     {
         data.CopyTo(GetSpan(data.Length));
-        _end += data.Length;
+        Advance(data.Length);
     }
 
+    /// <summary>
+    /// Appends the first <paramref name="length"/> bytes of <paramref name="rented"/> without copying them. The
+    /// buffer now belongs to this output: it goes back to the data owner once sent.
+    /// </summary>
+    public void AppendInPlace(Memory<byte> rented, int length)
+    {
+        if (dataOwner is null) throw new InvalidOperationException("no owner to give in-place buffers back to");
+        _inPlace.Enqueue(new InPlace(_appended, rented, length));
+        _inPlaceBytes += length;
+    }
+
+    /// <summary><paramref name="count"/> bytes from the front of the stream were sent (synchronous drivers).</summary>
     public void Consume(int count)
     {
-        _start += count;
+        while (count > 0)
+        {
+            bool inPlaceNext = _inPlace.TryPeek(out var next);
+            long arrayBytes = inPlaceNext ? next.After - _sent : _end - _start;
+            if (!inPlaceNext && arrayBytes < count) throw new ArgumentOutOfRangeException(nameof(count), "more than is pending");
+            if (arrayBytes > 0)
+            {
+                int n = (int)Math.Min(arrayBytes, count);
+                _start += n;
+                _sent += n;
+                count -= n;
+                continue;
+            }
+            int taken = Math.Min(next.Length - _headInPlaceSent, count);
+            _headInPlaceSent += taken;
+            count -= taken;
+            if (_headInPlaceSent < next.Length) break;
+            _inPlace.Dequeue();
+            _inPlaceBytes -= next.Length;
+            _headInPlaceSent = 0;
+            dataOwner!.Return(next.Rented);
+        }
         if (_start == _end) _start = _end = 0;
     }
 
     /// <summary>Lends the pending bytes to an asynchronous send; they stay put until <see cref="EndSend"/>.</summary>
     public ReadOnlyMemory<byte> BeginSend()
     {
+        if (_inPlace.Count > 0) throw new InvalidOperationException("in-place buffers pending: gather the segments");
         if (_lentArray is not null) throw new InvalidOperationException("a send is already in flight");
         _lentArray = _buffer;
         return Pending;
+    }
+
+    /// <summary>
+    /// Lends the front of the stream as at most <paramref name="segments"/>.Length pieces, in order (array bytes and
+    /// in-place buffers), for a gathering send (sendmsg); returns how many it filled. They stay put until
+    /// <see cref="EndSend"/>.
+    /// </summary>
+    public int BeginSend(Span<ReadOnlyMemory<byte>> segments)
+    {
+        if (_lentArray is not null) throw new InvalidOperationException("a send is already in flight");
+        _lentArray = _buffer;
+        int count = 0, at = _start, skip = _headInPlaceSent;
+        long position = _sent;
+        foreach (var data in _inPlace)
+        {
+            int before = (int)(data.After - position);
+            if (before > 0 && count < segments.Length)
+            {
+                segments[count++] = _buffer.AsMemory(at, before);
+                at += before;
+                position = data.After;
+            }
+            if (count == segments.Length) return count;
+            segments[count++] = data.Rented.Slice(skip, data.Length - skip);
+            skip = 0;
+        }
+        if (at < _end && count < segments.Length) segments[count++] = _buffer.AsMemory(at, _end - at);
+        return count;
     }
 
     /// <summary>The send took <paramref name="sent"/> bytes from the front of what was lent.</summary>
@@ -58,8 +142,11 @@ public sealed class OutputBuffer : IDisposable
         Consume(sent);
     }
 
+    /// <summary>Gives back every in-place buffer; call only when no send is in flight.</summary>
     public void Dispose()
     {
+        while (_inPlace.TryDequeue(out var data)) dataOwner!.Return(data.Rented);
+        _inPlaceBytes = _headInPlaceSent = 0;
         _buffer = [];
         _spare = _lentArray = null;
         _start = _end = 0;

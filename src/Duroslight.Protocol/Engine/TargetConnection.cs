@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using Duroslight.Protocol.Nvme;
 using Duroslight.Protocol.Subsystems;
 using Duroslight.Protocol.Wire;
@@ -5,13 +6,17 @@ using Duroslight.Protocol.Wire;
 namespace Duroslight.Protocol.Engine;
 
 /// <summary>
-/// The sans-IO NVMe/TCP target side of one TCP connection (one NVMe queue). The driver feeds received bytes to
+/// The sans-IO NVMe/TCP target side of one TCP connection (one NVMe queue): the queue transport, as SPDK's tcp.c.
+/// It frames PDUs (digests, ICReq/ICResp, termination), moves command data (in-capsule, R2T/H2CData, C2HData), keeps
+/// the queue's state (command slots, SQ head, SQ flow control, the shard's host-data budget and the host-data
+/// timeout) and writes responses; what commands mean is the command layer's (<see cref="CommandProcessor"/>), which
+/// gets each <see cref="CommandSlot"/> to check once and to run. The driver feeds received bytes to
 /// <see cref="Receive"/>, sends <see cref="PendingOutput"/>, executes the <see cref="StorageRequest"/>s it takes with
 /// <see cref="TryTakeStorageRequest"/> and hands them back with <see cref="CompleteStorage"/>, and calls
 /// <see cref="Poll"/> on wake-ups and timer ticks. All calls for one connection come from one thread; time is
 /// passed in. The engine owns no socket, thread or timer.
 /// </summary>
-public sealed partial class TargetConnection : IPduSink, IDisposable
+public sealed class TargetConnection : IPduSink, IDisposable
 {
     private enum Phase { AwaitingICReq, AwaitingConnect, Connected, Closing }
 
@@ -19,14 +24,13 @@ public sealed partial class TargetConnection : IPduSink, IDisposable
     private const byte DigestHeader = 1;
     private const byte DigestData = 2;
 
-    private readonly Target _target;
     private readonly TargetOptions _options;
     private readonly PduFramer _framer;
-    private readonly OutputBuffer _out = new();
+    private readonly CommandProcessor _commands;
+    private readonly OutputBuffer _out;
     private readonly Queue<StorageRequest> _storageQueue = new();
     private readonly Dictionary<ushort, int> _slotByCid = new(InitialSlots);
     private readonly Stack<int> _freeSlots = new(InitialSlots);
-    private readonly List<CommandSlot> _parkedAers = new(4);
     private readonly Queue<CommandSlot> _budgetWaiters = new();
     private CommandSlot[] _slots = [];
     private Phase _phase = Phase.AwaitingICReq;
@@ -44,27 +48,40 @@ public sealed partial class TargetConnection : IPduSink, IDisposable
 
     public TargetConnection(Target target, ConnectionContext context, IConnectionSignal signal)
     {
-        _target = target;
         _options = target.Options;
         Context = context;
         Signal = signal;
+        _out = new OutputBuffer(dataOwner: context.Buffers);
         _framer = new PduFramer(this, static t => t is PduType.ICReq or PduType.H2CTermReq or PduType.CapsuleCmd or PduType.H2CData)
         {
             MaxPduLength = MaxPduLength,
         };
+        _commands = new CommandProcessor(target, this);
         GrowSlots(InitialSlots);
     }
 
     public ConnectionContext Context { get; }
     public IConnectionSignal Signal { get; }
 
+    /// <summary>The time of the call being served (ms), for the command layer's keep-alive.</summary>
+    internal long Now => _now;
+
     /// <summary>The NVMe queue this connection carries (0 = admin), valid once connected.</summary>
     public ushort QueueId { get; private set; }
 
-    public Controller? Controller { get; private set; }
+    public Controller? Controller => _commands.Controller;
 
-    /// <summary>Bytes to send, in order. Call <see cref="ConsumeOutput"/> with what the socket took.</summary>
+    /// <summary>
+    /// Bytes to send, in order, when read data is copied (not <see cref="ConnectionContext.SendReadDataInPlace"/>).
+    /// Call <see cref="ConsumeOutput"/> with what the socket took.
+    /// </summary>
     public ReadOnlyMemory<byte> PendingOutput => _out.Pending;
+
+    /// <summary>Whether anything waits to be sent (in-place read data included).</summary>
+    public bool HasPendingOutput => !_out.IsEmpty;
+
+    /// <summary>Bytes waiting to be sent, in-place read data included (the driver's back-pressure gauge).</summary>
+    public long PendingOutputBytes => _out.PendingBytes;
 
     /// <summary>The C2HTermReq this connection sent, if any: the driver logs it (the engine has no logger).</summary>
     public Termination? SentTermination { get; private set; }
@@ -79,7 +96,7 @@ public sealed partial class TargetConnection : IPduSink, IDisposable
     public bool TimedOutWaitingForHost { get; private set; }
 
     /// <summary>Commands received and not yet answered (AERs excluded): the driver's back-pressure gauge.</summary>
-    public int OutstandingCommands => _slotByCid.Count - _parkedAers.Count;
+    public int OutstandingCommands => _slotByCid.Count - _commands.ParkedAers;
 
     public void ConsumeOutput(int count) => _out.Consume(count);
 
@@ -88,6 +105,13 @@ public sealed partial class TargetConnection : IPduSink, IDisposable
     /// the engine appends more, until <see cref="EndSend"/> says how many the socket took.
     /// </summary>
     public ReadOnlyMemory<byte> BeginSend() => _out.BeginSend();
+
+    /// <summary>
+    /// For gathering sends (sendmsg): lends the front of the output as at most <paramref name="segments"/>.Length
+    /// pieces (PDU bytes from the output buffer, read data from its data buffer); returns how many. They stay valid
+    /// until <see cref="EndSend"/>.
+    /// </summary>
+    public int BeginSend(Span<ReadOnlyMemory<byte>> segments) => _out.BeginSend(segments);
 
     public void EndSend(int sent) => _out.EndSend(sent);
 
@@ -116,20 +140,7 @@ public sealed partial class TargetConnection : IPduSink, IDisposable
             return;
         }
         StartBudgetWaiters();
-        var ctrl = Controller;
-        if (ctrl is null) return;
-        if (ctrl.IsDead)
-        {
-            Close();
-            return;
-        }
-        if (QueueId != 0) return;
-        if (ctrl.KatoMs > 0 && nowMs - ctrl.LastActivityMs > ctrl.KatoMs)
-        {
-            Close();
-            return;
-        }
-        DeliverEvents(ctrl);
+        if (!_commands.Poll(nowMs)) Close();
     }
 
     /// <summary>The host owes bytes (ICReq/Connect, the rest of a PDU, R2T'd data) and sent none for the timeout.</summary>
@@ -203,10 +214,10 @@ public sealed partial class TargetConnection : IPduSink, IDisposable
     {
         error = default;
         if (_phase != Phase.AwaitingICReq) return Fatal(TermReqFes.PduSequenceError, 0, out error);
-        ushort pfv = System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(h[PduLayout.OffPfv..]);
+        ushort pfv = BinaryPrimitives.ReadUInt16LittleEndian(h[PduLayout.OffPfv..]);
         byte hpda = h[PduLayout.OffHpdaOrCpda];
         byte digest = h[PduLayout.OffDigest];
-        uint maxR2T = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(h[PduLayout.OffMaxR2TOrMaxH2CData..]);
+        uint maxR2T = BinaryPrimitives.ReadUInt32LittleEndian(h[PduLayout.OffMaxR2TOrMaxH2CData..]);
         if (pfv != 0) return Fatal(TermReqFes.UnsupportedParameter, PduLayout.OffPfv, out error);
         if (hpda > 31) return Fatal(TermReqFes.InvalidPduHeaderField, PduLayout.OffHpdaOrCpda, out error);
         if ((digest & ~(DigestHeader | DigestData)) != 0) return Fatal(TermReqFes.InvalidPduHeaderField, PduLayout.OffDigest, out error);
@@ -246,20 +257,16 @@ public sealed partial class TargetConnection : IPduSink, IDisposable
     }
 
     /// <summary>Enters Closing once: frees idle slots, detaches from (or destroys) the controller.</summary>
-    private void Close()
+    internal void Close()
     {
         if (_phase == Phase.Closing) return;
         _phase = Phase.Closing;
         foreach (var slot in _slots)
             if (slot.State is not (CommandState.Free or CommandState.Executing)) slot.Reset();
-        _parkedAers.Clear();
         _budgetWaiters.Clear();
         _slotByCid.Clear();
         _awaitingH2CData = 0;
-        var ctrl = Controller;
-        if (ctrl is null) return;
-        if (QueueId == 0) _target.DestroyController(ctrl);
-        else ctrl.Detach(this);
+        _commands.OnQueueClosed();
     }
 
     private static HeaderVerdict Fatal(TermReqFes fes, uint fei, out FramingError error)
@@ -279,5 +286,265 @@ public sealed partial class TargetConnection : IPduSink, IDisposable
             _freeSlots.Push(i);
         }
         _slots = bigger;
+    }
+
+    private HeaderVerdict OnCapsuleHeader(ReadOnlySpan<byte> header, int dataLength, out Memory<byte> destination, out FramingError error)
+    {
+        destination = default;
+        error = default;
+        var sqe = header.Slice(PduLayout.CommonHeaderSize, SubmissionEntry.Size);
+        var cmd = new SubmissionEntry(sqe);
+        _sqHeadCount++;
+        _commands.OnCommandArrived(_now);
+        if (_slotByCid.TryGetValue(cmd.CommandId, out int existing))
+        {
+            if (_slots[existing].State != CommandState.AwaitingEvent)
+            {
+                // The original command keeps running; the duplicate is refused and its data dropped.
+                WriteResponse(cmd.CommandId, NvmeStatus.CommandIdConflict, 0);
+                return HeaderVerdict.Accept;
+            }
+            // SPDK's host aborts its AERs locally before detaching, without telling us, and reuses their CIDs (its
+            // Property Get of CC then failed with Command ID Conflict). Such a host no longer waits for that AER:
+            // retire it silently; pending events stay queued for the next AER.
+            _commands.RetireAer(_slots[existing]);
+            Release(_slots[existing]);
+        }
+        if (!_freeSlots.TryPop(out int index))
+        {
+            // More outstanding commands than the SQ the host connected: refuse without growing.
+            WriteResponse(cmd.CommandId, NvmeStatus.CommandSequenceError, 0);
+            return HeaderVerdict.Accept;
+        }
+        var slot = _slots[index];
+        sqe.CopyTo(slot.Sqe);
+        slot.Cid = cmd.CommandId;
+        slot.State = CommandState.ReceivingCapsuleData;
+        _slotByCid.Add(slot.Cid, index);
+        _receiving = slot;
+        if (dataLength > 0) destination = AcceptInCapsuleData(slot, dataLength);
+        return HeaderVerdict.Accept;
+    }
+
+    /// <summary>Where in-capsule data goes: the slot's buffer, or nowhere when the SGL does not describe it.</summary>
+    private Memory<byte> AcceptInCapsuleData(CommandSlot slot, int dataLength)
+    {
+        var cmd = slot.Command;
+        if (cmd.SglType != SglTypes.InCapsuleData) slot.DeferredStatus = NvmeStatus.SglDescriptorTypeInvalid;
+        else if (cmd.Direction != DataDirection.HostToController) slot.DeferredStatus = NvmeStatus.InvalidField;
+        else if (cmd.SglLength != dataLength) slot.DeferredStatus = NvmeStatus.DataSglLengthInvalid;
+        else if (cmd.SglAddress != 0) slot.DeferredStatus = NvmeStatus.SglOffsetInvalid;
+        if (!slot.DeferredStatus.IsSuccess) return default;
+        slot.RentBuffer(dataLength);
+        slot.Received = dataLength;
+        return slot.Data;
+    }
+
+    private void OnCapsuleComplete(CommandSlot slot, bool dataDigestOk)
+    {
+        if (!dataDigestOk) Complete(slot, NvmeStatus.TransientTransportError);
+        else if (!slot.DeferredStatus.IsSuccess) Complete(slot, slot.DeferredStatus);
+        else StartCommand(slot);
+    }
+
+    /// <summary>Hands a command whose data is in to the command layer; completes it unless that layer completes it later.</summary>
+    private void Run(CommandSlot slot)
+    {
+        if (_commands.Run(slot, out ulong result) is { } status) Complete(slot, status, result);
+    }
+
+    /// <summary>
+    /// All capsule bytes are in: the command layer checks the command (once, before any data moves); then its host
+    /// data is fetched with R2Ts if it needs some, else it runs.
+    /// </summary>
+    private void StartCommand(CommandSlot slot)
+    {
+        var cmd = slot.Command;
+        uint sglLength = cmd.SglLength;
+        bool fetchesData = cmd.Direction == DataDirection.HostToController && sglLength > 0 && !slot.HasBuffer;
+        if (fetchesData && cmd.SglType != SglTypes.TransportDataBlock)
+        {
+            Complete(slot, NvmeStatus.SglDescriptorTypeInvalid);
+            return;
+        }
+        var status = _commands.Check(slot);
+        if (!status.IsSuccess)
+        {
+            Complete(slot, status);
+            return;
+        }
+        if (!fetchesData)
+        {
+            Run(slot);
+            return;
+        }
+        if (_budgetWaiters.Count > 0 || !Context.HostData.TryReserve((int)sglLength))
+        {
+            slot.State = CommandState.AwaitingBudget;
+            _budgetWaiters.Enqueue(slot);
+            Context.HostData.NoteWait();
+            return;
+        }
+        BeginHostTransfer(slot, (int)sglLength);
+    }
+
+    /// <summary>Budget reserved: rent the buffer and ask for the data.</summary>
+    private void BeginHostTransfer(CommandSlot slot, int length)
+    {
+        slot.BudgetReserved = length;
+        slot.RentBuffer(length);
+        slot.State = CommandState.ReceivingH2CData;
+        _awaitingH2CData++;
+        IssueR2Ts(slot);
+    }
+
+    /// <summary>Writes that waited for the shard's budget, in arrival order, as far as it now allows.</summary>
+    private void StartBudgetWaiters()
+    {
+        while (_budgetWaiters.TryPeek(out var slot))
+        {
+            int length = (int)slot.Command.SglLength;
+            if (!Context.HostData.TryReserve(length)) return;
+            _budgetWaiters.Dequeue();
+            BeginHostTransfer(slot, length);
+        }
+    }
+
+    /// <summary>Sends R2Ts while fewer than MAXR2T+1 are outstanding; each asks for at most MAXH2CDATA bytes.</summary>
+    private void IssueR2Ts(CommandSlot slot)
+    {
+        int chunk = _options.MaxH2CData;
+        while (slot.R2TIssuedEnd < slot.DataLength)
+        {
+            int issued = (slot.R2TIssuedEnd + chunk - 1) / chunk;
+            int done = slot.Received / chunk;
+            if (issued - done >= _maxR2TPerCommand) break;
+            int length = Math.Min(chunk, slot.DataLength - slot.R2TIssuedEnd);
+            int n = PduWriter.R2T(_out.GetSpan(PduLayout.R2THeaderSize + PduLayout.DigestSize), slot.Cid,
+                (ushort)slot.Index, (uint)slot.R2TIssuedEnd, (uint)length, _framer.HeaderDigest);
+            _out.Advance(n);
+            slot.R2TIssuedEnd += length;
+        }
+    }
+
+    private HeaderVerdict OnH2CDataHeader(ReadOnlySpan<byte> h, int dataLength, out Memory<byte> destination, out FramingError error)
+    {
+        destination = default;
+        ushort cccid = BinaryPrimitives.ReadUInt16LittleEndian(h[PduLayout.OffCccid..]);
+        ushort ttag = BinaryPrimitives.ReadUInt16LittleEndian(h[PduLayout.OffTtag..]);
+        uint datao = BinaryPrimitives.ReadUInt32LittleEndian(h[PduLayout.OffDataOffset..]);
+        uint datal = BinaryPrimitives.ReadUInt32LittleEndian(h[PduLayout.OffDataLength..]);
+        if (ttag >= _slots.Length || _slots[ttag].State != CommandState.ReceivingH2CData)
+            return Fatal(TermReqFes.InvalidPduHeaderField, PduLayout.OffTtag, out error);
+        var slot = _slots[ttag];
+        if (slot.Cid != cccid) return Fatal(TermReqFes.InvalidPduHeaderField, PduLayout.OffCccid, out error);
+        if (datal != dataLength || datal == 0) return Fatal(TermReqFes.InvalidPduHeaderField, PduLayout.OffDataLength, out error);
+        if (datao != slot.Received || datao + (ulong)datal > (ulong)slot.R2TIssuedEnd)
+            return Fatal(TermReqFes.DataTransferOutOfRange, PduLayout.OffDataOffset, out error);
+        error = default;
+        destination = slot.Buffer.Slice((int)datao, (int)datal);
+        _receiving = slot;
+        _receivingLength = (int)datal;
+        return HeaderVerdict.Accept;
+    }
+
+    private void OnH2CDataComplete(CommandSlot slot, bool dataDigestOk)
+    {
+        slot.Received += _receivingLength;
+        if (!dataDigestOk) slot.DeferredStatus = NvmeStatus.TransientTransportError;
+        if (slot.Received < slot.DataLength)
+        {
+            IssueR2Ts(slot);
+            return;
+        }
+        _awaitingH2CData--;
+        slot.ReleaseBudget();
+        StartBudgetWaiters();
+        // A bad data digest fails this command only (after its data is drained), not the connection.
+        if (!slot.DeferredStatus.IsSuccess) Complete(slot, slot.DeferredStatus);
+        else Run(slot);
+    }
+
+    /// <summary>Finishes a command: C2HData for any data to return, then the CapsuleResp; frees the slot.</summary>
+    internal void Complete(CommandSlot slot, NvmeStatus status, ulong result = 0)
+    {
+        var cmd = slot.Command;
+        // On I/O queues the host's SGL bounds what we send (it protects the host's memory): send what fits, and never
+        // a zero-length C2HData. On admin and discovery queues the command defines the size (Identify 4096 bytes, Get
+        // Log Page NUMD), and some hosts (Lightbits' discovery-client) send a shorter SGL, even 0, expecting it all.
+        int length = QueueId == 0 ? slot.DataLength : (int)Math.Min((uint)slot.DataLength, cmd.SglLength);
+        bool sendData = status.IsSuccess && slot.HasBuffer && length > 0
+            && cmd.Direction == DataDirection.ControllerToHost;
+        if (sendData)
+        {
+            // SUCCESS saves the CapsuleResp only for I/O reads without SQ flow control; admin data is always
+            // followed by a CapsuleResp (strict discovery hosts expect exactly that).
+            bool success = _sqFlowControlDisabled && QueueId != 0 && cmd.Opcode == IoOpcode.Read;
+            WriteC2HData(slot, length, success);
+            if (!success) WriteResponse(slot.Cid, status, result);
+        }
+        else
+        {
+            WriteResponse(slot.Cid, status, result);
+        }
+        Release(slot);
+    }
+
+    private void Release(CommandSlot slot)
+    {
+        _slotByCid.Remove(slot.Cid);
+        slot.Reset();
+        _freeSlots.Push(slot.Index);
+    }
+
+    /// <summary>
+    /// One C2HData PDU with the slot's first <paramref name="length"/> bytes. I/O read data is sent from its buffer
+    /// when the driver gathers (the buffer moves to the output); otherwise it is copied after the header.
+    /// </summary>
+    private void WriteC2HData(CommandSlot slot, int length, bool success)
+    {
+        var flags = PduFlags.LastPdu | (success ? PduFlags.Success : PduFlags.None);
+        bool ddgst = _framer.DataDigest;
+        bool inPlace = Context.SendReadDataInPlace && QueueId != 0;
+        var data = slot.Buffer[..length];
+        var span = _out.GetSpan(PduWriter.MaxHeaderBytes + (inPlace ? 0 : length) + PduLayout.DigestSize);
+        int n = PduWriter.C2HDataHeader(span, slot.Cid, 0, length, flags, _framer.HeaderDigest, ddgst, _hostDataAlignment);
+        if (inPlace)
+        {
+            _out.Advance(n);
+            _out.AppendInPlace(slot.TakeBuffer(), length);
+            if (ddgst) _out.Advance(PduWriter.DataDigest(_out.GetSpan(PduLayout.DigestSize), data.Span));
+            return;
+        }
+        data.Span.CopyTo(span[n..]);
+        n += length;
+        if (ddgst) n += PduWriter.DataDigest(span[n..], data.Span);
+        _out.Advance(n);
+    }
+
+    private void WriteResponse(ushort cid, NvmeStatus status, ulong result)
+    {
+        var cqe = new CompletionEntry(result, SqHead, QueueId, cid, status);
+        _out.Advance(PduWriter.CapsuleResp(_out.GetSpan(PduLayout.CapsuleRespHeaderSize + PduLayout.DigestSize), cqe, _framer.HeaderDigest));
+    }
+
+    private ushort SqHead => (ushort)(_sqHeadCount % (uint)_sqEntries);
+
+    /// <summary>Hands the slot's prepared storage request to the driver (<see cref="TryTakeStorageRequest"/>).</summary>
+    internal void SubmitStorage(CommandSlot slot)
+    {
+        slot.State = CommandState.Executing;
+        _inFlightStorage++;
+        _storageQueue.Enqueue(slot.Request);
+    }
+
+    /// <summary>A Connect succeeded: the queue takes the ID, size and flow-control mode the host asked for.</summary>
+    internal void OnConnected(ushort qid, int sqEntries, bool sqFlowControlDisabled)
+    {
+        QueueId = qid;
+        _sqEntries = sqEntries;
+        _sqFlowControlDisabled = sqFlowControlDisabled;
+        GrowSlots(_sqEntries);
+        _phase = Phase.Connected;
     }
 }

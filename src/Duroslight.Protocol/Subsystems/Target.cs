@@ -271,7 +271,7 @@ public sealed class Target
         {
             var ids = subsystem?.ControllerIds ?? _discoveryIds;
             if (!ids.TryAllocate(out ushort cntlid)) return NvmeStatus.ConnectControllerBusy;
-            controller = new Controller(cntlid, subsystem, hostNqn, hostId, katoMs, admin, admin.Context.Shard);
+            controller = new Controller(cntlid, subsystem, hostNqn, hostId, katoMs, admin, Options);
             if (subsystem is null) _discoveryControllers.Add(controller);
             else _controllers.Add((subsystem.PoolId, cntlid), controller);
             return NvmeStatus.Success;

@@ -27,6 +27,7 @@ internal static unsafe partial class Uring
 
     public const uint CqeFlagMore = 1u << 1;
 
+    public const int OpSendMsg = 9;
     public const int OpAccept = 13;
     public const int OpAsyncCancel = 14;
     public const int OpRead = 22;
@@ -51,6 +52,10 @@ internal static unsafe partial class Uring
 
     [LibraryImport(Library, EntryPoint = "ds_prep_send"), SuppressGCTransition]
     public static partial int PrepSend(nint ring, int fd, byte* buffer, uint length, ulong userData);
+
+    /// <summary>IORING_OP_SENDMSG of <paramref name="message"/> (a struct msghdr) with MSG_NOSIGNAL.</summary>
+    [LibraryImport(Library, EntryPoint = "ds_prep_sendmsg"), SuppressGCTransition]
+    public static partial int PrepSendMsg(nint ring, int fd, void* message, ulong userData);
 
     [LibraryImport(Library, EntryPoint = "ds_prep_read"), SuppressGCTransition]
     public static partial int PrepRead(nint ring, int fd, byte* buffer, uint length, ulong offset, ulong userData);

@@ -3,8 +3,10 @@ using System.Net;
 namespace Duroslight.Server.Transport;
 
 /// <summary>
-/// Moves bytes between sockets and the sans-IO engine. This socket loop is the first implementation; the
-/// io_uring reactor implements the same contract without touching the engine.
+/// Listens on the node's NVMe/TCP ports and moves bytes between their sockets and the sans-IO engine, one
+/// <see cref="Duroslight.Protocol.Engine.TargetConnection"/> per socket. <see cref="ReactorTransport"/> (io_uring,
+/// one connection per shard) is the implementation; <see cref="Hosting.NodeHost"/> sees only this contract (start,
+/// count, drain, dispose).
 /// </summary>
 public interface ITransport : IAsyncDisposable
 {

@@ -11,8 +11,11 @@ using Microsoft.Extensions.Logging;
 namespace Duroslight.Server.Transport;
 
 /// <summary>
-/// Drives one <see cref="TargetConnection"/> (one NVMe queue) on its shard: receives and sends through the ring,
-/// hands storage requests to the <see cref="ChunkRouter"/>, and closes once nothing is in flight. Every method runs
+/// Drives one <see cref="TargetConnection"/> (one NVMe queue) on its shard: receives and sends through the ring
+/// (bytes pass through an <see cref="IByteStream"/>, the place for a transform such as TLS), hands storage requests
+/// to the <see cref="ChunkRouter"/>, and closes once nothing is in flight. Read data goes out from its data buffer:
+/// one gathering send (IORING_OP_SENDMSG) per loop iteration takes PDU headers from the engine's output and data
+/// from the buffers storage filled, which go back to the pool only when the send is over. Every method runs
 /// on the shard's thread; other threads only post to it (<see cref="Wake"/>, <see cref="Drain"/>, <see cref="Abort"/>).
 /// </summary>
 internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, IShardTicker, IShardWork, IConnectionSignal, IStorageCompletion
@@ -31,6 +34,9 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, ISha
     private readonly ILogger _logger;
     private readonly NativeBuffer _receiveBuffer;
     private readonly TargetConnection _engine;
+    private readonly IByteStream _stream;
+    private readonly SendMessage _message = new();
+    private readonly ReadOnlyMemory<byte>[] _segments = new ReadOnlyMemory<byte>[SendMessage.MaxSegments];
     private int _token = -1;
     private bool _receiving, _sending, _dirty, _transportClosed, _draining, _closing, _closed;
     private int _wakePosted;
@@ -45,7 +51,10 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, ISha
         _logger = owner.Logger;
         Peer = peer;
         _receiveBuffer = new NativeBuffer(ReceiveBufferSize);
-        _engine = new TargetConnection(owner.Target, new ConnectionContext(shard.Index, peer, isDiscoveryPort) { Buffers = buffers, HostData = hostData }, this);
+        // The shard's pool lends native buffers, which never move: the kernel may send from them in place.
+        var context = new ConnectionContext(shard.Index, peer, isDiscoveryPort) { Buffers = buffers, HostData = hostData, SendReadDataInPlace = true };
+        _engine = new TargetConnection(owner.Target, context, this);
+        _stream = new PlainByteStream(_engine);
     }
 
     public string Peer { get; }
@@ -107,17 +116,31 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, ISha
     {
         _dirty = false;
         if (_sending || _transportClosed || _closed) return;
-        if (_engine.PendingOutput.IsEmpty)
+        if (!_stream.HasPendingOutput)
         {
             TryClose();
             return;
         }
-        var pending = _engine.BeginSend();
-        // The output buffer lives on the pinned object heap: its address is stable without a pin handle.
-        var pointer = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(pending.Span));
-        _shard.SubmitSend(_fd, pointer, pending.Length, _token, OpSend);
+        int count = _stream.BeginSend(_segments);
+        if (count == 1)
+        {
+            _shard.SubmitSend(_fd, PointerOf(_segments[0]), _segments[0].Length, _token, OpSend);
+        }
+        else
+        {
+            for (int i = 0; i < count; i++) _message.Set(i, PointerOf(_segments[i]), _segments[i].Length);
+            _message.Count = count;
+            _shard.SubmitSendMessage(_fd, _message, _token, OpSend);
+        }
         _sending = true;
     }
+
+    /// <summary>
+    /// Output arrays live on the pinned object heap and data buffers are native (<see cref="ShardBufferPool"/>):
+    /// their addresses are stable without a pin handle.
+    /// </summary>
+    private static byte* PointerOf(ReadOnlyMemory<byte> segment) =>
+        (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(segment.Span));
 
     public void OnTick(long nowMs)
     {
@@ -151,7 +174,7 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, ISha
     private void ArmReceive()
     {
         if (_receiving || _transportClosed || _draining || _closing || _engine.WantsClose) return;
-        if (_engine.PendingOutput.Length > MaxPendingOutput) return;
+        if (_stream.PendingOutputBytes > MaxPendingOutput) return;
         _shard.SubmitReceive(_fd, _receiveBuffer.Pointer, ReceiveBufferSize, _token, OpReceive);
         _receiving = true;
     }
@@ -165,7 +188,7 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, ISha
             TransportClosed();
             return;
         }
-        _engine.Receive(_receiveBuffer.GetSpan()[..result], Environment.TickCount64);
+        _stream.Receive(_receiveBuffer.GetSpan()[..result], Environment.TickCount64);
         AfterEngine();
         ArmReceive();
     }
@@ -175,11 +198,11 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, ISha
         _sending = false;
         if (result < 0)
         {
-            _engine.EndSend(0);
+            _stream.EndSend(0);
             TransportClosed();
             return;
         }
-        _engine.EndSend(result);
+        _stream.EndSend(result);
         MarkDirty();
         ArmReceive();
     }
@@ -209,7 +232,7 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, ISha
     private void TryClose()
     {
         if (_closed) return;
-        bool outputDone = _transportClosed || _engine.PendingOutput.IsEmpty;
+        bool outputDone = _transportClosed || !_stream.HasPendingOutput;
         // A draining or failed connection first finishes its executing commands and sends their responses.
         bool wantClose = _transportClosed || ((_engine.WantsClose || _draining) && _engine.InFlightStorage == 0 && outputDone);
         if (!wantClose) return;
@@ -234,7 +257,8 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, ISha
         _shard.RemoveTicker(this);
         _shard.Unregister(_token);
         Posix.Close(_fd);
-        _engine.Dispose();
+        _engine.Dispose(); // gives back read buffers that were never sent
+        _message.Dispose();
         _receiveBuffer.Free();
         _owner.OnClosed(this);
         _logger.LogDebug("connection {Peer} closed", Peer);

@@ -179,6 +179,22 @@ public class HostileHostTests
         Assert.Equal(0, pool.Outstanding);
     }
 
+    /// <summary>Each I/O command is checked once, when its capsule is in: a failing one moves no data at all.</summary>
+    [Theory]
+    [InlineData(0x81, 1u, 0u, nameof(NvmeStatus.InvalidOpcode))] // vendor-specific opcode, host-to-controller data
+    [InlineData(IoOpcode.Write, 7u, 0u, nameof(NvmeStatus.InvalidNamespaceOrFormat))]
+    [InlineData(IoOpcode.Write, 1u, 4095u, nameof(NvmeStatus.LbaOutOfRange))] // 2 blocks from the last one
+    [InlineData(IoOpcode.DatasetManagement, 7u, 0u, nameof(NvmeStatus.InvalidNamespaceOrFormat))]
+    public void Io_command_failing_its_check_is_answered_without_an_R2T_or_a_buffer(byte opcode, uint nsid, uint slba, string expected)
+    {
+        var (_, raw, pool) = ConnectedIoQueue();
+        var cmd = new NvmeCommand(opcode, nsid, Cdw10: slba, Cdw12: 1); // 2 blocks (or 2 DSM ranges)
+        var resp = Assert.Single(raw.Send(RawPdus.Capsule(cmd, 9, sglLength: 2 * 512)));
+        Assert.Equal(PduType.CapsuleResp, resp.Type);
+        Assert.Equal(typeof(NvmeStatus).GetField(expected)!.GetValue(null), resp.Cqe.Status);
+        Assert.Equal(0, pool.Outstanding);
+    }
+
     [Fact]
     public void Zero_disables_the_timeout()
     {

@@ -51,6 +51,106 @@ public sealed class OutputBufferTests
     }
 
     [Fact]
+    public void Gathered_sends_keep_the_stream_order_and_return_in_place_buffers_once_sent_past()
+    {
+        for (int seed = 0; seed < 200; seed++)
+        {
+            var rng = new Random(seed);
+            var owner = new ReturnLog();
+            using var output = new OutputBuffer(initialSize: 512, dataOwner: owner);
+            var written = new List<byte>();
+            var sent = new List<byte>();
+            var inPlaceEnds = new Queue<(long End, byte[] Buffer)>(); // stream position after each in-place buffer
+            var segments = new ReadOnlyMemory<byte>[8];
+            int returned = 0, appended = 0;
+            byte next = 0;
+            for (int step = 0; step < 300; step++)
+            {
+                int choice = rng.Next(4);
+                if (choice == 0)
+                {
+                    int n = rng.Next(1, 300);
+                    var span = output.GetSpan(n);
+                    for (int i = 0; i < n; i++) written.Add(span[i] = next++);
+                    output.Advance(n);
+                }
+                else if (choice == 1)
+                {
+                    int n = rng.Next(1, 700);
+                    var buffer = new byte[n + rng.Next(0, 50)]; // rented buffers may be longer than the data
+                    for (int i = 0; i < n; i++) written.Add(buffer[i] = next++);
+                    output.AppendInPlace(buffer, n);
+                    inPlaceEnds.Enqueue((written.Count, buffer));
+                    appended++;
+                }
+                else if (!output.IsEmpty)
+                {
+                    int count = output.BeginSend(segments.AsSpan(0, rng.Next(1, segments.Length + 1)));
+                    var lent = new List<byte>();
+                    for (int i = 0; i < count; i++) lent.AddRange(segments[i].ToArray());
+                    // More appends while the send is in flight must not disturb the lent bytes.
+                    var more = output.GetSpan(64);
+                    for (int i = 0; i < 64; i++) written.Add(more[i] = next++);
+                    output.Advance(64);
+                    var again = new List<byte>();
+                    for (int i = 0; i < count; i++) again.AddRange(segments[i].ToArray());
+                    Assert.Equal(lent, again);
+                    int took = rng.Next(0, lent.Count + 1);
+                    sent.AddRange(lent.GetRange(0, took));
+                    output.EndSend(took);
+                    // Exactly the buffers the stream was sent past went back, in order.
+                    while (inPlaceEnds.TryPeek(out var e) && e.End <= sent.Count)
+                    {
+                        Assert.Same(inPlaceEnds.Dequeue().Buffer, owner.Returned.Dequeue().Item1);
+                        returned++;
+                    }
+                    Assert.Empty(owner.Returned);
+                    Assert.Equal(written.Count - sent.Count, output.PendingBytes);
+                }
+            }
+            while (!output.IsEmpty)
+            {
+                int count = output.BeginSend(segments);
+                int took = 0;
+                for (int i = 0; i < count; i++)
+                {
+                    sent.AddRange(segments[i].ToArray());
+                    took += segments[i].Length;
+                }
+                output.EndSend(took);
+            }
+            Assert.Equal(written, sent);
+            Assert.Equal(appended, returned + owner.Returned.Count);
+        }
+    }
+
+    [Fact]
+    public void Dispose_returns_unsent_in_place_buffers()
+    {
+        var owner = new ReturnLog();
+        var output = new OutputBuffer(dataOwner: owner);
+        output.Write([1, 2, 3]);
+        output.AppendInPlace(new byte[10], 10);
+        output.AppendInPlace(new byte[10], 4);
+        output.Dispose();
+        Assert.Equal(2, owner.Returned.Count);
+    }
+
+    /// <summary>Records what the output gave back, in order.</summary>
+    private sealed class ReturnLog : IDataBufferPool
+    {
+        public Queue<ValueTuple<byte[]>> Returned { get; } = new();
+
+        public Memory<byte> Rent(int length) => new byte[length];
+
+        public void Return(Memory<byte> buffer)
+        {
+            Assert.True(System.Runtime.InteropServices.MemoryMarshal.TryGetArray<byte>(buffer, out var segment));
+            Returned.Enqueue(new ValueTuple<byte[]>(segment.Array!));
+        }
+    }
+
+    [Fact]
     public void A_steady_stream_with_a_send_always_in_flight_stops_allocating()
     {
         using var output = new OutputBuffer(initialSize: 4096);

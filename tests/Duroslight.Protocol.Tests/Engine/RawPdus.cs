@@ -162,15 +162,19 @@ internal static class RawPdus
 internal sealed class RawTarget
 {
     private readonly Fabric _fabric;
+    private readonly ReadOnlyMemory<byte>[] _segments;
     private int _consumed;
 
-    public RawTarget(Fabric fabric, IDataBufferPool? buffers = null, HostDataBudget? budget = null)
+    /// <param name="gatherSegments">When above 0, read data is sent in place and drained with gathering sends of at most this many segments.</param>
+    public RawTarget(Fabric fabric, IDataBufferPool? buffers = null, HostDataBudget? budget = null, int gatherSegments = 0)
     {
         _fabric = fabric;
+        _segments = new ReadOnlyMemory<byte>[gatherSegments];
         var context = new ConnectionContext(0, "raw")
         {
             Buffers = buffers ?? ArrayDataBufferPool.Instance,
             HostData = budget ?? HostDataBudget.Unlimited(),
+            SendReadDataInPlace = gatherSegments > 0,
         };
         Conn = new TargetConnection(fabric.Target, context, Signal);
     }
@@ -196,6 +200,7 @@ internal sealed class RawTarget
             else Conn.CompleteStorage(r, _fabric.Storage.Execute(r));
         }
         Conn.Poll(_fabric.Now);
+        if (_segments.Length > 0) SendGathered();
         var pending = Conn.PendingOutput;
         Output.Write(pending.Span);
         Conn.ConsumeOutput(pending.Length);
@@ -203,6 +208,22 @@ internal sealed class RawTarget
         var fresh = RawPdus.Split(all.AsSpan(_consumed));
         _consumed = all.Length;
         return fresh;
+    }
+
+    /// <summary>Sends as a gathering driver does: a few segments per send, until nothing is pending.</summary>
+    private void SendGathered()
+    {
+        while (Conn.HasPendingOutput)
+        {
+            int count = Conn.BeginSend(_segments);
+            int sent = 0;
+            for (int i = 0; i < count; i++)
+            {
+                Output.Write(_segments[i].Span);
+                sent += _segments[i].Length;
+            }
+            Conn.EndSend(sent);
+        }
     }
 
     public void CompleteHeld()

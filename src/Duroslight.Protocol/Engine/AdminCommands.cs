@@ -4,13 +4,18 @@ using Duroslight.Protocol.Subsystems;
 
 namespace Duroslight.Protocol.Engine;
 
-/// <summary>Admin commands: Identify, Get Log Page, Set/Get Features, AER, Keep Alive, Abort.</summary>
-public sealed partial class TargetConnection
+/// <summary>
+/// Admin commands: Identify, Get Log Page, Set/Get Features, AER, Keep Alive, Abort. Stateless: what they change
+/// lives in the <see cref="Controller"/>.
+/// </summary>
+internal sealed class AdminCommands(Target target)
 {
-    private const int AerLimit = 4;
+    private const int HostIdentifierSize = 16;
+
+    private readonly TargetOptions _options = target.Options;
 
     /// <summary>Runs an admin command; null means it completes later (a parked AER).</summary>
-    private NvmeStatus? ExecuteAdmin(CommandSlot slot, Controller ctrl, out ulong result)
+    public NvmeStatus? Run(CommandSlot slot, Controller ctrl, out ulong result)
     {
         result = 0;
         var cmd = slot.Command;
@@ -18,15 +23,33 @@ public sealed partial class TargetConnection
         {
             case AdminOpcode.Identify: return Identify(slot, ctrl);
             case AdminOpcode.GetLogPage: return GetLogPage(slot, ctrl);
-            case AdminOpcode.SetFeatures: return SetFeatures(cmd, ctrl, out result);
+            case AdminOpcode.SetFeatures: return ctrl.Features.Set(cmd, out result);
             case AdminOpcode.GetFeatures: return GetFeatures(slot, ctrl, out result);
-            case AdminOpcode.AsyncEventRequest: return ParkAer(slot, ctrl);
+            case AdminOpcode.AsyncEventRequest: return ctrl.ParkAer(slot);
             case AdminOpcode.KeepAlive: return NvmeStatus.Success;
             case AdminOpcode.Abort:
                 result = 1; // DW0 bit 0: command not aborted (commands here finish quickly; no cancellation).
                 return NvmeStatus.Success;
             default: return NvmeStatus.InvalidOpcode;
         }
+    }
+
+    private static NvmeStatus GetFeatures(CommandSlot slot, Controller ctrl, out ulong result)
+    {
+        result = 0;
+        var cmd = slot.Command;
+        var status = ctrl.Features.CheckGet(cmd);
+        if (!status.IsSuccess) return status;
+        return (byte)cmd.Cdw10 == FeatureId.HostIdentifier ? GetHostIdentifier(slot, ctrl) : ctrl.Features.Get(cmd, out result);
+    }
+
+    private static NvmeStatus GetHostIdentifier(CommandSlot slot, Controller ctrl)
+    {
+        // EXHID must be 1: fabrics hosts use the 128-bit identifier.
+        if ((slot.Command.Cdw11 & 1) == 0) return NvmeStatus.InvalidField;
+        slot.RentBuffer(HostIdentifierSize);
+        ctrl.HostId.TryWriteBytes(slot.Buffer.Span[..HostIdentifierSize], bigEndian: true, out _);
+        return NvmeStatus.Success;
     }
 
     private ControllerIdentity IdentityOf(Controller ctrl) => new()
@@ -37,7 +60,7 @@ public sealed partial class TargetConnection
         ModelNumber = _options.ModelNumber,
         FirmwareRevision = _options.FirmwareRevision,
         SubsystemNqn = ctrl.Subsystem?.Nqn ?? TargetOptions.DiscoveryNqn,
-        Version = Version,
+        Version = Controller.Version,
         Mdts = _options.Mdts,
         KeepAliveSupport = 1,
         IoCommandCapsuleSize16 = (uint)(SubmissionEntry.Size + _options.MaxInCapsuleData) / 16,
@@ -45,7 +68,7 @@ public sealed partial class TargetConnection
         NamespaceCount = ctrl.IsDiscovery ? 0 : Target.MaxNamespaces,
         MaxCommands = (ushort)Math.Min(_options.MaxQueueEntries, ushort.MaxValue),
         Oaes = ctrl.IsDiscovery ? 1u << 31 : AsyncEvent.IoNotices,
-        AerLimit = AerLimit - 1,
+        AerLimit = Controller.AerLimit - 1,
         VolatileWriteCache = !ctrl.IsDiscovery,
         MultiController = true,
         AnaReporting = !ctrl.IsDiscovery,
@@ -95,7 +118,7 @@ public sealed partial class TargetConnection
     private NvmeStatus IdentifyNamespace(Span<byte> page, uint nsid, NamespaceWriter write, bool inactiveIsZero)
     {
         if (nsid == 0 || (nsid > Target.MaxNamespaces && nsid != uint.MaxValue)) return NvmeStatus.InvalidNamespaceOrFormat;
-        var ns = _target.GetNamespace(nsid);
+        var ns = target.GetNamespace(nsid);
         if (ns is not null)
         {
             write(page, ns);
@@ -108,7 +131,7 @@ public sealed partial class TargetConnection
     private NvmeStatus ActiveNamespaces(Span<byte> page, uint startAfter)
     {
         if (startAfter >= 0xFFFF_FFFE) return NvmeStatus.InvalidNamespaceOrFormat;
-        var table = _target.Namespaces;
+        var table = target.Namespaces;
         // The table never holds more than MaxNamespaces (1024) entries: 4 KiB of stack.
         Span<uint> ids = stackalloc uint[(int)Target.MaxNamespaces];
         ids = ids[..table.Length];
@@ -130,7 +153,7 @@ public sealed partial class TargetConnection
         if (length > (ulong)_options.MaxTransferBytes) return NvmeStatus.DataSglLengthInvalid;
         if (!IsLogPageSupported(lid, ctrl)) return NvmeStatus.InvalidLogPage;
 
-        byte[] full = lid == LogPageId.AsymmetricNamespaceAccess ? AnaAccess.BuildLog(_target, cmd.Cdw10, out int fullLength, out ulong genctr) : BuildLogPage(lid, ctrl, retainEvent, out fullLength, out genctr);
+        byte[] full = lid == LogPageId.AsymmetricNamespaceAccess ? AnaAccess.BuildLog(target, cmd.Cdw10, out int fullLength, out ulong genctr) : BuildLogPage(lid, ctrl, retainEvent, out fullLength, out genctr);
         try
         {
             slot.RentBuffer((int)length);
@@ -154,7 +177,7 @@ public sealed partial class TargetConnection
     {
         if (lid == LogPageId.Discovery)
         {
-            _target.OnDiscoveryLogRead(ctrl.HostNqn, genctrRead);
+            target.OnDiscoveryLogRead(ctrl.HostNqn, genctrRead);
             return;
         }
         bool stale;
@@ -207,33 +230,11 @@ public sealed partial class TargetConnection
 
     private byte[] BuildDiscoveryLog(Controller ctrl, out int length, out ulong genctr)
     {
-        var entries = _target.DiscoveryEntriesFor(ctrl.HostNqn, out genctr);
+        var entries = target.DiscoveryEntriesFor(ctrl.HostNqn, out genctr);
         length = LogPages.DiscoveryLogSize(entries.Count);
         var buffer = ArrayPool<byte>.Shared.Rent(length);
         buffer.AsSpan(0, length).Clear();
         LogPages.DiscoveryLog(buffer.AsSpan(0, length), genctr, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(entries));
         return buffer;
-    }
-
-    private NvmeStatus? ParkAer(CommandSlot slot, Controller ctrl)
-    {
-        if (_parkedAers.Count >= AerLimit) return NvmeStatus.AsyncEventRequestLimitExceeded;
-        slot.State = CommandState.AwaitingEvent;
-        _parkedAers.Add(slot);
-        DeliverEvents(ctrl);
-        return null;
-    }
-
-    /// <summary>Completes parked AERs with pending events. An event whose log page the host has not read yet is
-    /// held back until it does (see <see cref="Unmask"/>); a disabled notice is dropped.</summary>
-    private void DeliverEvents(Controller ctrl)
-    {
-        while (_parkedAers.Count > 0 && ctrl.TryTakeEvent(out var e))
-        {
-            if ((ctrl.AsyncEventConfig & e.ConfigBit) == 0 || !ctrl.TryMaskLogPage(e)) continue;
-            var slot = _parkedAers[0];
-            _parkedAers.RemoveAt(0);
-            Complete(slot, NvmeStatus.Success, e.Dw0);
-        }
     }
 }
