@@ -270,7 +270,8 @@ public sealed partial class NvmeTcpController : IAsyncDisposable
 
     private async Task StartAsyncEventsAsync(Action<uint> handler, CancellationToken ct)
     {
-        uint notices = IsDiscovery ? 1u << 31 : 1u << 8;
+        // An I/O controller: the namespace attribute and ANA change notices, as far as the controller has them (OAES).
+        uint notices = IsDiscovery ? 1u << 31 : Identity.Oaes & ((1u << 8) | (1u << 11));
         await SetFeaturesAsync(FeatureId.AsyncEventConfiguration, notices, ct).ConfigureAwait(false);
         _asyncEvents = AsyncEventLoopAsync(handler);
     }

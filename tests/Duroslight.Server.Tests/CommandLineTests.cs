@@ -184,6 +184,30 @@ public sealed class CommandLineTests
     }
 
     [Fact]
+    public void Cluster_is_a_name_or_a_mapping_with_etcd_urls_and_the_flags_override_it()
+    {
+        Assert.False(CommandLine.ParseServe([]).IsClustered);
+        string path = Path.GetTempFileName();
+        File.WriteAllText(path, "cluster:\n  name: prod\n  etcd: [http://10.0.0.1:2379, 'http://10.0.0.2:2379/']\n  lease_ttl_s: 5\n");
+        var s = CommandLine.ParseServe(["--config", path]);
+        Assert.Equal("prod", s.ClusterId);
+        Assert.Equal(["http://10.0.0.1:2379", "http://10.0.0.2:2379"], s.EtcdEndpoints);
+        Assert.Equal(5, s.LeaseTtlSeconds);
+        Assert.True(s.IsClustered);
+        s = CommandLine.ParseServe(["--config", path, "--etcd", "http://127.0.0.1:2379", "--cluster", "other", "--lease-ttl", "7"]);
+        Assert.Equal(["http://127.0.0.1:2379"], s.EtcdEndpoints);
+        Assert.Equal(("other", 7), (s.ClusterId, s.LeaseTtlSeconds));
+        File.WriteAllText(path, "cluster: plain\n");
+        Assert.Equal(("plain", false), (CommandLine.ParseServe(["--config", path]).ClusterId, CommandLine.ParseServe(["--config", path]).IsClustered));
+        File.WriteAllText(path, "cluster:\n  etcd: [https://10.0.0.1:2379]\n");
+        var e = Assert.Throws<UsageException>(() => CommandLine.ParseServe(["--config", path]));
+        Assert.Contains("key 'cluster.etcd'", e.Message);
+        File.WriteAllText(path, "cluster:\n  leader: 1\n");
+        Assert.Contains("unknown key (name, etcd, lease_ttl_s)", Assert.Throws<UsageException>(() => CommandLine.ParseServe(["--config", path])).Message);
+        Assert.Throws<UsageException>(() => CommandLine.ParseServe(["--etcd", "10.0.0.1:2379"]));
+    }
+
+    [Fact]
     public void Repeated_flags_replace_the_config_list()
     {
         string path = Path.GetTempFileName();

@@ -67,10 +67,11 @@ internal sealed class AdminCommands(Target target)
         IoResponseCapsuleSize16 = 1,
         NamespaceCount = ctrl.IsDiscovery ? 0 : Target.MaxNamespaces,
         MaxCommands = (ushort)Math.Min(_options.MaxQueueEntries, ushort.MaxValue),
-        Oaes = ctrl.IsDiscovery ? 1u << 31 : 1u << 8,
+        Oaes = ctrl.IsDiscovery ? 1u << 31 : AsyncEvent.IoNotices,
         AerLimit = Controller.AerLimit - 1,
         VolatileWriteCache = !ctrl.IsDiscovery,
         MultiController = true,
+        AnaReporting = !ctrl.IsDiscovery,
     };
 
     /// <summary>One serial per subsystem (pool): the host treats each aux subsystem as its own subsystem.</summary>
@@ -156,7 +157,7 @@ internal sealed class AdminCommands(Target target)
         if (length > (ulong)_options.MaxTransferBytes) return NvmeStatus.DataSglLengthInvalid;
         if (!IsLogPageSupported(lid, ctrl)) return NvmeStatus.InvalidLogPage;
 
-        byte[] full = BuildLogPage(lid, ctrl, retainEvent, out int fullLength, out ulong genctr);
+        byte[] full = lid == LogPageId.AsymmetricNamespaceAccess ? AnaAccess.BuildLog(target, cmd.Cdw10, out int fullLength, out ulong genctr) : BuildLogPage(lid, ctrl, retainEvent, out fullLength, out genctr);
         try
         {
             slot.RentBuffer((int)length);
@@ -191,7 +192,7 @@ internal sealed class AdminCommands(Target target)
     private static bool IsLogPageSupported(byte lid, Controller ctrl) => ctrl.IsDiscovery
         ? lid is LogPageId.Discovery or LogPageId.CommandsSupportedAndEffects
         : lid is LogPageId.ErrorInformation or LogPageId.SmartHealth or LogPageId.FirmwareSlot
-            or LogPageId.ChangedNamespaceList or LogPageId.CommandsSupportedAndEffects;
+            or LogPageId.ChangedNamespaceList or LogPageId.CommandsSupportedAndEffects or LogPageId.AsymmetricNamespaceAccess;
 
     /// <summary>The whole log page in a pooled buffer (the caller returns it) of which <paramref name="length"/> bytes count.</summary>
     private byte[] BuildLogPage(byte lid, Controller ctrl, bool retainEvent, out int length, out ulong genctr)

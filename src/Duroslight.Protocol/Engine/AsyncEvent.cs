@@ -11,11 +11,25 @@ public readonly record struct AsyncEvent(byte Type, byte Info, byte LogPage)
     /// <summary>Namespace attribute changed: the host re-reads the Changed Namespace List log.</summary>
     public static readonly AsyncEvent NamespaceAttributeChanged = new(TypeNotice, 0x00, 0x04);
 
+    /// <summary>Asymmetric Namespace Access change: the host re-reads the ANA log page (0Ch).</summary>
+    public static readonly AsyncEvent AnaChange = new(TypeNotice, 0x03, 0x0C);
+
     /// <summary>Discovery log page changed: a discovery host re-reads log page 70h.</summary>
     public static readonly AsyncEvent DiscoveryLogChanged = new(TypeNotice, 0xF0, 0x70);
 
     public uint Dw0 => Type | ((uint)Info << 8) | ((uint)LogPage << 16);
 
     /// <summary>The Asynchronous Event Configuration (feature 0Bh) bit that enables this notice.</summary>
-    public uint ConfigBit => LogPage == 0x70 ? 1u << 31 : 1u << 8;
+    public uint ConfigBit => LogPage switch
+    {
+        0x70 => 1u << 31,
+        0x0C => AnaChangeConfigBit,
+        _ => 1u << 8,
+    };
+
+    /// <summary>Feature 0Bh bit 11 and OAES bit 11: ANA change notices.</summary>
+    public const uint AnaChangeConfigBit = 1u << 11;
+
+    /// <summary>The notices an I/O controller supports and may enable: namespace attribute (bit 8) and ANA change (bit 11).</summary>
+    public const uint IoNotices = (1u << 8) | AnaChangeConfigBit;
 }

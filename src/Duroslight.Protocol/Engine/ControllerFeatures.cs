@@ -36,7 +36,7 @@ internal sealed class ControllerFeatures(TargetOptions options, bool isDiscovery
             case FeatureId.NumberOfQueues:
                 return SetNumberOfQueues(value, out result);
             case FeatureId.AsyncEventConfiguration:
-                AsyncEventConfig = value & (isDiscovery ? 1u << 31 : 1u << 8);
+                AsyncEventConfig = value & (isDiscovery ? 1u << 31 : AsyncEvent.IoNotices);
                 return NvmeStatus.Success;
             case FeatureId.KeepAliveTimer:
                 KatoMs = (int)Math.Min(value, int.MaxValue);

@@ -49,6 +49,9 @@ internal sealed class IoCommands(Target target, TargetConnection queue)
         // Masking: a namespace this host may not see is inactive to it, exactly as an unused NSID.
         ns = target.GetNamespace(cmd.Nsid, ctrl.HostNqn);
         if (ns is null) return NvmeStatus.InvalidNamespaceOrFormat;
+        // ANA: on a path that is not optimized (a secondary replica's node) the namespace answers its ANA state.
+        NvmeStatus ana = AnaAccess.Admit(ns);
+        if (!ana.IsSuccess) return ana;
         // Reservations (8.19): a command the holder's type refuses to this host.
         return access is { } a && !ns.Reservation.Permits(ctrl.ReservationHost, a) ? NvmeStatus.ReservationConflict : NvmeStatus.Success;
     }

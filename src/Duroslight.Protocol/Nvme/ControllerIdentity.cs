@@ -42,6 +42,11 @@ public sealed record ControllerIdentity
     public required bool VolatileWriteCache { get; init; }
     /// <summary>CMIC bit 1: the subsystem may contain several controllers (multi-attach).</summary>
     public bool MultiController { get; init; } = true;
+    /// <summary>
+    /// CMIC bit 3 and the ANA fields (ANATT, ANACAP, ANAGRPMAX, NANAGRPID, MNAN): the controller reports Asymmetric
+    /// Namespace Access, one group per namespace. I/O controllers only.
+    /// </summary>
+    public bool AnaReporting { get; init; }
     /// <summary>IEEE OUI (3 bytes, little-endian in the page); 0 when unassigned.</summary>
     public uint IeeeOui { get; init; }
 }

@@ -23,9 +23,20 @@ public static class IdentifyPages
     private const int AclOff = 258, AerlOff = 259, FrmwOff = 260, LpaOff = 261, ElpeOff = 262, NpssOff = 263;
     private const int WctempOff = 266, CctempOff = 268, KasOff = 320;
     private const int SqesOff = 512, CqesOff = 513, MaxcmdOff = 514, NnOff = 516, OncsOff = 520, VwcOff = 525;
+    private const int AnattOff = 340, AnacapOff = 341, AnagrpmaxOff = 342, NanagrpidOff = 346;
     private const int SglsOff = 536, MnanOff = 540, SubnqnOff = 768, SubnqnLen = 256;
     private const int IoccszOff = 1792, IorcszOff = 1796, IcdoffOff = 1800, FcattOff = 1802, MsdbdOff = 1803, OfcsOff = 1804;
     private const int Psd0Off = 2048;
+
+    /// <summary>CMIC bit 1: several controllers; bit 3: ANA reporting.</summary>
+    public const byte CmicMultiController = 1 << 1, CmicAnaReporting = 1 << 3;
+    /// <summary>ANATT: at most 10 s in the ANA change state (the state is never reported; a host waits this long at most).</summary>
+    public const byte AnaTransitionTimeSeconds = 10;
+    /// <summary>
+    /// ANACAP: bit 0 optimized and bit 2 inaccessible are the states reported; bit 6: a namespace's ANAGRPID does
+    /// not change while it is attached (it is the NSID).
+    /// </summary>
+    public const byte Anacap = (1 << 0) | (1 << 2) | (1 << 6);
 
     /// <summary>RAB: recommended arbitration burst 2^6 (what Linux nvmet and SPDK report; meaningless on fabrics).</summary>
     public const byte RecommendedArbitrationBurst = 6;
@@ -108,7 +119,7 @@ public static class IdentifyPages
         page[IeeeOff] = (byte)id.IeeeOui;
         page[IeeeOff + 1] = (byte)(id.IeeeOui >> 8);
         page[IeeeOff + 2] = (byte)(id.IeeeOui >> 16);
-        page[CmicOff] = id.MultiController ? (byte)(1 << 1) : (byte)0;
+        page[CmicOff] = (byte)((id.MultiController ? CmicMultiController : 0) | (id.AnaReporting ? CmicAnaReporting : 0));
         page[MdtsOff] = id.Mdts;
         BinaryPrimitives.WriteUInt16LittleEndian(page[CntlidOff..], id.Cntlid);
         BinaryPrimitives.WriteUInt32LittleEndian(page[VerOff..], id.Version);
@@ -135,7 +146,16 @@ public static class IdentifyPages
         page[VwcOff] = discovery ? (byte)0
             : (byte)(VwcFlushBroadcastSupported | (id.VolatileWriteCache ? VwcPresent : 0));
         BinaryPrimitives.WriteUInt32LittleEndian(page[SglsOff..], TcpSgls);
-        BinaryPrimitives.WriteUInt32LittleEndian(page[MnanOff..], 0); // 0: not reported, NN is the limit.
+        if (id.AnaReporting)
+        {
+            page[AnattOff] = AnaTransitionTimeSeconds;
+            page[AnacapOff] = Anacap;
+            BinaryPrimitives.WriteUInt32LittleEndian(page[AnagrpmaxOff..], id.NamespaceCount);
+            BinaryPrimitives.WriteUInt32LittleEndian(page[NanagrpidOff..], id.NamespaceCount);
+        }
+        // MNAN: 0 (not reported, NN is the limit) unless ANA is reported: Linux sizes its ANA log buffer from NANAGRPID
+        // and MNAN, and the log lists every NSID, so MNAN must count them.
+        BinaryPrimitives.WriteUInt32LittleEndian(page[MnanOff..], id.AnaReporting ? id.NamespaceCount : 0);
         WireStrings.WriteNqn(page.Slice(SubnqnOff, SubnqnLen), id.SubsystemNqn);
 
         // NVMe over Fabrics fields (NVMe-oF 1.1 "Identify Controller fields" at 1792).
@@ -153,7 +173,7 @@ public static class IdentifyPages
     // ---- Identify Namespace (CNS 00h) byte offsets, NVMe Base 2.0 / NVM Command Set 1.0. ----
     private const int NszeOff = 0, NcapOff = 8, NuseOff = 16, NsfeatOff = 24, NlbafOff = 25, FlbasOff = 26;
     private const int NmicOff = 30, RescapOff = 31, DlfeatOff = 33, NpwgOff = 64, NpwaOff = 66, NpdgOff = 68, NpdaOff = 70, NowsOff = 72;
-    private const int NguidOff = 104, NguidLen = 16, Eui64Off = 120, Lbaf0Off = 128;
+    private const int AnagrpidOff = 92, NguidOff = 104, NguidLen = 16, Eui64Off = 120, Lbaf0Off = 128;
 
     /// <summary>NSFEAT bit 0: thin provisioning (NUSE may be less than NCAP).</summary>
     public const byte NsfeatThinProvisioning = 1 << 0;
@@ -215,6 +235,7 @@ public static class IdentifyPages
         BinaryPrimitives.WriteUInt16LittleEndian(page[NpdgOff..], granularity);
         BinaryPrimitives.WriteUInt16LittleEndian(page[NpdaOff..], granularity);
         BinaryPrimitives.WriteUInt16LittleEndian(page[NowsOff..], ZeroBasedBlocks(OptimalWriteSizeBytes, ns.BlockSize));
+        BinaryPrimitives.WriteUInt32LittleEndian(page[AnagrpidOff..], ns.AnaGroupId);
 
         WriteNguid(page.Slice(NguidOff, NguidLen), ns.VolumeId);
         BinaryPrimitives.WriteUInt64LittleEndian(page[Eui64Off..], 0); // EUI64 not assigned

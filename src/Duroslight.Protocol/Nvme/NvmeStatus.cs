@@ -66,6 +66,13 @@ public readonly record struct NvmeStatus(StatusCodeType Sct, byte Sc, bool Dnr =
     public static readonly NvmeStatus ConflictingAttributes = new(StatusCodeType.CommandSpecific, 0x80, true);
 
     // Media and data integrity errors (SCT 2).
+    /// <summary>Path related (SCT 3h) 02h: the namespace's ANA group is inaccessible through this controller; the host retries on another path.</summary>
+    public static readonly NvmeStatus AsymmetricAccessInaccessible = new(StatusCodeType.PathRelated, 0x02);
+    /// <summary>Path related 01h: ANA persistent loss.</summary>
+    public static readonly NvmeStatus AsymmetricAccessPersistentLoss = new(StatusCodeType.PathRelated, 0x01);
+    /// <summary>Path related 03h: the group is changing state; the host retries after a while.</summary>
+    public static readonly NvmeStatus AsymmetricAccessTransition = new(StatusCodeType.PathRelated, 0x03);
+
     public static readonly NvmeStatus WriteFault = new(StatusCodeType.MediaAndDataIntegrity, 0x80);
     public static readonly NvmeStatus UnrecoveredReadError = new(StatusCodeType.MediaAndDataIntegrity, 0x81);
 }

@@ -78,6 +78,7 @@ public static class LogPageId
     public const byte FirmwareSlot = 0x03;
     public const byte ChangedNamespaceList = 0x04;
     public const byte CommandsSupportedAndEffects = 0x05;
+    public const byte AsymmetricNamespaceAccess = 0x0C;
     public const byte Discovery = 0x70;
 }
 

@@ -14,6 +14,16 @@ public sealed class NamespaceInfo(uint nsid, Guid volumeId, long blockCount, int
     /// <summary>Size in logical blocks (NSZE); grows on resize.</summary>
     public long BlockCount { get; internal set; } = blockCount;
 
+    /// <summary>ANAGRPID: one ANA group per namespace, numbered as the namespace.</summary>
+    public uint AnaGroupId => Nsid;
+
+    /// <summary>This node's ANA state for the namespace's group (ANAGRPID = NSID); a lone node is always optimized.</summary>
+    public AnaState AnaState { get => _anaState; init => _anaState = value; }
+
+    private volatile AnaState _anaState = AnaState.Optimized;
+
+    internal void ChangeAnaState(AnaState state) => _anaState = state;
+
     /// <summary>Blocks physically in use (NUSE), supplied by the storage layer.</summary>
     public Func<long>? AllocatedBlocks { get; init; }
 

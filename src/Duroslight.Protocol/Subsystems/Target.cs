@@ -25,6 +25,8 @@ public sealed class Target
     private readonly List<ListenerInfo> _listeners = [];
     private volatile NamespaceInfo[] _namespaces = [];
     private long _genctr;
+    private long _anaChangeCount;
+    private List<ListenerInfo> _peerListeners = [];
 
     public Target(TargetOptions options)
     {
@@ -184,6 +186,42 @@ public sealed class Target
         }
     }
 
+    /// <summary>CHGCNT of the ANA log page: bumped by every ANA state change.</summary>
+    public ulong AnaChangeCount => (ulong)Interlocked.Read(ref _anaChangeCount);
+
+    /// <summary>
+    /// Sets this node's ANA state of a namespace's group. On a change, every I/O controller gets the ANA change notice
+    /// (AEN, log page 0Ch) and commands to the namespace see the new state at once. False when nothing changed.
+    /// </summary>
+    public bool SetAnaState(uint nsid, AnaState state)
+    {
+        lock (_lock)
+        {
+            var ns = GetNamespace(nsid) ?? throw new InvalidOperationException($"no namespace {nsid}");
+            if (ns.AnaState == state) return false;
+            ns.ChangeAnaState(state);
+            Interlocked.Increment(ref _anaChangeCount);
+            foreach (var c in _controllers.Values) c.PostEvent(AsyncEvent.AnaChange);
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// The I/O listeners of the other nodes of the cluster (the discovery log lists them with this node's own, so a
+    /// host that knows one node finds them all). A change bumps the discovery generation and notifies discovery
+    /// controllers. False when the list is the same.
+    /// </summary>
+    public bool SetPeerListeners(IReadOnlyList<ListenerInfo> peers)
+    {
+        lock (_lock)
+        {
+            if (peers.Count == _peerListeners.Count && peers.SequenceEqual(_peerListeners)) return false;
+            _peerListeners = [.. peers];
+            BumpDiscoveryLocked();
+            return true;
+        }
+    }
+
     public void AddListener(ListenerInfo listener)
     {
         lock (_lock)
@@ -315,7 +353,7 @@ public sealed class Target
 
     /// <summary>
     /// The discovery log entries a host may see: the default subsystem (when it allows the host) on every I/O
-    /// listener, and referrals. Aux subsystems are reachable but not advertised: a host uses one of them, chosen on
+    /// listener, this node's and (in a cluster) the live peers', and referrals. Aux subsystems are reachable but not advertised: a host uses one of them, chosen on
     /// the host, and hosts that connect every entry (Lightbits' discovery-client does) would otherwise connect to all.
     /// </summary>
     internal List<DiscoveryEntry> DiscoveryEntriesFor(string hostNqn, out ulong genctr)
@@ -324,7 +362,7 @@ public sealed class Target
         {
             genctr = DiscoveryGeneration;
             var entries = new List<DiscoveryEntry>();
-            foreach (var l in _listeners)
+            foreach (var l in _listeners.Concat(_peerListeners))
             {
                 if (l.IsDiscovery) continue;
                 var s = Subsystems[0];

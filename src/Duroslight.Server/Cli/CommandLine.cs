@@ -68,6 +68,12 @@ public static class CommandLine
             ? ep
             : throw new UsageException($"{what}: '{text}' is not ADDR:PORT (e.g. 127.0.0.1:4420)");
 
+    /// <summary>An etcd client URL: http://HOST:PORT (TLS is not configured yet, so https is refused rather than half-done).</summary>
+    public static string ParseEtcdUrl(string what, string text) =>
+        Uri.TryCreate(text, UriKind.Absolute, out var uri) && uri.Scheme == "http" && uri.Port > 0 && uri.AbsolutePath == "/"
+            ? $"http://{uri.Authority}"
+            : throw new UsageException($"{what}: '{text}' is not an etcd client URL http://HOST:PORT");
+
     public static int ParseInt(string what, string text, int min, int max) =>
         int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) && v >= min && v <= max
             ? v

@@ -147,6 +147,24 @@ public static class ConfigFile
         return specs;
     }
 
+    /// <summary>"NAME" or {name, etcd: [URL...], lease_ttl_s}.</summary>
+    internal static ServeSettings Cluster(ServeSettings s, YamlNode node, string key)
+    {
+        if (node is YamlScalarNode) return s with { ClusterId = Scalar(node) };
+        foreach (var (k, v) in Mapping(node, key))
+        {
+            string sub = $"{key}.{k}";
+            s = k switch
+            {
+                "name" => s with { ClusterId = At(v, sub, () => Scalar(v)) },
+                "etcd" => s with { EtcdEndpoints = At(v, sub, () => Array.ConvertAll(Sequence(v), u => CommandLine.ParseEtcdUrl(sub, u))) },
+                "lease_ttl_s" => s with { LeaseTtlSeconds = At(v, sub, () => CommandLine.ParseInt(sub, Scalar(v), 2, 600)) },
+                _ => throw new KeyError(v, sub, "unknown key (name, etcd, lease_ttl_s)"),
+            };
+        }
+        return s;
+    }
+
     internal static int KeepAlive(YamlNode node, string key)
     {
         int discoveryKatoMs = 120_000;

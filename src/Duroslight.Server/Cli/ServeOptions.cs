@@ -34,7 +34,15 @@ public static class ServeOptions
         new(null, "--config", "FILE", "", "YAML config file (flags override it)") { Apply = (s, _, _) => s },
         new("node_index", "--node-index", "N", "0", "node index in the cluster 0..31: picks the node's controller-ID range")
             { Apply = (s, w, v) => s with { NodeIndex = ParseInt(w, v, 0, 31) } },
-        new("cluster", "--cluster", "NAME", "duroslight", "cluster identity (status, metrics)") { Apply = (s, _, v) => s with { ClusterId = v } },
+        new("cluster", "--cluster", "NAME", "duroslight", "cluster name; config: NAME or {name, etcd: [URL...], lease_ttl_s}")
+        {
+            Apply = (s, _, v) => s with { ClusterId = v },
+            ApplyYaml = (s, key, node) => ConfigFile.Cluster(s, node, key),
+        },
+        new(null, "--etcd", "URL", "none (the node runs alone)", "etcd client URL holding the cluster state (repeatable; config: cluster.etcd)")
+            { ApplyList = (s, w, list) => s with { EtcdEndpoints = [.. list.Select(u => ParseEtcdUrl(w, u))] } },
+        new(null, "--lease-ttl", "SECONDS", "10", "the node's etcd lease: it is shown down this long after it dies (config: cluster.lease_ttl_s)")
+            { Apply = (s, w, v) => s with { LeaseTtlSeconds = ParseInt(w, v, 2, 600) } },
         new("nqn", "--nqn", "NQN", "nqn.2026-11.io.duroslight:default", "default subsystem NQN; aux ones are <nqn>:aux-N")
             { Apply = (s, _, v) => s with { SubsystemNqn = v } },
         new("aux_count", "--aux-count", "N", "4", "auxiliary subsystems 0..4") { Apply = (s, w, v) => s with { AuxSubsystemCount = ParseInt(w, v, 0, 4) } },

@@ -31,6 +31,11 @@ public sealed record ServeSettings
     public int NodeIndex { get; init; }
     /// <summary>Name of the cluster this node belongs to (status, metrics, logs).</summary>
     public string ClusterId { get; init; } = "duroslight";
+    /// <summary>etcd client URLs holding the cluster state; none: the node runs alone, as a single node.</summary>
+    public IReadOnlyList<string> EtcdEndpoints { get; init; } = [];
+    /// <summary>TTL of the node's etcd lease: how long after the node dies its liveness key (and leadership) stays.</summary>
+    public int LeaseTtlSeconds { get; init; } = 10;
+    public bool IsClustered => EtcdEndpoints.Count > 0;
     /// <summary>Allowed host NQNs for every subsystem; empty means any host may connect.</summary>
     public IReadOnlyList<string> AllowedHosts { get; init; } = [];
     /// <summary>Per-subsystem host lists (pool 0 = default, N = aux-N), overriding <see cref="AllowedHosts"/>.</summary>

@@ -17,7 +17,7 @@ namespace Duroslight.Server.Control;
 /// <see cref="ControlJson"/>; a refusal is an HTTP status with {"status", "error"}. Every operation validates
 /// before it changes anything.
 /// </summary>
-public sealed class ControlApi(NodeHost node, ILogger logger)
+public sealed partial class ControlApi(NodeHost node, ILogger logger)
 {
     private readonly object _aclGate = new();
 
@@ -30,6 +30,25 @@ public sealed class ControlApi(NodeHost node, ILogger logger)
         app.Use(RefusalsAsJson);
         var v1 = app.MapGroup("/v1");
         v1.MapGet("/state", Reply(_ => State(), ControlJson.Default.StateResponse));
+        v1.MapGet("/nodes", Reply(_ => NodesAsync(), ControlJson.Default.ListNodeResponse));
+        if (node.Cluster is not null) MapClusterVolumes(v1);
+        else MapLocalVolumes(v1);
+        v1.MapGet("/subsystems", Reply(_ => Subsystems(), ControlJson.Default.ListSubsystemResponse));
+        foreach (string action in (string[])["allow", "deny", "set", "any"])
+            v1.MapPost($"/subsystems/{{sub}}/hosts/{action}", Reply(async c => await HostActionAsync(Route(c, "sub"), action,
+                await BodyAsync(c, ControlJson.Default.HostsRequest, new HostsRequest())), ControlJson.Default.ListSubsystemResponse));
+        v1.MapGet("/controllers", Reply(_ => Controllers(), ControlJson.Default.ListControllerResponse));
+        v1.MapDelete("/controllers/{pool}/{cntlid}", Reply(c => DisconnectController(Route(c, "pool"), Route(c, "cntlid")),
+            ControlJson.Default.DisconnectedResponse));
+        v1.MapGet("/referrals", Reply(_ => Referrals(), ControlJson.Default.ListReferralResponse));
+        v1.MapPost("/referrals", Reply(async c => AddReferral(await BodyAsync(c, ControlJson.Default.ReferralRequest, new ReferralRequest())), ControlJson.Default.ListReferralResponse));
+        v1.MapDelete("/referrals/{address}", Reply(c => RemoveReferral(Route(c, "address")), ControlJson.Default.ListReferralResponse));
+        v1.MapPost("/shutdown", Reply(_ => Shutdown(), ControlJson.Default.ShutdownResponse));
+    }
+
+    /// <summary>A lone node's volume routes, one per action (docs/openapi.json lists each).</summary>
+    private void MapLocalVolumes(RouteGroupBuilder v1)
+    {
         v1.MapGet("/volumes", Reply(_ => Volumes(), ControlJson.Default.ListVolumeResponse));
         v1.MapGet("/volumes/{vol}", Reply(c => ToResponse(node.VolumeOps.Find(Route(c, "vol"))), ControlJson.Default.VolumeResponse));
         v1.MapPost("/volumes", VolumeReply((_, b) => CreateVolume(b)));
@@ -40,17 +59,6 @@ public sealed class ControlApi(NodeHost node, ILogger logger)
         v1.MapPost("/volumes/{vol}/attach", VolumeReply((vol, b) => node.VolumeOps.Attach(vol, ValidHost(b.Host))));
         v1.MapPost("/volumes/{vol}/detach", VolumeReply((vol, b) => node.VolumeOps.Detach(vol, ValidHost(b.Host))));
         v1.MapPost("/volumes/{vol}/hosts", VolumeReply((vol, b) => node.VolumeOps.SetHosts(vol, ValidHosts(b.Hosts))));
-        v1.MapGet("/subsystems", Reply(_ => Subsystems(), ControlJson.Default.ListSubsystemResponse));
-        foreach (string action in (string[])["allow", "deny", "set", "any"])
-            v1.MapPost($"/subsystems/{{sub}}/hosts/{action}", Reply(async c => HostAction(Route(c, "sub"), action,
-                await BodyAsync(c, ControlJson.Default.HostsRequest, new HostsRequest())), ControlJson.Default.ListSubsystemResponse));
-        v1.MapGet("/controllers", Reply(_ => Controllers(), ControlJson.Default.ListControllerResponse));
-        v1.MapDelete("/controllers/{pool}/{cntlid}", Reply(c => DisconnectController(Route(c, "pool"), Route(c, "cntlid")),
-            ControlJson.Default.DisconnectedResponse));
-        v1.MapGet("/referrals", Reply(_ => Referrals(), ControlJson.Default.ListReferralResponse));
-        v1.MapPost("/referrals", Reply(async c => AddReferral(await BodyAsync(c, ControlJson.Default.ReferralRequest, new ReferralRequest())), ControlJson.Default.ListReferralResponse));
-        v1.MapDelete("/referrals/{address}", Reply(c => RemoveReferral(Route(c, "address")), ControlJson.Default.ListReferralResponse));
-        v1.MapPost("/shutdown", Reply(_ => Shutdown(), ControlJson.Default.ShutdownResponse));
     }
 
     /// <summary>A volume operation on the route's {vol} (empty for create) and the request body; answers the volume.</summary>
@@ -132,7 +140,9 @@ public sealed class ControlApi(NodeHost node, ILogger logger)
         return list;
     }
 
-    private VolumeView CreateVolume(VolumeRequest body) => node.VolumeOps.Create(Required(body.Name, "name"), Size(body), ValidHosts(body.Hosts));
+    private VolumeView CreateVolume(VolumeRequest body) => body.Replicas is null or 1
+        ? node.VolumeOps.Create(Required(body.Name, "name"), Size(body), ValidHosts(body.Hosts))
+        : throw ControlException.BadRequest("replicas above 1 need a cluster (serve --etcd URL)");
 
     private DeletedResponse DeleteVolume(string key)
     {
@@ -154,7 +164,7 @@ public sealed class ControlApi(NodeHost node, ILogger logger)
         lock (_aclGate)
         {
             var changes = new List<(Subsystem, HostAccess)>();
-            foreach (var s in targets) changes.Add((s, NewAccess(s, action, body)));
+            foreach (var s in targets) changes.Add((s, NewAccess(s.Nqn, s.Access, action, body)));
             foreach (var (s, access) in changes)
             {
                 node.Target.SetHostAccess(s, access);
@@ -164,7 +174,7 @@ public sealed class ControlApi(NodeHost node, ILogger logger)
         return Subsystems();
     }
 
-    private static HostAccess NewAccess(Subsystem s, string action, HostsRequest body)
+    private static HostAccess NewAccess(string nqn, HostAccess current, string action, HostsRequest body)
     {
         switch (action)
         {
@@ -174,9 +184,9 @@ public sealed class ControlApi(NodeHost node, ILogger logger)
                 return HostAccess.Only(ValidHosts(body.Hosts) ?? throw ControlException.BadRequest("'hosts' must be a list of host NQNs"));
             case "allow" or "deny":
                 string host = ValidHost(body.Host);
-                if (s.Access.IsAllowAny)
-                    throw ControlException.Conflict($"{s.Nqn} allows any host; set a list first (hosts set) before allowing or denying one");
-                var set = new HashSet<string>(s.Access.Hosts, StringComparer.Ordinal);
+                if (current.IsAllowAny)
+                    throw ControlException.Conflict($"{nqn} allows any host; set a list first (hosts set) before allowing or denying one");
+                var set = new HashSet<string>(current.Hosts, StringComparer.Ordinal);
                 if (action == "allow") set.Add(host); else set.Remove(host);
                 return HostAccess.Only(set);
             default:

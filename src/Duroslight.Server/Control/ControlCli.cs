@@ -17,19 +17,20 @@ public static class ControlCli
         usage: duroslight status [--json] [--socket PATH | --config FILE]
                duroslight ctl [--json] [--socket PATH | --config FILE] COMMAND
           state
-          volumes list | show VOL | create NAME SIZE [--hosts NQN,...|none] | delete VOL | resize VOL SIZE
+          volumes list | show [VOL] | create NAME SIZE [--hosts NQN,...|none] [--replicas 1..3] | delete VOL | resize VOL SIZE
           volumes snapshot VOL NAME | clone VOL NAME          (VOL: name, ID or nsid:N)
           volumes attach VOL NQN | detach VOL NQN | hosts VOL any|none|NQN...   (per-volume host access)
           hosts list | allow SUB NQN | deny SUB NQN | set SUB [NQN...] | any SUB
                                                     (SUB: all, default, aux-N, pool number or NQN)
           controllers list | disconnect POOL CNTLID
+          nodes list                                (a cluster's nodes: index, addresses, state, leader, volumes)
           referrals list | add ADDR:PORT | remove ADDR:PORT
           shutdown
         socket: --socket, else $DUROSLIGHT_CONTROL_SOCKET, else control_socket/data_dir of --config,
                 else ./duroslight-data/control.sock
         """;
 
-    private sealed record Options(string Socket, bool Json, List<string> Words, string? Hosts);
+    private sealed record Options(string Socket, bool Json, List<string> Words, string? Hosts, int? Replicas);
 
     public static async Task<int> StatusAsync(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr)
     {
@@ -44,7 +45,7 @@ public static class ControlCli
         (HttpMethod Method, string Path, JsonObject? Body)? request;
         try
         {
-            request = ToRequest(o.Words, o.Hosts);
+            request = ToRequest(o.Words, o.Hosts, o.Replicas);
         }
         catch (UsageException e)
         {
@@ -55,7 +56,7 @@ public static class ControlCli
     }
 
     /// <summary>Maps the command words to a request; null when they are not a command.</summary>
-    private static (HttpMethod, string, JsonObject?)? ToRequest(List<string> w, string? hosts)
+    private static (HttpMethod, string, JsonObject?)? ToRequest(List<string> w, string? hosts, int? replicas)
     {
         if (hosts is not null && (w.Count < 2 || w[0] != "volumes" || w[1] != "create"))
             throw new UsageException("--hosts goes with volumes create");
@@ -69,13 +70,15 @@ public static class ControlCli
             ("state", _) => (get, "v1/state", null),
             ("shutdown", _) => (post, "v1/shutdown", null),
             ("volumes", "list") => (get, "v1/volumes", null),
+            ("volumes", "show") when w.Count == 2 => (get, "v1/volumes", null),
             ("volumes", "show") => (get, $"v1/volumes/{E(2)}", null),
-            ("volumes", "create") => (post, "v1/volumes", new JsonObject { ["name"] = At(2), ["size"] = At(3), ["hosts"] = HostList(hosts) }),
+            ("volumes", "create") => (post, "v1/volumes", new JsonObject { ["name"] = At(2), ["size"] = At(3), ["hosts"] = HostList(hosts), ["replicas"] = replicas }),
             ("volumes", "attach" or "detach") => (post, $"v1/volumes/{E(2)}/{w[1]}", new JsonObject { ["host"] = At(3) }),
             ("volumes", "hosts") => (post, $"v1/volumes/{E(2)}/hosts", new JsonObject
             {
                 ["hosts"] = At(3) == "any" ? null : HostList(string.Join(',', w.Skip(3))),
             }),
+            ("nodes", "list") => (get, "v1/nodes", null),
             ("volumes", "delete") => (delete, $"v1/volumes/{E(2)}", null),
             ("volumes", "resize") => (post, $"v1/volumes/{E(2)}/resize", new JsonObject { ["size"] = At(3) }),
             ("volumes", "snapshot" or "clone") => (post, $"v1/volumes/{E(2)}/{w[1]}", new JsonObject { ["name"] = At(3) }),
@@ -145,6 +148,7 @@ public static class ControlCli
     {
         string? socket = null, config = null, hosts = null;
         bool json = false;
+        int? replicas = null;
         var words = new List<string>();
         options = null!;
         for (int i = 0; i < args.Count; i++)
@@ -155,6 +159,10 @@ public static class ControlCli
                 case "--socket" when i + 1 < args.Count: socket = args[++i]; break;
                 case "--config" when i + 1 < args.Count: config = args[++i]; break;
                 case "--hosts" when i + 1 < args.Count: hosts = args[++i]; break;
+                case "--replicas" when i + 1 < args.Count:
+                    if (!int.TryParse(args[++i], out int n) || n is < 1 or > 3) { UsageError(stderr, $"--replicas: '{args[i]}' is not 1..3"); return false; }
+                    replicas = n;
+                    break;
                 case "-h" or "--help": stderr.Write(Usage); return false;
                 case var a when a.StartsWith("--", StringComparison.Ordinal): UsageError(stderr, $"unknown option '{a}'"); return false;
                 default: words.Add(args[i]); break;
@@ -170,7 +178,7 @@ public static class ControlCli
             UsageError(stderr, e.Message);
             return false;
         }
-        options = new Options(socket, json, words, hosts);
+        options = new Options(socket, json, words, hosts, replicas);
         return true;
     }
 

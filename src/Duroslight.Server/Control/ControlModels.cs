@@ -14,6 +14,13 @@ public sealed record StateResponse(string State, int NodeIndex, string Cluster, 
 public sealed record VolumeResponse(string Id, string Name, long SizeBytes, int BlockSize, uint Nsid, long AllocatedBytes,
     bool AllowAnyHost, IReadOnlyList<string> Hosts);
 
+/// <summary>A cluster volume (`ctl volumes show` in a cluster): placement, primary, in-sync set and each replica's state.</summary>
+public sealed record ClusterVolumeResponse(string Id, string Name, long SizeBytes, uint Nsid, int Replicas, IReadOnlyList<int> Placement,
+    int Primary, IReadOnlyList<int> InSync, IReadOnlyDictionary<string, string> ReplicaStates, long Generation, bool Local);
+
+/// <summary>`ctl nodes list`: a node of the cluster; state "Down" once its lease expired.</summary>
+public sealed record NodeResponse(int Index, string Io, string Discovery, string State, bool Leader, IReadOnlyList<string> Volumes);
+
 public sealed record SubsystemResponse(int Pool, string Nqn, bool AllowAnyHost, IReadOnlyList<string> Hosts);
 
 public sealed record ControllerResponse(ushort Cntlid, int Pool, string Subsystem, string Host, int IoQueues, int Shard, string Peer, bool Discovery);
@@ -31,10 +38,11 @@ public sealed record ErrorResponse(int Status, string Error);
 
 /// <summary>
 /// POST /v1/volumes and the volume actions: "name", "size" as bytes or a string such as "10G", "hosts" (create and
-/// hosts: the host NQNs that may see the volume; absent or null for any host) and "host" (attach, detach).
+/// hosts: the host NQNs that may see the volume; absent or null for any host), "host" (attach, detach) and
+/// "replicas" (a cluster's create, 1..3).
 /// </summary>
 public sealed record VolumeRequest(string? Name = null, [property: JsonConverter(typeof(NumberOrStringConverter))] string? Size = null,
-    IReadOnlyList<string?>? Hosts = null, string? Host = null);
+    IReadOnlyList<string?>? Hosts = null, string? Host = null, int? Replicas = null);
 
 /// <summary>The hosts actions: one "host" (allow, deny) or the whole "hosts" list (set).</summary>
 public sealed record HostsRequest(string? Host = null, IReadOnlyList<string?>? Hosts = null);
@@ -46,6 +54,9 @@ public sealed record ReferralRequest(string? Address = null);
 [JsonSerializable(typeof(VolumeResponse))]
 [JsonSerializable(typeof(List<VolumeResponse>))]
 [JsonSerializable(typeof(List<SubsystemResponse>))]
+[JsonSerializable(typeof(ClusterVolumeResponse))]
+[JsonSerializable(typeof(List<ClusterVolumeResponse>))]
+[JsonSerializable(typeof(List<NodeResponse>))]
 [JsonSerializable(typeof(List<ControllerResponse>))]
 [JsonSerializable(typeof(List<ReferralResponse>))]
 [JsonSerializable(typeof(DeletedResponse))]

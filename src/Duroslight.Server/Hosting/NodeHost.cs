@@ -3,6 +3,7 @@ using System.Net;
 using Duroslight.Protocol.Subsystems;
 using Duroslight.Reactor;
 using Duroslight.Server.Cli;
+using Duroslight.Server.Cluster;
 using Duroslight.Server.Control;
 using Duroslight.Server.Execution;
 using Duroslight.Server.Metrics;
@@ -20,8 +21,7 @@ namespace Duroslight.Server.Hosting;
 /// </summary>
 public sealed class NodeHost : IAsyncDisposable
 {
-    private const int BlockSize = 4096;
-    private const ushort IoPortId = 1, DiscoveryPortId = 2;
+    private const int BlockSize = NodeVolumes.BlockSize;
 
     private readonly ILogger _logger;
     private readonly ILoggerFactory _loggers;
@@ -34,6 +34,7 @@ public sealed class NodeHost : IAsyncDisposable
     private MetricsServer? _metrics;
     private ControlServer? _control;
     private ApiServer? _api;
+    private ClusterMember? _cluster;
     private volatile NodeState _state = NodeState.Inactive;
 
     public NodeHost(ServeSettings settings, ILoggerFactory loggers)
@@ -101,10 +102,11 @@ public sealed class NodeHost : IAsyncDisposable
         _store = OpenStore();
         Enter(NodeState.Duroslight);
         _volumes = new NodeVolumes(_store, Target, _executor, _logger);
-        _volumes.ExposeAll();
+        if (!Settings.IsClustered) _volumes.ExposeAll();
         foreach (var r in Settings.Referrals) Target.AddReferral(new Referral(r.Address.ToString(), Port(r)));
         Enter(NodeState.Activating);
         StartListeners();
+        if (Settings.IsClustered) JoinCluster();
         if (Settings.Metrics is { } metricsEndPoint)
         {
             _metrics = new MetricsServer(this, _loggers);
@@ -122,6 +124,8 @@ public sealed class NodeHost : IAsyncDisposable
     {
         if (_state is NodeState.Draining or NodeState.Stopped) return;
         Enter(NodeState.Draining);
+        // Leave first: the lease goes, so the cluster sees the node down and another node leads at once.
+        if (_cluster is not null) await _cluster.DisposeAsync().ConfigureAwait(false);
         if (_transport is not null) await _transport.DrainAsync(Settings.DrainTimeout).ConfigureAwait(false);
         Target.DisconnectAll();
         if (_volumes is not null) await _volumes.FlushAllAsync().ConfigureAwait(false);
@@ -138,9 +142,68 @@ public sealed class NodeHost : IAsyncDisposable
 
     private static HostAccess Access(IReadOnlyList<string> hosts) => hosts.Count == 0 ? HostAccess.AllowAny : HostAccess.Only(hosts);
 
+    /// <summary>The cluster membership (null when the node runs alone, without etcd).</summary>
+    public ClusterMember? Cluster => _cluster;
+
+    /// <summary>Activating in a cluster: register in etcd, then open the replicas the cluster places here.</summary>
+    private void JoinCluster()
+    {
+        _cluster = new ClusterMember(Settings, _volumes!, _logger) { ViewApplied = ApplyClusterView };
+        _cluster.JoinAsync($"{Settings.AdvertisedAddress}:{Port(Settings.Listen)}", $"{Settings.DiscoveryAdvertisedAddress}:{Port(Settings.Discovery)}")
+            .GetAwaiter().GetResult();
+    }
+
+    /// <summary>
+    /// Port IDs are distinct across the cluster's nodes (one subsystem spans them): node N's I/O port is 2N+1, its
+    /// discovery port 2N+2 (a lone node 0: 1 and 2).
+    /// </summary>
+    public static ushort IoPortId(int nodeIndex) => (ushort)(2 * nodeIndex + 1);
+
+    private ushort DiscoveryPortId => (ushort)(2 * Settings.NodeIndex + 2);
+
+    /// <summary>After each read of the cluster state: the peers' ports in the discovery log, the cluster's host lists.</summary>
+    private void ApplyClusterView(ClusterView view)
+    {
+        AdvertisePeers(view);
+        ApplyHostLists(view);
+    }
+
+    /// <summary>
+    /// The host lists set through the cluster replace the configured ones (controllers of removed hosts are torn
+    /// down); a view read before this node's own last change is skipped, so it cannot briefly undo that change.
+    /// </summary>
+    private void ApplyHostLists(ClusterView view)
+    {
+        if (view.Revision < _cluster!.HostListsWrittenAt) return;
+        foreach (var (pool, (record, _)) in view.HostLists)
+        {
+            if (pool >= Target.Subsystems.Count) continue;
+            var s = Target.Subsystems[pool];
+            var access = record.ToAccess();
+            if (s.Access.IsAllowAny == access.IsAllowAny && s.Access.Hosts.SetEquals(access.Hosts)) continue;
+            Target.SetHostAccess(s, access);
+            _logger.LogInformation("hosts of {Subsystem} from the cluster: {Access}", s.Nqn, access.IsAllowAny ? "any" : string.Join(",", access.Hosts));
+        }
+    }
+
+    /// <summary>Every live peer's I/O port goes into this node's discovery log; a node that comes or goes changes it (AEN).</summary>
+    private void AdvertisePeers(ClusterView view)
+    {
+        var peers = new List<ListenerInfo>();
+        foreach (var (index, record) in view.Nodes)
+        {
+            if (index == Settings.NodeIndex || !view.Alive.ContainsKey(index)) continue;
+            int colon = record.Io.LastIndexOf(':');
+            if (colon <= 0) continue;
+            peers.Add(new ListenerInfo(record.Io[..colon].Trim('[', ']'), record.Io[(colon + 1)..], IoPortId(index), IsDiscovery: false));
+        }
+        if (Target.SetPeerListeners(peers)) _logger.LogInformation("discovery log: {Count} peer I/O ports", peers.Count);
+    }
+
     private void Enter(NodeState state)
     {
         _state = state;
+        _cluster?.SetState(state);
         _logger.LogInformation("state {State}", state);
         StateChanged?.Invoke(state);
     }
@@ -169,7 +232,9 @@ public sealed class NodeHost : IAsyncDisposable
         IVolumeStore store = Settings.InMemory ? new MemoryVolumeStore(blockSize: BlockSize)
             : Settings.StoreKind == "sparse" ? new SparseFileVolumeStore(Settings.DataDirectory, BlockSize, directIo: true)
             : OpenGftl();
-        var wanted = Settings.Volumes.Count > 0 ? Settings.Volumes : store.List().Count == 0 ? [new VolumeSpec("default", Settings.DefaultVolumeBytes)] : [];
+        // In a cluster the volumes are the cluster's (etcd); the embedded default is a lone node's.
+        var wanted = Settings.IsClustered ? [] : Settings.Volumes.Count > 0 ? Settings.Volumes
+            : store.List().Count == 0 ? [new VolumeSpec("default", Settings.DefaultVolumeBytes)] : [];
         foreach (var spec in wanted)
         {
             bool exists = false;
@@ -205,7 +270,7 @@ public sealed class NodeHost : IAsyncDisposable
         bool wildcard = Settings.Listen.Address.Equals(IPAddress.Any) || Settings.Listen.Address.Equals(IPAddress.IPv6Any);
         if (Settings.AdvertiseAddress is null && wildcard)
             throw new UsageException("listening on a wildcard address needs --advertise ADDR: hosts connect to the address in the discovery log");
-        Target.AddListener(new ListenerInfo(Settings.AdvertisedAddress, Port(Settings.Listen), IoPortId, IsDiscovery: false));
+        Target.AddListener(new ListenerInfo(Settings.AdvertisedAddress, Port(Settings.Listen), IoPortId(Settings.NodeIndex), IsDiscovery: false));
         Target.AddListener(new ListenerInfo(Settings.DiscoveryAdvertisedAddress, Port(Settings.Discovery), DiscoveryPortId, IsDiscovery: true));
         _transport = new ReactorTransport(Target, _shards!, _executor, _logger);
         _transport.Start([new TransportEndpoint(Settings.Listen, false), new TransportEndpoint(Settings.Discovery, true)]);

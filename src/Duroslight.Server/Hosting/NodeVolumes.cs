@@ -23,6 +23,8 @@ public sealed record VolumeView(Guid Id, string Name, long SizeBytes, int BlockS
 /// </summary>
 public sealed class NodeVolumes(IVolumeStore store, Target target, StorageExecutor executor, ILogger logger)
 {
+    public const int BlockSize = 4096;
+
     private readonly object _gate = new();
     private readonly Dictionary<Guid, IBlockVolume> _open = [];
 
@@ -187,6 +189,72 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, StorageExecut
         return set.SetEquals(have);
     }
 
+    /// <summary>
+    /// A cluster replica placed on this node: created in the store under the cluster's volume ID if missing, then
+    /// exposed under the cluster's NSID (the same on every node, as is the NGUID, the volume ID) with its ANA state
+    /// (optimized on the primary, inaccessible elsewhere; docs/ARCHITECTURE.md). Idempotent; an open replica gets the
+    /// state only (the AEN goes out when it changed).
+    /// </summary>
+    public void EnsureReplica(Guid id, string name, long sizeBytes, uint nsid, AnaState ana)
+    {
+        lock (_gate)
+        {
+            if (_open.ContainsKey(id))
+            {
+                target.SetAnaState(nsid, ana);
+                return;
+            }
+            if (target.GetNamespace(nsid) is { } taken)
+                throw ControlException.Conflict($"NSID {nsid} is taken on this node by volume {taken.VolumeId}");
+            VolumeDescriptor? d = null;
+            foreach (var existing in store.List()) if (existing.Id == id) d = existing;
+            d ??= Store(() => store.Create(name, sizeBytes, id));
+            try
+            {
+                Expose(d, nsid, ana);
+            }
+            catch (Exception e) when (e is InvalidOperationException or ArgumentException or VolumeStoreException)
+            {
+                _open.Remove(id);
+                throw ControlException.Conflict($"replica '{name}' could not be exposed: {e.Message}");
+            }
+            Publish();
+            logger.LogInformation("replica {Name} {Id} open as nsid {Nsid}", name, id, nsid);
+        }
+    }
+
+    /// <summary>A replica the cluster no longer places here: its namespace goes (AEN), then its data.</summary>
+    public void DropReplica(Guid id)
+    {
+        lock (_gate)
+        {
+            if (NamespaceOf(id) is { } ns) target.RemoveNamespace(ns.Nsid);
+            _open.Remove(id);
+            Publish();
+            try
+            {
+                store.Delete(id);
+            }
+            catch (VolumeStoreException e)
+            {
+                logger.LogError("replica {Id}: could not delete it from the store: {Error}", id, e.Message);
+                return;
+            }
+            logger.LogInformation("replica {Id} dropped (placed elsewhere)", id);
+        }
+    }
+
+    /// <summary>The IDs of every volume in the store (open or not).</summary>
+    public List<Guid> StoredIds()
+    {
+        lock (_gate)
+        {
+            var ids = new List<Guid>();
+            foreach (var d in store.List()) ids.Add(d.Id);
+            return ids;
+        }
+    }
+
     /// <summary>Flushes every open volume (graceful shutdown).</summary>
     public async Task FlushAllAsync()
     {
@@ -211,7 +279,8 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, StorageExecut
         Publish();
     }
 
-    private void Expose(VolumeDescriptor d, uint nsid)
+    /// <summary>Exposes a volume as a namespace; in a cluster with its ANA state from the start (a secondary is never optimized, even briefly).</summary>
+    private void Expose(VolumeDescriptor d, uint nsid, AnaState ana = AnaState.Optimized)
     {
         var volume = store.Open(d.Id);
         if (volume is SparseFileVolume { DirectIo: false })
@@ -220,6 +289,7 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, StorageExecut
         {
             AllocatedBlocks = () => volume.AllocatedBytes / volume.BlockSize,
             Hosts = Access(d.Hosts),
+            AnaState = ana,
         });
         _open[d.Id] = volume;
         Metrics.ResetVolumeSlot((int)nsid - 1);

@@ -26,6 +26,8 @@ public sealed class NodeMetrics
     private readonly Gauge _ctrlIds, _state, _nodeInfo, _genctr, _connections, _controllers, _queues, _volumeSize, _volumeAllocated, _inFlight;
     private readonly Counter _volumeCommands, _volumeBytes, _commands, _bytes, _errors, _shardCpu, _shardLoop, _shardAllocated, _residentCpu;
     private readonly Gauge _resident, _startTime;
+    private readonly Gauge _leader, _clusterNodes, _replicaRole, _replicaInSync;
+    private HashSet<(string Name, string Id)> _replicaLabels = [];
     private readonly GftlSeries? _gftl;
     private HashSet<(string Name, string Id)> _volumeLabels = [];
 
@@ -54,6 +56,10 @@ public sealed class NodeMetrics
         _shardCpu = f.CreateCounter("duroslight_shard_cpu_seconds_total", "CPU time of each reactor shard's thread, user and kernel (ring work included).", "shard");
         _shardLoop = f.CreateCounter("duroslight_shard_loop_seconds_total", "Wall time each reactor shard has run; cpu/loop seconds is its utilisation.", "shard");
         _shardAllocated = f.CreateCounter("duroslight_shard_allocated_bytes_total", "Managed bytes allocated by each shard's thread (0 growth in steady state).", "shard");
+        _leader = f.CreateGauge("duroslight_cluster_leader", "1 while this node is the cluster's leader (a lone node: 0).");
+        _clusterNodes = f.CreateGauge("duroslight_cluster_nodes", "Nodes of the cluster by liveness (live: lease held, down: lease expired).", "state");
+        _replicaRole = f.CreateGauge("duroslight_replica_role", "1 for the role of this node's replica of each cluster volume (primary, secondary).", "volume", "volume_id", "role");
+        _replicaInSync = f.CreateGauge("duroslight_replica_in_sync", "1 while this node's replica is in the volume's in-sync set.", "volume", "volume_id");
         // The store is open before the metrics endpoint starts, so which GFTL series exist is known here.
         if (node.StoreRecovery is not null || node.Gftl is not null) _gftl = new GftlSeries(f, node);
         _registry.AddBeforeCollectCallback(Collect);
@@ -86,6 +92,7 @@ public sealed class NodeMetrics
             ShardIo(_node.IoMetrics);
             Shards();
             _gftl?.Collect(_node);
+            Cluster();
         }
     }
 
@@ -100,6 +107,36 @@ public sealed class NodeMetrics
                 foreach (var c in controllers) if (!c.IsDiscovery && c.PoolId == s.PoolId && c.Shard == shard) n++;
                 _ctrlIds.WithLabels(Int(s.PoolId), Int(shard), "counter").Set(n);
             }
+    }
+
+    /// <summary>The cluster as this node last read it: leadership, live/down nodes, its replicas' roles.</summary>
+    private void Cluster()
+    {
+        var cluster = _node.Cluster;
+        _leader.Set(cluster?.IsLeader == true ? 1 : 0);
+        if (cluster is null) return;
+        var view = cluster.View;
+        _clusterNodes.WithLabels("live").Set(view.Alive.Count);
+        _clusterNodes.WithLabels("down").Set(view.Nodes.Count - view.Alive.Count);
+        var labels = new HashSet<(string Name, string Id)>();
+        foreach (var entry in view.Volumes)
+        {
+            var v = entry.Record;
+            if (!v.Placement.Contains(cluster.Index)) continue;
+            string id = v.Id.ToString("D");
+            labels.Add((v.Name, id));
+            _replicaRole.WithLabels(v.Name, id, "primary").Set(v.Primary == cluster.Index ? 1 : 0);
+            _replicaRole.WithLabels(v.Name, id, "secondary").Set(v.Primary == cluster.Index ? 0 : 1);
+            _replicaInSync.WithLabels(v.Name, id).Set(v.InSync.Contains(cluster.Index) ? 1 : 0);
+        }
+        foreach (var (name, id) in _replicaLabels)
+        {
+            if (labels.Contains((name, id))) continue;
+            _replicaRole.RemoveLabelled(name, id, "primary");
+            _replicaRole.RemoveLabelled(name, id, "secondary");
+            _replicaInSync.RemoveLabelled(name, id);
+        }
+        _replicaLabels = labels;
     }
 
     private void Process()

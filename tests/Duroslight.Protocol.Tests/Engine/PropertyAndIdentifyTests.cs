@@ -95,7 +95,7 @@ public class PropertyAndIdentifyTests
         Assert.Equal(Target.MaxNamespaces, info.NamespaceCount);
         Assert.Equal(1, info.MaxSglDataBlockDescriptors);
         Assert.True(info.MaxCommands >= 32);
-        Assert.Equal(1u << 8, info.Oaes);
+        Assert.Equal((1u << 8) | (1u << 11), info.Oaes); // namespace attribute and ANA change notices
         Assert.Equal(8192, HostQueueOptions.InCapsuleLimitFromIoccsz(info.IoCommandCapsuleSize16));
     }
 

@@ -86,7 +86,7 @@ public class IdentifyNamespaceLayoutTests
         var p = Encode(Namespace());
         Assert.Equal(VolumeIdBigEndian, p[104..120]);
         Assert.Equal(0ul, U64(p, 120));
-        Assert.Equal(0u, U32(p, 92)); // ANAGRPID
+        Assert.Equal(Namespace().Nsid, U32(p, 92)); // ANAGRPID: one ANA group per namespace
         Assert.Equal(0, p[99]);       // NSATTR
     }
 

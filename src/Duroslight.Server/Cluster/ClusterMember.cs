@@ -1,0 +1,376 @@
+using System.Globalization;
+using System.Text.Json;
+using Duroslight.Protocol.Subsystems;
+using Duroslight.Server.Cli;
+using Duroslight.Server.Control;
+using Duroslight.Server.Hosting;
+using Etcdserverpb;
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using static Duroslight.Server.Cluster.EtcdSession;
+
+namespace Duroslight.Server.Cluster;
+
+/// <summary>
+/// This node's part in the cluster (docs/ARCHITECTURE.md, "Cluster"): it registers under a lease that expires when
+/// the process dies, campaigns for the lease-guarded leader key, and re-reads the cluster state after every watch
+/// event (and once a second as a safety net). Then the leader places unplaced volumes and re-chooses lost primaries
+/// (<see cref="ClusterPlan"/>), and every node creates, opens or drops its local replicas to match the placement.
+/// Every write is a transaction with a compare (absent key, mod revision, or the writer's own lease), so two nodes
+/// never overwrite each other. The loops run on the thread pool, never on the reactor's shards.
+/// </summary>
+public sealed class ClusterMember : IAsyncDisposable
+{
+    private static readonly TimeSpan Resync = TimeSpan.FromSeconds(1);
+    private readonly ServeSettings _settings;
+    private readonly NodeVolumes _volumes;
+    private readonly ILogger _logger;
+    private readonly EtcdSession _etcd;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly SemaphoreSlim _changed = new(0);
+    /// <summary>Replica keys this node wrote under its current lease.</summary>
+    private readonly HashSet<Guid> _published = [];
+    private readonly List<Task> _loops = [];
+    private long _lease;
+    private volatile NodeState _state = NodeState.Activating;
+    private volatile ClusterView _view = ClusterView.Empty;
+
+    public ClusterMember(ServeSettings settings, NodeVolumes volumes, ILogger logger)
+    {
+        _settings = settings;
+        _volumes = volumes;
+        _logger = logger;
+        _etcd = new EtcdSession(settings.EtcdEndpoints);
+        Keys = new ClusterKeys(settings.ClusterId);
+    }
+
+    public ClusterKeys Keys { get; }
+    public int Index => _settings.NodeIndex;
+    /// <summary>The last state read from etcd.</summary>
+    public ClusterView View => _view;
+    public bool IsLeader => _view.Leader == Index && _view.LeaderLease == _lease;
+
+    /// <summary>Called after every read of the cluster state, once the local replicas match it (ANA states follow it).</summary>
+    public Action<ClusterView>? ViewApplied { get; init; }
+
+    /// <summary>
+    /// Registers the node (waiting out the lease of a previous incarnation with the same index, which a SIGKILLed
+    /// node leaves behind for up to its TTL), applies the cluster state once, then starts the loops.
+    /// </summary>
+    public async Task JoinAsync(string ioAddress, string discoveryAddress)
+    {
+        try
+        {
+            await RegisterAsync(new NodeRecord(Index, ioAddress, discoveryAddress, _settings.ControlSocketPath)).ConfigureAwait(false);
+            await ReconcileAsync().ConfigureAwait(false);
+        }
+        catch (RpcException e)
+        {
+            throw new InvalidOperationException($"cannot join cluster '{_settings.ClusterId}' through etcd {_etcd.Endpoint}: {e.Status.Detail}", e);
+        }
+        _loops.Add(Task.Run(KeepAliveLoopAsync));
+        _loops.Add(Task.Run(WatchLoopAsync));
+        _loops.Add(Task.Run(ReconcileLoopAsync));
+        _logger.LogInformation("joined cluster {Cluster} as node {Index} (etcd {Endpoint}, lease {Lease:x})",
+            _settings.ClusterId, Index, _etcd.Endpoint, _lease);
+    }
+
+    /// <summary>The node's lifecycle state, published in its alive record.</summary>
+    public void SetState(NodeState state)
+    {
+        _state = state;
+        Signal();
+    }
+
+    /// <summary>
+    /// `ctl volumes create` on any node: the record goes in with an NSID that no other volume has and a name no other
+    /// volume has (both as keys compared absent in the same transaction); the leader places it; this call waits for
+    /// the placement (up to 15 s) and returns the record as it stands.
+    /// </summary>
+    public async Task<VolumeEntry> CreateVolumeAsync(string name, long sizeBytes, int replicas)
+    {
+        if (replicas is < 1 or > 3) throw ControlException.BadRequest($"replicas: {replicas} is not 1..3");
+        if (name.Length > 128 || name.Contains('/')) throw ControlException.BadRequest($"'{name}' is not a volume name (at most 128 characters, no '/')");
+        VolumeRecord? record = null;
+        for (int attempt = 0; record is null; attempt++)
+        {
+            var view = await ReadAsync().ConfigureAwait(false);
+            if (view.Find(name) is not null) throw ControlException.Conflict($"a volume named '{name}' exists in cluster {_settings.ClusterId}");
+            if (replicas > view.LiveNodes.Count)
+                throw ControlException.Conflict($"{replicas} replicas need {replicas} live nodes; {view.LiveNodes.Count} are live");
+            uint nsid = 1;
+            while (view.UsedNsids.Contains(nsid)) nsid++;
+            if (nsid > Protocol.Subsystems.Target.MaxNamespaces) throw ControlException.Conflict("every namespace ID of the cluster is in use");
+            var candidate = new VolumeRecord(Guid.NewGuid(), name, sizeBytes, NodeVolumes.BlockSize, nsid, replicas, [], -1, [], 1);
+            var txn = new TxnRequest();
+            txn.Compare.Add(Absent(Keys.VolumeName(name)));
+            txn.Compare.Add(Absent(Keys.Nsid(nsid)));
+            txn.Success.Add(Put(Keys.Volume(candidate.Id), Json(candidate)));
+            txn.Success.Add(Put(Keys.VolumeName(name), candidate.Id.ToString("D")));
+            txn.Success.Add(Put(Keys.Nsid(nsid), candidate.Id.ToString("D")));
+            if ((await _etcd.TxnAsync(txn).ConfigureAwait(false)).Succeeded) record = candidate;
+            else if (attempt == 10) throw ControlException.Conflict("the cluster state kept changing; try again");
+        }
+        _logger.LogInformation("cluster volume {Name} {Id} nsid {Nsid} created ({Replicas} replicas)", name, record.Id, record.Nsid, replicas);
+        Signal();
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(15);
+        while (true)
+        {
+            var entry = (await ReadAsync().ConfigureAwait(false)).Find(record.Id.ToString("D"))!;
+            if ((entry.Record.Primary >= 0 && entry.Record.Placement.Count > 0) || DateTime.UtcNow > deadline) return entry;
+            await Task.Delay(100).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>The etcd revision of this node's last host-list change: a view older than it must not undo it locally.</summary>
+    public long HostListsWrittenAt { get; private set; }
+
+    /// <summary>
+    /// Replaces host lists for the whole cluster in one transaction; each key is compared with the revision of
+    /// <paramref name="basis"/>, the read the new lists were computed from, so a concurrent change on another node is
+    /// refused (409) rather than overwritten.
+    /// </summary>
+    public async Task SetHostListsAsync(ClusterView basis, IReadOnlyList<HostsRecord> lists)
+    {
+        var txn = new TxnRequest();
+        foreach (var r in lists)
+        {
+            txn.Compare.Add(basis.HostLists.TryGetValue(r.Pool, out var current) ? ModRevisionIs(Keys.Hosts(r.Pool), current.ModRevision) : Absent(Keys.Hosts(r.Pool)));
+            txn.Success.Add(Put(Keys.Hosts(r.Pool), JsonSerializer.Serialize(r, ClusterJson.Default.HostsRecord)));
+        }
+        TxnResponse response;
+        try
+        {
+            response = await _etcd.TxnAsync(txn).ConfigureAwait(false);
+        }
+        catch (RpcException e)
+        {
+            throw new ControlException(503, $"etcd {_etcd.Endpoint} unavailable: {e.Status.Detail}");
+        }
+        if (!response.Succeeded) throw ControlException.Conflict("the cluster's host lists changed meanwhile; try again");
+        HostListsWrittenAt = response.Header.Revision;
+        Signal();
+    }
+
+    /// <summary>A fresh read (the control API's listings must not be a watch event behind).</summary>
+    public async Task<ClusterView> ReadAsync()
+    {
+        try
+        {
+            return ClusterView.Parse(Keys, await _etcd.RangeAsync(Keys.Root).ConfigureAwait(false));
+        }
+        catch (RpcException e)
+        {
+            throw new ControlException(503, $"etcd {_etcd.Endpoint} unavailable: {e.Status.Detail}");
+        }
+    }
+
+    /// <summary>Graceful leave: stop the loops and revoke the lease, so the node shows down and leadership moves at once.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync().ConfigureAwait(false);
+        foreach (var loop in _loops)
+        {
+            try
+            {
+                await loop.ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException || e is RpcException { StatusCode: StatusCode.Cancelled })
+            {
+                // Stopping.
+            }
+        }
+        try
+        {
+            if (_lease != 0) await _etcd.RevokeLeaseAsync(_lease).ConfigureAwait(false);
+        }
+        catch (RpcException e)
+        {
+            _logger.LogWarning("could not revoke the cluster lease (it expires in {Ttl} s): {Error}", _settings.LeaseTtlSeconds, e.Status.Detail);
+        }
+        _etcd.Dispose();
+        _stop.Dispose();
+    }
+
+    private void Signal()
+    {
+        if (_changed.CurrentCount == 0) _changed.Release();
+    }
+
+    private async Task RegisterAsync(NodeRecord node)
+    {
+        _lease = await _etcd.GrantLeaseAsync(_settings.LeaseTtlSeconds).ConfigureAwait(false);
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(2 * _settings.LeaseTtlSeconds + 5);
+        while (true)
+        {
+            var txn = new TxnRequest();
+            txn.Compare.Add(Absent(Keys.Alive(Index)));
+            txn.Success.Add(Put(Keys.Alive(Index), AliveJson(), _lease));
+            txn.Success.Add(Put(Keys.Node(Index), JsonSerializer.Serialize(node, ClusterJson.Default.NodeRecord)));
+            if ((await _etcd.TxnAsync(txn).ConfigureAwait(false)).Succeeded) return;
+            if (DateTime.UtcNow > deadline)
+                throw new InvalidOperationException($"node index {Index} is live in cluster '{_settings.ClusterId}' (another node has this index; give each node its own --node-index)");
+            _logger.LogInformation("node index {Index} is still live in etcd (a previous run's lease?); waiting for it to expire", Index);
+            await Task.Delay(1000).ConfigureAwait(false);
+        }
+    }
+
+    private string AliveJson() => JsonSerializer.Serialize(new AliveRecord(Index, _state.ToString(), _lease, Environment.ProcessId), ClusterJson.Default.AliveRecord);
+
+    private static string Json(VolumeRecord v) => JsonSerializer.Serialize(v, ClusterJson.Default.VolumeRecord);
+
+    private async Task KeepAliveLoopAsync()
+    {
+        var ct = _stop.Token;
+        while (!ct.IsCancellationRequested)
+        {
+            try
+            {
+                await _etcd.KeepAliveAsync(_lease, _settings.LeaseTtlSeconds, ct).ConfigureAwait(false);
+                // The lease expired under us (a long stall): take a new one and publish everything again.
+                _logger.LogWarning("cluster lease {Lease:x} expired; registering again", _lease);
+                _lease = await _etcd.GrantLeaseAsync(_settings.LeaseTtlSeconds, ct).ConfigureAwait(false);
+                lock (_published) _published.Clear();
+                Signal();
+            }
+            catch (RpcException e) when (!ct.IsCancellationRequested)
+            {
+                _logger.LogWarning("etcd keep-alive: {Error}", e.Status.Detail);
+                await Task.Delay(500, ct).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private async Task WatchLoopAsync()
+    {
+        var ct = _stop.Token;
+        while (!ct.IsCancellationRequested)
+        {
+            try
+            {
+                await _etcd.WatchAsync(Keys.Root, _view.Revision, Signal, ct).ConfigureAwait(false);
+            }
+            catch (RpcException e) when (!ct.IsCancellationRequested)
+            {
+                _logger.LogDebug("etcd watch: {Error}", e.Status.Detail);
+            }
+            Signal();
+            await Task.Delay(500, ct).ConfigureAwait(false);
+        }
+    }
+
+    private async Task ReconcileLoopAsync()
+    {
+        var ct = _stop.Token;
+        while (!ct.IsCancellationRequested)
+        {
+            await _changed.WaitAsync(Resync, ct).ConfigureAwait(false);
+            try
+            {
+                await ReconcileAsync().ConfigureAwait(false);
+            }
+            catch (RpcException e) when (!ct.IsCancellationRequested)
+            {
+                _logger.LogWarning("cluster state: etcd {Endpoint}: {Error}", _etcd.Endpoint, e.Status.Detail);
+            }
+            catch (Exception e) when (!ct.IsCancellationRequested && e is JsonException or InvalidOperationException or ArgumentException)
+            {
+                // A record this version cannot read must not stop the loop: the next pass tries again.
+                _logger.LogError("cluster state: {Error}", e.Message);
+            }
+        }
+    }
+
+    /// <summary>One pass: read, publish this node's state, lead if it can, apply the placement locally.</summary>
+    private async Task ReconcileAsync()
+    {
+        var view = ClusterView.Parse(Keys, await _etcd.RangeAsync(Keys.Root).ConfigureAwait(false));
+        _view = view;
+        bool again = await PublishAliveAsync(view).ConfigureAwait(false);
+        again |= await CampaignAsync(view).ConfigureAwait(false);
+        if (IsLeader) again |= await LeadAsync(view).ConfigureAwait(false);
+        await ApplyLocalAsync(view).ConfigureAwait(false);
+        ViewApplied?.Invoke(view);
+        if (again) Signal();
+    }
+
+    private async Task<bool> PublishAliveAsync(ClusterView view)
+    {
+        view.Alive.TryGetValue(Index, out var alive);
+        if (alive is not null && (alive.Lease != _lease || alive.State == _state.ToString())) return false;
+        // Only over an absent key or our own (same lease): never over another process that holds the index.
+        var txn = new TxnRequest();
+        txn.Compare.Add(alive is null ? Absent(Keys.Alive(Index)) : LeaseIs(Keys.Alive(Index), _lease));
+        txn.Success.Add(Put(Keys.Alive(Index), AliveJson(), _lease));
+        return (await _etcd.TxnAsync(txn).ConfigureAwait(false)).Succeeded;
+    }
+
+    /// <summary>The leader key is bound to its holder's lease: it goes when the leader dies or leaves; then the first node to create it leads.</summary>
+    private async Task<bool> CampaignAsync(ClusterView view)
+    {
+        if (view.Leader >= 0) return false;
+        var txn = new TxnRequest();
+        txn.Compare.Add(Absent(Keys.Leader));
+        txn.Success.Add(Put(Keys.Leader, Index.ToString(CultureInfo.InvariantCulture), _lease));
+        bool won = (await _etcd.TxnAsync(txn).ConfigureAwait(false)).Succeeded;
+        if (won) _logger.LogInformation("node {Index} is the cluster leader", Index);
+        return won;
+    }
+
+    /// <summary>The leader's pass: each changed record is written only if nobody changed it since this read, and only while this node still holds the leader key.</summary>
+    private async Task<bool> LeadAsync(ClusterView view)
+    {
+        var records = new List<VolumeRecord>(view.Volumes.Count);
+        foreach (var v in view.Volumes) records.Add(v.Record);
+        bool wrote = false;
+        foreach (var next in ClusterPlan.Decide(records, view.LiveNodes))
+        {
+            var txn = new TxnRequest();
+            txn.Compare.Add(ModRevisionIs(Keys.Volume(next.Id), view.Find(next.Id.ToString("D"))!.ModRevision));
+            txn.Compare.Add(LeaseIs(Keys.Leader, _lease));
+            txn.Success.Add(Put(Keys.Volume(next.Id), Json(next)));
+            bool ok = (await _etcd.TxnAsync(txn).ConfigureAwait(false)).Succeeded;
+            wrote |= ok;
+            if (ok) _logger.LogInformation("volume {Name}: placement [{Placement}] primary {Primary} generation {Generation}",
+                next.Name, string.Join(',', next.Placement), next.Primary, next.Generation);
+        }
+        return wrote;
+    }
+
+    /// <summary>Creates/opens the replicas placed here, drops the ones the cluster placed elsewhere, and says which are open.</summary>
+    private async Task ApplyLocalAsync(ClusterView view)
+    {
+        var known = new HashSet<Guid>();
+        foreach (var entry in view.Volumes)
+        {
+            var v = entry.Record;
+            known.Add(v.Id);
+            if (!v.Placement.Contains(Index)) continue;
+            string state = "open";
+            try
+            {
+                _volumes.EnsureReplica(v.Id, v.Name, v.SizeBytes, v.Nsid, v.Primary == Index ? AnaState.Optimized : AnaState.Inaccessible);
+            }
+            catch (ControlException e)
+            {
+                state = "failed";
+                _logger.LogError("replica of {Name} {Id}: {Error}", v.Name, v.Id, e.Message);
+            }
+            bool publish;
+            lock (_published) publish = !_published.Contains(v.Id) || view.ReplicaState(v.Id, Index) != state;
+            if (!publish) continue;
+            await _etcd.TxnAsync(new TxnRequest { Success = { Put(Keys.Replica(v.Id, Index), JsonSerializer.Serialize(new ReplicaRecord(Index, state, v.Nsid), ClusterJson.Default.ReplicaRecord), _lease) } }).ConfigureAwait(false);
+            lock (_published) _published.Add(v.Id);
+        }
+        foreach (var id in _volumes.StoredIds())
+        {
+            if (!known.Contains(id)) continue; // not a cluster volume: never destroyed because of what etcd lacks
+            bool placedHere = false;
+            foreach (var v in view.Volumes) placedHere |= v.Record.Id == id && v.Record.Placement.Contains(Index);
+            if (placedHere) continue;
+            _volumes.DropReplica(id);
+            await _etcd.DeleteAsync(Keys.Replica(id, Index)).ConfigureAwait(false);
+            lock (_published) _published.Remove(id);
+        }
+    }
+}

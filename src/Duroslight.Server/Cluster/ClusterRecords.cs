@@ -1,0 +1,38 @@
+using System.Text.Json.Serialization;
+
+namespace Duroslight.Server.Cluster;
+
+// The JSON values under /duroslight/CLUSTER/ (docs/ARCHITECTURE.md, "Cluster state in etcd"). snake_case on the wire.
+
+/// <summary>nodes/NN: what a node is and where it listens; persistent, so a dead node is still listed (as down).</summary>
+public sealed record NodeRecord(int Index, string Io, string Discovery, string ControlSocket);
+
+/// <summary>alive/NN: bound to the node's lease, so it disappears when the node stops renewing it (dies).</summary>
+public sealed record AliveRecord(int Index, string State, long Lease, int Pid);
+
+/// <summary>
+/// volumes/UUID: one replicated volume. NSID is the cluster's (every node exposes the volume under it, with the UUID
+/// as NGUID). Placement lists the nodes holding a replica; Primary is the one serving hosts (-1 until placed);
+/// InSync the replicas that hold every acknowledged write. Generation counts the record's changes; every change
+/// is a transaction that compares the key's mod revision, so two writers never overwrite each other.
+/// </summary>
+public sealed record VolumeRecord(Guid Id, string Name, long SizeBytes, int BlockSize, uint Nsid, int Replicas,
+    IReadOnlyList<int> Placement, int Primary, IReadOnlyList<int> InSync, long Generation);
+
+/// <summary>hosts/POOL: the host access list of subsystem pool POOL (0 = default, N = aux-N) on every node.</summary>
+public sealed record HostsRecord(int Pool, bool AllowAny, IReadOnlyList<string> Hosts)
+{
+    public Protocol.Subsystems.HostAccess ToAccess() =>
+        AllowAny ? Protocol.Subsystems.HostAccess.AllowAny : Protocol.Subsystems.HostAccess.Only(Hosts);
+}
+
+/// <summary>replicas/UUID/NN: a node opened its replica and exposes it; bound to that node's lease.</summary>
+public sealed record ReplicaRecord(int Node, string State, uint Nsid);
+
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
+[JsonSerializable(typeof(NodeRecord))]
+[JsonSerializable(typeof(AliveRecord))]
+[JsonSerializable(typeof(VolumeRecord))]
+[JsonSerializable(typeof(ReplicaRecord))]
+[JsonSerializable(typeof(HostsRecord))]
+public sealed partial class ClusterJson : JsonSerializerContext;

@@ -1,0 +1,92 @@
+using System.Globalization;
+using System.Text.Json;
+using Etcdserverpb;
+
+namespace Duroslight.Server.Cluster;
+
+/// <summary>A volume record with the mod revision it was read at (the compare of the next change).</summary>
+public sealed record VolumeEntry(VolumeRecord Record, long ModRevision);
+
+/// <summary>
+/// One consistent read of everything under /duroslight/CLUSTER/ (one range request, so one revision). Small: a few
+/// keys per node and volume, so the node re-reads it whole after every watch event rather than patching a cache.
+/// </summary>
+public sealed class ClusterView
+{
+    public static readonly ClusterView Empty = new();
+
+    public long Revision { get; private init; }
+    public SortedDictionary<int, NodeRecord> Nodes { get; } = [];
+    public SortedDictionary<int, AliveRecord> Alive { get; } = [];
+    /// <summary>The leader's node index, -1 when there is none.</summary>
+    public int Leader { get; private set; } = -1;
+    public long LeaderLease { get; private set; }
+    public List<VolumeEntry> Volumes { get; } = [];
+    public HashSet<uint> UsedNsids { get; } = [];
+    /// <summary>Host access lists set through the cluster, by subsystem pool, with their mod revisions.</summary>
+    public SortedDictionary<int, (HostsRecord Record, long ModRevision)> HostLists { get; } = [];
+    /// <summary>Opened replicas: volume ID -> node -> replica record.</summary>
+    public Dictionary<Guid, SortedDictionary<int, ReplicaRecord>> Replicas { get; } = [];
+
+    public IReadOnlyCollection<int> LiveNodes => Alive.Keys;
+
+    public VolumeEntry? Find(string key)
+    {
+        foreach (var v in Volumes)
+            if (v.Record.Name == key || v.Record.Id.ToString("D") == key.ToLowerInvariant()
+                || key == $"nsid:{v.Record.Nsid.ToString(CultureInfo.InvariantCulture)}")
+                return v;
+        return null;
+    }
+
+    public static ClusterView Parse(ClusterKeys keys, RangeResponse range)
+    {
+        var view = new ClusterView { Revision = range.Header.Revision };
+        foreach (var kv in range.Kvs)
+        {
+            string key = kv.Key.ToStringUtf8();
+            var value = kv.Value.Span;
+            if (key.StartsWith(keys.NodesPrefix, StringComparison.Ordinal))
+                Add(view.Nodes, JsonSerializer.Deserialize(value, ClusterJson.Default.NodeRecord), r => r.Index);
+            else if (key.StartsWith(keys.AlivePrefix, StringComparison.Ordinal))
+                Add(view.Alive, JsonSerializer.Deserialize(value, ClusterJson.Default.AliveRecord), r => r.Index);
+            else if (key.StartsWith(keys.VolumesPrefix, StringComparison.Ordinal)
+                && JsonSerializer.Deserialize(value, ClusterJson.Default.VolumeRecord) is { } v)
+            {
+                view.Volumes.Add(new VolumeEntry(v, kv.ModRevision));
+                view.UsedNsids.Add(v.Nsid);
+            }
+            else if (key.StartsWith(keys.NsidsPrefix, StringComparison.Ordinal)
+                && uint.TryParse(key.AsSpan(keys.NsidsPrefix.Length), CultureInfo.InvariantCulture, out uint nsid))
+                view.UsedNsids.Add(nsid);
+            else if (key.StartsWith(keys.ReplicasPrefix, StringComparison.Ordinal)
+                && Guid.TryParse(key.AsSpan(keys.ReplicasPrefix.Length, 36), out var id)
+                && JsonSerializer.Deserialize(value, ClusterJson.Default.ReplicaRecord) is { } replica)
+            {
+                if (!view.Replicas.TryGetValue(id, out var byNode)) view.Replicas[id] = byNode = [];
+                byNode[replica.Node] = replica;
+            }
+            else if (key.StartsWith(keys.HostsPrefix, StringComparison.Ordinal)
+                && JsonSerializer.Deserialize(value, ClusterJson.Default.HostsRecord) is { } hosts)
+                view.HostLists[hosts.Pool] = (hosts, kv.ModRevision);
+            else if (key == keys.Leader && int.TryParse(kv.Value.ToStringUtf8(), CultureInfo.InvariantCulture, out int leader))
+            {
+                view.Leader = leader;
+                view.LeaderLease = kv.Lease;
+            }
+        }
+        view.Volumes.Sort(static (a, b) => a.Record.Nsid.CompareTo(b.Record.Nsid));
+        return view;
+    }
+
+    /// <summary>Replica state on a node: open (exposed), down (node not live), or placed (live, not opened yet).</summary>
+    public string ReplicaState(Guid volume, int node) =>
+        !Alive.ContainsKey(node) ? "down"
+        : Replicas.TryGetValue(volume, out var byNode) && byNode.TryGetValue(node, out var r) ? r.State
+        : "placed";
+
+    private static void Add<T>(SortedDictionary<int, T> into, T? record, Func<T, int> index) where T : class
+    {
+        if (record is not null) into[index(record)] = record;
+    }
+}

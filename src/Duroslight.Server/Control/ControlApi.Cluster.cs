@@ -1,0 +1,110 @@
+using System.Globalization;
+using Duroslight.Server.Cluster;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Logging;
+
+namespace Duroslight.Server.Control;
+
+/// <summary>
+/// The routes that speak for the whole cluster: in a cluster every node serves them from etcd (any node accepts a
+/// create; the leader places it). Resize, delete, snapshot and clone of cluster volumes are not there yet (409).
+/// </summary>
+public sealed partial class ControlApi
+{
+    private void MapClusterVolumes(RouteGroupBuilder v1)
+    {
+        v1.MapGet("/volumes", Reply(_ => ClusterVolumesAsync(), ControlJson.Default.ListClusterVolumeResponse));
+        v1.MapGet("/volumes/{vol}", Reply(c => ClusterVolumeAsync(Route(c, "vol")), ControlJson.Default.ClusterVolumeResponse));
+        v1.MapPost("/volumes", Reply(async c => await CreateClusterVolumeAsync(await BodyAsync(c, ControlJson.Default.VolumeRequest, new VolumeRequest())),
+            ControlJson.Default.ClusterVolumeResponse));
+        v1.MapDelete("/volumes/{vol}", Reply(DeletedResponse (HttpContext _) => throw NotYet("delete"), ControlJson.Default.DeletedResponse));
+        v1.MapPost("/volumes/{vol}/{action}", Reply(ClusterVolumeResponse (HttpContext c) => throw NotYet(Route(c, "action")), ControlJson.Default.ClusterVolumeResponse));
+    }
+
+    private static ControlException NotYet(string action) =>
+        ControlException.Conflict($"'{action}' of a cluster volume is not supported yet (create and show are)");
+
+    private ClusterMember Member => node.Cluster ?? throw ControlException.Conflict("this node runs alone (no --etcd)");
+
+    /// <summary>Host list changes: a lone node's apply here; a cluster's go to etcd (hosts/POOL) and every node applies them.</summary>
+    private async Task<List<SubsystemResponse>> HostActionAsync(string subsystem, string action, HostsRequest body)
+    {
+        if (node.Cluster is not { } cluster) return HostAction(subsystem, action, body);
+        var targets = ResolveSubsystems(subsystem);
+        var view = await cluster.ReadAsync();
+        var lists = new List<HostsRecord>();
+        var changes = new List<(Protocol.Subsystems.Subsystem, Protocol.Subsystems.HostAccess)>();
+        foreach (var s in targets)
+        {
+            var current = view.HostLists.TryGetValue(s.PoolId, out var set) ? set.Record.ToAccess() : s.Access;
+            var next = NewAccess(s.Nqn, current, action, body);
+            lists.Add(new HostsRecord(s.PoolId, next.IsAllowAny, SortedHosts(next)));
+            changes.Add((s, next));
+        }
+        await cluster.SetHostListsAsync(view, lists);
+        lock (_aclGate)
+            foreach (var (s, access) in changes)
+            {
+                node.Target.SetHostAccess(s, access);
+                logger.LogInformation("hosts of {Subsystem} (cluster): {Access}", s.Nqn, access.IsAllowAny ? "any" : string.Join(",", SortedHosts(access)));
+            }
+        return Subsystems();
+    }
+
+    private async Task<ClusterVolumeResponse> CreateClusterVolumeAsync(VolumeRequest body)
+    {
+        var entry = await Member.CreateVolumeAsync(Required(body.Name, "name"), Size(body), body.Replicas ?? 1);
+        return ToResponse(await Member.ReadAsync(), entry.Record);
+    }
+
+    private async Task<List<ClusterVolumeResponse>> ClusterVolumesAsync()
+    {
+        var view = await Member.ReadAsync();
+        var list = new List<ClusterVolumeResponse>();
+        foreach (var v in view.Volumes) list.Add(ToResponse(view, v.Record));
+        return list;
+    }
+
+    private async Task<ClusterVolumeResponse> ClusterVolumeAsync(string key)
+    {
+        var view = await Member.ReadAsync();
+        var entry = view.Find(key) ?? throw ControlException.NotFound($"no cluster volume '{key}' (give a name, a volume ID or nsid:N)");
+        return ToResponse(view, entry.Record);
+    }
+
+    /// <summary>Every node the cluster knows (a lone node: itself), the live ones with their published state, the others Down.</summary>
+    private async Task<List<NodeResponse>> NodesAsync()
+    {
+        if (node.Cluster is null)
+        {
+            var s = node.Settings;
+            var names = new List<string>();
+            foreach (var v in node.VolumeList()) if (v.Nsid != 0) names.Add(v.Name);
+            return [new NodeResponse(s.NodeIndex, $"{s.AdvertisedAddress}:{s.Listen.Port}", $"{s.DiscoveryAdvertisedAddress}:{s.Discovery.Port}",
+                node.State.ToString(), true, names)];
+        }
+        var view = await Member.ReadAsync();
+        var list = new List<NodeResponse>();
+        foreach (var (index, record) in view.Nodes)
+        {
+            var volumes = new List<string>();
+            foreach (var v in view.Volumes)
+                if (v.Record.Placement.Contains(index)) volumes.Add(v.Record.Primary == index ? v.Record.Name + "(primary)" : v.Record.Name);
+            string state = view.Alive.TryGetValue(index, out var alive) ? alive.State : "Down";
+            list.Add(new NodeResponse(index, record.Io, record.Discovery, state, view.Leader == index, volumes));
+        }
+        return list;
+    }
+
+    private ClusterVolumeResponse ToResponse(ClusterView view, VolumeRecord v)
+    {
+        var states = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        foreach (int n in v.Placement) states[n.ToString(CultureInfo.InvariantCulture)] = view.ReplicaState(v.Id, n);
+        bool local = false;
+        foreach (var id in node.VolumeOps.StoredIds()) local |= id == v.Id;
+        return new ClusterVolumeResponse(v.Id.ToString("D"), v.Name, v.SizeBytes, v.Nsid, v.Replicas, v.Placement, v.Primary, v.InSync,
+            states, v.Generation, local);
+    }
+}

@@ -1,0 +1,261 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Threading.Channels;
+using System.Text.Json.Nodes;
+using Duroslight.Host;
+using Duroslight.Protocol.Nvme;
+using Duroslight.Server.Control;
+using Duroslight.Tests.Shared;
+using Xunit;
+
+namespace Duroslight.Server.Tests;
+
+/// <summary>
+/// A real etcd and three real `duroslight serve` processes in one cluster: placement through the elected leader,
+/// replicas opened on every node, leader failover and lease expiry after SIGKILL.
+/// </summary>
+public sealed class ClusterProcessTests : IAsyncLifetime
+{
+    private const string Nqn = "nqn.2026-11.io.duroslight:default";
+    private const string HostNqn = "nqn.2014-08.org.nvmexpress:uuid:c1c1c1c1-0000-0000-0000-000000000001";
+    private const string OtherHostNqn = "nqn.2014-08.org.nvmexpress:uuid:c1c1c1c1-0000-0000-0000-000000000002";
+    private const uint DiscoveryLogChanged = 0x0070_F002, AnaChange = 0x000C_0302;
+    private static readonly string Dll = Path.Combine(AppContext.BaseDirectory, "duroslight.dll");
+    private static readonly TimeSpan Limit = TimeSpan.FromSeconds(90);
+    private readonly DirectoryInfo _dir = Directory.CreateTempSubdirectory("dsl-cluster-");
+    private readonly string _cluster = $"t{Guid.NewGuid():N}"[..12];
+    private readonly List<ServerProcess> _nodes = [];
+    private readonly int _metricsPort = NodeFixture.FreePort();
+    private EtcdProcess? _etcd;
+
+    public async Task InitializeAsync()
+    {
+        if (!EtcdProcess.Installed) return;
+        _etcd = await EtcdProcess.StartAsync();
+        for (int i = 0; i < 3; i++) _nodes.Add(await ServerProcess.StartAsync(NodeArgs(i)));
+        await Eventually.Until(async () => CountState(await NodesAsync(0), "Active") == 3, "three nodes Active in nodes list", Limit);
+    }
+
+    public Task DisposeAsync()
+    {
+        foreach (var n in _nodes) n.Dispose();
+        _etcd?.Dispose();
+        try
+        {
+            _dir.Delete(recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+        return Task.CompletedTask;
+    }
+
+    [EtcdFact]
+    public async Task A_three_replica_volume_created_through_one_node_is_placed_and_opened_on_all_three()
+    {
+        var (code, stdout, stderr) = await Cli("ctl", "--socket", Socket(1), "volumes", "create", "vol-a", "16M", "--replicas", "3");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("name=vol-a", stdout);
+
+        // Every node sees the same record, placed on the three nodes with a primary, and every replica open there.
+        for (int i = 0; i < 3; i++)
+        {
+            JsonNode? v = null;
+            await Eventually.Until(async () =>
+            {
+                v = await GetAsync(i, "v1/volumes/vol-a");
+                return v?["replica_states"] is JsonObject states && states.Count == 3
+                    && states.All(s => s.Value!.GetValue<string>() == "open") && v["local"]!.GetValue<bool>();
+            }, $"vol-a open on all replicas, seen from node {i}", Limit);
+            Assert.Equal([0, 1, 2], Ints(v!["placement"]));
+            Assert.Equal([0, 1, 2], Ints(v["in_sync"]));
+            Assert.InRange(v["primary"]!.GetValue<int>(), 0, 2);
+            Assert.Equal(1u, v["nsid"]!.GetValue<uint>());
+        }
+
+        await One_namespace_on_every_node_the_primary_optimized_the_others_inaccessible((await GetAsync(0, "v1/volumes/vol-a"))!);
+
+        // Node 0's metrics: the cluster's nodes and the role of its replica.
+        using (var http = new HttpClient())
+        {
+            string page = await http.GetStringAsync($"http://127.0.0.1:{_metricsPort}/metrics");
+            Assert.Contains("duroslight_cluster_nodes{state=\"live\"} 3", page);
+            var vol = (await GetAsync(0, "v1/volumes/vol-a"))!;
+            string role = vol["primary"]!.GetValue<int>() == 0 ? "primary" : "secondary";
+            string id = vol["id"]!.GetValue<string>();
+            Assert.Contains($"duroslight_replica_role{{volume=\"vol-a\",volume_id=\"{id}\",role=\"{role}\"}} 1", page);
+            Assert.Contains($"duroslight_replica_in_sync{{volume=\"vol-a\",volume_id=\"{id}\"}} 1", page);
+        }
+
+        // Three one-replica volumes spread over the three nodes (placement balances by replica count).
+        var alone = new List<int>();
+        foreach (string name in new[] { "b1", "b2", "b3" })
+        {
+            (code, _, stderr) = await Cli("ctl", "--socket", Socket(2), "volumes", "create", name, "8M", "--replicas", "1");
+            Assert.True(code == 0, stderr);
+            var v = await GetAsync(0, $"v1/volumes/{name}");
+            alone.Add(Assert.Single(Ints(v!["placement"])));
+        }
+        Assert.Equal([0, 1, 2], alone.Order());
+
+        // More replicas than live nodes is refused before anything is written; so is a taken name.
+        using (var client = new ControlClient(Socket(0)))
+        {
+            var (status, body) = await client.SendAsync(HttpMethod.Post, "v1/volumes", new JsonObject { ["name"] = "vol-a", ["size"] = "8M", ["replicas"] = 1 });
+            Assert.Equal(409, status);
+            Assert.Contains("exists", body!["error"]!.GetValue<string>());
+        }
+
+        (code, stdout, _) = await Cli("ctl", "--socket", Socket(0), "nodes", "list");
+        Assert.Equal(0, code);
+        var lines = stdout.Trim().Split('\n');
+        Assert.Equal(3, lines.Length);
+        Assert.All(lines, l => Assert.Contains("state=Active", l));
+        Assert.Single(lines, l => l.Contains("leader=true", StringComparison.Ordinal));
+
+        // A host list set through one node reaches every node (hosts/0 in etcd); the others' hosts are refused there.
+        (code, _, stderr) = await Cli("ctl", "--socket", Socket(1), "hosts", "set", "default", HostNqn);
+        Assert.True(code == 0, stderr);
+        for (int i = 0; i < 3; i++)
+            await Eventually.Until(async () => await GetAsync(i, "v1/subsystems") is JsonArray subs && !subs[0]!["allow_any_host"]!.GetValue<bool>()
+                && Assert.Single(subs[0]!["hosts"]!.AsArray())!.GetValue<string>() == HostNqn, $"node {i} has the cluster's host list", Limit);
+        await Assert.ThrowsAsync<NvmeConnectException>(() => NvmeTcpController.ConnectAsync("127.0.0.1", _nodes[2].IoPort, Nqn, OtherHostNqn));
+        await using var allowed = await NvmeTcpController.ConnectAsync("127.0.0.1", _nodes[2].IoPort, Nqn, HostNqn).WaitAsync(Limit);
+    }
+
+    [EtcdFact]
+    public async Task The_leader_killed_with_SIGKILL_shows_down_and_another_node_leads_and_places()
+    {
+        var (code, _, stderr) = await Cli("ctl", "--socket", Socket(0), "volumes", "create", "vol-k", "8M", "--replicas", "3");
+        Assert.True(code == 0, stderr);
+        int leader = LeaderOf(await NodesAsync(0));
+        Assert.InRange(leader, 0, 2);
+        // Make the killed leader the volume's primary too: the test then also sees the primary move.
+        int primary = (await GetAsync(0, "v1/volumes/vol-k"))!["primary"]!.GetValue<int>();
+
+        int other = (leader + 1) % 3;
+        var discoveryEvents = Channel.CreateUnbounded<uint>();
+        await using var discovery = await NvmeTcpController.ConnectAsync("127.0.0.1", _nodes[other].IoPort, NvmeTcpController.DiscoveryNqn, HostNqn,
+            new NvmeTcpControllerOptions { IoQueues = 0, KeepAliveTimeoutMs = 60_000, AsyncEventHandler = dw0 => discoveryEvents.Writer.TryWrite(dw0) }).WaitAsync(Limit);
+        Assert.Equal(3, (await discovery.ReadDiscoveryLogAsync()).Entries.Count);
+
+        Assert.Equal(137, await _nodes[leader].StopAsync(9));
+        JsonArray nodes = [];
+        await Eventually.Until(async () =>
+        {
+            nodes = await NodesAsync(other);
+            return StateOf(nodes, leader) == "Down" && LeaderOf(nodes) is >= 0 and var l && l != leader;
+        }, "the killed node Down and another node leading", Limit);
+        Assert.Equal(2, CountState(nodes, "Active"));
+        // The persistent discovery controller hears that the killed node's port left the log.
+        Assert.Equal(DiscoveryLogChanged, await discoveryEvents.Reader.ReadAsync().AsTask().WaitAsync(Limit));
+        await Eventually.Until(async () => (await discovery.ReadDiscoveryLogAsync()).Entries.Count == 2, "discovery log down to two ports", Limit);
+
+        // The new leader re-chooses a primary the kill took away, and places new volumes on the live nodes.
+        await Eventually.Until(async () => (await GetAsync(other, "v1/volumes/vol-k"))!["primary"]!.GetValue<int>() is var p && p >= 0 && p != leader,
+            $"vol-k's primary (was {primary}) on a live node", Limit);
+        int newPrimary = (await GetAsync(other, "v1/volumes/vol-k"))!["primary"]!.GetValue<int>();
+        uint nsid = (await GetAsync(other, "v1/volumes/vol-k"))!["nsid"]!.GetValue<uint>();
+        await using (var host = await NvmeTcpController.ConnectAsync("127.0.0.1", _nodes[newPrimary].IoPort, Nqn, HostNqn).WaitAsync(Limit))
+        {
+            await Eventually.Until(async () => (await host.GetLogPageAsync(LogPageId.AsymmetricNamespaceAccess, AnaLogPage.Size(1, false)))[32] == 0x01,
+                "the new primary's path optimized", Limit);
+            await host.ReadAsync(nsid, 0, 1, new byte[4096]);
+        }
+        (code, _, stderr) = await Cli("ctl", "--socket", Socket(other), "volumes", "create", "vol-n", "8M", "--replicas", "2");
+        Assert.True(code == 0, stderr);
+        var placed = Ints((await GetAsync(other, "v1/volumes/vol-n"))!["placement"]);
+        Assert.Equal(2, placed.Length);
+        Assert.DoesNotContain(leader, placed);
+        using var client = new ControlClient(Socket(other));
+        Assert.Equal(409, (await client.SendAsync(HttpMethod.Post, "v1/volumes", new JsonObject { ["name"] = "too-many", ["size"] = "8M", ["replicas"] = 3 })).Status);
+
+        // A graceful stop revokes the lease: the node is Down at once, not after the TTL.
+        int third = (leader + 2) % 3;
+        Assert.Equal(0, await _nodes[third].StopAsync(15));
+        nodes = await NodesAsync(other);
+        Assert.Equal("Down", StateOf(nodes, third));
+    }
+
+    /// <summary>
+    /// Through NVMe/TCP on each node: the same NSID and NGUID (the volume UUID) of the same subsystem, CMIC with ANA
+    /// reporting, the ANA log page showing this node's state, I/O served by the primary and refused with the ANA path
+    /// status by the others, and a discovery log that lists every node's I/O port.
+    /// </summary>
+    private async Task One_namespace_on_every_node_the_primary_optimized_the_others_inaccessible(JsonNode volume)
+    {
+        var id = Guid.Parse(volume["id"]!.GetValue<string>());
+        uint nsid = volume["nsid"]!.GetValue<uint>();
+        int primary = volume["primary"]!.GetValue<int>();
+        var data = new byte[4096];
+        data.AsSpan().Fill(0xC3);
+        for (int i = 0; i < 3; i++)
+        {
+            await using var host = await NvmeTcpController.ConnectAsync("127.0.0.1", _nodes[i].IoPort, Nqn, HostNqn).WaitAsync(Limit);
+            var ns = Assert.Single(host.Namespaces, n => n.Nsid == nsid);
+            Assert.Equal(id, ns.Nguid);
+            var identify = await host.IdentifyAsync(IdentifyCns.Controller);
+            Assert.Equal(0b1010, identify[76] & 0b1010); // CMIC: multi-controller + ANA reporting
+            var ana = await host.GetLogPageAsync(LogPageId.AsymmetricNamespaceAccess, AnaLogPage.Size(1, groupsOnly: false));
+            Assert.Equal(1, BinaryPrimitives.ReadUInt16LittleEndian(ana.AsSpan(8)));
+            Assert.Equal(nsid, BinaryPrimitives.ReadUInt32LittleEndian(ana.AsSpan(16))); // ANAGRPID
+            Assert.Equal(i == primary ? 0x01 : 0x03, ana[16 + 16]); // optimized on the primary, inaccessible elsewhere
+            if (i == primary)
+            {
+                await host.WriteAsync(nsid, 0, 1, data);
+                var back = new byte[4096];
+                await host.ReadAsync(nsid, 0, 1, back);
+                Assert.Equal(data, back);
+            }
+            else
+            {
+                var e = await Assert.ThrowsAsync<NvmeException>(async () => await host.ReadAsync(nsid, 0, 1, new byte[4096]));
+                Assert.Equal(NvmeStatus.AsymmetricAccessInaccessible, e.Status);
+            }
+            var log = await NvmeTcpController.DiscoverAsync("127.0.0.1", _nodes[i].IoPort, HostNqn).WaitAsync(Limit);
+            Assert.Equal(_nodes.Select(n => n.IoPort.ToString()).Order(), log.Entries.Select(e => e.TrSvcId).Order());
+            Assert.All(log.Entries, e => Assert.Equal(Nqn, e.SubNqn));
+            Assert.Equal(3, log.Entries.Select(e => e.PortId).Distinct().Count());
+        }
+    }
+
+    private string[] NodeArgs(int index)
+    {
+        string dir = Path.Combine(_dir.FullName, $"node{index}");
+        Directory.CreateDirectory(dir);
+        string metrics = index == 0 ? $"127.0.0.1:{_metricsPort}" : "off";
+        return ["--metrics", metrics, "--memory", "--etcd", _etcd!.Url, "--cluster", _cluster, "--node-index", index.ToString(), "--lease-ttl", "3",
+            "--data-dir", dir, "--control-socket", Socket(index)];
+    }
+
+    private string Socket(int index) => Path.Combine(_dir.FullName, $"ctl{index}.sock");
+
+    private async Task<JsonNode?> GetAsync(int node, string path)
+    {
+        using var client = new ControlClient(Socket(node));
+        var (status, body) = await client.GetAsync(path);
+        return status == 200 ? body : null;
+    }
+
+    private async Task<JsonArray> NodesAsync(int node) => await GetAsync(node, "v1/nodes") as JsonArray ?? [];
+
+    private static int CountState(JsonArray nodes, string state) => nodes.Count(n => n!["state"]!.GetValue<string>() == state);
+
+    private static string? StateOf(JsonArray nodes, int index) =>
+        nodes.FirstOrDefault(n => n!["index"]!.GetValue<int>() == index)?["state"]!.GetValue<string>();
+
+    private static int LeaderOf(JsonArray nodes) =>
+        nodes.FirstOrDefault(n => n!["leader"]!.GetValue<bool>())?["index"]!.GetValue<int>() ?? -1;
+
+    private static int[] Ints(JsonNode? array) => [.. array!.AsArray().Select(n => n!.GetValue<int>())];
+
+    private static async Task<(int Code, string Stdout, string Stderr)> Cli(params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet", [Dll, .. args]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync().WaitAsync(Limit);
+        return (p.ExitCode, await stdout, await stderr);
+    }
+}
