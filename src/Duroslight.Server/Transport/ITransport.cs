@@ -3,8 +3,8 @@ using System.Net;
 namespace Duroslight.Server.Transport;
 
 /// <summary>
-/// Moves bytes between sockets and the sans-IO engine. This socket loop is the first implementation; the
-/// io_uring reactor implements the same contract without touching the engine.
+/// Moves bytes between sockets and the sans-IO engine: what the node host starts, counts and drains.
+/// <see cref="ReactorTransport"/> (io_uring shards) is the implementation.
 /// </summary>
 public interface ITransport : IAsyncDisposable
 {

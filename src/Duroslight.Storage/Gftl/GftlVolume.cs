@@ -95,6 +95,9 @@ internal sealed class GftlVolume : IBlockVolume
 
     public ValueTask<StorageResult> FlushAsync() => _closed ? new(StorageResult.MediaError) : _core.FlushAsync();
 
+    /// <summary>The shard's partition, held by the channel rather than derived per chunk.</summary>
+    public IVolumeChannel OpenChannel(StorageShard shard) => new GftlChannel(this, _core.PartitionOf(shard));
+
     /// <summary>No-op: the store owns the volume.</summary>
     public void Dispose()
     {
@@ -104,10 +107,10 @@ internal sealed class GftlVolume : IBlockVolume
 
     internal void Close() => _closed = true;
 
-    private static bool FitsInChunk(long offset, int length) =>
+    internal static bool FitsInChunk(long offset, long length) =>
         (offset >> ChunkMap.ChunkShift) == ((offset + length - 1) >> ChunkMap.ChunkShift);
 
-    private StorageResult CheckRange(long offset, long length, bool write)
+    internal StorageResult CheckRange(long offset, long length, bool write)
     {
         if (offset < 0 || length < 0 || offset > SizeBytes - length ||
             ((offset | length) & (GftlLayout.BlockSize - 1)) != 0)
@@ -202,6 +205,13 @@ internal sealed class GftlVolume : IBlockVolume
         }
 
         return touched;
+    }
+
+    /// <summary>A trim of blocks of one chunk that <paramref name="partition"/> owns (the reactor's write-zeroes and deallocate).</summary>
+    internal ValueTask<StorageResult> TrimChunkAsync(Partition partition, long lba, int count)
+    {
+        long seq = _core.NextSeq();
+        return partition.Trim(this, lba, count, seq) == 0 ? new(StorageResult.Ok) : partition.LogTrimAsync(this, lba, count, seq);
     }
 
     private ValueTask<StorageResult> LogTrimAsync(long lba, int count, long seq) =>
