@@ -34,11 +34,14 @@ public static class BlockIo
     public static IBlockIo Current => t_current ?? s_fallback;
 
     /// <summary>Installs <paramref name="io"/> for the calling thread (null restores the fallback).</summary>
-    public static void InstallForCurrentThread(IBlockIo? io) => t_current = io is null || s_wrap is null ? io : s_wrap(io);
+    public static void InstallForCurrentThread(IBlockIo? io) => t_current = io is null ? null : Instrumented(io);
+
+    /// <summary><paramref name="io"/> as the process uses it: wrapped when <see cref="WrapAll"/> asked for it.</summary>
+    public static IBlockIo Instrumented(IBlockIo io) => s_wrap is null ? io : s_wrap(io);
 
     /// <summary>
-    /// Test instrumentation (Storage's PowerLossShadowBlockIo): wraps the fallback and every implementation
-    /// installed from now on. Call before any thread installs its own.
+    /// Test instrumentation (Storage's PowerLossShadowBlockIo): wraps the fallback, every implementation installed
+    /// from now on and every <see cref="Instrumented"/> one. Call before any thread installs its own.
     /// </summary>
     public static void WrapAll(Func<IBlockIo, IBlockIo> wrap)
     {

@@ -32,13 +32,14 @@ public sealed unsafe class Shard
 
     private readonly ShardQueue<IShardWork> _inbox = new(InboxCapacity);
     private readonly Queue<IShardWork> _local = new();
-    private readonly List<IShardFlush> _dirty = [];
-    private readonly List<IShardFlush> _flushing = [];
+    private readonly List<IBatchedSender> _sendScheduled = [];
+    private readonly List<IBatchedSender> _sending = [];
     private readonly List<IShardTicker> _tickers = [];
     private readonly List<IRingHandler?> _handlers = [];
     private readonly Stack<int> _freeTokens = new();
     private readonly ManualResetEventSlim _started = new();
     private readonly WakeHandler _wakeHandler;
+    private readonly RingBlockIo _deviceIo;
     private readonly int _cpu;
     private Thread? _thread;
     private Ring? _ring;
@@ -60,6 +61,7 @@ public sealed unsafe class Shard
         _cpu = cpu;
         Mode = mode;
         _wakeHandler = new WakeHandler(this);
+        _deviceIo = new RingBlockIo(this);
     }
 
     /// <summary>The shard whose thread is calling, or null off the reactor.</summary>
@@ -85,8 +87,11 @@ public sealed unsafe class Shard
     /// <summary>Managed bytes this shard's thread has allocated, sampled every tick (the zero-allocation proof).</summary>
     public long AllocatedBytes => Volatile.Read(ref _allocatedBytes);
 
-    /// <summary>The ring-backed device I/O of this shard (installed as <see cref="BlockIo.Current"/> on its thread).</summary>
-    internal RingBlockIo? BlockIo { get; private set; }
+    /// <summary>
+    /// The ring-backed device I/O of this shard, for storage channels (and installed as
+    /// <see cref="Duroslight.Core.BlockIo.Current"/> on its thread). Only the shard's thread may submit through it.
+    /// </summary>
+    public IBlockIo DeviceIo => _deviceIo;
 
     internal bool IsOnThread => t_current == this;
 
@@ -128,8 +133,8 @@ public sealed unsafe class Shard
         _freeTokens.Push(token);
     }
 
-    /// <summary>Asks for <see cref="IShardFlush.Flush"/> at the end of this loop iteration (once).</summary>
-    public void MarkDirty(IShardFlush flush) => _dirty.Add(flush);
+    /// <summary>Asks for <see cref="IBatchedSender.SendBatch"/> at the end of this loop iteration (once).</summary>
+    public void ScheduleSend(IBatchedSender sender) => _sendScheduled.Add(sender);
 
     public void AddTicker(IShardTicker ticker) => _tickers.Add(ticker);
 
@@ -201,7 +206,7 @@ public sealed unsafe class Shard
         }
         finally
         {
-            Duroslight.Core.BlockIo.InstallForCurrentThread(null);
+            BlockIo.InstallForCurrentThread(null);
             t_current = null;
             _ring!.Dispose();
             LibC.Close(_eventFd);
@@ -219,8 +224,7 @@ public sealed unsafe class Shard
         // Created here: a single-issuer ring belongs to the thread that creates it.
         _ring = Reactor.Ring.Create(RingEntries);
         t_current = this;
-        BlockIo = new RingBlockIo(this);
-        Duroslight.Core.BlockIo.InstallForCurrentThread(BlockIo);
+        BlockIo.InstallForCurrentThread(_deviceIo);
         _eventFd = LibC.EventFd();
         _eventValue = (ulong*)System.Runtime.InteropServices.NativeMemory.Alloc(sizeof(ulong));
         _wakeHandler.Token = Register(_wakeHandler);
@@ -238,7 +242,7 @@ public sealed unsafe class Shard
             bool worked = Reap(completions);
             worked |= RunWork();
             Tick();
-            worked |= FlushDirty();
+            worked |= SendBatches();
             _idleSpin.Iterated(worked, Stopwatch.GetTimestamp());
             Wait();
         }
@@ -295,14 +299,14 @@ public sealed unsafe class Shard
             if (i < _tickers.Count) _tickers[i].OnTick(now);
     }
 
-    /// <summary>Runs the flushes asked for this iteration; a flush may ask again (work it produced), next time round.</summary>
-    private bool FlushDirty()
+    /// <summary>Runs the sends asked for this iteration; a sender may ask again (work it produced), next time round.</summary>
+    private bool SendBatches()
     {
-        if (_dirty.Count == 0) return false;
-        _flushing.AddRange(_dirty);
-        _dirty.Clear();
-        foreach (var flush in _flushing) flush.Flush();
-        _flushing.Clear();
+        if (_sendScheduled.Count == 0) return false;
+        _sending.AddRange(_sendScheduled);
+        _sendScheduled.Clear();
+        foreach (var sender in _sending) sender.SendBatch();
+        _sending.Clear();
         return true;
     }
 
@@ -313,7 +317,7 @@ public sealed unsafe class Shard
     private void Wait()
     {
         long timeoutUs = 0;
-        if (Mode == PollMode.Sleep && _local.Count == 0 && _dirty.Count == 0 && !_idleSpin.ShouldSpin(Stopwatch.GetTimestamp()))
+        if (Mode == PollMode.Sleep && _local.Count == 0 && _sendScheduled.Count == 0 && !_idleSpin.ShouldSpin(Stopwatch.GetTimestamp()))
         {
             Interlocked.Exchange(ref _sleeping, 1);
             // Re-check after announcing sleep: a producer that missed the flag enqueued before we looked.

@@ -15,10 +15,13 @@ public interface IRingHandler
     void OnCompletion(byte op, int result, bool more);
 }
 
-/// <summary>Something that batches output during an iteration and submits it once at the end (sends).</summary>
-public interface IShardFlush
+/// <summary>
+/// Something that batches output during a loop iteration and sends it once at the end
+/// (<see cref="Shard.ScheduleSend"/>): one socket send for all the responses an iteration produced.
+/// </summary>
+public interface IBatchedSender
 {
-    void Flush();
+    void SendBatch();
 }
 
 /// <summary>Called about every <see cref="Shard.TickInterval"/> on the shard (timers: keep-alive, AENs).</summary>

@@ -57,7 +57,7 @@ public sealed class GftlNodeTests : IDisposable
         Assert.Equal(0x20, e.Status.Sc);
         e = await Assert.ThrowsAsync<NvmeException>(() => host.DeallocateAsync(nsid, [new LbaRange(0, 8)]));
         Assert.Equal(NvmeStatus.NamespaceWriteProtected, e.Status);
-        Assert.Equal(NvmeStatus.NamespaceWriteProtected, StorageExecutor.ToStatus(StorageResult.WriteProtected, StorageOp.Write));
+        Assert.Equal(NvmeStatus.NamespaceWriteProtected, StorageStatus.ToNvme(StorageResult.WriteProtected, StorageOp.Write));
         await host.ReadAsync(nsid, 0, 1, new byte[4096]); // reads still work
     }
 

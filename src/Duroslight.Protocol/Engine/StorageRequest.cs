@@ -28,7 +28,9 @@ public sealed class StorageRequest
     }
 
     public TargetConnection Owner { get; }
-    internal int Slot { get; }
+
+    /// <summary>The command slot (SQ entry) this request belongs to; a driver keeps its per-slot state by it.</summary>
+    public int Slot { get; }
 
     public StorageOp Op { get; internal set; }
 
@@ -54,7 +56,4 @@ public sealed class StorageRequest
     public ByteRange[] Ranges { get; internal set; } = [];
 
     public int RangeCount { get; internal set; }
-
-    /// <summary>The driver's own execution state for this slot, kept across commands so it is allocated once.</summary>
-    public object? DriverState { get; set; }
 }

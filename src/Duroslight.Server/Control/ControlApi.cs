@@ -127,7 +127,7 @@ public sealed partial class ControlApi(NodeHost node, ILogger logger)
     public StateResponse State()
     {
         var s = node.Settings;
-        return new StateResponse(node.State.ToString(), s.NodeIndex, s.ClusterId, s.SubsystemNqn, s.AuxSubsystemCount, Environment.ProcessId,
+        return new StateResponse(node.State.Name(), s.NodeIndex, s.ClusterId, s.SubsystemNqn, s.AuxSubsystemCount, Environment.ProcessId,
             (long)(DateTimeOffset.UtcNow - node.StartedAt).TotalSeconds, node.VolumeList().Count, node.Target.Namespaces.Length,
             node.Target.ListControllers().Count, node.ConnectionCount, node.Target.DiscoveryGeneration, s.Listen.ToString(),
             s.Discovery.ToString(), s.Metrics?.ToString() ?? "off");
@@ -261,7 +261,7 @@ public sealed partial class ControlApi(NodeHost node, ILogger logger)
     private ShutdownResponse Shutdown()
     {
         node.RequestShutdown();
-        return new ShutdownResponse(node.State.ToString(), "requested");
+        return new ShutdownResponse(node.State.Name(), "requested");
     }
 
     private static Referral ToReferral(IPEndPoint ep) => new(ep.Address.ToString(), ep.Port.ToString(CultureInfo.InvariantCulture));

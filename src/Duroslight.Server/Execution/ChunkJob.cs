@@ -14,8 +14,9 @@ namespace Duroslight.Server.Execution;
 internal sealed class ChunkJob : IShardWork
 {
     private readonly Action _resume;
-    private RequestRun _run = null!;
-    private IBlockVolume _volume = null!;
+    private RequestFanOut _run = null!;
+    private IVolumeChannel _channel = null!;
+    private Guid _placement;
     private StorageRequest _request = null!;
     private Shard _shard = null!;
     private int _shardCount;
@@ -33,19 +34,20 @@ internal sealed class ChunkJob : IShardWork
 
     public Shard Shard => _shard;
 
-    /// <summary>One data chunk: <paramref name="buffer"/> is its slice of the request's buffer.</summary>
-    public void SetChunk(RequestRun run, IBlockVolume volume, StorageRequest request, Shard shard, long offset, int length, Memory<byte> buffer)
+    /// <summary>One data chunk, through the volume's channel on its owner: <paramref name="buffer"/> is its slice of the request's buffer.</summary>
+    public void SetChunk(RequestFanOut run, IVolumeChannel channel, StorageRequest request, Shard shard, long offset, int length, Memory<byte> buffer)
     {
-        Set(run, volume, request, shard, sweep: false);
+        Set(run, channel, request, shard, sweep: false);
         _offset = offset;
         _length = length;
         _buffer = buffer;
     }
 
     /// <summary>Every chunk of the request's ranges owned by <paramref name="shard"/> (write-zeroes, deallocate).</summary>
-    public void SetSweep(RequestRun run, IBlockVolume volume, StorageRequest request, Shard shard, int shardCount)
+    public void SetSweep(RequestFanOut run, ServedVolume volume, StorageRequest request, Shard shard, int shardCount)
     {
-        Set(run, volume, request, shard, sweep: true);
+        Set(run, volume.Channels[shard.Index], request, shard, sweep: true);
+        _placement = volume.PlacementId;
         _shardCount = shardCount;
         _rangeIndex = 0;
         _inRange = false;
@@ -53,10 +55,10 @@ internal sealed class ChunkJob : IShardWork
 
     public void Execute() => Pump();
 
-    private void Set(RequestRun run, IBlockVolume volume, StorageRequest request, Shard shard, bool sweep)
+    private void Set(RequestFanOut run, IVolumeChannel channel, StorageRequest request, Shard shard, bool sweep)
     {
         _run = run;
-        _volume = volume;
+        _channel = channel;
         _request = request;
         _shard = shard;
         _sweep = sweep;
@@ -105,8 +107,8 @@ internal sealed class ChunkJob : IShardWork
         if (_issued) return false;
         _issued = true;
         operation = _request.Op == StorageOp.Read
-            ? _volume.ReadAsync(_offset, _buffer)
-            : _volume.WriteAsync(_offset, _buffer);
+            ? _channel.ReadAsync(_offset, _buffer)
+            : _channel.WriteAsync(_offset, _buffer);
         return true;
     }
 
@@ -122,10 +124,10 @@ internal sealed class ChunkJob : IShardWork
             while (_spans.MoveNext())
             {
                 var chunk = _spans.Current;
-                if (ChunkMap.OwnerShard(_volume.PlacementId, chunk.ChunkIndex, _shardCount) != _shard.Index) continue;
+                if (ChunkMap.OwnerShard(_placement, chunk.ChunkIndex, _shardCount) != _shard.Index) continue;
                 operation = _request.Op == StorageOp.Deallocate
-                    ? _volume.DeallocateAsync(chunk.Offset, chunk.Length)
-                    : _volume.WriteZeroesAsync(chunk.Offset, chunk.Length);
+                    ? _channel.DeallocateAsync(chunk.Offset, chunk.Length)
+                    : _channel.WriteZeroesAsync(chunk.Offset, chunk.Length);
                 return true;
             }
             _inRange = false;

@@ -1,6 +1,7 @@
 using Duroslight.Protocol.Engine;
 using Duroslight.Protocol.Nvme;
 using Duroslight.Reactor;
+using Duroslight.Storage.Volumes;
 
 namespace Duroslight.Server.Execution;
 
@@ -12,25 +13,28 @@ internal interface IStorageCompletion
 
 /// <summary>
 /// Runs the engine's storage requests on the reactor: every data request is cut at 128 KiB chunk boundaries and
-/// each chunk runs on the shard that owns it (<see cref="Storage.Chunking.ChunkMap.OwnerShard"/>); the request
-/// completes once, on its connection's shard, when its last chunk is done.
+/// each chunk runs on the shard that owns it (<see cref="Storage.Chunking.ChunkMap.OwnerShard"/>), through that
+/// volume's channel on that shard; the request completes once, on its connection's shard, when its last chunk is done.
 /// </summary>
-internal sealed class ChunkRouter(ShardGroup shards, StorageExecutor volumes)
+internal sealed class ChunkRouter
 {
-    public ShardGroup Shards => shards;
-
-    public StorageExecutor Volumes => volumes;
-
-    /// <summary>Starts <paramref name="request"/>; call on the connection's shard.</summary>
-    public void Execute(StorageRequest request, IStorageCompletion completion)
+    public ChunkRouter(ShardGroup shards, VolumeTable volumes)
     {
-        // One run per command slot, kept on the request: no allocation per I/O once every slot has been used.
-        var run = request.DriverState as RequestRun;
-        if (run is null)
-        {
-            run = new RequestRun(this);
-            request.DriverState = run;
-        }
-        run.Start(request, completion, Shard.Current ?? throw new InvalidOperationException("not on a shard"));
+        Shards = shards;
+        Volumes = volumes;
+        var storageShards = new StorageShard[shards.Count];
+        for (int i = 0; i < storageShards.Length; i++) storageShards[i] = new StorageShard(i, shards.Count, BlockIo.Instrumented(shards[i].DeviceIo));
+        volumes.AttachShards(storageShards);
     }
+
+    public ShardGroup Shards { get; }
+
+    public VolumeTable Volumes { get; }
+
+    /// <summary>The fan-out a connection keeps for one of its command slots (reused for every request of the slot).</summary>
+    public RequestFanOut NewFanOut() => new(this);
+
+    /// <summary>Starts <paramref name="request"/> with its slot's <paramref name="fanOut"/>; call on the connection's shard.</summary>
+    public void Execute(StorageRequest request, RequestFanOut fanOut, IStorageCompletion completion) =>
+        fanOut.Start(request, completion, Shard.Current ?? throw new InvalidOperationException("not on a shard"));
 }

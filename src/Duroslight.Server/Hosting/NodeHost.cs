@@ -25,7 +25,7 @@ public sealed class NodeHost : IAsyncDisposable
 
     private readonly ILogger _logger;
     private readonly ILoggerFactory _loggers;
-    private readonly StorageExecutor _executor;
+    private readonly VolumeTable _volumeTable;
     private readonly TaskCompletionSource _shutdownRequested = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private IVolumeStore? _store;
     private NodeVolumes? _volumes;
@@ -42,7 +42,7 @@ public sealed class NodeHost : IAsyncDisposable
         Settings = settings;
         _loggers = loggers;
         _logger = loggers.CreateLogger("duroslight");
-        _executor = new StorageExecutor();
+        _volumeTable = new VolumeTable();
         Target = new Target(new TargetOptions
         {
             SubsystemNqn = settings.SubsystemNqn,
@@ -65,12 +65,12 @@ public sealed class NodeHost : IAsyncDisposable
     public NodeState State => _state;
     public DateTimeOffset StartedAt { get; } = DateTimeOffset.UtcNow;
     public int ConnectionCount => _transport?.ConnectionCount ?? 0;
-    public IReadOnlyCollection<IBlockVolume> Volumes => _executor.Volumes;
+    public IReadOnlyCollection<IBlockVolume> Volumes => _volumeTable.Volumes;
     /// <summary>Per-shard I/O counters (one shard until the reactor started).</summary>
-    public IoMetrics IoMetrics => _executor.Metrics;
+    public IoMetrics IoMetrics => _volumeTable.Metrics;
 
     /// <summary>Volume operations (control API); available once the node passed the Duroslight state.</summary>
-    public NodeVolumes VolumeOps => _volumes ?? throw ControlException.Conflict($"node is {_state}: no volumes yet");
+    public NodeVolumes VolumeOps => _volumes ?? throw ControlException.Conflict($"node is {_state.Name()}: no volumes yet");
 
     /// <summary>Completes when the control API asked for a graceful shutdown.</summary>
     public Task ShutdownRequested => _shutdownRequested.Task;
@@ -100,8 +100,8 @@ public sealed class NodeHost : IAsyncDisposable
         StartShards();
         Enter(NodeState.Gftl);
         _store = OpenStore();
-        Enter(NodeState.Duroslight);
-        _volumes = new NodeVolumes(_store, Target, _executor, _logger);
+        Enter(NodeState.BuildingTarget);
+        _volumes = new NodeVolumes(_store, Target, _volumeTable, _logger);
         if (!Settings.IsClustered) _volumes.ExposeAll();
         foreach (var r in Settings.Referrals) Target.AddReferral(new Referral(r.Address.ToString(), Port(r)));
         Enter(NodeState.Activating);
@@ -204,7 +204,7 @@ public sealed class NodeHost : IAsyncDisposable
     {
         _state = state;
         _cluster?.SetState(state);
-        _logger.LogInformation("state {State}", state);
+        _logger.LogInformation("state {State}", state.Name());
         StateChanged?.Invoke(state);
     }
 
@@ -214,11 +214,10 @@ public sealed class NodeHost : IAsyncDisposable
         _shards = new ShardGroup(Settings.Cores, Settings.Poll);
         foreach (string warning in ShardGroup.CheckLimits(expectedConnections: 4096)) _logger.LogWarning("{Warning}", warning);
         _shards.Start();
-        _executor.Metrics = new IoMetrics(_shards.Count);
+        _volumeTable.Metrics = new IoMetrics(_shards.Count);
         _logger.LogInformation("reactor: {Count} shards ({Mode} polling), io_uring setup flags 0x{Flags:x}",
             _shards.Count, Settings.Poll, _shards[0].RingFlags);
     }
-
 
     /// <summary>The store when it is the GFTL (space, GC and write amplification for metrics); null otherwise.</summary>
     public GftlStore? Gftl => _store as GftlStore;
@@ -272,7 +271,7 @@ public sealed class NodeHost : IAsyncDisposable
             throw new UsageException("listening on a wildcard address needs --advertise ADDR: hosts connect to the address in the discovery log");
         Target.AddListener(new ListenerInfo(Settings.AdvertisedAddress, Port(Settings.Listen), IoPortId(Settings.NodeIndex), IsDiscovery: false));
         Target.AddListener(new ListenerInfo(Settings.DiscoveryAdvertisedAddress, Port(Settings.Discovery), DiscoveryPortId, IsDiscovery: true));
-        _transport = new ReactorTransport(Target, _shards!, _executor, _logger);
+        _transport = new ReactorTransport(Target, _shards!, _volumeTable, _logger);
         _transport.Start([new TransportEndpoint(Settings.Listen, false), new TransportEndpoint(Settings.Discovery, true)]);
     }
 

@@ -27,7 +27,7 @@ public sealed class NodeService(NodeHost node, IHostApplicationLifetime lifetime
     {
         NodeState.Active => "READY=1\nSTATUS=Active",
         NodeState.Draining => "STOPPING=1\nSTATUS=Draining",
-        _ => $"STATUS={state}",
+        _ => $"STATUS={state.Name()}",
     };
 
     public static Action<NodeState> Notifier(ISystemdNotifier notifier, ILogger logger) => state =>

@@ -17,18 +17,18 @@ public sealed record VolumeView(Guid Id, string Name, long SizeBytes, int BlockS
 /// <summary>
 /// The volumes of a node and their namespaces: every change goes store first, then target (which posts the
 /// namespace AENs), and is undone when a later step fails, so nothing is half-applied. Changes are serialised
-/// by one lock; the I/O path only reads the snapshots published to the executor and the metrics.
+/// by one lock; the I/O path only reads the snapshots published to the volume table and the metrics.
 /// NSIDs: at start in catalog order from 1; a created volume takes the lowest free NSID. The per-volume metric
 /// slot is NSID - 1.
 /// </summary>
-public sealed class NodeVolumes(IVolumeStore store, Target target, StorageExecutor executor, ILogger logger)
+public sealed class NodeVolumes(IVolumeStore store, Target target, VolumeTable volumeTable, ILogger logger)
 {
     public const int BlockSize = 4096;
 
     private readonly object _gate = new();
     private readonly Dictionary<Guid, IBlockVolume> _open = [];
 
-    private IoMetrics Metrics => executor.Metrics;
+    private IoMetrics Metrics => volumeTable.Metrics;
 
     /// <summary>Exposes every volume of the store (start-up).</summary>
     public void ExposeAll()
@@ -299,10 +299,10 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, StorageExecut
     /// <summary>A volume's host list as the target enforces it (null: any host the subsystem admits).</summary>
     private static HostAccess Access(string[]? hosts) => hosts is null ? HostAccess.AllowAny : HostAccess.Only(hosts);
 
-    /// <summary>Hands the current volume set to the executor and the metric slots to IoMetrics.</summary>
+    /// <summary>Hands the current volume set to the volume table and the metric slots to IoMetrics.</summary>
     private void Publish()
     {
-        executor.SetVolumes(_open.Values);
+        volumeTable.SetVolumes(_open.Values);
         var slots = new Dictionary<Guid, int>();
         foreach (var ns in target.Namespaces) slots[ns.VolumeId] = (int)ns.Nsid - 1;
         Metrics.SetVolumeSlots(slots.ToFrozenDictionary());

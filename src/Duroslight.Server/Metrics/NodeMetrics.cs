@@ -142,7 +142,7 @@ public sealed class NodeMetrics
     private void Process()
     {
         foreach (var state in Enum.GetValues<NodeState>())
-            _state.WithLabels(state.ToString().ToLowerInvariant()).Set(state == _node.State ? 1 : 0);
+            _state.WithLabels(state.Name().ToLowerInvariant()).Set(state == _node.State ? 1 : 0);
         _nodeInfo.WithLabels(Int(_node.Settings.NodeIndex), _node.Settings.ClusterId, _node.Settings.SubsystemNqn).Set(1);
         _genctr.Set(_node.Target.DiscoveryGeneration);
         using var self = System.Diagnostics.Process.GetCurrentProcess();

@@ -17,7 +17,7 @@ namespace Duroslight.Server.Transport;
 /// from the buffers storage filled, which go back to the pool only when the send is over. Every method runs
 /// on the shard's thread; other threads only post to it (<see cref="Wake"/>, <see cref="Drain"/>, <see cref="Abort"/>).
 /// </summary>
-internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, IShardTicker, IShardWork, IConnectionSignal, IStorageCompletion
+internal sealed unsafe class ReactorConnection : IRingHandler, IBatchedSender, IShardTicker, IShardWork, IConnectionSignal, IStorageCompletion
 {
     private const int ReceiveBufferSize = 128 * 1024;
 
@@ -30,6 +30,9 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, ISha
     private readonly TcpSocket _socket;
     private readonly ReactorTransport _owner;
     private readonly ChunkRouter _router;
+
+    /// <summary>One fan-out per command slot, made on the slot's first request and reused: no allocation per I/O.</summary>
+    private RequestFanOut?[] _fanOuts = [];
     private readonly ILogger _logger;
     private readonly NativeBuffer _receiveBuffer;
     private readonly TargetConnection _engine;
@@ -111,7 +114,7 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, ISha
     }
 
     /// <summary>End of the shard's iteration: one send for everything this connection produced meanwhile.</summary>
-    public void Flush()
+    public void SendBatch()
     {
         _dirty = false;
         if (_sending || _transportClosed || _closed) return;
@@ -209,15 +212,21 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IShardFlush, ISha
     /// <summary>Executes what the engine asked for and schedules a send.</summary>
     private void AfterEngine()
     {
-        while (_engine.TryTakeStorageRequest(out var request)) _router.Execute(request, this);
+        while (_engine.TryTakeStorageRequest(out var request)) _router.Execute(request, FanOutFor(request.Slot), this);
         MarkDirty();
+    }
+
+    private RequestFanOut FanOutFor(int slot)
+    {
+        if (slot >= _fanOuts.Length) Array.Resize(ref _fanOuts, Math.Max(slot + 1, _fanOuts.Length * 2));
+        return _fanOuts[slot] ??= _router.NewFanOut();
     }
 
     private void MarkDirty()
     {
         if (_dirty || _closed) return;
         _dirty = true;
-        _shard.MarkDirty(this);
+        _shard.ScheduleSend(this);
     }
 
     private void TransportClosed()

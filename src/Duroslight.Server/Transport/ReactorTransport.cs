@@ -24,7 +24,7 @@ public sealed class ReactorTransport : ITransport
     private int _nextShard;
     private bool _acceptStopped;
 
-    public ReactorTransport(Target target, ShardGroup shards, StorageExecutor volumes, ILogger logger)
+    public ReactorTransport(Target target, ShardGroup shards, VolumeTable volumes, ILogger logger)
     {
         Target = target;
         _shards = shards;

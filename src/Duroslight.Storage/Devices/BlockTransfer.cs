@@ -6,7 +6,7 @@ using Microsoft.Win32.SafeHandles;
 namespace Duroslight.Storage.Devices;
 
 /// <summary>
-/// Reads or writes a whole range through <see cref="BlockIo.Current"/>, continuing after short transfers, as one
+/// Reads or writes a whole range through an <see cref="IBlockIo"/>, continuing after short transfers, as one
 /// <see cref="StorageResult"/>. Hand-written rather than an async method: the runtime's pooled async boxes keep only
 /// a couple per thread, so at queue depth 32 most of them would be allocated. Operations are pooled per thread (a
 /// shard starts them and its ring completes them on the same thread); a transfer that completes synchronously (the
@@ -19,6 +19,7 @@ public sealed class BlockTransfer : IValueTaskSource<StorageResult>
 
     private readonly Action _resume;
     private ManualResetValueTaskSourceCore<StorageResult> _core;
+    private IBlockIo _io = null!;
     private SafeFileHandle _file = null!;
     private Memory<byte> _buffer;
     private long _offset;
@@ -29,11 +30,22 @@ public sealed class BlockTransfer : IValueTaskSource<StorageResult>
     private BlockTransfer() => _resume = Resume;
 
     /// <summary>Reads all of <paramref name="buffer"/>; bytes past the end of the file read as zeros.</summary>
-    public static ValueTask<StorageResult> ReadAsync(SafeFileHandle file, Memory<byte> buffer, long offset) =>
-        Start(file, buffer, offset, write: false);
+    public static ValueTask<StorageResult> ReadAsync(IBlockIo io, SafeFileHandle file, Memory<byte> buffer, long offset) =>
+        Start(io, file, buffer, offset, write: false);
 
+    public static ValueTask<StorageResult> WriteAsync(IBlockIo io, SafeFileHandle file, ReadOnlyMemory<byte> buffer, long offset) =>
+        Start(io, file, System.Runtime.InteropServices.MemoryMarshal.AsMemory(buffer), offset, write: true);
+
+    /// <summary>
+    /// Through the calling thread's I/O (<see cref="BlockIo.Current"/>): for the GFTL's records, which a completion on
+    /// another thread may continue.
+    /// </summary>
+    public static ValueTask<StorageResult> ReadAsync(SafeFileHandle file, Memory<byte> buffer, long offset) =>
+        ReadAsync(BlockIo.Current, file, buffer, offset);
+
+    /// <inheritdoc cref="ReadAsync(SafeFileHandle, Memory{byte}, long)"/>
     public static ValueTask<StorageResult> WriteAsync(SafeFileHandle file, ReadOnlyMemory<byte> buffer, long offset) =>
-        Start(file, System.Runtime.InteropServices.MemoryMarshal.AsMemory(buffer), offset, write: true);
+        WriteAsync(BlockIo.Current, file, buffer, offset);
 
     public StorageResult GetResult(short token)
     {
@@ -53,15 +65,16 @@ public sealed class BlockTransfer : IValueTaskSource<StorageResult>
     public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
         _core.OnCompleted(continuation, state, token, flags);
 
-    private static ValueTask<StorageResult> Start(SafeFileHandle file, Memory<byte> buffer, long offset, bool write)
+    private static ValueTask<StorageResult> Start(IBlockIo io, SafeFileHandle file, Memory<byte> buffer, long offset, bool write)
     {
         var transfer = t_pool is { Count: > 0 } pool ? pool.Pop() : new BlockTransfer();
+        transfer._io = io;
         transfer._file = file;
         transfer._buffer = buffer;
         transfer._offset = offset;
         transfer._write = write;
         transfer._done = 0;
-        var first = Issue(file, buffer, offset, write);
+        var first = Issue(io, file, buffer, offset, write);
         if (first.IsCompleted && transfer.Account(first.Result) is { } done)
         {
             // Finished at once (always so off the reactor): no need to lend the transfer out.
@@ -73,17 +86,18 @@ public sealed class BlockTransfer : IValueTaskSource<StorageResult>
         return new ValueTask<StorageResult>(transfer, token);
     }
 
-    private ValueTask<int> IssueRest() => Issue(_file, _buffer[_done..], _offset + _done, _write);
+    private ValueTask<int> IssueRest() => Issue(_io, _file, _buffer[_done..], _offset + _done, _write);
 
     private void Release()
     {
+        _io = null!;
         _file = null!;
         _buffer = default;
         (t_pool ??= new Stack<BlockTransfer>()).Push(this);
     }
 
-    private static ValueTask<int> Issue(SafeFileHandle file, Memory<byte> buffer, long offset, bool write) =>
-        write ? BlockIo.Current.WriteAsync(file, buffer, offset) : BlockIo.Current.ReadAsync(file, buffer, offset);
+    private static ValueTask<int> Issue(IBlockIo io, SafeFileHandle file, Memory<byte> buffer, long offset, bool write) =>
+        write ? io.WriteAsync(file, buffer, offset) : io.ReadAsync(file, buffer, offset);
 
     /// <summary>Takes results as long as they are ready; parks on the first pending one.</summary>
     private void Pump(ValueTask<int> operation)

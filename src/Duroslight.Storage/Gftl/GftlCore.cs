@@ -48,8 +48,23 @@ internal sealed class GftlCore : IDisposable
         }
     }
 
+    // Partition index = shard index: partition p holds exactly the chunks that ChunkMap.OwnerShard gives to shard p
+    // of Partitions.Length shards, so the reactor runs each partition on one shard. These two are the only mappings.
+
+    /// <summary>The partition of a chunk, for callers that are not a shard's channel (control path, collector, recovery, tests).</summary>
     public Partition PartitionFor(Guid volume, long chunk) =>
         Partitions.Length == 1 ? Partitions[0] : Partitions[ChunkMap.OwnerShard(volume, chunk, Partitions.Length)];
+
+    /// <summary>The partition a shard's channels use: the one holding the chunks that shard owns.</summary>
+    public Partition PartitionOf(StorageShard shard)
+    {
+        if (shard.Count != Partitions.Length)
+        {
+            throw new InvalidOperationException($"the GFTL has {Partitions.Length} partitions but chunks are placed on {shard.Count} shards; they must be equal");
+        }
+
+        return Partitions[shard.Index];
+    }
 
     public GftlDevice DeviceOf(long location) => Devices.Devices[GftlLayout.DeviceOf(location)];
 

@@ -62,7 +62,18 @@ internal sealed class GftlVolume : IBlockVolume
         }
     }
 
-    public ValueTask<StorageResult> ReadAsync(long offset, Memory<byte> destination)
+    public ValueTask<StorageResult> ReadAsync(long offset, Memory<byte> destination) => ReadAsync(null, offset, destination);
+
+    public ValueTask<StorageResult> WriteAsync(long offset, ReadOnlyMemory<byte> source) => WriteAsync(null, offset, source);
+
+    /// <summary>Unmaps: the GFTL never stores zeros.</summary>
+    public ValueTask<StorageResult> WriteZeroesAsync(long offset, long length) => DeallocateAsync(null, offset, length);
+
+    public ValueTask<StorageResult> DeallocateAsync(long offset, long length) => DeallocateAsync(null, offset, length);
+
+    // The forms below take the chunk's partition when a shard's channel holds it (GftlChannel); null: look it up.
+
+    internal ValueTask<StorageResult> ReadAsync(Partition? owner, long offset, Memory<byte> destination)
     {
         StorageResult check = CheckRange(offset, destination.Length, write: false);
         if (check != StorageResult.Ok || destination.Length == 0)
@@ -70,10 +81,10 @@ internal sealed class GftlVolume : IBlockVolume
             return new(check);
         }
 
-        return FitsInChunk(offset, destination.Length) ? ReadChunkAsync(offset, destination) : ReadChunksAsync(offset, destination);
+        return FitsInChunk(offset, destination.Length) ? ReadChunkAsync(owner ?? OwnerOf(offset), offset, destination) : ReadChunksAsync(offset, destination);
     }
 
-    public ValueTask<StorageResult> WriteAsync(long offset, ReadOnlyMemory<byte> source)
+    internal ValueTask<StorageResult> WriteAsync(Partition? owner, long offset, ReadOnlyMemory<byte> source)
     {
         StorageResult check = CheckRange(offset, source.Length, write: true);
         if (check != StorageResult.Ok || source.Length == 0)
@@ -81,19 +92,26 @@ internal sealed class GftlVolume : IBlockVolume
             return new(check);
         }
 
-        return FitsInChunk(offset, source.Length) ? WriteChunkAsync(offset, source) : WriteChunksAsync(offset, source);
+        return FitsInChunk(offset, source.Length) ? WriteChunkAsync(owner ?? OwnerOf(offset), offset, source) : WriteChunksAsync(offset, source);
     }
 
-    /// <summary>Unmaps: the GFTL never stores zeros.</summary>
-    public ValueTask<StorageResult> WriteZeroesAsync(long offset, long length) => DeallocateAsync(offset, length);
-
-    public ValueTask<StorageResult> DeallocateAsync(long offset, long length)
+    internal ValueTask<StorageResult> DeallocateAsync(Partition? owner, long offset, long length)
     {
         StorageResult check = CheckRange(offset, length, write: true);
-        return check != StorageResult.Ok || length == 0 ? new(check) : TrimAsync(offset >> GftlLayout.BlockShift, length >> GftlLayout.BlockShift);
+        if (check != StorageResult.Ok || length == 0)
+        {
+            return new(check);
+        }
+
+        return owner is not null && FitsInChunk(offset, length)
+            ? TrimChunkAsync(owner, offset >> GftlLayout.BlockShift, (int)(length >> GftlLayout.BlockShift))
+            : TrimAsync(offset >> GftlLayout.BlockShift, length >> GftlLayout.BlockShift);
     }
 
     public ValueTask<StorageResult> FlushAsync() => _closed ? new(StorageResult.MediaError) : _core.FlushAsync();
+
+    /// <summary>The shard's partition, held by the channel rather than derived per chunk.</summary>
+    public IVolumeChannel OpenChannel(StorageShard shard) => new GftlChannel(this, _core.PartitionOf(shard));
 
     /// <summary>No-op: the store owns the volume.</summary>
     public void Dispose()
@@ -104,7 +122,7 @@ internal sealed class GftlVolume : IBlockVolume
 
     internal void Close() => _closed = true;
 
-    private static bool FitsInChunk(long offset, int length) =>
+    private static bool FitsInChunk(long offset, long length) =>
         (offset >> ChunkMap.ChunkShift) == ((offset + length - 1) >> ChunkMap.ChunkShift);
 
     private StorageResult CheckRange(long offset, long length, bool write)
@@ -120,10 +138,10 @@ internal sealed class GftlVolume : IBlockVolume
 
     // Separate methods: a lambda capturing a parameter allocates its closure on entry to the method that declares it.
     private ValueTask<StorageResult> ReadChunksAsync(long offset, Memory<byte> destination) =>
-        PerChunkAsync(offset, destination.Length, (at, done, length) => ReadChunkAsync(at, destination.Slice(done, length)));
+        PerChunkAsync(offset, destination.Length, (at, done, length) => ReadChunkAsync(OwnerOf(at), at, destination.Slice(done, length)));
 
     private ValueTask<StorageResult> WriteChunksAsync(long offset, ReadOnlyMemory<byte> source) =>
-        PerChunkAsync(offset, source.Length, (at, done, length) => WriteChunkAsync(at, source.Slice(done, length)));
+        PerChunkAsync(offset, source.Length, (at, done, length) => WriteChunkAsync(OwnerOf(at), at, source.Slice(done, length)));
 
     /// <summary>Runs an I/O that spans chunks (tests, the control plane) chunk by chunk; the reactor never sends one.</summary>
     private static async ValueTask<StorageResult> PerChunkAsync(long offset, int length, Func<long, int, int, ValueTask<StorageResult>> chunkOp)
@@ -143,13 +161,15 @@ internal sealed class GftlVolume : IBlockVolume
         return StorageResult.Ok;
     }
 
+    private Partition OwnerOf(long offset) => _core.PartitionFor(PlacementId, offset >> ChunkMap.ChunkShift);
+
     /// <summary>Hands the read to the chunk's partition: runs in parallel, unmapped blocks as zeros.</summary>
-    private ValueTask<StorageResult> ReadChunkAsync(long offset, Memory<byte> destination) =>
-        _core.PartitionFor(PlacementId, offset >> ChunkMap.ChunkShift).ReadAsync(this, offset >> GftlLayout.BlockShift, destination);
+    private ValueTask<StorageResult> ReadChunkAsync(Partition owner, long offset, Memory<byte> destination) =>
+        owner.ReadAsync(this, offset >> GftlLayout.BlockShift, destination);
 
     /// <summary>Hands the write to the chunk's partition, which logs it (group commit) and maps it once it is on the device.</summary>
-    private ValueTask<StorageResult> WriteChunkAsync(long offset, ReadOnlyMemory<byte> source) =>
-        _core.PartitionFor(PlacementId, offset >> ChunkMap.ChunkShift).WriteAsync(this, offset >> GftlLayout.BlockShift, source);
+    private ValueTask<StorageResult> WriteChunkAsync(Partition owner, long offset, ReadOnlyMemory<byte> source) =>
+        owner.WriteAsync(this, offset >> GftlLayout.BlockShift, source);
 
     /// <summary>
     /// Unmaps in memory first, then logs a trim record so a scan unmaps too; skipped when nothing was mapped or in
@@ -202,6 +222,13 @@ internal sealed class GftlVolume : IBlockVolume
         }
 
         return touched;
+    }
+
+    /// <summary>A trim of blocks of one chunk that <paramref name="partition"/> owns (the reactor's write-zeroes and deallocate).</summary>
+    private ValueTask<StorageResult> TrimChunkAsync(Partition partition, long lba, int count)
+    {
+        long seq = _core.NextSeq();
+        return partition.Trim(this, lba, count, seq) == 0 ? new(StorageResult.Ok) : partition.LogTrimAsync(this, lba, count, seq);
     }
 
     private ValueTask<StorageResult> LogTrimAsync(long lba, int count, long seq) =>

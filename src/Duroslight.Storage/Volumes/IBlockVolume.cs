@@ -17,8 +17,10 @@ public enum StorageResult
 /// <summary>
 /// The bytes of one volume. Offsets and lengths are in bytes and multiples of the volume's block size.
 /// Implementations must be safe for concurrent calls on disjoint ranges (chunks are served by different shards).
+/// Called directly (control plane, tests), a volume is its own channel: any range, from any thread, with that
+/// thread's device I/O (<see cref="BlockIo.Current"/>); the reactor goes through <see cref="OpenChannel"/>.
 /// </summary>
-public interface IBlockVolume : IDisposable
+public interface IBlockVolume : IVolumeChannel, IDisposable
 {
     Guid Id { get; }
 
@@ -35,15 +37,9 @@ public interface IBlockVolume : IDisposable
     /// <summary>Bytes physically allocated for this volume (thin provisioning): holes do not count.</summary>
     long AllocatedBytes { get; }
 
-    ValueTask<StorageResult> ReadAsync(long offset, Memory<byte> destination);
-    ValueTask<StorageResult> WriteAsync(long offset, ReadOnlyMemory<byte> source);
-
-    /// <summary>Makes the range read as zeros; may unmap it.</summary>
-    ValueTask<StorageResult> WriteZeroesAsync(long offset, long length);
-
-    /// <summary>Unmaps the range; it reads as zeros afterwards (Identify NS DLFEAT = 001b).</summary>
-    ValueTask<StorageResult> DeallocateAsync(long offset, long length);
-
-    /// <summary>Makes every acknowledged write durable.</summary>
-    ValueTask<StorageResult> FlushAsync();
+    /// <summary>
+    /// The channel through which <paramref name="shard"/> serves the chunks it owns (control path, once per shard).
+    /// By default the volume itself, for stores that do no device I/O (memory).
+    /// </summary>
+    IVolumeChannel OpenChannel(StorageShard shard) => this;
 }

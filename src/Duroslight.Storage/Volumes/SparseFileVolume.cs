@@ -58,26 +58,20 @@ public sealed class SparseFileVolume : IBlockVolume
         }
     }
 
-    public ValueTask<StorageResult> ReadAsync(long offset, Memory<byte> destination)
-    {
-        StorageResult check = CheckRange(offset, destination.Length);
-        return check == StorageResult.Ok ? BlockTransfer.ReadAsync(_handle, destination, offset) : new(check);
-    }
+    public ValueTask<StorageResult> ReadAsync(long offset, Memory<byte> destination) => ReadAsync(BlockIo.Current, offset, destination);
 
-    public ValueTask<StorageResult> WriteAsync(long offset, ReadOnlyMemory<byte> source)
-    {
-        StorageResult check = CheckRange(offset, source.Length);
-        return check == StorageResult.Ok ? BlockTransfer.WriteAsync(_handle, source, offset) : new(check);
-    }
+    public ValueTask<StorageResult> WriteAsync(long offset, ReadOnlyMemory<byte> source) => WriteAsync(BlockIo.Current, offset, source);
 
     /// <summary>Punches a hole, so zeroed ranges stay sparse.</summary>
-    public ValueTask<StorageResult> WriteZeroesAsync(long offset, long length) => ZeroRangeAsync(offset, length);
+    public ValueTask<StorageResult> WriteZeroesAsync(long offset, long length) => ZeroRangeAsync(BlockIo.Current, offset, length);
 
     /// <summary>Punches a hole; the range reads as zeros afterwards.</summary>
-    public ValueTask<StorageResult> DeallocateAsync(long offset, long length) => ZeroRangeAsync(offset, length);
+    public ValueTask<StorageResult> DeallocateAsync(long offset, long length) => ZeroRangeAsync(BlockIo.Current, offset, length);
 
-    /// <summary>fdatasync through the calling shard's ring (it can take milliseconds; the shard keeps serving meanwhile).</summary>
-    public ValueTask<StorageResult> FlushAsync() => _closed ? new(StorageResult.MediaError) : FlushCoreAsync();
+    public ValueTask<StorageResult> FlushAsync() => FlushAsync(BlockIo.Current);
+
+    /// <summary>The shard's I/O is its ring: reads, writes and fdatasync go through it explicitly.</summary>
+    public IVolumeChannel OpenChannel(StorageShard shard) => new Channel(this, shard.Io);
 
     /// <summary>No-op: the store owns the volume and closes it on Delete or with itself.</summary>
     public void Dispose()
@@ -142,6 +136,21 @@ public sealed class SparseFileVolume : IBlockVolume
         _handle.Dispose();
     }
 
+    private ValueTask<StorageResult> ReadAsync(IBlockIo io, long offset, Memory<byte> destination)
+    {
+        StorageResult check = CheckRange(offset, destination.Length);
+        return check == StorageResult.Ok ? BlockTransfer.ReadAsync(io, _handle, destination, offset) : new(check);
+    }
+
+    private ValueTask<StorageResult> WriteAsync(IBlockIo io, long offset, ReadOnlyMemory<byte> source)
+    {
+        StorageResult check = CheckRange(offset, source.Length);
+        return check == StorageResult.Ok ? BlockTransfer.WriteAsync(io, _handle, source, offset) : new(check);
+    }
+
+    /// <summary>fdatasync (through a shard's ring it can take milliseconds; the shard keeps serving meanwhile).</summary>
+    private ValueTask<StorageResult> FlushAsync(IBlockIo io) => _closed ? new(StorageResult.MediaError) : FlushCoreAsync(io);
+
     private StorageResult CheckRange(long offset, long length)
     {
         if (offset < 0 || length < 0 || offset > SizeBytes - length)
@@ -152,15 +161,14 @@ public sealed class SparseFileVolume : IBlockVolume
         return _closed ? StorageResult.MediaError : StorageResult.Ok;
     }
 
-    // Device I/O goes through BlockIo.Current: the owning shard's ring on the reactor, pread/pwrite elsewhere.
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<StorageResult> FlushCoreAsync()
+    private async ValueTask<StorageResult> FlushCoreAsync(IBlockIo io)
     {
-        int result = await BlockIo.Current.SyncAsync(_handle).ConfigureAwait(false);
+        int result = await io.SyncAsync(_handle).ConfigureAwait(false);
         return result == 0 ? StorageResult.Ok : StorageErrors.FromErrno(-result);
     }
 
-    private ValueTask<StorageResult> ZeroRangeAsync(long offset, long length)
+    private ValueTask<StorageResult> ZeroRangeAsync(IBlockIo io, long offset, long length)
     {
         StorageResult check = CheckRange(offset, length);
         if (check != StorageResult.Ok || length == 0)
@@ -177,7 +185,7 @@ public sealed class SparseFileVolume : IBlockVolume
 
         if (errno == LibC.EOPNOTSUPP)
         {
-            return WriteZeroBuffersAsync(offset, length);
+            return WriteZeroBuffersAsync(io, offset, length);
         }
 
         return new(errno == 0 ? StorageResult.Ok : StorageErrors.FromErrno(errno));
@@ -197,13 +205,13 @@ public sealed class SparseFileVolume : IBlockVolume
     }
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<StorageResult> WriteZeroBuffersAsync(long offset, long length)
+    private async ValueTask<StorageResult> WriteZeroBuffersAsync(IBlockIo io, long offset, long length)
     {
         long end = offset + length;
         for (long position = offset; position < end; position += s_zeros.Length)
         {
             int count = (int)Math.Min(s_zeros.Length, end - position);
-            StorageResult result = await BlockTransfer.WriteAsync(_handle, s_zeros.Memory[..count], position).ConfigureAwait(false);
+            StorageResult result = await BlockTransfer.WriteAsync(io, _handle, s_zeros.Memory[..count], position).ConfigureAwait(false);
             if (result != StorageResult.Ok)
             {
                 return result;
@@ -211,5 +219,19 @@ public sealed class SparseFileVolume : IBlockVolume
         }
 
         return StorageResult.Ok;
+    }
+
+    /// <summary>The volume on one shard: the same operations, through that shard's device I/O.</summary>
+    private sealed class Channel(SparseFileVolume volume, IBlockIo io) : IVolumeChannel
+    {
+        public ValueTask<StorageResult> ReadAsync(long offset, Memory<byte> destination) => volume.ReadAsync(io, offset, destination);
+
+        public ValueTask<StorageResult> WriteAsync(long offset, ReadOnlyMemory<byte> source) => volume.WriteAsync(io, offset, source);
+
+        public ValueTask<StorageResult> WriteZeroesAsync(long offset, long length) => volume.ZeroRangeAsync(io, offset, length);
+
+        public ValueTask<StorageResult> DeallocateAsync(long offset, long length) => volume.ZeroRangeAsync(io, offset, length);
+
+        public ValueTask<StorageResult> FlushAsync() => volume.FlushAsync(io);
     }
 }

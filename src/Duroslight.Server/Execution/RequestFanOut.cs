@@ -8,11 +8,12 @@ using Duroslight.Storage.Volumes;
 namespace Duroslight.Server.Execution;
 
 /// <summary>
-/// One storage request on the reactor: fans its chunks out to their owning shards, counts them back in (the last
-/// one, on whichever shard, finishes), makes FUA writes durable, and hands the status to the connection's shard.
-/// Kept on its command slot and reused, so none of this allocates per I/O.
+/// One storage request on the reactor: fans its chunks out to their owning shards (each through the volume's channel
+/// on that shard), counts them back in (the last one, on whichever shard, finishes), makes FUA writes durable, and
+/// hands the status to the connection's shard. One per command slot of a connection, reused, so none of this
+/// allocates per I/O.
 /// </summary>
-internal sealed class RequestRun : IShardWork
+internal sealed class RequestFanOut : IShardWork
 {
     private readonly ChunkRouter _router;
     private readonly List<ChunkJob> _jobs = [];
@@ -20,7 +21,7 @@ internal sealed class RequestRun : IShardWork
     private StorageRequest _request = null!;
     private IStorageCompletion _completion = null!;
     private Shard _home = null!;
-    private IBlockVolume? _volume;
+    private ServedVolume? _volume;
     private int _pending;
     private int _failure;
     private int _flushIndex;
@@ -28,7 +29,7 @@ internal sealed class RequestRun : IShardWork
     private long _started;
     private ValueTaskAwaiter<StorageResult> _flushAwaiter;
 
-    public RequestRun(ChunkRouter router)
+    public RequestFanOut(ChunkRouter router)
     {
         _router = router;
         _flushed = OnFlushed;
@@ -63,7 +64,7 @@ internal sealed class RequestRun : IShardWork
         if (Interlocked.Decrement(ref _pending) != 0) return;
         var failure = (StorageResult)Volatile.Read(ref _failure);
         if (failure == StorageResult.Ok && _request.ForceUnitAccess && _request.Op != StorageOp.Read) FlushThen(_volume!);
-        else Finish(StorageExecutor.ToStatus(failure, _request.Op));
+        else Finish(StorageStatus.ToNvme(failure, _request.Op));
     }
 
     /// <summary>Delivers the status on the connection's shard.</summary>
@@ -73,19 +74,19 @@ internal sealed class RequestRun : IShardWork
         _completion.OnStorageDone(_request, _status);
     }
 
-    private int PlanChunks(IBlockVolume volume)
+    private int PlanChunks(ServedVolume volume)
     {
         int shardCount = _router.Shards.Count, n = 0, done = 0;
         foreach (var chunk in ChunkMap.Split(_request.Offset, _request.Length))
         {
-            var owner = _router.Shards[ChunkMap.OwnerShard(volume.PlacementId, chunk.ChunkIndex, shardCount)];
-            Job(n++).SetChunk(this, volume, _request, owner, chunk.Offset, chunk.Length, _request.Buffer.Slice(done, chunk.Length));
+            int owner = ChunkMap.OwnerShard(volume.PlacementId, chunk.ChunkIndex, shardCount);
+            Job(n++).SetChunk(this, volume.Channels[owner], _request, _router.Shards[owner], chunk.Offset, chunk.Length, _request.Buffer.Slice(done, chunk.Length));
             done += chunk.Length;
         }
         return n;
     }
 
-    private int PlanSweeps(IBlockVolume volume)
+    private int PlanSweeps(ServedVolume volume)
     {
         int shardCount = _router.Shards.Count;
         for (int s = 0; s < shardCount; s++) Job(s).SetSweep(this, volume, _request, _router.Shards[s], shardCount);
@@ -134,14 +135,15 @@ internal sealed class RequestRun : IShardWork
 
     private void FlushNextOrFinish()
     {
-        var all = _router.Volumes.AllVolumes;
+        var all = _router.Volumes.All;
         if (_flushIndex >= all.Length) Finish(NvmeStatus.Success);
         else FlushThen(all[_flushIndex++]);
     }
 
-    private void FlushThen(IBlockVolume volume)
+    /// <summary>Through the volume's channel on the calling shard: home for a Flush, the last chunk's shard for FUA.</summary>
+    private void FlushThen(ServedVolume volume)
     {
-        var flush = volume.FlushAsync();
+        var flush = volume.Channels[Shard.Current!.Index].FlushAsync();
         if (flush.IsCompleted)
         {
             AfterFlush(flush.Result);
@@ -160,7 +162,7 @@ internal sealed class RequestRun : IShardWork
 
     private void AfterFlush(StorageResult result)
     {
-        if (result != StorageResult.Ok) Finish(StorageExecutor.ToStatus(result, StorageOp.Flush));
+        if (result != StorageResult.Ok) Finish(StorageStatus.ToNvme(result, StorageOp.Flush));
         else if (_request.Op == StorageOp.Flush && _request.VolumeId == Guid.Empty) FlushNextOrFinish();
         else Finish(NvmeStatus.Success);
     }

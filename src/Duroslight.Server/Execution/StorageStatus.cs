@@ -1,0 +1,18 @@
+using Duroslight.Protocol.Engine;
+using Duroslight.Protocol.Nvme;
+using Duroslight.Storage.Volumes;
+
+namespace Duroslight.Server.Execution;
+
+/// <summary>How a storage result becomes the NVMe status of the command.</summary>
+public static class StorageStatus
+{
+    public static NvmeStatus ToNvme(StorageResult result, StorageOp op) => result switch
+    {
+        StorageResult.Ok => NvmeStatus.Success,
+        StorageResult.OutOfSpace => NvmeStatus.CapacityExceeded,
+        StorageResult.OutOfRange => NvmeStatus.LbaOutOfRange,
+        StorageResult.WriteProtected => NvmeStatus.NamespaceWriteProtected,
+        _ => op == StorageOp.Read ? NvmeStatus.UnrecoveredReadError : NvmeStatus.WriteFault,
+    };
+}

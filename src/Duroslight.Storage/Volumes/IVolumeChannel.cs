@@ -1,0 +1,30 @@
+namespace Duroslight.Storage.Volumes;
+
+/// <summary>
+/// One volume as one shard serves it (SPDK's io_channel, Seastar's sharded&lt;&gt;): opened once per (volume, shard)
+/// on the control path with <see cref="IBlockVolume.OpenChannel"/>, then used only on that shard's thread, for the
+/// chunks that shard owns. It does its device I/O through the shard's <see cref="StorageShard.Io"/> rather than
+/// whatever the calling thread has, and (GFTL) holds the shard's partition instead of deriving it per call.
+/// </summary>
+public interface IVolumeChannel
+{
+    ValueTask<StorageResult> ReadAsync(long offset, Memory<byte> destination);
+
+    ValueTask<StorageResult> WriteAsync(long offset, ReadOnlyMemory<byte> source);
+
+    /// <summary>Makes the range read as zeros; may unmap it.</summary>
+    ValueTask<StorageResult> WriteZeroesAsync(long offset, long length);
+
+    /// <summary>Unmaps the range; it reads as zeros afterwards (Identify NS DLFEAT = 001b).</summary>
+    ValueTask<StorageResult> DeallocateAsync(long offset, long length);
+
+    /// <summary>Makes every acknowledged write durable.</summary>
+    ValueTask<StorageResult> FlushAsync();
+}
+
+/// <summary>
+/// The shard a channel serves. <paramref name="Index"/> is its place among <paramref name="Count"/> shards, the
+/// owner that <see cref="Chunking.ChunkMap.OwnerShard"/> names for a chunk (and, in the GFTL, the partition that
+/// holds that chunk's map); <paramref name="Io"/> is its device I/O (the shard's ring on the reactor).
+/// </summary>
+public readonly record struct StorageShard(int Index, int Count, IBlockIo Io);
