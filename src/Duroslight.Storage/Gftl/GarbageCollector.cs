@@ -22,6 +22,8 @@ internal sealed class GarbageCollector : IAsyncDisposable
     private readonly NativeBuffer _victim;
     private readonly NativeBuffer _output = new(RecordFormat.HeaderSize + (MaxBatchBlocks * GftlLayout.BlockSize));
     private readonly CancellationTokenSource _stop = new();
+    private readonly SemaphoreSlim _wake = new(0, 1);
+    private int _nudged;
     private readonly List<Move> _moves = [];
     private readonly List<Extent> _extents = [];
     private readonly List<ParsedRecord> _records = [];
@@ -49,6 +51,18 @@ internal sealed class GarbageCollector : IAsyncDisposable
 
     public void Start(int segmentsPerShardPerPass) =>
         _loop = Task.Run(() => RunAsync(segmentsPerShardPerPass * _core.Partitions.Length));
+
+    /// <summary>
+    /// A user segment was opened: wakes the background loop if free segments are now below <see cref="LowWater"/>.
+    /// Once per segment at most, never per I/O; the loop's continuation runs on the thread pool, not here.
+    /// </summary>
+    public void Nudge()
+    {
+        if (_core.Allocator.FreeCount < LowWater && Interlocked.Exchange(ref _nudged, 1) == 0)
+        {
+            _wake.Release();
+        }
+    }
 
     /// <summary>Foreground: cleans until a user write can open a segment. False when nothing can be reclaimed (truly full).</summary>
     public async ValueTask<bool> MakeRoomAsync()
@@ -112,17 +126,30 @@ internal sealed class GarbageCollector : IAsyncDisposable
         _output.Free();
     }
 
+    /// <summary>
+    /// Sleeps until <see cref="Nudge"/> says free segments ran low (no timer: a 20 ms poll woke a thread-pool
+    /// worker 50 times a second, which then spun on the shard's CPU), then cleans a pass every 20 ms until they
+    /// are above <see cref="LowWater"/> again.
+    /// </summary>
     private async Task RunAsync(int budget)
     {
         try
         {
             while (!_stop.IsCancellationRequested)
             {
-                await Task.Delay(20, _stop.Token).ConfigureAwait(false);
-                if (_core.Allocator.FreeCount < LowWater)
+                if (_core.Allocator.FreeCount >= LowWater)
                 {
-                    await CollectAsync(budget).ConfigureAwait(false);
+                    Volatile.Write(ref _nudged, 0);
+                    if (_core.Allocator.FreeCount >= LowWater)
+                    {
+                        await _wake.WaitAsync(_stop.Token).ConfigureAwait(false);
+                    }
+
+                    continue;
                 }
+
+                await CollectAsync(budget).ConfigureAwait(false);
+                await Task.Delay(20, _stop.Token).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException)

@@ -647,6 +647,7 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
         }
 
         _open = core.Allocator.TryOpen(forCollector: false);
+        core.Collector?.Nudge(); // null only while the store is starting
         return _open is not null && _open.Blocks >= blocks;
     }
 
