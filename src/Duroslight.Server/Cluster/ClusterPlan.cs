@@ -8,9 +8,8 @@ public static class ClusterPlan
 {
     /// <summary>
     /// Places an unplaced volume: its replicas on distinct live nodes, the least loaded first (fewest replicas, then
-    /// the lowest index), as many as it asks for or as there are live nodes. All placed replicas start in sync (the
-    /// volume is new and empty). A volume placed already keeps its placement: adding a replica later needs a rebuild
-    /// (Cluster II).
+    /// the lowest index), as many as it asks for or as there are live nodes. A volume placed already keeps its
+    /// placement: adding a replica later needs a rebuild (Cluster II).
     /// </summary>
     public static IReadOnlyList<int> Place(int replicas, IReadOnlyCollection<int> live, IReadOnlyDictionary<int, int> load)
     {
@@ -56,7 +55,10 @@ public static class ClusterPlan
             {
                 var placement = Place(v.Replicas, live, load);
                 foreach (int n in placement) load[n] = Load(load, n) + 1;
-                next = v with { Placement = placement, InSync = placement, Primary = -1 };
+                // Only the primary is in sync: writes are not forwarded to the secondaries yet (issue 12, replicated
+                // writes), so a secondary must never be promoted over acknowledged writes it lacks.
+                int first = ChoosePrimary(next with { InSync = placement, Primary = -1 }, live, primaries);
+                next = v with { Placement = placement, InSync = [first], Primary = -1 };
             }
             int primary = ChoosePrimary(next, live, primaries);
             if (primary != next.Primary)
