@@ -39,17 +39,17 @@ internal sealed class CommandProcessor
     /// <summary>
     /// The one validation of a command, before its data moves (bad commands move no bytes): the queue's state,
     /// the transfer bound and, for I/O, the opcode's fields and the namespace gate. What it decodes (namespace,
-    /// storage request) is kept in the slot for <see cref="Run"/>.
+    /// storage request) is kept in the slot for <see cref="Run"/>. <paramref name="fetchesData"/>: the transport will
+    /// ask the host for the command's data (R2T) once this passes.
     /// </summary>
-    public NvmeStatus Check(CommandSlot slot)
+    public NvmeStatus Check(CommandSlot slot, bool fetchesData)
     {
         var cmd = slot.Command;
-        bool fetchesData = cmd.Direction == DataDirection.HostToController && cmd.SglLength > 0 && !slot.HasBuffer;
         if (cmd.Opcode == AdminOpcode.Fabrics) return fetchesData ? CheckTransferBound(cmd) : NvmeStatus.Success;
         // Before Connect (or CC.EN) only fabrics commands run.
         if (Controller is not { IsReady: true } ctrl) return NvmeStatus.CommandSequenceError;
         if (_queue.QueueId == 0) return fetchesData ? CheckTransferBound(cmd) : NvmeStatus.Success;
-        return _io.Check(slot, ctrl);
+        return _io.Check(slot, ctrl, fetchesData);
     }
 
     private NvmeStatus CheckTransferBound(in SubmissionEntry cmd) =>

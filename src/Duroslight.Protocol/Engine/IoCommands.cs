@@ -19,7 +19,7 @@ internal sealed class IoCommands(Target target, TargetConnection queue)
 
     private readonly long _maxTransferBytes = target.Options.MaxTransferBytes;
 
-    public NvmeStatus Check(CommandSlot slot, Controller ctrl)
+    public NvmeStatus Check(CommandSlot slot, Controller ctrl, bool fetchesData)
     {
         var cmd = slot.Command;
         switch (cmd.Opcode)
@@ -28,7 +28,7 @@ internal sealed class IoCommands(Target target, TargetConnection queue)
             case IoOpcode.Write: return CheckReadWrite(slot, ctrl, StorageOp.Write);
             case IoOpcode.Flush: return CheckFlush(slot, ctrl);
             case IoOpcode.WriteZeroes: return CheckWriteZeroes(slot, ctrl);
-            case IoOpcode.DatasetManagement: return CheckDatasetManagement(slot, ctrl);
+            case IoOpcode.DatasetManagement: return CheckDatasetManagement(slot, ctrl, fetchesData);
             case IoOpcode.ReservationRegister or IoOpcode.ReservationReport or IoOpcode.ReservationAcquire or IoOpcode.ReservationRelease:
                 return ReservationCommands.Check(slot, Admit(cmd, ctrl, null, out var rns), rns, _maxTransferBytes);
             default: return NvmeStatus.InvalidOpcode;
@@ -100,10 +100,10 @@ internal sealed class IoCommands(Target target, TargetConnection queue)
     }
 
     /// <summary>The namespace and the transfer bound; the ranges themselves are checked as <see cref="Run"/> reads them.</summary>
-    private NvmeStatus CheckDatasetManagement(CommandSlot slot, Controller ctrl)
+    private NvmeStatus CheckDatasetManagement(CommandSlot slot, Controller ctrl, bool fetchesData)
     {
         var cmd = slot.Command;
-        if (cmd.SglLength > _maxTransferBytes && !slot.HasBuffer) return NvmeStatus.DataSglLengthInvalid;
+        if (fetchesData && cmd.SglLength > _maxTransferBytes) return NvmeStatus.DataSglLengthInvalid;
         var status = Admit(cmd, ctrl, ReservationAccess.Write, out var ns);
         if (status.IsSuccess) Prepare(slot, StorageOp.Deallocate, ns, 0, 0);
         return status;

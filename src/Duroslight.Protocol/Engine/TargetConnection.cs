@@ -367,7 +367,7 @@ public sealed class TargetConnection : IPduSink, IDisposable
             Complete(slot, NvmeStatus.SglDescriptorTypeInvalid);
             return;
         }
-        var status = _commands.Check(slot);
+        var status = _commands.Check(slot, fetchesData);
         if (!status.IsSuccess)
         {
             Complete(slot, status);
