@@ -23,7 +23,9 @@ internal sealed class AdminCommands(Target target)
         {
             case AdminOpcode.Identify: return Identify(slot, ctrl);
             case AdminOpcode.GetLogPage: return GetLogPage(slot, ctrl);
+            case AdminOpcode.SetFeatures when (byte)cmd.Cdw10 == ReservationNotificationMaskId: return SetReservationMask(cmd, ctrl, out result);
             case AdminOpcode.SetFeatures: return ctrl.Features.Set(cmd, out result);
+            case AdminOpcode.GetFeatures when (byte)cmd.Cdw10 == ReservationNotificationMaskId: return GetReservationMask(cmd, ctrl, out result);
             case AdminOpcode.GetFeatures: return GetFeatures(slot, ctrl, out result);
             case AdminOpcode.AsyncEventRequest: return ctrl.ParkAer(slot);
             case AdminOpcode.KeepAlive: return NvmeStatus.Success;
@@ -32,6 +34,28 @@ internal sealed class AdminCommands(Target target)
                 return NvmeStatus.Success;
             default: return NvmeStatus.InvalidOpcode;
         }
+    }
+
+    /// <summary>Feature 82h, Reservation Notification Mask: per namespace (or all, NSID FFFFFFFFh), not saveable.</summary>
+    private const byte ReservationNotificationMaskId = 0x82;
+
+    private NvmeStatus SetReservationMask(in SubmissionEntry cmd, Controller ctrl, out ulong result)
+    {
+        result = 0;
+        if (ctrl.IsDiscovery) return NvmeStatus.InvalidField;
+        if ((cmd.Cdw10 & (1u << 31)) != 0) return NvmeStatus.FeatureIdNotSaveable;
+        if (cmd.Nsid != uint.MaxValue && target.GetNamespace(cmd.Nsid, ctrl.HostNqn) is null) return NvmeStatus.InvalidNamespaceOrFormat;
+        ctrl.ReservationLog.SetMask(cmd.Nsid, cmd.Cdw11);
+        return NvmeStatus.Success;
+    }
+
+    private NvmeStatus GetReservationMask(in SubmissionEntry cmd, Controller ctrl, out ulong result)
+    {
+        result = 0;
+        if (ctrl.IsDiscovery) return NvmeStatus.InvalidField;
+        if (target.GetNamespace(cmd.Nsid, ctrl.HostNqn) is null) return NvmeStatus.InvalidNamespaceOrFormat;
+        result = ctrl.ReservationLog.MaskOf(cmd.Nsid);
+        return NvmeStatus.Success;
     }
 
     private static NvmeStatus GetFeatures(CommandSlot slot, Controller ctrl, out ulong result)
@@ -186,13 +210,18 @@ internal sealed class AdminCommands(Target target)
         }
         bool stale;
         lock (ctrl.ChangedNamespaces) stale = lid == LogPageId.ChangedNamespaceList && ctrl.ChangedNamespaces.Count > 0;
+        stale |= lid == ReservationNotificationLogId && ctrl.ReservationLog.Pending > 0;
         ctrl.UnmaskLogPage(lid, stale);
     }
 
     private static bool IsLogPageSupported(byte lid, Controller ctrl) => ctrl.IsDiscovery
         ? lid is LogPageId.Discovery or LogPageId.CommandsSupportedAndEffects
         : lid is LogPageId.ErrorInformation or LogPageId.SmartHealth or LogPageId.FirmwareSlot
-            or LogPageId.ChangedNamespaceList or LogPageId.CommandsSupportedAndEffects or LogPageId.AsymmetricNamespaceAccess;
+            or LogPageId.ChangedNamespaceList or LogPageId.CommandsSupportedAndEffects or LogPageId.AsymmetricNamespaceAccess
+            or ReservationNotificationLogId;
+
+    /// <summary>Log page 80h, Reservation Notification: one entry per read (<see cref="ReservationLog"/>).</summary>
+    private const byte ReservationNotificationLogId = 0x80;
 
     /// <summary>The whole log page in a pooled buffer (the caller returns it) of which <paramref name="length"/> bytes count.</summary>
     private byte[] BuildLogPage(byte lid, Controller ctrl, bool retainEvent, out int length, out ulong genctr)
@@ -203,6 +232,7 @@ internal sealed class AdminCommands(Target target)
         {
             LogPageId.ErrorInformation => LogPages.ErrorInformationEntrySize,
             LogPageId.SmartHealth or LogPageId.FirmwareSlot => 512,
+            ReservationNotificationLogId => ReservationLog.PageBytes,
             _ => 4096,
         };
         var buffer = ArrayPool<byte>.Shared.Rent(length);
@@ -214,6 +244,7 @@ internal sealed class AdminCommands(Target target)
             case LogPageId.SmartHealth: LogPages.SmartHealth(page, new SmartHealthInfo(308, 100, 0, 0, 0, 0, 0, 0)); break;
             case LogPageId.FirmwareSlot: LogPages.FirmwareSlot(page, _options.FirmwareRevision); break;
             case LogPageId.ChangedNamespaceList: ChangedNamespaceLog(page, ctrl, retainEvent); break;
+            case ReservationNotificationLogId: ctrl.ReservationLog.Take(page); break;
             case LogPageId.CommandsSupportedAndEffects:
                 LogPages.CommandsSupportedAndEffects(page, ctrl.IsDiscovery ? ControllerType.Discovery : ControllerType.Io);
                 break;

@@ -7,6 +7,10 @@ namespace Duroslight.Protocol.Engine;
 public readonly record struct AsyncEvent(byte Type, byte Info, byte LogPage)
 {
     public const byte TypeNotice = 0x2;
+    public const byte TypeIoCommandSpecific = 0x6;
+
+    /// <summary>Reservation Log Page Available: the host reads log page 80h (not governed by feature 0Bh).</summary>
+    public static readonly AsyncEvent ReservationLogAvailable = new(TypeIoCommandSpecific, 0x00, 0x80);
 
     /// <summary>Namespace attribute changed: the host re-reads the Changed Namespace List log.</summary>
     public static readonly AsyncEvent NamespaceAttributeChanged = new(TypeNotice, 0x00, 0x04);
@@ -20,10 +24,12 @@ public readonly record struct AsyncEvent(byte Type, byte Info, byte LogPage)
     public uint Dw0 => Type | ((uint)Info << 8) | ((uint)LogPage << 16);
 
     /// <summary>The Asynchronous Event Configuration (feature 0Bh) bit that enables this notice.</summary>
+    /// <remarks>0 for an event feature 0Bh does not govern (the reservation notice: feature 82h masks it instead).</remarks>
     public uint ConfigBit => LogPage switch
     {
         0x70 => 1u << 31,
         0x0C => AnaChangeConfigBit,
+        0x80 => 0,
         _ => 1u << 8,
     };
 

@@ -63,6 +63,9 @@ public sealed class Controller
 
     /// <summary>The 128-bit Host Identifier (Connect data HOSTID) that reservations key registrations by.</summary>
     public UInt128 ReservationHost { get; }
+
+    /// <summary>Reservation notifications waiting for the host (log page 80h).</summary>
+    internal ReservationLog ReservationLog { get; } = new();
     public int Shard { get; }
     public TargetConnection AdminConnection { get; }
 
@@ -235,7 +238,7 @@ public sealed class Controller
     {
         while (_parkedAers.Count > 0 && TryTakeEvent(out var e))
         {
-            if ((Features.AsyncEventConfig & e.ConfigBit) == 0 || !TryMaskLogPage(e)) continue;
+            if ((e.ConfigBit != 0 && (Features.AsyncEventConfig & e.ConfigBit) == 0) || !TryMaskLogPage(e)) continue;
             var slot = _parkedAers[0];
             _parkedAers.RemoveAt(0);
             AdminConnection.Complete(slot, NvmeStatus.Success, e.Dw0);

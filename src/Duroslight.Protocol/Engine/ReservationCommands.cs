@@ -17,11 +17,14 @@ internal static class ReservationCommands
     public static bool Handles(byte opcode) => opcode is IoOpcode.ReservationRegister or IoOpcode.ReservationReport
         or IoOpcode.ReservationAcquire or IoOpcode.ReservationRelease;
 
-    /// <summary>The Host Identifier as reservations key it: the 16 bytes of the Connect data HOSTID, little-endian.</summary>
+    /// <summary>
+    /// The Host Identifier as reservations key it: the 16 bytes of the Connect data HOSTID in wire order (the Guid was
+    /// read big-endian from them), as a little-endian number, so the Report writes back exactly the host's bytes.
+    /// </summary>
     public static UInt128 HostOf(Guid hostId)
     {
         Span<byte> bytes = stackalloc byte[16];
-        hostId.TryWriteBytes(bytes);
+        hostId.TryWriteBytes(bytes, bigEndian: true, out _);
         return BinaryPrimitives.ReadUInt128LittleEndian(bytes);
     }
 

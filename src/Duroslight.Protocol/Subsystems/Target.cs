@@ -148,6 +148,12 @@ public sealed class Target
         {
             var outcome = command(ns.Reservation);
             if (!ReferenceEquals(outcome.State, ns.Reservation)) ns.SetReservation(outcome.State);
+            // 8.19 "Reservation Notifications": every controller of the notified host that sees the namespace.
+            foreach (var notice in outcome.Notices)
+                foreach (var c in _controllers.Values)
+                    if (!c.IsDiscovery && c.ReservationHost == notice.Host && ns.IsVisibleTo(c.HostNqn)
+                        && c.ReservationLog.Add(ns.Nsid, notice.Type, c.ReservationLog.MaskOf(ns.Nsid)))
+                        c.PostEvent(Engine.AsyncEvent.ReservationLogAvailable);
             return outcome;
         }
     }

@@ -134,6 +134,7 @@ public sealed class AnaTests
     public void Peer_listeners_join_the_discovery_log_and_a_change_notifies_discovery_controllers()
     {
         var fabric = new Fabric();
+        fabric.AddVolume(); // the subsystem is listed to hosts that see a namespace in it
         fabric.Target.AddListener(new ListenerInfo("127.0.0.1", "4420", 1, IsDiscovery: false));
         var disc = fabric.Admin(TargetOptions.DiscoveryNqn);
         fabric.ExecOk(disc, NvmeCommands.SetFeatures(FeatureId.AsyncEventConfiguration, NoticeDiscovery));

@@ -18,14 +18,16 @@ public sealed class ReservationEngineTests
     private static readonly Guid IdA = Guid.Parse("aaaaaaaa-1111-2222-3333-444444444444");
     private static readonly Guid IdB = Guid.Parse("bbbbbbbb-1111-2222-3333-444444444444");
 
-    private static QueuePair IoQueueOf(Fabric f, string hostNqn, Guid hostId)
+    private static QueuePair IoQueueOf(Fabric f, string hostNqn, Guid hostId) => ControllerOf(f, hostNqn, hostId).Io;
+
+    private static (QueuePair Admin, QueuePair Io) ControllerOf(Fabric f, string hostNqn, Guid hostId)
     {
         var (admin, cqe) = f.Connect(0, ConnectData.DynamicCntlid, null, hostNqn, hostId: hostId);
         Assert.True(cqe.Status.IsSuccess, cqe.Status.ToString());
         f.ExecOk(admin, NvmeCommands.PropertySet(PropertyOffset.Cc, Fabric.CcEnable));
         var (io, ioCqe) = f.Connect(1, admin.Cntlid, null, hostNqn, hostId: hostId);
         Assert.True(ioCqe.Status.IsSuccess, ioCqe.Status.ToString());
-        return io;
+        return (admin, io);
     }
 
     private static byte[] Keys(ulong first, ulong second = 0)
@@ -78,6 +80,7 @@ public sealed class ReservationEngineTests
         for (int i = 1; i <= 2; i++)
             holders[BinaryPrimitives.ReadUInt128LittleEndian(page.AsSpan(i * 64 + 16))] = (page[i * 64 + 2], BinaryPrimitives.ReadUInt64LittleEndian(page.AsSpan(i * 64 + 8)));
         Assert.Equal(((byte)1, 0xAul), holders[ReservationCommands.HostOf(IdA)]);
+        Assert.Contains(new[] { 1, 2 }, i => page.AsSpan(i * 64 + 16, 16).SequenceEqual(IdA.ToByteArray(bigEndian: true))); // the host's HOSTID bytes
         Assert.Equal(((byte)0, 0xBul), holders[ReservationCommands.HostOf(IdB)]);
         Assert.Equal(NvmeStatus.HostIdentifierInconsistentFormat, f.Exec(b, Report(64, extended: false), new byte[64]).Status);
 
@@ -90,6 +93,45 @@ public sealed class ReservationEngineTests
         f.ExecOk(b, Release(ReleaseAction.Release, ReservationType.WriteExclusive), Keys(0xB));
         f.ExecOk(a, NvmeCommands.Write(1, 0, 1), new byte[512]);
         Assert.Equal(NvmeStatus.InvalidField, f.Exec(a, Register(RegisterAction.Register, PtplChange.Set), Keys(0, 0xA)).Status);
+    }
+
+    [Fact]
+    public void A_preempted_host_gets_the_reservation_log_page_and_its_aen_unless_masked()
+    {
+        var f = new Fabric();
+        f.AddVolume();
+        var (adminA, a) = ControllerOf(f, HostA, IdA);
+        var (adminB, b) = ControllerOf(f, HostB, IdB);
+        var (adminC, c) = ControllerOf(f, "nqn.2014-08.org.nvmexpress:uuid:cccccccc-0000-0000-0000-00000000000c", Guid.Parse("cccccccc-1111-2222-3333-444444444444"));
+        var aer = adminA.Submit(NvmeCommands.AsyncEventRequest());
+        f.Pump();
+        f.ExecOk(a, Register(RegisterAction.Register), Keys(0, 0xA));
+        f.ExecOk(b, Register(RegisterAction.Register), Keys(0, 0xB));
+        f.ExecOk(c, Register(RegisterAction.Register), Keys(0, 0xC));
+        f.ExecOk(adminC, NvmeCommands.SetFeatures(0x82, 1u << 1) with { Nsid = 1 }); // C masks Registration Preempted
+        Assert.Equal(1u << 1, (uint)f.ExecOk(adminC, NvmeCommands.GetFeatures(0x82) with { Nsid = 1 }).Result);
+        f.ExecOk(a, Acquire(AcquireAction.Acquire, ReservationType.ExclusiveAccess), Keys(0xA));
+
+        // B clears: A and C were preempted (Reservation Preempted, type 3); then B registers again and C is preempted by key.
+        f.ExecOk(b, Release(ReleaseAction.Clear, ReservationType.ExclusiveAccess), Keys(0xB));
+        var done = Assert.Single(adminA.TakeCompletions());
+        Assert.Same(aer, done);
+        Assert.Equal(0x0080_0006u, (uint)done.Completion.Result); // I/O command specific, log page 80h
+        var entry = new byte[64];
+        f.ExecOk(adminA, NvmeCommands.GetLogPage(0x80, 64), entry);
+        Assert.Equal(1ul, BinaryPrimitives.ReadUInt64LittleEndian(entry));
+        Assert.Equal((byte)ReservationNoticeType.ReservationPreempted, entry[8]);
+        Assert.Equal(1u, BinaryPrimitives.ReadUInt32LittleEndian(entry.AsSpan(12)));
+        f.ExecOk(adminA, NvmeCommands.GetLogPage(0x80, 64), entry);
+        Assert.Equal(0, entry[8]); // empty once read
+        f.ExecOk(adminC, NvmeCommands.GetLogPage(0x80, 64), entry);
+        Assert.Equal((byte)ReservationNoticeType.ReservationPreempted, entry[8]); // not masked
+
+        f.ExecOk(b, Register(RegisterAction.Register), Keys(0, 0xB));
+        f.ExecOk(c, Register(RegisterAction.Register), Keys(0, 0xC));
+        f.ExecOk(b, Acquire(AcquireAction.Preempt, ReservationType.WriteExclusive), Keys(0xB, 0xC));
+        f.ExecOk(adminC, NvmeCommands.GetLogPage(0x80, 64), entry);
+        Assert.Equal(0, entry[8]); // Registration Preempted is masked for C
     }
 
     [Fact]
