@@ -35,6 +35,6 @@ internal sealed class ChunkRouter
     public RequestFanOut NewFanOut() => new(this);
 
     /// <summary>Starts <paramref name="request"/> with its slot's <paramref name="fanOut"/>; call on the connection's shard.</summary>
-    public void Execute(StorageRequest request, RequestFanOut fanOut, IStorageCompletion completion) =>
+    public void Route(StorageRequest request, RequestFanOut fanOut, IStorageCompletion completion) =>
         fanOut.Start(request, completion, Shard.Current ?? throw new InvalidOperationException("not on a shard"));
 }

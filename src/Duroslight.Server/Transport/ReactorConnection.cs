@@ -212,7 +212,7 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IBatchedSender, I
     /// <summary>Executes what the engine asked for and schedules a send.</summary>
     private void AfterEngine()
     {
-        while (_engine.TryTakeStorageRequest(out var request)) _router.Execute(request, FanOutFor(request.Slot), this);
+        while (_engine.TryTakeStorageRequest(out var request)) _router.Route(request, FanOutFor(request.Slot), this);
         MarkDirty();
     }
 

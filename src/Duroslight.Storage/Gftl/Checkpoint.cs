@@ -13,7 +13,7 @@ internal static class Checkpoint
     private const int EntrySize = 24;
 
     /// <summary>Loads the checkpoint into the maps; false (with the reason, and nothing installed) when it does not fit the devices.</summary>
-    public static bool TryLoad(ReadOnlySpan<byte> payload, long lastSeq, GftlCore core, out string problem)
+    public static bool TryLoad(ReadOnlySpan<byte> payload, long lastSeq, GftlLog core, out string problem)
     {
         if (!Decode(payload, lastSeq, core))
         {
@@ -27,7 +27,7 @@ internal static class Checkpoint
     }
 
     /// <summary>The checkpoint of the store's present state (nothing may be in flight).</summary>
-    public static byte[] Encode(GftlCore core)
+    public static byte[] Encode(GftlLog core)
     {
         using var stream = new MemoryStream();
         using var writer = new BinaryWriter(stream);
@@ -43,7 +43,7 @@ internal static class Checkpoint
         {
             writer.Write(volume.Id.ToByteArray());
             writer.Write(CountMapped(volume));
-            foreach (ShardMap map in volume.Maps)
+            foreach (PartitionMap map in volume.Maps)
             {
                 WriteEntries(writer, map);
             }
@@ -56,7 +56,7 @@ internal static class Checkpoint
     private static long CountMapped(GftlVolume volume)
     {
         long count = 0;
-        foreach (ShardMap map in volume.Maps)
+        foreach (PartitionMap map in volume.Maps)
         {
             foreach (ChunkBlocks blocks in map.Chunks.Values)
             {
@@ -70,7 +70,7 @@ internal static class Checkpoint
         return count;
     }
 
-    private static void WriteEntries(BinaryWriter writer, ShardMap map)
+    private static void WriteEntries(BinaryWriter writer, PartitionMap map)
     {
         foreach ((long chunk, ChunkBlocks blocks) in map.Chunks)
         {
@@ -90,7 +90,7 @@ internal static class Checkpoint
     /// Every entry names a block inside the volume, a location in a data segment of one of the devices, and a
     /// sequence number the store has issued: a checksum proves the checkpoint is whole, not that it fits these devices.
     /// </summary>
-    private static bool EntriesFit(ReadOnlySpan<byte> entries, GftlVolume volume, GftlCore core, long lastSeq)
+    private static bool EntriesFit(ReadOnlySpan<byte> entries, GftlVolume volume, GftlLog core, long lastSeq)
     {
         long blocks = volume.Entry.SizeBytes / GftlLayout.BlockSize;
         for (int at = 0; at < entries.Length; at += EntrySize)
@@ -108,7 +108,7 @@ internal static class Checkpoint
     }
 
     /// <summary>Validates everything before installing anything, so a bad checkpoint leaves the maps empty for the scan.</summary>
-    private static bool Decode(ReadOnlySpan<byte> payload, long lastSeq, GftlCore core)
+    private static bool Decode(ReadOnlySpan<byte> payload, long lastSeq, GftlLog core)
     {
         Segment[] segments = core.Allocator.Segments;
         if (payload.Length < 8 || BinaryPrimitives.ReadInt32LittleEndian(payload) != segments.Length)

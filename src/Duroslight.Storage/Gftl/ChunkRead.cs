@@ -65,7 +65,7 @@ internal sealed class ChunkRead : IValueTaskSource<StorageResult>
     }
 
     /// <summary>Outside the lock: zero-fills the unmapped runs and starts the device reads of the mapped ones.</summary>
-    public void Start(GftlCore core)
+    public void Start(GftlLog core)
     {
         _failure = 0;
         _pending = MappedRuns + 1; // held until every run is issued, so the last completion is the last one

@@ -17,7 +17,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
     private const int MaxTrimChunksChecked = 4096;
     private const int ForegroundBatch = 4;
 
-    private readonly GftlCore _core;
+    private readonly GftlLog _core;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly NativeBuffer _victim;
     private readonly NativeBuffer _output = new(RecordFormat.HeaderSize + (MaxBatchBlocks * GftlLayout.BlockSize));
@@ -36,7 +36,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
     private long _recordBlocks;
     private long _segmentsCleaned;
 
-    public GarbageCollector(GftlCore core)
+    public GarbageCollector(GftlLog core)
     {
         _core = core;
         _victim = new NativeBuffer(core.Devices.SegmentBytes);

@@ -4,7 +4,7 @@ namespace Duroslight.Storage.Gftl;
 
 /// <summary>
 /// A GFTL volume on one shard: chunk I/O goes straight to the shard's partition (partition index = shard index,
-/// <see cref="GftlCore.PartitionOf"/>), with no per-call placement lookup. The router only sends this shard the
+/// <see cref="GftlLog.PartitionOf"/>), with no per-call placement lookup. The router only sends this shard the
 /// chunks it owns, one chunk per call; a range across chunks (never sent) goes the volume's own way. The
 /// partition's device I/O runs on the calling thread's I/O, which on the shard is the shard's ring.
 /// </summary>

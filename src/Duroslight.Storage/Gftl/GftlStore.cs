@@ -14,7 +14,7 @@ public sealed class GftlStore : IVolumeStore
     private readonly object _gate = new();
     private readonly GftlOptions _options;
     private readonly SafeFileHandle _lockFile;
-    private readonly GftlCore _core;
+    private readonly GftlLog _core;
     private readonly DeviceMetadata _metadata;
     private readonly Guid _clusterId;
     private readonly RecoveryTracker _recovery;
@@ -32,7 +32,7 @@ public sealed class GftlStore : IVolumeStore
             RefuseLegacyCatalog();
             DeviceSet devices = DeviceSet.OpenOrFormat(options.Devices, options.NodeIndex, options.SegmentBytes, options.DirectIo, out bool formatted);
             _clusterId = devices.ClusterId;
-            _core = new GftlCore(devices, options.ShardCount);
+            _core = new GftlLog(devices, options.ShardCount);
             _metadata = devices.Metadata;
             DeviceMetadata.Loaded? state = formatted ? null : _metadata.Load(out string problem) ??
                 throw new VolumeStoreException($"GFTL devices of cluster {_clusterId}: {problem}; the catalog is lost.");
@@ -374,7 +374,7 @@ public sealed class GftlStore : IVolumeStore
     {
         for (int p = 0; p < source.Maps.Length; p++)
         {
-            ShardMap to = child.Maps[p];
+            PartitionMap to = child.Maps[p];
             foreach ((long chunk, ChunkBlocks blocks) in source.Maps[p].Chunks)
             {
                 ChunkBlocks copy = to.GetOrAdd(chunk);

@@ -10,21 +10,21 @@ namespace Duroslight.Storage.Gftl;
 /// </summary>
 internal sealed class GftlVolume : IBlockVolume
 {
-    private readonly GftlCore _core;
+    private readonly GftlLog _core;
     private long _sizeBytes;
     private volatile bool _closed;
 
-    public GftlVolume(GftlCore core, GftlCatalog.Entry entry, GftlVolume? parent)
+    public GftlVolume(GftlLog core, GftlCatalog.Entry entry, GftlVolume? parent)
     {
         _core = core;
         Entry = entry;
         Parent = parent;
         PlacementId = parent?.PlacementId ?? entry.Id;
         _sizeBytes = entry.SizeBytes;
-        Maps = new ShardMap[core.Partitions.Length];
+        Maps = new PartitionMap[core.Partitions.Length];
         for (int i = 0; i < Maps.Length; i++)
         {
-            Maps[i] = new ShardMap();
+            Maps[i] = new PartitionMap();
         }
     }
 
@@ -38,7 +38,7 @@ internal sealed class GftlVolume : IBlockVolume
     public GftlVolume[] Children { get; set; } = [];
 
     /// <summary>One map per partition: partition p holds the chunks shard p owns.</summary>
-    public ShardMap[] Maps { get; }
+    public PartitionMap[] Maps { get; }
 
     public Guid Id => Entry.Id;
 
@@ -53,7 +53,7 @@ internal sealed class GftlVolume : IBlockVolume
         get
         {
             long blocks = 0;
-            foreach (ShardMap map in Maps)
+            foreach (PartitionMap map in Maps)
             {
                 blocks += Volatile.Read(ref map.MappedBlocks);
             }

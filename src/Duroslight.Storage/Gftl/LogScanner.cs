@@ -12,7 +12,7 @@ internal static class LogScanner
 {
     private readonly record struct LogEvent(long Seq, long Lba, int Count, long Location);
 
-    public static void Rebuild(GftlCore core, RecoveryTracker tracker)
+    public static void Rebuild(GftlLog core, RecoveryTracker tracker)
     {
         var events = new Dictionary<Guid, List<LogEvent>>();
         long maxSeq = ScanDevices(core, events, tracker);
@@ -36,7 +36,7 @@ internal static class LogScanner
         }
     }
 
-    private static long ScanDevices(GftlCore core, Dictionary<Guid, List<LogEvent>> events, RecoveryTracker tracker)
+    private static long ScanDevices(GftlLog core, Dictionary<Guid, List<LogEvent>> events, RecoveryTracker tracker)
     {
         long maxSeq = 0;
         var records = new List<ParsedRecord>();

@@ -9,7 +9,7 @@ namespace Duroslight.Storage.Gftl;
 /// in production where only the shard's thread comes here; other callers (tests, control plane, the collector) take
 /// it briefly.
 /// </summary>
-internal sealed class Partition(GftlCore core, int index) : IDisposable
+internal sealed class Partition(GftlLog core, int index) : IDisposable
 {
     /// <summary>One chunk of data (read bounce buffers).</summary>
     public const int BufferBytes = Chunking.ChunkMap.ChunkSize;
@@ -597,7 +597,7 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
     {
         lock (_gate)
         {
-            ShardMap map = volume.Maps[Index];
+            PartitionMap map = volume.Maps[Index];
             foreach (ChunkBlocks blocks in map.Chunks.Values)
             {
                 foreach (MapEntry entry in blocks.Entries)
@@ -669,7 +669,7 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
         }
     }
 
-    private long TrimMap(ShardMap map, long lba, long count, long seq)
+    private long TrimMap(PartitionMap map, long lba, long count, long seq)
     {
         long touched = 0;
         Chunking.ChunkSpans pieces = Chunking.ChunkMap.SplitBlocks(lba, count, GftlLayout.BlockShift);
@@ -710,7 +710,7 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
             {
                 if (!child.IsClosed)
                 {
-                    ShardMap map = child.Maps[Index];
+                    PartitionMap map = child.Maps[Index];
                     Map(map, map.GetOrAdd(record.Lba / GftlLayout.BlocksPerChunk), record, segment);
                 }
 
@@ -731,7 +731,7 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
         }
     }
 
-    private int TrimChunk(ShardMap map, long chunk, ChunkBlocks blocks, long lba, long count, long seq)
+    private int TrimChunk(PartitionMap map, long chunk, ChunkBlocks blocks, long lba, long count, long seq)
     {
         long chunkStart = chunk * GftlLayout.BlocksPerChunk;
         int first = (int)(Math.Max(lba, chunkStart) - chunkStart);
@@ -785,7 +785,7 @@ internal sealed class Partition(GftlCore core, int index) : IDisposable
         return overlaps;
     }
 
-    private void Map(ShardMap map, ChunkBlocks blocks, PendingRecord record, Segment segment)
+    private void Map(PartitionMap map, ChunkBlocks blocks, PendingRecord record, Segment segment)
     {
         int first = (int)(record.Lba % GftlLayout.BlocksPerChunk);
         int added = 0;

@@ -26,7 +26,7 @@ internal sealed class ChunkBlocks
 /// The chunks of one volume that one partition owns. Touched only under that partition's lock, so the I/O path
 /// of a shard never contends with another shard.
 /// </summary>
-internal sealed class ShardMap
+internal sealed class PartitionMap
 {
     public readonly Dictionary<long, ChunkBlocks> Chunks = [];
 

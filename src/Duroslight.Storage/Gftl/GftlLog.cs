@@ -8,12 +8,12 @@ namespace Duroslight.Storage.Gftl;
 /// The log shared by all volumes of a store: devices, segments, partitions (one per shard), the write sequence
 /// counter and the set of volumes (hidden ones included, for the collector and recovery).
 /// </summary>
-internal sealed class GftlCore : IDisposable
+internal sealed class GftlLog : IDisposable
 {
     private long _seq;
     private volatile GftlVolume[] _volumes = [];
 
-    public GftlCore(DeviceSet devices, int shardCount)
+    public GftlLog(DeviceSet devices, int shardCount)
     {
         Devices = devices;
         Allocator = new SegmentAllocator(devices, shardCount, NextSeq);
@@ -103,7 +103,7 @@ internal sealed class GftlCore : IDisposable
     public void Install(GftlVolume volume, long lba, long location, long seq)
     {
         long chunk = lba / GftlLayout.BlocksPerChunk;
-        ShardMap map = volume.Maps[PartitionFor(volume.PlacementId, chunk).Index];
+        PartitionMap map = volume.Maps[PartitionFor(volume.PlacementId, chunk).Index];
         ChunkBlocks blocks = map.GetOrAdd(chunk);
         ref MapEntry entry = ref blocks.Entries[lba % GftlLayout.BlocksPerChunk];
         if (entry.Location == GftlLayout.Unmapped)
