@@ -103,6 +103,60 @@ public sealed class DeviceFaultProcessTests : IDisposable
         Assert.Equal(Data(0, Blocks, version: 4), buffer);
     }
 
+    /// <summary>
+    /// io_uring operations do not block the shard: a device write that never completes holds its own command only,
+    /// and another volume on the same (single) shard goes on reading and writing. The sparse store keeps each volume
+    /// in its own file, so the stall names one volume's file.
+    /// </summary>
+    [Fact]
+    public async Task A_stalled_device_holds_its_own_command_and_another_volume_on_the_shard_keeps_going()
+    {
+        SetRules("");
+        string data = Path.Combine(_dir.Path, "data");
+        var environment = new Dictionary<string, string> { [FaultRules.EnvironmentVariable] = RulesFile };
+        using ServerProcess server = await ServerProcess.StartAsync(environment, "--store", "sparse", "--data-dir", data,
+            "--volume-size", "8M", "--cores", "0");
+        string first = Path.GetFileName(Assert.Single(Directory.GetFiles(Path.Combine(data, "volumes"), "*.vol")));
+        var (code, _, stderr) = await CliAsync("ctl", "--socket", Path.Combine(data, "control.sock"), "volumes", "create", "second", "8M");
+        Assert.True(code == 0, stderr);
+        await using var stalledHost = await NvmeTcpController.ConnectAsync("127.0.0.1", server.IoPort, Nqn, HostNqn);
+        await using var otherHost = await NvmeTcpController.ConnectAsync("127.0.0.1", server.IoPort, Nqn, HostNqn + "-2");
+
+        SetRules($"write stall path={first}");
+        await Eventually.Until(() => server.Output.Contains("1 device fault rules in force"), "the stall rule is in force");
+        Task stalled = StartWrite(stalledHost, 1, 7).AsTask();
+
+        var buffer = new byte[8 * Block];
+        for (int round = 0; round < 8; round++)
+        {
+            await otherHost.WriteAsync(2, (ulong)(round * 8), 8, Data(round * 8, 8, version: 5)).AsTask().WaitAsync(Eventually.DefaultLimit);
+            await otherHost.ReadAsync(2, (ulong)(round * 8), 8, buffer).AsTask().WaitAsync(Eventually.DefaultLimit);
+            Assert.Equal(Data(round * 8, 8, version: 5), buffer);
+        }
+
+        Assert.False(stalled.IsCompleted, "the stalled write completed while its device was stalled");
+        SetRules("");
+        await stalled.WaitAsync(Eventually.DefaultLimit);
+        await stalledHost.ReadAsync(1, 0, 8, buffer);
+        Assert.Equal(Data(0, 8, version: 7), buffer);
+
+        static ValueTask StartWrite(NvmeTcpController host, uint nsid, int version) => host.WriteAsync(nsid, 0, 8, Data(0, 8, version));
+    }
+
+    private static async Task<(int Code, string Stdout, string Stderr)> CliAsync(params string[] args)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, "duroslight.dll"), .. args])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        return (p.ExitCode, await stdout, await stderr);
+    }
+
     private Task<ServerProcess> StartAsync()
     {
         SetRules("");

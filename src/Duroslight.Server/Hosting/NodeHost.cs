@@ -94,10 +94,33 @@ public sealed class NodeHost : IAsyncDisposable
     private void InjectFaults(string rulesFile)
     {
         _logger.LogWarning("TEST INSTRUMENTATION: {Variable}={File}, device I/O fails or stalls as that file's rules say; never set it in production", FaultRules.EnvironmentVariable, rulesFile);
-        _faultRules = FaultRules.Watch(rulesFile, message => _logger.LogWarning("{Message}", message));
+        _faultRules = FaultRules.Watch(rulesFile, message => _logger.LogWarning("{Message}", message),
+            count => _logger.LogWarning("TEST INSTRUMENTATION: {Count} device fault rules in force", count));
         FaultRules rules = _faultRules;
         Func<IBlockIo, IBlockIo> under = PowerLossShadowBlockIo.Requested ? static io => new PowerLossShadowBlockIo(io) : static io => io;
-        BlockIo.WrapAll(io => new FaultInjectingBlockIo(under(io), rules));
+        BlockIo.WrapAll(io => new FaultInjectingBlockIo(under(io), rules, ShardRunning(io)));
+    }
+
+    /// <summary>For a shard's ring I/O, runs an action on that shard (found when needed: shards start after wrapping).</summary>
+    private Action<Action>? ShardRunning(IBlockIo io)
+    {
+        if (io is SyncBlockIo) return null;
+        return action =>
+        {
+            for (int i = 0; i < _shards!.Count; i++)
+            {
+                if (!ReferenceEquals(_shards[i].DeviceIo, io)) continue;
+                _shards[i].Post(new ShardAction(action));
+                return;
+            }
+
+            action(); // not a shard's: any thread may submit
+        };
+    }
+
+    private sealed class ShardAction(Action action) : IShardWork
+    {
+        public void Execute() => action();
     }
 
     public void Start()

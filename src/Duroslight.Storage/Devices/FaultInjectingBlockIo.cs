@@ -11,9 +11,11 @@ namespace Duroslight.Storage.Devices;
 /// rules file (the server then logs a warning at start). Wraps an <see cref="IBlockIo"/> and, for the operations the
 /// current <see cref="FaultRules"/> select, returns EIO or ENOSPC without calling the device, transfers only half
 /// the buffer (a short transfer), or stalls the operation until the rules change. Costs a rule scan per I/O and,
-/// when a rule names a path, one path lookup per handle: for tests only.
+/// when a rule names a path, one path lookup per handle: for tests only. A ring-backed <paramref name="inner"/> takes
+/// submissions only on its owner's thread: <paramref name="onOwner"/> runs an action there, so that a stalled
+/// operation, released from the rules' timer thread, is submitted (and its caller resumed) where it belongs.
 /// </summary>
-public sealed class FaultInjectingBlockIo(IBlockIo inner, FaultRules rules) : IBlockIo
+public sealed class FaultInjectingBlockIo(IBlockIo inner, FaultRules rules, Action<Action>? onOwner = null) : IBlockIo
 {
     private static readonly ConditionalWeakTable<SafeFileHandle, string> s_paths = [];
 
@@ -60,12 +62,20 @@ public sealed class FaultInjectingBlockIo(IBlockIo inner, FaultRules rules) : IB
         return null;
     }
 
-    /// <summary>Waits for the rules to change, then runs the operation on the device.</summary>
+    /// <summary>Waits for the rules to change, then runs the operation on the device (on the owner's thread).</summary>
     private async ValueTask<int> Stalled(Func<ValueTask<int>> operation)
     {
         await rules.Changed.ConfigureAwait(false);
-        return await operation().ConfigureAwait(false);
+        if (onOwner is null) return await operation().ConfigureAwait(false);
+
+        // Completed on the owner's thread, inline: the caller continues there, as after any ring completion.
+        var done = new TaskCompletionSource<int>();
+        onOwner(() => Complete(operation(), done));
+        return await done.Task.ConfigureAwait(false);
     }
+
+    private static async void Complete(ValueTask<int> operation, TaskCompletionSource<int> done) =>
+        done.SetResult(await operation.ConfigureAwait(false));
 
     private static string PathOf(SafeFileHandle file) =>
         s_paths.GetValue(file, static f =>
@@ -223,18 +233,18 @@ public sealed class FaultRules : IDisposable
     /// <summary>
     /// Loads <paramref name="path"/> now and re-reads it whenever its modification time or length changes, polled on a
     /// timer (not per I/O). A missing file means no rules; a bad one keeps the rules in force and reports through
-    /// <paramref name="warn"/>.
+    /// <paramref name="warn"/>; <paramref name="applied"/> hears the count of each set of rules put in force.
     /// </summary>
-    public static FaultRules Watch(string path, Action<string> warn, TimeSpan? period = null)
+    public static FaultRules Watch(string path, Action<string> warn, Action<int>? applied = null, TimeSpan? period = null)
     {
         var rules = new FaultRules();
-        rules.Reload(path, warn);
+        rules.Reload(path, warn, applied);
         TimeSpan every = period ?? TimeSpan.FromMilliseconds(100);
-        rules._watch = new Timer(_ => rules.Reload(path, warn), null, every, every);
+        rules._watch = new Timer(_ => rules.Reload(path, warn, applied), null, every, every);
         return rules;
     }
 
-    private void Reload(string path, Action<string> warn)
+    private void Reload(string path, Action<string> warn, Action<int>? applied)
     {
         lock (_gate)
         {
@@ -248,7 +258,9 @@ public sealed class FaultRules : IDisposable
 
         try
         {
-            Set(File.Exists(path) ? Parse(File.ReadAllText(path)) : []);
+            FaultRule[] rules = File.Exists(path) ? Parse(File.ReadAllText(path)) : [];
+            Set(rules);
+            applied?.Invoke(rules.Length);
         }
         catch (Exception e) when (e is FormatException or IOException)
         {

@@ -126,7 +126,7 @@ public sealed class FaultInjectingBlockIoTests : IDisposable
     {
         string file = Path.Combine(_dir.Path, "faults");
         var warnings = new List<string>();
-        using FaultRules watched = FaultRules.Watch(file, warnings.Add, TimeSpan.FromMilliseconds(20));
+        using FaultRules watched = FaultRules.Watch(file, warnings.Add, period: TimeSpan.FromMilliseconds(20));
         var io = new FaultInjectingBlockIo(SyncBlockIo.Instance, watched);
         Assert.Equal(0, await io.ReadAsync(_a, new byte[4096], 0));
 
