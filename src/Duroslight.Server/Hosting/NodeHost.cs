@@ -30,6 +30,7 @@ public sealed class NodeHost : IAsyncDisposable
     private IVolumeStore? _store;
     private NodeVolumes? _volumes;
     private ShardGroup? _shards;
+    private FaultRules? _faultRules;
     private ITransport? _transport;
     private MetricsServer? _metrics;
     private ControlServer? _control;
@@ -89,6 +90,39 @@ public sealed class NodeHost : IAsyncDisposable
     /// <summary>The reactor's shards (null until started).</summary>
     public ShardGroup? Shards => _shards;
 
+    /// <summary>Test instrumentation: device faults from a rules file (over the power-loss shadows, if both are on).</summary>
+    private void InjectFaults(string rulesFile)
+    {
+        _logger.LogWarning("TEST INSTRUMENTATION: {Variable}={File}, device I/O fails or stalls as that file's rules say; never set it in production", FaultRules.EnvironmentVariable, rulesFile);
+        _faultRules = FaultRules.Watch(rulesFile, message => _logger.LogWarning("{Message}", message),
+            count => _logger.LogWarning("TEST INSTRUMENTATION: {Count} device fault rules in force", count));
+        FaultRules rules = _faultRules;
+        Func<IBlockIo, IBlockIo> under = PowerLossShadowBlockIo.Requested ? static io => new PowerLossShadowBlockIo(io) : static io => io;
+        BlockIo.WrapAll(io => new FaultInjectingBlockIo(under(io), rules, ShardRunning(io)));
+    }
+
+    /// <summary>For a shard's ring I/O, runs an action on that shard (found when needed: shards start after wrapping).</summary>
+    private Action<Action>? ShardRunning(IBlockIo io)
+    {
+        if (io is SyncBlockIo) return null;
+        return action =>
+        {
+            for (int i = 0; i < _shards!.Count; i++)
+            {
+                if (!ReferenceEquals(_shards[i].DeviceIo, io)) continue;
+                _shards[i].Post(new ShardAction(action));
+                return;
+            }
+
+            action(); // not a shard's: any thread may submit
+        };
+    }
+
+    private sealed class ShardAction(Action action) : IShardWork
+    {
+        public void Execute() => action();
+    }
+
     public void Start()
     {
         if (PowerLossShadowBlockIo.Requested)
@@ -96,6 +130,8 @@ public sealed class NodeHost : IAsyncDisposable
             _logger.LogWarning("TEST INSTRUMENTATION: {Variable}=1, every device write is shadowed for a power-loss test; never set it in production", PowerLossShadowBlockIo.EnvironmentVariable);
             BlockIo.WrapAll(static io => new PowerLossShadowBlockIo(io));
         }
+
+        if (FaultRules.RequestedFile is { } faultsFile) InjectFaults(faultsFile);
 
         StartShards();
         Enter(NodeState.Gftl);
@@ -128,6 +164,7 @@ public sealed class NodeHost : IAsyncDisposable
         if (_cluster is not null) await _cluster.DisposeAsync().ConfigureAwait(false);
         if (_transport is not null) await _transport.DrainAsync(Settings.DrainTimeout).ConfigureAwait(false);
         Target.DisconnectAll();
+        _faultRules?.Dispose(); // stalled device I/O must not hold the final flush
         if (_volumes is not null) await _volumes.FlushAllAsync().ConfigureAwait(false);
         if (_api is not null) await _api.DisposeAsync().ConfigureAwait(false);
         if (_control is not null) await _control.DisposeAsync().ConfigureAwait(false);

@@ -1,0 +1,217 @@
+using Duroslight.Host;
+using Duroslight.Protocol.Nvme;
+using Duroslight.Storage.Devices;
+using Duroslight.Tests.Shared;
+using Xunit;
+
+namespace Duroslight.Server.Tests;
+
+/// <summary>
+/// The real process on the GFTL store with <see cref="FaultRules.EnvironmentVariable"/> set: device errors injected
+/// under the store become the NVMe status of the command that met them, and only of that command.
+/// </summary>
+public sealed class DeviceFaultProcessTests : IDisposable
+{
+    private const string Nqn = "nqn.2026-11.io.duroslight:default";
+    private const string HostNqn = "nqn.2014-08.org.nvmexpress:uuid:cccccccc-0000-0000-0000-000000000015";
+    private const int Block = 4096;
+
+    private readonly TempDir _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    private string RulesFile => Path.Combine(_dir.Path, "faults");
+
+    [Fact]
+    public async Task A_device_read_error_fails_that_read_with_unrecovered_read_error_and_no_other_command()
+    {
+        using ServerProcess server = await StartAsync();
+        Assert.Contains("TEST INSTRUMENTATION", server.Output);
+        await using var host = await NvmeTcpController.ConnectAsync("127.0.0.1", server.IoPort, Nqn, HostNqn);
+        for (int lba = 0; lba < 32; lba++) await host.WriteAsync(1, (ulong)lba, 1, Data(lba, 1));
+        await host.FlushAsync(1);
+
+        SetRules("read eio every=3");
+        await Eventually.Until(async () => await ReadStatusAsync(host, 0) is { } failed && IsStatus(failed, NvmeStatus.UnrecoveredReadError),
+            "a read meets the injected device error");
+
+        int failures = 0, successes = 0;
+        var buffer = new byte[Block];
+        for (int round = 0; round < 3; round++)
+        {
+            for (int lba = 0; lba < 32; lba++)
+            {
+                if (await ReadStatusAsync(host, lba, buffer) is { } status)
+                {
+                    Assert.True(IsStatus(status, NvmeStatus.UnrecoveredReadError), $"lba {lba}: {status}");
+                    failures++;
+                }
+                else
+                {
+                    Assert.Equal(Data(lba, 1), buffer);
+                    successes++;
+                }
+            }
+        }
+
+        Assert.True(failures > 0 && successes > 0, $"{failures} failed, {successes} succeeded");
+        await host.WriteAsync(1, 40, 1, Data(40, 1)); // writes go on while reads fail
+
+        SetRules("");
+        // While the rule holds, one read in every three fails: three successes in a row mean it is gone.
+        await Eventually.Until(async () => await ReadStatusAsync(host, 0) is null && await ReadStatusAsync(host, 1) is null
+            && await ReadStatusAsync(host, 2) is null, "reads succeed once the fault is gone");
+        for (int lba = 0; lba < 32; lba++)
+        {
+            await host.ReadAsync(1, (ulong)lba, 1, buffer);
+            Assert.Equal(Data(lba, 1), buffer);
+        }
+    }
+
+    [Fact]
+    public async Task A_device_write_error_fails_that_write_and_the_volume_keeps_old_or_new_data()
+    {
+        using ServerProcess server = await StartAsync();
+        await using var host = await NvmeTcpController.ConnectAsync("127.0.0.1", server.IoPort, Nqn, HostNqn);
+        const int Blocks = 64;
+        await host.WriteAsync(1, 0, Blocks, Data(0, Blocks, version: 1));
+        await host.FlushAsync(1);
+
+        SetRules("write eio");
+        NvmeStatus? failed = null;
+        await Eventually.Until(async () =>
+        {
+            failed = await WriteStatusAsync(host, 0, Blocks, version: 2);
+            return failed is not null;
+        }, "a write meets the injected device error");
+        Assert.True(IsStatus(failed!.Value, NvmeStatus.WriteFault), $"{failed}");
+
+        SetRules("");
+        var buffer = new byte[Blocks * Block];
+        await Eventually.Until(async () => await WriteStatusAsync(host, Blocks, 1, version: 3) is null, "writes succeed once the fault is gone");
+        await host.ReadAsync(1, 0, Blocks, buffer);
+        for (int lba = 0; lba < Blocks; lba++)
+        {
+            byte[] block = buffer.AsSpan(lba * Block, Block).ToArray();
+            Assert.True(block.AsSpan().SequenceEqual(Data(lba, 1, 1)) || block.AsSpan().SequenceEqual(Data(lba, 1, 2)),
+                $"block {lba} holds neither its old nor its new data");
+        }
+
+        // The failed range can be written again, and what is written is what is read.
+        await host.WriteAsync(1, 0, Blocks, Data(0, Blocks, version: 4));
+        await host.ReadAsync(1, 0, Blocks, buffer);
+        Assert.Equal(Data(0, Blocks, version: 4), buffer);
+    }
+
+    /// <summary>
+    /// io_uring operations do not block the shard: a device write that never completes holds its own command only,
+    /// and another volume on the same (single) shard goes on reading and writing. The sparse store keeps each volume
+    /// in its own file, so the stall names one volume's file.
+    /// </summary>
+    [Fact]
+    public async Task A_stalled_device_holds_its_own_command_and_another_volume_on_the_shard_keeps_going()
+    {
+        SetRules("");
+        string data = Path.Combine(_dir.Path, "data");
+        var environment = new Dictionary<string, string> { [FaultRules.EnvironmentVariable] = RulesFile };
+        using ServerProcess server = await ServerProcess.StartAsync(environment, "--store", "sparse", "--data-dir", data,
+            "--volume-size", "8M", "--cores", "0");
+        string first = Path.GetFileName(Assert.Single(Directory.GetFiles(Path.Combine(data, "volumes"), "*.vol")));
+        var (code, _, stderr) = await CliAsync("ctl", "--socket", Path.Combine(data, "control.sock"), "volumes", "create", "second", "8M");
+        Assert.True(code == 0, stderr);
+        await using var stalledHost = await NvmeTcpController.ConnectAsync("127.0.0.1", server.IoPort, Nqn, HostNqn);
+        await using var otherHost = await NvmeTcpController.ConnectAsync("127.0.0.1", server.IoPort, Nqn, HostNqn + "-2");
+
+        SetRules($"write stall path={first}");
+        await Eventually.Until(() => server.Output.Contains("1 device fault rules in force"), "the stall rule is in force");
+        Task stalled = StartWrite(stalledHost, 1, 7).AsTask();
+
+        var buffer = new byte[8 * Block];
+        for (int round = 0; round < 8; round++)
+        {
+            await otherHost.WriteAsync(2, (ulong)(round * 8), 8, Data(round * 8, 8, version: 5)).AsTask().WaitAsync(Eventually.DefaultLimit);
+            await otherHost.ReadAsync(2, (ulong)(round * 8), 8, buffer).AsTask().WaitAsync(Eventually.DefaultLimit);
+            Assert.Equal(Data(round * 8, 8, version: 5), buffer);
+        }
+
+        Assert.False(stalled.IsCompleted, "the stalled write completed while its device was stalled");
+        SetRules("");
+        await stalled.WaitAsync(Eventually.DefaultLimit);
+        await stalledHost.ReadAsync(1, 0, 8, buffer);
+        Assert.Equal(Data(0, 8, version: 7), buffer);
+
+        static ValueTask StartWrite(NvmeTcpController host, uint nsid, int version) => host.WriteAsync(nsid, 0, 8, Data(0, 8, version));
+    }
+
+    private static async Task<(int Code, string Stdout, string Stderr)> CliAsync(params string[] args)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, "duroslight.dll"), .. args])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        return (p.ExitCode, await stdout, await stderr);
+    }
+
+    private Task<ServerProcess> StartAsync()
+    {
+        SetRules("");
+        var environment = new Dictionary<string, string> { [FaultRules.EnvironmentVariable] = RulesFile };
+        return ServerProcess.StartAsync(environment, "--data-dir", Path.Combine(_dir.Path, "data"), "--volume-size", "8M",
+            "--device", Path.Combine(_dir.Path, "device0.img") + ":64M");
+    }
+
+    private void SetRules(string text)
+    {
+        File.WriteAllText(RulesFile + ".tmp", text);
+        File.Move(RulesFile + ".tmp", RulesFile, overwrite: true);
+    }
+
+    private static bool IsStatus(NvmeStatus seen, NvmeStatus expected) => seen.Sct == expected.Sct && seen.Sc == expected.Sc;
+
+    private static async Task<NvmeStatus?> ReadStatusAsync(NvmeTcpController host, int lba, byte[]? buffer = null)
+    {
+        try
+        {
+            await host.ReadAsync(1, (ulong)lba, 1, buffer ?? new byte[Block]);
+            return null;
+        }
+        catch (NvmeException e)
+        {
+            return e.Status;
+        }
+    }
+
+    private static async Task<NvmeStatus?> WriteStatusAsync(NvmeTcpController host, int lba, int blocks, int version)
+    {
+        try
+        {
+            await host.WriteAsync(1, (ulong)lba, blocks, Data(lba, blocks, version));
+            return null;
+        }
+        catch (NvmeException e)
+        {
+            return e.Status;
+        }
+    }
+
+    /// <summary>Blocks that name their LBA and version in every 8 bytes, so garbage or a misplaced block shows.</summary>
+    private static byte[] Data(int lba, int blocks, int version = 1)
+    {
+        byte[] data = new byte[blocks * Block];
+        for (int b = 0; b < blocks; b++)
+        {
+            for (int i = 0; i < Block; i += 8)
+            {
+                BitConverter.TryWriteBytes(data.AsSpan(b * Block + i), lba + b);
+                BitConverter.TryWriteBytes(data.AsSpan(b * Block + i + 4), version);
+            }
+        }
+
+        return data;
+    }
+}
