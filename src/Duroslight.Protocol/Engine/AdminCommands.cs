@@ -24,8 +24,10 @@ internal sealed class AdminCommands(Target target)
             case AdminOpcode.Identify: return Identify(slot, ctrl);
             case AdminOpcode.GetLogPage: return GetLogPage(slot, ctrl);
             case AdminOpcode.SetFeatures when (byte)cmd.Cdw10 == ReservationNotificationMaskId: return SetReservationMask(cmd, ctrl, out result);
+            case AdminOpcode.SetFeatures when (byte)cmd.Cdw10 == ReservationPersistenceId: return SetReservationPersistence(cmd, ctrl, out result);
             case AdminOpcode.SetFeatures: return ctrl.Features.Set(cmd, out result);
             case AdminOpcode.GetFeatures when (byte)cmd.Cdw10 == ReservationNotificationMaskId: return GetReservationMask(cmd, ctrl, out result);
+            case AdminOpcode.GetFeatures when (byte)cmd.Cdw10 == ReservationPersistenceId: return GetReservationPersistence(cmd, ctrl, out result);
             case AdminOpcode.GetFeatures: return GetFeatures(slot, ctrl, out result);
             case AdminOpcode.AsyncEventRequest: return ctrl.ParkAer(slot);
             case AdminOpcode.KeepAlive: return NvmeStatus.Success;
@@ -55,6 +57,41 @@ internal sealed class AdminCommands(Target target)
         if (ctrl.IsDiscovery) return NvmeStatus.InvalidField;
         if (target.GetNamespace(cmd.Nsid, ctrl.HostNqn) is null) return NvmeStatus.InvalidNamespaceOrFormat;
         result = ctrl.ReservationLog.MaskOf(cmd.Nsid);
+        return NvmeStatus.Success;
+    }
+
+    private const byte ReservationPersistenceId = 0x83;
+
+    /// <summary>
+    /// Feature 83h, Reservation Persistence: CDW11 bit 0 is PTPL of one namespace, kept in its reservation state (and,
+    /// set, stored with the volume before the command completes). Setting it needs a store (<see cref="Target.PtplCapable"/>).
+    /// </summary>
+    private NvmeStatus SetReservationPersistence(in SubmissionEntry cmd, Controller ctrl, out ulong result)
+    {
+        result = 0;
+        if (ctrl.IsDiscovery) return NvmeStatus.InvalidField;
+        if ((cmd.Cdw10 & (1u << 31)) != 0) return NvmeStatus.FeatureIdNotSaveable;
+        var ns = target.GetNamespace(cmd.Nsid, ctrl.HostNqn);
+        if (ns is null) return NvmeStatus.InvalidNamespaceOrFormat;
+        bool ptpl = (cmd.Cdw11 & 1) != 0;
+        if (ptpl && !target.PtplCapable) return NvmeStatus.InvalidField;
+        return target.Reserve(ns, s => s.ChangePtpl(ptpl)).Status;
+    }
+
+    /// <summary>SEL 0 current PTPL, 1/2 default and saved (clear), 3 capabilities: namespace specific, changeable when stored.</summary>
+    private NvmeStatus GetReservationPersistence(in SubmissionEntry cmd, Controller ctrl, out ulong result)
+    {
+        result = 0;
+        uint select = (cmd.Cdw10 >> 8) & 0x7;
+        if (ctrl.IsDiscovery || select > 3) return NvmeStatus.InvalidField;
+        var ns = target.GetNamespace(cmd.Nsid, ctrl.HostNqn);
+        if (ns is null) return NvmeStatus.InvalidNamespaceOrFormat;
+        result = select switch
+        {
+            0 => ns.Reservation.Ptpl ? 1u : 0u,
+            3 => (1u << 1) | (target.PtplCapable ? 1u << 2 : 0u),
+            _ => 0u,
+        };
         return NvmeStatus.Success;
     }
 
@@ -120,7 +157,7 @@ internal sealed class AdminCommands(Target target)
                 IdentifyPages.Controller(page, IdentityOf(ctrl));
                 return NvmeStatus.Success;
             case IdentifyCns.Namespace:
-                return IdentifyNamespace(page, cmd.Nsid, ctrl, static (p, ns) => IdentifyPages.Namespace(p, ns), inactiveIsZero: true);
+                return IdentifyNamespace(page, cmd.Nsid, ctrl, (p, ns) => IdentifyPages.Namespace(p, ns, target.PtplCapable), inactiveIsZero: true);
             case IdentifyCns.NamespaceDescriptorList:
                 return IdentifyNamespace(page, cmd.Nsid, ctrl, static (p, ns) => IdentifyPages.NamespaceDescriptors(p, ns), inactiveIsZero: false);
             case IdentifyCns.IoCommandSetNamespace when csi == 0:

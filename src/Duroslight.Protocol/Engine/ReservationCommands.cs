@@ -62,8 +62,8 @@ internal static class ReservationCommands
                 return Report(slot, ns);
             case IoOpcode.ReservationRegister:
                 var change = (PtplChange)(cdw10 >> 30);
-                // PTPL is not stored with the volume yet, so the controller cannot honour it (RESCAP bit 0 is clear).
-                if (change == PtplChange.Set) return NvmeStatus.InvalidField;
+                // Without a store for the record the controller cannot honour PTPL (RESCAP bit 0 is clear then).
+                if (change == PtplChange.Set && !target.PtplCapable) return NvmeStatus.InvalidField;
                 ulong crkey = Key(slot, 0), nrkey = Key(slot, 8);
                 return target.Reserve(ns, s => s.Register(host, (RegisterAction)(cdw10 & 7), iekey, crkey, nrkey, change)).Status;
             case IoOpcode.ReservationAcquire:

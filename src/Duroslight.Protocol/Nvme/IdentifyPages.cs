@@ -62,9 +62,13 @@ public static class IdentifyPages
     public const ushort OncsReservations = 1 << 5;
     /// <summary>
     /// RESCAP (Identify Namespace byte 31): the six reservation types (bits 6:1) and IEKEY as defined from revision 1.3
-    /// (bit 7: reserved in Acquire and Release). Bit 0 (Persist Through Power Loss) is not claimed: PTPL is not stored yet.
+    /// (bit 7: reserved in Acquire and Release). Bit 0 (Persist Through Power Loss) is <see cref="RescapPtpl"/>, claimed only
+    /// where the target stores reservation records (<see cref="Target.PtplCapable"/>).
     /// </summary>
     public const byte Rescap = 0b1111_1110;
+
+    /// <summary>RESCAP bit 0, Persist Through Power Loss: set where the target stores reservation records.</summary>
+    public const byte RescapPtpl = 1;
     /// <summary>VWC bit 0: a volatile write cache is present.</summary>
     public const byte VwcPresent = 1 << 0;
     /// <summary>
@@ -202,7 +206,7 @@ public static class IdentifyPages
     /// (NAWUN/NAWUPF/NACWU valid) stays clear: atomicity beyond one block is a storage-layer promise this layer cannot make.</para>
     /// <para>Callers answer an inactive NSID with an all-zero page instead.</para>
     /// </summary>
-    public static void Namespace(Span<byte> page, NamespaceInfo ns)
+    public static void Namespace(Span<byte> page, NamespaceInfo ns, bool ptplCapable = false)
     {
         ArgumentNullException.ThrowIfNull(ns);
         page = Page(page);
@@ -226,7 +230,7 @@ public static class IdentifyPages
         page[NlbafOff] = 0;
         page[FlbasOff] = 0;
         page[NmicOff] = NmicShared;
-        page[RescapOff] = Rescap;
+        page[RescapOff] = (byte)(Rescap | (ptplCapable ? RescapPtpl : 0));
         page[DlfeatOff] = Dlfeat;
 
         ushort granularity = ZeroBasedBlocks(PreferredGranularityBytes, ns.BlockSize);

@@ -174,6 +174,13 @@ public sealed class ReservationState
     public ReservationState AfterPowerLoss() => Ptpl ? this : Empty;
 
     /// <summary>
+    /// Set Features Reservation Persistence (83h): only PTPL changes (the generation counts registrations and
+    /// preemptions, not this); setting it to what it is leaves the state as it is.
+    /// </summary>
+    public ReservationOutcome ChangePtpl(bool ptpl) =>
+        new(NvmeStatus.Success, ptpl == Ptpl ? this : Next(ptpl, bumpGeneration: false), [], []);
+
+    /// <summary>
     /// 8.19 "Preempting a Reservation or Registration". No reservation, or PRKEY another registrant's key: the registrants
     /// with that key are unregistered (none is a conflict). All-registrants type with PRKEY 0: the issuer takes a new
     /// reservation of RTYPE and every other registrant is unregistered. Otherwise, the holder preempting itself changes

@@ -138,6 +138,7 @@ public sealed class NodeHost : IAsyncDisposable
         _store = OpenStore();
         Enter(NodeState.BuildingTarget);
         _volumes = new NodeVolumes(_store, Target, _volumeTable, _logger);
+        Target.ReservationPersistence = _volumes.PersistReservation;
         if (!Settings.IsClustered) _volumes.ExposeAll();
         foreach (var r in Settings.Referrals) Target.AddReferral(new Referral(r.Address.ToString(), Port(r)));
         Enter(NodeState.Activating);

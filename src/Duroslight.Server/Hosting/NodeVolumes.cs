@@ -290,10 +290,49 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, VolumeTable v
             AllocatedBlocks = () => volume.AllocatedBytes / volume.BlockSize,
             Hosts = Access(d.Hosts),
             AnaState = ana,
+            Reservation = RestoredReservation(d),
         });
         _open[d.Id] = volume;
         Metrics.ResetVolumeSlot((int)nsid - 1);
         logger.LogInformation("namespace {Nsid} = volume {Name} {Id}", nsid, d.Name, d.Id);
+    }
+
+    /// <summary>
+    /// Persist Through Power Loss: the target's hook (<see cref="Target.ReservationPersistence"/>), called under its lock
+    /// on the shard thread of the reservation command; the catalog write is durable when it returns. Only reservation
+    /// commands on a namespace with PTPL (or clearing it) come here, never plain I/O. The write runs on a pool thread
+    /// because a shard thread's block I/O completes only when that shard polls again; the shard waits for it (one
+    /// catalog write and fsync, stalling that shard's other connections meanwhile: reservation commands are rare).
+    /// </summary>
+    public void PersistReservation(NamespaceInfo ns, byte[] record)
+    {
+        try
+        {
+            Task.Run(() => store.SetReservation(ns.VolumeId, record)).GetAwaiter().GetResult();
+        }
+        catch (Exception e) when (e is VolumeStoreException or IOException or InvalidOperationException)
+        {
+            logger.LogError("volume {Id}: reservation record not stored: {Error}", ns.VolumeId, e.ToString());
+            throw new IOException(e.Message, e);
+        }
+    }
+
+    /// <summary>
+    /// The reservation state a start gives a volume (8.19 "Persist Through Power Loss"): the stored record if PTPL was
+    /// set, otherwise none. A record that does not parse is dropped with a warning rather than stopping the node.
+    /// </summary>
+    private Protocol.Reservations.ReservationState RestoredReservation(VolumeDescriptor d)
+    {
+        if (d.Reservation is null) return Protocol.Reservations.ReservationState.Empty;
+        try
+        {
+            return Protocol.Reservations.ReservationCodec.Deserialize(d.Reservation).AfterPowerLoss();
+        }
+        catch (FormatException e)
+        {
+            logger.LogWarning("volume {Name}: stored reservation ignored: {Message}", d.Name, e.Message);
+            return Protocol.Reservations.ReservationState.Empty;
+        }
     }
 
     /// <summary>A volume's host list as the target enforces it (null: any host the subsystem admits).</summary>

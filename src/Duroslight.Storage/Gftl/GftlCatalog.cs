@@ -23,8 +23,12 @@ internal static partial class GftlCatalog
         [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
         public string[]? Hosts { get; init; }
 
+        /// <summary>The PTPL reservation record (null: none); absent from catalogs written before it existed.</summary>
+        [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+        public byte[]? Reservation { get; init; }
+
         public VolumeDescriptor Descriptor =>
-            new(Id, Name, SizeBytes, GftlLayout.BlockSize) { ReadOnly = ReadOnly, ParentId = ParentId, Hosts = Hosts };
+            new(Id, Name, SizeBytes, GftlLayout.BlockSize) { ReadOnly = ReadOnly, ParentId = ParentId, Hosts = Hosts, Reservation = Reservation };
     }
 
     public sealed record Document(int FormatVersion, Guid ClusterId, List<Entry> Volumes);

@@ -238,14 +238,20 @@ public sealed class GftlStore : IVolumeStore
         }
     }
 
-    public VolumeDescriptor SetHosts(Guid id, IReadOnlyList<string>? hosts)
+    public VolumeDescriptor SetHosts(Guid id, IReadOnlyList<string>? hosts) =>
+        UpdateEntry(id, e => e with { Hosts = VolumeRequests.NormalizeHosts(hosts) });
+
+    public VolumeDescriptor SetReservation(Guid id, byte[]? record) => UpdateEntry(id, e => e with { Reservation = record });
+
+    /// <summary>Changes a volume's catalog entry and saves the catalog; a failed save leaves the entry as it was.</summary>
+    private VolumeDescriptor UpdateEntry(Guid id, Func<GftlCatalog.Entry, GftlCatalog.Entry> change)
     {
         lock (_gate)
         {
             ThrowIfDisposed();
             GftlVolume volume = Visible(id);
             GftlCatalog.Entry previous = volume.Entry;
-            volume.Entry = previous with { Hosts = VolumeRequests.NormalizeHosts(hosts) };
+            volume.Entry = change(previous);
             try
             {
                 SaveCatalog(_core.Volumes);

@@ -17,6 +17,13 @@ public sealed record VolumeDescriptor(Guid Id, string Name, long SizeBytes, int 
     /// </summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public string[]? Hosts { get; init; }
+
+    /// <summary>
+    /// The namespace's reservation record while Persist Through Power Loss is set (NVMe reservations; the target's
+    /// <c>ReservationCodec</c> format, opaque here), or null. Absent from catalogs written before it existed.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public byte[]? Reservation { get; init; }
 }
 
 /// <summary>Why a control-plane request on a store was refused.</summary>
@@ -51,6 +58,12 @@ public interface IVolumeStore : IDisposable
     /// store keeps the list; the node's target enforces it.
     /// </summary>
     VolumeDescriptor SetHosts(Guid id, IReadOnlyList<string>? hosts);
+
+    /// <summary>
+    /// Replaces the volume's reservation record (null: none), durable when this returns: a reservation command on a
+    /// namespace with PTPL completes only after it.
+    /// </summary>
+    VolumeDescriptor SetReservation(Guid id, byte[]? record);
 
     /// <summary>The open volume; the store owns it and disposes it with itself or on Delete.</summary>
     IBlockVolume Open(Guid id);

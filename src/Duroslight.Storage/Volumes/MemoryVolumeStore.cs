@@ -78,13 +78,18 @@ public sealed class MemoryVolumeStore : IVolumeStore
         }
     }
 
-    public VolumeDescriptor SetHosts(Guid id, IReadOnlyList<string>? hosts)
+    public VolumeDescriptor SetHosts(Guid id, IReadOnlyList<string>? hosts) =>
+        Update(id, d => d with { Hosts = VolumeRequests.NormalizeHosts(hosts) });
+
+    public VolumeDescriptor SetReservation(Guid id, byte[]? record) => Update(id, d => d with { Reservation = record });
+
+    private VolumeDescriptor Update(Guid id, Func<VolumeDescriptor, VolumeDescriptor> change)
     {
         lock (_gate)
         {
             ThrowIfDisposed();
             int index = VolumeRequests.IndexOfExisting(_volumes, id);
-            _volumes[index] = _volumes[index] with { Hosts = VolumeRequests.NormalizeHosts(hosts) };
+            _volumes[index] = change(_volumes[index]);
             return _volumes[index];
         }
     }

@@ -145,14 +145,20 @@ public sealed class SparseFileVolumeStore : IVolumeStore
         }
     }
 
-    public VolumeDescriptor SetHosts(Guid id, IReadOnlyList<string>? hosts)
+    public VolumeDescriptor SetHosts(Guid id, IReadOnlyList<string>? hosts) =>
+        Update(id, d => d with { Hosts = VolumeRequests.NormalizeHosts(hosts) });
+
+    public VolumeDescriptor SetReservation(Guid id, byte[]? record) => Update(id, d => d with { Reservation = record });
+
+    /// <summary>Changes a descriptor and saves the catalog; a failed save leaves the descriptor as it was.</summary>
+    private VolumeDescriptor Update(Guid id, Func<VolumeDescriptor, VolumeDescriptor> change)
     {
         lock (_gate)
         {
             ThrowIfDisposed();
             int index = VolumeRequests.IndexOfExisting(_volumes, id);
             VolumeDescriptor previous = _volumes[index];
-            _volumes[index] = previous with { Hosts = VolumeRequests.NormalizeHosts(hosts) };
+            _volumes[index] = change(previous);
             try
             {
                 VolumeCatalog.Save(_catalogPath, _volumes);

@@ -128,8 +128,9 @@ internal sealed class Fabric
     public string SubNqn => Target.Options.SubsystemNqn;
 
     /// <summary>Adds a namespace with an in-memory volume.</summary>
-    public NamespaceInfo AddVolume(uint nsid = 1, long blocks = 4096, int blockSize = 512, Guid? id = null) =>
-        Storage.AddVolume(Target, nsid, blocks, blockSize, id);
+    public NamespaceInfo AddVolume(uint nsid = 1, long blocks = 4096, int blockSize = 512, Guid? id = null,
+        Duroslight.Protocol.Reservations.ReservationState? reservation = null) =>
+        Storage.AddVolume(Target, nsid, blocks, blockSize, id, reservation);
 
     /// <summary>A started pair pumped through ICReq/ICResp.</summary>
     public QueuePair Open(HostQueueOptions? options = null)

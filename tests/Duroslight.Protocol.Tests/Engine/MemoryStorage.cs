@@ -13,9 +13,14 @@ internal sealed class MemoryStorage
 
     public List<StorageRequestRecord> Log { get; } = [];
 
-    public NamespaceInfo AddVolume(Target target, uint nsid, long blocks, int blockSize, Guid? volumeId = null)
+    /// <summary>Adds a namespace; <paramref name="reservation"/> is the state a restart restored (PTPL).</summary>
+    public NamespaceInfo AddVolume(Target target, uint nsid, long blocks, int blockSize, Guid? volumeId = null,
+        Duroslight.Protocol.Reservations.ReservationState? reservation = null)
     {
-        var ns = new NamespaceInfo(nsid, volumeId ?? Guid.NewGuid(), blocks, blockSize);
+        var ns = new NamespaceInfo(nsid, volumeId ?? Guid.NewGuid(), blocks, blockSize)
+        {
+            Reservation = reservation ?? Duroslight.Protocol.Reservations.ReservationState.Empty,
+        };
         _volumes.Add(ns.VolumeId, new byte[blocks * blockSize]);
         target.AddNamespace(ns);
         return ns;

@@ -152,6 +152,93 @@ public sealed class ReservationEngineTests
         Assert.Empty(ActiveNamespaces(f, admin));
     }
 
+    private static NvmeCommand SetPersistence(bool ptpl) => new(AdminOpcode.SetFeatures, 1, 0x83, ptpl ? 1u : 0u);
+
+    private static NvmeCommand GetPersistence(uint select = 0) => new(AdminOpcode.GetFeatures, 1, 0x83 | (select << 8));
+
+    private static (int Count, byte Type, Dictionary<UInt128, (byte Rcsts, ulong Key)> Entries) ReportOf(Fabric f, QueuePair q)
+    {
+        var page = new byte[4 * 64];
+        f.ExecOk(q, Report(page.Length), page);
+        var entries = new Dictionary<UInt128, (byte, ulong)>();
+        int count = BinaryPrimitives.ReadUInt16LittleEndian(page.AsSpan(5));
+        for (int i = 1; i <= count; i++)
+            entries[BinaryPrimitives.ReadUInt128LittleEndian(page.AsSpan(i * 64 + 16))] = (page[i * 64 + 2], BinaryPrimitives.ReadUInt64LittleEndian(page.AsSpan(i * 64 + 8)));
+        return (count, page[4], entries);
+    }
+
+    [Fact]
+    public void Without_a_store_ptpl_cannot_be_set_and_rescap_does_not_claim_it()
+    {
+        var f = new Fabric();
+        f.AddVolume();
+        var (admin, io) = ControllerOf(f, HostA, IdA);
+        var ns = new byte[4096];
+        f.ExecOk(admin, NvmeCommands.Identify(IdentifyCns.Namespace, 1), ns);
+        Assert.Equal(0, ns[31] & IdentifyPages.RescapPtpl);
+        Assert.Equal(NvmeStatus.InvalidField, f.Exec(admin, SetPersistence(true)).Status);
+        Assert.Equal(NvmeStatus.InvalidField, f.Exec(io, Register(RegisterAction.Register, PtplChange.Set), Keys(0, 0xA)).Status);
+        Assert.Equal(2ul, f.Exec(admin, GetPersistence(select: 3)).Result); // namespace specific, not changeable
+        f.ExecOk(admin, SetPersistence(false));
+        Assert.Equal(0ul, f.Exec(admin, GetPersistence()).Result);
+    }
+
+    [Fact]
+    public void With_ptpl_every_change_is_stored_before_completion_and_a_restart_restores_it()
+    {
+        var f = new Fabric();
+        var volume = f.AddVolume();
+        var stored = new List<byte[]>();
+        f.Target.ReservationPersistence = (n, record) =>
+        {
+            Assert.Same(volume, n);
+            stored.Add(record);
+        };
+        var (adminA, a) = ControllerOf(f, HostA, IdA);
+        var b = IoQueueOf(f, HostB, IdB);
+        var ns = new byte[4096];
+        f.ExecOk(adminA, NvmeCommands.Identify(IdentifyCns.Namespace, 1), ns);
+        Assert.Equal(IdentifyPages.Rescap | IdentifyPages.RescapPtpl, ns[31]);
+        Assert.Equal(6ul, f.Exec(adminA, GetPersistence(select: 3)).Result);
+
+        // Without PTPL nothing is stored; CPTPL = 10b sets it and stores the record in the same command.
+        f.ExecOk(b, Register(RegisterAction.Register), Keys(0, 0xB));
+        Assert.Empty(stored);
+        f.ExecOk(a, Register(RegisterAction.Register, PtplChange.Set), Keys(0, 0xA));
+        Assert.Single(stored);
+        Assert.Equal(1ul, f.Exec(adminA, GetPersistence()).Result);
+        f.ExecOk(a, Acquire(AcquireAction.Acquire, ReservationType.WriteExclusive), Keys(0xA));
+        Assert.Equal(2, stored.Count);
+
+        // A refused store fails the command and changes nothing.
+        f.Target.ReservationPersistence = (_, _) => throw new IOException("disk gone");
+        Assert.Equal(NvmeStatus.InternalError, f.Exec(b, Register(RegisterAction.Unregister), Keys(0xB)).Status);
+        Assert.Equal(2, ReportOf(f, b).Count);
+
+        // The restart: the last record restores registrants, holder and type.
+        var restarted = new Fabric();
+        restarted.AddVolume(reservation: ReservationCodec.Deserialize(stored[^1]).AfterPowerLoss());
+        var (admin2, a2) = ControllerOf(restarted, HostA, IdA);
+        var b2 = IoQueueOf(restarted, HostB, IdB);
+        var report = ReportOf(restarted, b2);
+        Assert.Equal(2, report.Count);
+        Assert.Equal((byte)ReservationType.WriteExclusive, report.Type);
+        Assert.Equal(((byte)1, 0xAul), report.Entries[ReservationCommands.HostOf(IdA)]);
+        Assert.Equal(((byte)0, 0xBul), report.Entries[ReservationCommands.HostOf(IdB)]);
+        Assert.Equal(NvmeStatus.ReservationConflict, restarted.Exec(b2, NvmeCommands.Write(1, 0, 1), new byte[512]).Status);
+        restarted.ExecOk(a2, NvmeCommands.Write(1, 0, 1), new byte[512]);
+        Assert.Equal(1ul, restarted.Exec(admin2, GetPersistence()).Result);
+
+        // Set Features 83h clears PTPL (stored too): the next restart starts empty.
+        f.Target.ReservationPersistence = (_, record) => stored.Add(record);
+        f.ExecOk(adminA, SetPersistence(false));
+        Assert.Equal(3, stored.Count);
+        Assert.Same(ReservationState.Empty, ReservationCodec.Deserialize(stored[^1]).AfterPowerLoss());
+        Assert.Equal(0ul, f.Exec(adminA, GetPersistence()).Result);
+        f.ExecOk(b, Register(RegisterAction.Unregister), Keys(0xB));
+        Assert.Equal(3, stored.Count); // PTPL clear: no store
+    }
+
     private static List<uint> ActiveNamespaces(Fabric f, QueuePair admin)
     {
         var page = new byte[4096];

@@ -65,6 +65,23 @@ public abstract class VolumeStoreContractTests : IDisposable
     }
 
     [Fact]
+    public void A_reservation_record_is_kept_with_the_volume_and_cleared_by_null()
+    {
+        VolumeDescriptor v = Store.Create("resv", 1 << 20);
+        byte[] record = [1, 2, 3, 4, 5];
+        Assert.Equal(record, Store.SetReservation(v.Id, record).Reservation);
+        Assert.Throws<VolumeStoreException>(() => Store.SetReservation(Guid.NewGuid(), record));
+        Assert.Equal(record, Store.List().Single(d => d.Id == v.Id).Reservation);
+
+        if (!Persists) return;
+        ReopenStore();
+        Assert.Equal(record, Store.List().Single(d => d.Id == v.Id).Reservation);
+        Store.SetReservation(v.Id, null);
+        ReopenStore();
+        Assert.Null(Store.List().Single(d => d.Id == v.Id).Reservation);
+    }
+
+    [Fact]
     public void Create_returns_the_descriptor_and_lists_it()
     {
         var id = Guid.NewGuid();
