@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Diagnostics;
 using System.Threading.Channels;
 using System.Text.Json.Nodes;
 using Duroslight.Host;
@@ -20,7 +19,6 @@ public sealed class ClusterProcessTests : IAsyncLifetime
     private const string HostNqn = "nqn.2014-08.org.nvmexpress:uuid:c1c1c1c1-0000-0000-0000-000000000001";
     private const string OtherHostNqn = "nqn.2014-08.org.nvmexpress:uuid:c1c1c1c1-0000-0000-0000-000000000002";
     private const uint DiscoveryLogChanged = 0x0070_F002, AnaChange = 0x000C_0302;
-    private static readonly string Dll = Path.Combine(AppContext.BaseDirectory, "duroslight.dll");
     private static readonly TimeSpan Limit = TimeSpan.FromSeconds(90);
     private readonly DirectoryInfo _dir = Directory.CreateTempSubdirectory("dsl-cluster-");
     private readonly string _cluster = $"t{Guid.NewGuid():N}"[..12];
@@ -252,13 +250,5 @@ public sealed class ClusterProcessTests : IAsyncLifetime
 
     private static int[] Ints(JsonNode? array) => [.. array!.AsArray().Select(n => n!.GetValue<int>())];
 
-    private static async Task<(int Code, string Stdout, string Stderr)> Cli(params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet", [Dll, .. args]) { RedirectStandardOutput = true, RedirectStandardError = true };
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        await p.WaitForExitAsync().WaitAsync(Limit);
-        return (p.ExitCode, await stdout, await stderr);
-    }
+    private static Task<(int Code, string Stdout, string Stderr)> Cli(params string[] args) => DuroslightCli.RunAsync(Limit, args);
 }

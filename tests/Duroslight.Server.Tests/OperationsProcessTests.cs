@@ -8,7 +8,7 @@ namespace Duroslight.Server.Tests;
 /// <summary>The real process as the node manager and systemd drive it: sd_notify, status, ctl, exit codes.</summary>
 public sealed class OperationsProcessTests
 {
-    private static readonly string Dll = Path.Combine(AppContext.BaseDirectory, "duroslight.dll");
+    private static readonly string Dll = DuroslightCli.Dll;
     private static readonly TimeSpan Limit = TimeSpan.FromSeconds(30);
 
     [Fact]
@@ -105,13 +105,5 @@ public sealed class OperationsProcessTests
         return messages;
     }
 
-    private static async Task<(int Code, string Stdout, string Stderr)> Cli(params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet", [Dll, .. args]) { RedirectStandardOutput = true, RedirectStandardError = true };
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        await p.WaitForExitAsync().WaitAsync(Limit);
-        return (p.ExitCode, await stdout, await stderr);
-    }
+    private static Task<(int Code, string Stdout, string Stderr)> Cli(params string[] args) => DuroslightCli.RunAsync(Limit, args);
 }

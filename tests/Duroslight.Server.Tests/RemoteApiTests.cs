@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Security.Cryptography;
@@ -26,7 +25,6 @@ public sealed class RemoteApiTests : IDisposable
     private const string HostA = "nqn.2014-08.org.nvmexpress:uuid:aaaaaaaa-0000-0000-0000-00000000000a";
     private const string HostB = "nqn.2014-08.org.nvmexpress:uuid:bbbbbbbb-0000-0000-0000-00000000000b";
     private const string Token = "s3cret-token-for-tests-0123456789";
-    private static readonly string Dll = Path.Combine(AppContext.BaseDirectory, "duroslight.dll");
     private static readonly TimeSpan Limit = TimeSpan.FromSeconds(30);
 
     private readonly DirectoryInfo _dir = Directory.CreateTempSubdirectory("dsl-api-");
@@ -233,15 +231,7 @@ public sealed class RemoteApiTests : IDisposable
         return ((int)response.StatusCode, text.Length == 0 ? null : JsonNode.Parse(text));
     }
 
-    private static async Task<(int Code, string Stdout, string Stderr)> Cli(params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet", [Dll, .. args]) { RedirectStandardOutput = true, RedirectStandardError = true };
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        await p.WaitForExitAsync().WaitAsync(Limit);
-        return (p.ExitCode, await stdout, await stderr);
-    }
+    private static Task<(int Code, string Stdout, string Stderr)> Cli(params string[] args) => DuroslightCli.RunAsync(Limit, args);
 
     private static string RepoRoot()
     {
