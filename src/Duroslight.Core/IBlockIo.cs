@@ -28,16 +28,22 @@ public static class BlockIo
     [ThreadStatic]
     private static IBlockIo? t_current;
 
-    private static IBlockIo s_fallback = SyncBlockIo.Instance;
+    private static IBlockIo s_fallback = new HealthCheckedBlockIo(SyncBlockIo.Instance);
     private static Func<IBlockIo, IBlockIo>? s_wrap;
 
     public static IBlockIo Current => t_current ?? s_fallback;
 
+    /// <summary>The calling thread has no I/O of its own (not a reactor shard): <see cref="Current"/> is the fallback.</summary>
+    public static bool IsFallback => t_current is null;
+
     /// <summary>Installs <paramref name="io"/> for the calling thread (null restores the fallback).</summary>
     public static void InstallForCurrentThread(IBlockIo? io) => t_current = io is null ? null : Instrumented(io);
 
-    /// <summary><paramref name="io"/> as the process uses it: wrapped when <see cref="WrapAll"/> asked for it.</summary>
-    public static IBlockIo Instrumented(IBlockIo io) => s_wrap is null ? io : s_wrap(io);
+    /// <summary>
+    /// <paramref name="io"/> as the process uses it: under the device-health check (<see cref="HealthCheckedBlockIo"/>,
+    /// the one place device errors and stalls are counted), and wrapped when <see cref="WrapAll"/> asked for it.
+    /// </summary>
+    public static IBlockIo Instrumented(IBlockIo io) => new HealthCheckedBlockIo(s_wrap is null ? io : s_wrap(io));
 
     /// <summary>
     /// Test instrumentation (Storage's PowerLossShadowBlockIo): wraps the fallback, every implementation installed
@@ -46,7 +52,7 @@ public static class BlockIo
     public static void WrapAll(Func<IBlockIo, IBlockIo> wrap)
     {
         s_wrap = wrap;
-        s_fallback = wrap(SyncBlockIo.Instance);
+        s_fallback = new HealthCheckedBlockIo(wrap(SyncBlockIo.Instance));
     }
 
     /// <summary>

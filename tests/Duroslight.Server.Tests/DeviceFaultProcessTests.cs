@@ -7,8 +7,10 @@ using Xunit;
 namespace Duroslight.Server.Tests;
 
 /// <summary>
-/// The real process on the GFTL store with <see cref="FaultRules.EnvironmentVariable"/> set: device errors injected
-/// under the store become the NVMe status of the command that met them, and only of that command.
+/// The real process with <see cref="FaultRules.EnvironmentVariable"/> set: device errors injected under the store
+/// become the NVMe status of the command that met them, and only of that command; repeated errors or a stall take the
+/// device out of service (one log line, <c>ctl devices</c>, a metric, fast Namespace Not Ready); a command storage
+/// holds past the command timeout is answered with Command Interrupted.
 /// </summary>
 public sealed class DeviceFaultProcessTests : IDisposable
 {
@@ -115,7 +117,7 @@ public sealed class DeviceFaultProcessTests : IDisposable
         string data = Path.Combine(_dir.Path, "data");
         var environment = new Dictionary<string, string> { [FaultRules.EnvironmentVariable] = RulesFile };
         using ServerProcess server = await ServerProcess.StartAsync(environment, "--store", "sparse", "--data-dir", data,
-            "--volume-size", "8M", "--cores", "0");
+            "--volume-size", "8M", "--cores", "0", "--command-timeout", "0", "--device-stall", "0");
         string first = Path.GetFileName(Assert.Single(Directory.GetFiles(Path.Combine(data, "volumes"), "*.vol")));
         var (code, _, stderr) = await CliAsync("ctl", "--socket", Path.Combine(data, "control.sock"), "volumes", "create", "second", "8M");
         Assert.True(code == 0, stderr);
@@ -143,6 +145,129 @@ public sealed class DeviceFaultProcessTests : IDisposable
         static ValueTask StartWrite(NvmeTcpController host, uint nsid, int version) => host.WriteAsync(nsid, 0, 8, Data(0, 8, version));
     }
 
+    [Fact]
+    public async Task Repeated_device_errors_take_the_device_out_of_service_visibly_and_its_volume_fails_fast()
+    {
+        int metricsPort = NodeFixture.FreePort();
+        using ServerProcess server = await StartAsync("--device-error-threshold", "4", "--device-error-window", "600000",
+            "--metrics", $"127.0.0.1:{metricsPort}");
+        string socket = Path.Combine(_dir.Path, "data", "control.sock");
+        await using var host = await NvmeTcpController.ConnectAsync("127.0.0.1", server.IoPort, Nqn, HostNqn);
+        for (int lba = 0; lba < 8; lba++) await host.WriteAsync(1, (ulong)lba, 1, Data(lba, 1));
+        await host.FlushAsync(1);
+        var (code, devices, stderr) = await CliAsync("ctl", "--socket", socket, "devices");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("state=in_service", devices);
+
+        SetRules("read,write,sync eio");
+        NvmeStatus? status = null;
+        var seen = new List<NvmeStatus>();
+        await Eventually.Until(async () =>
+        {
+            status = await ReadStatusAsync(host, seen.Count % 8);
+            if (status is { } s) seen.Add(s);
+            return status is { } last && IsStatus(last, NvmeStatus.NamespaceNotReady);
+        }, "repeated device errors take the device out of service");
+        Assert.True(status!.Value.Dnr, $"{status}");
+        Assert.Contains(seen, s => IsStatus(s, NvmeStatus.UnrecoveredReadError)); // one command at a time first
+
+        // One log line, a state in ctl and status, a metric.
+        await Eventually.Until(() => server.Output.Contains("is out of service"), "the failure is logged");
+        Assert.Single(server.Output.Split('\n'), line => line.Contains("is out of service", StringComparison.Ordinal));
+        (code, devices, stderr) = await CliAsync("ctl", "--socket", socket, "devices");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("state=failed", devices);
+        Assert.Contains("kind=gftl", devices);
+        Assert.Contains("I/O errors within", devices);
+        var (statusCode, state, _) = await CliAsync("status", "--socket", socket);
+        Assert.Equal(0, statusCode);
+        Assert.Contains("devices_failed=1", state);
+        using (var http = new HttpClient())
+        {
+            string metrics = await http.GetStringAsync($"http://127.0.0.1:{metricsPort}/metrics");
+            Assert.Matches(@"duroslight_device_failed\{device=""[^""]*device0\.img"",kind=""gftl""\} 1", metrics);
+            Assert.Matches(@"duroslight_device_errors_total\{device=""[^""]*device0\.img"",kind=""gftl""\} [4-9]", metrics);
+        }
+
+        // Fast: the device is not touched any more. A stall rule would hold any command that reached it, yet every
+        // command fails at once with Namespace Not Ready; the device stays out once the faults are gone.
+        SetRules("read,write,sync stall");
+        await Eventually.Until(() => server.Output.Contains("1 device fault rules in force"), "the stall rule is in force");
+        for (int i = 0; i < 8; i++)
+        {
+            var read = await ReadStatusAsync(host, i).AsTask().WaitAsync(Eventually.DefaultLimit);
+            Assert.True(read is { } r && IsStatus(r, NvmeStatus.NamespaceNotReady), $"{read}");
+            var write = await WriteStatusAsync(host, i, 1, version: 2).AsTask().WaitAsync(Eventually.DefaultLimit);
+            Assert.True(write is { } w && IsStatus(w, NvmeStatus.NamespaceNotReady), $"{write}");
+        }
+
+        SetRules("");
+        Assert.True(await ReadStatusAsync(host, 0) is { } after && IsStatus(after, NvmeStatus.NamespaceNotReady));
+        Assert.False(server.HasExited);
+    }
+
+    /// <summary>
+    /// A stalled device: the command is answered with Command Interrupted at the command timeout while the device
+    /// I/O keeps its buffer, the same connection and another volume on the shard go on, the stall bound then takes
+    /// the file out of service (fast failures), and releasing the stall later is dropped safely.
+    /// </summary>
+    [Fact]
+    public async Task A_stalled_device_times_out_with_a_status_then_goes_out_of_service_and_its_release_is_harmless()
+    {
+        SetRules("");
+        string data = Path.Combine(_dir.Path, "data");
+        string socket = Path.Combine(data, "control.sock");
+        var environment = new Dictionary<string, string> { [FaultRules.EnvironmentVariable] = RulesFile };
+        using ServerProcess server = await ServerProcess.StartAsync(environment, "--store", "sparse", "--data-dir", data,
+            "--volume-size", "8M", "--cores", "0", "--command-timeout", "1500", "--device-stall", "6000");
+        string first = Path.GetFileName(Assert.Single(Directory.GetFiles(Path.Combine(data, "volumes"), "*.vol")));
+        var (code, _, stderr) = await CliAsync("ctl", "--socket", socket, "volumes", "create", "second", "8M");
+        Assert.True(code == 0, stderr);
+        await using var stalledHost = await NvmeTcpController.ConnectAsync("127.0.0.1", server.IoPort, Nqn, HostNqn);
+        await using var otherHost = await NvmeTcpController.ConnectAsync("127.0.0.1", server.IoPort, Nqn, HostNqn + "-2");
+        await stalledHost.WriteAsync(1, 0, 8, Data(0, 8, version: 1));
+
+        SetRules($"write stall path={first}");
+        await Eventually.Until(() => server.Output.Contains("1 device fault rules in force"), "the stall rule is in force");
+        var interrupted = await WriteStatusAsync(stalledHost, 0, 8, version: 2).AsTask().WaitAsync(Eventually.DefaultLimit);
+        Assert.True(interrupted is { } s && IsStatus(s, NvmeStatus.CommandInterrupted) && !s.Dnr, $"{interrupted}");
+
+        // The same connection goes on (reads are not stalled), and so does the other volume on the shard.
+        var buffer = new byte[8 * Block];
+        await stalledHost.ReadAsync(1, 0, 8, buffer).AsTask().WaitAsync(Eventually.DefaultLimit);
+        Assert.Equal(Data(0, 8, version: 1), buffer);
+        for (int round = 0; round < 4; round++)
+        {
+            await otherHost.WriteAsync(2, (ulong)(round * 8), 8, Data(round * 8, 8, version: 5)).AsTask().WaitAsync(Eventually.DefaultLimit);
+            await otherHost.ReadAsync(2, (ulong)(round * 8), 8, buffer).AsTask().WaitAsync(Eventually.DefaultLimit);
+            Assert.Equal(Data(round * 8, 8, version: 5), buffer);
+        }
+
+        // Past the stall bound the file is out of service; its volume fails at once, the other one does not.
+        string devices = "";
+        await Eventually.Until(async () =>
+        {
+            (_, devices, _) = await CliAsync("ctl", "--socket", socket, "devices");
+            return devices.Contains("state=failed", StringComparison.Ordinal);
+        }, "the stalled device is taken out of service");
+        Assert.Contains("stall bound 6000 ms", devices);
+        Assert.Contains("state=in_service", devices);
+        var fast = await ReadStatusAsync(stalledHost, 0).AsTask().WaitAsync(Eventually.DefaultLimit);
+        Assert.True(fast is { } f && IsStatus(f, NvmeStatus.NamespaceNotReady) && f.Dnr, $"{fast}");
+
+        // The stalled write is released: its late completion is dropped, nothing crashes, the other volume goes on.
+        int cleared = Occurrences(server.Output, "0 device fault rules in force");
+        SetRules("");
+        await Eventually.Until(() => Occurrences(server.Output, "0 device fault rules in force") > cleared, "the stall is released");
+        await otherHost.WriteAsync(2, 64, 8, Data(64, 8, version: 6)).AsTask().WaitAsync(Eventually.DefaultLimit);
+        await otherHost.ReadAsync(2, 64, 8, buffer).AsTask().WaitAsync(Eventually.DefaultLimit);
+        Assert.Equal(Data(64, 8, version: 6), buffer);
+        await stalledHost.ReadAsync(2, 0, 8, buffer).AsTask().WaitAsync(Eventually.DefaultLimit); // its connection too
+        Assert.Equal(Data(0, 8, version: 5), buffer);
+        Assert.False(server.HasExited);
+        Assert.DoesNotContain("Exception", server.Output, StringComparison.Ordinal);
+    }
+
     private static async Task<(int Code, string Stdout, string Stderr)> CliAsync(params string[] args)
     {
         var psi = new System.Diagnostics.ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, "duroslight.dll"), .. args])
@@ -157,12 +282,13 @@ public sealed class DeviceFaultProcessTests : IDisposable
         return (p.ExitCode, await stdout, await stderr);
     }
 
-    private Task<ServerProcess> StartAsync()
+    /// <summary>The GFTL on one device; errors never take it out of service unless <paramref name="extra"/> says so.</summary>
+    private Task<ServerProcess> StartAsync(params string[] extra)
     {
         SetRules("");
         var environment = new Dictionary<string, string> { [FaultRules.EnvironmentVariable] = RulesFile };
-        return ServerProcess.StartAsync(environment, "--data-dir", Path.Combine(_dir.Path, "data"), "--volume-size", "8M",
-            "--device", Path.Combine(_dir.Path, "device0.img") + ":64M");
+        return ServerProcess.StartAsync(environment, ["--data-dir", Path.Combine(_dir.Path, "data"), "--volume-size", "8M",
+            "--device", Path.Combine(_dir.Path, "device0.img") + ":64M", "--device-error-threshold", "0", .. extra]);
     }
 
     private void SetRules(string text)
@@ -171,9 +297,11 @@ public sealed class DeviceFaultProcessTests : IDisposable
         File.Move(RulesFile + ".tmp", RulesFile, overwrite: true);
     }
 
+    private static int Occurrences(string text, string part) => text.Split(part).Length - 1;
+
     private static bool IsStatus(NvmeStatus seen, NvmeStatus expected) => seen.Sct == expected.Sct && seen.Sc == expected.Sc;
 
-    private static async Task<NvmeStatus?> ReadStatusAsync(NvmeTcpController host, int lba, byte[]? buffer = null)
+    private static async ValueTask<NvmeStatus?> ReadStatusAsync(NvmeTcpController host, int lba, byte[]? buffer = null)
     {
         try
         {
@@ -186,7 +314,7 @@ public sealed class DeviceFaultProcessTests : IDisposable
         }
     }
 
-    private static async Task<NvmeStatus?> WriteStatusAsync(NvmeTcpController host, int lba, int blocks, int version)
+    private static async ValueTask<NvmeStatus?> WriteStatusAsync(NvmeTcpController host, int lba, int blocks, int version)
     {
         try
         {

@@ -16,6 +16,7 @@ public static unsafe partial class LibC
     public const int EBADF = 9;
     public const int EAGAIN = 11;
     public const int ENOMEM = 12;
+    public const int ENODEV = 19;
     public const int EINVAL = 22;
     public const int ENFILE = 23;
     public const int EMFILE = 24;

@@ -46,6 +46,13 @@ internal sealed class CommandSlot(int index, StorageRequest request, IDataBuffer
     public int BudgetReserved;
     /// <summary>The namespace the command layer's check admitted the command to (I/O commands).</summary>
     public NamespaceInfo? Namespace;
+    /// <summary>When the command went to storage (ms), for the storage timeout.</summary>
+    public long StorageStartedMs;
+    /// <summary>
+    /// Answered (storage timeout) while storage still holds the request and its buffer: the CID is free for the
+    /// host again, the slot is not, until storage returns and the completion is dropped.
+    /// </summary>
+    public bool Abandoned;
 
     public SubmissionEntry Command => new(Sqe);
 
@@ -79,6 +86,7 @@ internal sealed class CommandSlot(int index, StorageRequest request, IDataBuffer
         if (HasBuffer) buffers.Return(Buffer);
         Buffer = default;
         State = CommandState.Free;
+        Abandoned = false;
         DataLength = Received = R2TIssuedEnd = 0;
         DeferredStatus = NvmeStatus.Success;
         Namespace = null;

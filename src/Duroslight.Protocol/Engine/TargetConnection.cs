@@ -43,6 +43,7 @@ public sealed class TargetConnection : IPduSink, IDisposable
     private int _hostDataAlignment;
     private int _maxR2TPerCommand = 1;
     private int _inFlightStorage;
+    private int _abandoned;
     private int _awaitingH2CData;
     private long _lastReceiveMs = -1;
 
@@ -95,6 +96,9 @@ public sealed class TargetConnection : IPduSink, IDisposable
     /// <summary>Why the connection closed itself when the host owed data too long (<see cref="TargetOptions.HostDataTimeoutMs"/>).</summary>
     public bool TimedOutWaitingForHost { get; private set; }
 
+    /// <summary>Commands answered with Command Interrupted because storage held them past <see cref="TargetOptions.StorageTimeoutMs"/>.</summary>
+    public long StorageTimeouts { get; private set; }
+
     /// <summary>Commands received and not yet answered (AERs excluded): the driver's back-pressure gauge.</summary>
     public int OutstandingCommands => _slotByCid.Count - _commands.ParkedAers;
 
@@ -140,7 +144,29 @@ public sealed class TargetConnection : IPduSink, IDisposable
             return;
         }
         StartBudgetWaiters();
+        if (_inFlightStorage > _abandoned && _options.StorageTimeoutMs > 0) AnswerOverdueStorage(nowMs);
         if (!_commands.Poll(nowMs)) Close();
+    }
+
+    /// <summary>
+    /// Answers commands storage has held past the timeout (a stalled device) with Command Interrupted, keeping their
+    /// slots, and so their buffers, until storage returns. Their CIDs are released, so the host may reuse them at
+    /// once; a spare slot is added for each, so the host can still fill its SQ. At most an SQ's worth are
+    /// abandoned at a time (the rest keep waiting), which bounds the spare slots.
+    /// </summary>
+    private void AnswerOverdueStorage(long nowMs)
+    {
+        foreach (var slot in _slots)
+        {
+            if (_abandoned >= _sqEntries) return;
+            if (slot.State != CommandState.Executing || slot.Abandoned || nowMs - slot.StorageStartedMs <= _options.StorageTimeoutMs) continue;
+            _slotByCid.Remove(slot.Cid);
+            slot.Abandoned = true;
+            _abandoned++;
+            StorageTimeouts++;
+            WriteResponse(slot.Cid, NvmeStatus.CommandInterrupted, 0);
+            GrowSlots(_sqEntries + _abandoned);
+        }
     }
 
     /// <summary>The host owes bytes (ICReq/Connect, the rest of a PDU, R2T'd data) and sent none for the timeout.</summary>
@@ -160,6 +186,14 @@ public sealed class TargetConnection : IPduSink, IDisposable
         var slot = _slots[request.Slot];
         if (slot.State != CommandState.Executing) throw new InvalidOperationException("request is not executing");
         _inFlightStorage--;
+        if (slot.Abandoned)
+        {
+            // Already answered (storage timeout): drop the late result; the buffer goes back only now.
+            _abandoned--;
+            slot.Reset();
+            if (_phase != Phase.Closing) _freeSlots.Push(slot.Index);
+            return;
+        }
         if (_phase == Phase.Closing)
         {
             slot.Reset();
@@ -534,6 +568,7 @@ public sealed class TargetConnection : IPduSink, IDisposable
     internal void SubmitStorage(CommandSlot slot)
     {
         slot.State = CommandState.Executing;
+        slot.StorageStartedMs = _now;
         _inFlightStorage++;
         _storageQueue.Enqueue(slot.Request);
     }

@@ -43,6 +43,11 @@ public readonly record struct NvmeStatus(StatusCodeType Sct, byte Sc, bool Dnr =
     public static readonly NvmeStatus SglDescriptorTypeInvalid = new(StatusCodeType.Generic, 0x11, true);
     public static readonly NvmeStatus SglOffsetInvalid = new(StatusCodeType.Generic, 0x16, true);
     public static readonly NvmeStatus NamespaceWriteProtected = new(StatusCodeType.Generic, 0x20, true);
+    /// <summary>
+    /// NVMe Base 2.0, Figure 102: processing was interrupted and the controller cannot complete the command; the
+    /// host should retry (DNR clear). The answer to a command whose device stalled past the storage timeout.
+    /// </summary>
+    public static readonly NvmeStatus CommandInterrupted = new(StatusCodeType.Generic, 0x21);
     public static readonly NvmeStatus TransientTransportError = new(StatusCodeType.Generic, 0x22);
     public static readonly NvmeStatus LbaOutOfRange = new(StatusCodeType.Generic, 0x80, true);
     public static readonly NvmeStatus CapacityExceeded = new(StatusCodeType.Generic, 0x81, true);

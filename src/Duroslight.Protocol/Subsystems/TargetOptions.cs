@@ -53,6 +53,13 @@ public sealed record TargetOptions
     /// </summary>
     public long HostDataBudgetPerShard { get; init; } = 256L << 20;
 
+    /// <summary>
+    /// How long a command may sit in the storage layer (a stalled device) before the target answers it with Command
+    /// Interrupted; its buffer stays held until storage returns, and that late completion is dropped. Under the
+    /// Linux host's 30 s I/O timeout, so the host gets a status instead of resetting the controller. 0 disables it.
+    /// </summary>
+    public int StorageTimeoutMs { get; init; } = 20_000;
+
     /// <summary>Host access applied to the default and aux subsystems at start.</summary>
     public HostAccess InitialHostAccess { get; init; } = HostAccess.AllowAny;
 
@@ -66,6 +73,7 @@ public sealed record TargetOptions
         if (MaxH2CData < 4096 || MaxH2CData % 4 != 0) throw new ArgumentOutOfRangeException(nameof(MaxH2CData), MaxH2CData, "MAXH2CDATA must be >= 4096 and a multiple of 4");
         if (MaxInCapsuleData is < 1024 or > 1 << 20 || MaxInCapsuleData % 16 != 0) throw new ArgumentOutOfRangeException(nameof(MaxInCapsuleData), MaxInCapsuleData, "in-capsule data must be 1024..1 MiB and a multiple of 16 (Connect needs 1024)");
         if (HostDataBudgetPerShard < 4096L << Mdts) throw new ArgumentOutOfRangeException(nameof(HostDataBudgetPerShard), HostDataBudgetPerShard, "must hold at least one MDTS-sized write");
+        if (StorageTimeoutMs < 0) throw new ArgumentOutOfRangeException(nameof(StorageTimeoutMs), StorageTimeoutMs, "must be >= 0 (0 disables it)");
         if (HostDataTimeoutMs < 0) throw new ArgumentOutOfRangeException(nameof(HostDataTimeoutMs), HostDataTimeoutMs, "must be >= 0 (0 disables it)");
         if (Mdts is < 1 or > 10) throw new ArgumentOutOfRangeException(nameof(Mdts), Mdts, "MDTS must be 1..10");
         if (!Nqn.IsValid(SubsystemNqn)) throw new ArgumentException($"invalid subsystem NQN '{SubsystemNqn}'", nameof(SubsystemNqn));

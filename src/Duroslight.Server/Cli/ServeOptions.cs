@@ -97,6 +97,14 @@ public static class ServeOptions
             { Apply = (s, w, v) => s with { MaxCtrlIoQueues = ParseInt(w, v, 1, 65534) } },
         new("host_data_timeout_ms", "--host-data-timeout", "MS", "15000", "close a connection that owes data (R2T'd writes, a started PDU) and sends none this long; 0 off")
             { Apply = (s, w, v) => s with { HostDataTimeoutMs = ParseInt(w, v, 0, 3_600_000) } },
+        new("command_timeout_ms", "--command-timeout", "MS", "20000", "answer a command storage holds this long (a stalled device) with Command Interrupted; 0 off")
+            { Apply = (s, w, v) => s with { StorageTimeoutMs = ParseInt(w, v, 0, 3_600_000) } },
+        new("device_error_threshold", "--device-error-threshold", "N", "32", "take a device (and its volumes) out of service after N I/O errors within device_error_window_ms; 0 never")
+            { Apply = (s, w, v) => s with { DeviceHealth = s.DeviceHealth with { ErrorThreshold = ParseInt(w, v, 0, 1_000_000) } } },
+        new("device_error_window_ms", "--device-error-window", "MS", "60000", "the window device_error_threshold counts errors in")
+            { Apply = (s, w, v) => s with { DeviceHealth = s.DeviceHealth with { ErrorWindowMs = ParseInt(w, v, 1, 86_400_000) } } },
+        new("device_stall_ms", "--device-stall", "MS", "60000", "take a device out of service when I/O is outstanding and none completes this long; 0 off")
+            { Apply = (s, w, v) => s with { DeviceHealth = s.DeviceHealth with { StallTimeoutMs = ParseInt(w, v, 0, 86_400_000) } } },
         new("host_data_budget", "--host-data-budget", "SIZE", "256M", "per shard: write buffers hosts may owe R2T'd data for at once; later writes wait")
             {
                 Apply = (s, w, v) => ParseSize(w, v) is var bytes && bytes >= 1 << 20

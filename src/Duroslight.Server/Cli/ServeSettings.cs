@@ -49,6 +49,10 @@ public sealed record ServeSettings
     public int MaxCtrlIoQueues { get; init; } = 32;
     /// <summary>host_data_timeout_ms: how long a connection may owe data without sending any (TargetOptions.HostDataTimeoutMs).</summary>
     public int HostDataTimeoutMs { get; init; } = 15_000;
+    /// <summary>command_timeout_ms: how long storage may hold a command before it is answered (TargetOptions.StorageTimeoutMs).</summary>
+    public int StorageTimeoutMs { get; init; } = 20_000;
+    /// <summary>device_error_threshold, device_error_window_ms, device_stall_ms: when a device goes out of service.</summary>
+    public DeviceHealthOptions DeviceHealth { get; init; } = new();
     /// <summary>host_data_budget: per shard, write buffers hosts may owe R2T'd data for (TargetOptions.HostDataBudgetPerShard).</summary>
     public long HostDataBudgetPerShard { get; init; } = 256L << 20;
     /// <summary>KATO given to a discovery controller that connects with KATO 0.</summary>

@@ -40,6 +40,7 @@ public sealed partial class ControlApi(NodeHost node, ILogger logger)
         v1.MapGet("/controllers", Reply(_ => Controllers(), ControlJson.Default.ListControllerResponse));
         v1.MapDelete("/controllers/{pool}/{cntlid}", Reply(c => DisconnectController(Route(c, "pool"), Route(c, "cntlid")),
             ControlJson.Default.DisconnectedResponse));
+        v1.MapGet("/devices", Reply(_ => Devices(), ControlJson.Default.ListDeviceResponse));
         v1.MapGet("/referrals", Reply(_ => Referrals(), ControlJson.Default.ListReferralResponse));
         v1.MapPost("/referrals", Reply(async c => AddReferral(await BodyAsync(c, ControlJson.Default.ReferralRequest, new ReferralRequest())), ControlJson.Default.ListReferralResponse));
         v1.MapDelete("/referrals/{address}", Reply(c => RemoveReferral(Route(c, "address")), ControlJson.Default.ListReferralResponse));
@@ -130,7 +131,22 @@ public sealed partial class ControlApi(NodeHost node, ILogger logger)
         return new StateResponse(node.State.Name(), s.NodeIndex, s.ClusterId, s.SubsystemNqn, s.AuxSubsystemCount, Environment.ProcessId,
             (long)(DateTimeOffset.UtcNow - node.StartedAt).TotalSeconds, node.VolumeList().Count, node.Target.Namespaces.Length,
             node.Target.ListControllers().Count, node.ConnectionCount, node.Target.DiscoveryGeneration, s.Listen.ToString(),
-            s.Discovery.ToString(), s.Metrics?.ToString() ?? "off");
+            s.Discovery.ToString(), s.Metrics?.ToString() ?? "off", FailedDevices());
+    }
+
+    private int FailedDevices()
+    {
+        int failed = 0;
+        foreach (DeviceHealth d in node.Devices) failed += d.Failed ? 1 : 0;
+        return failed;
+    }
+
+    private List<DeviceResponse> Devices()
+    {
+        var list = new List<DeviceResponse>();
+        foreach (DeviceHealth d in node.Devices)
+            list.Add(new DeviceResponse(d.Name, d.Kind, d.Failed ? "failed" : "in_service", d.Errors, d.InFlight, d.Reason, d.FailedAt));
+        return list;
     }
 
     private List<VolumeResponse> Volumes()

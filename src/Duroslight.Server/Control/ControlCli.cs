@@ -24,6 +24,7 @@ public static class ControlCli
                                                     (SUB: all, default, aux-N, pool number or NQN)
           controllers list | disconnect POOL CNTLID
           nodes list                                (a cluster's nodes: index, addresses, state, leader, volumes)
+          devices [list]                            (devices under the volumes: state in_service|failed, errors)
           referrals list | add ADDR:PORT | remove ADDR:PORT
           shutdown
         socket: --socket, else $DUROSLIGHT_CONTROL_SOCKET, else control_socket/data_dir of --config,
@@ -68,6 +69,7 @@ public static class ControlCli
         return (w.Count > 0 ? w[0] : "", w.Count > 1 ? w[1] : "") switch
         {
             ("state", _) => (get, "v1/state", null),
+            ("devices", _) => (get, "v1/devices", null),
             ("shutdown", _) => (post, "v1/shutdown", null),
             ("volumes", "list") => (get, "v1/volumes", null),
             ("volumes", "show") when w.Count == 2 => (get, "v1/volumes", null),

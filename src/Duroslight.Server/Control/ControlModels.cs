@@ -8,7 +8,11 @@ namespace Duroslight.Server.Control;
 // the order `ctl` prints key=value pairs in.
 
 public sealed record StateResponse(string State, int NodeIndex, string Cluster, string Nqn, int AuxCount, int Pid, long UptimeS,
-    int Volumes, int Namespaces, int Controllers, int Connections, ulong Genctr, string Listen, string Discovery, string Metrics);
+    int Volumes, int Namespaces, int Controllers, int Connections, ulong Genctr, string Listen, string Discovery, string Metrics,
+    int DevicesFailed);
+
+/// <summary>`ctl devices`: a device under the volumes (kind gftl: one of the set; sparse: one volume's file) and its health.</summary>
+public sealed record DeviceResponse(string Device, string Kind, string State, long Errors, int InFlight, string? Reason, DateTime? FailedAt);
 
 /// <param name="AllowAnyHost">No host list: every host the subsystem admits sees it (Hosts is then empty).</param>
 public sealed record VolumeResponse(string Id, string Name, long SizeBytes, int BlockSize, uint Nsid, long AllocatedBytes,
@@ -59,6 +63,7 @@ public sealed record ReferralRequest(string? Address = null);
 [JsonSerializable(typeof(List<NodeResponse>))]
 [JsonSerializable(typeof(List<ControllerResponse>))]
 [JsonSerializable(typeof(List<ReferralResponse>))]
+[JsonSerializable(typeof(List<DeviceResponse>))]
 [JsonSerializable(typeof(DeletedResponse))]
 [JsonSerializable(typeof(DisconnectedResponse))]
 [JsonSerializable(typeof(ShutdownResponse))]

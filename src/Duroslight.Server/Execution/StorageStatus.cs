@@ -13,6 +13,9 @@ public static class StorageStatus
         StorageResult.OutOfSpace => NvmeStatus.CapacityExceeded,
         StorageResult.OutOfRange => NvmeStatus.LbaOutOfRange,
         StorageResult.WriteProtected => NvmeStatus.NamespaceWriteProtected,
+        // The device will not come back while the process runs: Namespace Not Ready with Do Not Retry, so a host
+        // stops at once instead of retrying a dead device (Linux: BLK_STS_TARGET).
+        StorageResult.DeviceFailed => NvmeStatus.NamespaceNotReady.WithDnr(),
         _ => op == StorageOp.Read ? NvmeStatus.UnrecoveredReadError : NvmeStatus.WriteFault,
     };
 }

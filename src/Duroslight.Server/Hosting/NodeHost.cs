@@ -37,6 +37,7 @@ public sealed class NodeHost : IAsyncDisposable
     private ApiServer? _api;
     private ClusterMember? _cluster;
     private volatile NodeState _state = NodeState.Inactive;
+    private Timer? _deviceWatch;
 
     public NodeHost(ServeSettings settings, ILoggerFactory loggers)
     {
@@ -54,6 +55,7 @@ public sealed class NodeHost : IAsyncDisposable
             MaxIoQueuesPerController = settings.MaxCtrlIoQueues,
             DiscoveryDefaultKatoMs = settings.DiscoveryKatoMs,
             HostDataTimeoutMs = settings.HostDataTimeoutMs,
+            StorageTimeoutMs = settings.StorageTimeoutMs,
             HostDataBudgetPerShard = settings.HostDataBudgetPerShard,
             InitialHostAccess = Access(settings.AllowedHosts),
         });
@@ -134,6 +136,7 @@ public sealed class NodeHost : IAsyncDisposable
         if (FaultRules.RequestedFile is { } faultsFile) InjectFaults(faultsFile);
 
         StartShards();
+        WatchDevices();
         Enter(NodeState.Gftl);
         _store = OpenStore();
         Enter(NodeState.BuildingTarget);
@@ -172,6 +175,8 @@ public sealed class NodeHost : IAsyncDisposable
         if (_metrics is not null) await _metrics.DisposeAsync().ConfigureAwait(false);
         if (_transport is not null) await _transport.DisposeAsync().ConfigureAwait(false);
         _shards?.Dispose();
+        _deviceWatch?.Dispose();
+        DeviceHealth.DeviceFailed -= OnDeviceFailed;
         _store?.Dispose();
         Enter(NodeState.Stopped);
     }
@@ -255,6 +260,29 @@ public sealed class NodeHost : IAsyncDisposable
         _volumeTable.Metrics = new IoMetrics(_shards.Count);
         _logger.LogInformation("reactor: {Count} shards ({Mode} polling), io_uring setup flags 0x{Flags:x}",
             _shards.Count, Settings.Poll, _shards[0].RingFlags);
+    }
+
+    /// <summary>The store's devices (GFTL devices, sparse volume files) and their health; empty before the store opened.</summary>
+    public IReadOnlyList<DeviceHealth> Devices => _store?.Devices ?? [];
+
+    /// <summary>
+    /// Device health thresholds from the settings, the log line of a device going out of service, and the stall
+    /// check (once a second: the bound is in tens of seconds).
+    /// </summary>
+    private void WatchDevices()
+    {
+        DeviceHealth.Options = Settings.DeviceHealth;
+        DeviceHealth.DeviceFailed += OnDeviceFailed;
+        _deviceWatch = new Timer(static _ => DeviceHealth.CheckStalls(Environment.TickCount64), null, 1000, 1000);
+    }
+
+    private void OnDeviceFailed(DeviceHealth device)
+    {
+        bool ours = false;
+        foreach (DeviceHealth d in Devices) ours |= ReferenceEquals(d, device);
+        if (!ours) return; // another node in this process (tests)
+        _logger.LogError("device {Device} ({Kind}) is out of service: {Reason}; its volumes answer Namespace Not Ready until it is replaced and the node restarted",
+            device.Name, device.Kind, device.Reason);
     }
 
     /// <summary>The store when it is the GFTL (space, GC and write amplification for metrics); null otherwise.</summary>

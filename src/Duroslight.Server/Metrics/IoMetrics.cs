@@ -63,6 +63,10 @@ public sealed class IoMetrics
         Record(request.Owner.Context.Shard, slot, request.Op, bytes, status, startTimestamp);
     }
 
+    /// <summary>Commands the engine answered with Command Interrupted (storage timeout); their late completion is not counted.</summary>
+    public void RecordTimeouts(int shard, long count) =>
+        ShardOf(shard).Errors[NvmeStatus.CommandInterrupted.Field & ShardIoCounters.StatusMask] += count;
+
     /// <summary>
     /// A request completed. <paramref name="volumeSlot"/> is -1 when the volume is unknown (or a flush of all).
     /// Only reads and writes are counted per volume and in the histograms; every op counts its errors.

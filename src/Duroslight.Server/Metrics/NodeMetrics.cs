@@ -26,7 +26,9 @@ public sealed class NodeMetrics
     private readonly Gauge _ctrlIds, _state, _nodeInfo, _genctr, _connections, _controllers, _queues, _volumeSize, _volumeAllocated, _inFlight;
     private readonly Counter _volumeCommands, _volumeBytes, _commands, _bytes, _errors, _shardCpu, _shardLoop, _shardAllocated, _residentCpu;
     private readonly Gauge _resident, _startTime;
-    private readonly Gauge _leader, _clusterNodes, _replicaRole, _replicaInSync;
+    private readonly Gauge _leader, _clusterNodes, _replicaRole, _replicaInSync, _deviceFailed;
+    private readonly Counter _deviceErrors;
+    private HashSet<(string Name, string Kind)> _deviceLabels = [];
     private HashSet<(string Name, string Id)> _replicaLabels = [];
     private readonly GftlSeries? _gftl;
     private HashSet<(string Name, string Id)> _volumeLabels = [];
@@ -59,6 +61,8 @@ public sealed class NodeMetrics
         _leader = f.CreateGauge("duroslight_cluster_leader", "1 while this node is the cluster's leader (a lone node: 0).");
         _clusterNodes = f.CreateGauge("duroslight_cluster_nodes", "Nodes of the cluster by liveness (live: lease held, down: lease expired).", "state");
         _replicaRole = f.CreateGauge("duroslight_replica_role", "1 for the role of this node's replica of each cluster volume (primary, secondary).", "volume", "volume_id", "role");
+        _deviceFailed = f.CreateGauge("duroslight_device_failed", "1 while a device (GFTL device, sparse volume file) is out of service after repeated errors or a stall.", "device", "kind");
+        _deviceErrors = f.CreateCounter("duroslight_device_errors_total", "I/O errors a device returned since it was opened.", "device", "kind");
         _replicaInSync = f.CreateGauge("duroslight_replica_in_sync", "1 while this node's replica is in the volume's in-sync set.", "volume", "volume_id");
         // The store is open before the metrics endpoint starts, so which GFTL series exist is known here.
         if (node.StoreRecovery is not null || node.Gftl is not null) _gftl = new GftlSeries(f, node);
@@ -89,6 +93,7 @@ public sealed class NodeMetrics
             Process();
             Fabric(controllers);
             Volumes();
+            Devices();
             ShardIo(_node.IoMetrics);
             Shards();
             _gftl?.Collect(_node);
@@ -172,6 +177,24 @@ public sealed class NodeMetrics
     }
 
     /// <summary>Per-volume series; a deleted volume's series are removed (its slot is reset for the next volume).</summary>
+    private void Devices()
+    {
+        var present = new HashSet<(string, string)>();
+        foreach (DeviceHealth d in _node.Devices)
+        {
+            present.Add((d.Name, d.Kind));
+            _deviceFailed.WithLabels(d.Name, d.Kind).Set(d.Failed ? 1 : 0);
+            _deviceErrors.WithLabels(d.Name, d.Kind).IncTo(d.Errors);
+        }
+        foreach (var (name, kind) in _deviceLabels)
+        {
+            if (present.Contains((name, kind))) continue;
+            _deviceFailed.RemoveLabelled(name, kind);
+            _deviceErrors.RemoveLabelled(name, kind);
+        }
+        _deviceLabels = present;
+    }
+
     private void Volumes()
     {
         var io = _node.IoMetrics;

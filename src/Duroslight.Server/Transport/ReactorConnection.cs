@@ -30,6 +30,7 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IBatchedSender, I
     private readonly TcpSocket _socket;
     private readonly ReactorTransport _owner;
     private readonly ChunkRouter _router;
+    private long _timeoutsSeen;
 
     /// <summary>One fan-out per command slot, made on the slot's first request and reused: no allocation per I/O.</summary>
     private RequestFanOut?[] _fanOuts = [];
@@ -149,6 +150,7 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IBatchedSender, I
         try
         {
             _engine.Poll(nowMs);
+            if (_engine.StorageTimeouts != _timeoutsSeen) OnStorageTimeouts();
             AfterEngine();
             TryClose();
         }
@@ -156,6 +158,16 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IBatchedSender, I
         {
             Fail(e);
         }
+    }
+
+    /// <summary>Counts and logs (once per tick, not per command) commands answered because storage held them too long.</summary>
+    private void OnStorageTimeouts()
+    {
+        long fresh = _engine.StorageTimeouts - _timeoutsSeen;
+        _timeoutsSeen = _engine.StorageTimeouts;
+        _router.Volumes.Metrics.RecordTimeouts(_engine.Context.Shard, fresh);
+        _logger.LogWarning("connection {Peer}: {Count} commands answered with Command Interrupted, storage held them over {Timeout} ms (a stalled device?)",
+            Peer, fresh, _owner.Target.Options.StorageTimeoutMs);
     }
 
     private void Open()

@@ -37,6 +37,20 @@ internal sealed class DeviceSet : IDisposable
 
     public long MetadataSlotBytes { get; }
     public int Count => Devices.Length;
+
+    /// <summary>A device of the set failed: the log spans every device, so every volume is out of service.</summary>
+    public bool OutOfService
+    {
+        get
+        {
+            foreach (GftlDevice device in Devices)
+            {
+                if (device.Health.Failed) return true;
+            }
+
+            return false;
+        }
+    }
     public bool AllDirect => Array.TrueForAll(Devices, static d => d.IsDirect);
 
     /// <summary>

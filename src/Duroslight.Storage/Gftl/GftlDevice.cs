@@ -7,6 +7,9 @@ namespace Duroslight.Storage.Gftl;
 /// <summary>One open device of the set, opened with O_DIRECT (where the filesystem allows it) and an exclusive lock.</summary>
 internal sealed class GftlDevice(int index, string path, SafeFileHandle handle, long bytes, bool direct) : IDisposable
 {
+    /// <summary>Errors and stalls of this device, counted under every I/O (<see cref="HealthCheckedBlockIo"/>).</summary>
+    public DeviceHealth Health { get; } = DeviceHealth.Register(handle, path, "gftl");
+
     public int Index => index;
     public string Path => path;
     public SafeFileHandle Handle => handle;
@@ -35,7 +38,11 @@ internal sealed class GftlDevice(int index, string path, SafeFileHandle handle, 
         return new GftlDevice(index, path, handle, LibC.SizeOf(handle), direct);
     }
 
-    public void Dispose() => Handle.Dispose();
+    public void Dispose()
+    {
+        DeviceHealth.Unregister(Handle);
+        Handle.Dispose();
+    }
 
     private static SafeFileHandle OpenLocked(int index, string path)
     {

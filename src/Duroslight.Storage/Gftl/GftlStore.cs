@@ -65,6 +65,8 @@ public sealed class GftlStore : IVolumeStore
 
     public int DeviceCount => _core.Devices.Count;
 
+    public IReadOnlyList<DeviceHealth> Devices => Array.ConvertAll(_core.Devices.Devices, static d => d.Health);
+
     public long PhysicalCapacityBytes => (long)_core.Allocator.Segments.Length * _core.Devices.SegmentBytes;
 
     /// <summary>Live data of all volumes (blocks shared by snapshots count once).</summary>

@@ -108,7 +108,8 @@ internal sealed class GftlVolume : IBlockVolume
             : TrimAsync(offset >> GftlLayout.BlockShift, length >> GftlLayout.BlockShift);
     }
 
-    public ValueTask<StorageResult> FlushAsync() => _closed ? new(StorageResult.MediaError) : _core.FlushAsync();
+    public ValueTask<StorageResult> FlushAsync() =>
+        _closed ? new(StorageResult.MediaError) : _core.Devices.OutOfService ? new(StorageResult.DeviceFailed) : _core.FlushAsync();
 
     /// <summary>The shard's partition, held by the channel rather than derived per chunk.</summary>
     public IVolumeChannel OpenChannel(StorageShard shard) => new GftlChannel(this, _core.PartitionOf(shard));
@@ -133,6 +134,7 @@ internal sealed class GftlVolume : IBlockVolume
             return StorageResult.OutOfRange;
         }
 
+        if (_core.Devices.OutOfService) return StorageResult.DeviceFailed;
         return _closed ? StorageResult.MediaError : write && Entry.ReadOnly ? StorageResult.WriteProtected : StorageResult.Ok;
     }
 

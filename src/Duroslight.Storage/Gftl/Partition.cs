@@ -168,7 +168,7 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
             bool trim = trimSeq != 0;
             record = Enqueue(volume, trim ? null : volume.Maps[Index].GetOrAdd(lba / GftlLayout.BlocksPerChunk), lba, count,
                 trim ? trimSeq : core.NextSeq(), source, relocation: false);
-            record.ContinueOnThreadPool(BlockIo.Current is SyncBlockIo);
+            record.ContinueOnThreadPool(BlockIo.IsFallback);
             batch = TryFormBatch(out wantRoom);
         }
 

@@ -12,6 +12,8 @@ public enum StorageResult
     OutOfRange,
     /// <summary>The volume is read-only (a snapshot): NVMe "Namespace is Write Protected".</summary>
     WriteProtected,
+    /// <summary>The device under the volume was taken out of service (<see cref="DeviceHealth"/>): NVMe "Namespace Not Ready", DNR.</summary>
+    DeviceFailed,
 }
 
 /// <summary>

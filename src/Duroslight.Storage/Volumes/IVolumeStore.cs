@@ -67,4 +67,7 @@ public interface IVolumeStore : IDisposable
 
     /// <summary>The open volume; the store owns it and disposes it with itself or on Delete.</summary>
     IBlockVolume Open(Guid id);
+
+    /// <summary>The devices under the volumes, as <see cref="DeviceHealth"/> tracks them (none for memory).</summary>
+    IReadOnlyList<DeviceHealth> Devices => [];
 }

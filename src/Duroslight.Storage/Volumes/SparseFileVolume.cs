@@ -27,7 +27,11 @@ public sealed class SparseFileVolume : IBlockVolume
         FilePath = path;
         _sizeBytes = descriptor.SizeBytes;
         _handle = handle;
+        Health = DeviceHealth.Register(handle, path, "sparse");
     }
+
+    /// <summary>The file as a device: its errors and stalls are counted under every I/O (<see cref="HealthCheckedBlockIo"/>).</summary>
+    public DeviceHealth Health { get; }
 
     public Guid Id { get; }
 
@@ -133,6 +137,7 @@ public sealed class SparseFileVolume : IBlockVolume
     internal void Close()
     {
         _closed = true;
+        DeviceHealth.Unregister(_handle);
         _handle.Dispose();
     }
 
@@ -149,7 +154,8 @@ public sealed class SparseFileVolume : IBlockVolume
     }
 
     /// <summary>fdatasync (through a shard's ring it can take milliseconds; the shard keeps serving meanwhile).</summary>
-    private ValueTask<StorageResult> FlushAsync(IBlockIo io) => _closed ? new(StorageResult.MediaError) : FlushCoreAsync(io);
+    private ValueTask<StorageResult> FlushAsync(IBlockIo io) =>
+        _closed ? new(StorageResult.MediaError) : Health.Failed ? new(StorageResult.DeviceFailed) : FlushCoreAsync(io);
 
     private StorageResult CheckRange(long offset, long length)
     {
@@ -158,6 +164,7 @@ public sealed class SparseFileVolume : IBlockVolume
             return StorageResult.OutOfRange;
         }
 
+        if (Health.Failed) return StorageResult.DeviceFailed;
         return _closed ? StorageResult.MediaError : StorageResult.Ok;
     }
 

@@ -50,6 +50,20 @@ public sealed class SparseFileVolumeStore : IVolumeStore
 
     public int BlockSize { get; }
 
+    /// <summary>Each open volume's file is a device of its own: one volume's failure leaves the others in service.</summary>
+    public IReadOnlyList<DeviceHealth> Devices
+    {
+        get
+        {
+            lock (_gate)
+            {
+                var list = new List<DeviceHealth>(_open.Count);
+                foreach (SparseFileVolume volume in _open.Values) list.Add(volume.Health);
+                return list;
+            }
+        }
+    }
+
     public IReadOnlyList<VolumeDescriptor> List()
     {
         lock (_gate)

@@ -5,9 +5,13 @@ namespace Duroslight.Storage.Volumes;
 /// <summary>Maps operating-system failures on the I/O path to <see cref="StorageResult"/> values.</summary>
 internal static class StorageErrors
 {
-    /// <summary>Thin provisioning ran dry (disk or quota full); anything else is a media error.</summary>
-    public static StorageResult FromErrno(int errno) =>
-        errno is LibC.ENOSPC or LibC.EDQUOT ? StorageResult.OutOfSpace : StorageResult.MediaError;
+    /// <summary>Thin provisioning ran dry (disk or quota full); a failed device; anything else is a media error.</summary>
+    public static StorageResult FromErrno(int errno) => errno switch
+    {
+        LibC.ENOSPC or LibC.EDQUOT => StorageResult.OutOfSpace,
+        LibC.ENODEV => StorageResult.DeviceFailed, // HealthCheckedBlockIo's refusal: the device is out of service
+        _ => StorageResult.MediaError,
+    };
 
     /// <summary>
     /// On Unix, .NET puts the raw errno in <see cref="Exception.HResult"/> of the IOException it throws.
