@@ -145,6 +145,49 @@ public sealed class DeviceFaultProcessTests : IDisposable
         static ValueTask StartWrite(NvmeTcpController host, uint nsid, int version) => host.WriteAsync(nsid, 0, 8, Data(0, 8, version));
     }
 
+    /// <summary>
+    /// Short transfers are continued, so commands succeed with the right data; ENOSPC from the device answers Capacity
+    /// Exceeded and, not being a device error, never takes the device out of service however often it comes.
+    /// </summary>
+    [Fact]
+    public async Task Short_transfers_complete_and_device_enospc_answers_capacity_exceeded_without_failing_the_device()
+    {
+        using ServerProcess server = await StartAsync("--device-error-threshold", "2");
+        string socket = Path.Combine(_dir.Path, "data", "control.sock");
+        await using var host = await NvmeTcpController.ConnectAsync("127.0.0.1", server.IoPort, Nqn, HostNqn);
+        const string InForce = "1 device fault rules in force";
+
+        // Every other transfer is halved: the continuation of a short one then completes it (halving a 4 KiB rest
+        // would transfer 0 bytes, which is a failed write, not a short one).
+        SetRules("read,write short every=2");
+        await Eventually.Until(() => Occurrences(server.Output, InForce) == 1, "the short-transfer rule is in force");
+        var buffer = new byte[8 * Block];
+        for (int i = 0; i < 8; i++)
+        {
+            await host.WriteAsync(1, (ulong)(i * 8), 8, Data(i * 8, 8, version: 3));
+            await host.ReadAsync(1, (ulong)(i * 8), 8, buffer);
+            Assert.Equal(Data(i * 8, 8, version: 3), buffer);
+        }
+
+        SetRules("write enospc");
+        await Eventually.Until(() => Occurrences(server.Output, InForce) == 2, "the ENOSPC rule is in force");
+        for (int i = 0; i < 4; i++)
+        {
+            var status = await WriteStatusAsync(host, 64 + i * 8, 8, version: 4);
+            Assert.True(status is { } s && IsStatus(s, NvmeStatus.CapacityExceeded), $"{status}");
+        }
+
+        var (code, devices, stderr) = await CliAsync("ctl", "--socket", socket, "devices");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("state=in_service", devices);
+        Assert.Contains("errors=0", devices);
+
+        SetRules("");
+        await Eventually.Until(async () => await WriteStatusAsync(host, 64, 8, version: 5) is null, "writes succeed once the fault is gone");
+        await host.ReadAsync(1, 64, 8, buffer);
+        Assert.Equal(Data(64, 8, version: 5), buffer);
+    }
+
     [Fact]
     public async Task Repeated_device_errors_take_the_device_out_of_service_visibly_and_its_volume_fails_fast()
     {
