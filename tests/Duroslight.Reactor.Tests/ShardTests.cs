@@ -13,12 +13,14 @@ public sealed class ShardTests
         for (int i = 0; i < group.Count; i++)
         {
             var shard = group[i];
-            var seen = await OnShard(shard, () => (Shard.Current, BlockIo.Current, Environment.CurrentManagedThreadId));
+            var seen = await OnShard(shard, () => (Shard.Current, BlockIo.Current, BlockIo.IsFallback));
             Assert.Same(shard, seen.Item1);
-            Assert.IsNotType<SyncBlockIo>(seen.Item2);
+            Assert.False(seen.Item3);
+            Assert.IsNotType<SyncBlockIo>(Assert.IsType<HealthCheckedBlockIo>(seen.Item2).Inner); // the ring, under the health check
         }
         Assert.Null(Shard.Current);
-        Assert.IsType<SyncBlockIo>(BlockIo.Current);
+        Assert.True(BlockIo.IsFallback);
+        Assert.IsType<SyncBlockIo>(Assert.IsType<HealthCheckedBlockIo>(BlockIo.Current).Inner);
     }
 
     [Fact]

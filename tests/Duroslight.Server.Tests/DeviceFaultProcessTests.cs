@@ -262,7 +262,7 @@ public sealed class DeviceFaultProcessTests : IDisposable
         string socket = Path.Combine(data, "control.sock");
         var environment = new Dictionary<string, string> { [FaultRules.EnvironmentVariable] = RulesFile };
         using ServerProcess server = await ServerProcess.StartAsync(environment, "--store", "sparse", "--data-dir", data,
-            "--volume-size", "8M", "--cores", "0", "--command-timeout", "1500", "--device-stall", "6000");
+            "--volume-size", "8M", "--cores", "0", "--command-timeout", "1500", "--device-stall", "15000");
         string first = Path.GetFileName(Assert.Single(Directory.GetFiles(Path.Combine(data, "volumes"), "*.vol")));
         var (code, _, stderr) = await CliAsync("ctl", "--socket", socket, "volumes", "create", "second", "8M");
         Assert.True(code == 0, stderr);
@@ -292,8 +292,8 @@ public sealed class DeviceFaultProcessTests : IDisposable
         {
             (_, devices, _) = await CliAsync("ctl", "--socket", socket, "devices");
             return devices.Contains("state=failed", StringComparison.Ordinal);
-        }, "the stalled device is taken out of service");
-        Assert.Contains("stall bound 6000 ms", devices);
+        }, "the stalled device is taken out of service", TimeSpan.FromSeconds(90));
+        Assert.Contains("stall bound 15000 ms", devices);
         Assert.Contains("state=in_service", devices);
         var fast = await ReadStatusAsync(stalledHost, 0).AsTask().WaitAsync(Eventually.DefaultLimit);
         Assert.True(fast is { } f && IsStatus(f, NvmeStatus.NamespaceNotReady) && f.Dnr, $"{fast}");
