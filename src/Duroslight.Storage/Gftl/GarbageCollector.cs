@@ -40,14 +40,25 @@ internal sealed class GarbageCollector : IAsyncDisposable
     {
         _core = core;
         _victim = new NativeBuffer(core.Devices.SegmentBytes);
+        LowWater = LowWaterFor(core.Allocator, core.Partitions.Length);
     }
 
     public long RelocatedBlocks => Interlocked.Read(ref _relocatedBlocks);
     public long RecordBlocks => Interlocked.Read(ref _recordBlocks);
     public long SegmentsCleaned => Interlocked.Read(ref _segmentsCleaned);
 
-    /// <summary>Free segments below this start background cleaning.</summary>
-    public int LowWater => Math.Max(_core.Allocator.Reserve * 2, _core.Allocator.Segments.Length / 8);
+    /// <summary>
+    /// Free segments below this start background cleaning: the reserve plus 4 MiB per partition (room for the
+    /// writes that arrive while a pass runs), at most 1/8 of the segments. Free segments hold no data, so every
+    /// one kept free raises the utilization of the rest and with it the copies per host write.
+    /// </summary>
+    public int LowWater { get; }
+
+    private static int LowWaterFor(SegmentAllocator allocator, int partitions)
+    {
+        int headroom = partitions * Math.Max(1, GftlLayout.DefaultSegmentBytes / (allocator.BlocksPerSegment * GftlLayout.BlockSize));
+        return allocator.Reserve + Math.Max(1, Math.Min(headroom, (allocator.Segments.Length / 8) - allocator.Reserve));
+    }
 
     public void Start(int segmentsPerShardPerPass) =>
         _loop = Task.Run(() => RunAsync(segmentsPerShardPerPass * _core.Partitions.Length));

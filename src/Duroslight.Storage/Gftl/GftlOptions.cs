@@ -15,8 +15,11 @@ public sealed record GftlOptions
     /// <summary>Reactor shards: each owns one partition (map entries and open segment) of every volume.</summary>
     public int ShardCount { get; init; } = 1;
 
-    /// <summary>Segment size used when formatting; existing devices keep theirs.</summary>
-    public int SegmentBytes { get; init; } = GftlLayout.DefaultSegmentBytes;
+    /// <summary>
+    /// Segment size used when formatting (existing devices keep theirs); null picks one from the device size
+    /// (<see cref="GftlLayout.SegmentBytesFor"/>).
+    /// </summary>
+    public int? SegmentBytes { get; init; }
 
     public int NodeIndex { get; init; }
 
