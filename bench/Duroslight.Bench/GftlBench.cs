@@ -23,12 +23,19 @@ internal static class GftlBench
     {
         bool throughputOnly = args.Contains("--throughput");
         bool amplificationOnly = args.Contains("--wa");
+        bool qd1Only = args.Contains("--qd1");
         var amplification = new AmplificationRun(IntFlag(args, "--wa-qd") ?? 8, IntFlag(args, "--wa-segment-kib") * 1024);
         args = Array.FindAll(args, a => !a.StartsWith("--", StringComparison.Ordinal) && !int.TryParse(a, out _));
         string root = Path.Combine(args.Length > 0 ? args[0] : Path.GetTempPath(), $"duroslight-bench-{Environment.ProcessId}");
         Directory.CreateDirectory(root);
         try
         {
+            if (qd1Only)
+            {
+                await ThroughputAsync(root, depth: 1);
+                return 0;
+            }
+
             if (amplificationOnly)
             {
                 await GcWriteAmplificationAsync(root, amplification);
@@ -58,7 +65,8 @@ internal static class GftlBench
         ShardCount = 2,
     };
 
-    private static async Task ThroughputAsync(string root)
+    /// <summary>Part 1; <paramref name="depth"/> keeps only the workloads of that queue depth (<c>--qd1</c>).</summary>
+    private static async Task ThroughputAsync(string root, int depth = 0)
     {
         Console.WriteLine("| workload (QD) | sparse-file store (page cache) | GFTL, page cache | GFTL, O_DIRECT | GFTL page cache / sparse |");
         Console.WriteLine("| --- | ---: | ---: | ---: | ---: |");
@@ -70,7 +78,7 @@ internal static class GftlBench
             ("128 KiB sequential write", Chunk, true, false, 4),
             ("128 KiB sequential read", Chunk, false, false, 4),
         ];
-        foreach (var w in workloads)
+        foreach (var w in Array.FindAll(workloads, w => depth == 0 || w.Depth == depth))
         {
             double sparse = await MedianAsync(root, "sparse", w.Size, w.Write, w.Random, w.Depth);
             double buffered = await MedianAsync(root, "gftl-buffered", w.Size, w.Write, w.Random, w.Depth);
