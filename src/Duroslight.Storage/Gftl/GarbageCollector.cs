@@ -56,12 +56,19 @@ internal sealed class GarbageCollector : IAsyncDisposable
 
     private static int LowWaterFor(SegmentAllocator allocator, int partitions)
     {
-        int headroom = partitions * Math.Max(1, GftlLayout.DefaultSegmentBytes / (allocator.BlocksPerSegment * GftlLayout.BlockSize));
+        int headroom = partitions * SegmentsPerDefaultSegment(allocator);
         return allocator.Reserve + Math.Max(1, Math.Min(headroom, (allocator.Segments.Length / 8) - allocator.Reserve));
     }
 
+    /// <summary>
+    /// Starts the background loop. A pass cleans <paramref name="segmentsPerShardPerPass"/> default-size (4 MiB)
+    /// segments' worth per shard, so a device formatted with smaller segments is not collected more slowly.
+    /// </summary>
     public void Start(int segmentsPerShardPerPass) =>
-        _loop = Task.Run(() => RunAsync(segmentsPerShardPerPass * _core.Partitions.Length));
+        _loop = Task.Run(() => RunAsync(segmentsPerShardPerPass * _core.Partitions.Length * SegmentsPerDefaultSegment(_core.Allocator)));
+
+    private static int SegmentsPerDefaultSegment(SegmentAllocator allocator) =>
+        Math.Max(1, GftlLayout.DefaultSegmentBytes / (allocator.BlocksPerSegment * GftlLayout.BlockSize));
 
     /// <summary>
     /// A user segment was opened: wakes the background loop if free segments are now below <see cref="LowWater"/>.
@@ -97,16 +104,20 @@ internal sealed class GarbageCollector : IAsyncDisposable
         }
     }
 
-    /// <summary>Cleans up to <paramref name="maxSegments"/> segments (or fewer if nothing is worth it); returns how many it freed.</summary>
-    public async Task<int> CollectAsync(int maxSegments)
+    /// <summary>
+    /// Cleans up to <paramref name="maxSegments"/> segments (or fewer if nothing is worth it, or once
+    /// <paramref name="untilFree"/> segments are free: cleaning ahead of need picks fuller victims); returns how many it freed.
+    /// </summary>
+    public async Task<int> CollectAsync(int maxSegments, int untilFree = int.MaxValue)
     {
         await _gate.WaitAsync().ConfigureAwait(false);
         try
         {
             int freed = 0;
-            while (freed < maxSegments)
+            while (freed < maxSegments && _core.Allocator.FreeCount < untilFree)
             {
-                int batch = await CleanBatchAsync(Math.Min(maxSegments - freed, ForegroundBatch)).ConfigureAwait(false);
+                int want = Math.Min(maxSegments - freed, (int)Math.Min(ForegroundBatch, (long)untilFree - _core.Allocator.FreeCount));
+                int batch = await CleanBatchAsync(want).ConfigureAwait(false);
                 if (batch == 0)
                 {
                     break;
@@ -159,7 +170,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
                     continue;
                 }
 
-                await CollectAsync(budget).ConfigureAwait(false);
+                await CollectAsync(budget, LowWater).ConfigureAwait(false);
                 await Task.Delay(20, _stop.Token).ConfigureAwait(false);
             }
         }
