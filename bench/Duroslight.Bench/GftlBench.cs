@@ -23,14 +23,22 @@ internal static class GftlBench
     {
         bool throughputOnly = args.Contains("--throughput");
         bool amplificationOnly = args.Contains("--wa");
-        args = Array.FindAll(args, a => !a.StartsWith("--", StringComparison.Ordinal));
+        bool qd1Only = args.Contains("--qd1");
+        var amplification = new AmplificationRun(IntFlag(args, "--wa-qd") ?? 8, IntFlag(args, "--wa-segment-kib") * 1024);
+        args = Array.FindAll(args, a => !a.StartsWith("--", StringComparison.Ordinal) && !int.TryParse(a, out _));
         string root = Path.Combine(args.Length > 0 ? args[0] : Path.GetTempPath(), $"duroslight-bench-{Environment.ProcessId}");
         Directory.CreateDirectory(root);
         try
         {
+            if (qd1Only)
+            {
+                await ThroughputAsync(root, depth: 1);
+                return 0;
+            }
+
             if (amplificationOnly)
             {
-                await GcWriteAmplificationAsync(root);
+                await GcWriteAmplificationAsync(root, amplification);
                 return 0;
             }
 
@@ -39,7 +47,7 @@ internal static class GftlBench
             if (!throughputOnly)
             {
                 await RecoveryAsync(root);
-                await GcWriteAmplificationAsync(root);
+                await GcWriteAmplificationAsync(root, amplification);
             }
 
             return 0;
@@ -57,7 +65,8 @@ internal static class GftlBench
         ShardCount = 2,
     };
 
-    private static async Task ThroughputAsync(string root)
+    /// <summary>Part 1; <paramref name="depth"/> keeps only the workloads of that queue depth (<c>--qd1</c>).</summary>
+    private static async Task ThroughputAsync(string root, int depth = 0)
     {
         Console.WriteLine("| workload (QD) | sparse-file store (page cache) | GFTL, page cache | GFTL, O_DIRECT | GFTL page cache / sparse |");
         Console.WriteLine("| --- | ---: | ---: | ---: | ---: |");
@@ -69,7 +78,7 @@ internal static class GftlBench
             ("128 KiB sequential write", Chunk, true, false, 4),
             ("128 KiB sequential read", Chunk, false, false, 4),
         ];
-        foreach (var w in workloads)
+        foreach (var w in Array.FindAll(workloads, w => depth == 0 || w.Depth == depth))
         {
             double sparse = await MedianAsync(root, "sparse", w.Size, w.Write, w.Random, w.Depth);
             double buffered = await MedianAsync(root, "gftl-buffered", w.Size, w.Write, w.Random, w.Depth);
@@ -265,22 +274,31 @@ internal static class GftlBench
         return seconds;
     }
 
+    /// <summary>Part 3's knobs: <c>--wa-qd N</c> (writers, default 8), <c>--wa-segment-kib N</c> (default: automatic).</summary>
+    private sealed record AmplificationRun(int QueueDepth, int? SegmentBytes);
+
+    private static int? IntFlag(string[] args, string name)
+    {
+        int at = Array.IndexOf(args, name);
+        return at >= 0 && at + 1 < args.Length ? int.Parse(args[at + 1], CultureInfo.InvariantCulture) : null;
+    }
+
     /// <summary>A volume holding 70% of the physical space, filled, then overwritten at random (4 KiB) twice over.</summary>
-    private static async Task GcWriteAmplificationAsync(string root)
+    private static async Task GcWriteAmplificationAsync(string root, AmplificationRun run)
     {
         Console.WriteLine();
-        Console.WriteLine("| 70% full, 4 KiB random overwrite (2x the volume, QD 8) | value |");
+        Console.WriteLine(Invariant($"| 70% full, 4 KiB random overwrite (2x the volume, QD {run.QueueDepth}) | value |"));
         Console.WriteLine("| --- | ---: |");
         string directory = Path.Combine(root, "gc");
-        using var store = new GftlStore(Gftl(directory, 257 * MiB) with { ShardCount = 1 });
+        using var store = new GftlStore(Gftl(directory, 257 * MiB) with { ShardCount = 1, SegmentBytes = run.SegmentBytes });
         long volumeBytes = store.PhysicalCapacityBytes * 7 / 10 / Block * Block;
         IBlockVolume volume = store.Open(store.Create("v", volumeBytes).Id);
         await FillAsync(volume, volumeBytes / Chunk * Chunk);
-        long user = store.UserBytesWritten, device = store.DeviceBytesWritten, relocated = store.GcRelocatedBytes;
+        long user = store.UserBytesWritten, device = store.DeviceBytesWritten, relocated = store.GcRelocatedBytes, records = store.RecordsWritten;
         var clock = Stopwatch.StartNew();
         long writes = 2 * volumeBytes / Block;
         long issued = 0;
-        var workers = new Task[8];
+        var workers = new Task[run.QueueDepth];
         for (int w = 0; w < workers.Length; w++)
         {
             int seed = w;
@@ -298,9 +316,10 @@ internal static class GftlBench
         await Task.WhenAll(workers);
         double seconds = clock.Elapsed.TotalSeconds;
         long userDelta = store.UserBytesWritten - user;
-        Console.WriteLine(Invariant($"| physical capacity / volume size | {store.PhysicalCapacityBytes / MiB} MiB / {volumeBytes / MiB} MiB |"));
+        Console.WriteLine(Invariant($"| physical capacity / volume size / segment | {store.PhysicalCapacityBytes / MiB} MiB / {volumeBytes / MiB} MiB / {store.SegmentBytes / 1024} KiB |"));
         Console.WriteLine(Invariant($"| write amplification (device bytes / user bytes, headers included) | {(double)(store.DeviceBytesWritten - device) / userDelta:F2} |"));
         Console.WriteLine(Invariant($"| GC copies per user byte | {(double)(store.GcRelocatedBytes - relocated) / userDelta:F2} |"));
+        Console.WriteLine(Invariant($"| 4 KiB host writes per record | {(double)userDelta / Block / (store.RecordsWritten - records):F2} |"));
         Console.WriteLine(Invariant($"| segments cleaned / free at the end | {store.GcSegmentsCleaned} / {store.FreeSegments} |"));
         Console.WriteLine(Invariant($"| 4 KiB overwrite rate during GC | {writes / seconds:F0} IOPS |"));
     }

@@ -58,7 +58,7 @@ internal sealed class DeviceSet : IDisposable
     /// carries the superblock of one cluster with its own index and the set's count. <paramref name="formatted"/>
     /// says which happened.
     /// </summary>
-    public static DeviceSet OpenOrFormat(IReadOnlyList<GftlDeviceSpec> specs, int nodeIndex, int segmentBytes, bool direct, out bool formatted)
+    public static DeviceSet OpenOrFormat(IReadOnlyList<GftlDeviceSpec> specs, int nodeIndex, int? segmentBytes, bool direct, out bool formatted)
     {
         GftlDevice[] devices = OpenAll(specs, direct);
         try
@@ -100,13 +100,15 @@ internal sealed class DeviceSet : IDisposable
         }
     }
 
-    private static DeviceSet Format(GftlDevice[] devices, Guid clusterId, int nodeIndex, int segmentBytes)
+    private static DeviceSet Format(GftlDevice[] devices, Guid clusterId, int nodeIndex, int? chosenSegmentBytes)
     {
         long smallest = long.MaxValue;
         foreach (GftlDevice device in devices)
         {
             smallest = Math.Min(smallest, device.Bytes);
         }
+
+        int segmentBytes = chosenSegmentBytes ?? GftlLayout.SegmentBytesFor(smallest);
 
         long slotBytes = DeviceMetadata.SlotBytesFor(smallest, devices.Length, segmentBytes);
         int segments = (int)Math.Min(int.MaxValue, (smallest - GftlLayout.DataStart - (2 * slotBytes)) / segmentBytes);

@@ -40,17 +40,35 @@ internal sealed class GarbageCollector : IAsyncDisposable
     {
         _core = core;
         _victim = new NativeBuffer(core.Devices.SegmentBytes);
+        LowWater = LowWaterFor(core.Allocator, core.Partitions.Length);
     }
 
     public long RelocatedBlocks => Interlocked.Read(ref _relocatedBlocks);
     public long RecordBlocks => Interlocked.Read(ref _recordBlocks);
     public long SegmentsCleaned => Interlocked.Read(ref _segmentsCleaned);
 
-    /// <summary>Free segments below this start background cleaning.</summary>
-    public int LowWater => Math.Max(_core.Allocator.Reserve * 2, _core.Allocator.Segments.Length / 8);
+    /// <summary>
+    /// Free segments below this start background cleaning: the reserve plus 4 MiB per partition (room for the
+    /// writes that arrive while a pass runs), at most 1/8 of the segments. Free segments hold no data, so every
+    /// one kept free raises the utilization of the rest and with it the copies per host write.
+    /// </summary>
+    public int LowWater { get; }
 
+    private static int LowWaterFor(SegmentAllocator allocator, int partitions)
+    {
+        int headroom = partitions * SegmentsPerDefaultSegment(allocator);
+        return allocator.Reserve + Math.Max(1, Math.Min(headroom, (allocator.Segments.Length / 8) - allocator.Reserve));
+    }
+
+    /// <summary>
+    /// Starts the background loop. A pass cleans <paramref name="segmentsPerShardPerPass"/> default-size (4 MiB)
+    /// segments' worth per shard, so a device formatted with smaller segments is not collected more slowly.
+    /// </summary>
     public void Start(int segmentsPerShardPerPass) =>
-        _loop = Task.Run(() => RunAsync(segmentsPerShardPerPass * _core.Partitions.Length));
+        _loop = Task.Run(() => RunAsync(segmentsPerShardPerPass * _core.Partitions.Length * SegmentsPerDefaultSegment(_core.Allocator)));
+
+    private static int SegmentsPerDefaultSegment(SegmentAllocator allocator) =>
+        Math.Max(1, GftlLayout.DefaultSegmentBytes / (allocator.BlocksPerSegment * GftlLayout.BlockSize));
 
     /// <summary>
     /// A user segment was opened: wakes the background loop if free segments are now below <see cref="LowWater"/>.
@@ -86,16 +104,20 @@ internal sealed class GarbageCollector : IAsyncDisposable
         }
     }
 
-    /// <summary>Cleans up to <paramref name="maxSegments"/> segments (or fewer if nothing is worth it); returns how many it freed.</summary>
-    public async Task<int> CollectAsync(int maxSegments)
+    /// <summary>
+    /// Cleans up to <paramref name="maxSegments"/> segments (or fewer if nothing is worth it, or once
+    /// <paramref name="untilFree"/> segments are free: cleaning ahead of need picks fuller victims); returns how many it freed.
+    /// </summary>
+    public async Task<int> CollectAsync(int maxSegments, int untilFree = int.MaxValue)
     {
         await _gate.WaitAsync().ConfigureAwait(false);
         try
         {
             int freed = 0;
-            while (freed < maxSegments)
+            while (freed < maxSegments && _core.Allocator.FreeCount < untilFree)
             {
-                int batch = await CleanBatchAsync(Math.Min(maxSegments - freed, ForegroundBatch)).ConfigureAwait(false);
+                int want = Math.Min(maxSegments - freed, (int)Math.Min(ForegroundBatch, (long)untilFree - _core.Allocator.FreeCount));
+                int batch = await CleanBatchAsync(want).ConfigureAwait(false);
                 if (batch == 0)
                 {
                     break;
@@ -148,7 +170,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
                     continue;
                 }
 
-                await CollectAsync(budget).ConfigureAwait(false);
+                await CollectAsync(budget, LowWater).ConfigureAwait(false);
                 await Task.Delay(20, _stop.Token).ConfigureAwait(false);
             }
         }

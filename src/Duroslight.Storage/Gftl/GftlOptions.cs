@@ -15,8 +15,11 @@ public sealed record GftlOptions
     /// <summary>Reactor shards: each owns one partition (map entries and open segment) of every volume.</summary>
     public int ShardCount { get; init; } = 1;
 
-    /// <summary>Segment size used when formatting; existing devices keep theirs.</summary>
-    public int SegmentBytes { get; init; } = GftlLayout.DefaultSegmentBytes;
+    /// <summary>
+    /// Segment size used when formatting (existing devices keep theirs); null picks one from the device size
+    /// (<see cref="GftlLayout.SegmentBytesFor"/>).
+    /// </summary>
+    public int? SegmentBytes { get; init; }
 
     public int NodeIndex { get; init; }
 
@@ -29,7 +32,7 @@ public sealed record GftlOptions
     /// <summary>Clean segments in the background; tests turn it off to drive GC by hand.</summary>
     public bool BackgroundGc { get; init; } = true;
 
-    /// <summary>At most this many segments are cleaned per background pass, per shard.</summary>
+    /// <summary>At most this many 4 MiB segments' worth (more, smaller ones on small devices) are cleaned per background pass, per shard.</summary>
     public int GcSegmentsPerPass { get; init; } = 2;
 
     /// <summary>Recovery progress as it changes (start-up only), for status and metrics.</summary>

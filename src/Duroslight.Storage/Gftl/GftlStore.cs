@@ -109,6 +109,24 @@ public sealed class GftlStore : IVolumeStore
         }
     }
 
+    /// <summary>Records the partitions wrote since start (one header each; the collector's not counted).</summary>
+    public long RecordsWritten
+    {
+        get
+        {
+            long records = 0;
+            foreach (Partition partition in _core.Partitions)
+            {
+                records += partition.Records;
+            }
+
+            return records;
+        }
+    }
+
+    /// <summary>Segment size of the devices (chosen at format time).</summary>
+    public int SegmentBytes => _core.Devices.SegmentBytes;
+
     /// <summary>The last sequence number handed out (tests: recovery must never move it back).</summary>
     internal long LastSeq => _core.LastSeq;
 
