@@ -25,6 +25,9 @@ internal sealed class HeldBlockIo : IBlockIo
 
     public int Held => _held.Count;
 
+    /// <summary>The buffer of the held operation at <paramref name="index"/> (oldest first).</summary>
+    public Memory<byte> HeldBuffer(int index) => _held[index].Buffer;
+
     public ValueTask<int> ReadAsync(SafeFileHandle file, Memory<byte> buffer, long offset) =>
         HoldReads ? Hold(file, buffer, offset, read: true) : new(RandomAccess.Read(file, buffer.Span, offset));
 

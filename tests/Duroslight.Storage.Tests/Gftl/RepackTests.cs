@@ -11,6 +11,8 @@ namespace Duroslight.Storage.Tests.Gftl;
 /// </summary>
 public sealed class RepackTests : HeldIoTests
 {
+    private const int Chunk = 32 * Block;
+
     [Fact]
     public async Task A_fragmented_chunk_is_repacked_and_a_racing_overwrite_wins()
     {
@@ -51,20 +53,67 @@ public sealed class RepackTests : HeldIoTests
         Assert.Equal(GftlStartKind.Scan, scanned.Recovery.Kind);
         Assert.Equal(StorageResult.Ok, await scanned.Open(scanned.List()[0].Id).ReadAsync(0, read));
         Assert.Equal(model, read);
+        }
+
+    /// <summary>
+    /// More fragmented chunks read at once than a partition has re-pack slots: the ones that find every slot busy
+    /// wait and are re-packed by the slots as they free (each reading its chunk itself), so every chunk ends up as
+    /// one device run. Before, a read that found the partition's one re-pack busy dropped the request.
+    /// </summary>
+    [Fact]
+    public void Fragmented_chunks_that_find_every_repack_slot_busy_are_repacked_later_into_one_device_run_each()
+    {
+        SynchronizationContext.SetSynchronizationContext(null);
+        var store = new GftlStore(Scratch.Options(shards: 1));
+        IBlockVolume volume = store.Open(store.Create("v", 4 * GftlScratch.MiB).Id);
+        var io = new HeldBlockIo();
+        BlockIo.InstallForCurrentThread(io);
+        int chunks = (2 * Repacker.MaxInFlight) + 1;
+        var model = new byte[chunks * Chunk];
+        Write(volume, io, model, 0, chunks * 32, 1);
+        for (int c = 0; c < chunks; c++)
+        {
+            foreach (int block in new[] { 3, 9, 15, 21, 27 })
+            {
+                Write(volume, io, model, (c * 32) + block, 1, 2 + (c * 32) + block);
+            }
+        }
+
+        using var buffer = new NativeBuffer(Chunk);
+        Assert.Equal(11, DeviceRuns(volume, io, buffer, 0)); // also re-packs chunk 0 (its copy completes at once)
+        Assert.Equal(0, store.RepacksBusy);
+        Assert.Equal(1, DeviceRuns(volume, io, buffer, 0));
+
+        // Copies held: the first reads take every slot, the rest of the chunks wait for one.
+        for (int c = 1; c < chunks; c++)
+        {
+            AssertOk(volume.ReadAsync((long)c * Chunk, buffer.Memory));
+            Assert.Equal(model.AsSpan(c * Chunk, Chunk).ToArray(), buffer.GetSpan().ToArray());
+        }
+
+        Assert.Equal(chunks - 1, store.RepacksBusy);
+        io.ReleaseAll(); // each copy written frees its slot for a waiting chunk, whose copy is then released too
+        Assert.Equal(0, store.RepacksBusy);
+        Assert.Equal((long)chunks * 32 * Block, store.RepackedBytes);
+        for (int c = 0; c < chunks; c++)
+        {
+            Assert.Equal(1, DeviceRuns(volume, io, buffer, c));
+            Assert.Equal(model.AsSpan(c * Chunk, Chunk).ToArray(), buffer.GetSpan().ToArray());
+        }
+
+        BlockIo.InstallForCurrentThread(null);
+        store.Dispose();
     }
 
-    private static void Write(IBlockVolume volume, HeldBlockIo io, byte[] model, int lba, int count, int value)
+    /// <summary>Reads chunk <paramref name="chunk"/> with its device reads held: how many it issued (then completes them).</summary>
+    private static int DeviceRuns(IBlockVolume volume, HeldBlockIo io, NativeBuffer buffer, int chunk)
     {
-        ValueTask<StorageResult> write = Start(volume, model, lba, count, value);
+        io.HoldReads = true;
+        ValueTask<StorageResult> read = volume.ReadAsync((long)chunk * Chunk, buffer.Memory);
+        int runs = io.Held;
+        io.HoldReads = false;
         io.ReleaseAll();
-        Assert.True(write.IsCompletedSuccessfully);
-    }
-
-    private static ValueTask<StorageResult> Start(IBlockVolume volume, byte[] model, int lba, int count, int value)
-    {
-        byte[] data = new byte[count * Block];
-        new Random(value).NextBytes(data);
-        data.CopyTo(model, lba * Block);
-        return volume.WriteAsync((long)lba * Block, data);
+        AssertOk(read);
+        return runs;
     }
 }
