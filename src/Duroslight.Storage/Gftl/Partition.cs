@@ -729,13 +729,17 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
         }
     }
 
-    /// <summary>How many device reads the mapped blocks of [first, first + count) of the chunk take.</summary>
-    public static int CountMappedRuns(ChunkBlocks blocks, int first, int count)
+    /// <summary>
+    /// How many device reads the mapped blocks of [first, first + count) of the chunk take, counting only runs written
+    /// at or after <paramref name="minSeq"/> (a clone's own writes: what a re-pack of it can move).
+    /// </summary>
+    public static int CountMappedRuns(ChunkBlocks blocks, int first, int count, long minSeq)
     {
         int runs = 0;
         for (int done = 0; done < count;)
         {
-            runs += blocks.Entries[first + done].Location == GftlLayout.Unmapped ? 0 : 1;
+            MapEntry entry = blocks.Entries[first + done];
+            runs += entry.Location != GftlLayout.Unmapped && entry.Seq >= minSeq ? 1 : 0;
             done += RunLength(blocks, first + done, count - done);
         }
 

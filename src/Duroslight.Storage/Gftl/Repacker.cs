@@ -71,7 +71,7 @@ internal sealed class Repacker(int partition) : IDisposable
     /// </summary>
     public RepackSlot? Request(GftlVolume volume, ChunkBlocks blocks, long lba, int count)
     {
-        if (blocks.Repacking)
+        if (blocks.Repacking || !Worth(volume, blocks, (int)(lba % GftlLayout.BlocksPerChunk), count))
         {
             return null;
         }
@@ -129,10 +129,22 @@ internal sealed class Repacker(int partition) : IDisposable
         }
     }
 
-    /// <summary>The chunk is still the volume's (not dropped, not closed) and reads as <see cref="Partition.RepackMinRuns"/> runs or more.</summary>
+    /// <summary>
+    /// The blocks read as <see cref="Partition.RepackMinRuns"/> device runs or more, and a re-pack can make them one:
+    /// in a clone, blocks inherited from the parent cannot move (they belong to the parent's records), so a chunk
+    /// holding any is left alone (re-packing around them would leave it as fragmented, and ask again at every read).
+    /// </summary>
+    private static bool Worth(GftlVolume volume, ChunkBlocks blocks, int first, int count)
+    {
+        int runs = Partition.CountMappedRuns(blocks, first, count, long.MinValue);
+        return runs >= Partition.RepackMinRuns &&
+            (volume.Parent is null || Partition.CountMappedRuns(blocks, first, count, volume.Entry.CreatedSeq) == runs);
+    }
+
+    /// <summary>The chunk is still the volume's (not dropped, not closed) and still worth a re-pack.</summary>
     private bool StillFragmented(GftlVolume volume, long chunk, ChunkBlocks blocks) =>
         !volume.IsClosed && volume.Maps[partition].Chunks.TryGetValue(chunk, out ChunkBlocks? mapped) && mapped == blocks &&
-        Partition.CountMappedRuns(blocks, 0, GftlLayout.BlocksPerChunk) >= Partition.RepackMinRuns;
+        Worth(volume, blocks, 0, GftlLayout.BlocksPerChunk);
 
     private RepackSlot? TryTakeSlot()
     {

@@ -73,10 +73,7 @@ public sealed class RepackTests : HeldIoTests
         Write(volume, io, model, 0, chunks * 32, 1);
         for (int c = 0; c < chunks; c++)
         {
-            foreach (int block in new[] { 3, 9, 15, 21, 27 })
-            {
-                Write(volume, io, model, (c * 32) + block, 1, 2 + (c * 32) + block);
-            }
+            Fragment(volume, io, model, c);
         }
 
         using var buffer = new NativeBuffer(Chunk);
@@ -103,6 +100,59 @@ public sealed class RepackTests : HeldIoTests
 
         BlockIo.InstallForCurrentThread(null);
         store.Dispose();
+    }
+
+    /// <summary>
+    /// A clone's blocks inherited from its parent cannot be re-packed (they belong to the parent's records), so a
+    /// fragmented chunk holding any is not queued for a slot (whose read and copy of it would change nothing); one
+    /// the clone wrote itself and fragmented is, and ends as one device run.
+    /// </summary>
+    [Fact]
+    public void A_clone_queues_only_chunks_it_wrote_itself()
+    {
+        SynchronizationContext.SetSynchronizationContext(null);
+        var store = new GftlStore(Scratch.Options(shards: 1));
+        IBlockVolume parent = store.Open(store.Create("v", 4 * GftlScratch.MiB).Id);
+        var io = new HeldBlockIo();
+        BlockIo.InstallForCurrentThread(io);
+        int chunks = Repacker.MaxInFlight + 2; // the parent fragments chunks 0-4, the clone rewrites and fragments chunk 5
+        var model = new byte[chunks * Chunk];
+        Write(parent, io, model, 0, chunks * 32, 1);
+        for (int c = 0; c < chunks - 1; c++)
+        {
+            Fragment(parent, io, model, c);
+        }
+
+        BlockIo.InstallForCurrentThread(null); // the catalog is written synchronously
+        IBlockVolume clone = store.Open(store.Clone(store.List()[0].Id, "c").Id);
+        BlockIo.InstallForCurrentThread(io);
+        Write(clone, io, model, (chunks - 1) * 32, 32, 50);
+        Fragment(clone, io, model, chunks - 1);
+        using var buffer = new NativeBuffer(Chunk);
+        for (int c = 0; c < Repacker.MaxInFlight; c++)
+        {
+            AssertOk(parent.ReadAsync((long)c * Chunk, buffer.Memory)); // every slot busy (copies held)
+        }
+
+        Assert.Equal(Repacker.MaxInFlight, store.RepacksBusy);
+        AssertOk(clone.ReadAsync((long)(chunks - 2) * Chunk, buffer.Memory)); // fragmented by the parent's writes only: not queued
+        Assert.Equal(Repacker.MaxInFlight, store.RepacksBusy);
+        AssertOk(clone.ReadAsync((long)(chunks - 1) * Chunk, buffer.Memory)); // by its own: queued
+        Assert.Equal(Repacker.MaxInFlight + 1, store.RepacksBusy);
+        io.ReleaseAll();
+        Assert.Equal(0, store.RepacksBusy);
+        Assert.Equal(1, DeviceRuns(clone, io, buffer, chunks - 1));
+        BlockIo.InstallForCurrentThread(null);
+        store.Dispose();
+    }
+
+    /// <summary>Overwrites 5 single blocks of the chunk: 11 device runs where there was one.</summary>
+    private static void Fragment(IBlockVolume volume, HeldBlockIo io, byte[] model, int chunk)
+    {
+        foreach (int block in new[] { 3, 9, 15, 21, 27 })
+        {
+            Write(volume, io, model, (chunk * 32) + block, 1, 2 + (chunk * 32) + block);
+        }
     }
 
     /// <summary>Reads chunk <paramref name="chunk"/> with its device reads held: how many it issued (then completes them).</summary>
