@@ -40,13 +40,11 @@ internal sealed class ChunkRead : IValueTaskSource<StorageResult>
 
     public int MappedRuns;
 
-    /// <summary>Set when the partition will re-pack what this read found fragmented (see <see cref="Partition.Repack"/>).</summary>
-    public GftlVolume? RepackVolume;
-    public long Lba;
+    /// <summary>The re-pack that takes this read's data once it is in (see <see cref="Partition.Repack"/>), or null.</summary>
+    public RepackSlot? Repack;
 
-    /// <summary>Per destination block, the location and sequence number the lookup found (only when re-packing).</summary>
-    public readonly long[] Locations = new long[GftlLayout.BlocksPerChunk];
-    public readonly long[] Seqs = new long[GftlLayout.BlocksPerChunk];
+    /// <summary>A re-pack's own read of a chunk into its slot: nobody awaits it, it goes back to the pool when done.</summary>
+    public bool Internal;
 
     public short Token => _completion.Version;
 
@@ -108,7 +106,8 @@ internal sealed class ChunkRead : IValueTaskSource<StorageResult>
         MappedRuns = 0;
         Destination = default;
         Bounce = null;
-        RepackVolume = null;
+        Repack = null;
+        Internal = false;
     }
 
     private static Memory<byte> Slice(Memory<byte> buffer, Run run) =>
@@ -135,12 +134,18 @@ internal sealed class ChunkRead : IValueTaskSource<StorageResult>
         if (Interlocked.Decrement(ref _pending) == 0)
         {
             var outcome = (StorageResult)_failure;
-            if (RepackVolume is not null)
+            if (Repack is not null)
             {
                 _owner.Repack(this, outcome == StorageResult.Ok);
             }
 
             _owner.EndRead(this);
+            if (Internal)
+            {
+                _owner.Recycle(this);
+                return;
+            }
+
             _completion.SetResult(outcome);
         }
     }

@@ -84,20 +84,8 @@ internal sealed class GftlLog : IDisposable
         return null;
     }
 
-    /// <summary>fdatasync on every device: every completed record is durable.</summary>
-    public async ValueTask<StorageResult> FlushAsync()
-    {
-        foreach (GftlDevice device in Devices.Devices)
-        {
-            int result = await BlockIo.Current.SyncAsync(device.Handle).ConfigureAwait(false);
-            if (result < 0)
-            {
-                return StorageErrors.FromErrno(-result);
-            }
-        }
-
-        return StorageResult.Ok;
-    }
+    /// <summary>fdatasync on every device: every completed record is durable. No allocation (<see cref="DeviceSync"/>).</summary>
+    public ValueTask<StorageResult> FlushAsync() => DeviceSync.AllAsync(Devices.Devices);
 
     /// <summary>Puts an entry found by recovery into the volume's map.</summary>
     public void Install(GftlVolume volume, long lba, long location, long seq)

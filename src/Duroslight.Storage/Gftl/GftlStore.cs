@@ -147,6 +147,21 @@ public sealed class GftlStore : IVolumeStore
         }
     }
 
+    /// <summary>Fragmented chunks queued for a re-pack or being re-packed (0: every re-pack asked for is done).</summary>
+    public int RepacksBusy
+    {
+        get
+        {
+            int busy = 0;
+            foreach (Partition partition in _core.Partitions)
+            {
+                busy += partition.RepacksBusy;
+            }
+
+            return busy;
+        }
+    }
+
     public long GcSegmentsCleaned => _core.Collector.SegmentsCleaned;
 
     /// <summary>Runs the collector now (tests, benchmarks); returns the segments it freed.</summary>

@@ -44,9 +44,9 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
     private readonly Stack<RecordBatch> _batches = new();
     private readonly Stack<ChunkRead> _reads = new();
 
-    /// <summary>The data of the re-pack in flight (one at a time per partition bounds its write cost).</summary>
-    private NativeBuffer? _repackBuffer;
-    private int _repackPending;
+    /// <summary>The re-packs of fragmented chunks in flight or waiting, and the slots' own reads to start outside the lock.</summary>
+    private readonly Repacker _repacker = new(index);
+    private readonly Stack<ChunkRead> _repackReads = new(Repacker.MaxInFlight);
     private long _repackedBlocks;
 
     /// <summary>O_DIRECT devices need aligned buffers: reads into anything else go through a bounce buffer.</summary>
@@ -81,6 +81,18 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
 
     /// <summary>A read that finds at least this many separate device runs re-packs what it read.</summary>
     public const int RepackMinRuns = 4;
+
+    /// <summary>Chunks queued for a re-pack or being re-packed.</summary>
+    public int RepacksBusy
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _repacker.Busy;
+            }
+        }
+    }
 
     /// <summary>
     /// Logs a host write of one chunk's blocks. It goes out at once as its own record when fewer than
@@ -121,8 +133,8 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
                 _inflight.Remove(record);
                 if (record.Relocation)
                 {
-                    _repackPending--;
                     _repackedBlocks += ok && !record.Volume.IsClosed ? Relocate(record, batch.Segment) : 0;
+                    RelocationDone(record.Repack!);
                     continue;
                 }
 
@@ -147,6 +159,7 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
         }
 
         Continue(next, wantRoom);
+        StartRepackReads();
         foreach (PendingRecord record in batch.Records)
         {
             Finish(record, result);
@@ -299,12 +312,16 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
                 foreach (PendingRecord record in failed)
                 {
                     _inflight.Remove(record);
-                    _repackPending -= record.Relocation ? 1 : 0;
+                    if (record.Relocation)
+                    {
+                        RelocationDone(record.Repack!);
+                    }
                 }
             }
         }
 
         Continue(batch, wantRoom);
+        StartRepackReads();
         foreach (PendingRecord record in failed)
         {
             Finish(record, StorageResult.OutOfSpace);
@@ -319,6 +336,7 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
         record.Source = default;
         if (record.Relocation)
         {
+            record.Repack = null;
             Recycle(record);
             return;
         }
@@ -327,59 +345,109 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
     }
 
     /// <summary>
-    /// Called by a read that found its blocks fragmented, once its data is in: queues a contiguous copy of the
-    /// blocks the volume wrote itself (inherited ones belong to the parent's records), as relocations that keep each
-    /// block's sequence number, so they pack with the host writes of the partition. When the copy is on the device
-    /// each block moves to it only if the map still holds that same write there; otherwise the copy is just dead.
+    /// Called by a read whose data a re-pack takes, once its data is in: queues a contiguous copy of the blocks the
+    /// volume wrote itself (inherited ones belong to the parent's records), as relocations that keep each block's
+    /// sequence number, so they pack with the host writes of the partition. When the copy is on the device each
+    /// block moves to it only if the map still holds that same write there; otherwise the copy is just dead.
     /// </summary>
     public void Repack(ChunkRead read, bool readOk)
     {
-        NativeBuffer buffer = _repackBuffer ??= new NativeBuffer(BufferBytes);
-        if (readOk)
+        RepackSlot slot = read.Repack!;
+        if (readOk && !read.Internal)
         {
-            read.Destination.Span.CopyTo(buffer.GetSpan());
+            read.Destination.Span.CopyTo(slot.Buffer.GetSpan());
         }
 
         RecordBatch? batch;
         bool wantRoom;
         lock (_gate)
         {
-            _repackPending = 0;
-            GftlVolume volume = read.RepackVolume!;
-            int count = read.Destination.Length >> GftlLayout.BlockShift;
-            if (!readOk || volume.IsClosed ||
-                !volume.Maps[Index].Chunks.TryGetValue(read.Lba / GftlLayout.BlocksPerChunk, out ChunkBlocks? blocks))
+            GftlVolume volume = slot.Volume;
+            if (readOk && !volume.IsClosed && volume.Maps[Index].Chunks.TryGetValue(slot.Lba / GftlLayout.BlocksPerChunk, out ChunkBlocks? blocks) &&
+                blocks == slot.Chunk)
             {
-                return;
+                QueueRelocations(slot);
             }
 
-            for (int i = 0; i < count;)
+            if (slot.Pending == 0)
             {
-                long seq = read.Seqs[i], from = read.Locations[i];
-                int run = 1;
-                while (i + run < count && read.Seqs[i + run] == seq && read.Locations[i + run] == from + run)
-                {
-                    run++;
-                }
-
-                if (from != GftlLayout.Unmapped && seq >= volume.Entry.CreatedSeq)
-                {
-                    QueueRelocation(volume, blocks, read.Lba + i, run, seq, from, buffer.Memory.Slice(i * GftlLayout.BlockSize, run * GftlLayout.BlockSize));
-                }
-
-                i += run;
+                ReleaseRepack(slot);
             }
 
             batch = TryFormBatch(out wantRoom);
         }
 
         Continue(batch, wantRoom);
+        StartRepackReads();
     }
 
-    private void QueueRelocation(GftlVolume volume, ChunkBlocks blocks, long lba, int count, long seq, long from, ReadOnlyMemory<byte> data)
+    /// <summary>Under the lock: one relocation per run of blocks that one write put contiguously.</summary>
+    private void QueueRelocations(RepackSlot slot)
     {
-        Enqueue(volume, blocks, lba, count, seq, data, relocation: true).From = from;
-        _repackPending++;
+        for (int i = 0; i < slot.Count;)
+        {
+            long seq = slot.Seqs[i], from = slot.Locations[i];
+            int run = 1;
+            while (i + run < slot.Count && slot.Seqs[i + run] == seq && slot.Locations[i + run] == from + run)
+            {
+                run++;
+            }
+
+            if (from != GftlLayout.Unmapped && seq >= slot.Volume.Entry.CreatedSeq)
+            {
+                PendingRecord record = Enqueue(slot.Volume, slot.Chunk, slot.Lba + i, run, seq,
+                    slot.Buffer.Memory.Slice(i * GftlLayout.BlockSize, run * GftlLayout.BlockSize), relocation: true);
+                record.From = from;
+                record.Repack = slot;
+                slot.Pending++;
+            }
+
+            i += run;
+        }
+    }
+
+    /// <summary>Under the lock: a relocation is written (or failed); the last one of its re-pack frees the slot.</summary>
+    private void RelocationDone(RepackSlot slot)
+    {
+        if (--slot.Pending == 0)
+        {
+            ReleaseRepack(slot);
+        }
+    }
+
+    /// <summary>Under the lock: the slot takes the next waiting chunk, whose read is prepared for <see cref="StartRepackReads"/>.</summary>
+    private void ReleaseRepack(RepackSlot slot)
+    {
+        if (_repacker.Release(slot) is not { } next)
+        {
+            return;
+        }
+
+        ChunkRead read = _reads.Count > 0 ? _reads.Pop() : new ChunkRead(this);
+        read.Destination = next.Buffer.Memory;
+        read.Repack = next;
+        read.Internal = true;
+        AddRuns(read, next.Chunk, 0, GftlLayout.BlocksPerChunk);
+        Register(read);
+        _repackReads.Push(read);
+    }
+
+    /// <summary>Outside the lock: starts the re-packs' own reads prepared under it.</summary>
+    private void StartRepackReads()
+    {
+        while (true)
+        {
+            ChunkRead? read;
+            lock (_gate)
+            {
+                if (!_repackReads.TryPop(out read))
+                {
+                    return;
+                }
+            }
+
+            read.Start(core);
+        }
     }
 
     /// <summary>Under the lock: a pooled record for a host write, trim or re-pack copy, in flight and queued for the next batch.</summary>
@@ -471,34 +539,33 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
 
             read = _reads.Count > 0 ? _reads.Pop() : new ChunkRead(this);
             read.Destination = destination;
-            AddRuns(read, blocks, (int)(lba % GftlLayout.BlocksPerChunk), destination.Length >> GftlLayout.BlockShift);
-            if (read.MappedRuns >= RepackMinRuns && _repackPending == 0 && !volume.Entry.ReadOnly)
+            int count = destination.Length >> GftlLayout.BlockShift;
+            AddRuns(read, blocks, (int)(lba % GftlLayout.BlocksPerChunk), count);
+            if (read.MappedRuns >= RepackMinRuns && !volume.Entry.ReadOnly)
             {
-                _repackPending = 1; // reserved until the read is in
-                read.RepackVolume = volume;
-                read.Lba = lba;
-                int first = (int)(lba % GftlLayout.BlocksPerChunk);
-                for (int i = 0; i < destination.Length >> GftlLayout.BlockShift; i++)
-                {
-                    read.Locations[i] = blocks.Entries[first + i].Location;
-                    read.Seqs[i] = blocks.Entries[first + i].Seq;
-                }
+                read.Repack = _repacker.Request(volume, blocks, lba, count);
             }
 
-            if (read.MappedRuns > 0)
-            {
-                read.Epoch = _readEpoch;
-                Interlocked.Increment(ref _readers[read.Epoch]);
-                if (_bounceReads && !ChunkRead.IsAligned(destination))
-                {
-                    read.Bounce = _buffers.Count > 0 ? _buffers.Pop() : new NativeBuffer(BufferBytes);
-                }
-            }
+            Register(read);
         }
 
         short token = read.Token;
         read.Start(core);
         return read.AsValueTask(token);
+    }
+
+    /// <summary>Under the lock: a read with mapped runs counts in the read epoch and gets a bounce buffer if its destination needs one.</summary>
+    private void Register(ChunkRead read)
+    {
+        if (read.MappedRuns > 0)
+        {
+            read.Epoch = _readEpoch;
+            Interlocked.Increment(ref _readers[read.Epoch]);
+            if (_bounceReads && !ChunkRead.IsAligned(read.Destination))
+            {
+                read.Bounce = _buffers.Count > 0 ? _buffers.Pop() : new NativeBuffer(BufferBytes);
+            }
+        }
     }
 
     /// <summary>A read's device I/O is over: it no longer holds its epoch or its bounce buffer.</summary>
@@ -635,7 +702,7 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
                 batch.Buffer.Free();
             }
 
-            _repackBuffer?.Free();
+            _repacker.Dispose();
         }
     }
 
@@ -662,17 +729,40 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
     {
         for (int done = 0; done < count;)
         {
-            long location = blocks.Entries[first + done].Location;
-            int run = 1;
-            while (done + run < count &&
-                   blocks.Entries[first + done + run].Location == (location == GftlLayout.Unmapped ? location : location + run))
-            {
-                run++;
-            }
-
-            read.AddRun(done, run, location);
+            int run = RunLength(blocks, first + done, count - done);
+            read.AddRun(done, run, blocks.Entries[first + done].Location);
             done += run;
         }
+    }
+
+    /// <summary>
+    /// How many device reads the mapped blocks of [first, first + count) of the chunk take, counting only runs written
+    /// at or after <paramref name="minSeq"/> (a clone's own writes: what a re-pack of it can move).
+    /// </summary>
+    public static int CountMappedRuns(ChunkBlocks blocks, int first, int count, long minSeq)
+    {
+        int runs = 0;
+        for (int done = 0; done < count;)
+        {
+            MapEntry entry = blocks.Entries[first + done];
+            runs += entry.Location != GftlLayout.Unmapped && entry.Seq >= minSeq ? 1 : 0;
+            done += RunLength(blocks, first + done, count - done);
+        }
+
+        return runs;
+    }
+
+    /// <summary>Blocks from <paramref name="at"/> (at most <paramref name="max"/>) that are all unmapped, or contiguous on the device.</summary>
+    private static int RunLength(ChunkBlocks blocks, int at, int max)
+    {
+        long location = blocks.Entries[at].Location;
+        int run = 1;
+        while (run < max && blocks.Entries[at + run].Location == (location == GftlLayout.Unmapped ? location : location + run))
+        {
+            run++;
+        }
+
+        return run;
     }
 
     private long TrimMap(PartitionMap map, long lba, long count, long seq)

@@ -36,6 +36,9 @@ internal sealed class PendingRecord(Partition owner) : IValueTaskSource<StorageR
     public bool Relocation;
     public long From;
 
+    /// <summary>The re-pack a relocation belongs to (it ends when its last relocation is written).</summary>
+    public RepackSlot? Repack;
+
     public bool IsTrim => Chunk is null;
 
     public short Token => _completion.Version;

@@ -13,6 +13,9 @@ internal sealed class ChunkBlocks
     public readonly MapEntry[] Entries = new MapEntry[GftlLayout.BlocksPerChunk];
     public int Mapped;
 
+    /// <summary>Queued for a re-pack or being re-packed (<see cref="Repacker"/>): asked for once.</summary>
+    public bool Repacking;
+
     public ChunkBlocks()
     {
         for (int i = 0; i < Entries.Length; i++)

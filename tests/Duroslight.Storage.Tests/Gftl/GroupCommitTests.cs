@@ -153,28 +153,36 @@ public sealed class GroupCommitTests : HeldIoTests
     }
 
     /// <summary>
-    /// Reads, writes and trims whose device I/O completes later (as on the reactor) allocate nothing per operation.
+    /// Reads, writes, trims and flushes whose device I/O completes later (as on the reactor) allocate nothing per operation.
     /// Measured over a long warmed loop; the bound (8 B per operation) separates "allocates per call" (24 B or
     /// more for the smallest object) from runtime noise. The device is large enough that the collector never has
     /// to run in the foreground (its allocations per cleaned segment are not part of this check).
     /// </summary>
     [Fact]
-    public void Writes_reads_and_trims_completing_later_do_not_allocate_per_operation()
+    public void Writes_reads_trims_and_flushes_completing_later_do_not_allocate_per_operation()
     {
-        using var store = new GftlStore(Scratch.Options(shards: 2, deviceBytes: 1024 * GftlScratch.MiB));
-        IBlockVolume volume = store.Open(store.Create("v", 8 * GftlScratch.MiB).Id);
-        HeldBlockIo io = Install();
-        io.HoldReads = true;
-        byte[] data = new byte[8 * Block];
-        using var native = new NativeBuffer(8 * Block);
-        var pending = new ValueTask<StorageResult>[17];
-        const int rounds = 500;
-        AllocationProbe.AssertNoAllocationPerOp(() => RunDepth8(volume, io, data, native, pending, rounds),
-            opsPerRound: rounds * pending.Length, what: "GFTL writes, reads and trims completing later");
-        BlockIo.InstallForCurrentThread(null); // the graceful stop writes metadata synchronously
+        var store = new GftlStore(Scratch.Options(shards: 2, deviceBytes: 1024 * GftlScratch.MiB));
+        try
+        {
+            IBlockVolume volume = store.Open(store.Create("v", 8 * GftlScratch.MiB).Id);
+            HeldBlockIo io = Install();
+            io.HoldReads = true;
+            io.HoldSyncs = true;
+            byte[] data = new byte[8 * Block];
+            using var native = new NativeBuffer(8 * Block);
+            var pending = new ValueTask<StorageResult>[18];
+            const int rounds = 500;
+            AllocationProbe.AssertNoAllocationPerOp(() => RunDepth8(volume, io, data, native, pending, rounds),
+                opsPerRound: rounds * pending.Length, what: "GFTL writes, reads, trims and flushes completing later");
+        }
+        finally
+        {
+            BlockIo.InstallForCurrentThread(null); // the graceful stop writes metadata and syncs synchronously (held: it would hang)
+            store.Dispose();
+        }
     }
 
-    /// <summary>Each round: 8 writes, 8 reads (half into an aligned native buffer, read without a bounce), 1 trim, all in flight together.</summary>
+    /// <summary>Each round: 8 writes, 8 reads (half into an aligned native buffer, read without a bounce), 1 trim, 1 flush, all in flight together.</summary>
     private static void RunDepth8(IBlockVolume volume, HeldBlockIo io, byte[] data, NativeBuffer native, ValueTask<StorageResult>[] pending, int rounds)
     {
         for (int round = 0; round < rounds; round++)
@@ -189,6 +197,7 @@ public sealed class GroupCommitTests : HeldIoTests
             }
 
             pending[16] = volume.DeallocateAsync(((round * 31L) % 2000) * Block, Block);
+            pending[17] = volume.FlushAsync();
             io.ReleaseAll();
             foreach (ValueTask<StorageResult> p in pending)
             {

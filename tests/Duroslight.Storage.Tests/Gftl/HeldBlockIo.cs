@@ -23,7 +23,13 @@ internal sealed class HeldBlockIo : IBlockIo
     /// <summary>Hold reads too (else they complete at once).</summary>
     public bool HoldReads { get; set; }
 
+    /// <summary>Hold syncs too (else they complete at once).</summary>
+    public bool HoldSyncs { get; set; }
+
     public int Held => _held.Count;
+
+    /// <summary>The buffer of the held operation at <paramref name="index"/> (oldest first).</summary>
+    public Memory<byte> HeldBuffer(int index) => _held[index].Buffer;
 
     public ValueTask<int> ReadAsync(SafeFileHandle file, Memory<byte> buffer, long offset) =>
         HoldReads ? Hold(file, buffer, offset, read: true) : new(RandomAccess.Read(file, buffer.Span, offset));
@@ -31,7 +37,7 @@ internal sealed class HeldBlockIo : IBlockIo
     public ValueTask<int> WriteAsync(SafeFileHandle file, ReadOnlyMemory<byte> buffer, long offset) =>
         Hold(file, System.Runtime.InteropServices.MemoryMarshal.AsMemory(buffer), offset, read: false);
 
-    public ValueTask<int> SyncAsync(SafeFileHandle file) => new(0);
+    public ValueTask<int> SyncAsync(SafeFileHandle file) => HoldSyncs ? Hold(file, default, 0, read: false, sync: true) : new(0);
 
     /// <summary>Performs the oldest held operation and completes it (its continuation runs here, inline).</summary>
     public void ReleaseOne() => Release(0);
@@ -43,6 +49,12 @@ internal sealed class HeldBlockIo : IBlockIo
     {
         HeldWrite write = _held[index];
         _held.RemoveAt(index);
+        if (write.Sync)
+        {
+            write.Complete(0);
+            return;
+        }
+
         if (write.Read)
         {
             write.Complete(RandomAccess.Read(write.File, write.Buffer.Span, write.Offset));
@@ -67,13 +79,14 @@ internal sealed class HeldBlockIo : IBlockIo
         }
     }
 
-    private ValueTask<int> Hold(SafeFileHandle file, Memory<byte> buffer, long offset, bool read)
+    private ValueTask<int> Hold(SafeFileHandle file, Memory<byte> buffer, long offset, bool read, bool sync = false)
     {
         HeldWrite write = _pool.Count > 0 ? _pool.Pop() : new HeldWrite(this);
         write.File = file;
         write.Buffer = buffer;
         write.Offset = offset;
         write.Read = read;
+        write.Sync = sync;
         _held.Add(write);
         return new ValueTask<int>(write, write.Token);
     }
@@ -85,6 +98,7 @@ internal sealed class HeldBlockIo : IBlockIo
         public SafeFileHandle File = null!;
         public Memory<byte> Buffer;
         public bool Read;
+        public bool Sync;
         public long Offset;
 
         public short Token => _core.Version;

@@ -11,6 +11,8 @@ namespace Duroslight.Storage.Tests.Gftl;
 /// </summary>
 public sealed class RepackTests : HeldIoTests
 {
+    private const int Chunk = 32 * Block;
+
     [Fact]
     public async Task A_fragmented_chunk_is_repacked_and_a_racing_overwrite_wins()
     {
@@ -52,20 +54,117 @@ public sealed class RepackTests : HeldIoTests
         Assert.Equal(GftlStartKind.Scan, scanned.Recovery.Kind);
         Assert.Equal(StorageResult.Ok, await scanned.Open(scanned.List()[0].Id).ReadAsync(0, read));
         Assert.Equal(model, read);
+        }
+
+    /// <summary>
+    /// More fragmented chunks read at once than a partition has re-pack slots: the ones that find every slot busy
+    /// wait and are re-packed by the slots as they free (each reading its chunk itself), so every chunk ends up as
+    /// one device run. Before, a read that found the partition's one re-pack busy dropped the request.
+    /// </summary>
+    [Fact]
+    public void Fragmented_chunks_that_find_every_repack_slot_busy_are_repacked_later_into_one_device_run_each()
+    {
+        SynchronizationContext.SetSynchronizationContext(null);
+        var store = new GftlStore(Scratch.Options(shards: 1));
+        IBlockVolume volume = store.Open(store.Create("v", 4 * GftlScratch.MiB).Id);
+        var io = new HeldBlockIo();
+        BlockIo.InstallForCurrentThread(io);
+        int chunks = (2 * Repacker.MaxInFlight) + 1;
+        var model = new byte[chunks * Chunk];
+        Write(volume, io, model, 0, chunks * 32, 1);
+        for (int c = 0; c < chunks; c++)
+        {
+            Fragment(volume, io, model, c);
+        }
+
+        using var buffer = new NativeBuffer(Chunk);
+        Assert.Equal(11, DeviceRuns(volume, io, buffer, 0)); // also re-packs chunk 0 (its copy completes at once)
+        Assert.Equal(0, store.RepacksBusy);
+        Assert.Equal(1, DeviceRuns(volume, io, buffer, 0));
+
+        // Copies held: the first reads take every slot, the rest of the chunks wait for one.
+        for (int c = 1; c < chunks; c++)
+        {
+            AssertOk(volume.ReadAsync((long)c * Chunk, buffer.Memory));
+            Assert.Equal(model.AsSpan(c * Chunk, Chunk).ToArray(), buffer.GetSpan().ToArray());
+        }
+
+        Assert.Equal(chunks - 1, store.RepacksBusy);
+        io.ReleaseAll(); // each copy written frees its slot for a waiting chunk, whose copy is then released too
+        Assert.Equal(0, store.RepacksBusy);
+        Assert.Equal((long)chunks * 32 * Block, store.RepackedBytes);
+        for (int c = 0; c < chunks; c++)
+        {
+            Assert.Equal(1, DeviceRuns(volume, io, buffer, c));
+            Assert.Equal(model.AsSpan(c * Chunk, Chunk).ToArray(), buffer.GetSpan().ToArray());
+        }
+
+        BlockIo.InstallForCurrentThread(null);
+        store.Dispose();
     }
 
-    private static void Write(IBlockVolume volume, HeldBlockIo io, byte[] model, int lba, int count, int value)
+    /// <summary>
+    /// A clone's blocks inherited from its parent cannot be re-packed (they belong to the parent's records), so a
+    /// fragmented chunk holding any is not queued for a slot (whose read and copy of it would change nothing); one
+    /// the clone wrote itself and fragmented is, and ends as one device run.
+    /// </summary>
+    [Fact]
+    public void A_clone_queues_only_chunks_it_wrote_itself()
     {
-        ValueTask<StorageResult> write = Start(volume, model, lba, count, value);
+        SynchronizationContext.SetSynchronizationContext(null);
+        var store = new GftlStore(Scratch.Options(shards: 1));
+        IBlockVolume parent = store.Open(store.Create("v", 4 * GftlScratch.MiB).Id);
+        var io = new HeldBlockIo();
+        BlockIo.InstallForCurrentThread(io);
+        int chunks = Repacker.MaxInFlight + 2; // the parent fragments chunks 0-4, the clone rewrites and fragments chunk 5
+        var model = new byte[chunks * Chunk];
+        Write(parent, io, model, 0, chunks * 32, 1);
+        for (int c = 0; c < chunks - 1; c++)
+        {
+            Fragment(parent, io, model, c);
+        }
+
+        BlockIo.InstallForCurrentThread(null); // the catalog is written synchronously
+        IBlockVolume clone = store.Open(store.Clone(store.List()[0].Id, "c").Id);
+        BlockIo.InstallForCurrentThread(io);
+        Write(clone, io, model, (chunks - 1) * 32, 32, 50);
+        Fragment(clone, io, model, chunks - 1);
+        using var buffer = new NativeBuffer(Chunk);
+        for (int c = 0; c < Repacker.MaxInFlight; c++)
+        {
+            AssertOk(parent.ReadAsync((long)c * Chunk, buffer.Memory)); // every slot busy (copies held)
+        }
+
+        Assert.Equal(Repacker.MaxInFlight, store.RepacksBusy);
+        AssertOk(clone.ReadAsync((long)(chunks - 2) * Chunk, buffer.Memory)); // fragmented by the parent's writes only: not queued
+        Assert.Equal(Repacker.MaxInFlight, store.RepacksBusy);
+        AssertOk(clone.ReadAsync((long)(chunks - 1) * Chunk, buffer.Memory)); // by its own: queued
+        Assert.Equal(Repacker.MaxInFlight + 1, store.RepacksBusy);
         io.ReleaseAll();
-        Assert.True(write.IsCompletedSuccessfully);
+        Assert.Equal(0, store.RepacksBusy);
+        Assert.Equal(1, DeviceRuns(clone, io, buffer, chunks - 1));
+        BlockIo.InstallForCurrentThread(null);
+        store.Dispose();
     }
 
-    private static ValueTask<StorageResult> Start(IBlockVolume volume, byte[] model, int lba, int count, int value)
+    /// <summary>Overwrites 5 single blocks of the chunk: 11 device runs where there was one.</summary>
+    private static void Fragment(IBlockVolume volume, HeldBlockIo io, byte[] model, int chunk)
     {
-        byte[] data = new byte[count * Block];
-        new Random(value).NextBytes(data);
-        data.CopyTo(model, lba * Block);
-        return volume.WriteAsync((long)lba * Block, data);
+        foreach (int block in new[] { 3, 9, 15, 21, 27 })
+        {
+            Write(volume, io, model, (chunk * 32) + block, 1, 2 + (chunk * 32) + block);
+        }
+    }
+
+    /// <summary>Reads chunk <paramref name="chunk"/> with its device reads held: how many it issued (then completes them).</summary>
+    private static int DeviceRuns(IBlockVolume volume, HeldBlockIo io, NativeBuffer buffer, int chunk)
+    {
+        io.HoldReads = true;
+        ValueTask<StorageResult> read = volume.ReadAsync((long)chunk * Chunk, buffer.Memory);
+        int runs = io.Held;
+        io.HoldReads = false;
+        io.ReleaseAll();
+        AssertOk(read);
+        return runs;
     }
 }
