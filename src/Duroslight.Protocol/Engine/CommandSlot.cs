@@ -17,6 +17,11 @@ public enum CommandState : byte
     Executing,
     /// <summary>Parked: an Asynchronous Event Request waiting for an event.</summary>
     AwaitingEvent,
+    /// <summary>
+    /// Completed later from another thread (<see cref="TargetConnection.PostCompletion"/>): a reservation command waiting
+    /// for its record to be stored or for a preempted host's commands to finish.
+    /// </summary>
+    Deferred,
 }
 
 /// <summary>
@@ -46,6 +51,8 @@ internal sealed class CommandSlot(int index, StorageRequest request, IDataBuffer
     public int BudgetReserved;
     /// <summary>The namespace the command layer's check admitted the command to (I/O commands).</summary>
     public NamespaceInfo? Namespace;
+    /// <summary>Preempt and Abort commands waiting for this (executing) command to finish; null almost always.</summary>
+    public List<AbortFence>? Fences;
 
     public SubmissionEntry Command => new(Sqe);
 
@@ -82,5 +89,12 @@ internal sealed class CommandSlot(int index, StorageRequest request, IDataBuffer
         DataLength = Received = R2TIssuedEnd = 0;
         DeferredStatus = NvmeStatus.Success;
         Namespace = null;
+        if (Fences is { Count: > 0 }) ReleaseFences();
+    }
+
+    private void ReleaseFences()
+    {
+        foreach (var fence in Fences!) fence.Signal();
+        Fences.Clear();
     }
 }

@@ -298,24 +298,24 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, VolumeTable v
     }
 
     /// <summary>
-    /// Persist Through Power Loss: the target's hook (<see cref="Target.ReservationPersistence"/>), called under its lock
-    /// on the shard thread of the reservation command; the catalog write is durable when it returns. Only reservation
-    /// commands on a namespace with PTPL (or clearing it) come here, never plain I/O. The write runs on a pool thread
-    /// because a shard thread's block I/O completes only when that shard polls again; the shard waits for it (one
-    /// catalog write and fsync, stalling that shard's other connections meanwhile: reservation commands are rare).
+    /// Persist Through Power Loss: the target's hook (<see cref="Target.ReservationPersistence"/>); the catalog write is
+    /// durable when the task completes. Only reservation commands on a namespace with PTPL (or clearing it) come here,
+    /// never plain I/O. The write runs on a pool thread: the shard that ran the command goes on serving its other
+    /// connections (a shard thread's block I/O would complete only when that shard polls again), and the command
+    /// completes once the task does.
     /// </summary>
-    public void PersistReservation(NamespaceInfo ns, byte[] record)
+    public Task PersistReservation(NamespaceInfo ns, byte[] record) => Task.Run(() =>
     {
         try
         {
-            Task.Run(() => store.SetReservation(ns.VolumeId, record)).GetAwaiter().GetResult();
+            store.SetReservation(ns.VolumeId, record);
         }
         catch (Exception e) when (e is VolumeStoreException or IOException or InvalidOperationException)
         {
             logger.LogError("volume {Id}: reservation record not stored: {Error}", ns.VolumeId, e.ToString());
             throw new IOException(e.Message, e);
         }
-    }
+    });
 
     /// <summary>
     /// The reservation state a start gives a volume (8.19 "Persist Through Power Loss"): the stored record if PTPL was
