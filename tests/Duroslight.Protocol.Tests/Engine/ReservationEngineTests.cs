@@ -3,6 +3,7 @@ using Duroslight.Host;
 using Duroslight.Protocol.Engine;
 using Duroslight.Protocol.Nvme;
 using Duroslight.Protocol.Reservations;
+using Duroslight.Protocol.Wire;
 using Xunit;
 
 namespace Duroslight.Protocol.Tests.Engine;
@@ -304,7 +305,7 @@ public sealed class ReservationEngineTests
         var owed = new List<byte[]>();
         b.HostToTargetFilter = bytes =>
         {
-            if (bytes[0] != (byte)Duroslight.Protocol.Wire.PduType.H2CData) return bytes;
+            if (bytes[0] != (byte)PduType.H2CData) return bytes;
             owed.Add(bytes);
             return [];
         };
@@ -355,6 +356,38 @@ public sealed class ReservationEngineTests
         b.CompleteHeld();
         f.Pump();
         Assert.True(Single(b, executing).Status.IsSuccess);
+    }
+
+    [Fact]
+    public void Preempt_and_abort_ends_a_write_waiting_for_the_shard_budget_and_one_owing_r2t_data()
+    {
+        var f = new Fabric();
+        f.AddVolume();
+        var a = IoQueueOf(f, HostA, IdA);
+        // Host B: the default host ID, one I/O queue driven PDU by PDU, with a shard budget of one 4 KiB write.
+        var adminB = f.Admin();
+        var b = new RawTarget(f, budget: new HostDataBudget(4096));
+        Assert.True(b.Handshake(1, adminB.Cntlid).Status.IsSuccess);
+        var hostB = ReservationCommands.HostOf(HostIds.Default);
+        Assert.True(Assert.Single(b.Send(RawPdus.Capsule(Register(RegisterAction.Register), 1, Keys(0, 0xB)))).Cqe.Status.IsSuccess);
+        f.ExecOk(a, Register(RegisterAction.Register), Keys(0, 0xA));
+
+        var r2t = Assert.Single(b.Send(RawPdus.Capsule(NvmeCommands.Write(1, 0, 8), 2, sglLength: 4096)));
+        Assert.Equal(PduType.R2T, r2t.Type);
+        Assert.Empty(b.Send(RawPdus.Capsule(NvmeCommands.Write(1, 8, 8), 3, sglLength: 4096))); // waits for the budget
+
+        var acquire = a.Submit(Acquire(AcquireAction.PreemptAndAbort, ReservationType.ExclusiveAccess), Keys(0xA, 0xB));
+        f.Pump();
+        var aborted = Assert.Single(b.Drain());
+        Assert.Equal((ushort)3, aborted.Cqe.CommandId);
+        Assert.Equal(NvmeStatus.AbortedPreemptAndAbort, aborted.Cqe.Status);
+        f.Pump();
+        Assert.True(Single(a, acquire).Status.IsSuccess); // nothing of B's was executing
+        Assert.False(f.Target.GetNamespace(1)!.Reservation.IsRegistrant(hostB));
+
+        var late = Assert.Single(b.Send(RawPdus.H2CData(2, r2t.Ttag, 0, Filled(4096, 0xBB))));
+        Assert.Equal(NvmeStatus.AbortedPreemptAndAbort, late.Cqe.Status);
+        Assert.Empty(f.Storage.Log);
     }
 
     private static byte[] Filled(int length, byte value)
