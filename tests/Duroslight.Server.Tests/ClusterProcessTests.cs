@@ -102,6 +102,12 @@ public sealed class ClusterProcessTests : IAsyncLifetime
             var (status, body) = await client.SendAsync(HttpMethod.Post, "v1/volumes", new JsonObject { ["name"] = "vol-a", ["size"] = "8M", ["replicas"] = 1 });
             Assert.Equal(409, status);
             Assert.Contains("exists", body!["error"]!.GetValue<string>());
+            // Per-volume host lists are not in etcd yet: refused, not silently dropped (the volume would be open to all).
+            (status, body) = await client.SendAsync(HttpMethod.Post, "v1/volumes", new JsonObject { ["name"] = "vol-h", ["size"] = "8M", ["hosts"] = new JsonArray(HostNqn) });
+            Assert.Equal(409, status);
+            Assert.Contains("hosts", body!["error"]!.GetValue<string>());
+            (status, _) = await client.SendAsync(HttpMethod.Post, "v1/volumes/vol-a/attach", new JsonObject { ["host"] = HostNqn });
+            Assert.Equal(409, status);
         }
 
         (code, stdout, _) = await Cli("ctl", "--socket", Socket(0), "nodes", "list");

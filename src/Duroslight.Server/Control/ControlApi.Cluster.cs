@@ -9,7 +9,8 @@ namespace Duroslight.Server.Control;
 
 /// <summary>
 /// The routes that speak for the whole cluster: in a cluster every node serves them from etcd (any node accepts a
-/// create; the leader places it). Resize, delete, snapshot and clone of cluster volumes are not there yet (409).
+/// create; the leader places it). Resize, delete, snapshot, clone and per-volume host lists (create with hosts,
+/// attach, detach, hosts) of cluster volumes are not there yet (409).
 /// </summary>
 public sealed partial class ControlApi
 {
@@ -24,7 +25,7 @@ public sealed partial class ControlApi
     }
 
     private static ControlException NotYet(string action) =>
-        ControlException.Conflict($"'{action}' of a cluster volume is not supported yet (create and show are)");
+        ControlException.Conflict($"'{action}' of a cluster volume is not supported yet (create without hosts, and show, are)");
 
     private ClusterMember Member => node.Cluster ?? throw ControlException.Conflict("this node runs alone (no --etcd)");
 
@@ -55,6 +56,9 @@ public sealed partial class ControlApi
 
     private async Task<ClusterVolumeResponse> CreateClusterVolumeAsync(VolumeRequest body)
     {
+        // Per-volume host lists are not in etcd yet: a cluster volume is open to every host the subsystem admits, so a
+        // list is refused rather than dropped.
+        if (body.Hosts is not null) throw NotYet("hosts");
         var entry = await Member.CreateVolumeAsync(Required(body.Name, "name"), Size(body), body.Replicas ?? 1);
         return ToResponse(await Member.ReadAsync(), entry.Record);
     }
