@@ -193,15 +193,18 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, VolumeTable v
     /// A cluster replica placed on this node: created in the store under the cluster's volume ID if missing, then
     /// exposed under the cluster's NSID (the same on every node, as is the NGUID, the volume ID) with its ANA state
     /// (optimized on the primary, inaccessible elsewhere; docs/ARCHITECTURE.md). Idempotent; an open replica gets the
-    /// state only (the AEN goes out when it changed).
+    /// state and the cluster's host list for it only (the AENs go out when they changed).
     /// </summary>
-    public void EnsureReplica(Guid id, string name, long sizeBytes, uint nsid, AnaState ana)
+    public void EnsureReplica(Guid id, string name, long sizeBytes, uint nsid, AnaState ana, IReadOnlyList<string>? hosts)
     {
         lock (_gate)
         {
+            string[]? list = hosts is null ? null : [.. hosts];
             if (_open.ContainsKey(id))
             {
                 target.SetAnaState(nsid, ana);
+                var access = Access(list);
+                if (target.GetNamespace(nsid) is { } open && !SameAccess(open.Hosts, access)) target.SetNamespaceHosts(nsid, access);
                 return;
             }
             if (target.GetNamespace(nsid) is { } taken)
@@ -211,7 +214,7 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, VolumeTable v
             d ??= Store(() => store.Create(name, sizeBytes, id));
             try
             {
-                Expose(d, nsid, ana);
+                Expose(d with { Hosts = list }, nsid, ana); // the cluster's list (etcd), not the local catalog's
             }
             catch (Exception e) when (e is InvalidOperationException or ArgumentException or VolumeStoreException)
             {
@@ -334,6 +337,8 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, VolumeTable v
             return Protocol.Reservations.ReservationState.Empty;
         }
     }
+
+    private static bool SameAccess(HostAccess a, HostAccess b) => a.IsAllowAny == b.IsAllowAny && a.Hosts.SetEquals(b.Hosts);
 
     /// <summary>A volume's host list as the target enforces it (null: any host the subsystem admits).</summary>
     private static HostAccess Access(string[]? hosts) => hosts is null ? HostAccess.AllowAny : HostAccess.Only(hosts);
