@@ -28,10 +28,10 @@ die() {
     exit 2
 }
 
-CASE_IDS=(1 2 3 4 5 6 7 8 9 10 11)
+CASE_IDS=(1 2 3 4 5 6 7 8 9 10 11 12)
 declare -A CASE_NAME=(
     [1]=discover [2]=identify [3]=fio-verify [4]=aux-subsystems [5]=allow-host
-    [6]=multi-controller [7]=target-restart [8]=discard [9]=discovery-aen [10]=protocol-capture [11]=discovery-client
+    [6]=multi-controller [7]=target-restart [8]=discard [9]=discovery-aen [10]=protocol-capture [11]=discovery-client [12]=reservations
 )
 declare -A CASE_DESC=(
     [1]="nvme discover lists the default subsystem (not the aux ones) with trsvcid/traddr"
@@ -45,6 +45,7 @@ declare -A CASE_DESC=(
     [9]="control-API changes (referral added, host allowed) reach a persistent discovery controller as AEN + new log"
     [10]="tshark NVMe/TCP dissector on a short session: no malformed packet, no error-level expert info"
     [11]="optional: Lightbits' discovery-client connects through discovery, gets every log-change AEN, honours auxSuffix"
+    [12]="two host NQNs: resv-register/acquire/report/release, preempt-and-abort, a write refused with Reservation Conflict"
 )
 
 # test ports and identities (not the defaults, so a developer's target can keep running)

@@ -480,6 +480,95 @@ case_11() { # discovery-client
     p=$(dmesg_nvme_problems); [ -z "$p" ] || note "kernel nvme messages: $p"
 }
 
+# ---------------------------------------------------------------------------
+# Reservations from two hosts: host A is this guest's identity (nvme connect), host B a second host NQN/ID on the
+# same subsystem (the kernel API, as case 6). Commands go to each host's controller character device with
+# --namespace-id, so they take that controller's queues (the namespace block device is shared by both paths).
+# ctrl_has_ns CTRL WAIT_S: the controller attached a namespace (nvmeXnY, or nvmeXcYnZ under native multipath)
+ctrl_has_ns() {
+    _i=0
+    while [ $_i -lt $(($2 * 5)) ]; do
+        ls "/sys/class/nvme/$1/" 2>/dev/null | grep -qE '^nvme[0-9]+(c[0-9]+)?n[0-9]+$' && return 0
+        sleep 0.2; _i=$((_i + 1))
+    done
+    return 1
+}
+# nv ARGS...: runs nvme ARGS, logs it and its output (in $STATE/nv.out); its exit status
+nv() {
+    say "  \$ nvme $*"
+    nvme "$@" >"$STATE/nv.out" 2>&1
+    _rc=$?
+    sed 's/^/    > /' "$STATE/nv.out"
+    [ $_rc -eq 0 ] || say "  (exit $_rc)"
+    return $_rc
+}
+# resv_entries CTRL: the extended report as lines HOSTID|RCSTS|RKEY; sets RTYPE and REGCTL
+resv_entries() {
+    nv resv-report "/dev/$1" -n 1 --eds || { bad "resv-report on /dev/$1 failed"; RTYPE=; REGCTL=; return 1; }
+    RTYPE=$(awk '$1 == "rtype" { print $3; exit }' "$STATE/nv.out")
+    REGCTL=$(awk '$1 == "regctl" { print $3; exit }' "$STATE/nv.out")
+    awk '$1 == "rcsts" { r = $3 } $1 == "rkey" { k = $3 } $1 == "hostid" { print $3 "|" r "|" k }' "$STATE/nv.out" >"$STATE/resv.entries"
+}
+# block_io CTRL read|write LBA: one 4 KiB block through CTRL's queues; the exit status is nvme's
+block_io() {
+    if [ "$2" = write ]; then nv io-passthru "/dev/$1" -n 1 --opcode=0x1 --write --data-len=4096 --cdw10="$3" --cdw12=0 -i "$STATE/block"
+    else
+        say "  \$ nvme io-passthru /dev/$1 -n 1 --opcode=0x2 --read --data-len=4096 --cdw10=$3 --cdw12=0 -b"
+        nvme io-passthru "/dev/$1" -n 1 --opcode=0x2 --read --data-len=4096 --cdw10="$3" --cdw12=0 -b >"$STATE/read.bin" 2>"$STATE/nv.out"
+        _rc=$?
+        sed 's/^/    > /' "$STATE/nv.out"
+        return $_rc
+    fi
+}
+expect_conflict() { # what
+    if [ $_rc -ne 0 ] && grep -qi 'conflict' "$STATE/nv.out"; then ok "$1 refused with Reservation Conflict"
+    else bad "$1: expected Reservation Conflict, got exit $_rc: $(tr '\n' ' ' <"$STATE/nv.out")"; fi
+}
+case_12() { # reservations
+    connect_default || return
+    CA=$CTRL
+    HB=$(new_hostnqn); HBID=$(new_uuid)
+    fabrics_connect "$DEFAULT_NQN" "$IO_PORT" "$HB" "$HBID" || { bad "connect as the second host $HB failed"; return; }
+    CB=$(ctrls_of "$DEFAULT_NQN" "$HB" | head -1)
+    [ -n "$CB" ] || { bad "no controller of the second host after connect"; return; }
+    ctrl_has_ns "$CA" 15 && ctrl_has_ns "$CB" 15 || { bad "a controller has no namespace: $(ls /sys/class/nvme/$CA /sys/class/nvme/$CB | tr '\n' ' ')"; return; }
+    ok "host A $HOSTNQN on /dev/$CA (cntlid $(cat /sys/class/nvme/$CA/cntlid)), host B $HB on /dev/$CB (cntlid $(cat /sys/class/nvme/$CB/cntlid))"
+    IDA=$(echo "$HOSTID" | tr -d '-' | tr 'A-F' 'a-f'); IDB=$(echo "$HBID" | tr -d '-' | tr 'A-F' 'a-f')
+    dd if=/dev/urandom of="$STATE/block" bs=4096 count=1 2>/dev/null
+
+    nv resv-register "/dev/$CA" -n 1 --nrkey=0xa1 --rrega=0 && ok "A registered key a1" || bad "A's resv-register failed"
+    nv resv-register "/dev/$CB" -n 1 --nrkey=0xb2 --rrega=0 && ok "B registered key b2" || bad "B's resv-register failed"
+    nv resv-register "/dev/$CB" -n 1 --nrkey=0xb3 --rrega=0; expect_conflict "B registering again with another key"
+    nv resv-acquire "/dev/$CA" -n 1 --crkey=0xa1 --rtype=1 --racqa=0 && ok "A acquired Write Exclusive" || bad "A's resv-acquire failed"
+    nv resv-acquire "/dev/$CB" -n 1 --crkey=0xb2 --rtype=1 --racqa=0; expect_conflict "B acquiring the held reservation"
+
+    if resv_entries "$CB"; then
+        [ "$RTYPE" = 1 ] && [ "$REGCTL" = 2 ] && ok "report (from B): Write Exclusive, 2 registrants" || bad "report: rtype '$RTYPE' regctl '$REGCTL', expected 1 and 2"
+        grep -qx "$IDA|1|a1" "$STATE/resv.entries" && ok "A listed with its host ID, holding, key a1" || bad "A not listed as $IDA|1|a1: $(tr '\n' ' ' <"$STATE/resv.entries")"
+        grep -qx "$IDB|0|b2" "$STATE/resv.entries" && ok "B listed with its host ID, not holding, key b2" || bad "B not listed as $IDB|0|b2: $(tr '\n' ' ' <"$STATE/resv.entries")"
+    fi
+
+    block_io "$CB" write 16; expect_conflict "B's write under A's Write Exclusive"
+    block_io "$CB" read 16 && ok "B reads under Write Exclusive" || bad "B's read failed"
+    block_io "$CA" write 16 && ok "A (holder) writes" || bad "A's write failed"
+
+    nv resv-acquire "/dev/$CB" -n 1 --crkey=0xb2 --prkey=0xa1 --rtype=3 --racqa=2 && ok "B preempted A and aborted (Write Exclusive Registrants Only)" \
+        || bad "B's preempt-and-abort failed"
+    if resv_entries "$CA"; then
+        [ "$RTYPE" = 3 ] && [ "$REGCTL" = 1 ] && grep -qx "$IDB|1|b2" "$STATE/resv.entries" && ok "report (from A): B holds type 3, A unregistered" \
+            || bad "report after preempt: rtype '$RTYPE' regctl '$REGCTL' entries $(tr '\n' ' ' <"$STATE/resv.entries")"
+    fi
+    block_io "$CA" write 16; expect_conflict "A's write after being preempted"
+    block_io "$CB" write 16 && ok "B (holder) writes" || bad "B's write failed"
+
+    nv resv-release "/dev/$CB" -n 1 --crkey=0xb2 --rtype=3 --rrela=0 && ok "B released" || bad "B's resv-release failed"
+    block_io "$CA" write 16 && ok "A writes once released" || bad "A's write after the release failed"
+    resv_entries "$CA" && { [ "$RTYPE" = 0 ] && [ "$REGCTL" = 1 ] && ok "report: no reservation, B still registered" || bad "report after release: rtype '$RTYPE' regctl '$REGCTL'"; }
+    nv resv-release "/dev/$CB" -n 1 --crkey=0xb2 --rrela=1 && ok "B cleared" || bad "B's clear failed"
+    resv_entries "$CA" && { [ "$REGCTL" = 0 ] && ok "report: no registrants after clear" || bad "report after clear: regctl '$REGCTL'"; }
+    say "  kernel log:"; show_dmesg_new
+}
+
 say "case $CASE_NO (hostnqn $HOSTNQN)"
 "case_$CASE_NO"
 finish_case

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Globalization;
 using System.Threading.Channels;
 using System.Text.Json.Nodes;
 using Duroslight.Host;
@@ -102,6 +103,20 @@ public sealed class ClusterProcessTests : IAsyncLifetime
             var (status, body) = await client.SendAsync(HttpMethod.Post, "v1/volumes", new JsonObject { ["name"] = "vol-a", ["size"] = "8M", ["replicas"] = 1 });
             Assert.Equal(409, status);
             Assert.Contains("exists", body!["error"]!.GetValue<string>());
+        }
+
+        // A volume's host list lives in its etcd record: created with one host through node 0, it is masked on node 2
+        // for another host until node 1 attaches that host.
+        (code, stdout, stderr) = await Cli("ctl", "--socket", Socket(0), "volumes", "create", "vol-h", "8M", "--replicas", "3", "--hosts", HostNqn);
+        Assert.True(code == 0, stderr);
+        uint masked = uint.Parse(Field(stdout, "nsid"), CultureInfo.InvariantCulture);
+        await using (var other = await NvmeTcpController.ConnectAsync("127.0.0.1", _nodes[2].IoPort, Nqn, OtherHostNqn).WaitAsync(Limit))
+        {
+            await Eventually.Until(async () => (await GetAsync(2, "v1/volumes/vol-h"))?["local"]?.GetValue<bool>() == true, "vol-h open on node 2", Limit);
+            Assert.DoesNotContain(masked, await ActiveNamespaces(other));
+            (code, _, stderr) = await Cli("ctl", "--socket", Socket(1), "volumes", "attach", "vol-h", OtherHostNqn);
+            Assert.True(code == 0, stderr);
+            await Eventually.Until(async () => (await ActiveNamespaces(other)).Contains(masked), "node 2 shows vol-h to the attached host", Limit);
         }
 
         (code, stdout, _) = await Cli("ctl", "--socket", Socket(0), "nodes", "list");
@@ -230,6 +245,22 @@ public sealed class ClusterProcessTests : IAsyncLifetime
     }
 
     private string Socket(int index) => Path.Combine(_dir.FullName, $"ctl{index}.sock");
+
+    private static async Task<uint[]> ActiveNamespaces(NvmeTcpController host)
+    {
+        var page = await host.IdentifyAsync(IdentifyCns.ActiveNamespaceList, 0);
+        var list = new List<uint>();
+        for (int i = 0; i + 4 <= page.Length && BinaryPrimitives.ReadUInt32LittleEndian(page.AsSpan(i)) != 0; i += 4)
+            list.Add(BinaryPrimitives.ReadUInt32LittleEndian(page.AsSpan(i)));
+        return [.. list];
+    }
+
+    private static string Field(string line, string key)
+    {
+        foreach (string part in line.Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            if (part.StartsWith(key + "=", StringComparison.Ordinal)) return part[(key.Length + 1)..];
+        throw new Xunit.Sdk.XunitException($"no {key}= in '{line}'");
+    }
 
     private async Task<JsonNode?> GetAsync(int node, string path)
     {

@@ -8,13 +8,13 @@ namespace Duroslight.Protocol.Engine;
 /// Admin commands: Identify, Get Log Page, Set/Get Features, AER, Keep Alive, Abort. Stateless: what they change
 /// lives in the <see cref="Controller"/>.
 /// </summary>
-internal sealed class AdminCommands(Target target)
+internal sealed class AdminCommands(Target target, TargetConnection queue)
 {
     private const int HostIdentifierSize = 16;
 
     private readonly TargetOptions _options = target.Options;
 
-    /// <summary>Runs an admin command; null means it completes later (a parked AER).</summary>
+    /// <summary>Runs an admin command; null means it completes later (a parked AER, a PTPL change being stored).</summary>
     public NvmeStatus? Run(CommandSlot slot, Controller ctrl, out ulong result)
     {
         result = 0;
@@ -24,7 +24,7 @@ internal sealed class AdminCommands(Target target)
             case AdminOpcode.Identify: return Identify(slot, ctrl);
             case AdminOpcode.GetLogPage: return GetLogPage(slot, ctrl);
             case AdminOpcode.SetFeatures when (byte)cmd.Cdw10 == ReservationNotificationMaskId: return SetReservationMask(cmd, ctrl, out result);
-            case AdminOpcode.SetFeatures when (byte)cmd.Cdw10 == ReservationPersistenceId: return SetReservationPersistence(cmd, ctrl, out result);
+            case AdminOpcode.SetFeatures when (byte)cmd.Cdw10 == ReservationPersistenceId: return SetReservationPersistence(slot, ctrl, out result);
             case AdminOpcode.SetFeatures: return ctrl.Features.Set(cmd, out result);
             case AdminOpcode.GetFeatures when (byte)cmd.Cdw10 == ReservationNotificationMaskId: return GetReservationMask(cmd, ctrl, out result);
             case AdminOpcode.GetFeatures when (byte)cmd.Cdw10 == ReservationPersistenceId: return GetReservationPersistence(cmd, ctrl, out result);
@@ -66,16 +66,17 @@ internal sealed class AdminCommands(Target target)
     /// Feature 83h, Reservation Persistence: CDW11 bit 0 is PTPL of one namespace, kept in its reservation state (and,
     /// set, stored with the volume before the command completes). Setting it needs a store (<see cref="Target.PtplCapable"/>).
     /// </summary>
-    private NvmeStatus SetReservationPersistence(in SubmissionEntry cmd, Controller ctrl, out ulong result)
+    private NvmeStatus? SetReservationPersistence(CommandSlot slot, Controller ctrl, out ulong result)
     {
         result = 0;
+        var cmd = slot.Command;
         if (ctrl.IsDiscovery) return NvmeStatus.InvalidField;
         if ((cmd.Cdw10 & (1u << 31)) != 0) return NvmeStatus.FeatureIdNotSaveable;
         var ns = target.GetNamespace(cmd.Nsid, ctrl.HostNqn);
         if (ns is null) return NvmeStatus.InvalidNamespaceOrFormat;
         bool ptpl = (cmd.Cdw11 & 1) != 0;
         if (ptpl && !target.PtplCapable) return NvmeStatus.InvalidField;
-        return target.Reserve(ns, s => s.ChangePtpl(ptpl)).Status;
+        return target.Reserve(ns, s => s.ChangePtpl(ptpl), queue, slot);
     }
 
     /// <summary>SEL 0 current PTPL, 1/2 default and saved (clear), 3 capabilities: namespace specific, changeable when stored.</summary>

@@ -26,7 +26,7 @@ internal sealed class CommandProcessor
         _queue = queue;
         _options = target.Options;
         _fabrics = new FabricsCommands(target, queue);
-        _admin = new AdminCommands(target);
+        _admin = new AdminCommands(target, queue);
         _io = new IoCommands(target, queue);
     }
 

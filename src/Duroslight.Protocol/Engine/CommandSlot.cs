@@ -17,6 +17,11 @@ public enum CommandState : byte
     Executing,
     /// <summary>Parked: an Asynchronous Event Request waiting for an event.</summary>
     AwaitingEvent,
+    /// <summary>
+    /// Completed later from another thread (<see cref="TargetConnection.PostCompletion"/>): a reservation command waiting
+    /// for its record to be stored or for a preempted host's commands to finish.
+    /// </summary>
+    Deferred,
 }
 
 /// <summary>
@@ -53,6 +58,8 @@ internal sealed class CommandSlot(int index, StorageRequest request, IDataBuffer
     /// host again, the slot is not, until storage returns and the completion is dropped.
     /// </summary>
     public bool Abandoned;
+    /// <summary>Preempt and Abort commands waiting for this (executing) command to finish; null almost always.</summary>
+    public List<AbortFence>? Fences;
 
     public SubmissionEntry Command => new(Sqe);
 
@@ -90,5 +97,12 @@ internal sealed class CommandSlot(int index, StorageRequest request, IDataBuffer
         DataLength = Received = R2TIssuedEnd = 0;
         DeferredStatus = NvmeStatus.Success;
         Namespace = null;
+        if (Fences is { Count: > 0 }) ReleaseFences();
+    }
+
+    private void ReleaseFences()
+    {
+        foreach (var fence in Fences!) fence.Signal();
+        Fences.Clear();
     }
 }

@@ -113,6 +113,12 @@ public sealed class Controller
         lock (_ioQueues) _ioQueues.Remove(ioQueue);
     }
 
+    /// <summary>The I/O queues attached now (a copy; Preempt and Abort visits them).</summary>
+    internal TargetConnection[] IoQueues()
+    {
+        lock (_ioQueues) return [.. _ioQueues];
+    }
+
     /// <summary>Marks the controller gone and wakes every queue so each closes on its own thread.</summary>
     internal void Kill()
     {

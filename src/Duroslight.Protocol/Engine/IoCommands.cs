@@ -112,7 +112,7 @@ internal sealed class IoCommands(Target target, TargetConnection queue)
     /// <summary>Hands a checked command to the driver; a status when there is nothing to do or its data is bad.</summary>
     public NvmeStatus? Run(CommandSlot slot, Controller ctrl)
     {
-        if (ReservationCommands.Handles(slot.Command.Opcode)) return ReservationCommands.Run(slot, ctrl, target);
+        if (ReservationCommands.Handles(slot.Command.Opcode)) return ReservationCommands.Run(slot, ctrl, target, queue);
         var req = slot.Request;
         switch (req.Op)
         {

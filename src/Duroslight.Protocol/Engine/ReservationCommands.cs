@@ -47,8 +47,11 @@ internal static class ReservationCommands
         return cmd.SglLength < needed ? NvmeStatus.DataSglLengthInvalid : NvmeStatus.Success;
     }
 
-    /// <summary>Runs a checked command whose data is in; always completes at once.</summary>
-    public static NvmeStatus Run(CommandSlot slot, Controller ctrl, Target target)
+    /// <summary>
+    /// Runs a checked command whose data is in; null when it completes later (<see cref="Target.Reserve"/>: a record
+    /// being stored, or Preempt and Abort waiting for the preempted hosts' commands).
+    /// </summary>
+    public static NvmeStatus? Run(CommandSlot slot, Controller ctrl, Target target, TargetConnection queue)
     {
         var cmd = slot.Command;
         var ns = slot.Namespace!;
@@ -65,13 +68,13 @@ internal static class ReservationCommands
                 // Without a store for the record the controller cannot honour PTPL (RESCAP bit 0 is clear then).
                 if (change == PtplChange.Set && !target.PtplCapable) return NvmeStatus.InvalidField;
                 ulong crkey = Key(slot, 0), nrkey = Key(slot, 8);
-                return target.Reserve(ns, s => s.Register(host, (RegisterAction)(cdw10 & 7), iekey, crkey, nrkey, change)).Status;
+                return target.Reserve(ns, s => s.Register(host, (RegisterAction)(cdw10 & 7), iekey, crkey, nrkey, change), queue, slot);
             case IoOpcode.ReservationAcquire:
                 ulong current = Key(slot, 0), preempt = Key(slot, 8);
-                return target.Reserve(ns, s => s.Acquire(host, (AcquireAction)(cdw10 & 7), iekey, type, current, preempt)).Status;
+                return target.Reserve(ns, s => s.Acquire(host, (AcquireAction)(cdw10 & 7), iekey, type, current, preempt), queue, slot);
             default:
                 ulong key = Key(slot, 0);
-                return target.Reserve(ns, s => s.Release(host, (ReleaseAction)(cdw10 & 7), iekey, type, key)).Status;
+                return target.Reserve(ns, s => s.Release(host, (ReleaseAction)(cdw10 & 7), iekey, type, key), queue, slot);
         }
     }
 

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Collections.Concurrent;
 using Duroslight.Protocol.Nvme;
 using Duroslight.Protocol.Subsystems;
 using Duroslight.Protocol.Wire;
@@ -32,6 +33,10 @@ public sealed class TargetConnection : IPduSink, IDisposable
     private readonly Dictionary<ushort, int> _slotByCid = new(InitialSlots);
     private readonly Stack<int> _freeSlots = new(InitialSlots);
     private readonly Queue<CommandSlot> _budgetWaiters = new();
+    // Work other threads hand to this connection's thread (deferred completions, Preempt and Abort); rare.
+    private readonly ConcurrentQueue<Mail> _mail = new();
+    private readonly object _abortGate = new();
+    private bool _refusesAborts;
     private CommandSlot[] _slots = [];
     private Phase _phase = Phase.AwaitingICReq;
     private CommandSlot? _receiving;
@@ -90,7 +95,10 @@ public sealed class TargetConnection : IPduSink, IDisposable
     /// <summary>The driver should stop reading, send what is pending, and close the socket.</summary>
     public bool WantsClose => _phase == Phase.Closing;
 
-    /// <summary>Storage requests handed out and not yet completed; the driver disposes only when this is 0.</summary>
+    /// <summary>
+    /// Storage requests handed out and deferred commands (<see cref="CommandState.Deferred"/>) not yet completed; the
+    /// driver disposes only when this is 0, and keeps polling until then.
+    /// </summary>
     public int InFlightStorage => _inFlightStorage;
 
     /// <summary>Why the connection closed itself when the host owed data too long (<see cref="TargetOptions.HostDataTimeoutMs"/>).</summary>
@@ -136,6 +144,7 @@ public sealed class TargetConnection : IPduSink, IDisposable
     public void Poll(long nowMs)
     {
         _now = nowMs;
+        if (!_mail.IsEmpty) ReadMail();
         if (_phase == Phase.Closing) return;
         if (HostDataOverdue(nowMs))
         {
@@ -296,11 +305,14 @@ public sealed class TargetConnection : IPduSink, IDisposable
         if (_phase == Phase.Closing) return;
         _phase = Phase.Closing;
         foreach (var slot in _slots)
-            if (slot.State is not (CommandState.Free or CommandState.Executing)) slot.Reset();
+            if (slot.State is not (CommandState.Free or CommandState.Executing or CommandState.Deferred)) slot.Reset();
         _budgetWaiters.Clear();
         _slotByCid.Clear();
         _awaitingH2CData = 0;
         _commands.OnQueueClosed();
+        // Aborts posted from now on find nothing here to wait for; those already posted still hold executing commands.
+        lock (_abortGate) _refusesAborts = true;
+        ReadMail();
     }
 
     private static HeaderVerdict Fatal(TermReqFes fes, uint fei, out FramingError error)
@@ -572,6 +584,91 @@ public sealed class TargetConnection : IPduSink, IDisposable
         _inFlightStorage++;
         _storageQueue.Enqueue(slot.Request);
     }
+
+    /// <summary>The command layer completes this slot later, from any thread, with <see cref="PostCompletion"/>.</summary>
+    internal void Defer(CommandSlot slot)
+    {
+        slot.State = CommandState.Deferred;
+        _inFlightStorage++;
+    }
+
+    /// <summary>Any thread: completes a deferred slot on this connection's thread (its next <see cref="Poll"/>).</summary>
+    internal void PostCompletion(CommandSlot slot, NvmeStatus status)
+    {
+        _mail.Enqueue(new Mail(slot, status, null, null));
+        Signal.Wake();
+    }
+
+    /// <summary>
+    /// Any thread: Preempt and Abort of this queue's host on <paramref name="ns"/> (see <see cref="AbortCommandsTo"/>).
+    /// False once the queue closed: it then has no command left that the fence would have to wait for.
+    /// </summary>
+    internal bool PostAbort(NamespaceInfo ns, AbortFence fence)
+    {
+        lock (_abortGate)
+        {
+            if (_refusesAborts) return false;
+            _mail.Enqueue(new Mail(null, default, ns, fence));
+        }
+        Signal.Wake();
+        return true;
+    }
+
+    private void ReadMail()
+    {
+        while (_mail.TryDequeue(out var m))
+        {
+            if (m.Slot is not { } slot)
+            {
+                AbortCommandsTo(m.Namespace!, m.Fence!);
+                continue;
+            }
+            _inFlightStorage--;
+            if (_phase == Phase.Closing) slot.Reset();
+            else Complete(slot, m.Status);
+        }
+    }
+
+    /// <summary>
+    /// Preempt and Abort (NVMe Base 2.0, 8.19): this queue's host lost its registration on <paramref name="ns"/>. Its
+    /// commands there that storage has not seen end with Command Aborted due to Preempt and Abort (one still owed data
+    /// once the data is drained, as any deferred status); those storage already executes cannot be recalled, so they
+    /// finish with their own status and hold the fence, and the Acquire completes after them. Commands checked from
+    /// now on meet the new reservation state, which was published before this was posted.
+    /// </summary>
+    private void AbortCommandsTo(NamespaceInfo ns, AbortFence fence)
+    {
+        foreach (var slot in _slots)
+        {
+            if (slot.Namespace != ns) continue;
+            switch (slot.State)
+            {
+                case CommandState.Executing:
+                    fence.HoldUntilReleased(slot);
+                    break;
+                case CommandState.ReceivingH2CData:
+                    slot.DeferredStatus = NvmeStatus.AbortedPreemptAndAbort;
+                    break;
+                case CommandState.AwaitingBudget:
+                    DropBudgetWaiter(slot);
+                    Complete(slot, NvmeStatus.AbortedPreemptAndAbort);
+                    break;
+            }
+        }
+        fence.Signal();
+    }
+
+    private void DropBudgetWaiter(CommandSlot slot)
+    {
+        for (int n = _budgetWaiters.Count; n > 0; n--)
+        {
+            var waiter = _budgetWaiters.Dequeue();
+            if (waiter != slot) _budgetWaiters.Enqueue(waiter);
+        }
+    }
+
+    /// <summary>A completion or a Preempt and Abort handed over from another thread.</summary>
+    private readonly record struct Mail(CommandSlot? Slot, NvmeStatus Status, NamespaceInfo? Namespace, AbortFence? Fence);
 
     /// <summary>A Connect succeeded: the queue takes the ID, size and flow-control mode the host asked for.</summary>
     internal void OnConnected(ushort qid, int sqEntries, bool sqFlowControlDisabled)

@@ -56,6 +56,11 @@ public readonly record struct NvmeStatus(StatusCodeType Sct, byte Sc, bool Dnr =
     public static readonly NvmeStatus ReservationConflict = new(StatusCodeType.Generic, 0x83, true);
     /// <summary>A Reservation Report without the extended data structure while 128-bit host identifiers are in use.</summary>
     public static readonly NvmeStatus HostIdentifierInconsistentFormat = new(StatusCodeType.Generic, 0x18, true);
+    /// <summary>
+    /// A command of a host whose registration a Reservation Acquire with Preempt and Abort removed (8.19). Not DNR: a
+    /// retry meets the new reservation and its own verdict.
+    /// </summary>
+    public static readonly NvmeStatus AbortedPreemptAndAbort = new(StatusCodeType.Generic, 0x1B);
 
     // Command specific status (SCT 1).
     public static readonly NvmeStatus InvalidLogPage = new(StatusCodeType.CommandSpecific, 0x09, true);

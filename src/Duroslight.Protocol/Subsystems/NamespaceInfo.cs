@@ -49,4 +49,10 @@ public sealed class NamespaceInfo(uint nsid, Guid volumeId, long blockCount, int
     public Reservations.ReservationState Reservation { get => _reservation; init => _reservation = value; }
 
     internal void SetReservation(Reservations.ReservationState state) => _reservation = state;
+
+    /// <summary>
+    /// Non-null while a changed reservation record is being stored (PTPL): the reservation commands that came meanwhile,
+    /// in order. Under the target's lock.
+    /// </summary>
+    internal Queue<Target.PendingReservation>? ReservationBacklog;
 }

@@ -12,7 +12,7 @@ public sealed record ControllerSnapshot(ushort Cntlid, int PoolId, string Subsys
 /// host access, listeners, referrals and the discovery generation counter. Control-plane operations take a lock;
 /// the I/O path only reads immutable snapshots (the namespace table is copied on write).
 /// </summary>
-public sealed class Target
+public sealed partial class Target
 {
     /// <summary>NN: namespace IDs run 1..MaxNamespaces.</summary>
     public const uint MaxNamespaces = 1024;
@@ -135,58 +135,6 @@ public sealed class Target
             if (blockCount < ns.BlockCount) throw new InvalidOperationException("namespaces only grow");
             ns.BlockCount = blockCount;
             NotifyNamespaceChangedLocked(nsid, c => ns.IsVisibleTo(c.HostNqn));
-        }
-    }
-
-    /// <summary>
-    /// Persist Through Power Loss: writes a namespace's reservation record (<see cref="Reservations.ReservationCodec"/>)
-    /// durably with its volume, returning once it is stored, or throws <see cref="IOException"/>. Null where nothing
-    /// stores it: then PTPL cannot be set (RESCAP bit 0 clear). Set once before the target serves.
-    /// </summary>
-    public Action<NamespaceInfo, byte[]>? ReservationPersistence { get; set; }
-
-    /// <summary>Whether PTPL can be set (RESCAP bit 0, Reservation Persistence feature changeable).</summary>
-    public bool PtplCapable => ReservationPersistence is not null;
-
-    private bool TryPersist(NamespaceInfo ns, Reservations.ReservationState state)
-    {
-        var persist = ReservationPersistence;
-        if (persist is null) return !state.Ptpl;
-        try
-        {
-            persist(ns, Reservations.ReservationCodec.Serialize(state));
-            return true;
-        }
-        catch (Exception e) when (e is IOException or InvalidOperationException or UnauthorizedAccessException)
-        {
-            return false;
-        }
-    }
-
-    /// <summary>
-    /// Runs one reservation command on a namespace's state, serialised with every other change; a changed state is
-    /// published to the I/O path at once.
-    /// </summary>
-    internal Reservations.ReservationOutcome Reserve(NamespaceInfo ns, Func<Reservations.ReservationState, Reservations.ReservationOutcome> command)
-    {
-        lock (_lock)
-        {
-            var before = ns.Reservation;
-            var outcome = command(before);
-            if (!ReferenceEquals(outcome.State, before))
-            {
-                // PTPL (8.19): the stored record changes before the command completes or anything is published.
-                if ((before.Ptpl || outcome.State.Ptpl) && !TryPersist(ns, outcome.State))
-                    return Reservations.ReservationOutcome.Refused(before, Nvme.NvmeStatus.InternalError);
-                ns.SetReservation(outcome.State);
-            }
-            // 8.19 "Reservation Notifications": every controller of the notified host that sees the namespace.
-            foreach (var notice in outcome.Notices)
-                foreach (var c in _controllers.Values)
-                    if (!c.IsDiscovery && c.ReservationHost == notice.Host && ns.IsVisibleTo(c.HostNqn)
-                        && c.ReservationLog.Add(ns.Nsid, notice.Type, c.ReservationLog.MaskOf(ns.Nsid)))
-                        c.PostEvent(Engine.AsyncEvent.ReservationLogAvailable);
-            return outcome;
         }
     }
 

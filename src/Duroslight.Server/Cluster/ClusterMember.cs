@@ -87,7 +87,7 @@ public sealed class ClusterMember : IAsyncDisposable
     /// volume has (both as keys compared absent in the same transaction); the leader places it; this call waits for
     /// the placement (up to 15 s) and returns the record as it stands.
     /// </summary>
-    public async Task<VolumeEntry> CreateVolumeAsync(string name, long sizeBytes, int replicas)
+    public async Task<VolumeEntry> CreateVolumeAsync(string name, long sizeBytes, int replicas, IReadOnlyList<string>? hosts)
     {
         if (replicas is < 1 or > 3) throw ControlException.BadRequest($"replicas: {replicas} is not 1..3");
         if (name.Length > 128 || name.Contains('/')) throw ControlException.BadRequest($"'{name}' is not a volume name (at most 128 characters, no '/')");
@@ -101,7 +101,7 @@ public sealed class ClusterMember : IAsyncDisposable
             uint nsid = 1;
             while (view.UsedNsids.Contains(nsid)) nsid++;
             if (nsid > Protocol.Subsystems.Target.MaxNamespaces) throw ControlException.Conflict("every namespace ID of the cluster is in use");
-            var candidate = new VolumeRecord(Guid.NewGuid(), name, sizeBytes, NodeVolumes.BlockSize, nsid, replicas, [], -1, [], 1);
+            var candidate = new VolumeRecord(Guid.NewGuid(), name, sizeBytes, NodeVolumes.BlockSize, nsid, replicas, [], -1, [], 1, hosts);
             var txn = new TxnRequest();
             txn.Compare.Add(Absent(Keys.VolumeName(name)));
             txn.Compare.Add(Absent(Keys.Nsid(nsid)));
@@ -120,6 +120,33 @@ public sealed class ClusterMember : IAsyncDisposable
             if ((entry.Record.Primary >= 0 && entry.Record.Placement.Count > 0) || DateTime.UtcNow > deadline) return entry;
             await Task.Delay(100).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>
+    /// A cluster volume's host list (attach, detach, hosts from any node): written over the record of the read it was
+    /// computed from (409 if anything changed the volume meanwhile); every node applies it to its replica.
+    /// </summary>
+    public async Task<VolumeRecord> SetVolumeHostsAsync(string key, Func<VolumeRecord, IReadOnlyList<string>?> hostsOf)
+    {
+        var view = await ReadAsync().ConfigureAwait(false);
+        var entry = view.Find(key) ?? throw ControlException.NotFound($"no cluster volume '{key}' (give a name, a volume ID or nsid:N)");
+        var next = entry.Record with { Hosts = hostsOf(entry.Record), Generation = entry.Record.Generation + 1 };
+        var txn = new TxnRequest();
+        txn.Compare.Add(ModRevisionIs(Keys.Volume(next.Id), entry.ModRevision));
+        txn.Success.Add(Put(Keys.Volume(next.Id), Json(next)));
+        bool written;
+        try
+        {
+            written = (await _etcd.TxnAsync(txn).ConfigureAwait(false)).Succeeded;
+        }
+        catch (RpcException e)
+        {
+            throw new ControlException(503, $"etcd {_etcd.Endpoint} unavailable: {e.Status.Detail}");
+        }
+        if (!written) throw ControlException.Conflict($"cluster volume '{key}' changed meanwhile; try again");
+        _logger.LogInformation("hosts of cluster volume {Name}: {Hosts}", next.Name, next.Hosts is null ? "any" : string.Join(",", next.Hosts));
+        Signal();
+        return next;
     }
 
     /// <summary>The etcd revision of this node's last host-list change: a view older than it must not undo it locally.</summary>
@@ -349,7 +376,7 @@ public sealed class ClusterMember : IAsyncDisposable
             string state = "open";
             try
             {
-                _volumes.EnsureReplica(v.Id, v.Name, v.SizeBytes, v.Nsid, v.Primary == Index ? AnaState.Optimized : AnaState.Inaccessible);
+                _volumes.EnsureReplica(v.Id, v.Name, v.SizeBytes, v.Nsid, v.Primary == Index ? AnaState.Optimized : AnaState.Inaccessible, v.Hosts);
             }
             catch (ControlException e)
             {

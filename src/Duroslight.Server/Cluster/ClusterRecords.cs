@@ -14,10 +14,11 @@ public sealed record AliveRecord(int Index, string State, long Lease, int Pid);
 /// volumes/UUID: one replicated volume. NSID is the cluster's (every node exposes the volume under it, with the UUID
 /// as NGUID). Placement lists the nodes holding a replica; Primary is the one serving hosts (-1 until placed);
 /// InSync the replicas that hold every acknowledged write. Generation counts the record's changes; every change
-/// is a transaction that compares the key's mod revision, so two writers never overwrite each other.
+/// is a transaction that compares the key's mod revision, so two writers never overwrite each other. Hosts is the
+/// volume's host list (namespace masking; null, or absent in older records: any host the subsystem admits).
 /// </summary>
 public sealed record VolumeRecord(Guid Id, string Name, long SizeBytes, int BlockSize, uint Nsid, int Replicas,
-    IReadOnlyList<int> Placement, int Primary, IReadOnlyList<int> InSync, long Generation);
+    IReadOnlyList<int> Placement, int Primary, IReadOnlyList<int> InSync, long Generation, IReadOnlyList<string>? Hosts = null);
 
 /// <summary>hosts/POOL: the host access list of subsystem pool POOL (0 = default, N = aux-N) on every node.</summary>
 public sealed record HostsRecord(int Pool, bool AllowAny, IReadOnlyList<string> Hosts)

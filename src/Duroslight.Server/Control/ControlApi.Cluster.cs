@@ -9,7 +9,8 @@ namespace Duroslight.Server.Control;
 
 /// <summary>
 /// The routes that speak for the whole cluster: in a cluster every node serves them from etcd (any node accepts a
-/// create; the leader places it). Resize, delete, snapshot and clone of cluster volumes are not there yet (409).
+/// create; the leader places it; a volume's host list is in its etcd record and every node applies it). Resize,
+/// delete, snapshot and clone of cluster volumes are not there yet (409).
 /// </summary>
 public sealed partial class ControlApi
 {
@@ -20,11 +21,17 @@ public sealed partial class ControlApi
         v1.MapPost("/volumes", Reply(async c => await CreateClusterVolumeAsync(await BodyAsync(c, ControlJson.Default.VolumeRequest, new VolumeRequest())),
             ControlJson.Default.ClusterVolumeResponse));
         v1.MapDelete("/volumes/{vol}", Reply(DeletedResponse (HttpContext _) => throw NotYet("delete"), ControlJson.Default.DeletedResponse));
+        foreach (string action in (string[])["attach", "detach", "hosts"])
+            v1.MapPost("/volumes/{vol}/" + action, Reply(async c => await ClusterVolumeHostsAsync(Route(c, "vol"), action,
+                await BodyAsync(c, ControlJson.Default.VolumeRequest, new VolumeRequest())), ControlJson.Default.ClusterVolumeResponse));
         v1.MapPost("/volumes/{vol}/{action}", Reply(ClusterVolumeResponse (HttpContext c) => throw NotYet(Route(c, "action")), ControlJson.Default.ClusterVolumeResponse));
     }
 
+    /// <summary>A host list as a volume keeps it: sorted, without duplicates; null (any host) stays null.</summary>
+    private static string[]? SortedHosts(IReadOnlyList<string>? hosts) => hosts is null ? null : [.. new SortedSet<string>(hosts, StringComparer.Ordinal)];
+
     private static ControlException NotYet(string action) =>
-        ControlException.Conflict($"'{action}' of a cluster volume is not supported yet (create and show are)");
+        ControlException.Conflict($"'{action}' of a cluster volume is not supported yet (create, show, attach, detach and hosts are)");
 
     private ClusterMember Member => node.Cluster ?? throw ControlException.Conflict("this node runs alone (no --etcd)");
 
@@ -55,8 +62,25 @@ public sealed partial class ControlApi
 
     private async Task<ClusterVolumeResponse> CreateClusterVolumeAsync(VolumeRequest body)
     {
-        var entry = await Member.CreateVolumeAsync(Required(body.Name, "name"), Size(body), body.Replicas ?? 1);
+        var entry = await Member.CreateVolumeAsync(Required(body.Name, "name"), Size(body), body.Replicas ?? 1, SortedHosts(ValidHosts(body.Hosts)));
         return ToResponse(await Member.ReadAsync(), entry.Record);
+    }
+
+    /// <summary>attach/detach one host or replace the list (null: any host) of a cluster volume, in etcd; as a lone node's.</summary>
+    private async Task<ClusterVolumeResponse> ClusterVolumeHostsAsync(string key, string action, VolumeRequest body)
+    {
+        IReadOnlyList<string>? replaced = action == "hosts" ? SortedHosts(ValidHosts(body.Hosts)) : null;
+        string? host = action == "hosts" ? null : ValidHost(body.Host);
+        var record = await Member.SetVolumeHostsAsync(key, r =>
+        {
+            if (action == "hosts") return replaced;
+            if (r.Hosts is null)
+                throw ControlException.Conflict($"volume '{r.Name}' is open to any host; give it a list first (volumes hosts)");
+            var set = new SortedSet<string>(r.Hosts, StringComparer.Ordinal);
+            if (action == "attach") set.Add(host!); else set.Remove(host!);
+            return [.. set];
+        });
+        return ToResponse(await Member.ReadAsync(), record);
     }
 
     private async Task<List<ClusterVolumeResponse>> ClusterVolumesAsync()
@@ -105,6 +129,6 @@ public sealed partial class ControlApi
         bool local = false;
         foreach (var id in node.VolumeOps.StoredIds()) local |= id == v.Id;
         return new ClusterVolumeResponse(v.Id.ToString("D"), v.Name, v.SizeBytes, v.Nsid, v.Replicas, v.Placement, v.Primary, v.InSync,
-            states, v.Generation, local);
+            states, v.Generation, local, v.Hosts);
     }
 }

@@ -20,7 +20,8 @@ public sealed record VolumeResponse(string Id, string Name, long SizeBytes, int 
 
 /// <summary>A cluster volume (`ctl volumes show` in a cluster): placement, primary, in-sync set and each replica's state.</summary>
 public sealed record ClusterVolumeResponse(string Id, string Name, long SizeBytes, uint Nsid, int Replicas, IReadOnlyList<int> Placement,
-    int Primary, IReadOnlyList<int> InSync, IReadOnlyDictionary<string, string> ReplicaStates, long Generation, bool Local);
+    int Primary, IReadOnlyList<int> InSync, IReadOnlyDictionary<string, string> ReplicaStates, long Generation, bool Local,
+    IReadOnlyList<string>? Hosts);
 
 /// <summary>`ctl nodes list`: a node of the cluster; state "Down" once its lease expired.</summary>
 public sealed record NodeResponse(int Index, string Io, string Discovery, string State, bool Leader, IReadOnlyList<string> Volumes);

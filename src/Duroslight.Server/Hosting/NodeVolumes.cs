@@ -193,15 +193,18 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, VolumeTable v
     /// A cluster replica placed on this node: created in the store under the cluster's volume ID if missing, then
     /// exposed under the cluster's NSID (the same on every node, as is the NGUID, the volume ID) with its ANA state
     /// (optimized on the primary, inaccessible elsewhere; docs/ARCHITECTURE.md). Idempotent; an open replica gets the
-    /// state only (the AEN goes out when it changed).
+    /// state and the cluster's host list for it only (the AENs go out when they changed).
     /// </summary>
-    public void EnsureReplica(Guid id, string name, long sizeBytes, uint nsid, AnaState ana)
+    public void EnsureReplica(Guid id, string name, long sizeBytes, uint nsid, AnaState ana, IReadOnlyList<string>? hosts)
     {
         lock (_gate)
         {
+            string[]? list = hosts is null ? null : [.. hosts];
             if (_open.ContainsKey(id))
             {
                 target.SetAnaState(nsid, ana);
+                var access = Access(list);
+                if (target.GetNamespace(nsid) is { } open && !SameAccess(open.Hosts, access)) target.SetNamespaceHosts(nsid, access);
                 return;
             }
             if (target.GetNamespace(nsid) is { } taken)
@@ -211,7 +214,7 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, VolumeTable v
             d ??= Store(() => store.Create(name, sizeBytes, id));
             try
             {
-                Expose(d, nsid, ana);
+                Expose(d with { Hosts = list }, nsid, ana); // the cluster's list (etcd), not the local catalog's
             }
             catch (Exception e) when (e is InvalidOperationException or ArgumentException or VolumeStoreException)
             {
@@ -298,24 +301,24 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, VolumeTable v
     }
 
     /// <summary>
-    /// Persist Through Power Loss: the target's hook (<see cref="Target.ReservationPersistence"/>), called under its lock
-    /// on the shard thread of the reservation command; the catalog write is durable when it returns. Only reservation
-    /// commands on a namespace with PTPL (or clearing it) come here, never plain I/O. The write runs on a pool thread
-    /// because a shard thread's block I/O completes only when that shard polls again; the shard waits for it (one
-    /// catalog write and fsync, stalling that shard's other connections meanwhile: reservation commands are rare).
+    /// Persist Through Power Loss: the target's hook (<see cref="Target.ReservationPersistence"/>); the catalog write is
+    /// durable when the task completes. Only reservation commands on a namespace with PTPL (or clearing it) come here,
+    /// never plain I/O. The write runs on a pool thread: the shard that ran the command goes on serving its other
+    /// connections (a shard thread's block I/O would complete only when that shard polls again), and the command
+    /// completes once the task does.
     /// </summary>
-    public void PersistReservation(NamespaceInfo ns, byte[] record)
+    public Task PersistReservation(NamespaceInfo ns, byte[] record) => Task.Run(() =>
     {
         try
         {
-            Task.Run(() => store.SetReservation(ns.VolumeId, record)).GetAwaiter().GetResult();
+            store.SetReservation(ns.VolumeId, record);
         }
         catch (Exception e) when (e is VolumeStoreException or IOException or InvalidOperationException)
         {
             logger.LogError("volume {Id}: reservation record not stored: {Error}", ns.VolumeId, e.ToString());
             throw new IOException(e.Message, e);
         }
-    }
+    });
 
     /// <summary>
     /// The reservation state a start gives a volume (8.19 "Persist Through Power Loss"): the stored record if PTPL was
@@ -334,6 +337,8 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, VolumeTable v
             return Protocol.Reservations.ReservationState.Empty;
         }
     }
+
+    private static bool SameAccess(HostAccess a, HostAccess b) => a.IsAllowAny == b.IsAllowAny && a.Hosts.SetEquals(b.Hosts);
 
     /// <summary>A volume's host list as the target enforces it (null: any host the subsystem admits).</summary>
     private static HostAccess Access(string[]? hosts) => hosts is null ? HostAccess.AllowAny : HostAccess.Only(hosts);

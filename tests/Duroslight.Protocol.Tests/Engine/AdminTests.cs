@@ -166,6 +166,8 @@ public class AdminTests
         var hostId = new byte[16];
         fabric.ExecOk(admin, NvmeCommands.GetFeatures(FeatureId.HostIdentifier, cdw11: 1), hostId);
         Assert.Equal(HostIds.Default, new Guid(hostId, bigEndian: true));
+        // On fabrics the host identifier is the Connect data's: setting it is a command sequence error.
+        Assert.Equal(NvmeStatus.CommandSequenceError, fabric.Exec(admin, NvmeCommands.SetFeatures(FeatureId.HostIdentifier, 0)).Status);
     }
 
     [Fact]

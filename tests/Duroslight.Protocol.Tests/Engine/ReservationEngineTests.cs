@@ -3,6 +3,7 @@ using Duroslight.Host;
 using Duroslight.Protocol.Engine;
 using Duroslight.Protocol.Nvme;
 using Duroslight.Protocol.Reservations;
+using Duroslight.Protocol.Wire;
 using Xunit;
 
 namespace Duroslight.Protocol.Tests.Engine;
@@ -193,6 +194,7 @@ public sealed class ReservationEngineTests
         {
             Assert.Same(volume, n);
             stored.Add(record);
+            return Task.CompletedTask;
         };
         var (adminA, a) = ControllerOf(f, HostA, IdA);
         var b = IoQueueOf(f, HostB, IdB);
@@ -211,7 +213,7 @@ public sealed class ReservationEngineTests
         Assert.Equal(2, stored.Count);
 
         // A refused store fails the command and changes nothing.
-        f.Target.ReservationPersistence = (_, _) => throw new IOException("disk gone");
+        f.Target.ReservationPersistence = (_, _) => Task.FromException(new IOException("disk gone"));
         Assert.Equal(NvmeStatus.InternalError, f.Exec(b, Register(RegisterAction.Unregister), Keys(0xB)).Status);
         Assert.Equal(2, ReportOf(f, b).Count);
 
@@ -230,13 +232,179 @@ public sealed class ReservationEngineTests
         Assert.Equal(1ul, restarted.Exec(admin2, GetPersistence()).Result);
 
         // Set Features 83h clears PTPL (stored too): the next restart starts empty.
-        f.Target.ReservationPersistence = (_, record) => stored.Add(record);
+        f.Target.ReservationPersistence = (_, record) =>
+        {
+            stored.Add(record);
+            return Task.CompletedTask;
+        };
         f.ExecOk(adminA, SetPersistence(false));
         Assert.Equal(3, stored.Count);
         Assert.Same(ReservationState.Empty, ReservationCodec.Deserialize(stored[^1]).AfterPowerLoss());
         Assert.Equal(0ul, f.Exec(adminA, GetPersistence()).Result);
         f.ExecOk(b, Register(RegisterAction.Unregister), Keys(0xB));
         Assert.Equal(3, stored.Count); // PTPL clear: no store
+    }
+
+    [Fact]
+    public void A_ptpl_change_completes_once_stored_while_the_queue_serves_other_commands_and_a_failed_store_changes_nothing()
+    {
+        var f = new Fabric();
+        f.AddVolume();
+        var stores = new Queue<TaskCompletionSource>();
+        f.Target.ReservationPersistence = (_, _) =>
+        {
+            var store = new TaskCompletionSource();
+            stores.Enqueue(store);
+            return store.Task;
+        };
+        var a = IoQueueOf(f, HostA, IdA);
+        var b = IoQueueOf(f, HostB, IdB);
+
+        var register = a.Submit(Register(RegisterAction.Register, PtplChange.Set), Keys(0, 0xA));
+        f.Pump();
+        Assert.Single(stores);
+        Assert.Empty(a.TakeCompletions());
+        // Not durable yet: not published, and the other queue keeps going; a second reservation command waits its turn.
+        Assert.Equal(0, ReportOf(f, b).Count);
+        f.ExecOk(b, NvmeCommands.Write(1, 0, 1), new byte[512]);
+        var second = b.Submit(Register(RegisterAction.Register), Keys(0, 0xB));
+        f.Pump();
+        Assert.Empty(b.TakeCompletions());
+        Assert.Single(stores);
+
+        stores.Dequeue().SetResult();
+        f.Pump();
+        Assert.True(Single(a, register).Status.IsSuccess);
+        Assert.Equal(1, ReportOf(f, a).Count);
+        // Then B's Register ran: PTPL is set now, so its change is stored in turn, and that store fails.
+        Assert.Empty(b.TakeCompletions());
+        stores.Dequeue().SetException(new IOException("disk gone"));
+        f.Pump();
+        Assert.Equal(NvmeStatus.InternalError, Single(b, second).Status);
+        var report = ReportOf(f, b);
+        Assert.Equal(1, report.Count);
+        Assert.False(report.Entries.ContainsKey(ReservationCommands.HostOf(IdB)));
+    }
+
+    [Fact]
+    public void Preempt_and_abort_aborts_the_preempted_hosts_waiting_commands_and_completes_after_its_executing_ones()
+    {
+        var f = new Fabric();
+        f.AddVolume();
+        var a = IoQueueOf(f, HostA, IdA);
+        var b = IoQueueOf(f, HostB, IdB);
+        f.ExecOk(a, Register(RegisterAction.Register), Keys(0, 0xA));
+        f.ExecOk(b, Register(RegisterAction.Register), Keys(0, 0xB));
+        f.ExecOk(b, Acquire(AcquireAction.Acquire, ReservationType.ExclusiveAccess), Keys(0xB));
+
+        // B: one write that storage executes (held), one write whose R2T'd data the host has not sent yet.
+        b.HoldStorage = true;
+        var executing = b.Submit(NvmeCommands.Write(1, 0, 1), Filled(512, 0xEE));
+        f.Pump();
+        Assert.Single(b.Held);
+        var owed = new List<byte[]>();
+        b.HostToTargetFilter = bytes =>
+        {
+            if (bytes[0] != (byte)PduType.H2CData) return bytes;
+            owed.Add(bytes);
+            return [];
+        };
+        var waiting = b.Submit(NvmeCommands.Write(1, 8, 64), Filled(64 * 512, 0xDD));
+        f.Pump();
+        Assert.NotEmpty(owed);
+
+        var acquire = a.Submit(Acquire(AcquireAction.PreemptAndAbort, ReservationType.ExclusiveAccess), Keys(0xA, 0xB));
+        f.Pump();
+        Assert.Empty(a.TakeCompletions());
+
+        // The owed data arrives: that write ends aborted, and storage never sees it.
+        b.HostToTargetFilter = null;
+        foreach (var bytes in owed) b.Target.Receive(bytes, f.Now);
+        f.Pump();
+        Assert.Equal(NvmeStatus.AbortedPreemptAndAbort, Single(b, waiting).Status);
+        Assert.Single(b.Held);
+        Assert.Empty(a.TakeCompletions());
+
+        // Storage finishes the executing write (its own status); only then does the Acquire complete.
+        b.CompleteHeld();
+        f.Pump();
+        Assert.True(Single(b, executing).Status.IsSuccess);
+        Assert.True(Single(a, acquire).Status.IsSuccess);
+        b.HoldStorage = false;
+        Assert.Equal(NvmeStatus.ReservationConflict, f.Exec(b, NvmeCommands.Read(1, 0, 1), new byte[512]).Status);
+        var volume = f.Storage.Volume(f.Target.GetNamespace(1)!.VolumeId);
+        Assert.Equal(0xEE, volume[0]);
+        Assert.Equal(0, volume[8 * 512]); // the aborted write wrote nothing
+    }
+
+    [Fact]
+    public void Preempt_without_abort_does_not_wait_for_the_preempted_hosts_commands()
+    {
+        var f = new Fabric();
+        f.AddVolume();
+        var a = IoQueueOf(f, HostA, IdA);
+        var b = IoQueueOf(f, HostB, IdB);
+        f.ExecOk(a, Register(RegisterAction.Register), Keys(0, 0xA));
+        f.ExecOk(b, Register(RegisterAction.Register), Keys(0, 0xB));
+        f.ExecOk(b, Acquire(AcquireAction.Acquire, ReservationType.ExclusiveAccess), Keys(0xB));
+        b.HoldStorage = true;
+        var executing = b.Submit(NvmeCommands.Write(1, 0, 1), new byte[512]);
+        f.Pump();
+
+        f.ExecOk(a, Acquire(AcquireAction.Preempt, ReservationType.ExclusiveAccess), Keys(0xA, 0xB));
+        Assert.Single(b.Held);
+        b.CompleteHeld();
+        f.Pump();
+        Assert.True(Single(b, executing).Status.IsSuccess);
+    }
+
+    [Fact]
+    public void Preempt_and_abort_ends_a_write_waiting_for_the_shard_budget_and_one_owing_r2t_data()
+    {
+        var f = new Fabric();
+        f.AddVolume();
+        var a = IoQueueOf(f, HostA, IdA);
+        // Host B: the default host ID, one I/O queue driven PDU by PDU, with a shard budget of one 4 KiB write.
+        var adminB = f.Admin();
+        var b = new RawTarget(f, budget: new HostDataBudget(4096));
+        Assert.True(b.Handshake(1, adminB.Cntlid).Status.IsSuccess);
+        var hostB = ReservationCommands.HostOf(HostIds.Default);
+        Assert.True(Assert.Single(b.Send(RawPdus.Capsule(Register(RegisterAction.Register), 1, Keys(0, 0xB)))).Cqe.Status.IsSuccess);
+        f.ExecOk(a, Register(RegisterAction.Register), Keys(0, 0xA));
+
+        var r2t = Assert.Single(b.Send(RawPdus.Capsule(NvmeCommands.Write(1, 0, 8), 2, sglLength: 4096)));
+        Assert.Equal(PduType.R2T, r2t.Type);
+        Assert.Empty(b.Send(RawPdus.Capsule(NvmeCommands.Write(1, 8, 8), 3, sglLength: 4096))); // waits for the budget
+
+        var acquire = a.Submit(Acquire(AcquireAction.PreemptAndAbort, ReservationType.ExclusiveAccess), Keys(0xA, 0xB));
+        f.Pump();
+        var aborted = Assert.Single(b.Drain());
+        Assert.Equal((ushort)3, aborted.Cqe.CommandId);
+        Assert.Equal(NvmeStatus.AbortedPreemptAndAbort, aborted.Cqe.Status);
+        f.Pump();
+        Assert.True(Single(a, acquire).Status.IsSuccess); // nothing of B's was executing
+        Assert.False(f.Target.GetNamespace(1)!.Reservation.IsRegistrant(hostB));
+
+        var late = Assert.Single(b.Send(RawPdus.H2CData(2, r2t.Ttag, 0, Filled(4096, 0xBB))));
+        Assert.Equal(NvmeStatus.AbortedPreemptAndAbort, late.Cqe.Status);
+        Assert.Empty(f.Storage.Log);
+    }
+
+    private static byte[] Filled(int length, byte value)
+    {
+        var data = new byte[length];
+        Array.Fill(data, value);
+        return data;
+    }
+
+    /// <summary>The one completion <paramref name="q"/> has, which must be <paramref name="expected"/>'s.</summary>
+    private static CompletionEntry Single(QueuePair q, HostCommand expected)
+    {
+        var done = Assert.Single(q.TakeCompletions());
+        Assert.Same(expected, done);
+        var cqe = done.Completion;
+        q.Host.Release(done);
+        return cqe;
     }
 
     private static List<uint> ActiveNamespaces(Fabric f, QueuePair admin)
