@@ -67,7 +67,7 @@ public sealed class ClusterProcessTests : IAsyncLifetime
             }, $"vol-a open on all replicas, seen from node {i}", Limit);
             Assert.Equal([0, 1, 2], Ints(v!["placement"]));
             Assert.InRange(v["primary"]!.GetValue<int>(), 0, 2);
-            Assert.Equal([v["primary"]!.GetValue<int>()], Ints(v["in_sync"])); // no write forwarding yet: the primary alone
+            Assert.Equal([0, 1, 2], Ints(v["in_sync"])); // a new volume is empty everywhere: every replica in sync
             Assert.Equal(1u, v["nsid"]!.GetValue<uint>());
         }
 
@@ -122,7 +122,7 @@ public sealed class ClusterProcessTests : IAsyncLifetime
     }
 
     [EtcdFact]
-    public async Task The_leader_killed_with_SIGKILL_shows_down_and_another_node_leads_and_places_and_promotes_no_stale_replica()
+    public async Task The_leader_killed_with_SIGKILL_shows_down_and_another_node_leads_and_places_and_promotes_an_in_sync_replica()
     {
         var (code, _, stderr) = await Cli("ctl", "--socket", Socket(0), "volumes", "create", "vol-k", "8M", "--replicas", "3");
         Assert.True(code == 0, stderr);
@@ -148,11 +148,15 @@ public sealed class ClusterProcessTests : IAsyncLifetime
         Assert.Equal(DiscoveryLogChanged, await discoveryEvents.Reader.ReadAsync().AsTask().WaitAsync(Limit));
         await Eventually.Until(async () => (await discovery.ReadDiscoveryLogAsync()).Entries.Count == 2, "discovery log down to two ports", Limit);
 
-        // A primary the kill took away is not replaced by a secondary outside the in-sync set (it may lack acknowledged
-        // writes): the volume has no primary and every live path stays inaccessible. A live primary stays.
-        int expected = primary == leader ? -1 : primary;
-        await Eventually.Until(async () => (await GetAsync(other, "v1/volumes/vol-k"))!["primary"]!.GetValue<int>() == expected,
-            $"vol-k's primary {expected} (was {primary}, killed {leader})", Limit);
+        // A primary the kill took away is replaced by a live in-sync replica (every secondary holds every acknowledged
+        // write), which drops the dead node from the in-sync set; a live primary stays.
+        int expected = -1;
+        await Eventually.Until(async () =>
+        {
+            var v = (await GetAsync(other, "v1/volumes/vol-k"))!;
+            expected = v["primary"]!.GetValue<int>();
+            return expected >= 0 && expected != leader && (primary == leader || expected == primary) && !Ints(v["in_sync"]).Contains(leader);
+        }, $"vol-k's primary live and in sync (was {primary}, killed {leader})", Limit);
         uint nsid = (await GetAsync(other, "v1/volumes/vol-k"))!["nsid"]!.GetValue<uint>();
         Assert.Equal(1u, nsid);
         foreach (int n in new[] { other, (leader + 2) % 3 })
@@ -176,6 +180,81 @@ public sealed class ClusterProcessTests : IAsyncLifetime
         Assert.Equal(0, await _nodes[third].StopAsync(15));
         nodes = await NodesAsync(other);
         Assert.Equal("Down", StateOf(nodes, third));
+    }
+
+    [EtcdFact]
+    public async Task Writes_through_the_primary_reach_every_in_sync_replica_a_killed_secondary_is_dropped_before_the_next_ack_and_a_promoted_replica_has_them()
+    {
+        var (code, _, stderr) = await Cli("ctl", "--socket", Socket(0), "volumes", "create", "vol-r", "16M", "--replicas", "3");
+        Assert.True(code == 0, stderr);
+        var vol = (await GetAsync(0, "v1/volumes/vol-r"))!;
+        uint nsid = vol["nsid"]!.GetValue<uint>();
+        int primary = vol["primary"]!.GetValue<int>();
+        Assert.Equal([0, 1, 2], Ints(vol["in_sync"]));
+        int[] secondaries = [.. new[] { 0, 1, 2 }.Where(n => n != primary)];
+
+        // Through the primary: a multi-chunk write (crosses 128 KiB chunks, so several shards forward), small writes,
+        // a FUA write, write-zeroes and a deallocate over written data, and a flush.
+        var expected = new byte[1024 * 4096];
+        await using (var host = await ConnectOptimizedAsync(primary))
+        {
+            var big = Pattern(96 * 4096, 1);
+            await host.WriteAsync(nsid, 10, 96, big);
+            big.CopyTo(expected, 10 * 4096);
+            for (int i = 0; i < 16; i++)
+            {
+                var small = Pattern(4096, 100 + i);
+                await host.WriteAsync(nsid, (ulong)(200 + 3 * i), 1, small, fua: i % 4 == 0);
+                small.CopyTo(expected, (200 + 3 * i) * 4096);
+            }
+            await host.WriteZeroesAsync(nsid, 20, 8);
+            Array.Clear(expected, 20 * 4096, 8 * 4096);
+            await host.DeallocateAsync(nsid, [new LbaRange(40, 40)]);
+            Array.Clear(expected, 40 * 4096, 40 * 4096);
+            await host.FlushAsync(nsid);
+
+            // A secondary killed with SIGKILL: the next write is acknowledged only once it left the in-sync set.
+            Assert.Equal(137, await _nodes[secondaries[0]].StopAsync(9));
+            var after = Pattern(8 * 4096, 7);
+            await host.WriteAsync(nsid, 600, 8, after).AsTask().WaitAsync(Limit);
+            after.CopyTo(expected, 600 * 4096);
+            var inSync = Ints((await GetAsync(primary, "v1/volumes/vol-r"))!["in_sync"]);
+            Assert.DoesNotContain(secondaries[0], inSync);
+            Assert.Equal(new[] { primary, secondaries[1] }.Order(), inSync.Order());
+            // Writes go on with the remaining secondary.
+            var more = Pattern(4096, 8);
+            await host.WriteAsync(nsid, 700, 1, more);
+            more.CopyTo(expected, 700 * 4096);
+        }
+
+        // The primary killed: the remaining in-sync secondary is promoted and holds every acknowledged write.
+        Assert.Equal(137, await _nodes[primary].StopAsync(9));
+        int survivor = secondaries[1];
+        await Eventually.Until(async () => (await GetAsync(survivor, "v1/volumes/vol-r"))?["primary"]!.GetValue<int>() == survivor,
+            $"node {survivor} promoted", Limit);
+        await using (var host = await ConnectOptimizedAsync(survivor))
+        {
+            var back = new byte[expected.Length];
+            for (int block = 0; block < 1024; block += 128) await host.ReadAsync(nsid, (ulong)block, 128, back.AsMemory(block * 4096, 128 * 4096));
+            for (int block = 0; block < 1024; block++)
+                Assert.True(expected.AsSpan(block * 4096, 4096).SequenceEqual(back.AsSpan(block * 4096, 4096)), $"block {block} differs on the promoted replica");
+        }
+    }
+
+    /// <summary>A host on <paramref name="node"/> once its path to the volume is optimized (ANA log page).</summary>
+    private async Task<NvmeTcpController> ConnectOptimizedAsync(int node)
+    {
+        var host = await NvmeTcpController.ConnectAsync("127.0.0.1", _nodes[node].IoPort, Nqn, HostNqn).WaitAsync(Limit);
+        await Eventually.Until(async () => (await host.GetLogPageAsync(LogPageId.AsymmetricNamespaceAccess, AnaLogPage.Size(1, false)))[32] == 0x01,
+            $"node {node}'s path optimized", Limit);
+        return host;
+    }
+
+    private static byte[] Pattern(int length, int seed)
+    {
+        var data = new byte[length];
+        new Random(seed).NextBytes(data);
+        return data;
     }
 
     /// <summary>
