@@ -213,12 +213,34 @@ public sealed class ClusterProcessTests : IAsyncLifetime
             Array.Clear(expected, 40 * 4096, 40 * 4096);
             await host.FlushAsync(nsid);
 
-            // A secondary killed with SIGKILL: the next write is acknowledged only once it left the in-sync set.
+            // A secondary killed with SIGKILL while four writers keep writes in flight: every write issued after the
+            // kill is acknowledged only once the secondary left the in-sync set (checked at the first such ack).
+            var acked = new System.Collections.Concurrent.ConcurrentDictionary<int, byte[]>();
+            var killed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            Task<int[]>? firstCheck = null;
+            var gate = new object();
+            int started = 0;
+            var writers = Enumerable.Range(0, 4).Select(w => Task.Run(async () =>
+            {
+                for (int i = 0, afterKill = 0; afterKill < 30; i++)
+                {
+                    bool issuedAfterKill = killed.Task.IsCompleted;
+                    int block = 800 + w * 32 + i % 32;
+                    var data = Pattern(4096, 1000 * (w + 1) + i);
+                    await host.WriteAsync(nsid, (ulong)block, 1, data);
+                    acked[block] = data;
+                    if (i == 10) Interlocked.Increment(ref started);
+                    if (!issuedAfterKill) continue;
+                    afterKill++;
+                    lock (gate) firstCheck ??= Task.Run(async () => Ints((await GetAsync(primary, "v1/volumes/vol-r"))!["in_sync"]));
+                }
+            })).ToArray();
+            await Eventually.Until(() => Task.FromResult(Volatile.Read(ref started) == 4), "writers running", Limit);
             Assert.Equal(137, await _nodes[secondaries[0]].StopAsync(9));
-            var after = Pattern(8 * 4096, 7);
-            await host.WriteAsync(nsid, 600, 8, after).AsTask().WaitAsync(Limit);
-            after.CopyTo(expected, 600 * 4096);
-            var inSync = Ints((await GetAsync(primary, "v1/volumes/vol-r"))!["in_sync"]);
+            killed.SetResult();
+            await Task.WhenAll(writers).WaitAsync(Limit);
+            foreach (var (block, data) in acked) data.CopyTo(expected, block * 4096);
+            var inSync = await firstCheck!;
             Assert.DoesNotContain(secondaries[0], inSync);
             Assert.Equal(new[] { primary, secondaries[1] }.Order(), inSync.Order());
             // Writes go on with the remaining secondary.
