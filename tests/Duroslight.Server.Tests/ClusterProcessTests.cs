@@ -23,7 +23,7 @@ public sealed class ClusterProcessTests : IAsyncLifetime
     private readonly DirectoryInfo _dir = Directory.CreateTempSubdirectory("dsl-cluster-");
     private readonly string _cluster = $"t{Guid.NewGuid():N}"[..12];
     private readonly List<ServerProcess> _nodes = [];
-    private readonly int _metricsPort = NodeFixture.FreePort();
+    private readonly int[] _metricsPorts = [NodeFixture.FreePort(), NodeFixture.FreePort(), NodeFixture.FreePort()];
     private EtcdProcess? _etcd;
 
     public async Task InitializeAsync()
@@ -76,7 +76,7 @@ public sealed class ClusterProcessTests : IAsyncLifetime
         // Node 0's metrics: the cluster's nodes and the role of its replica.
         using (var http = new HttpClient())
         {
-            string page = await http.GetStringAsync($"http://127.0.0.1:{_metricsPort}/metrics");
+            string page = await http.GetStringAsync($"http://127.0.0.1:{_metricsPorts[0]}/metrics");
             Assert.Contains("duroslight_cluster_nodes{state=\"live\"} 3", page);
             var vol = (await GetAsync(0, "v1/volumes/vol-a"))!;
             string role = vol["primary"]!.GetValue<int>() == 0 ? "primary" : "secondary";
@@ -213,6 +213,18 @@ public sealed class ClusterProcessTests : IAsyncLifetime
             Array.Clear(expected, 40 * 4096, 40 * 4096);
             await host.FlushAsync(nsid);
 
+            // The primary's metrics: a connected link to each secondary, commands and bytes forwarded to each.
+            using (var http = new HttpClient())
+            {
+                string page = await http.GetStringAsync($"http://127.0.0.1:{_metricsPorts[primary]}/metrics");
+                foreach (int s in secondaries)
+                {
+                    Assert.Contains($"duroslight_replication_peer_connected{{peer=\"{s}\"}} 1", page);
+                    Assert.Matches($"duroslight_replication_bytes_total{{peer=\"{s}\"}} [1-9]", page);
+                    Assert.Matches($"duroslight_replication_commands_total{{peer=\"{s}\"}} [1-9]", page);
+                }
+            }
+
             // A secondary killed with SIGKILL while four writers keep writes in flight: every write issued after the
             // kill is acknowledged only once the secondary left the in-sync set (checked at the first such ack).
             var acked = new System.Collections.Concurrent.ConcurrentDictionary<int, byte[]>();
@@ -325,7 +337,7 @@ public sealed class ClusterProcessTests : IAsyncLifetime
     {
         string dir = Path.Combine(_dir.FullName, $"node{index}");
         Directory.CreateDirectory(dir);
-        string metrics = index == 0 ? $"127.0.0.1:{_metricsPort}" : "off";
+        string metrics = $"127.0.0.1:{_metricsPorts[index]}";
         return ["--metrics", metrics, "--memory", "--etcd", _etcd!.Url, "--cluster", _cluster, "--node-index", index.ToString(), "--lease-ttl", "3",
             "--data-dir", dir, "--control-socket", Socket(index)];
     }

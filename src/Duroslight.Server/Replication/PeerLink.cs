@@ -41,7 +41,7 @@ internal sealed class PeerLink
     public Action<PeerLink, string>? Lost { get; set; }
 
     public static async Task<PeerLink> ConnectAsync(int node, string host, int port, string backendNqn, string hostNqn,
-        ShardGroup shards, int timeoutMs, CancellationToken ct)
+        ShardGroup shards, PeerCounters[] counters, int timeoutMs, CancellationToken ct)
     {
         var admin = await NvmeTcpController.ConnectAsync(host, port, backendNqn, hostNqn,
             new NvmeTcpControllerOptions { IoQueues = 0, KeepAliveTimeoutMs = 10_000 }, ct).ConfigureAwait(false);
@@ -56,7 +56,7 @@ internal sealed class PeerLink
             {
                 ushort qid = (ushort)(opened + 1);
                 var (socket, queue) = await Task.Run(() => OpenQueue(host, port, qid, depth, inCapsule, admin), ct).ConfigureAwait(false);
-                queues[opened] = new PeerQueue(shards[opened], socket, queue, link);
+                queues[opened] = new PeerQueue(shards[opened], socket, queue, link, counters[opened]);
             }
         }
         catch

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -27,13 +28,18 @@ internal sealed unsafe class PeerQueue : IRingHandler, IBatchedSender, IShardTic
     private readonly PeerLink _link;
     private readonly Queue<ReplicationOp> _waiting = new();
     private readonly NativeBuffer _receiveBuffer = new(ReceiveBufferSize);
+    private readonly PeerCounters _counters;
+    /// <summary>When each command slot's command went out (Stopwatch ticks), for the forward's round-trip time.</summary>
+    private readonly long[] _sentAt;
     private int _token = -1;
     private bool _receiving, _sending, _dirty, _closed;
     private long _lastProgress;
     private volatile bool _failed;
 
-    public PeerQueue(Shard shard, Socket socket, HostQueue queue, PeerLink link)
+    public PeerQueue(Shard shard, Socket socket, HostQueue queue, PeerLink link, PeerCounters counters)
     {
+        _counters = counters;
+        _sentAt = new long[queue.Options.QueueDepth];
         _shard = shard;
         _socket = socket;
         _fd = (int)socket.Handle;
@@ -62,7 +68,7 @@ internal sealed unsafe class PeerQueue : IRingHandler, IBatchedSender, IShardTic
     {
         if (_failed) return false;
         if (_queue.Outstanding == 0) _lastProgress = Environment.TickCount64;
-        if (_waiting.Count > 0 || !_queue.TrySubmit(op.Command, op.Data, op, out _)) _waiting.Enqueue(op);
+        if (_waiting.Count > 0 || !TrySend(op)) _waiting.Enqueue(op);
         MarkDirty();
         return true;
     }
@@ -150,6 +156,7 @@ internal sealed unsafe class PeerQueue : IRingHandler, IBatchedSender, IShardTic
         {
             var op = (ReplicationOp)command.UserState!;
             bool ok = !command.TransportFailed && command.Status.IsSuccess;
+            if (ok) _counters.Completed(command.Data.Length, Stopwatch.GetTimestamp() - _sentAt[command.Index]);
             _queue.Release(command);
             _lastProgress = Environment.TickCount64;
             op.RemoteDone(_link, ok);
@@ -158,7 +165,14 @@ internal sealed unsafe class PeerQueue : IRingHandler, IBatchedSender, IShardTic
 
     private void SubmitWaiting()
     {
-        while (!_failed && _waiting.TryPeek(out var op) && _queue.TrySubmit(op.Command, op.Data, op, out _)) _waiting.Dequeue();
+        while (!_failed && _waiting.TryPeek(out var op) && TrySend(op)) _waiting.Dequeue();
+    }
+
+    private bool TrySend(ReplicationOp op)
+    {
+        if (!_queue.TrySubmit(op.Command, op.Data, op, out var command)) return false;
+        _sentAt[command.Index] = Stopwatch.GetTimestamp();
+        return true;
     }
 
     private void MarkDirty()
@@ -177,5 +191,28 @@ internal sealed unsafe class PeerQueue : IRingHandler, IBatchedSender, IShardTic
         _socket.Dispose();
         _queue.Dispose();
         _receiveBuffer.Free();
+    }
+}
+
+/// <summary>
+/// Forwarding counters of one (peer node, shard): written only by that shard's thread, read by metrics; they outlive
+/// the links (a reconnected link to the node counts on).
+/// </summary>
+public sealed class PeerCounters
+{
+    private long _commands, _bytes, _ticks;
+
+    public long Commands => Volatile.Read(ref _commands);
+
+    public long Bytes => Volatile.Read(ref _bytes);
+
+    /// <summary>Sum of the forwards' round-trip times (send to completion).</summary>
+    public TimeSpan Latency => TimeSpan.FromSeconds((double)Volatile.Read(ref _ticks) / Stopwatch.Frequency);
+
+    internal void Completed(int bytes, long ticks)
+    {
+        Volatile.Write(ref _commands, _commands + 1);
+        Volatile.Write(ref _bytes, _bytes + bytes);
+        Volatile.Write(ref _ticks, _ticks + ticks);
     }
 }

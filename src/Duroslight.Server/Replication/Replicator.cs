@@ -21,6 +21,7 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
     private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(5);
     private readonly ConcurrentDictionary<Guid, VolumeReplication> _volumes = new();
     private readonly Dictionary<int, PeerLink> _links = [];
+    private readonly ConcurrentDictionary<int, PeerCounters[]> _counters = new();
     private readonly SemaphoreSlim _linksGate = new(1, 1);
 
     /// <summary>The backend subsystem's NQN (<see cref="TargetOptions.BackendNqn"/>) for a cluster's default subsystem.</summary>
@@ -46,13 +47,13 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
         return nodes;
     }
 
-    /// <summary>Live peer links by node (metrics).</summary>
-    public IReadOnlyList<(int Node, bool Connected)> Links()
+    /// <summary>Peer links by node (metrics): connected or lost, and the forwarding counters of every shard.</summary>
+    public IReadOnlyList<(int Node, bool Connected, PeerCounters[] Counters)> Links()
     {
         lock (_links)
         {
-            var list = new List<(int, bool)>();
-            foreach (var (node, link) in _links) list.Add((node, !link.IsLost));
+            var list = new List<(int, bool, PeerCounters[])>();
+            foreach (var (node, link) in _links) list.Add((node, !link.IsLost, CountersOf(node)));
             return list;
         }
     }
@@ -98,6 +99,13 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
         foreach (var link in links) await link.CloseAsync().ConfigureAwait(false);
     }
 
+    private PeerCounters[] CountersOf(int node) => _counters.GetOrAdd(node, _ =>
+    {
+        var counters = new PeerCounters[shards.Count];
+        for (int i = 0; i < counters.Length; i++) counters[i] = new PeerCounters();
+        return counters;
+    });
+
     private VolumeReplication For(Guid id) => _volumes.GetOrAdd(id, i => new VolumeReplication(i, (v, n) => DropInEtcd(v, n), logger));
 
     /// <summary>The link to <paramref name="node"/>, connecting a new one if there is none or it was lost; null if it cannot connect now.</summary>
@@ -115,7 +123,7 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
             PeerLink link;
             try
             {
-                link = await PeerLink.ConnectAsync(node, host, port, backendNqn, hostNqn, shards, PeerTimeoutMs, timeout.Token).ConfigureAwait(false);
+                link = await PeerLink.ConnectAsync(node, host, port, backendNqn, hostNqn, shards, CountersOf(node), PeerTimeoutMs, timeout.Token).ConfigureAwait(false);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
