@@ -10,6 +10,7 @@ internal sealed record LoadOptions
         usage: duroslight-load [options]      (an fio-like NVMe/TCP load generator on the C# host library)
           --target HOST:PORT   NVMe/TCP listener                 (default 127.0.0.1:4420)
           --nqn NQN            subsystem                          (default nqn.2026-11.io.duroslight:default)
+          --nsid N             namespace                          (default: the first active one)
           --connections N      controllers                        (default 1)
           --queues N           I/O queues per controller          (default 1)
           --qd N               commands in flight per queue       (default 32)
@@ -25,6 +26,7 @@ internal sealed record LoadOptions
     public string Host { get; init; } = "127.0.0.1";
     public int Port { get; init; } = 4420;
     public string Nqn { get; init; } = "nqn.2026-11.io.duroslight:default";
+    public uint Nsid { get; init; }
     public int Connections { get; init; } = 1;
     public int Queues { get; init; } = 1;
     public int QueueDepth { get; init; } = 32;
@@ -47,6 +49,7 @@ internal sealed record LoadOptions
             {
                 "--target" => Target(o, Next()),
                 "--nqn" => o with { Nqn = Next() },
+                "--nsid" => o with { Nsid = uint.Parse(Next(), CultureInfo.InvariantCulture) },
                 "--connections" => o with { Connections = int.Parse(Next(), CultureInfo.InvariantCulture) },
                 "--queues" => o with { Queues = int.Parse(Next(), CultureInfo.InvariantCulture) },
                 "--qd" => o with { QueueDepth = int.Parse(Next(), CultureInfo.InvariantCulture) },

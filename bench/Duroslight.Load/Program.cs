@@ -35,7 +35,8 @@ namespace Duroslight.Load
                 controllers.Add(await NvmeTcpController.ConnectAsync(o.Host, o.Port, o.Nqn,
                     $"nqn.2014-08.org.nvmexpress:uuid:{Guid.NewGuid()}",
                     new NvmeTcpControllerOptions { IoQueues = 0, HostId = Guid.NewGuid() }));
-            var ns = controllers[0].Namespaces[0];
+            var ns = o.Nsid == 0 ? controllers[0].Namespaces[0]
+                : controllers[0].Namespaces.FirstOrDefault(n => n.Nsid == o.Nsid) ?? throw new ArgumentException($"namespace {o.Nsid} is not active there");
             long size = o.SizeBytes > 0 ? Math.Min(o.SizeBytes, ns.SizeBytes) : ns.SizeBytes;
             long slots = size / o.BlockSize;
             int blocks = o.BlockSize / ns.BlockSize;

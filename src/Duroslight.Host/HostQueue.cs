@@ -92,6 +92,18 @@ public sealed partial class HostQueue : IPduSink, IDisposable
 
     public void ConsumeOutput(int count) => _out.Consume(count);
 
+    /// <summary>
+    /// Lends the pending bytes to an asynchronous send (an io_uring ring): they stay where they are (pinned) until
+    /// <see cref="EndSend"/>, while commands keep being submitted.
+    /// </summary>
+    public ReadOnlyMemory<byte> BeginSend() => _out.BeginSend();
+
+    /// <summary>The asynchronous send took <paramref name="sent"/> bytes.</summary>
+    public void EndSend(int sent) => _out.EndSend(sent);
+
+    /// <summary>Commands submitted and not yet completed.</summary>
+    public int Outstanding => _commands.Length - _free.Count - _completed.Count;
+
     /// <summary>Queues the ICReq (no digests on it: it negotiates them).</summary>
     public void Start()
     {

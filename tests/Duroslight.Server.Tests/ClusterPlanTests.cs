@@ -14,7 +14,7 @@ public sealed class ClusterPlanTests
 
     /// <summary>
     /// Volumes created one by one, each placed by a leader pass: replicas on distinct live nodes, as many as asked or
-    /// as are live, a live primary that alone is in sync; replica counts over the live nodes never differ by more than one.
+    /// as are live, every replica in sync and a live primary; replica counts over the live nodes never differ by more than one.
     /// </summary>
     [Property(MaxTest = 300)]
     public Property Sequential_placement_is_distinct_live_and_balanced()
@@ -38,7 +38,7 @@ public sealed class ClusterPlanTests
                 Assert.Equal(Math.Min(v.Replicas, live.Length), v.Placement.Count);
                 Assert.Equal(v.Placement.Count, v.Placement.Distinct().Count());
                 Assert.All(v.Placement, n => Assert.Contains(n, live));
-                Assert.Equal([v.Primary], v.InSync); // writes are not forwarded yet: only the primary is in sync
+                Assert.Equal(v.Placement, v.InSync); // a new volume is empty everywhere: every replica is in sync
                 Assert.Contains(v.Primary, v.Placement);
                 Assert.Equal(2, v.Generation);
             }

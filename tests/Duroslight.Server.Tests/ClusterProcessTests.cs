@@ -24,7 +24,7 @@ public sealed class ClusterProcessTests : IAsyncLifetime
     private readonly DirectoryInfo _dir = Directory.CreateTempSubdirectory("dsl-cluster-");
     private readonly string _cluster = $"t{Guid.NewGuid():N}"[..12];
     private readonly List<ServerProcess> _nodes = [];
-    private readonly int _metricsPort = NodeFixture.FreePort();
+    private readonly int[] _metricsPorts = [NodeFixture.FreePort(), NodeFixture.FreePort(), NodeFixture.FreePort()];
     private EtcdProcess? _etcd;
 
     public async Task InitializeAsync()
@@ -68,7 +68,7 @@ public sealed class ClusterProcessTests : IAsyncLifetime
             }, $"vol-a open on all replicas, seen from node {i}", Limit);
             Assert.Equal([0, 1, 2], Ints(v!["placement"]));
             Assert.InRange(v["primary"]!.GetValue<int>(), 0, 2);
-            Assert.Equal([v["primary"]!.GetValue<int>()], Ints(v["in_sync"])); // no write forwarding yet: the primary alone
+            Assert.Equal([0, 1, 2], Ints(v["in_sync"])); // a new volume is empty everywhere: every replica in sync
             Assert.Equal(1u, v["nsid"]!.GetValue<uint>());
         }
 
@@ -77,7 +77,7 @@ public sealed class ClusterProcessTests : IAsyncLifetime
         // Node 0's metrics: the cluster's nodes and the role of its replica.
         using (var http = new HttpClient())
         {
-            string page = await http.GetStringAsync($"http://127.0.0.1:{_metricsPort}/metrics");
+            string page = await http.GetStringAsync($"http://127.0.0.1:{_metricsPorts[0]}/metrics");
             Assert.Contains("duroslight_cluster_nodes{state=\"live\"} 3", page);
             var vol = (await GetAsync(0, "v1/volumes/vol-a"))!;
             string role = vol["primary"]!.GetValue<int>() == 0 ? "primary" : "secondary";
@@ -137,7 +137,7 @@ public sealed class ClusterProcessTests : IAsyncLifetime
     }
 
     [EtcdFact]
-    public async Task The_leader_killed_with_SIGKILL_shows_down_and_another_node_leads_and_places_and_promotes_no_stale_replica()
+    public async Task The_leader_killed_with_SIGKILL_shows_down_and_another_node_leads_and_places_and_promotes_an_in_sync_replica()
     {
         var (code, _, stderr) = await Cli("ctl", "--socket", Socket(0), "volumes", "create", "vol-k", "8M", "--replicas", "3");
         Assert.True(code == 0, stderr);
@@ -163,11 +163,15 @@ public sealed class ClusterProcessTests : IAsyncLifetime
         Assert.Equal(DiscoveryLogChanged, await discoveryEvents.Reader.ReadAsync().AsTask().WaitAsync(Limit));
         await Eventually.Until(async () => (await discovery.ReadDiscoveryLogAsync()).Entries.Count == 2, "discovery log down to two ports", Limit);
 
-        // A primary the kill took away is not replaced by a secondary outside the in-sync set (it may lack acknowledged
-        // writes): the volume has no primary and every live path stays inaccessible. A live primary stays.
-        int expected = primary == leader ? -1 : primary;
-        await Eventually.Until(async () => (await GetAsync(other, "v1/volumes/vol-k"))!["primary"]!.GetValue<int>() == expected,
-            $"vol-k's primary {expected} (was {primary}, killed {leader})", Limit);
+        // A primary the kill took away is replaced by a live in-sync replica (every secondary holds every acknowledged
+        // write), which drops the dead node from the in-sync set; a live primary stays.
+        int expected = -1;
+        await Eventually.Until(async () =>
+        {
+            var v = (await GetAsync(other, "v1/volumes/vol-k"))!;
+            expected = v["primary"]!.GetValue<int>();
+            return expected >= 0 && expected != leader && (primary == leader || expected == primary) && !Ints(v["in_sync"]).Contains(leader);
+        }, $"vol-k's primary live and in sync (was {primary}, killed {leader})", Limit);
         uint nsid = (await GetAsync(other, "v1/volumes/vol-k"))!["nsid"]!.GetValue<uint>();
         Assert.Equal(1u, nsid);
         foreach (int n in new[] { other, (leader + 2) % 3 })
@@ -191,6 +195,115 @@ public sealed class ClusterProcessTests : IAsyncLifetime
         Assert.Equal(0, await _nodes[third].StopAsync(15));
         nodes = await NodesAsync(other);
         Assert.Equal("Down", StateOf(nodes, third));
+    }
+
+    [EtcdFact]
+    public async Task Writes_through_the_primary_reach_every_in_sync_replica_a_killed_secondary_is_dropped_before_the_next_ack_and_a_promoted_replica_has_them()
+    {
+        var (code, _, stderr) = await Cli("ctl", "--socket", Socket(0), "volumes", "create", "vol-r", "16M", "--replicas", "3");
+        Assert.True(code == 0, stderr);
+        var vol = (await GetAsync(0, "v1/volumes/vol-r"))!;
+        uint nsid = vol["nsid"]!.GetValue<uint>();
+        int primary = vol["primary"]!.GetValue<int>();
+        Assert.Equal([0, 1, 2], Ints(vol["in_sync"]));
+        int[] secondaries = [.. new[] { 0, 1, 2 }.Where(n => n != primary)];
+
+        // Through the primary: a multi-chunk write (crosses 128 KiB chunks, so several shards forward), small writes,
+        // a FUA write, write-zeroes and a deallocate over written data, and a flush.
+        var expected = new byte[1024 * 4096];
+        await using (var host = await ConnectOptimizedAsync(primary))
+        {
+            var big = Pattern(96 * 4096, 1);
+            await host.WriteAsync(nsid, 10, 96, big);
+            big.CopyTo(expected, 10 * 4096);
+            for (int i = 0; i < 16; i++)
+            {
+                var small = Pattern(4096, 100 + i);
+                await host.WriteAsync(nsid, (ulong)(200 + 3 * i), 1, small, fua: i % 4 == 0);
+                small.CopyTo(expected, (200 + 3 * i) * 4096);
+            }
+            await host.WriteZeroesAsync(nsid, 20, 8);
+            Array.Clear(expected, 20 * 4096, 8 * 4096);
+            await host.DeallocateAsync(nsid, [new LbaRange(40, 40)]);
+            Array.Clear(expected, 40 * 4096, 40 * 4096);
+            await host.FlushAsync(nsid);
+
+            // The primary's metrics: a connected link to each secondary, commands and bytes forwarded to each.
+            using (var http = new HttpClient())
+            {
+                string page = await http.GetStringAsync($"http://127.0.0.1:{_metricsPorts[primary]}/metrics");
+                foreach (int s in secondaries)
+                {
+                    Assert.Contains($"duroslight_replication_peer_connected{{peer=\"{s}\"}} 1", page);
+                    Assert.Matches($"duroslight_replication_bytes_total{{peer=\"{s}\"}} [1-9]", page);
+                    Assert.Matches($"duroslight_replication_commands_total{{peer=\"{s}\"}} [1-9]", page);
+                }
+            }
+
+            // A secondary killed with SIGKILL while four writers keep writes in flight: every write issued after the
+            // kill is acknowledged only once the secondary left the in-sync set (checked at the first such ack).
+            var acked = new System.Collections.Concurrent.ConcurrentDictionary<int, byte[]>();
+            var killed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            Task<int[]>? firstCheck = null;
+            var gate = new object();
+            int started = 0;
+            var writers = Enumerable.Range(0, 4).Select(w => Task.Run(async () =>
+            {
+                for (int i = 0, afterKill = 0; afterKill < 30; i++)
+                {
+                    bool issuedAfterKill = killed.Task.IsCompleted;
+                    int block = 800 + w * 32 + i % 32;
+                    var data = Pattern(4096, 1000 * (w + 1) + i);
+                    await host.WriteAsync(nsid, (ulong)block, 1, data);
+                    acked[block] = data;
+                    if (i == 10) Interlocked.Increment(ref started);
+                    if (!issuedAfterKill) continue;
+                    afterKill++;
+                    lock (gate) firstCheck ??= Task.Run(async () => Ints((await GetAsync(primary, "v1/volumes/vol-r"))!["in_sync"]));
+                }
+            })).ToArray();
+            await Eventually.Until(() => Task.FromResult(Volatile.Read(ref started) == 4), "writers running", Limit);
+            Assert.Equal(137, await _nodes[secondaries[0]].StopAsync(9));
+            killed.SetResult();
+            await Task.WhenAll(writers).WaitAsync(Limit);
+            foreach (var (block, data) in acked) data.CopyTo(expected, block * 4096);
+            var inSync = await firstCheck!;
+            Assert.DoesNotContain(secondaries[0], inSync);
+            Assert.Equal(new[] { primary, secondaries[1] }.Order(), inSync.Order());
+            // Writes go on with the remaining secondary.
+            var more = Pattern(4096, 8);
+            await host.WriteAsync(nsid, 700, 1, more);
+            more.CopyTo(expected, 700 * 4096);
+        }
+
+        // The primary killed: the remaining in-sync secondary is promoted and holds every acknowledged write.
+        Assert.Equal(137, await _nodes[primary].StopAsync(9));
+        int survivor = secondaries[1];
+        await Eventually.Until(async () => (await GetAsync(survivor, "v1/volumes/vol-r"))?["primary"]!.GetValue<int>() == survivor,
+            $"node {survivor} promoted", Limit);
+        await using (var host = await ConnectOptimizedAsync(survivor))
+        {
+            var back = new byte[expected.Length];
+            for (int block = 0; block < 1024; block += 128) await host.ReadAsync(nsid, (ulong)block, 128, back.AsMemory(block * 4096, 128 * 4096));
+            for (int block = 0; block < 1024; block++)
+                Assert.True(expected.AsSpan(block * 4096, 4096).SequenceEqual(back.AsSpan(block * 4096, 4096)), $"block {block} differs on the promoted replica");
+        }
+    }
+
+    /// <summary>A host on <paramref name="node"/> once its path to the volume is optimized (ANA log page).</summary>
+    private async Task<NvmeTcpController> ConnectOptimizedAsync(int node)
+    {
+        var host = await NvmeTcpController.ConnectAsync("127.0.0.1", _nodes[node].IoPort, Nqn, HostNqn).WaitAsync(Limit);
+        await Eventually.Until(async () => (await host.GetLogPageAsync(LogPageId.AsymmetricNamespaceAccess, AnaLogPage.Size(1, false)))[32] == 0x01,
+            $"node {node}'s path optimized", Limit);
+        return host;
+    }
+
+    private static byte[] Pattern(int length, int seed)
+    {
+        var data = new byte[length];
+        new Random(seed).NextBytes(data);
+        return data;
     }
 
     /// <summary>
@@ -239,7 +352,7 @@ public sealed class ClusterProcessTests : IAsyncLifetime
     {
         string dir = Path.Combine(_dir.FullName, $"node{index}");
         Directory.CreateDirectory(dir);
-        string metrics = index == 0 ? $"127.0.0.1:{_metricsPort}" : "off";
+        string metrics = $"127.0.0.1:{_metricsPorts[index]}";
         return ["--metrics", metrics, "--memory", "--etcd", _etcd!.Url, "--cluster", _cluster, "--node-index", index.ToString(), "--lease-ttl", "3",
             "--data-dir", dir, "--control-socket", Socket(index)];
     }

@@ -8,8 +8,9 @@ public sealed class Subsystem
 {
     private volatile HostAccess _access;
 
-    internal Subsystem(string nqn, int poolId, ControllerIdPool pool, HostAccess access)
+    internal Subsystem(string nqn, int poolId, ControllerIdPool pool, HostAccess access, bool isBackend = false)
     {
+        IsBackend = isBackend;
         Nqn = nqn;
         PoolId = poolId;
         ControllerIds = pool;
@@ -18,6 +19,12 @@ public sealed class Subsystem
 
     public string Nqn { get; }
     public int PoolId { get; }
+
+    /// <summary>
+    /// The cluster's node-to-node subsystem (<see cref="TargetOptions.BackendNqn"/>): only cluster nodes' host NQNs
+    /// may connect; its I/O skips masking, ANA and reservations (the primary applied them to the host's command).
+    /// </summary>
+    public bool IsBackend { get; }
     public ControllerIdPool ControllerIds { get; }
 
     public HostAccess Access

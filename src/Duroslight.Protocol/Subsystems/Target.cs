@@ -40,6 +40,8 @@ public sealed partial class Target
             subsystems.Add(new Subsystem(nqn, pool, ids, options.InitialHostAccess));
         }
         Subsystems = subsystems;
+        if (options.BackendNqn is { } backend)
+            Backend = new Subsystem(backend, subsystems.Count, new ControllerIdPool(options.NodeIndex, options.MaxControllersPerPool), HostAccess.Only([]), isBackend: true);
         _discoveryIds = new ControllerIdPool(options.NodeIndex, options.MaxControllersPerPool);
     }
 
@@ -47,6 +49,9 @@ public sealed partial class Target
 
     /// <summary>Index 0 is the default subsystem (pool 0), index N is aux-N.</summary>
     public IReadOnlyList<Subsystem> Subsystems { get; }
+
+    /// <summary>The node-to-node replication subsystem (pool after the aux ones), or null without <see cref="TargetOptions.BackendNqn"/>.</summary>
+    public Subsystem? Backend { get; }
 
     public ulong DiscoveryGeneration => (ulong)Interlocked.Read(ref _genctr);
 
@@ -67,6 +72,7 @@ public sealed partial class Target
     public Subsystem? ResolveSubsystem(string subNqn)
     {
         foreach (var s in Subsystems) if (string.Equals(s.Nqn, subNqn, StringComparison.Ordinal)) return s;
+        if (Backend is { } b && string.Equals(b.Nqn, subNqn, StringComparison.Ordinal)) return b;
         string prefix = Options.SubsystemNqn + ":aux-";
         if (!subNqn.StartsWith(prefix, StringComparison.Ordinal)) return null;
         var suffix = subNqn.AsSpan(prefix.Length);

@@ -63,6 +63,12 @@ public sealed record TargetOptions
     /// <summary>Host access applied to the default and aux subsystems at start.</summary>
     public HostAccess InitialHostAccess { get; init; } = HostAccess.AllowAny;
 
+    /// <summary>
+    /// NQN of the backend subsystem that a cluster's primaries forward replicated writes to (null: none, a lone node).
+    /// Not listed in the discovery log; its host list starts empty.
+    /// </summary>
+    public string? BackendNqn { get; init; }
+
     public int MaxTransferBytes => 4096 << Mdts;
 
     public void Validate()
@@ -76,6 +82,7 @@ public sealed record TargetOptions
         if (StorageTimeoutMs < 0) throw new ArgumentOutOfRangeException(nameof(StorageTimeoutMs), StorageTimeoutMs, "must be >= 0 (0 disables it)");
         if (HostDataTimeoutMs < 0) throw new ArgumentOutOfRangeException(nameof(HostDataTimeoutMs), HostDataTimeoutMs, "must be >= 0 (0 disables it)");
         if (Mdts is < 1 or > 10) throw new ArgumentOutOfRangeException(nameof(Mdts), Mdts, "MDTS must be 1..10");
+        if (BackendNqn is not null && !Nqn.IsValid(BackendNqn)) throw new ArgumentException($"invalid backend NQN '{BackendNqn}'", nameof(BackendNqn));
         if (!Nqn.IsValid(SubsystemNqn)) throw new ArgumentException($"invalid subsystem NQN '{SubsystemNqn}'", nameof(SubsystemNqn));
     }
 }

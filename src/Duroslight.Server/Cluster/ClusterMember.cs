@@ -35,8 +35,11 @@ public sealed class ClusterMember : IAsyncDisposable
     private volatile NodeState _state = NodeState.Activating;
     private volatile ClusterView _view = ClusterView.Empty;
 
-    public ClusterMember(ServeSettings settings, NodeVolumes volumes, ILogger logger)
+    private readonly Replication.Replicator? _replicator;
+
+    internal ClusterMember(ServeSettings settings, NodeVolumes volumes, ILogger logger, Replication.Replicator? replicator = null)
     {
+        _replicator = replicator;
         _settings = settings;
         _volumes = volumes;
         _logger = logger;
@@ -85,7 +88,8 @@ public sealed class ClusterMember : IAsyncDisposable
     /// <summary>
     /// `ctl volumes create` on any node: the record goes in with an NSID that no other volume has and a name no other
     /// volume has (both as keys compared absent in the same transaction); the leader places it; this call waits for
-    /// the placement (up to 15 s) and returns the record as it stands.
+    /// the placement and for every replica to be open (the primary's only once it forwards to every secondary; up to
+    /// 20 s) and returns the record as it stands.
     /// </summary>
     public async Task<VolumeEntry> CreateVolumeAsync(string name, long sizeBytes, int replicas, IReadOnlyList<string>? hosts)
     {
@@ -113,11 +117,52 @@ public sealed class ClusterMember : IAsyncDisposable
         }
         _logger.LogInformation("cluster volume {Name} {Id} nsid {Nsid} created ({Replicas} replicas)", name, record.Id, record.Nsid, replicas);
         Signal();
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(15);
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
         while (true)
         {
-            var entry = (await ReadAsync().ConfigureAwait(false)).Find(record.Id.ToString("D"))!;
-            if ((entry.Record.Primary >= 0 && entry.Record.Placement.Count > 0) || DateTime.UtcNow > deadline) return entry;
+            var view = await ReadAsync().ConfigureAwait(false);
+            var entry = view.Find(record.Id.ToString("D"))!;
+            bool open = entry.Record.Placement.Count > 0;
+            foreach (int n in entry.Record.Placement) open &= view.ReplicaState(record.Id, n) == "open";
+            if ((entry.Record.Primary >= 0 && open) || DateTime.UtcNow > deadline) return entry;
+            await Task.Delay(100).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// The primary's half of replicated writes: <paramref name="node"/> missed a write (or its link is gone), so it
+    /// leaves the volume's in-sync set before that write is acknowledged. A transaction compared on the record's mod
+    /// revision, retried on conflict for up to 10 s; only while this node is the primary. True once the node is not
+    /// in the set.
+    /// </summary>
+    public async Task<bool> DropFromInSyncAsync(Guid id, int node)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (true)
+        {
+            try
+            {
+                var entry = ClusterView.Parse(Keys, await _etcd.RangeAsync(Keys.Volume(id)).ConfigureAwait(false)).Find(id.ToString("D"));
+                if (entry is null || entry.Record.Primary != Index) return false;
+                var r = entry.Record;
+                if (!r.InSync.Contains(node)) return true;
+                var next = r with { InSync = [.. r.InSync.Where(n => n != node)], Generation = r.Generation + 1 };
+                var txn = new TxnRequest();
+                txn.Compare.Add(ModRevisionIs(Keys.Volume(id), entry.ModRevision));
+                txn.Success.Add(Put(Keys.Volume(id), Json(next)));
+                if ((await _etcd.TxnAsync(txn).ConfigureAwait(false)).Succeeded)
+                {
+                    _logger.LogWarning("volume {Name}: node {Node} dropped from the in-sync set [{InSync}] (generation {Generation})",
+                        r.Name, node, string.Join(',', next.InSync), next.Generation);
+                    Signal();
+                    return true;
+                }
+            }
+            catch (RpcException e)
+            {
+                _logger.LogWarning("volume {Id}: dropping node {Node} from the in-sync set: etcd {Error}", id, node, e.Status.Detail);
+            }
+            if (DateTime.UtcNow > deadline) return false;
             await Task.Delay(100).ConfigureAwait(false);
         }
     }
@@ -373,10 +418,14 @@ public sealed class ClusterMember : IAsyncDisposable
             var v = entry.Record;
             known.Add(v.Id);
             if (!v.Placement.Contains(Index)) continue;
-            string state = "open";
+            // The primary serves hosts only once it forwards to every live in-sync secondary; until then it is "connecting".
+            bool serving = false;
+            if (v.Primary == Index) serving = _replicator is null || await _replicator.PrepareAsync(v, view, Index).ConfigureAwait(false);
+            else _replicator?.Demote(v.Id);
+            string state = v.Primary == Index && !serving ? "connecting" : "open";
             try
             {
-                _volumes.EnsureReplica(v.Id, v.Name, v.SizeBytes, v.Nsid, v.Primary == Index ? AnaState.Optimized : AnaState.Inaccessible, v.Hosts);
+                _volumes.EnsureReplica(v.Id, v.Name, v.SizeBytes, v.Nsid, serving ? AnaState.Optimized : AnaState.Inaccessible, v.Hosts);
             }
             catch (ControlException e)
             {

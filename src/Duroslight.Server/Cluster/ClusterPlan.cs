@@ -55,10 +55,9 @@ public static class ClusterPlan
             {
                 var placement = Place(v.Replicas, live, load);
                 foreach (int n in placement) load[n] = Load(load, n) + 1;
-                // Only the primary is in sync: writes are not forwarded to the secondaries yet (issue 12, replicated
-                // writes), so a secondary must never be promoted over acknowledged writes it lacks.
-                int first = ChoosePrimary(next with { InSync = placement, Primary = -1 }, live, primaries);
-                next = v with { Placement = placement, InSync = [first], Primary = -1 };
+                // Every replica is in sync: a new volume is empty everywhere, and from then on the primary forwards
+                // every write to the in-sync secondaries (dropping one that misses a write before acknowledging it).
+                next = v with { Placement = placement, InSync = placement, Primary = -1 };
             }
             int primary = ChoosePrimary(next, live, primaries);
             if (primary != next.Primary)

@@ -24,6 +24,12 @@ public sealed class VolumeTable
     /// <summary>Per-shard I/O counters every request is recorded in (<see cref="RequestFanOut"/>); set before the transport starts.</summary>
     public IoMetrics Metrics { get; set; } = new(1);
 
+    /// <summary>
+    /// Wraps each channel as it is opened (a cluster node's replication, <see cref="Replication.Replicator.Wrap"/>);
+    /// set before volumes are published.
+    /// </summary>
+    public Func<IBlockVolume, StorageShard, IVolumeChannel, IVolumeChannel>? WrapChannel { get; set; }
+
     /// <summary>Publishes the current volume set (control path).</summary>
     public void SetVolumes(IEnumerable<IBlockVolume> volumes)
     {
@@ -52,7 +58,11 @@ public sealed class VolumeTable
         for (int v = 0; v < served.Length; v++)
         {
             var channels = new IVolumeChannel[_shards.Length];
-            for (int s = 0; s < channels.Length; s++) channels[s] = _volumes[v].OpenChannel(_shards[s]);
+            for (int s = 0; s < channels.Length; s++)
+            {
+                var channel = _volumes[v].OpenChannel(_shards[s]);
+                channels[s] = WrapChannel is { } wrap ? wrap(_volumes[v], _shards[s], channel) : channel;
+            }
             served[v] = new ServedVolume(_volumes[v], channels);
         }
         _snapshot = new Snapshot(served.ToFrozenDictionary(static v => v.Volume.Id), served, [.. _volumes]);

@@ -4,6 +4,7 @@ using Duroslight.Protocol.Subsystems;
 using Duroslight.Reactor;
 using Duroslight.Server.Cli;
 using Duroslight.Server.Cluster;
+using Duroslight.Server.Replication;
 using Duroslight.Server.Control;
 using Duroslight.Server.Execution;
 using Duroslight.Server.Metrics;
@@ -36,6 +37,7 @@ public sealed class NodeHost : IAsyncDisposable
     private ControlServer? _control;
     private ApiServer? _api;
     private ClusterMember? _cluster;
+    private Replicator? _replicator;
     private volatile NodeState _state = NodeState.Inactive;
     private Timer? _deviceWatch;
 
@@ -58,6 +60,7 @@ public sealed class NodeHost : IAsyncDisposable
             StorageTimeoutMs = settings.StorageTimeoutMs,
             HostDataBudgetPerShard = settings.HostDataBudgetPerShard,
             InitialHostAccess = Access(settings.AllowedHosts),
+            BackendNqn = settings.IsClustered ? Replicator.BackendNqnFor(settings.SubsystemNqn) : null,
         });
         foreach (var (pool, hosts) in settings.SubsystemHosts)
             if (pool < Target.Subsystems.Count) Target.SetHostAccess(Target.Subsystems[pool], Access(hosts));
@@ -167,6 +170,7 @@ public sealed class NodeHost : IAsyncDisposable
         // Leave first: the lease goes, so the cluster sees the node down and another node leads at once.
         if (_cluster is not null) await _cluster.DisposeAsync().ConfigureAwait(false);
         if (_transport is not null) await _transport.DrainAsync(Settings.DrainTimeout).ConfigureAwait(false);
+        if (_replicator is not null) await _replicator.DisposeAsync().ConfigureAwait(false);
         Target.DisconnectAll();
         _faultRules?.Dispose(); // stalled device I/O must not hold the final flush
         if (_volumes is not null) await _volumes.FlushAllAsync().ConfigureAwait(false);
@@ -188,10 +192,19 @@ public sealed class NodeHost : IAsyncDisposable
     /// <summary>The cluster membership (null when the node runs alone, without etcd).</summary>
     public ClusterMember? Cluster => _cluster;
 
-    /// <summary>Activating in a cluster: register in etcd, then open the replicas the cluster places here.</summary>
+    /// <summary>Replicated writes (null when the node runs alone).</summary>
+    public Replicator? Replicator => _replicator;
+
+    /// <summary>
+    /// Activating in a cluster: register in etcd, then open the replicas the cluster places here, every cluster
+    /// volume's channels forwarding through the replicator.
+    /// </summary>
     private void JoinCluster()
     {
-        _cluster = new ClusterMember(Settings, _volumes!, _logger) { ViewApplied = ApplyClusterView };
+        _replicator = new Replicator(_shards!, Target.Backend!.Nqn, Replicator.NodeHostNqn(Settings.ClusterId, Settings.NodeIndex), _logger);
+        _volumeTable.WrapChannel = _replicator.Wrap;
+        _cluster = new ClusterMember(Settings, _volumes!, _logger, _replicator) { ViewApplied = ApplyClusterView };
+        _replicator.DropInEtcd = _cluster.DropFromInSyncAsync;
         _cluster.JoinAsync($"{Settings.AdvertisedAddress}:{Port(Settings.Listen)}", $"{Settings.DiscoveryAdvertisedAddress}:{Port(Settings.Discovery)}")
             .GetAwaiter().GetResult();
     }
@@ -207,6 +220,7 @@ public sealed class NodeHost : IAsyncDisposable
     /// <summary>After each read of the cluster state: the peers' ports in the discovery log, the cluster's host lists.</summary>
     private void ApplyClusterView(ClusterView view)
     {
+        AllowPeers(view);
         AdvertisePeers(view);
         ApplyHostLists(view);
     }
@@ -227,6 +241,16 @@ public sealed class NodeHost : IAsyncDisposable
             Target.SetHostAccess(s, access);
             _logger.LogInformation("hosts of {Subsystem} from the cluster: {Access}", s.Nqn, access.IsAllowAny ? "any" : string.Join(",", access.Hosts));
         }
+    }
+
+    /// <summary>The backend subsystem admits the cluster's nodes (their host NQNs), no one else.</summary>
+    private void AllowPeers(ClusterView view)
+    {
+        var nodes = new List<string>();
+        foreach (int index in view.Nodes.Keys) nodes.Add(Replicator.NodeHostNqn(Settings.ClusterId, index));
+        var backend = Target.Backend!;
+        if (!backend.Access.IsAllowAny && backend.Access.Hosts.SetEquals(nodes)) return;
+        Target.SetHostAccess(backend, HostAccess.Only(nodes));
     }
 
     /// <summary>Every live peer's I/O port goes into this node's discovery log; a node that comes or goes changes it (AEN).</summary>

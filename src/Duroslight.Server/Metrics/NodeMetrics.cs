@@ -26,8 +26,8 @@ public sealed class NodeMetrics
     private readonly Gauge _ctrlIds, _state, _nodeInfo, _genctr, _connections, _controllers, _queues, _volumeSize, _volumeAllocated, _inFlight;
     private readonly Counter _volumeCommands, _volumeBytes, _commands, _bytes, _errors, _shardCpu, _shardLoop, _shardAllocated, _residentCpu;
     private readonly Gauge _resident, _startTime;
-    private readonly Gauge _leader, _clusterNodes, _replicaRole, _replicaInSync, _deviceFailed;
-    private readonly Counter _deviceErrors;
+    private readonly Gauge _leader, _clusterNodes, _replicaRole, _replicaInSync, _deviceFailed, _peerConnected;
+    private readonly Counter _deviceErrors, _replicationCommands, _replicationBytes, _replicationLatency;
     private HashSet<(string Name, string Kind)> _deviceLabels = [];
     private HashSet<(string Name, string Id)> _replicaLabels = [];
     private readonly GftlSeries? _gftl;
@@ -64,6 +64,10 @@ public sealed class NodeMetrics
         _deviceFailed = f.CreateGauge("duroslight_device_failed", "1 while a device (GFTL device, sparse volume file) is out of service after repeated errors or a stall.", "device", "kind");
         _deviceErrors = f.CreateCounter("duroslight_device_errors_total", "I/O errors a device returned since it was opened.", "device", "kind");
         _replicaInSync = f.CreateGauge("duroslight_replica_in_sync", "1 while this node's replica is in the volume's in-sync set.", "volume", "volume_id");
+        _peerConnected = f.CreateGauge("duroslight_replication_peer_connected", "1 while this node's replication link to the peer node is connected (0: lost).", "peer");
+        _replicationCommands = f.CreateCounter("duroslight_replication_commands_total", "Commands forwarded to the peer node and completed (writes, write-zeroes, deallocates, flushes).", "peer");
+        _replicationBytes = f.CreateCounter("duroslight_replication_bytes_total", "Data bytes forwarded to the peer node.", "peer");
+        _replicationLatency = f.CreateCounter("duroslight_replication_latency_seconds_total", "Sum of the forwards' round-trip times to the peer node (divide by commands for the mean).", "peer");
         // The store is open before the metrics endpoint starts, so which GFTL series exist is known here.
         if (node.StoreRecovery is not null || node.Gftl is not null) _gftl = new GftlSeries(f, node);
         _registry.AddBeforeCollectCallback(Collect);
@@ -142,6 +146,29 @@ public sealed class NodeMetrics
             _replicaInSync.RemoveLabelled(name, id);
         }
         _replicaLabels = labels;
+        Replication();
+    }
+
+    /// <summary>Peer links of this node's replicated writes: connection state, forwarded commands, bytes, round-trip time.</summary>
+    private void Replication()
+    {
+        if (_node.Replicator is not { } replicator) return;
+        foreach (var (node, connected, counters) in replicator.Links())
+        {
+            string peer = Int(node);
+            long commands = 0, bytes = 0;
+            double seconds = 0;
+            foreach (var c in counters)
+            {
+                commands += c.Commands;
+                bytes += c.Bytes;
+                seconds += c.Latency.TotalSeconds;
+            }
+            _peerConnected.WithLabels(peer).Set(connected ? 1 : 0);
+            _replicationCommands.WithLabels(peer).IncTo(commands);
+            _replicationBytes.WithLabels(peer).IncTo(bytes);
+            _replicationLatency.WithLabels(peer).IncTo(seconds);
+        }
     }
 
     private void Process()

@@ -65,6 +65,31 @@ public sealed class AnaTests
     }
 
     [Fact]
+    public void The_backend_subsystem_admits_only_listed_nodes_and_serves_a_namespace_whose_path_is_inaccessible_to_hosts()
+    {
+        const string Backend = "nqn.2026-11.io.duroslight:default.replication";
+        var fabric = new Fabric(new TargetOptions { BackendNqn = Backend });
+        fabric.AddVolume(1);
+        fabric.Target.SetAnaState(1, AnaState.Inaccessible); // a secondary replica
+        Assert.DoesNotContain(fabric.Target.Subsystems, s => s.IsBackend); // not a host-facing (or discovered) subsystem
+        Assert.False(fabric.Connect(subNqn: Backend).Cqe.Status.IsSuccess); // no node listed yet
+
+        fabric.Target.SetHostAccess(fabric.Target.Backend!, HostAccess.Only([Fabric.HostNqn]));
+        var io = fabric.Io(fabric.Admin(Backend), subNqn: Backend);
+        var block = new byte[512];
+        block.AsSpan().Fill(0x5A);
+        fabric.ExecOk(io, NvmeCommands.Write(1, 3, 1), block);
+        fabric.ExecOk(io, NvmeCommands.Flush(1));
+        var back = new byte[512];
+        fabric.ExecOk(io, NvmeCommands.Read(1, 3, 1), back);
+        Assert.Equal(block, back);
+
+        // The same host on the default subsystem: the path status, as for any host.
+        var (_, hostIo) = fabric.Controller();
+        Assert.Equal(NvmeStatus.AsymmetricAccessInaccessible, fabric.Exec(hostIo, NvmeCommands.Read(1, 3, 1), back).Status);
+    }
+
+    [Fact]
     public void Io_to_an_inaccessible_group_gets_the_path_status_and_runs_again_once_optimized()
     {
         var fabric = new Fabric();

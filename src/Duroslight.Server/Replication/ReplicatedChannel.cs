@@ -1,0 +1,177 @@
+using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Threading.Tasks.Sources;
+using Duroslight.Host;
+using Duroslight.Reactor;
+using Duroslight.Storage.Volumes;
+
+namespace Duroslight.Server.Replication;
+
+/// <summary>
+/// A cluster volume's channel on one shard: reads stay local; a write, write-zeroes, deallocate or flush runs on the
+/// local channel and goes, as the same NVMe command under the cluster's NSID, to every in-sync secondary over this
+/// shard's <see cref="PeerQueue"/> to it. It completes once the local operation and every secondary have it (or a
+/// secondary that failed is out of the in-sync set in etcd). The chunk is owned by this shard, so the forward and
+/// its completion stay on it. With no secondary (a secondary replica, a one-replica volume) it is the local channel.
+/// </summary>
+internal sealed class ReplicatedChannel(IVolumeChannel local, VolumeReplication replication, Shard shard, int blockSize) : IVolumeChannel
+{
+    private readonly Stack<ReplicationOp> _ops = new();
+
+    public VolumeReplication Replication => replication;
+
+    public Shard Shard => shard;
+
+    public ValueTask<StorageResult> ReadAsync(long offset, Memory<byte> destination) => local.ReadAsync(offset, destination);
+
+    public ValueTask<StorageResult> WriteAsync(long offset, ReadOnlyMemory<byte> source)
+    {
+        var targets = replication.Targets;
+        if (targets.Length == 0) return local.WriteAsync(offset, source);
+        var op = Rent();
+        op.Command = NvmeCommands.Write(replication.Nsid, Lba(offset), (int)(source.Length / blockSize));
+        op.Data = MemoryMarshal.AsMemory(source);
+        return op.Start(local.WriteAsync(offset, source), targets);
+    }
+
+    public ValueTask<StorageResult> WriteZeroesAsync(long offset, long length)
+    {
+        var targets = replication.Targets;
+        if (targets.Length == 0) return local.WriteZeroesAsync(offset, length);
+        var op = Rent();
+        op.Command = NvmeCommands.WriteZeroes(replication.Nsid, Lba(offset), (int)(length / blockSize));
+        return op.Start(local.WriteZeroesAsync(offset, length), targets);
+    }
+
+    public ValueTask<StorageResult> DeallocateAsync(long offset, long length)
+    {
+        var targets = replication.Targets;
+        if (targets.Length == 0) return local.DeallocateAsync(offset, length);
+        var op = Rent();
+        op.Command = NvmeCommands.DatasetManagement(replication.Nsid, 1);
+        op.Data = op.Range(Lba(offset), (uint)(length / blockSize));
+        return op.Start(local.DeallocateAsync(offset, length), targets);
+    }
+
+    public ValueTask<StorageResult> FlushAsync()
+    {
+        var targets = replication.Targets;
+        if (targets.Length == 0) return local.FlushAsync();
+        var op = Rent();
+        op.Command = NvmeCommands.Flush(replication.Nsid);
+        return op.Start(local.FlushAsync(), targets);
+    }
+
+    internal void Return(ReplicationOp op) => _ops.Push(op);
+
+    private ulong Lba(long offset) => (ulong)(offset / blockSize);
+
+    private ReplicationOp Rent() => _ops.TryPop(out var op) ? op : new ReplicationOp(this);
+}
+
+/// <summary>
+/// One replicated operation on one shard: the local operation plus one forwarded command per in-sync secondary,
+/// counted back in on the shard's thread. A secondary that fails it is dropped from the in-sync set
+/// (<see cref="VolumeReplication.AwaitDrop"/>) before this completes; if the drop cannot be made, the operation
+/// fails (the write is not acknowledged). Pooled per channel and awaited through its own value-task source, so a
+/// replicated write allocates nothing.
+/// </summary>
+internal sealed class ReplicationOp : IValueTaskSource<StorageResult>, IShardWork
+{
+    private const int DsmRangeSize = 16;
+    private readonly ReplicatedChannel _owner;
+    private readonly Action _localDone;
+    private readonly byte[] _range = new byte[DsmRangeSize];
+    private ManualResetValueTaskSourceCore<StorageResult> _core;
+    private ValueTaskAwaiter<StorageResult> _local;
+    private StorageResult _localResult;
+    private int _pending;
+    private volatile bool _dropFailed;
+
+    public ReplicationOp(ReplicatedChannel owner)
+    {
+        _owner = owner;
+        _localDone = OnLocalDone;
+    }
+
+    /// <summary>The command every secondary gets (the cluster's NSID is the same on every node) and its data.</summary>
+    public NvmeCommand Command;
+    public Memory<byte> Data;
+
+    public Shard Shard => _owner.Shard;
+
+    /// <summary>A one-range Dataset Management (deallocate) payload in this op's buffer.</summary>
+    public Memory<byte> Range(ulong slba, uint blocks)
+    {
+        var r = _range.AsSpan();
+        r.Clear();
+        BinaryPrimitives.WriteUInt32LittleEndian(r[4..], blocks);
+        BinaryPrimitives.WriteUInt64LittleEndian(r[8..], slba);
+        return _range;
+    }
+
+    public ValueTask<StorageResult> Start(ValueTask<StorageResult> local, PeerLink[] targets)
+    {
+        _pending = targets.Length + 1;
+        _localResult = StorageResult.Ok;
+        _dropFailed = false;
+        var version = _core.Version;
+        int shard = _owner.Shard.Index;
+        foreach (var link in targets)
+            if (!link.Queues[shard].Submit(this)) _owner.Replication.AwaitDrop(link.Node, this);
+        if (local.IsCompleted) LocalDone(local.Result);
+        else
+        {
+            _local = local.GetAwaiter();
+            _local.UnsafeOnCompleted(_localDone);
+        }
+        return new ValueTask<StorageResult>(this, version);
+    }
+
+    /// <summary>A secondary answered (or its queue failed); on the shard.</summary>
+    public void RemoteDone(PeerLink link, bool ok)
+    {
+        if (ok) Arrive();
+        else _owner.Replication.AwaitDrop(link.Node, this);
+    }
+
+    /// <summary>Any thread: the drop this op waited for is over; <see cref="Execute"/> follows on the shard.</summary>
+    public void DropDone(bool succeeded)
+    {
+        if (!succeeded) _dropFailed = true;
+        _owner.Shard.Post(this);
+    }
+
+    /// <summary>On the shard: a drop this op waited for is over.</summary>
+    public void Execute() => Arrive();
+
+    public StorageResult GetResult(short token)
+    {
+        var result = _core.GetResult(token);
+        _core.Reset();
+        Data = default;
+        _local = default;
+        _owner.Return(this);
+        return result;
+    }
+
+    public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
+
+    public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+        _core.OnCompleted(continuation, state, token, flags);
+
+    private void OnLocalDone() => LocalDone(_local.GetResult());
+
+    private void LocalDone(StorageResult result)
+    {
+        _localResult = result;
+        Arrive();
+    }
+
+    private void Arrive()
+    {
+        if (--_pending != 0) return;
+        _core.SetResult(_localResult != StorageResult.Ok ? _localResult : _dropFailed ? StorageResult.MediaError : StorageResult.Ok);
+    }
+}

@@ -1,0 +1,152 @@
+using System.Collections.Concurrent;
+using Duroslight.Protocol.Subsystems;
+using Duroslight.Reactor;
+using Duroslight.Server.Cluster;
+using Duroslight.Storage.Volumes;
+using Microsoft.Extensions.Logging;
+
+namespace Duroslight.Server.Replication;
+
+/// <summary>
+/// Replicated writes on this node (docs/ARCHITECTURE.md, "Replicated writes"): every cluster volume's channels are
+/// <see cref="ReplicatedChannel"/>s; for the volumes this node is primary of, <see cref="PrepareAsync"/> connects a
+/// <see cref="PeerLink"/> to every live in-sync secondary (one per peer node, shared by its volumes) and points the
+/// volume's forwarding at them; a peer that is gone is dropped from the in-sync set through
+/// <see cref="DropInEtcd"/>. Control path only (the cluster's reconcile loop); the shards read the results.
+/// </summary>
+public sealed class Replicator(ShardGroup shards, string backendNqn, string hostNqn, ILogger logger) : IAsyncDisposable
+{
+    /// <summary>A forwarded command that gets no completion for this long fails its peer queue (the peer is hung).</summary>
+    public const int PeerTimeoutMs = 5000;
+    private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(5);
+    private readonly ConcurrentDictionary<Guid, VolumeReplication> _volumes = new();
+    private readonly Dictionary<int, PeerLink> _links = [];
+    private readonly ConcurrentDictionary<int, PeerCounters[]> _counters = new();
+    private readonly SemaphoreSlim _linksGate = new(1, 1);
+
+    /// <summary>The backend subsystem's NQN (<see cref="TargetOptions.BackendNqn"/>) for a cluster's default subsystem.</summary>
+    public static string BackendNqnFor(string subsystemNqn) => subsystemNqn + ".replication";
+
+    /// <summary>The host NQN a node connects to its peers' backend subsystems with.</summary>
+    public static string NodeHostNqn(string cluster, int node) =>
+        $"nqn.2026-11.io.duroslight:cluster:{cluster}:node-{node.ToString("D2", System.Globalization.CultureInfo.InvariantCulture)}";
+
+    /// <summary>Removes a node from a volume's in-sync set in etcd; true once it is not in it.</summary>
+    public Func<Guid, int, Task<bool>> DropInEtcd { get; set; } = static (_, _) => Task.FromResult(false);
+
+    /// <summary>The volume table's channel wrapper: every cluster volume's channel forwards through its replication.</summary>
+    public IVolumeChannel Wrap(IBlockVolume volume, StorageShard shard, IVolumeChannel local) =>
+        new ReplicatedChannel(local, For(volume.Id), shards[shard.Index], volume.BlockSize);
+
+    /// <summary>In-sync secondaries this node forwards the volume's writes to (metrics, tests).</summary>
+    public IReadOnlyList<int> ForwardingTo(Guid volume)
+    {
+        if (!_volumes.TryGetValue(volume, out var r)) return [];
+        var nodes = new List<int>();
+        foreach (var l in r.Targets) nodes.Add(l.Node);
+        return nodes;
+    }
+
+    /// <summary>Peer links by node (metrics): connected or lost, and the forwarding counters of every shard.</summary>
+    public IReadOnlyList<(int Node, bool Connected, PeerCounters[] Counters)> Links()
+    {
+        lock (_links)
+        {
+            var list = new List<(int, bool, PeerCounters[])>();
+            foreach (var (node, link) in _links) list.Add((node, !link.IsLost, CountersOf(node)));
+            return list;
+        }
+    }
+
+    /// <summary>
+    /// This node is <paramref name="v"/>'s primary: forward to every live in-sync secondary whose replica is open.
+    /// True when it may serve hosts (every such secondary connected); a secondary that is not live is dropped from
+    /// the in-sync set (writes wait for that).
+    /// </summary>
+    public async Task<bool> PrepareAsync(VolumeRecord v, ClusterView view, int self)
+    {
+        var replication = For(v.Id);
+        replication.Nsid = v.Nsid;
+        var links = new List<PeerLink>();
+        bool ready = true;
+        foreach (int node in v.InSync)
+        {
+            if (node == self || replication.WasDropped(node)) continue;
+            if (!view.Alive.ContainsKey(node))
+            {
+                replication.AwaitDrop(node, null);
+                continue;
+            }
+            var link = view.ReplicaState(v.Id, node) == "open" && view.Nodes.TryGetValue(node, out var record)
+                ? await EnsureLinkAsync(node, record.Io).ConfigureAwait(false) : null;
+            if (link is null) ready = false;
+            else links.Add(link);
+        }
+        if (ready) replication.SetTargets(links);
+        return ready;
+    }
+
+    /// <summary>This node is not (or no longer) the volume's primary: nothing to forward.</summary>
+    public void Demote(Guid volume)
+    {
+        if (_volumes.TryGetValue(volume, out var r)) r.SetTargets([]);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        PeerLink[] links;
+        lock (_links) links = [.. _links.Values];
+        foreach (var link in links) await link.CloseAsync().ConfigureAwait(false);
+    }
+
+    private PeerCounters[] CountersOf(int node) => _counters.GetOrAdd(node, _ =>
+    {
+        var counters = new PeerCounters[shards.Count];
+        for (int i = 0; i < counters.Length; i++) counters[i] = new PeerCounters();
+        return counters;
+    });
+
+    private VolumeReplication For(Guid id) => _volumes.GetOrAdd(id, i => new VolumeReplication(i, (v, n) => DropInEtcd(v, n), logger));
+
+    /// <summary>The link to <paramref name="node"/>, connecting a new one if there is none or it was lost; null if it cannot connect now.</summary>
+    private async Task<PeerLink?> EnsureLinkAsync(int node, string io)
+    {
+        await _linksGate.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            lock (_links)
+                if (_links.TryGetValue(node, out var existing) && !existing.IsLost) return existing;
+            int colon = io.LastIndexOf(':');
+            string host = io[..colon].Trim('[', ']');
+            int port = int.Parse(io.AsSpan(colon + 1), System.Globalization.CultureInfo.InvariantCulture);
+            using var timeout = new CancellationTokenSource(ConnectTimeout);
+            PeerLink link;
+            try
+            {
+                link = await PeerLink.ConnectAsync(node, host, port, backendNqn, hostNqn, shards, CountersOf(node), PeerTimeoutMs, timeout.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                logger.LogWarning("replication link to node {Node} ({Address}): {Error}", node, io, e.Message);
+                return null;
+            }
+            link.Lost = OnLinkLost;
+            lock (_links) _links[node] = link;
+            logger.LogInformation("replication link to node {Node} ({Address}): {Queues} queues", node, io, link.Queues.Length);
+            return link;
+        }
+        finally
+        {
+            _linksGate.Release();
+        }
+    }
+
+    /// <summary>A peer died, hung or failed a command: every volume forwarding to it drops it from its in-sync set.</summary>
+    private void OnLinkLost(PeerLink link, string reason)
+    {
+        logger.LogWarning("replication link to node {Node} lost: {Reason}", link.Node, reason);
+        foreach (var r in _volumes.Values)
+            if (Array.IndexOf(r.Targets, link) >= 0) r.AwaitDrop(link.Node, null);
+        _ = link.CloseAsync();
+    }
+}
