@@ -280,7 +280,9 @@ public sealed unsafe class Shard
             work.Execute();
             worked = true;
         }
-        while (_local.TryDequeue(out var work))
+        // Only what was queued before this pass: work that re-posts itself (the GFTL collector's slices) runs again
+        // after the next reap, so the I/O it shares the shard with goes on in between.
+        for (int n = _local.Count; n > 0 && _local.TryDequeue(out var work); n--)
         {
             work.Execute();
             worked = true;

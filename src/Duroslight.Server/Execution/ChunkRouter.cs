@@ -23,7 +23,7 @@ internal sealed class ChunkRouter
         Shards = shards;
         Volumes = volumes;
         var storageShards = new StorageShard[shards.Count];
-        for (int i = 0; i < storageShards.Length; i++) storageShards[i] = new StorageShard(i, shards.Count, BlockIo.Instrumented(shards[i].DeviceIo));
+        for (int i = 0; i < storageShards.Length; i++) storageShards[i] = new StorageShard(i, shards.Count, BlockIo.Instrumented(shards[i].DeviceIo), new ShardPoster(shards[i]));
         volumes.AttachShards(storageShards);
     }
 
@@ -37,4 +37,16 @@ internal sealed class ChunkRouter
     /// <summary>Starts <paramref name="request"/> with its slot's <paramref name="fanOut"/>; call on the connection's shard.</summary>
     public void Route(StorageRequest request, RequestFanOut fanOut, IStorageCompletion completion) =>
         fanOut.Start(request, completion, Shard.Current ?? throw new InvalidOperationException("not on a shard"));
+}
+
+/// <summary>Storage's view of a shard's work queue: background storage work (the GFTL collector) runs on the shard.</summary>
+internal sealed class ShardPoster(Shard shard) : IWorkPoster
+{
+    /// <summary>One small object per post: posts are per collector slice (a segment), not per I/O.</summary>
+    public void Post(Action work) => shard.Post(new Work(work));
+
+    private sealed class Work(Action work) : IShardWork
+    {
+        public void Execute() => work();
+    }
 }

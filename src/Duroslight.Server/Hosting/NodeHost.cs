@@ -178,6 +178,7 @@ public sealed class NodeHost : IAsyncDisposable
         if (_control is not null) await _control.DisposeAsync().ConfigureAwait(false);
         if (_metrics is not null) await _metrics.DisposeAsync().ConfigureAwait(false);
         if (_transport is not null) await _transport.DisposeAsync().ConfigureAwait(false);
+        Gftl?.StopCollector(); // its slices run on the shards
         _shards?.Dispose();
         _deviceWatch?.Dispose();
         DeviceHealth.DeviceFailed -= OnDeviceFailed;

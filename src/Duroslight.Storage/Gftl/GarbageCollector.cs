@@ -8,8 +8,10 @@ namespace Duroslight.Storage.Gftl;
 /// Reclaims segments: picks the closed segment with the fewest live blocks, copies what is still referenced (and
 /// the trims still needed) into its own open segment as new records that keep the original sequence numbers,
 /// repoints the maps, makes the copies durable, waits until no read can still be using the old locations, and
-/// frees the segment. Runs in the background when free segments run low (a few segments per shard per pass), and
-/// in the foreground when a write finds no free segment. One collection at a time.
+/// frees the segment. Runs when free segments run low (background) or a write finds none (a partition asks for
+/// room), in slices of one victim segment on the shard of the partition that asked (its <see cref="Partition.Poster"/>),
+/// re-posting itself between slices so the shard's host I/O runs in between; without a reactor the same slices run on
+/// the thread pool. One collection at a time: a caller that finds it busy never waits on a lock.
 /// </summary>
 internal sealed class GarbageCollector : IAsyncDisposable
 {
@@ -18,12 +20,19 @@ internal sealed class GarbageCollector : IAsyncDisposable
     private const int ForegroundBatch = 4;
 
     private readonly GftlLog _core;
-    private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly NativeBuffer _victim;
     private readonly NativeBuffer _output = new(RecordFormat.HeaderSize + (MaxBatchBlocks * GftlLayout.BlockSize));
-    private readonly CancellationTokenSource _stop = new();
-    private readonly SemaphoreSlim _wake = new(0, 1);
+    private readonly List<Partition> _waiters = [];
+    private readonly Action _slice;
+    private readonly int[] _epochs;
     private int _nudged;
+    private int _running;
+    private bool _background;
+    private volatile bool _stopping;
+    private bool _stopped;
+    private bool _draining;
+    private bool _durable;
+    private IWorkPoster? _poster;
     private readonly List<Move> _moves = [];
     private readonly List<Extent> _extents = [];
     private readonly List<ParsedRecord> _records = [];
@@ -31,21 +40,26 @@ internal sealed class GarbageCollector : IAsyncDisposable
     private Segment? _open;
     private Segment? _lastWritten;
     private long _lastLocation;
-    private Task _loop = Task.CompletedTask;
     private long _relocatedBlocks;
     private long _recordBlocks;
     private long _segmentsCleaned;
+    private long _slices;
 
     public GarbageCollector(GftlLog core)
     {
         _core = core;
         _victim = new NativeBuffer(core.Devices.SegmentBytes);
+        _epochs = new int[core.Partitions.Length];
+        _slice = RunSlice;
         LowWater = LowWaterFor(core.Allocator, core.Partitions.Length);
     }
 
     public long RelocatedBlocks => Interlocked.Read(ref _relocatedBlocks);
     public long RecordBlocks => Interlocked.Read(ref _recordBlocks);
     public long SegmentsCleaned => Interlocked.Read(ref _segmentsCleaned);
+
+    /// <summary>Slices run so far (two or more per batch: empty the victim, then free it once readers are gone).</summary>
+    public long Slices => Interlocked.Read(ref _slices);
 
     /// <summary>
     /// Free segments below this start background cleaning: the reserve plus 4 MiB per partition (room for the
@@ -60,64 +74,63 @@ internal sealed class GarbageCollector : IAsyncDisposable
         return allocator.Reserve + Math.Max(1, Math.Min(headroom, (allocator.Segments.Length / 8) - allocator.Reserve));
     }
 
-    /// <summary>
-    /// Starts the background loop. A pass cleans <paramref name="segmentsPerShardPerPass"/> default-size (4 MiB)
-    /// segments' worth per shard, so a device formatted with smaller segments is not collected more slowly.
-    /// </summary>
-    public void Start(int segmentsPerShardPerPass) =>
-        _loop = Task.Run(() => RunAsync(segmentsPerShardPerPass * _core.Partitions.Length * SegmentsPerDefaultSegment(_core.Allocator)));
+    /// <summary>Turns on background cleaning: from now on <see cref="Nudge"/> starts slices when free segments run low.</summary>
+    public void Start() => Volatile.Write(ref _background, true);
 
     private static int SegmentsPerDefaultSegment(SegmentAllocator allocator) =>
         Math.Max(1, GftlLayout.DefaultSegmentBytes / (allocator.BlocksPerSegment * GftlLayout.BlockSize));
 
     /// <summary>
-    /// A user segment was opened: wakes the background loop if free segments are now below <see cref="LowWater"/>.
-    /// Once per segment at most, never per I/O; the loop's continuation runs on the thread pool, not here.
+    /// A user segment was opened by <paramref name="partition"/> (on its shard): starts slices there if free segments
+    /// are now below <see cref="LowWater"/>. Once per segment at most, never per I/O.
     /// </summary>
-    public void Nudge()
+    public void Nudge(Partition partition)
     {
-        if (_core.Allocator.FreeCount < LowWater && Interlocked.Exchange(ref _nudged, 1) == 0)
+        if (Volatile.Read(ref _background) && _core.Allocator.FreeCount < LowWater && Interlocked.Exchange(ref _nudged, 1) == 0)
         {
-            _wake.Release();
-        }
-    }
-
-    /// <summary>Foreground: cleans until a user write can open a segment. False when nothing can be reclaimed (truly full).</summary>
-    public async ValueTask<bool> MakeRoomAsync()
-    {
-        await _gate.WaitAsync().ConfigureAwait(false);
-        try
-        {
-            while (_core.Allocator.FreeCount <= _core.Allocator.Reserve)
-            {
-                if (await CleanBatchAsync(ForegroundBatch).ConfigureAwait(false) == 0)
-                {
-                    return false;
-                }
-            }
-
-            return true;
-        }
-        finally
-        {
-            _gate.Release();
+            Kick(partition);
         }
     }
 
     /// <summary>
+    /// Foreground: <paramref name="partition"/> found no free segment. The collector cleans until a user write can open
+    /// one, then calls <see cref="Partition.RoomMade"/> on the partition's shard (false when nothing can be reclaimed).
+    /// </summary>
+    public void RequestRoom(Partition partition)
+    {
+        lock (_waiters)
+        {
+            _waiters.Add(partition);
+        }
+
+        Kick(partition);
+    }
+
+    /// <summary>
     /// Cleans up to <paramref name="maxSegments"/> segments (or fewer if nothing is worth it, or once
-    /// <paramref name="untilFree"/> segments are free: cleaning ahead of need picks fuller victims); returns how many it freed.
+    /// <paramref name="untilFree"/> segments are free); returns how many it freed. Control path and tests, off the
+    /// reactor: waits by polling for a running collection to finish its slices, and for readers.
     /// </summary>
     public async Task<int> CollectAsync(int maxSegments, int untilFree = int.MaxValue)
     {
-        await _gate.WaitAsync().ConfigureAwait(false);
+        while (Interlocked.CompareExchange(ref _running, 1, 0) != 0)
+        {
+            await Task.Delay(1).ConfigureAwait(false);
+        }
+
         try
         {
             int freed = 0;
             while (freed < maxSegments && _core.Allocator.FreeCount < untilFree)
             {
                 int want = Math.Min(maxSegments - freed, (int)Math.Min(ForegroundBatch, (long)untilFree - _core.Allocator.FreeCount));
-                int batch = await CleanBatchAsync(want).ConfigureAwait(false);
+                await BeginBatchAsync(want).ConfigureAwait(false);
+                while (!ReadersDrained())
+                {
+                    await Task.Delay(1).ConfigureAwait(false);
+                }
+
+                int batch = await FinishBatchAsync().ConfigureAwait(false);
                 if (batch == 0)
                 {
                     break;
@@ -130,15 +143,40 @@ internal sealed class GarbageCollector : IAsyncDisposable
         }
         finally
         {
-            _gate.Release();
+            GoIdle();
+        }
+    }
+
+    /// <summary>
+    /// Stops collecting: a running collection ends after its current slice (it finishes a batch it began). Call while
+    /// the shards still run: a slice posted to a stopped shard never runs, so the wait is bounded. Idempotent.
+    /// </summary>
+    public async ValueTask StopAsync()
+    {
+        if (_stopping)
+        {
+            return;
+        }
+
+        _stopping = true;
+        for (int i = 0; i < 30_000 && !_stopped; i++)
+        {
+            _stopped = Interlocked.CompareExchange(ref _running, 1, 0) == 0;
+            if (!_stopped)
+            {
+                await Task.Delay(1).ConfigureAwait(false);
+            }
         }
     }
 
     public async ValueTask DisposeAsync()
     {
-        await _stop.CancelAsync().ConfigureAwait(false);
-        await _loop.ConfigureAwait(false);
-        await _gate.WaitAsync().ConfigureAwait(false);
+        await StopAsync().ConfigureAwait(false);
+        if (!_stopped)
+        {
+            return; // a slice still holds the buffers (its shard stopped under it): leak them rather than free them under it
+        }
+
         if (_open is not null)
         {
             _core.Allocator.Close(_open);
@@ -148,43 +186,165 @@ internal sealed class GarbageCollector : IAsyncDisposable
         _output.Free();
     }
 
-    /// <summary>
-    /// Sleeps until <see cref="Nudge"/> says free segments ran low (no timer: a 20 ms poll woke a thread-pool
-    /// worker 50 times a second, which then spun on the shard's CPU), then cleans a pass every 20 ms until they
-    /// are above <see cref="LowWater"/> again.
-    /// </summary>
-    private async Task RunAsync(int budget)
+    /// <summary>Starts slices on <paramref name="from"/>'s shard unless a collection is already running (it sees the new demand).</summary>
+    private void Kick(Partition? from)
     {
-        try
+        if (_stopping || Interlocked.CompareExchange(ref _running, 1, 0) != 0)
         {
-            while (!_stop.IsCancellationRequested)
+            return;
+        }
+
+        _poster = from?.Poster ?? AnyPoster();
+        Post();
+    }
+
+    private IWorkPoster? AnyPoster()
+    {
+        foreach (Partition partition in _core.Partitions)
+        {
+            if (partition.Poster is { } poster)
             {
-                if (_core.Allocator.FreeCount >= LowWater)
-                {
-                    Volatile.Write(ref _nudged, 0);
-                    if (_core.Allocator.FreeCount >= LowWater)
-                    {
-                        await _wake.WaitAsync(_stop.Token).ConfigureAwait(false);
-                    }
-
-                    continue;
-                }
-
-                await CollectAsync(budget, LowWater).ConfigureAwait(false);
-                await Task.Delay(20, _stop.Token).ConfigureAwait(false);
+                return poster;
             }
         }
-        catch (OperationCanceledException)
+
+        return null;
+    }
+
+    private void Post()
+    {
+        if (_poster is { } poster)
         {
+            poster.Post(_slice);
+        }
+        else
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(static slice => slice(), _slice, preferLocal: false);
+        }
+    }
+
+    private void RunSlice() => _ = SliceAsync();
+
+    /// <summary>
+    /// One slice: either empties one victim (copies, repoints, syncs, flips the read epochs), or, once the readers of
+    /// the old locations are gone, frees it; then re-posts itself while there is demand. Every await inside is device
+    /// I/O through the running thread's <see cref="BlockIo.Current"/>, which on a shard completes on the shard.
+    /// </summary>
+    private async Task SliceAsync()
+    {
+        Interlocked.Increment(ref _slices);
+        try
+        {
+            if (_draining)
+            {
+                if (!ReadersDrained())
+                {
+                    Post();
+                    return;
+                }
+
+                int freed = await FinishBatchAsync().ConfigureAwait(false);
+                AnswerWaiters(freed);
+                if (freed > 0 && !_stopping && Wanted())
+                {
+                    Post();
+                    return;
+                }
+            }
+            else if (!_stopping && Wanted())
+            {
+                AnswerWaiters(-1);
+                await BeginBatchAsync(1).ConfigureAwait(false);
+                Post();
+                return;
+            }
+        }
+        catch (Exception)
+        {
+            _draining = false;
+            AnswerAll(false);
+        }
+
+        GoIdle();
+    }
+
+    /// <summary>Background: below the low-water mark; foreground: a partition waits for room.</summary>
+    private bool Wanted()
+    {
+        if (Volatile.Read(ref _background) && _core.Allocator.FreeCount < LowWater)
+        {
+            return true;
+        }
+
+        lock (_waiters)
+        {
+            return _waiters.Count > 0;
+        }
+    }
+
+    /// <summary>Answers the waiting partitions once a user write can open a segment, or when a batch freed nothing (<paramref name="freed"/> 0).</summary>
+    private void AnswerWaiters(int freed)
+    {
+        if (_core.Allocator.FreeCount > _core.Allocator.Reserve)
+        {
+            AnswerAll(true);
+        }
+        else if (freed == 0)
+        {
+            AnswerAll(false);
+        }
+    }
+
+    private void AnswerAll(bool room)
+    {
+        Partition[] waiting;
+        lock (_waiters)
+        {
+            if (_waiters.Count == 0)
+            {
+                return;
+            }
+
+            waiting = [.. _waiters];
+            _waiters.Clear();
+        }
+
+        foreach (Partition partition in waiting)
+        {
+            if (partition.Poster is { } poster)
+            {
+                poster.Post(room ? partition.RoomMadeAction : partition.NoRoomAction);
+            }
+            else
+            {
+                partition.RoomMade(room);
+            }
+        }
+    }
+
+    /// <summary>Ends a collection; picks up a room request that arrived while it was ending. The next segment opened below the low-water mark nudges again.</summary>
+    private void GoIdle()
+    {
+        Volatile.Write(ref _nudged, 0);
+        Volatile.Write(ref _running, 0);
+        bool waiting;
+        lock (_waiters)
+        {
+            waiting = _waiters.Count > 0;
+        }
+
+        if (waiting)
+        {
+            Kick(null);
         }
     }
 
     /// <summary>
-    /// Empties up to <paramref name="max"/> victims, then frees them together: one sync of the devices (the copies,
-    /// and every write that outranks what the victims held, must be durable before the victims are reused) and one
-    /// read grace period. Returns how many segments it freed.
+    /// Empties up to <paramref name="max"/> victims and makes the copies durable (the copies, and every write that
+    /// outranks what the victims held, must be on the device before the victims are reused), then flips every
+    /// partition's read epoch: the victims are freed by <see cref="FinishBatchAsync"/> once <see cref="ReadersDrained"/>.
     /// </summary>
-    private async ValueTask<int> CleanBatchAsync(int max)
+    private async ValueTask BeginBatchAsync(int max)
     {
         _emptied.Clear();
         while (_emptied.Count < max && PickVictim() is { } victim)
@@ -197,12 +357,37 @@ internal sealed class GarbageCollector : IAsyncDisposable
             }
         }
 
-        bool durable = _emptied.Count > 0 && await _core.FlushAsync().ConfigureAwait(false) == StorageResult.Ok;
-        await WaitForReadersAsync().ConfigureAwait(false);
+        _durable = _emptied.Count > 0 && await _core.FlushAsync().ConfigureAwait(false) == StorageResult.Ok;
+        for (int i = 0; i < _epochs.Length; i++)
+        {
+            _epochs[i] = _core.Partitions[i].FlipReadEpoch();
+        }
+
+        _draining = true;
+    }
+
+    /// <summary>No read that started before the batch's epoch flip is still using the victims' old locations.</summary>
+    private bool ReadersDrained()
+    {
+        for (int i = 0; i < _epochs.Length; i++)
+        {
+            if (!_core.Partitions[i].ReadersDrained(_epochs[i]))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>Frees the batch's victims that are durable and empty (the rest close again); returns how many it freed.</summary>
+    private async ValueTask<int> FinishBatchAsync()
+    {
+        _draining = false;
         int freed = 0;
         foreach (Segment victim in _emptied)
         {
-            if (durable && Volatile.Read(ref victim.Live) == 0 && await EraseAsync(victim).ConfigureAwait(false))
+            if (_durable && Volatile.Read(ref victim.Live) == 0 && await EraseAsync(victim).ConfigureAwait(false))
             {
                 _core.Allocator.Release(victim);
                 freed++;
@@ -213,6 +398,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
             }
         }
 
+        _emptied.Clear();
         Interlocked.Add(ref _segmentsCleaned, freed);
         return freed;
     }
@@ -517,18 +703,6 @@ internal sealed class GarbageCollector : IAsyncDisposable
         }
 
         return false;
-    }
-
-    private async ValueTask WaitForReadersAsync()
-    {
-        foreach (Partition partition in _core.Partitions)
-        {
-            int epoch = partition.FlipReadEpoch();
-            while (!partition.ReadersDrained(epoch))
-            {
-                await Task.Delay(1).ConfigureAwait(false);
-            }
-        }
     }
 
     private readonly record struct Move(Guid Volume, long Lba, long Seq, long From, int SourceBlock);

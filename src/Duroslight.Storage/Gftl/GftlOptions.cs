@@ -32,9 +32,6 @@ public sealed record GftlOptions
     /// <summary>Clean segments in the background; tests turn it off to drive GC by hand.</summary>
     public bool BackgroundGc { get; init; } = true;
 
-    /// <summary>At most this many 4 MiB segments' worth (more, smaller ones on small devices) are cleaned per background pass, per shard.</summary>
-    public int GcSegmentsPerPass { get; init; } = 2;
-
     /// <summary>Recovery progress as it changes (start-up only), for status and metrics.</summary>
     public Action<GftlRecoveryProgress>? Progress { get; init; }
 

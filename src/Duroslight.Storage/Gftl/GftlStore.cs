@@ -42,7 +42,7 @@ public sealed class GftlStore : IVolumeStore
             _core.Collector = new GarbageCollector(_core);
             if (options.BackgroundGc)
             {
-                _core.Collector.Start(options.GcSegmentsPerPass);
+                _core.Collector.Start();
             }
         }
         catch
@@ -163,6 +163,9 @@ public sealed class GftlStore : IVolumeStore
     }
 
     public long GcSegmentsCleaned => _core.Collector.SegmentsCleaned;
+
+    /// <summary>Collector slices run (each bounded to about one victim segment's work).</summary>
+    public long GcSlices => _core.Collector.Slices;
 
     /// <summary>Runs the collector now (tests, benchmarks); returns the segments it freed.</summary>
     public Task<int> CollectGarbageAsync(int maxSegments = int.MaxValue) => _core.Collector.CollectAsync(maxSegments);
@@ -313,6 +316,12 @@ public sealed class GftlStore : IVolumeStore
             return Visible(id);
         }
     }
+
+    /// <summary>
+    /// Stops the collector, whose slices run on the reactor's shards: the host calls this before it stops the
+    /// shards (<see cref="Dispose"/> does it too, for stores used without a reactor).
+    /// </summary>
+    public void StopCollector() => _core.Collector.StopAsync().AsTask().GetAwaiter().GetResult();
 
     /// <summary>Graceful stop: stops the collector, makes everything durable and writes the checkpoint.</summary>
     public void Dispose()

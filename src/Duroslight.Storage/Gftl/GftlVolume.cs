@@ -111,8 +111,20 @@ internal sealed class GftlVolume : IBlockVolume
     public ValueTask<StorageResult> FlushAsync() =>
         _closed ? new(StorageResult.MediaError) : _core.Devices.OutOfService ? new(StorageResult.DeviceFailed) : _core.FlushAsync();
 
-    /// <summary>The shard's partition, held by the channel rather than derived per chunk.</summary>
-    public IVolumeChannel OpenChannel(StorageShard shard) => new GftlChannel(this, _core.PartitionOf(shard));
+    /// <summary>
+    /// The shard's partition, held by the channel rather than derived per chunk; the shard's poster is registered
+    /// with the partition, so the collector and room waits run on the shard.
+    /// </summary>
+    public IVolumeChannel OpenChannel(StorageShard shard)
+    {
+        Partition partition = _core.PartitionOf(shard);
+        if (shard.Poster is { } poster)
+        {
+            partition.Poster = poster;
+        }
+
+        return new GftlChannel(this, partition);
+    }
 
     /// <summary>No-op: the store owns the volume.</summary>
     public void Dispose()

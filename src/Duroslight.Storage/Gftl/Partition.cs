@@ -57,6 +57,9 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
     private Segment? _open;
     private int _writing;
     private bool _awaitingRoom;
+    private IWorkPoster? _poster;
+    private Action? _roomMade;
+    private Action? _noRoom;
     private int _readEpoch;
     private long _userBlocks;
     private long _recordBlocks;
@@ -206,7 +209,7 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
         }
         else if (wantRoom)
         {
-            _ = MakeRoomAsync();
+            core.Collector.RequestRoom(this);
         }
     }
 
@@ -291,10 +294,24 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
         RecordFormat.Seal(buffer, batch.Records.Count, block, key);
     }
 
-    /// <summary>No free segment for the queue: the collector cleans (foreground), then the queue goes on, or fails as out of space.</summary>
-    private async Task MakeRoomAsync()
+    /// <summary><see cref="RoomMade"/> as delegates to post (cached: no allocation per answer).</summary>
+    public Action RoomMadeAction => _roomMade ??= () => RoomMade(true);
+
+    public Action NoRoomAction => _noRoom ??= () => RoomMade(false);
+
+    /// <summary>Runs partition work on the partition's shard (registered when a channel opens there), else on the calling thread.</summary>
+    public IWorkPoster? Poster
     {
-        bool room = await core.Collector.MakeRoomAsync().ConfigureAwait(false);
+        get => Volatile.Read(ref _poster);
+        set => Volatile.Write(ref _poster, value);
+    }
+
+    /// <summary>
+    /// The collector's answer to <see cref="GarbageCollector.RequestRoom"/> (on this partition's shard): the queue
+    /// goes on, or fails as out of space.
+    /// </summary>
+    public void RoomMade(bool room)
+    {
         RecordBatch? batch = null;
         bool wantRoom = false;
         PendingRecord[] failed = [];
@@ -720,7 +737,7 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
         }
 
         _open = core.Allocator.TryOpen(forCollector: false);
-        core.Collector?.Nudge(); // null only while the store is starting
+        core.Collector?.Nudge(this); // null only while the store is starting
         return _open is not null && _open.Blocks >= blocks;
     }
 

@@ -25,6 +25,14 @@ public interface IVolumeChannel
 /// <summary>
 /// The shard a channel serves. <paramref name="Index"/> is its place among <paramref name="Count"/> shards, the
 /// owner that <see cref="Chunking.ChunkMap.OwnerShard"/> names for a chunk (and, in the GFTL, the partition that
-/// holds that chunk's map); <paramref name="Io"/> is its device I/O (the shard's ring on the reactor).
+/// holds that chunk's map); <paramref name="Io"/> is its device I/O (the shard's ring on the reactor);
+/// <paramref name="Poster"/> runs work on the shard's thread (null off the reactor), so background storage work
+/// (the GFTL collector) can run there in slices between host I/O.
 /// </summary>
-public readonly record struct StorageShard(int Index, int Count, IBlockIo Io);
+public readonly record struct StorageShard(int Index, int Count, IBlockIo Io, IWorkPoster? Poster = null);
+
+/// <summary>Runs work later on one thread (a reactor shard), after what is already queued there.</summary>
+public interface IWorkPoster
+{
+    void Post(Action work);
+}
