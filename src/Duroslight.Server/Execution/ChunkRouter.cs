@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using Duroslight.Protocol.Engine;
 using Duroslight.Protocol.Nvme;
 using Duroslight.Reactor;
@@ -42,8 +43,10 @@ internal sealed class ChunkRouter
 /// <summary>Storage's view of a shard's work queue: background storage work (the GFTL collector) runs on the shard.</summary>
 internal sealed class ShardPoster(Shard shard) : IWorkPoster
 {
-    /// <summary>One small object per post: posts are per collector slice (a segment), not per I/O.</summary>
-    public void Post(Action work) => shard.Post(new Work(work));
+    private readonly ConcurrentDictionary<Action, Work> _works = new();
+
+    /// <summary>Posters post the same few cached delegates (a slice, a room answer): one wrapper each, no allocation per post.</summary>
+    public void Post(Action work) => shard.Post(_works.GetOrAdd(work, static w => new Work(w)));
 
     private sealed class Work(Action work) : IShardWork
     {

@@ -44,6 +44,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
     private long _recordBlocks;
     private long _segmentsCleaned;
     private long _slices;
+    private long _slicesOffShard;
 
     public GarbageCollector(GftlLog core)
     {
@@ -60,6 +61,9 @@ internal sealed class GarbageCollector : IAsyncDisposable
 
     /// <summary>Slices run so far (two or more per batch: empty the victim, then free it once readers are gone).</summary>
     public long Slices => Interlocked.Read(ref _slices);
+
+    /// <summary>Slices that ran on a thread without a shard's I/O (the thread-pool path; 0 on a reactor).</summary>
+    public long SlicesOffShard => Interlocked.Read(ref _slicesOffShard);
 
     /// <summary>
     /// Free segments below this start background cleaning: the reserve plus 4 MiB per partition (room for the
@@ -159,7 +163,8 @@ internal sealed class GarbageCollector : IAsyncDisposable
         }
 
         _stopping = true;
-        for (int i = 0; i < 30_000 && !_stopped; i++)
+        long deadline = Environment.TickCount64 + 30_000;
+        while (!_stopped && Environment.TickCount64 < deadline)
         {
             _stopped = Interlocked.CompareExchange(ref _running, 1, 0) == 0;
             if (!_stopped)
@@ -233,6 +238,10 @@ internal sealed class GarbageCollector : IAsyncDisposable
     private async Task SliceAsync()
     {
         Interlocked.Increment(ref _slices);
+        if (BlockIo.IsFallback)
+        {
+            Interlocked.Increment(ref _slicesOffShard);
+        }
         try
         {
             if (_draining)

@@ -167,6 +167,9 @@ public sealed class GftlStore : IVolumeStore
     /// <summary>Collector slices run (each bounded to about one victim segment's work).</summary>
     public long GcSlices => _core.Collector.Slices;
 
+    /// <summary>Collector slices run on a thread without a shard's I/O (the thread-pool path, used without a reactor).</summary>
+    public long GcSlicesOffShard => _core.Collector.SlicesOffShard;
+
     /// <summary>Runs the collector now (tests, benchmarks); returns the segments it freed.</summary>
     public Task<int> CollectGarbageAsync(int maxSegments = int.MaxValue) => _core.Collector.CollectAsync(maxSegments);
 

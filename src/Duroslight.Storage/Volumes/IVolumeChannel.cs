@@ -31,7 +31,7 @@ public interface IVolumeChannel
 /// </summary>
 public readonly record struct StorageShard(int Index, int Count, IBlockIo Io, IWorkPoster? Poster = null);
 
-/// <summary>Runs work later on one thread (a reactor shard), after what is already queued there.</summary>
+/// <summary>Runs work later on one thread (a reactor shard), after what is already queued there. Post cached delegates: the reactor keeps one wrapper per delegate.</summary>
 public interface IWorkPoster
 {
     void Post(Action work);

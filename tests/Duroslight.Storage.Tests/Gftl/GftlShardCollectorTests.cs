@@ -44,6 +44,7 @@ public sealed class GftlShardCollectorTests : IDisposable
             Assert.True(writer.CompletedAfterCollectorStarted > 0, "no host write completed after the collector's first victim read");
             Assert.True(io.VictimReads > 0, "the collector did not read its victims through the shard's I/O");
             Assert.Equal(0, io.OffShardCalls);
+            Assert.Equal(0, store.GcSlicesOffShard);
             Assert.True(store.GcSlices >= 2 * store.GcSegmentsCleaned, $"{store.GcSlices} slices for {store.GcSegmentsCleaned} segments");
             Assert.Equal(model, await ReadAsync(store.Open(writer.VolumeId), 0, model.Length));
         }
