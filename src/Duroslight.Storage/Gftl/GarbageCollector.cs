@@ -29,7 +29,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
     private int _running;
     private bool _background;
     private volatile bool _stopping;
-    private bool _stopped;
+    private volatile bool _stopped;
     private bool _draining;
     private bool _durable;
     private IWorkPoster? _poster;
@@ -90,7 +90,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
     /// </summary>
     public void Nudge(Partition partition)
     {
-        if (Volatile.Read(ref _background) && _core.Allocator.FreeCount < LowWater && Interlocked.Exchange(ref _nudged, 1) == 0)
+        if (Volatile.Read(ref _background) && !_stopping && _core.Allocator.FreeCount < LowWater && Interlocked.Exchange(ref _nudged, 1) == 0)
         {
             Kick(partition);
         }
@@ -108,6 +108,10 @@ internal sealed class GarbageCollector : IAsyncDisposable
         }
 
         Kick(partition);
+        if (_stopped)
+        {
+            AnswerAll(false); // the store is stopping: no collection will answer
+        }
     }
 
     /// <summary>
@@ -172,6 +176,11 @@ internal sealed class GarbageCollector : IAsyncDisposable
                 await Task.Delay(1).ConfigureAwait(false);
             }
         }
+
+        if (_stopped)
+        {
+            AnswerAll(false);
+        }
     }
 
     public async ValueTask DisposeAsync()
@@ -194,7 +203,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
     /// <summary>Starts slices on <paramref name="from"/>'s shard unless a collection is already running (it sees the new demand).</summary>
     private void Kick(Partition? from)
     {
-        if (_stopping || Interlocked.CompareExchange(ref _running, 1, 0) != 0)
+        if (Interlocked.CompareExchange(ref _running, 1, 0) != 0)
         {
             return;
         }
@@ -254,13 +263,13 @@ internal sealed class GarbageCollector : IAsyncDisposable
 
                 int freed = await FinishBatchAsync().ConfigureAwait(false);
                 AnswerWaiters(freed);
-                if (freed > 0 && !_stopping && Wanted())
+                if (freed > 0 && Wanted())
                 {
                     Post();
                     return;
                 }
             }
-            else if (!_stopping && Wanted())
+            else if (Wanted())
             {
                 AnswerWaiters(-1);
                 await BeginBatchAsync(1).ConfigureAwait(false);
@@ -277,10 +286,10 @@ internal sealed class GarbageCollector : IAsyncDisposable
         GoIdle();
     }
 
-    /// <summary>Background: below the low-water mark; foreground: a partition waits for room.</summary>
+    /// <summary>Background (until stopping): below the low-water mark; foreground (until stopped): a partition waits for room.</summary>
     private bool Wanted()
     {
-        if (Volatile.Read(ref _background) && _core.Allocator.FreeCount < LowWater)
+        if (Volatile.Read(ref _background) && !_stopping && _core.Allocator.FreeCount < LowWater)
         {
             return true;
         }
