@@ -80,52 +80,29 @@ public sealed class GftlStore : IVolumeStore
     public double WriteAmplification => UserBytesWritten == 0 ? 1.0 : (double)DeviceBytesWritten / UserBytesWritten;
 
     /// <summary>Data bytes of completed user writes since start.</summary>
-    public long UserBytesWritten
-    {
-        get
-        {
-            long blocks = 0;
-            foreach (Partition partition in _core.Partitions)
-            {
-                blocks += partition.UserBlocks;
-            }
-
-            return blocks * GftlLayout.BlockSize;
-        }
-    }
+    public long UserBytesWritten => SumOverPartitions(static p => p.UserBlocks) * GftlLayout.BlockSize;
 
     /// <summary>Bytes written to the devices since start: user records (headers included), trims and the collector's copies.</summary>
-    public long DeviceBytesWritten
-    {
-        get
-        {
-            long blocks = _core.Collector.RecordBlocks;
-            foreach (Partition partition in _core.Partitions)
-            {
-                blocks += partition.RecordBlocks;
-            }
-
-            return blocks * GftlLayout.BlockSize;
-        }
-    }
+    public long DeviceBytesWritten =>
+        (_core.Collector.RecordBlocks + SumOverPartitions(static p => p.RecordBlocks)) * GftlLayout.BlockSize;
 
     /// <summary>Records the partitions wrote since start (one header each; the collector's not counted).</summary>
-    public long RecordsWritten
-    {
-        get
-        {
-            long records = 0;
-            foreach (Partition partition in _core.Partitions)
-            {
-                records += partition.Records;
-            }
-
-            return records;
-        }
-    }
+    public long RecordsWritten => SumOverPartitions(static p => p.Records);
 
     /// <summary>Segment size of the devices (chosen at format time).</summary>
     public int SegmentBytes => _core.Devices.SegmentBytes;
+
+    /// <summary>One partition counter summed over the partitions (statistics, read off the I/O path).</summary>
+    private long SumOverPartitions(Func<Partition, long> counter)
+    {
+        long sum = 0;
+        foreach (Partition partition in _core.Partitions)
+        {
+            sum += counter(partition);
+        }
+
+        return sum;
+    }
 
     /// <summary>The last sequence number handed out (tests: recovery must never move it back).</summary>
     internal long LastSeq => _core.LastSeq;
@@ -133,34 +110,10 @@ public sealed class GftlStore : IVolumeStore
     public long GcRelocatedBytes => _core.Collector.RelocatedBlocks * GftlLayout.BlockSize;
 
     /// <summary>Bytes rewritten contiguously because reads found them fragmented (part of the device bytes written).</summary>
-    public long RepackedBytes
-    {
-        get
-        {
-            long blocks = 0;
-            foreach (Partition partition in _core.Partitions)
-            {
-                blocks += partition.RepackedBlocks;
-            }
-
-            return blocks * GftlLayout.BlockSize;
-        }
-    }
+    public long RepackedBytes => SumOverPartitions(static p => p.RepackedBlocks) * GftlLayout.BlockSize;
 
     /// <summary>Fragmented chunks queued for a re-pack or being re-packed (0: every re-pack asked for is done).</summary>
-    public int RepacksBusy
-    {
-        get
-        {
-            int busy = 0;
-            foreach (Partition partition in _core.Partitions)
-            {
-                busy += partition.RepacksBusy;
-            }
-
-            return busy;
-        }
-    }
+    public int RepacksBusy => (int)SumOverPartitions(static p => p.RepacksBusy);
 
     public long GcSegmentsCleaned => _core.Collector.SegmentsCleaned;
 
