@@ -2,8 +2,10 @@ namespace Duroslight.Reactor;
 
 /// <summary>
 /// Sleep mode's adaptive idle spin (see <see cref="Shard.MaxIdleSpin"/>), in Stopwatch ticks. It averages the idle
-/// gaps (from the first iteration without work to the next one with work) and spins only while that average is
-/// under the bound, so one odd gap neither starts nor stops spinning.
+/// gaps and spins only while that average is under the bound, so one odd gap neither starts nor stops spinning.
+/// A gap starts at the first iteration that queued no I/O of its own (from then on only the outside, a host or
+/// another shard, can bring work) and ends at the next iteration with work. A QD1 host keeps every iteration busy
+/// (command in, send out, send done), so counting only iterations without work would never see its gaps.
 /// </summary>
 internal struct IdleSpin(long maxTicks)
 {
@@ -12,7 +14,7 @@ internal struct IdleSpin(long maxTicks)
     private long _lastWork;
     private long _idleSince;
 
-    public void Iterated(bool worked, long now)
+    public void Iterated(bool worked, bool queuedIo, long now)
     {
         if (!worked)
         {
@@ -20,7 +22,7 @@ internal struct IdleSpin(long maxTicks)
             return;
         }
         if (_idleSince != 0) _averageGap += (Math.Min(now - _idleSince, 2 * _maxTicks) - _averageGap) / 4;
-        _idleSince = 0;
+        _idleSince = queuedIo ? 0 : now;
         _lastWork = now;
     }
 

@@ -54,6 +54,7 @@ public sealed unsafe class Shard
     private long _cpuNanoseconds;
     private long _allocatedBytes;
     private IdleSpin _idleSpin;
+    private int _prepared;
 
     internal Shard(int index, int cpu, PollMode mode)
     {
@@ -140,28 +141,28 @@ public sealed unsafe class Shard
 
     public void RemoveTicker(IShardTicker ticker) => _tickers.Remove(ticker);
 
-    public void SubmitAccept(int listenFd, int token, byte op) => Check(Uring.PrepAccept(Ring, listenFd, 1, UserData(token, op)));
+    public void SubmitAccept(int listenFd, int token, byte op) => Prepared(Uring.PrepAccept(Ring, listenFd, 1, UserData(token, op)));
 
     public void SubmitReceive(int fd, byte* buffer, int length, int token, byte op) =>
-        Check(Uring.PrepRecv(Ring, fd, buffer, (uint)length, UserData(token, op)));
+        Prepared(Uring.PrepRecv(Ring, fd, buffer, (uint)length, UserData(token, op)));
 
     public void SubmitSend(int fd, byte* buffer, int length, int token, byte op) =>
-        Check(Uring.PrepSend(Ring, fd, buffer, (uint)length, UserData(token, op)));
+        Prepared(Uring.PrepSend(Ring, fd, buffer, (uint)length, UserData(token, op)));
 
     /// <summary>A gathering send; <paramref name="message"/> (a <see cref="SendMessage"/>) stays valid until it completes.</summary>
     public void SubmitSendMessage(int fd, SendMessage message, int token, byte op) =>
-        Check(Uring.PrepSendMsg(Ring, fd, message.Header, UserData(token, op)));
+        Prepared(Uring.PrepSendMsg(Ring, fd, message.Header, UserData(token, op)));
 
     /// <summary>Cancels every operation in flight on <paramref name="fd"/>; they complete with -ECANCELED.</summary>
-    public void SubmitCancel(int fd, int token, byte op) => Check(Uring.PrepCancelFd(Ring, fd, UserData(token, op)));
+    public void SubmitCancel(int fd, int token, byte op) => Prepared(Uring.PrepCancelFd(Ring, fd, UserData(token, op)));
 
     internal void SubmitRead(int fd, byte* buffer, int length, long offset, int token, byte op) =>
-        Check(Uring.PrepRead(Ring, fd, buffer, (uint)length, (ulong)offset, UserData(token, op)));
+        Prepared(Uring.PrepRead(Ring, fd, buffer, (uint)length, (ulong)offset, UserData(token, op)));
 
     internal void SubmitWrite(int fd, byte* buffer, int length, long offset, int token, byte op) =>
-        Check(Uring.PrepWrite(Ring, fd, buffer, (uint)length, (ulong)offset, UserData(token, op)));
+        Prepared(Uring.PrepWrite(Ring, fd, buffer, (uint)length, (ulong)offset, UserData(token, op)));
 
-    internal void SubmitDataSync(int fd, int token, byte op) => Check(Uring.PrepDataSync(Ring, fd, UserData(token, op)));
+    internal void SubmitDataSync(int fd, int token, byte op) => Prepared(Uring.PrepDataSync(Ring, fd, UserData(token, op)));
 
     internal void Start()
     {
@@ -185,6 +186,13 @@ public sealed unsafe class Shard
     private static void Check(int rc)
     {
         if (rc < 0) throw new InvalidOperationException($"io_uring submission queue is full (errno {-rc})");
+    }
+
+    /// <summary>Counts the iteration's own submissions: an iteration that queued none leaves the shard waiting on the outside.</summary>
+    private void Prepared(int rc)
+    {
+        Check(rc);
+        _prepared++;
     }
 
     private void Run()
@@ -239,11 +247,12 @@ public sealed unsafe class Shard
         _idleSpin = new IdleSpin(Stopwatch.Frequency * MaxIdleSpin.Ticks / TimeSpan.TicksPerSecond);
         while (!_stopRequested)
         {
+            _prepared = 0;
             bool worked = Reap(completions);
             worked |= RunWork();
             Tick();
             worked |= SendBatches();
-            _idleSpin.Iterated(worked, Stopwatch.GetTimestamp());
+            _idleSpin.Iterated(worked, queuedIo: _prepared != 0, Stopwatch.GetTimestamp());
             Wait();
         }
     }
