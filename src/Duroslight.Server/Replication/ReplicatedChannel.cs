@@ -18,6 +18,7 @@ namespace Duroslight.Server.Replication;
 internal sealed class ReplicatedChannel(IVolumeChannel local, VolumeReplication replication, Shard shard, int blockSize) : IVolumeChannel
 {
     private readonly Stack<ReplicationOp> _ops = new();
+    private readonly OverlapGate<ReplicationOp> _order = new();
 
     public VolumeReplication Replication => replication;
 
@@ -27,48 +28,81 @@ internal sealed class ReplicatedChannel(IVolumeChannel local, VolumeReplication 
 
     public ValueTask<StorageResult> WriteAsync(long offset, ReadOnlyMemory<byte> source)
     {
-        var targets = replication.Targets;
-        if (targets.Length == 0) return local.WriteAsync(offset, source);
-        var op = Rent();
+        if (replication.Targets.Length == 0) return local.WriteAsync(offset, source);
+        var op = Rent(ReplicationKind.Write, offset, source.Length);
         op.Command = NvmeCommands.Write(replication.Nsid, Lba(offset), (int)(source.Length / blockSize));
         op.Data = MemoryMarshal.AsMemory(source);
-        return op.Start(local.WriteAsync(offset, source), targets);
+        return Admit(op);
     }
 
     public ValueTask<StorageResult> WriteZeroesAsync(long offset, long length)
     {
-        var targets = replication.Targets;
-        if (targets.Length == 0) return local.WriteZeroesAsync(offset, length);
-        var op = Rent();
+        if (replication.Targets.Length == 0) return local.WriteZeroesAsync(offset, length);
+        var op = Rent(ReplicationKind.WriteZeroes, offset, length);
         op.Command = NvmeCommands.WriteZeroes(replication.Nsid, Lba(offset), (int)(length / blockSize));
-        return op.Start(local.WriteZeroesAsync(offset, length), targets);
+        return Admit(op);
     }
 
     public ValueTask<StorageResult> DeallocateAsync(long offset, long length)
     {
-        var targets = replication.Targets;
-        if (targets.Length == 0) return local.DeallocateAsync(offset, length);
-        var op = Rent();
+        if (replication.Targets.Length == 0) return local.DeallocateAsync(offset, length);
+        var op = Rent(ReplicationKind.Deallocate, offset, length);
         op.Command = NvmeCommands.DatasetManagement(replication.Nsid, 1);
         op.Data = op.Range(Lba(offset), (uint)(length / blockSize));
-        return op.Start(local.DeallocateAsync(offset, length), targets);
+        return Admit(op);
     }
 
     public ValueTask<StorageResult> FlushAsync()
     {
-        var targets = replication.Targets;
-        if (targets.Length == 0) return local.FlushAsync();
-        var op = Rent();
+        if (replication.Targets.Length == 0) return local.FlushAsync();
+        var op = Rent(ReplicationKind.Flush, 0, 0);
         op.Command = NvmeCommands.Flush(replication.Nsid);
-        return op.Start(local.FlushAsync(), targets);
+        return Admit(op);
+    }
+
+    /// <summary>The local half of <paramref name="op"/>, started when the op begins.</summary>
+    internal ValueTask<StorageResult> StartLocal(ReplicationOp op) => op.Kind switch
+    {
+        ReplicationKind.Write => local.WriteAsync(op.Start, op.Data),
+        ReplicationKind.WriteZeroes => local.WriteZeroesAsync(op.Start, op.End - op.Start),
+        ReplicationKind.Deallocate => local.DeallocateAsync(op.Start, op.End - op.Start),
+        _ => local.FlushAsync(),
+    };
+
+    /// <summary>On the shard, before <paramref name="op"/> completes: overlapping changes that waited for it may start.</summary>
+    internal void Finished(ReplicationOp op)
+    {
+        if (op.Kind == ReplicationKind.Flush) return;
+        _order.Exit(op);
+        while (_order.TryTakeReady(out var next)) next.Begin();
     }
 
     internal void Return(ReplicationOp op) => _ops.Push(op);
 
+    /// <summary>
+    /// Changes go through the overlap gate, so no two overlapping ones are in flight and every replica applies them
+    /// in the same order. A flush has no range: it covers what completed before it, as NVMe asks, and waits for nothing.
+    /// </summary>
+    private ValueTask<StorageResult> Admit(ReplicationOp op)
+    {
+        var task = op.Prepare();
+        if (op.Kind == ReplicationKind.Flush || _order.TryEnter(op)) op.Begin();
+        return task;
+    }
+
     private ulong Lba(long offset) => (ulong)(offset / blockSize);
 
-    private ReplicationOp Rent() => _ops.TryPop(out var op) ? op : new ReplicationOp(this);
+    private ReplicationOp Rent(ReplicationKind kind, long offset, long length)
+    {
+        var op = _ops.TryPop(out var pooled) ? pooled : new ReplicationOp(this);
+        op.Kind = kind;
+        op.Start = offset;
+        op.End = offset + length;
+        return op;
+    }
 }
+
+internal enum ReplicationKind : byte { Write, WriteZeroes, Deallocate, Flush }
 
 /// <summary>
 /// One replicated operation on one shard: the local operation plus one forwarded command per in-sync secondary,
@@ -77,7 +111,7 @@ internal sealed class ReplicatedChannel(IVolumeChannel local, VolumeReplication 
 /// fails (the write is not acknowledged). Pooled per channel and awaited through its own value-task source, so a
 /// replicated write allocates nothing.
 /// </summary>
-internal sealed class ReplicationOp : IValueTaskSource<StorageResult>, IShardWork
+internal sealed class ReplicationOp : IValueTaskSource<StorageResult>, IShardWork, IRangeOp
 {
     private const int DsmRangeSize = 16;
     private readonly ReplicatedChannel _owner;
@@ -98,6 +132,11 @@ internal sealed class ReplicationOp : IValueTaskSource<StorageResult>, IShardWor
     /// <summary>The command every secondary gets (the cluster's NSID is the same on every node) and its data.</summary>
     public NvmeCommand Command;
     public Memory<byte> Data;
+    public ReplicationKind Kind;
+
+    /// <summary>The bytes of the volume this op changes (empty for a flush).</summary>
+    public long Start { get; set; }
+    public long End { get; set; }
 
     public Shard Shard => _owner.Shard;
 
@@ -111,22 +150,26 @@ internal sealed class ReplicationOp : IValueTaskSource<StorageResult>, IShardWor
         return _range;
     }
 
-    public ValueTask<StorageResult> Start(ValueTask<StorageResult> local, PeerLink[] targets)
+    /// <summary>The task the caller awaits, valid from now until the op completes (it may begin later: the overlap gate).</summary>
+    public ValueTask<StorageResult> Prepare() => new(this, _core.Version);
+
+    /// <summary>On the shard: runs the local operation and forwards to the secondaries in sync now.</summary>
+    public void Begin()
     {
+        var targets = _owner.Replication.Targets;
         _pending = targets.Length + 1;
         _localResult = StorageResult.Ok;
         _dropFailed = false;
-        var version = _core.Version;
         int shard = _owner.Shard.Index;
         foreach (var link in targets)
             if (!link.Queues[shard].Submit(this)) _owner.Replication.AwaitDrop(link.Node, this);
+        var local = _owner.StartLocal(this);
         if (local.IsCompleted) LocalDone(local.Result);
         else
         {
             _local = local.GetAwaiter();
             _local.UnsafeOnCompleted(_localDone);
         }
-        return new ValueTask<StorageResult>(this, version);
     }
 
     /// <summary>A secondary answered (or its queue failed); on the shard.</summary>
@@ -172,6 +215,7 @@ internal sealed class ReplicationOp : IValueTaskSource<StorageResult>, IShardWor
     private void Arrive()
     {
         if (--_pending != 0) return;
+        _owner.Finished(this);
         _core.SetResult(_localResult != StorageResult.Ok ? _localResult : _dropFailed ? StorageResult.MediaError : StorageResult.Ok);
     }
 }
