@@ -147,7 +147,7 @@ public static class ConfigFile
         return specs;
     }
 
-    /// <summary>"NAME" or {name, etcd: [URL...], lease_ttl_s}.</summary>
+    /// <summary>"NAME" or {name, etcd: [URL...], lease_ttl_s, rebuild_mib_s}.</summary>
     internal static ServeSettings Cluster(ServeSettings s, YamlNode node, string key)
     {
         if (node is YamlScalarNode) return s with { ClusterId = Scalar(node) };
@@ -159,7 +159,8 @@ public static class ConfigFile
                 "name" => s with { ClusterId = At(v, sub, () => Scalar(v)) },
                 "etcd" => s with { EtcdEndpoints = At(v, sub, () => Array.ConvertAll(Sequence(v), u => CommandLine.ParseEtcdUrl(sub, u))) },
                 "lease_ttl_s" => s with { LeaseTtlSeconds = At(v, sub, () => CommandLine.ParseInt(sub, Scalar(v), 2, 600)) },
-                _ => throw new KeyError(v, sub, "unknown key (name, etcd, lease_ttl_s)"),
+                "rebuild_mib_s" => s with { RebuildMiBPerSecond = At(v, sub, () => CommandLine.ParseInt(sub, Scalar(v), 0, 1_000_000)) },
+                _ => throw new KeyError(v, sub, "unknown key (name, etcd, lease_ttl_s, rebuild_mib_s)"),
             };
         }
         return s;

@@ -43,6 +43,8 @@ public static class ServeOptions
             { ApplyList = (s, w, list) => s with { EtcdEndpoints = [.. list.Select(u => ParseEtcdUrl(w, u))] } },
         new(null, "--lease-ttl", "SECONDS", "10", "the node's etcd lease: it is shown down this long after it dies (config: cluster.lease_ttl_s)")
             { Apply = (s, w, v) => s with { LeaseTtlSeconds = ParseInt(w, v, 2, 600) } },
+        new(null, "--rebuild-rate", "MIB_S", "64", "a primary's copy rate per replica rebuild, MiB/s, 0 unlimited (config: cluster.rebuild_mib_s)")
+            { Apply = (s, w, v) => s with { RebuildMiBPerSecond = ParseInt(w, v, 0, 1_000_000) } },
         new("nqn", "--nqn", "NQN", "nqn.2026-11.io.duroslight:default", "default subsystem NQN; aux ones are <nqn>:aux-N")
             { Apply = (s, _, v) => s with { SubsystemNqn = v } },
         new("aux_count", "--aux-count", "N", "4", "auxiliary subsystems 0..4") { Apply = (s, w, v) => s with { AuxSubsystemCount = ParseInt(w, v, 0, 4) } },

@@ -19,7 +19,7 @@ namespace Duroslight.Server.Cluster;
 /// Every write is a transaction with a compare (absent key, mod revision, or the writer's own lease), so two nodes
 /// never overwrite each other. The loops run on the thread pool, never on the reactor's shards.
 /// </summary>
-public sealed class ClusterMember : IAsyncDisposable
+public sealed partial class ClusterMember : IAsyncDisposable
 {
     private static readonly TimeSpan Resync = TimeSpan.FromSeconds(1);
     private readonly ServeSettings _settings;

@@ -202,10 +202,14 @@ public sealed class NodeHost : IAsyncDisposable
     /// </summary>
     private void JoinCluster()
     {
-        _replicator = new Replicator(_shards!, Target.Backend!.Nqn, Replicator.NodeHostNqn(Settings.ClusterId, Settings.NodeIndex), _logger);
+        _replicator = new Replicator(_shards!, Target.Backend!.Nqn, Replicator.NodeHostNqn(Settings.ClusterId, Settings.NodeIndex), _logger)
+        {
+            RebuildBytesPerSecond = (long)Settings.RebuildMiBPerSecond << 20,
+        };
         _volumeTable.WrapChannel = _replicator.Wrap;
         _cluster = new ClusterMember(Settings, _volumes!, _logger, _replicator) { ViewApplied = ApplyClusterView };
         _replicator.DropInEtcd = _cluster.DropFromInSyncAsync;
+        _replicator.JoinInEtcd = _cluster.JoinInSyncAsync;
         _cluster.JoinAsync($"{Settings.AdvertisedAddress}:{Port(Settings.Listen)}", $"{Settings.DiscoveryAdvertisedAddress}:{Port(Settings.Discovery)}")
             .GetAwaiter().GetResult();
     }

@@ -11,7 +11,8 @@ namespace Duroslight.Server.Replication;
 /// <summary>
 /// One node-to-node NVMe/TCP I/O queue, driven on one shard's ring: the host library's sans-IO
 /// <see cref="HostQueue"/> (already past ICReq and Connect, see <see cref="PeerLink"/>) gets the bytes the ring
-/// receives and lends its output to the ring's sends. The shard's <see cref="ReplicationOp"/>s submit here and
+/// receives and lends its output to the ring's sends. The shard's <see cref="IForwardOp"/>s (replicated writes, rebuild
+/// copies) submit here and
 /// hear their completions here, on the same thread. A command waits for a free slot in FIFO order. No completion
 /// for <see cref="PeerLink.TimeoutMs"/> while commands are outstanding, a transport error or a protocol error fails
 /// the queue: every outstanding and waiting command fails, and the link reports the peer lost.
@@ -26,7 +27,7 @@ internal sealed unsafe class PeerQueue : IRingHandler, IBatchedSender, IShardTic
     private readonly int _fd;
     private readonly HostQueue _queue;
     private readonly PeerLink _link;
-    private readonly Queue<ReplicationOp> _waiting = new();
+    private readonly Queue<IForwardOp> _waiting = new();
     private readonly NativeBuffer _receiveBuffer = new(ReceiveBufferSize);
     private readonly PeerCounters _counters;
     /// <summary>When each command slot's command went out (Stopwatch ticks), for the forward's round-trip time.</summary>
@@ -64,7 +65,7 @@ internal sealed unsafe class PeerQueue : IRingHandler, IBatchedSender, IShardTic
     /// On the shard: sends <paramref name="op"/>'s command (now, or once a slot frees). False when the queue has
     /// failed: the peer will not get it.
     /// </summary>
-    public bool Submit(ReplicationOp op)
+    public bool Submit(IForwardOp op)
     {
         if (_failed) return false;
         if (_queue.Outstanding == 0) _lastProgress = Environment.TickCount64;
@@ -154,7 +155,7 @@ internal sealed unsafe class PeerQueue : IRingHandler, IBatchedSender, IShardTic
     {
         while (_queue.TryTakeCompletion(out var command))
         {
-            var op = (ReplicationOp)command.UserState!;
+            var op = (IForwardOp)command.UserState!;
             bool ok = !command.TransportFailed && command.Status.IsSuccess;
             if (ok) _counters.Completed(command.Data.Length, Stopwatch.GetTimestamp() - _sentAt[command.Index]);
             _queue.Release(command);
@@ -168,7 +169,7 @@ internal sealed unsafe class PeerQueue : IRingHandler, IBatchedSender, IShardTic
         while (!_failed && _waiting.TryPeek(out var op) && TrySend(op)) _waiting.Dequeue();
     }
 
-    private bool TrySend(ReplicationOp op)
+    private bool TrySend(IForwardOp op)
     {
         if (!_queue.TrySubmit(op.Command, op.Data, op, out var command)) return false;
         _sentAt[command.Index] = Stopwatch.GetTimestamp();

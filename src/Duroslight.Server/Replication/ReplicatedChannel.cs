@@ -18,7 +18,7 @@ namespace Duroslight.Server.Replication;
 internal sealed class ReplicatedChannel(IVolumeChannel local, VolumeReplication replication, Shard shard, int blockSize) : IVolumeChannel
 {
     private readonly Stack<ReplicationOp> _ops = new();
-    private readonly OverlapGate<ReplicationOp> _order = new();
+    private readonly OverlapGate<IGatedOp> _order = new();
 
     public VolumeReplication Replication => replication;
 
@@ -28,7 +28,7 @@ internal sealed class ReplicatedChannel(IVolumeChannel local, VolumeReplication 
 
     public ValueTask<StorageResult> WriteAsync(long offset, ReadOnlyMemory<byte> source)
     {
-        if (replication.Targets.Length == 0) return local.WriteAsync(offset, source);
+        if (!replication.Ordered) return local.WriteAsync(offset, source);
         var op = Rent(ReplicationKind.Write, offset, source.Length);
         op.Command = NvmeCommands.Write(replication.Nsid, Lba(offset), (int)(source.Length / blockSize));
         op.Data = MemoryMarshal.AsMemory(source);
@@ -37,7 +37,7 @@ internal sealed class ReplicatedChannel(IVolumeChannel local, VolumeReplication 
 
     public ValueTask<StorageResult> WriteZeroesAsync(long offset, long length)
     {
-        if (replication.Targets.Length == 0) return local.WriteZeroesAsync(offset, length);
+        if (!replication.Ordered) return local.WriteZeroesAsync(offset, length);
         var op = Rent(ReplicationKind.WriteZeroes, offset, length);
         op.Command = NvmeCommands.WriteZeroes(replication.Nsid, Lba(offset), (int)(length / blockSize));
         return Admit(op);
@@ -45,7 +45,7 @@ internal sealed class ReplicatedChannel(IVolumeChannel local, VolumeReplication 
 
     public ValueTask<StorageResult> DeallocateAsync(long offset, long length)
     {
-        if (replication.Targets.Length == 0) return local.DeallocateAsync(offset, length);
+        if (!replication.Ordered) return local.DeallocateAsync(offset, length);
         var op = Rent(ReplicationKind.Deallocate, offset, length);
         op.Command = NvmeCommands.DatasetManagement(replication.Nsid, 1);
         op.Data = op.Range(Lba(offset), (uint)(length / blockSize));
@@ -54,7 +54,7 @@ internal sealed class ReplicatedChannel(IVolumeChannel local, VolumeReplication 
 
     public ValueTask<StorageResult> FlushAsync()
     {
-        if (replication.Targets.Length == 0) return local.FlushAsync();
+        if (!replication.Ordered) return local.FlushAsync();
         var op = Rent(ReplicationKind.Flush, 0, 0);
         op.Command = NvmeCommands.Flush(replication.Nsid);
         return Admit(op);
@@ -72,12 +72,26 @@ internal sealed class ReplicatedChannel(IVolumeChannel local, VolumeReplication 
     /// <summary>On the shard, before <paramref name="op"/> completes: overlapping changes that waited for it may start.</summary>
     internal void Finished(ReplicationOp op)
     {
-        if (op.Kind == ReplicationKind.Flush) return;
+        if (op.Kind != ReplicationKind.Flush) Exited(op);
+    }
+
+    /// <summary>On the shard: <paramref name="op"/> left the overlap gate; overlapping changes that waited for it may start.</summary>
+    internal void Exited(IGatedOp op)
+    {
         _order.Exit(op);
         while (_order.TryTakeReady(out var next)) next.Begin();
     }
 
     internal void Return(ReplicationOp op) => _ops.Push(op);
+
+    /// <summary>This shard's channel of the local replica: a rebuild reads the chunks it copies from it.</summary>
+    internal IVolumeChannel Local => local;
+
+    /// <summary>On the shard: a rebuild's chunk copy takes its turn among the overlapping changes (<see cref="Exited"/> ends it).</summary>
+    internal void AdmitCopy(IGatedOp op)
+    {
+        if (_order.TryEnter(op)) op.Begin();
+    }
 
     /// <summary>
     /// Changes go through the overlap gate, so no two overlapping ones are in flight and every replica applies them
@@ -111,9 +125,9 @@ internal enum ReplicationKind : byte { Write, WriteZeroes, Deallocate, Flush }
 /// fails (the write is not acknowledged). Pooled per channel and awaited through its own value-task source, so a
 /// replicated write allocates nothing.
 /// </summary>
-internal sealed class ReplicationOp : IValueTaskSource<StorageResult>, IShardWork, IRangeOp
+internal sealed class ReplicationOp : IValueTaskSource<StorageResult>, IShardWork, IGatedOp, IForwardOp
 {
-    private const int DsmRangeSize = 16;
+    internal const int DsmRangeSize = 16;
     private readonly ReplicatedChannel _owner;
     private readonly Action _localDone;
     private readonly byte[] _range = new byte[DsmRangeSize];
@@ -130,8 +144,8 @@ internal sealed class ReplicationOp : IValueTaskSource<StorageResult>, IShardWor
     }
 
     /// <summary>The command every secondary gets (the cluster's NSID is the same on every node) and its data.</summary>
-    public NvmeCommand Command;
-    public Memory<byte> Data;
+    public NvmeCommand Command { get; set; }
+    public Memory<byte> Data { get; set; }
     public ReplicationKind Kind;
 
     /// <summary>The bytes of the volume this op changes (empty for a flush).</summary>
@@ -141,13 +155,16 @@ internal sealed class ReplicationOp : IValueTaskSource<StorageResult>, IShardWor
     public Shard Shard => _owner.Shard;
 
     /// <summary>A one-range Dataset Management (deallocate) payload in this op's buffer.</summary>
-    public Memory<byte> Range(ulong slba, uint blocks)
+    public Memory<byte> Range(ulong slba, uint blocks) => DsmRange(_range, slba, blocks);
+
+    /// <summary>Writes one Dataset Management range (no attributes) into <paramref name="into"/> (16 bytes) and returns it.</summary>
+    internal static Memory<byte> DsmRange(byte[] into, ulong slba, uint blocks)
     {
-        var r = _range.AsSpan();
+        var r = into.AsSpan(0, DsmRangeSize);
         r.Clear();
         BinaryPrimitives.WriteUInt32LittleEndian(r[4..], blocks);
         BinaryPrimitives.WriteUInt64LittleEndian(r[8..], slba);
-        return _range;
+        return into.AsMemory(0, DsmRangeSize);
     }
 
     /// <summary>The task the caller awaits, valid from now until the op completes (it may begin later: the overlap gate).</summary>

@@ -23,6 +23,7 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
     private readonly Dictionary<int, PeerLink> _links = [];
     private readonly ConcurrentDictionary<int, PeerCounters[]> _counters = new();
     private readonly SemaphoreSlim _linksGate = new(1, 1);
+    private readonly ConcurrentDictionary<(Guid Volume, int Node), Rebuild> _rebuilds = new();
 
     /// <summary>The backend subsystem's NQN (<see cref="TargetOptions.BackendNqn"/>) for a cluster's default subsystem.</summary>
     public static string BackendNqnFor(string subsystemNqn) => subsystemNqn + ".replication";
@@ -35,8 +36,19 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
     public Func<Guid, int, Task<bool>> DropInEtcd { get; set; } = static (_, _) => Task.FromResult(false);
 
     /// <summary>The volume table's channel wrapper: every cluster volume's channel forwards through its replication.</summary>
-    public IVolumeChannel Wrap(IBlockVolume volume, StorageShard shard, IVolumeChannel local) =>
-        new ReplicatedChannel(local, For(volume.Id), shards[shard.Index], volume.BlockSize);
+    public IVolumeChannel Wrap(IBlockVolume volume, StorageShard shard, IVolumeChannel local)
+    {
+        var replication = For(volume.Id);
+        var channel = new ReplicatedChannel(local, replication, shards[shard.Index], volume.BlockSize);
+        replication.Attach(channel, shards.Count, volume.PlacementId);
+        return channel;
+    }
+
+    /// <summary>Adds a rebuilt node to a volume's in-sync set in etcd; true once it is in it.</summary>
+    public Func<Guid, int, Task<bool>> JoinInEtcd { get; set; } = static (_, _) => Task.FromResult(false);
+
+    /// <summary>Rebuild copy rate, bytes of chunks per second (0: unlimited).</summary>
+    public long RebuildBytesPerSecond { get; set; } = 64L << 20;
 
     /// <summary>In-sync secondaries this node forwards the volume's writes to (metrics, tests).</summary>
     public IReadOnlyList<int> ForwardingTo(Guid volume)
@@ -67,6 +79,7 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
     {
         var replication = For(v.Id);
         replication.Nsid = v.Nsid;
+        replication.KeepOrder = v.Placement.Count > 1;
         var links = new List<PeerLink>();
         bool ready = true;
         foreach (int node in v.InSync)
@@ -82,14 +95,26 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
             if (link is null) ready = false;
             else links.Add(link);
         }
-        if (ready) replication.SetTargets(links);
+        if (ready)
+        {
+            replication.SetTargets(links);
+            await StartRebuildsAsync(v, view, self, replication).ConfigureAwait(false);
+        }
         return ready;
     }
 
-    /// <summary>This node is not (or no longer) the volume's primary: nothing to forward.</summary>
+    /// <summary>This node is not (or no longer) the volume's primary: nothing to forward, no rebuild.</summary>
     public void Demote(Guid volume)
     {
-        if (_volumes.TryGetValue(volume, out var r)) r.SetTargets([]);
+        if (!_volumes.TryGetValue(volume, out var r)) return;
+        foreach (var rebuild in _rebuilds.Values)
+            if (rebuild.VolumeId == volume)
+            {
+                rebuild.Cancel();
+                r.StopRebuilding(rebuild.Node);
+            }
+        r.KeepOrder = false;
+        r.SetTargets([]);
     }
 
     public async ValueTask DisposeAsync()
@@ -97,6 +122,55 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
         PeerLink[] links;
         lock (_links) links = [.. _links.Values];
         foreach (var link in links) await link.CloseAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Rebuilds under way on this node (metrics, `ctl volumes show`).</summary>
+    public IReadOnlyList<RebuildProgress> Rebuilds()
+    {
+        var list = new List<RebuildProgress>();
+        foreach (var r in _rebuilds.Values) list.Add(new RebuildProgress(r.VolumeId, r.Node, r.ChunksTotal, r.ChunksLeft, r.BytesCopied));
+        return list;
+    }
+
+    /// <summary>
+    /// Rebuilds every replica placed on a live node whose replica is open but that is outside the in-sync set (it
+    /// missed writes, or is new or wiped), unless one runs already; a failed one is tried again by a later pass.
+    /// </summary>
+    private async Task StartRebuildsAsync(VolumeRecord v, ClusterView view, int self, VolumeReplication replication)
+    {
+        foreach (int node in v.Placement)
+        {
+            // Still a target after a join until a view lists it in sync: an older view must not start it again.
+            if (node == self || v.InSync.Contains(node) || _rebuilds.ContainsKey((v.Id, node)) || replication.IsRebuilding(node)) continue;
+            if (view.ReplicaState(v.Id, node) != "open" || !view.Nodes.TryGetValue(node, out var record)) continue;
+            var link = await EnsureLinkAsync(node, record.Io).ConfigureAwait(false);
+            if (link is null) continue;
+            var rebuild = new Rebuild(replication, link, v.SizeBytes, v.BlockSize, RebuildBytesPerSecond);
+            if (!_rebuilds.TryAdd((v.Id, node), rebuild)) continue;
+            _ = Task.Run(() => RunRebuildAsync(v.Name, rebuild));
+        }
+    }
+
+    private async Task RunRebuildAsync(string name, Rebuild rebuild)
+    {
+        logger.LogInformation("volume {Name}: rebuilding node {Node} ({Chunks} chunks, {Rate} bytes/s)", name, rebuild.Node, rebuild.ChunksTotal, rebuild.BytesPerSecond);
+        bool ok = false;
+        try
+        {
+            ok = await rebuild.RunAsync(() => JoinInEtcd(rebuild.VolumeId, rebuild.Node)).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            logger.LogError("volume {Name}: rebuild of node {Node}: {Error}", name, rebuild.Node, e.Message);
+            rebuild.Abandon();
+        }
+        if (ok) logger.LogInformation("volume {Name}: node {Node} rebuilt ({Bytes} bytes copied) and back in sync", name, rebuild.Node, rebuild.BytesCopied);
+        else
+        {
+            logger.LogWarning("volume {Name}: rebuild of node {Node} stopped with {Left} chunks left; a later pass tries again", name, rebuild.Node, rebuild.ChunksLeft);
+            await Task.Delay(1000).ConfigureAwait(false); // not a tight retry loop against a failing node
+        }
+        _rebuilds.TryRemove(new KeyValuePair<(Guid, int), Rebuild>((rebuild.VolumeId, rebuild.Node), rebuild));
     }
 
     private PeerCounters[] CountersOf(int node) => _counters.GetOrAdd(node, _ =>
@@ -150,3 +224,6 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
         _ = link.CloseAsync();
     }
 }
+
+/// <summary>One rebuild under way: chunks of the volume, chunks not copied yet, bytes sent.</summary>
+public sealed record RebuildProgress(Guid Volume, int Node, long ChunksTotal, long ChunksLeft, long BytesCopied);

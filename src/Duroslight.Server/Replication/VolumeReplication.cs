@@ -1,3 +1,4 @@
+using Duroslight.Storage.Volumes;
 using Microsoft.Extensions.Logging;
 
 namespace Duroslight.Server.Replication;
@@ -15,7 +16,13 @@ internal sealed class VolumeReplication(Guid volumeId, Func<Guid, int, Task<bool
     private readonly object _gate = new();
     /// <summary>Drops under way, by node; a successful one stays (the node never comes back without a rebuild).</summary>
     private readonly Dictionary<int, Drop> _drops = [];
+    /// <summary>Nodes being rebuilt (forwarding targets outside the in-sync set), until a view lists them in sync.</summary>
+    private readonly Dictionary<int, PeerLink> _rebuilding = [];
+    /// <summary>One etcd change of the in-sync set at a time: a rebuild's join and a drop never pass each other.</summary>
+    private readonly SemaphoreSlim _inSyncChanges = new(1, 1);
     private volatile PeerLink[] _targets = [];
+    private volatile bool _keepOrder;
+    private volatile ReplicatedChannel?[] _channels = [];
 
     public Guid VolumeId => volumeId;
 
@@ -23,6 +30,93 @@ internal sealed class VolumeReplication(Guid volumeId, Func<Guid, int, Task<bool
     public uint Nsid { get; set; }
 
     public PeerLink[] Targets => _targets;
+
+    /// <summary>
+    /// Set while this node is the primary of a volume with other replicas: its changes go through the overlap gate even
+    /// with no target, so a rebuild's chunk copy always finds every write to its chunk that is still in flight.
+    /// </summary>
+    public bool KeepOrder
+    {
+        set => _keepOrder = value;
+    }
+
+    /// <summary>Whether the channels order changes (<see cref="KeepOrder"/>, or writes are forwarded).</summary>
+    public bool Ordered => _keepOrder || _targets.Length != 0;
+
+    /// <summary>The volume's channel on each shard (index = shard), for a rebuild to copy each chunk on its owner.</summary>
+    public ReplicatedChannel?[] Channels => _channels;
+
+    /// <summary>What places the volume's chunks on shards (<see cref="IBlockVolume.PlacementId"/>).</summary>
+    public Guid PlacementId { get; private set; }
+
+    /// <summary>Control path: the volume table opened <paramref name="channel"/> for its shard.</summary>
+    public void Attach(ReplicatedChannel channel, int shardCount, Guid placementId)
+    {
+        lock (_gate)
+        {
+            var channels = _channels.Length == shardCount ? (ReplicatedChannel?[])_channels.Clone() : new ReplicatedChannel?[shardCount];
+            channels[channel.Shard.Index] = channel;
+            PlacementId = placementId;
+            _channels = channels;
+        }
+    }
+
+    /// <summary>
+    /// Control path: <paramref name="link"/>'s node gets every write from now on, outside the in-sync set (a rebuild).
+    /// False while a drop of that node is under way. Its earlier drop is forgotten, so a failure drops it again.
+    /// </summary>
+    public bool StartRebuilding(PeerLink link)
+    {
+        lock (_gate)
+        {
+            if (_drops.TryGetValue(link.Node, out var d) && !d.Done) return false;
+            _drops.Remove(link.Node);
+            _rebuilding[link.Node] = link;
+            var next = new List<PeerLink>(_targets.Length + 1);
+            foreach (var l in _targets) if (l.Node != link.Node) next.Add(l);
+            next.Add(link);
+            _targets = [.. next];
+            return true;
+        }
+    }
+
+    public bool IsRebuilding(int node)
+    {
+        lock (_gate) return _rebuilding.ContainsKey(node);
+    }
+
+    /// <summary>A rebuild gave up (or this node is no longer the primary): the node gets no more writes.</summary>
+    public void StopRebuilding(int node)
+    {
+        lock (_gate)
+        {
+            if (!_rebuilding.Remove(node)) return;
+            var next = new List<PeerLink>(_targets.Length);
+            foreach (var l in _targets) if (l.Node != node) next.Add(l);
+            _targets = [.. next];
+        }
+    }
+
+    /// <summary>
+    /// A rebuild copied every chunk: <paramref name="joinInEtcd"/> adds the node to the in-sync set, unless a write to
+    /// it failed meanwhile (a drop is recorded or under way). Serialized with drops, so a drop that starts now waits
+    /// for the join and then takes the node out again with a transaction; the node stays a target either way until
+    /// a view lists it in sync (<see cref="SetTargets"/>) or it is dropped.
+    /// </summary>
+    public async Task<bool> TryJoinAsync(int node, Func<Task<bool>> joinInEtcd)
+    {
+        await _inSyncChanges.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            lock (_gate)
+                if (!_rebuilding.ContainsKey(node) || _drops.ContainsKey(node)) return false;
+            return await joinInEtcd().ConfigureAwait(false);
+        }
+        finally
+        {
+            _inSyncChanges.Release();
+        }
+    }
 
     /// <summary>Control path: the secondaries to forward to; a node dropped (or being dropped) stays out.</summary>
     public void SetTargets(IReadOnlyList<PeerLink> links)
@@ -32,6 +126,10 @@ internal sealed class VolumeReplication(Guid volumeId, Func<Guid, int, Task<bool
             var next = new List<PeerLink>(links.Count);
             foreach (var l in links)
                 if (!_drops.TryGetValue(l.Node, out var d) || !d.Succeeded) next.Add(l);
+            // A rebuilt node stays a target until a view lists it in sync (it is in links then), whatever older view came first.
+            foreach (var (node, l) in _rebuilding)
+                if (!next.Exists(n => n.Node == node)) next.Add(l);
+            foreach (var l in links) _rebuilding.Remove(l.Node);
             // A node being dropped keeps getting writes (which wait for the drop) until the drop is in etcd.
             foreach (var l in _targets)
                 if (_drops.TryGetValue(l.Node, out var d) && !d.Done && !next.Exists(n => n.Node == l.Node)) next.Add(l);
@@ -70,6 +168,7 @@ internal sealed class VolumeReplication(Guid volumeId, Func<Guid, int, Task<bool
     private async Task RunAsync(int node, Drop drop)
     {
         bool ok;
+        await _inSyncChanges.WaitAsync().ConfigureAwait(false);
         try
         {
             ok = await dropInEtcd(volumeId, node).ConfigureAwait(false);
@@ -78,6 +177,10 @@ internal sealed class VolumeReplication(Guid volumeId, Func<Guid, int, Task<bool
         {
             logger.LogError("volume {Id}: could not drop node {Node} from the in-sync set: {Error}", volumeId, node, e.Message);
             ok = false;
+        }
+        finally
+        {
+            _inSyncChanges.Release();
         }
         List<ReplicationOp> waiters;
         lock (_gate)
@@ -88,6 +191,7 @@ internal sealed class VolumeReplication(Guid volumeId, Func<Guid, int, Task<bool
             drop.Waiters.Clear();
             if (ok)
             {
+                _rebuilding.Remove(node);
                 var next = new List<PeerLink>();
                 foreach (var l in _targets) if (l.Node != node) next.Add(l);
                 _targets = [.. next];
