@@ -14,7 +14,7 @@ namespace Duroslight.Server.Tests;
 /// A real etcd and three real `duroslight serve` processes in one cluster: placement through the elected leader,
 /// replicas opened on every node, leader failover and lease expiry after SIGKILL.
 /// </summary>
-public sealed class ClusterProcessTests : IAsyncLifetime
+public sealed partial class ClusterProcessTests : IAsyncLifetime
 {
     private const string Nqn = "nqn.2026-11.io.duroslight:default";
     private const string HostNqn = "nqn.2014-08.org.nvmexpress:uuid:c1c1c1c1-0000-0000-0000-000000000001";
@@ -354,7 +354,7 @@ public sealed class ClusterProcessTests : IAsyncLifetime
         Directory.CreateDirectory(dir);
         string metrics = $"127.0.0.1:{_metricsPorts[index]}";
         return ["--metrics", metrics, "--memory", "--etcd", _etcd!.Url, "--cluster", _cluster, "--node-index", index.ToString(), "--lease-ttl", "3",
-            "--data-dir", dir, "--control-socket", Socket(index)];
+            "--rebuild-rate", RebuildMiBPerSecond, "--data-dir", dir, "--control-socket", Socket(index)];
     }
 
     private string Socket(int index) => Path.Combine(_dir.FullName, $"ctl{index}.sock");

@@ -129,6 +129,21 @@ public sealed partial class ControlApi
         bool local = false;
         foreach (var id in node.VolumeOps.StoredIds()) local |= id == v.Id;
         return new ClusterVolumeResponse(v.Id.ToString("D"), v.Name, v.SizeBytes, v.Nsid, v.Replicas, v.Placement, v.Primary, v.InSync,
-            states, v.Generation, local, v.Hosts);
+            states, v.Generation, local, v.Hosts, Rebuilds(v, states));
+    }
+
+    /// <summary>Asked of the primary: the replicas it rebuilds now, shown as "rebuilding" with their progress (null elsewhere).</summary>
+    private SortedDictionary<string, RebuildResponse>? Rebuilds(VolumeRecord v, SortedDictionary<string, string> states)
+    {
+        if (node.Replicator is not { } replicator || v.Primary != node.Settings.NodeIndex) return null;
+        SortedDictionary<string, RebuildResponse>? rebuilds = null;
+        foreach (var r in replicator.Rebuilds())
+        {
+            if (r.Volume != v.Id || v.InSync.Contains(r.Node)) continue;
+            string key = r.Node.ToString(CultureInfo.InvariantCulture);
+            states[key] = "rebuilding";
+            (rebuilds ??= new(StringComparer.Ordinal))[key] = new RebuildResponse(r.ChunksTotal, r.ChunksLeft, r.BytesCopied);
+        }
+        return rebuilds;
     }
 }

@@ -21,7 +21,10 @@ public sealed record VolumeResponse(string Id, string Name, long SizeBytes, int 
 /// <summary>A cluster volume (`ctl volumes show` in a cluster): placement, primary, in-sync set and each replica's state.</summary>
 public sealed record ClusterVolumeResponse(string Id, string Name, long SizeBytes, uint Nsid, int Replicas, IReadOnlyList<int> Placement,
     int Primary, IReadOnlyList<int> InSync, IReadOnlyDictionary<string, string> ReplicaStates, long Generation, bool Local,
-    IReadOnlyList<string>? Hosts);
+    IReadOnlyList<string>? Hosts, IReadOnlyDictionary<string, RebuildResponse>? Rebuild = null);
+
+/// <summary>A replica the answering node (its primary) is rebuilding: chunks of 128 KiB, and bytes written to it so far.</summary>
+public sealed record RebuildResponse(long ChunksTotal, long ChunksLeft, long BytesCopied);
 
 /// <summary>`ctl nodes list`: a node of the cluster; state "Down" once its lease expired.</summary>
 public sealed record NodeResponse(int Index, string Io, string Discovery, string State, bool Leader, IReadOnlyList<string> Volumes);

@@ -30,6 +30,8 @@ public sealed class NodeMetrics
     private readonly Counter _deviceErrors, _replicationCommands, _replicationBytes, _replicationLatency;
     private HashSet<(string Name, string Kind)> _deviceLabels = [];
     private HashSet<(string Name, string Id)> _replicaLabels = [];
+    private readonly Gauge _rebuildChunksLeft, _rebuildBytes;
+    private HashSet<(string Volume, string Peer)> _rebuildLabels = [];
     private readonly GftlSeries? _gftl;
     private HashSet<(string Name, string Id)> _volumeLabels = [];
 
@@ -64,6 +66,8 @@ public sealed class NodeMetrics
         _deviceFailed = f.CreateGauge("duroslight_device_failed", "1 while a device (GFTL device, sparse volume file) is out of service after repeated errors or a stall.", "device", "kind");
         _deviceErrors = f.CreateCounter("duroslight_device_errors_total", "I/O errors a device returned since it was opened.", "device", "kind");
         _replicaInSync = f.CreateGauge("duroslight_replica_in_sync", "1 while this node's replica is in the volume's in-sync set.", "volume", "volume_id");
+        _rebuildChunksLeft = f.CreateGauge("duroslight_rebuild_chunks_left", "128 KiB chunks a rebuild of the peer's replica (this node primary) has not copied yet.", "volume", "peer");
+        _rebuildBytes = f.CreateGauge("duroslight_rebuild_copied_bytes", "Bytes the rebuild of the peer's replica has written to it so far.", "volume", "peer");
         _peerConnected = f.CreateGauge("duroslight_replication_peer_connected", "1 while this node's replication link to the peer node is connected (0: lost).", "peer");
         _replicationCommands = f.CreateCounter("duroslight_replication_commands_total", "Commands forwarded to the peer node and completed (writes, write-zeroes, deallocates, flushes).", "peer");
         _replicationBytes = f.CreateCounter("duroslight_replication_bytes_total", "Data bytes forwarded to the peer node.", "peer");
@@ -147,6 +151,29 @@ public sealed class NodeMetrics
         }
         _replicaLabels = labels;
         Replication();
+        Rebuilds(view);
+    }
+
+    /// <summary>Rebuilds this node runs as a primary; a finished one's series go.</summary>
+    private void Rebuilds(Cluster.ClusterView view)
+    {
+        if (_node.Replicator is not { } replicator) return;
+        var labels = new HashSet<(string, string)>();
+        foreach (var r in replicator.Rebuilds())
+        {
+            string volume = view.Find(r.Volume.ToString("D"))?.Record.Name ?? r.Volume.ToString("D");
+            string peer = Int(r.Node);
+            labels.Add((volume, peer));
+            _rebuildChunksLeft.WithLabels(volume, peer).Set(r.ChunksLeft);
+            _rebuildBytes.WithLabels(volume, peer).Set(r.BytesCopied);
+        }
+        foreach (var (volume, peer) in _rebuildLabels)
+        {
+            if (labels.Contains((volume, peer))) continue;
+            _rebuildChunksLeft.RemoveLabelled(volume, peer);
+            _rebuildBytes.RemoveLabelled(volume, peer);
+        }
+        _rebuildLabels = labels;
     }
 
     /// <summary>Peer links of this node's replicated writes: connection state, forwarded commands, bytes, round-trip time.</summary>
