@@ -188,22 +188,25 @@ public sealed class CommandLineTests
     {
         Assert.False(CommandLine.ParseServe([]).IsClustered);
         string path = Path.GetTempFileName();
-        File.WriteAllText(path, "cluster:\n  name: prod\n  etcd: [http://10.0.0.1:2379, 'http://10.0.0.2:2379/']\n  lease_ttl_s: 5\n");
+        File.WriteAllText(path, "cluster:\n  name: prod\n  etcd: [http://10.0.0.1:2379, 'http://10.0.0.2:2379/']\n  lease_ttl_s: 5\n  rebuild_mib_s: 200\n");
         var s = CommandLine.ParseServe(["--config", path]);
         Assert.Equal("prod", s.ClusterId);
         Assert.Equal(["http://10.0.0.1:2379", "http://10.0.0.2:2379"], s.EtcdEndpoints);
         Assert.Equal(5, s.LeaseTtlSeconds);
+        Assert.Equal(200, s.RebuildMiBPerSecond);
         Assert.True(s.IsClustered);
-        s = CommandLine.ParseServe(["--config", path, "--etcd", "http://127.0.0.1:2379", "--cluster", "other", "--lease-ttl", "7"]);
+        s = CommandLine.ParseServe(["--config", path, "--etcd", "http://127.0.0.1:2379", "--cluster", "other", "--lease-ttl", "7", "--rebuild-rate", "0"]);
         Assert.Equal(["http://127.0.0.1:2379"], s.EtcdEndpoints);
-        Assert.Equal(("other", 7), (s.ClusterId, s.LeaseTtlSeconds));
+        Assert.Equal(("other", 7, 0), (s.ClusterId, s.LeaseTtlSeconds, s.RebuildMiBPerSecond));
+        Assert.Equal(64, CommandLine.ParseServe([]).RebuildMiBPerSecond);
+        Assert.Throws<UsageException>(() => CommandLine.ParseServe(["--rebuild-rate", "-1"]));
         File.WriteAllText(path, "cluster: plain\n");
         Assert.Equal(("plain", false), (CommandLine.ParseServe(["--config", path]).ClusterId, CommandLine.ParseServe(["--config", path]).IsClustered));
         File.WriteAllText(path, "cluster:\n  etcd: [https://10.0.0.1:2379]\n");
         var e = Assert.Throws<UsageException>(() => CommandLine.ParseServe(["--config", path]));
         Assert.Contains("key 'cluster.etcd'", e.Message);
         File.WriteAllText(path, "cluster:\n  leader: 1\n");
-        Assert.Contains("unknown key (name, etcd, lease_ttl_s)", Assert.Throws<UsageException>(() => CommandLine.ParseServe(["--config", path])).Message);
+        Assert.Contains("unknown key (name, etcd, lease_ttl_s, rebuild_mib_s)", Assert.Throws<UsageException>(() => CommandLine.ParseServe(["--config", path])).Message);
         Assert.Throws<UsageException>(() => CommandLine.ParseServe(["--etcd", "10.0.0.1:2379"]));
     }
 
