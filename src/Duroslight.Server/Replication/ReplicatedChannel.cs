@@ -18,7 +18,8 @@ namespace Duroslight.Server.Replication;
 internal sealed class ReplicatedChannel(IVolumeChannel local, VolumeReplication replication, Shard shard, int blockSize) : IVolumeChannel
 {
     private readonly Stack<ReplicationOp> _ops = new();
-    private readonly OverlapGate<IGatedOp> _order = new();
+    /// <summary>The volume's gate on this shard, shared by the channels the volume table opens for it over time.</summary>
+    private readonly OverlapGate<IGatedOp> _order = replication.GateOf(shard);
 
     public VolumeReplication Replication => replication;
 

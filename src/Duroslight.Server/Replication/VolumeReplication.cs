@@ -1,3 +1,4 @@
+using Duroslight.Reactor;
 using Duroslight.Storage.Volumes;
 using Microsoft.Extensions.Logging;
 
@@ -23,6 +24,7 @@ internal sealed class VolumeReplication(Guid volumeId, Func<Guid, int, Task<bool
     private volatile PeerLink[] _targets = [];
     private volatile bool _keepOrder;
     private volatile ReplicatedChannel?[] _channels = [];
+    private readonly Dictionary<Shard, OverlapGate<IGatedOp>> _gates = [];
 
     public Guid VolumeId => volumeId;
 
@@ -48,6 +50,19 @@ internal sealed class VolumeReplication(Guid volumeId, Func<Guid, int, Task<bool
 
     /// <summary>What places the volume's chunks on shards (<see cref="IBlockVolume.PlacementId"/>).</summary>
     public Guid PlacementId { get; private set; }
+
+    /// <summary>
+    /// The volume's overlap gate on <paramref name="shard"/>: one per shard for the volume's life, so a change through a
+    /// channel opened later (the volume table republished) still waits for one in flight through an earlier channel.
+    /// </summary>
+    public OverlapGate<IGatedOp> GateOf(Shard shard)
+    {
+        lock (_gate)
+        {
+            if (!_gates.TryGetValue(shard, out var gate)) _gates[shard] = gate = new OverlapGate<IGatedOp>();
+            return gate;
+        }
+    }
 
     /// <summary>Control path: the volume table opened <paramref name="channel"/> for its shard.</summary>
     public void Attach(ReplicatedChannel channel, int shardCount, Guid placementId)
