@@ -7,8 +7,8 @@ namespace Duroslight.Server.Tests;
 /// <summary>Rebuild: a secondary killed, written past and restarted comes back into the in-sync set with every write.</summary>
 public sealed partial class ClusterProcessTests
 {
-    /// <summary>Slow enough (16 MiB in about 4 s) that host writes land while the rebuild copies.</summary>
-    private const string RebuildMiBPerSecond = "4";
+    /// <summary>Slow enough (16 MiB in about 8 s) that host writes land while the rebuild copies and `ctl` (a process) sees it.</summary>
+    private const string RebuildMiBPerSecond = "2";
 
     [EtcdFact]
     public async Task A_restarted_secondary_is_rebuilt_while_hosts_write_rejoins_the_in_sync_set_and_holds_every_write()
@@ -47,7 +47,7 @@ public sealed partial class ClusterProcessTests
             _nodes[victim].Dispose();
             _nodes[victim] = await ServerProcess.StartAsync(NodeArgs(victim));
 
-            // Host writes go on while it is rebuilt (the rate limit keeps the copy at about 4 s); the primary shows it
+            // Host writes go on while it is rebuilt (the rate limit keeps the copy at about 8 s); the primary shows it
             // as rebuilding with the chunks left, in `ctl volumes show` and in its metrics.
             bool sawRebuilding = false, sawMetrics = false;
             int seed = 100;
@@ -55,17 +55,23 @@ public sealed partial class ClusterProcessTests
             {
                 var v = (await GetAsync(primary, "v1/volumes/vol-b"))!;
                 if (v["replica_states"]?[victim.ToString()]?.GetValue<string>() == "rebuilding"
-                    && v["rebuild"]?[victim.ToString()]?["chunks_left"]?.GetValue<long>() is > 0)
+                    && v["rebuild"]?[victim.ToString()] is JsonObject progress && progress["chunks_left"]!.GetValue<long>() is > 0
+                    && progress["chunks_total"]!.GetValue<long>() == Blocks * 4096 / (128 * 1024))
                 {
-                    sawRebuilding = true;
+                    if (!sawRebuilding)
+                    {
+                        var (c, shown, _) = await Cli("ctl", "--socket", Socket(primary), "volumes", "show", "vol-b");
+                        sawRebuilding = c == 0 && shown.Contains("rebuilding", StringComparison.Ordinal) && shown.Contains("chunks_left", StringComparison.Ordinal);
+                    }
                     using var http = new HttpClient();
                     string page = await http.GetStringAsync($"http://127.0.0.1:{_metricsPorts[primary]}/metrics");
-                    sawMetrics |= page.Contains($"duroslight_rebuild_chunks_left{{volume=\"vol-b\",peer=\"{victim}\"}}", StringComparison.Ordinal);
+                    sawMetrics |= page.Contains($"duroslight_rebuild_chunks_left{{volume=\"vol-b\",peer=\"{victim}\"}}", StringComparison.Ordinal)
+                        && page.Contains($"duroslight_rebuild_eta_seconds{{volume=\"vol-b\",peer=\"{victim}\"}}", StringComparison.Ordinal);
                 }
                 for (int i = 0; i < 4; i++, seed++) await Write(seed * 7 % (Blocks - 8), 1 + seed % 8, seed);
                 return Ints(v["in_sync"]).Contains(victim);
             }, $"node {victim} rebuilt and back in the in-sync set", Limit);
-            Assert.True(sawRebuilding, "the primary never showed the rebuild under way");
+            Assert.True(sawRebuilding, "`ctl volumes show` on the primary never showed the rebuild under way");
             Assert.True(sawMetrics, "the primary's metrics never showed the rebuild's chunks left");
             await Write(3000, 16, 5); // after the join: in sync, so forwarded as any write
         }

@@ -142,7 +142,8 @@ public sealed partial class ControlApi
             if (r.Volume != v.Id || v.InSync.Contains(r.Node)) continue;
             string key = r.Node.ToString(CultureInfo.InvariantCulture);
             states[key] = "rebuilding";
-            (rebuilds ??= new(StringComparer.Ordinal))[key] = new RebuildResponse(r.ChunksTotal, r.ChunksLeft, r.BytesCopied);
+            (rebuilds ??= new(StringComparer.Ordinal))[key] = new RebuildResponse(r.ChunksTotal, r.ChunksLeft, r.BytesCopied,
+                Math.Round(r.MiBPerSecond, 1), Math.Round(r.EtaSeconds, 1));
         }
         return rebuilds;
     }

@@ -30,7 +30,7 @@ public sealed class NodeMetrics
     private readonly Counter _deviceErrors, _replicationCommands, _replicationBytes, _replicationLatency;
     private HashSet<(string Name, string Kind)> _deviceLabels = [];
     private HashSet<(string Name, string Id)> _replicaLabels = [];
-    private readonly Gauge _rebuildChunksLeft, _rebuildBytes;
+    private readonly Gauge _rebuildChunksLeft, _rebuildBytes, _rebuildEta;
     private HashSet<(string Volume, string Peer)> _rebuildLabels = [];
     private readonly GftlSeries? _gftl;
     private HashSet<(string Name, string Id)> _volumeLabels = [];
@@ -68,6 +68,7 @@ public sealed class NodeMetrics
         _replicaInSync = f.CreateGauge("duroslight_replica_in_sync", "1 while this node's replica is in the volume's in-sync set.", "volume", "volume_id");
         _rebuildChunksLeft = f.CreateGauge("duroslight_rebuild_chunks_left", "128 KiB chunks a rebuild of the peer's replica (this node primary) has not copied yet.", "volume", "peer");
         _rebuildBytes = f.CreateGauge("duroslight_rebuild_copied_bytes", "Bytes the rebuild of the peer's replica has written to it so far.", "volume", "peer");
+        _rebuildEta = f.CreateGauge("duroslight_rebuild_eta_seconds", "Seconds the rebuild of the peer's replica needs at its pace so far (-1: not known yet).", "volume", "peer");
         _peerConnected = f.CreateGauge("duroslight_replication_peer_connected", "1 while this node's replication link to the peer node is connected (0: lost).", "peer");
         _replicationCommands = f.CreateCounter("duroslight_replication_commands_total", "Commands forwarded to the peer node and completed (writes, write-zeroes, deallocates, flushes).", "peer");
         _replicationBytes = f.CreateCounter("duroslight_replication_bytes_total", "Data bytes forwarded to the peer node.", "peer");
@@ -166,12 +167,14 @@ public sealed class NodeMetrics
             labels.Add((volume, peer));
             _rebuildChunksLeft.WithLabels(volume, peer).Set(r.ChunksLeft);
             _rebuildBytes.WithLabels(volume, peer).Set(r.BytesCopied);
+            _rebuildEta.WithLabels(volume, peer).Set(r.EtaSeconds);
         }
         foreach (var (volume, peer) in _rebuildLabels)
         {
             if (labels.Contains((volume, peer))) continue;
             _rebuildChunksLeft.RemoveLabelled(volume, peer);
             _rebuildBytes.RemoveLabelled(volume, peer);
+            _rebuildEta.RemoveLabelled(volume, peer);
         }
         _rebuildLabels = labels;
     }

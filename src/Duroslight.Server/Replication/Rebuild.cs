@@ -21,7 +21,7 @@ internal sealed class Rebuild(VolumeReplication volume, PeerLink link, long size
     /// <summary>Chunk copies in flight at once (each holds a 128 KiB buffer).</summary>
     private const int Window = 4;
     private readonly CancellationTokenSource _cancel = new();
-    private long _left = -1, _copied;
+    private long _left = -1, _copied, _startedAt;
 
     public Guid VolumeId => volume.VolumeId;
 
@@ -37,6 +37,16 @@ internal sealed class Rebuild(VolumeReplication volume, PeerLink link, long size
     /// <summary>Bytes sent to the replica (written chunks; a deallocated chunk sends none).</summary>
     public long BytesCopied => Volatile.Read(ref _copied);
 
+    /// <summary>Chunks handled per second since the copy started, in MiB/s (written or deallocated alike), and the seconds left at that pace.</summary>
+    public (double MiBPerSecond, double EtaSeconds) Pace()
+    {
+        double seconds = Stopwatch.GetElapsedTime(Volatile.Read(ref _startedAt)).TotalSeconds;
+        long done = ChunksTotal - ChunksLeft;
+        if (Volatile.Read(ref _startedAt) == 0 || done == 0 || seconds <= 0) return (0, -1);
+        double chunksPerSecond = done / seconds;
+        return (chunksPerSecond * ChunkMap.ChunkSize / (1 << 20), ChunksLeft / chunksPerSecond);
+    }
+
     /// <summary>Stops the copy between chunks (this node is no longer the primary).</summary>
     public void Cancel() => _cancel.Cancel();
 
@@ -50,6 +60,7 @@ internal sealed class Rebuild(VolumeReplication volume, PeerLink link, long size
         var pending = new Task<bool>?[Window];
         for (int i = 0; i < Window; i++) copies[i] = new ChunkCopy(link, volume.Nsid, blockSize) { Owner = this };
         var clock = Stopwatch.StartNew();
+        Volatile.Write(ref _startedAt, Stopwatch.GetTimestamp());
         long total = ChunksTotal;
         Volatile.Write(ref _left, total);
         for (long chunk = 0; chunk < total; chunk++)

@@ -128,7 +128,11 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
     public IReadOnlyList<RebuildProgress> Rebuilds()
     {
         var list = new List<RebuildProgress>();
-        foreach (var r in _rebuilds.Values) list.Add(new RebuildProgress(r.VolumeId, r.Node, r.ChunksTotal, r.ChunksLeft, r.BytesCopied));
+        foreach (var r in _rebuilds.Values)
+        {
+            var (rate, eta) = r.Pace();
+            list.Add(new RebuildProgress(r.VolumeId, r.Node, r.ChunksTotal, r.ChunksLeft, r.BytesCopied, rate, eta));
+        }
         return list;
     }
 
@@ -225,5 +229,5 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
     }
 }
 
-/// <summary>One rebuild under way: chunks of the volume, chunks not copied yet, bytes sent.</summary>
-public sealed record RebuildProgress(Guid Volume, int Node, long ChunksTotal, long ChunksLeft, long BytesCopied);
+/// <summary>One rebuild under way: chunks of the volume, chunks not copied yet, bytes sent, pace and seconds left (-1: not known yet).</summary>
+public sealed record RebuildProgress(Guid Volume, int Node, long ChunksTotal, long ChunksLeft, long BytesCopied, double MiBPerSecond, double EtaSeconds);
