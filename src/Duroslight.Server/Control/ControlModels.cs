@@ -27,7 +27,7 @@ public sealed record ClusterVolumeResponse(string Id, string Name, long SizeByte
 /// A replica the answering node (its primary) is rebuilding: chunks of 128 KiB, bytes written to it so far, the pace
 /// in MiB/s of chunks handled and the seconds left at that pace (-1 until the first chunk is done).
 /// </summary>
-public sealed record RebuildResponse(long ChunksTotal, long ChunksLeft, long BytesCopied, double MiBPerSecond, double EtaSeconds);
+public sealed record RebuildResponse(long ChunksTotal, long ChunksLeft, long BytesCopied, double MibPerSecond, double EtaSeconds);
 
 /// <summary>`ctl nodes list`: a node of the cluster; state "Down" once its lease expired.</summary>
 public sealed record NodeResponse(int Index, string Io, string Discovery, string State, bool Leader, IReadOnlyList<string> Volumes);
