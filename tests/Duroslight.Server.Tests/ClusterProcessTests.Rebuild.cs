@@ -68,12 +68,17 @@ public sealed partial class ClusterProcessTests
                     sawMetrics |= page.Contains($"duroslight_rebuild_chunks_left{{volume=\"vol-b\",peer=\"{victim}\"}}", StringComparison.Ordinal)
                         && page.Contains($"duroslight_rebuild_eta_seconds{{volume=\"vol-b\",peer=\"{victim}\"}}", StringComparison.Ordinal);
                 }
-                for (int i = 0; i < 4; i++, seed++) await Write(seed * 7 % (Blocks - 8), 1 + seed % 8, seed);
+                for (int i = 0; i < 4; i++, seed++) await Write(seed * 7 % (Blocks / 2 - 8), 1 + seed % 8, seed); // first half only: the rest stays sparse
                 return Ints(v["in_sync"]).Contains(victim);
             }, $"node {victim} rebuilt and back in the in-sync set", Limit);
             Assert.True(sawRebuilding, "`ctl volumes show` on the primary never showed the rebuild under way");
             Assert.True(sawMetrics, "the primary's metrics never showed the rebuild's chunks left");
             await Write(3000, 16, 5); // after the join: in sync, so forwarded as any write
+
+            // Sparse stays sparse: chunks never written (most of the second half) were not copied as zeros.
+            long primaryBytes = await AllocatedAsync(primary, "vol-b"), rebuiltBytes = await AllocatedAsync(victim, "vol-b");
+            Assert.InRange(primaryBytes, 1, Blocks * 4096L * 3 / 4);
+            Assert.InRange(rebuiltBytes, 1, primaryBytes);
         }
 
         // Only the rebuilt replica left: the others killed, it is promoted (only an in-sync replica can be) and must
@@ -89,5 +94,16 @@ public sealed partial class ClusterProcessTests
             for (int block = 0; block < Blocks; block++)
                 Assert.True(expected.AsSpan(block * 4096, 4096).SequenceEqual(back.AsSpan(block * 4096, 4096)), $"block {block} differs on the rebuilt replica");
         }
+    }
+
+    /// <summary>The volume's allocated bytes on a node, from its metrics.</summary>
+    private async Task<long> AllocatedAsync(int node, string volume)
+    {
+        using var http = new HttpClient();
+        string page = await http.GetStringAsync($"http://127.0.0.1:{_metricsPorts[node]}/metrics");
+        string prefix = $"duroslight_volume_allocated_bytes{{volume=\"{volume}\",";
+        foreach (string line in page.Split('\n'))
+            if (line.StartsWith(prefix, StringComparison.Ordinal)) return long.Parse(line[(line.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+        throw new Xunit.Sdk.XunitException($"no {prefix} on node {node}");
     }
 }
