@@ -327,6 +327,22 @@ public sealed class ClusterProcessTests : IAsyncLifetime
         Assert.False(_nodes[2].HasExited, "a replica that cannot be created must not stop its node");
     }
 
+    [EtcdFact]
+    public async Task Nodes_stop_with_SIGTERM_cleanly_when_etcd_is_gone()
+    {
+        var (code, _, stderr) = await Cli("ctl", "--socket", Socket(0), "volumes", "create", "vol-s", "8M", "--replicas", "3");
+        Assert.True(code == 0, stderr);
+        _etcd!.Dispose(); // killed: every etcd stream of the nodes breaks
+        _etcd = null;
+        for (int i = 0; i < 3; i++)
+        {
+            var node = _nodes[i];
+            await Eventually.Until(() => Task.FromResult(node.Output.Contains("etcd keep-alive:", StringComparison.Ordinal)),
+                $"node {i} notices etcd is gone and keeps trying", Limit);
+        }
+        for (int i = 0; i < 3; i++) Assert.True(await _nodes[i].StopAsync(15) == 0, _nodes[i].Output);
+    }
+
     /// <summary>A host on <paramref name="node"/> once its path to the volume is optimized (ANA log page).</summary>
     private async Task<NvmeTcpController> ConnectOptimizedAsync(int node)
     {

@@ -22,6 +22,8 @@ namespace Duroslight.Server.Cluster;
 public sealed class ClusterMember : IAsyncDisposable
 {
     private static readonly TimeSpan Resync = TimeSpan.FromSeconds(1);
+    /// <summary>How long a graceful leave tries to revoke its lease before leaving it to expire.</summary>
+    private static readonly TimeSpan RevokeTimeout = TimeSpan.FromSeconds(2);
     private readonly ServeSettings _settings;
     private readonly NodeVolumes _volumes;
     private readonly ILogger _logger;
@@ -237,7 +239,10 @@ public sealed class ClusterMember : IAsyncDisposable
         }
     }
 
-    /// <summary>Graceful leave: stop the loops and revoke the lease, so the node shows down and leadership moves at once.</summary>
+    /// <summary>
+    /// Graceful leave: stop the loops and revoke the lease, so the node shows down and leadership moves at once. With
+    /// etcd unreachable it neither throws nor waits long: the lease then expires by itself.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync().ConfigureAwait(false);
@@ -251,10 +256,16 @@ public sealed class ClusterMember : IAsyncDisposable
             {
                 // Stopping.
             }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // A loop cancelled while its call to an unreachable etcd was failing: nothing left to do for it.
+                _logger.LogDebug("cluster loop ended with {Error}", e.Message);
+            }
         }
         try
         {
-            if (_lease != 0) await _etcd.RevokeLeaseAsync(_lease).ConfigureAwait(false);
+            using var revoke = new CancellationTokenSource(RevokeTimeout);
+            if (_lease != 0) await _etcd.RevokeLeaseAsync(_lease, revoke.Token).ConfigureAwait(false);
         }
         catch (RpcException e)
         {
