@@ -356,9 +356,10 @@ public sealed class ClusterMember : IAsyncDisposable
             {
                 _logger.LogWarning("cluster state: etcd {Endpoint}: {Error}", _etcd.Endpoint, e.Status.Detail);
             }
-            catch (Exception e) when (!ct.IsCancellationRequested && e is JsonException or InvalidOperationException or ArgumentException)
+            catch (Exception e) when (!ct.IsCancellationRequested && e is not OutOfMemoryException)
             {
-                // A record this version cannot read must not stop the loop: the next pass tries again.
+                // Nothing a pass meets (a record this version cannot read, a local failure) may stop the loop: a node
+                // whose loop died would stay Active in etcd and never apply the cluster's state again. The next pass retries.
                 _logger.LogError("cluster state: {Error}", e.Message);
             }
         }
