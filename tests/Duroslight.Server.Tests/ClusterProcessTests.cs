@@ -302,8 +302,9 @@ public sealed class ClusterProcessTests : IAsyncLifetime
         Directory.Delete(volumes, recursive: true);
         await File.WriteAllTextAsync(volumes, "not a directory");
 
-        var (code, _, stderr) = await Cli("ctl", "--socket", Socket(1), "volumes", "create", "vol-f", "16M", "--replicas", "3");
+        var (code, stdout, stderr) = await Cli("ctl", "--socket", Socket(1), "volumes", "create", "vol-f", "16M", "--replicas", "3");
         Assert.True(code == 0, stderr);
+        Assert.Equal("[0,1]", Field(stdout, "in_sync")); // the create answers once the failed replica is out of the set
         var vol = (await GetAsync(0, "v1/volumes/vol-f"))!;
         int primary = vol["primary"]!.GetValue<int>();
         Assert.NotEqual(2, primary); // the first volume's primary is the lowest index

@@ -90,8 +90,8 @@ public sealed class ClusterMember : IAsyncDisposable
     /// <summary>
     /// `ctl volumes create` on any node: the record goes in with an NSID that no other volume has and a name no other
     /// volume has (both as keys compared absent in the same transaction); the leader places it; this call waits for
-    /// the placement and for every replica to be open (the primary's only once it forwards to every secondary; up to
-    /// 20 s) and returns the record as it stands.
+    /// the placement and for every in-sync replica to be open (the primary's only once it forwards to every in-sync
+    /// secondary; up to 20 s) and returns the record as it stands.
     /// </summary>
     public async Task<VolumeEntry> CreateVolumeAsync(string name, long sizeBytes, int replicas, IReadOnlyList<string>? hosts)
     {
@@ -124,8 +124,9 @@ public sealed class ClusterMember : IAsyncDisposable
         {
             var view = await ReadAsync().ConfigureAwait(false);
             var entry = view.Find(record.Id.ToString("D"))!;
+            // Every in-sync replica open: a replica that failed to open is dropped from the set, not waited for.
             bool open = entry.Record.Placement.Count > 0;
-            foreach (int n in entry.Record.Placement) open &= view.ReplicaState(record.Id, n) == "open";
+            foreach (int n in entry.Record.InSync) open &= view.ReplicaState(record.Id, n) == "open";
             if ((entry.Record.Primary >= 0 && open) || DateTime.UtcNow > deadline) return entry;
             await Task.Delay(100).ConfigureAwait(false);
         }
