@@ -20,6 +20,7 @@ REPO_ROOT=$(cd "$CONF_DIR/.." && pwd)
 . "$CONF_DIR/lib/vm.sh"
 . "$CONF_DIR/lib/target.sh"
 . "$CONF_DIR/lib/capture.sh"
+. "$CONF_DIR/lib/cluster.sh"
 
 # A setup failure still ends with the summary line CI reads.
 die() {
@@ -28,10 +29,11 @@ die() {
     exit 2
 }
 
-CASE_IDS=(1 2 3 4 5 6 7 8 9 10 11 12)
+CASE_IDS=(1 2 3 4 5 6 7 8 9 10 11 12 13)
 declare -A CASE_NAME=(
     [1]=discover [2]=identify [3]=fio-verify [4]=aux-subsystems [5]=allow-host
     [6]=multi-controller [7]=target-restart [8]=discard [9]=discovery-aen [10]=protocol-capture [11]=discovery-client [12]=reservations
+    [13]=multipath
 )
 declare -A CASE_DESC=(
     [1]="nvme discover lists the default subsystem (not the aux ones) with trsvcid/traddr"
@@ -46,6 +48,7 @@ declare -A CASE_DESC=(
     [10]="tshark NVMe/TCP dissector on a short session: no malformed packet, no error-level expert info"
     [11]="optional: Lightbits' discovery-client connects through discovery, gets every log-change AEN, honours auxSuffix"
     [12]="two host NQNs: resv-register/acquire/report/release, preempt-and-abort, a write refused with Reservation Conflict"
+    [13]="etcd + 3 cluster nodes, a 3-replica volume: one namespace, 3 paths (optimized/inaccessible), fio verify via multipath"
 )
 
 # test ports and identities (not the defaults, so a developer's target can keep running)
@@ -54,9 +57,13 @@ DISC_PORT=${DUROSLIGHT_CONF_DISC_PORT:-18009}
 METRICS_PORT=${DUROSLIGHT_CONF_METRICS_PORT:-19180}
 ALLOW_IO_PORT=$((IO_PORT + 1)); ALLOW_DISC_PORT=$((DISC_PORT + 1)); ALLOW_METRICS_PORT=$((METRICS_PORT + 1))
 DC_IO_PORT=$((IO_PORT + 2)); DC_DISC_PORT=$((DISC_PORT + 2)); DC_METRICS_PORT=$((METRICS_PORT + 2))
+# case 13: three cluster nodes on BASE + 10 + i, etcd on IO_PORT + 20 (client) and + 21 (peer)
+CLUSTER_IO_PORT=$((IO_PORT + 10)); CLUSTER_DISC_PORT=$((DISC_PORT + 10)); CLUSTER_METRICS_PORT=$((METRICS_PORT + 10))
+CLUSTER_ETCD_PORT=${DUROSLIGHT_CONF_ETCD_PORT:-$((IO_PORT + 20))}
 # Lightbits' discovery-client binary for case 11 (built outside the repo; see conformance/README.md)
 DISCOVERY_CLIENT=${DUROSLIGHT_DISCOVERY_CLIENT:-}
 NQN=${DUROSLIGHT_CONF_NQN:-nqn.2026-11.io.duroslight:default}
+CLUSTER_NQN=${NQN%:*}:multipath
 
 SELECTED=()
 EXCLUDED=()
@@ -135,6 +142,7 @@ cleanup() {
     [ "$CLEANED" = 1 ] && return; CLEANED=1
     if [ -n "$VM_PID" ] && kill -0 "$VM_PID" 2>/dev/null; then kill -TERM "$VM_PID" 2>/dev/null; wait "$VM_PID" 2>/dev/null; fi
     [ -n "${CAPTURE_PID:-}" ] && { kill -INT "$CAPTURE_PID" 2>/dev/null; sleep 1; kill -KILL "$CAPTURE_PID" 2>/dev/null; }
+    cluster_stop
     target_stop_all
 }
 trap cleanup EXIT
@@ -144,7 +152,8 @@ T_START=$SECONDS
 DIE_SUMMARY=1
 log "work dir: $WORK_DIR (cache: $CACHE_DIR)"
 NEED_CAPTURE=0; want 10 && NEED_CAPTURE=1
-ensure_prereqs "$NEED_CAPTURE" "$INSTALL"
+NEED_CLUSTER=0; want 13 && NEED_CLUSTER=1
+ensure_prereqs "$NEED_CAPTURE" "$INSTALL" "$NEED_CLUSTER"
 kernel_fetch
 log "guest kernel: $KERNEL_VERSION ($KERNEL_ID)"
 initramfs_build
@@ -176,6 +185,12 @@ if want 11 && [ -n "$DISCOVERY_CLIENT" ]; then
         && DC_STARTED=8009 || warn "the discovery-client target did not start: case 11 will fail"
 fi
 
+CLUSTER_STARTED=0
+if want 13; then
+    cluster_start "$CLUSTER_IO_PORT" "$CLUSTER_DISC_PORT" "$CLUSTER_METRICS_PORT" "$CLUSTER_ETCD_PORT" "$CLUSTER_NQN" \
+        && CLUSTER_STARTED=1 || warn "the cluster did not start: case 13 will fail"
+fi
+
 # --- the shared folder -----------------------------------------------------------
 mkdir -p "$SHARE"/{guest,req,results,logs,bin}
 if want 11 && [ -n "$DISCOVERY_CLIENT" ]; then cp "$DISCOVERY_CLIENT" "$SHARE/bin/discovery-client"; fi
@@ -196,6 +211,10 @@ LBA_BYTES=4096
 FIO_RAND_SIZE=16m
 FIO_SEQ_SIZE=32m
 FIO_STRADDLE_COUNT=64
+CLUSTER_STARTED=$CLUSTER_STARTED
+CLUSTER_NQN=$CLUSTER_NQN
+CLUSTER_IO_PORT=$CLUSTER_IO_PORT
+CLUSTER_PRIMARY=$CLUSTER_PRIMARY
 CASES="${RUN_CASES[*]}"
 CASE_TIMEOUT=$CASE_TIMEOUT
 EOF
@@ -221,6 +240,10 @@ handle_request() { # $1 = request file
             log "restarting target '$arg' on the guest's request"
             if target_restart "$arg" "$IO_PORT"; then resp="ok $TARGET_RESTART_RESULT"; else resp="err $TARGET_RESTART_RESULT"; fi
             log "restart: $resp" ;;
+        metric)
+            # metric NAME METRIC: the sum of METRIC over its series on target NAME's /metrics
+            local tname=${arg%% *}
+            if resp=$(target_metric_sum "$tname" "${arg#* }"); then resp="ok $resp"; else resp="err $resp"; fi ;;
         ctl)
             # ctl NAME ARGS...: the guest drives the target's control API (duroslight ctl)
             local tname=${arg%% *} targs=${arg#* }
@@ -291,7 +314,12 @@ for c in "${SELECTED[@]}"; do
                   echo "  --- guest log of case $c ($WORK_DIR/share/logs/case$c.log, last 120 lines):"
                   tail -120 "$SHARE/logs/case$c.log" | indent
               fi
-              if [ -n "${TLOG_BEGIN[$c]:-}" ]; then
+              if [ "$c" = 13 ]; then
+                  for n in c0 c1 c2; do
+                      [ -f "${TARGET_LOG[$n]:-}" ] || continue
+                      echo "  --- cluster node $n (${TARGET_LOG[$n]}, last 15 lines):"; tail -15 "${TARGET_LOG[$n]}" | indent
+                  done
+              elif [ -n "${TLOG_BEGIN[$c]:-}" ]; then
                   echo "  --- target output during case $c (last 40 lines):"
                   tail -c +"$((TLOG_BEGIN[$c] + 1))" "${TARGET_LOG[main]}" | head -c "$(( ${TLOG_END[$c]:-999999999} - TLOG_BEGIN[$c] ))" | tail -40 | indent
               fi ;;

@@ -569,6 +569,71 @@ case_12() { # reservations
     say "  kernel log:"; show_dmesg_new
 }
 
+# ---------------------------------------------------------------------------
+# node index of a controller of the cluster (from its trsvcid: node i listens on CLUSTER_IO_PORT + i)
+cluster_node_of() { echo $(($(sed -n 's/.*trsvcid=\([0-9]*\).*/\1/p' "/sys/class/nvme/$1/address") - CLUSTER_IO_PORT)); }
+
+case_13() { # native multipath over the three nodes of a cluster
+    [ "$CLUSTER_STARTED" = 1 ] || { bad "the host could not start the cluster (etcd + 3 nodes, see run.sh output)"; return; }
+    i=0
+    while [ $i -lt 3 ]; do
+        nvme_connect "$CLUSTER_NQN" $((CLUSTER_IO_PORT + i)) || bad "nvme connect to node $i (port $((CLUSTER_IO_PORT + i))) failed"
+        i=$((i + 1))
+    done
+    ctrls=$(ctrls_of "$CLUSTER_NQN")
+    n=$(echo "$ctrls" | grep -c nvme)
+    [ "$n" -eq 3 ] && ok "3 controllers: $(echo $ctrls)" || bad "$n controllers of $CLUSTER_NQN instead of 3"
+    for c in $ctrls; do wait_state "$c" live 10 || bad "$c is $(ctrl_state "$c"), not live"; done
+    subs=0; heads=0
+    for s in /sys/class/nvme-subsystem/nvme-subsys*; do
+        [ "$(cat "$s/subsysnqn" 2>/dev/null)" = "$CLUSTER_NQN" ] || continue
+        subs=$((subs + 1))
+        for h in "$s"/nvme*n*; do [ -e "$h" ] && heads=$((heads + 1)); done
+    done
+    [ "$subs" -eq 1 ] && ok "one subsystem $CLUSTER_NQN" || bad "$subs subsystems with NQN $CLUSTER_NQN, expected 1"
+    [ "$heads" -eq 1 ] && ok "one multipath namespace" || bad "$heads namespaces in the subsystem, expected 1"
+    DEV=$(ns_dev_of "$CLUSTER_NQN" 15) || { bad "no multipath block device for $CLUSTER_NQN"; return; }
+    say "  \$ nvme list-subsys"; nvme list-subsys >"$STATE/ls.out" 2>&1; sed 's/^/    > /' "$STATE/ls.out"
+    n=$(grep -c " live" "$STATE/ls.out")
+    [ "$n" -eq 3 ] && ok "nvme list-subsys: 3 live paths" || bad "nvme list-subsys shows $n live paths, expected 3"
+    say "  \$ nvme list-subsys /dev/$DEV"; nvme list-subsys "/dev/$DEV" >"$STATE/lsn.out" 2>&1; sed 's/^/    > /' "$STATE/lsn.out"
+    # with a namespace, nvme-cli adds each path's ANA state: the primary's port optimized, the other two inaccessible
+    o=$(grep " live optimized" "$STATE/lsn.out"); n=$(grep -c " live inaccessible" "$STATE/lsn.out")
+    case "$o" in *"trsvcid=$((CLUSTER_IO_PORT + CLUSTER_PRIMARY)),"*) ok "list-subsys: the primary's path live optimized" ;;
+        *) bad "list-subsys: no 'live optimized' path on the primary's port $((CLUSTER_IO_PORT + CLUSTER_PRIMARY)) (got '$o')" ;; esac
+    [ "$(echo "$o" | grep -c optimized)" -eq 1 ] && [ "$n" -eq 2 ] && ok "list-subsys: 1 optimized, 2 inaccessible paths" \
+        || bad "list-subsys: $(echo "$o" | grep -c optimized) optimized and $n inaccessible paths, expected 1 and 2"
+
+    # One path per controller; the primary's optimized, the others inaccessible (sysfs, as the kernel's multipath sees them).
+    paths=0
+    for c in $ctrls; do
+        node=$(cluster_node_of "$c")
+        for p in /sys/class/nvme/"$c"/nvme*c*n*; do
+            [ -e "$p/ana_state" ] || continue
+            paths=$((paths + 1))
+            st=$(cat "$p/ana_state"); exp=inaccessible
+            [ "$node" = "$CLUSTER_PRIMARY" ] && exp=optimized
+            [ "$st" = "$exp" ] && ok "node $node ($c, $(basename "$p")): ana_state $st" \
+                || bad "node $node ($c, $(basename "$p")): ana_state '$st', expected $exp (primary is node $CLUSTER_PRIMARY)"
+        done
+    done
+    [ "$paths" -eq 3 ] && ok "3 paths to the namespace" || bad "$paths paths with an ana_state, expected 3"
+
+    # fio through the multipath device; the primary forwards every write to both secondaries.
+    before=$(host_req metric "c$CLUSTER_PRIMARY" duroslight_replication_bytes_total) || bad "primary's metrics: $before"
+    run_fio mpath "$DEV" --rw=randwrite --bs=4k --iodepth=16 --size=16m || bad "fio randwrite+verify through /dev/$DEV failed"
+    after=$(host_req metric "c$CLUSTER_PRIMARY" duroslight_replication_bytes_total) || bad "primary's metrics: $after"
+    grew=-1
+    case "$before $after" in "ok "[0-9]*" ok "[0-9]*) grew=$((${after#ok } - ${before#ok })) ;; esac
+    [ "$grew" -ge $((2 * 16 * MIB)) ] && ok "the primary forwarded $grew bytes to its secondaries (16 MiB written)" \
+        || bad "the primary's duroslight_replication_bytes_total grew by $grew bytes, expected >= $((2 * 16 * MIB)) (16 MiB to each of 2 secondaries)"
+
+    say "  \$ nvme disconnect -n $CLUSTER_NQN"; nvme disconnect -n "$CLUSTER_NQN" 2>&1 | sed 's/^/    > /'
+    [ -z "$(ctrls_of "$CLUSTER_NQN")" ] && ok "disconnected all three paths" || bad "controllers left: $(ctrls_of "$CLUSTER_NQN")"
+    say "  kernel log:"; show_dmesg_new
+    p=$(dmesg_nvme_problems); [ -z "$p" ] && ok "no nvme warnings/errors in the kernel log" || bad "kernel nvme warnings/errors: $p"
+}
+
 say "case $CASE_NO (hostnqn $HOSTNQN)"
 "case_$CASE_NO"
 finish_case

@@ -109,7 +109,6 @@ target_restart() {
 
 target_alive() { local pid=${TARGET_PID[$1]:-}; [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
 
-# Sum of lightbox_fe_ctrl_id_used over all pools/shards (controller IDs in use).
 # target_ctl NAME ARGS...: `duroslight ctl` against the target's control socket; prints its output (one line)
 target_ctl() {
     local name=$1 out rc; shift
@@ -118,11 +117,15 @@ target_ctl() {
     return $rc
 }
 
-target_ctrl_count() {
-    local name=$1 body
+# Sum of lightbox_fe_ctrl_id_used over all pools/shards (controller IDs in use).
+target_ctrl_count() { target_metric_sum "$1" lightbox_fe_ctrl_id_used; }
+
+# target_metric_sum NAME METRIC: the sum of METRIC over all its series (labels) on target NAME's /metrics
+target_metric_sum() {
+    local name=$1 metric=$2 body
     body=$(http_get "${TARGET_METRICS[$name]}" /metrics) || { echo "metrics-unreachable"; return 1; }
     printf '%s\n' "$body" >"$WORK_DIR/metrics-$name-last.txt"
-    printf '%s\n' "$body" | awk '/^lightbox_fe_ctrl_id_used[{ ]/ {s += $NF; n++} END { if (n == 0) print "no-metric"; else print s }'
+    printf '%s\n' "$body" | awk -v m="$metric" '$1 == m || index($1, m "{") == 1 {s += $NF; n++} END { if (n == 0) print "no-metric"; else printf "%d\n", s }'
 }
 
 target_stop_all() {

@@ -290,6 +290,60 @@ public sealed class ClusterProcessTests : IAsyncLifetime
         }
     }
 
+    [EtcdFact]
+    public async Task A_secondary_that_cannot_open_its_replica_leaves_the_in_sync_set_before_the_primary_acknowledges_a_write()
+    {
+        // Node 2 comes back with a sparse store whose volumes directory is then made a file: creating its replica fails.
+        Assert.Equal(0, await _nodes[2].StopAsync(15));
+        _nodes[2].Dispose();
+        _nodes[2] = await ServerProcess.StartAsync(NodeArgs(2, memory: false));
+        await Eventually.Until(async () => CountState(await NodesAsync(0), "Active") == 3, "node 2 Active again", Limit);
+        string volumes = Path.Combine(_dir.FullName, "node2", "volumes");
+        Directory.Delete(volumes, recursive: true);
+        await File.WriteAllTextAsync(volumes, "not a directory");
+
+        var (code, stdout, stderr) = await Cli("ctl", "--socket", Socket(1), "volumes", "create", "vol-f", "16M", "--replicas", "3");
+        Assert.True(code == 0, stderr);
+        Assert.Equal("[0,1]", Field(stdout, "in_sync")); // the create answers once the failed replica is out of the set
+        var vol = (await GetAsync(0, "v1/volumes/vol-f"))!;
+        int primary = vol["primary"]!.GetValue<int>();
+        Assert.NotEqual(2, primary); // the first volume's primary is the lowest index
+        uint nsid = vol["nsid"]!.GetValue<uint>();
+        int good = 1 - primary;
+
+        // The failed replica is dropped from the in-sync set through etcd; only then does the primary serve.
+        await Eventually.Until(async () => (await GetAsync(0, "v1/volumes/vol-f"))?["replica_states"]?["2"]?.GetValue<string>() == "failed",
+            "node 2's replica failed", Limit);
+        await using var host = await ConnectOptimizedAsync(primary);
+        await host.WriteAsync(nsid, 0, 1, Pattern(4096, 7));
+        vol = (await GetAsync(primary, "v1/volumes/vol-f"))!;
+        Assert.Equal(new[] { primary, good }.Order(), Ints(vol["in_sync"]).Order());
+        Assert.Equal("open", vol["replica_states"]![good.ToString(CultureInfo.InvariantCulture)]!.GetValue<string>());
+
+        // The write went to the remaining in-sync secondary, and nothing to the dropped one.
+        using var http = new HttpClient();
+        string page = await http.GetStringAsync($"http://127.0.0.1:{_metricsPorts[primary]}/metrics");
+        Assert.Matches($"duroslight_replication_bytes_total{{peer=\"{good}\"}} [1-9]", page);
+        Assert.DoesNotMatch("duroslight_replication_bytes_total{peer=\"2\"} [1-9]", page);
+        Assert.False(_nodes[2].HasExited, "a replica that cannot be created must not stop its node");
+    }
+
+    [EtcdFact]
+    public async Task Nodes_stop_with_SIGTERM_cleanly_when_etcd_is_gone()
+    {
+        var (code, _, stderr) = await Cli("ctl", "--socket", Socket(0), "volumes", "create", "vol-s", "8M", "--replicas", "3");
+        Assert.True(code == 0, stderr);
+        _etcd!.Dispose(); // killed: every etcd stream of the nodes breaks
+        _etcd = null;
+        for (int i = 0; i < 3; i++)
+        {
+            var node = _nodes[i];
+            await Eventually.Until(() => Task.FromResult(node.Output.Contains("etcd keep-alive:", StringComparison.Ordinal)),
+                $"node {i} notices etcd is gone and keeps trying", Limit);
+        }
+        for (int i = 0; i < 3; i++) Assert.True(await _nodes[i].StopAsync(15) == 0, _nodes[i].Output);
+    }
+
     /// <summary>A host on <paramref name="node"/> once its path to the volume is optimized (ANA log page).</summary>
     private async Task<NvmeTcpController> ConnectOptimizedAsync(int node)
     {
@@ -348,12 +402,12 @@ public sealed class ClusterProcessTests : IAsyncLifetime
         }
     }
 
-    private string[] NodeArgs(int index)
+    private string[] NodeArgs(int index, bool memory = true)
     {
         string dir = Path.Combine(_dir.FullName, $"node{index}");
         Directory.CreateDirectory(dir);
         string metrics = $"127.0.0.1:{_metricsPorts[index]}";
-        return ["--metrics", metrics, "--memory", "--etcd", _etcd!.Url, "--cluster", _cluster, "--node-index", index.ToString(), "--lease-ttl", "3",
+        return ["--metrics", metrics, .. memory ? (string[])["--memory"] : ["--store", "sparse"], "--etcd", _etcd!.Url, "--cluster", _cluster, "--node-index", index.ToString(), "--lease-ttl", "3",
             "--data-dir", dir, "--control-socket", Socket(index)];
     }
 

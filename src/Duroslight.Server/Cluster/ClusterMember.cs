@@ -22,6 +22,8 @@ namespace Duroslight.Server.Cluster;
 public sealed class ClusterMember : IAsyncDisposable
 {
     private static readonly TimeSpan Resync = TimeSpan.FromSeconds(1);
+    /// <summary>How long a graceful leave tries to revoke its lease before leaving it to expire.</summary>
+    private static readonly TimeSpan RevokeTimeout = TimeSpan.FromSeconds(2);
     private readonly ServeSettings _settings;
     private readonly NodeVolumes _volumes;
     private readonly ILogger _logger;
@@ -88,8 +90,8 @@ public sealed class ClusterMember : IAsyncDisposable
     /// <summary>
     /// `ctl volumes create` on any node: the record goes in with an NSID that no other volume has and a name no other
     /// volume has (both as keys compared absent in the same transaction); the leader places it; this call waits for
-    /// the placement and for every replica to be open (the primary's only once it forwards to every secondary; up to
-    /// 20 s) and returns the record as it stands.
+    /// the placement and for every in-sync replica to be open (the primary's only once it forwards to every in-sync
+    /// secondary; up to 20 s) and returns the record as it stands.
     /// </summary>
     public async Task<VolumeEntry> CreateVolumeAsync(string name, long sizeBytes, int replicas, IReadOnlyList<string>? hosts)
     {
@@ -122,8 +124,9 @@ public sealed class ClusterMember : IAsyncDisposable
         {
             var view = await ReadAsync().ConfigureAwait(false);
             var entry = view.Find(record.Id.ToString("D"))!;
+            // Every in-sync replica open: a replica that failed to open is dropped from the set, not waited for.
             bool open = entry.Record.Placement.Count > 0;
-            foreach (int n in entry.Record.Placement) open &= view.ReplicaState(record.Id, n) == "open";
+            foreach (int n in entry.Record.InSync) open &= view.ReplicaState(record.Id, n) == "open";
             if ((entry.Record.Primary >= 0 && open) || DateTime.UtcNow > deadline) return entry;
             await Task.Delay(100).ConfigureAwait(false);
         }
@@ -237,7 +240,10 @@ public sealed class ClusterMember : IAsyncDisposable
         }
     }
 
-    /// <summary>Graceful leave: stop the loops and revoke the lease, so the node shows down and leadership moves at once.</summary>
+    /// <summary>
+    /// Graceful leave: stop the loops and revoke the lease, so the node shows down and leadership moves at once. With
+    /// etcd unreachable it neither throws nor waits long: the lease then expires by itself.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync().ConfigureAwait(false);
@@ -251,10 +257,16 @@ public sealed class ClusterMember : IAsyncDisposable
             {
                 // Stopping.
             }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // A loop cancelled while its call to an unreachable etcd was failing: nothing left to do for it.
+                _logger.LogDebug("cluster loop ended with {Error}", e.Message);
+            }
         }
         try
         {
-            if (_lease != 0) await _etcd.RevokeLeaseAsync(_lease).ConfigureAwait(false);
+            using var revoke = new CancellationTokenSource(RevokeTimeout);
+            if (_lease != 0) await _etcd.RevokeLeaseAsync(_lease, revoke.Token).ConfigureAwait(false);
         }
         catch (RpcException e)
         {
@@ -345,9 +357,10 @@ public sealed class ClusterMember : IAsyncDisposable
             {
                 _logger.LogWarning("cluster state: etcd {Endpoint}: {Error}", _etcd.Endpoint, e.Status.Detail);
             }
-            catch (Exception e) when (!ct.IsCancellationRequested && e is JsonException or InvalidOperationException or ArgumentException)
+            catch (Exception e) when (!ct.IsCancellationRequested && e is not OutOfMemoryException)
             {
-                // A record this version cannot read must not stop the loop: the next pass tries again.
+                // Nothing a pass meets (a record this version cannot read, a local failure) may stop the loop: a node
+                // whose loop died would stay Active in etcd and never apply the cluster's state again. The next pass retries.
                 _logger.LogError("cluster state: {Error}", e.Message);
             }
         }

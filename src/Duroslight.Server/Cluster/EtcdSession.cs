@@ -50,12 +50,19 @@ public sealed class EtcdSession : IDisposable
     {
         using var call = new Lease.LeaseClient(Channel).LeaseKeepAlive(cancellationToken: ct);
         var period = TimeSpan.FromSeconds(Math.Max(1.0, ttlSeconds / 3.0));
-        while (true)
+        try
         {
-            await call.RequestStream.WriteAsync(new LeaseKeepAliveRequest { ID = id }, ct).ConfigureAwait(false);
-            if (!await call.ResponseStream.MoveNext(ct).ConfigureAwait(false)) throw new RpcException(new Status(StatusCode.Unavailable, "keep-alive stream ended"));
-            if (call.ResponseStream.Current.TTL <= 0) return;
-            await Task.Delay(period, ct).ConfigureAwait(false);
+            while (true)
+            {
+                await call.RequestStream.WriteAsync(new LeaseKeepAliveRequest { ID = id }, ct).ConfigureAwait(false);
+                if (!await call.ResponseStream.MoveNext(ct).ConfigureAwait(false)) throw new RpcException(new Status(StatusCode.Unavailable, "keep-alive stream ended"));
+                if (call.ResponseStream.Current.TTL <= 0) return;
+                await Task.Delay(period, ct).ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (e is IOException or HttpRequestException)
+        {
+            throw StreamBroken(e);
         }
     }
 
@@ -63,17 +70,30 @@ public sealed class EtcdSession : IDisposable
     public async Task WatchAsync(string prefix, long afterRevision, Action changed, CancellationToken ct)
     {
         using var call = new Watch.WatchClient(Channel).Watch(cancellationToken: ct);
-        await call.RequestStream.WriteAsync(new WatchRequest
+        try
         {
-            CreateRequest = new WatchCreateRequest { Key = Bytes(prefix), RangeEnd = PrefixEnd(prefix), StartRevision = afterRevision + 1 },
-        }, ct).ConfigureAwait(false);
-        while (await call.ResponseStream.MoveNext(ct).ConfigureAwait(false))
+            await call.RequestStream.WriteAsync(new WatchRequest
+            {
+                CreateRequest = new WatchCreateRequest { Key = Bytes(prefix), RangeEnd = PrefixEnd(prefix), StartRevision = afterRevision + 1 },
+            }, ct).ConfigureAwait(false);
+            while (await call.ResponseStream.MoveNext(ct).ConfigureAwait(false))
+            {
+                var response = call.ResponseStream.Current;
+                if (response.Events.Count > 0 || response.Canceled || response.CompactRevision > 0) changed();
+                if (response.Canceled) return;
+            }
+        }
+        catch (Exception e) when (e is IOException or HttpRequestException)
         {
-            var response = call.ResponseStream.Current;
-            if (response.Events.Count > 0 || response.Canceled || response.CompactRevision > 0) changed();
-            if (response.Canceled) return;
+            throw StreamBroken(e);
         }
     }
+
+    /// <summary>
+    /// A stream whose connection to etcd broke (etcd died or restarted) fails a write with the HTTP/2 layer's exception,
+    /// not an RpcException: callers see one kind, Unavailable, and retry.
+    /// </summary>
+    private static RpcException StreamBroken(Exception e) => new(new Status(StatusCode.Unavailable, $"etcd stream broken: {e.Message}", e));
 
     public void Dispose()
     {

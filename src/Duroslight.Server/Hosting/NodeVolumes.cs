@@ -211,7 +211,15 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, VolumeTable v
                 throw ControlException.Conflict($"NSID {nsid} is taken on this node by volume {taken.VolumeId}");
             VolumeDescriptor? d = null;
             foreach (var existing in store.List()) if (existing.Id == id) d = existing;
-            d ??= Store(() => store.Create(name, sizeBytes, id));
+            try
+            {
+                d ??= Store(() => store.Create(name, sizeBytes, id));
+            }
+            catch (IOException e)
+            {
+                // The store's files cannot be made (a broken data directory): this replica fails, the node goes on.
+                throw ControlException.Conflict($"replica '{name}' could not be created: {e.Message}");
+            }
             try
             {
                 Expose(d with { Hosts = list }, nsid, ana); // the cluster's list (etcd), not the local catalog's

@@ -60,8 +60,10 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
 
     /// <summary>
     /// This node is <paramref name="v"/>'s primary: forward to every live in-sync secondary whose replica is open.
-    /// True when it may serve hosts (every such secondary connected); a secondary that is not live is dropped from
-    /// the in-sync set (writes wait for that).
+    /// True when it may serve hosts: every in-sync secondary is connected or out of the in-sync set in etcd. One that
+    /// cannot take writes (its node is not live, or its replica failed to open) is dropped from the set; until that
+    /// drop is in etcd the primary does not serve, unless the node is a forwarding target already (then the writes
+    /// wait for the drop), so no write is acknowledged while the set lists a replica that does not have it.
     /// </summary>
     public async Task<bool> PrepareAsync(VolumeRecord v, ClusterView view, int self)
     {
@@ -72,12 +74,14 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
         foreach (int node in v.InSync)
         {
             if (node == self || replication.WasDropped(node)) continue;
-            if (!view.Alive.ContainsKey(node))
+            string state = view.ReplicaState(v.Id, node);
+            if (state is "down" or "failed")
             {
                 replication.AwaitDrop(node, null);
+                ready &= replication.IsTarget(node);
                 continue;
             }
-            var link = view.ReplicaState(v.Id, node) == "open" && view.Nodes.TryGetValue(node, out var record)
+            var link = state == "open" && view.Nodes.TryGetValue(node, out var record)
                 ? await EnsureLinkAsync(node, record.Io).ConfigureAwait(false) : null;
             if (link is null) ready = false;
             else links.Add(link);

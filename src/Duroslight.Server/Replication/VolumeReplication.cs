@@ -39,6 +39,14 @@ internal sealed class VolumeReplication(Guid volumeId, Func<Guid, int, Task<bool
         }
     }
 
+    /// <summary>Whether writes go to <paramref name="node"/> now (they then wait for its drop, if one is under way).</summary>
+    public bool IsTarget(int node)
+    {
+        foreach (var l in _targets)
+            if (l.Node == node) return true;
+        return false;
+    }
+
     /// <summary>Whether <paramref name="node"/> was dropped from the in-sync set by this node (an older view may still list it).</summary>
     public bool WasDropped(int node)
     {
