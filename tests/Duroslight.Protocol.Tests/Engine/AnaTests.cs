@@ -114,6 +114,25 @@ public sealed class AnaTests
     }
 
     [Fact]
+    public void An_aux_subsystem_reports_and_enforces_the_same_ANA_state_as_the_default_one()
+    {
+        // Aux subsystems expose the default subsystem's namespaces: a secondary replica is inaccessible through them too.
+        var fabric = new Fabric();
+        string aux = fabric.SubNqn + ".aux-2";
+        fabric.AddVolume(1);
+        fabric.Target.SetAnaState(1, AnaState.Inaccessible);
+        var admin = fabric.Admin(aux);
+        var log = GetLog(fabric, admin, AnaLogPage.Size(1, groupsOnly: false));
+        Assert.Equal([(1u, 1u, AnaState.Inaccessible, 1u)], Groups(log, 1, groupsOnly: false));
+        var io = fabric.Io(admin, subNqn: aux);
+        var block = new byte[512];
+        Assert.Equal(NvmeStatus.AsymmetricAccessInaccessible, fabric.Exec(io, NvmeCommands.Read(1, 0, 1), block).Status);
+
+        fabric.Target.SetAnaState(1, AnaState.Optimized);
+        fabric.ExecOk(io, NvmeCommands.Read(1, 0, 1), block);
+    }
+
+    [Fact]
     public void A_write_to_an_inaccessible_group_is_refused_before_its_data_is_asked_for()
     {
         var fabric = new Fabric();
