@@ -24,6 +24,30 @@ public sealed class NamespaceInfo(uint nsid, Guid volumeId, long blockCount, int
 
     internal void ChangeAnaState(AnaState state) => _anaState = state;
 
+    /// <summary>
+    /// A cluster replica's fence (null elsewhere): while it does not hold, an optimized path answers as inaccessible,
+    /// in I/O statuses and in the ANA log page alike.
+    /// </summary>
+    public LeaseFence? Fence { get; init; }
+
+    /// <summary>The state this path reports and admits by: <see cref="AnaState"/>, inaccessible while a primary's fence is down.</summary>
+    public AnaState EffectiveAnaState
+    {
+        get
+        {
+            var state = _anaState;
+            return state == AnaState.Optimized && Fence is { Holds: false } ? AnaState.Inaccessible : state;
+        }
+    }
+
+    private volatile bool _refusesForwardedWrites;
+
+    /// <summary>
+    /// Set while this node is the volume's primary in etcd: writes forwarded by a peer (the backend subsystem) are
+    /// refused, since only a deposed primary would send them.
+    /// </summary>
+    public bool RefusesForwardedWrites { get => _refusesForwardedWrites; set => _refusesForwardedWrites = value; }
+
     /// <summary>Blocks physically in use (NUSE), supplied by the storage layer.</summary>
     public Func<long>? AllocatedBlocks { get; init; }
 
