@@ -40,13 +40,14 @@ public sealed class NamespaceInfo(uint nsid, Guid volumeId, long blockCount, int
         }
     }
 
-    private volatile bool _refusesForwardedWrites;
+    private volatile string? _forwardsOnlyFrom;
 
     /// <summary>
-    /// Set while this node is the volume's primary in etcd: writes forwarded by a peer (the backend subsystem) are
-    /// refused, since only a deposed primary would send them.
+    /// A cluster replica: the host NQN of the only peer whose forwarded writes (backend subsystem) it applies, the
+    /// volume's primary as this node last read etcd; this node's own NQN when it is the primary (no peer connects as
+    /// it, so every forward is refused: only a deposed primary would send one). Null: any peer (not a cluster replica).
     /// </summary>
-    public bool RefusesForwardedWrites { get => _refusesForwardedWrites; set => _refusesForwardedWrites = value; }
+    public string? ForwardsOnlyFrom { get => _forwardsOnlyFrom; set => _forwardsOnlyFrom = value; }
 
     /// <summary>Blocks physically in use (NUSE), supplied by the storage layer.</summary>
     public Func<long>? AllocatedBlocks { get; init; }

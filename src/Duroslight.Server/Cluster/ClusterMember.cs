@@ -507,7 +507,8 @@ public sealed class ClusterMember : IAsyncDisposable
             string state = v.Primary == Index && !serving ? "connecting" : "open";
             try
             {
-                _volumes.EnsureReplica(v.Id, v.Name, v.SizeBytes, v.Nsid, serving ? AnaState.Optimized : AnaState.Inaccessible, v.Primary == Index, v.Hosts);
+                _volumes.EnsureReplica(v.Id, v.Name, v.SizeBytes, v.Nsid, serving ? AnaState.Optimized : AnaState.Inaccessible,
+                    Replication.Replicator.NodeHostNqn(_settings.ClusterId, v.Primary), v.Hosts);
             }
             catch (ControlException e)
             {

@@ -166,7 +166,7 @@ public sealed class AnaTests
     }
 
     [Fact]
-    public void A_primary_refuses_writes_forwarded_by_a_peer_and_forwarded_writes_ignore_the_fence()
+    public void A_replica_applies_forwarded_writes_only_from_its_primary_whatever_its_own_fence_says()
     {
         const string Backend = "nqn.2026-11.io.duroslight:default.replication";
         var fabric = new Fabric(new TargetOptions { BackendNqn = Backend });
@@ -175,13 +175,14 @@ public sealed class AnaTests
         var io = fabric.Io(fabric.Admin(Backend), subNqn: Backend);
         var block = new byte[512];
 
-        // A secondary: forwarded writes apply, whatever this node's own fence says.
+        // A secondary of the connected node: its forwarded writes apply, whatever this node's own fence says.
         fabric.Target.SetAnaState(1, AnaState.Inaccessible);
         fabric.Target.Fence.Close();
+        ns.ForwardsOnlyFrom = Fabric.HostNqn;
         fabric.ExecOk(io, NvmeCommands.Write(1, 0, 1), block);
 
-        // Primary in etcd: only a deposed primary would forward to it.
-        ns.RefusesForwardedWrites = true;
+        // Another node is primary now (or this one is): the connected node was deposed, its late forwards are refused.
+        ns.ForwardsOnlyFrom = "nqn.2026-11.io.duroslight:cluster:c:node-02";
         Assert.Equal(NvmeStatus.AsymmetricAccessInaccessible, fabric.Exec(io, NvmeCommands.Write(1, 0, 1), block).Status);
         Assert.Equal(NvmeStatus.AsymmetricAccessInaccessible, fabric.Exec(io, NvmeCommands.WriteZeroes(1, 0, 1)).Status);
     }
