@@ -120,12 +120,14 @@ public sealed class ClusterFailoverProcessTests(ITestOutputHelper output) : IAsy
             Assert.Contains(promoted, survivors);
             await Eventually.Until(() => Volatile.Read(ref notices[promoted]) > 0, $"an ANA change notice from node {promoted}", Limit);
 
-            // etcd: the promoted node is primary at a later generation, and the killed one left the in-sync set.
+            // etcd: the promoted node is primary at a later generation; the killed one left the in-sync set, the other
+            // survivor stayed in it (it followed the promotion before the new primary forwarded to it).
             var v = (await _c.GetAsync(promoted, "v1/volumes/vol-k"))!;
             Assert.Equal(promoted, v["primary"]!.GetValue<int>());
             Assert.True(v["generation"]!.GetValue<long>() > generation);
             await Eventually.Until(async () => !Ints((await _c.GetAsync(promoted, "v1/volumes/vol-k"))!["in_sync"]).Contains(primary),
                 "the killed node out of the in-sync set", Limit);
+            Assert.Equal(survivors, Ints((await _c.GetAsync(promoted, "v1/volumes/vol-k"))!["in_sync"]).Order());
 
             await AssertHoldsAsync(hosts[promoted]!, nsid, acked);
         }

@@ -59,7 +59,8 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
     }
 
     /// <summary>
-    /// This node is <paramref name="v"/>'s primary: forward to every live in-sync secondary whose replica is open.
+    /// This node is <paramref name="v"/>'s primary: forward to every live in-sync secondary whose replica is open and
+    /// follows this primary (its replica record names it).
     /// True when it may serve hosts (every such secondary connected); a secondary that is not live is dropped from
     /// the in-sync set (writes wait for that).
     /// </summary>
@@ -77,7 +78,8 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
                 replication.AwaitDrop(node, null);
                 continue;
             }
-            var link = view.ReplicaState(v.Id, node) == "open" && view.Nodes.TryGetValue(node, out var record)
+            // Only once the secondary follows this primary: before, it would refuse the forwards (a lagging view).
+            var link = view.ReplicaState(v.Id, node) == "open" && view.ReplicaFollows(v.Id, node) == self && view.Nodes.TryGetValue(node, out var record)
                 ? await EnsureLinkAsync(node, record.Io).ConfigureAwait(false) : null;
             if (link is null) ready = false;
             else links.Add(link);

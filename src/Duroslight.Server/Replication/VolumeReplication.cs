@@ -39,10 +39,13 @@ internal sealed class VolumeReplication(Guid volumeId, Func<Guid, int, Task<bool
         }
     }
 
-    /// <summary>Whether <paramref name="node"/> was dropped from the in-sync set by this node (an older view may still list it).</summary>
+    /// <summary>
+    /// Whether <paramref name="node"/> was dropped from the in-sync set by this node, or its drop is under way (an older
+    /// view may still list it; until the drop is in etcd it stays a target, and writes wait for the drop).
+    /// </summary>
     public bool WasDropped(int node)
     {
-        lock (_gate) return _drops.TryGetValue(node, out var d) && d.Done && d.Succeeded;
+        lock (_gate) return _drops.TryGetValue(node, out var d) && (!d.Done || d.Succeeded);
     }
 
     /// <summary>
