@@ -384,7 +384,7 @@ public sealed class ClusterMember : IAsyncDisposable
             bool holds = _fence.Holds;
             if (holds == held) continue;
             held = holds;
-            if (holds) _logger.LogInformation("lease fence up: serving as primary");
+            if (holds) _logger.LogInformation("lease fence up: this node's primaries may serve");
             else _logger.LogWarning("lease fence down: no lease renewal for 5/6 of the TTL; primaries answer ANA inaccessible");
             FenceChanged?.Invoke(holds);
         }
