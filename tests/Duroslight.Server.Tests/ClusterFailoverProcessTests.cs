@@ -215,6 +215,8 @@ public sealed class ClusterFailoverProcessTests(ITestOutputHelper output) : IAsy
         await Task.WhenAll(writers).WaitAsync(Limit);
 
         Assert.Empty(failures);
+        using (var http = new HttpClient())
+            Assert.Contains("duroslight_cluster_fence_up 1", await http.GetStringAsync($"http://127.0.0.1:{_c.MetricsPorts[primary]}/metrics"));
         var v = (await _c.GetAsync(primary, "v1/volumes/vol-p"))!;
         Assert.Equal(primary, v["primary"]!.GetValue<int>());
         Assert.Equal(generation, v["generation"]!.GetValue<long>());
