@@ -18,9 +18,6 @@ public sealed class LeaseFence
     /// <summary>Whether the node may still serve I/O as a primary.</summary>
     public bool Holds => Stopwatch.GetTimestamp() < Volatile.Read(ref _until);
 
-    /// <summary>The deadline (a <see cref="Stopwatch"/> timestamp); <see cref="long.MaxValue"/> while never closed.</summary>
-    public long Until => Volatile.Read(ref _until);
-
     /// <summary>Control path: serve until <paramref name="stopwatchTimestamp"/>.</summary>
     public void HoldUntil(long stopwatchTimestamp) => Volatile.Write(ref _until, stopwatchTimestamp);
 

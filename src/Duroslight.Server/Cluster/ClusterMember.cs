@@ -516,7 +516,8 @@ public sealed class ClusterMember : IAsyncDisposable
                 _logger.LogError("replica of {Name} {Id}: {Error}", v.Name, v.Id, e.Message);
             }
             bool publish;
-            lock (_published) publish = !_published.Contains(v.Id) || view.ReplicaState(v.Id, Index) != state || view.ReplicaFollows(v.Id, Index) != v.Primary;
+            lock (_published)
+                publish = !_published.Contains(v.Id) || view.ReplicaState(v.Id, Index) != state || view.ReplicaFollows(v.Id, Index) != v.Primary;
             if (!publish) continue;
             await _etcd.TxnAsync(new TxnRequest { Success = { Put(Keys.Replica(v.Id, Index), JsonSerializer.Serialize(new ReplicaRecord(Index, state, v.Nsid, v.Primary), ClusterJson.Default.ReplicaRecord), _lease) } }).ConfigureAwait(false);
             lock (_published) _published.Add(v.Id);
