@@ -43,20 +43,26 @@ public sealed class EtcdSession : IDisposable
         Call(c => new Lease.LeaseClient(c).LeaseRevokeAsync(new LeaseRevokeRequest { ID = id }, Options(ct)).ResponseAsync);
 
     /// <summary>
-    /// Renews the lease every third of its TTL until cancelled; returns when etcd says the lease is gone (TTL 0: it
-    /// expired, e.g. after a long pause of this process). A broken stream throws (the caller retries).
+    /// Renews the lease every sixth of its TTL (at least every 0.5 s apart) until cancelled, so a renewal a little late
+    /// on a loaded machine does not let the 5/6-TTL fence (ClusterMember) lapse; returns when etcd says the lease is gone (TTL 0: it
+    /// expired, e.g. after a long pause of this process). A broken stream throws (the caller retries). After each
+    /// renewal <paramref name="renewed"/> gets the <see cref="System.Diagnostics.Stopwatch"/> timestamp taken before
+    /// the request was sent (etcd restarts the TTL no earlier than that) and the TTL etcd granted.
     /// </summary>
-    public async Task KeepAliveAsync(long id, int ttlSeconds, CancellationToken ct)
+    public async Task KeepAliveAsync(long id, int ttlSeconds, Action<long, long> renewed, CancellationToken ct)
     {
         using var call = new Lease.LeaseClient(Channel).LeaseKeepAlive(cancellationToken: ct);
-        var period = TimeSpan.FromSeconds(Math.Max(1.0, ttlSeconds / 3.0));
+        var period = TimeSpan.FromSeconds(Math.Max(0.5, ttlSeconds / 6.0));
         try
         {
             while (true)
             {
+                long sent = System.Diagnostics.Stopwatch.GetTimestamp();
                 await call.RequestStream.WriteAsync(new LeaseKeepAliveRequest { ID = id }, ct).ConfigureAwait(false);
                 if (!await call.ResponseStream.MoveNext(ct).ConfigureAwait(false)) throw new RpcException(new Status(StatusCode.Unavailable, "keep-alive stream ended"));
-                if (call.ResponseStream.Current.TTL <= 0) return;
+                long ttl = call.ResponseStream.Current.TTL;
+                if (ttl <= 0) return;
+                renewed(sent, ttl);
                 await Task.Delay(period, ct).ConfigureAwait(false);
             }
         }

@@ -204,7 +204,11 @@ public sealed class NodeHost : IAsyncDisposable
     {
         _replicator = new Replicator(_shards!, Target.Backend!.Nqn, Replicator.NodeHostNqn(Settings.ClusterId, Settings.NodeIndex), _logger);
         _volumeTable.WrapChannel = _replicator.Wrap;
-        _cluster = new ClusterMember(Settings, _volumes!, _logger, _replicator) { ViewApplied = ApplyClusterView };
+        _cluster = new ClusterMember(Settings, _volumes!, _logger, Target.Fence, _replicator)
+        {
+            ViewApplied = ApplyClusterView,
+            FenceChanged = _ => Target.NotifyAnaChange(),
+        };
         _replicator.DropInEtcd = _cluster.DropFromInSyncAsync;
         _cluster.JoinAsync($"{Settings.AdvertisedAddress}:{Port(Settings.Listen)}", $"{Settings.DiscoveryAdvertisedAddress}:{Port(Settings.Discovery)}")
             .GetAwaiter().GetResult();

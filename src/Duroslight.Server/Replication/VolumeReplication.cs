@@ -47,10 +47,19 @@ internal sealed class VolumeReplication(Guid volumeId, Func<Guid, int, Task<bool
         return false;
     }
 
-    /// <summary>Whether <paramref name="node"/> was dropped from the in-sync set by this node (an older view may still list it).</summary>
+    /// <summary>Whether this node's drop of <paramref name="node"/> from the in-sync set is still waiting for etcd.</summary>
+    public bool DropUnderWay(int node)
+    {
+        lock (_gate) return _drops.TryGetValue(node, out var d) && !d.Done;
+    }
+
+    /// <summary>
+    /// Whether <paramref name="node"/> was dropped from the in-sync set by this node, or its drop is under way (an older
+    /// view may still list it; until the drop is in etcd it stays a target, and writes wait for the drop).
+    /// </summary>
     public bool WasDropped(int node)
     {
-        lock (_gate) return _drops.TryGetValue(node, out var d) && d.Done && d.Succeeded;
+        lock (_gate) return _drops.TryGetValue(node, out var d) && (!d.Done || d.Succeeded);
     }
 
     /// <summary>
