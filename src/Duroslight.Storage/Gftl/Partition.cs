@@ -85,6 +85,18 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
     /// <summary>A read that finds at least this many separate device runs re-packs what it read.</summary>
     public const int RepackMinRuns = 4;
 
+    /// <summary>Re-pack requests dropped because every slot was busy and the queue full.</summary>
+    public long RepacksDropped
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _repacker.Dropped;
+            }
+        }
+    }
+
     /// <summary>Chunks queued for a re-pack or being re-packed.</summary>
     public int RepacksBusy
     {
