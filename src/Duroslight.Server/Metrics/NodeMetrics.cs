@@ -328,7 +328,7 @@ public sealed class NodeMetrics
     {
         private readonly Gauge? _start, _percent, _rate, _eta;
         private readonly Gauge? _physical, _freeSegments, _writeAmplification;
-        private readonly Counter? _cleaned, _repacked, _repacksDropped;
+        private readonly Counter? _cleaned, _repacked, _repacksDropped, _deviceReads;
 
         public GftlSeries(IMetricFactory f, NodeHost node)
         {
@@ -345,6 +345,7 @@ public sealed class NodeMetrics
             _cleaned = f.CreateCounter("duroslight_gftl_gc_segments_cleaned_total", "Segments the collector has freed since start.");
             _writeAmplification = f.CreateGauge("duroslight_gftl_write_amplification", "Bytes written to the devices per byte of user data since start.");
             _repacked = f.CreateCounter("duroslight_gftl_repacked_bytes_total", "Bytes rewritten contiguously because reads found their chunk fragmented.");
+            _deviceReads = f.CreateCounter("duroslight_gftl_device_reads_total", "Device reads the GFTL's chunk reads issued: one per mapped run (fragments cost one each).");
             _repacksDropped = f.CreateCounter("duroslight_gftl_repacks_dropped_total", "Re-packs of fragmented chunks not done: every slot busy and the queue full.");
         }
 
@@ -366,6 +367,7 @@ public sealed class NodeMetrics
             _writeAmplification!.Set(store.WriteAmplification);
             _repacked!.IncTo(store.RepackedBytes);
             _repacksDropped!.IncTo(store.RepacksDropped);
+            _deviceReads!.IncTo(store.DeviceReads);
         }
     }
 }

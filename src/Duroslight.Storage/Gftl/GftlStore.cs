@@ -112,6 +112,9 @@ public sealed class GftlStore : IVolumeStore
     /// <summary>Bytes rewritten contiguously because reads found them fragmented (part of the device bytes written).</summary>
     public long RepackedBytes => SumOverPartitions(static p => p.RepackedBlocks) * GftlLayout.BlockSize;
 
+    /// <summary>Device reads issued by chunk reads, one per mapped run (a 128 KiB read of contiguous data: 1).</summary>
+    public long DeviceReads => SumOverPartitions(static p => p.DeviceReads);
+
     /// <summary>Re-packs asked for and dropped (every slot busy, the queue full): a later read of the chunk asks again.</summary>
     public long RepacksDropped => SumOverPartitions(static p => p.RepacksDropped);
 

@@ -48,6 +48,7 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
     private readonly Repacker _repacker = new(index);
     private readonly Stack<ChunkRead> _repackReads = new(Repacker.MaxInFlight);
     private long _repackedBlocks;
+    private long _deviceReads;
 
     /// <summary>O_DIRECT devices need aligned buffers: reads into anything else go through a bounce buffer.</summary>
     private readonly bool _bounceReads = Array.Exists(core.Devices.Devices, static d => d.IsDirect);
@@ -78,6 +79,9 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
 
     /// <summary>Records this partition wrote (each one header).</summary>
     public long Records => Volatile.Read(ref _records);
+
+    /// <summary>Device reads issued by chunk reads (host reads and re-packs' own): one per mapped run.</summary>
+    public long DeviceReads => Volatile.Read(ref _deviceReads);
 
     /// <summary>Blocks rewritten contiguously because reads found them fragmented.</summary>
     public long RepackedBlocks => Volatile.Read(ref _repackedBlocks);
@@ -615,6 +619,7 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
     {
         if (read.MappedRuns > 0)
         {
+            _deviceReads += read.MappedRuns;
             read.Epoch = _readEpoch;
             Interlocked.Increment(ref _readers[read.Epoch]);
             if (_bounceReads && !ChunkRead.IsAligned(read.Destination))
