@@ -347,7 +347,7 @@ public sealed class NodeHost : IAsyncDisposable
     private GftlStore OpenGftl()
     {
         IReadOnlyList<GftlDeviceSpec> devices = Settings.Devices.Count > 0 ? Settings.Devices
-            : [new GftlDeviceSpec(Path.Combine(Settings.DataDirectory, "gftl-device0.img"), Math.Max(1L << 30, 2 * Settings.DefaultVolumeBytes))];
+            : [new GftlDeviceSpec(Path.Combine(Settings.DataDirectory, "gftl-device0.img"), Math.Max(1L << 30, 2 * Settings.DefaultVolumeBytes), Thin: true)];
         return new GftlStore(new GftlOptions
         {
             DataDirectory = Settings.DataDirectory,

@@ -330,7 +330,7 @@ public sealed class NodeMetrics
     {
         private readonly Gauge? _start, _percent, _rate, _eta;
         private readonly Gauge? _physical, _freeSegments, _writeAmplification;
-        private readonly Counter? _cleaned;
+        private readonly Counter? _cleaned, _repacked, _repacksDropped, _deviceReads;
 
         public GftlSeries(IMetricFactory f, NodeHost node)
         {
@@ -346,6 +346,9 @@ public sealed class NodeMetrics
             _freeSegments = f.CreateGauge("duroslight_gftl_free_segments", "Segments free for new writes.");
             _cleaned = f.CreateCounter("duroslight_gftl_gc_segments_cleaned_total", "Segments the collector has freed since start.");
             _writeAmplification = f.CreateGauge("duroslight_gftl_write_amplification", "Bytes written to the devices per byte of user data since start.");
+            _repacked = f.CreateCounter("duroslight_gftl_repacked_bytes_total", "Bytes rewritten contiguously because reads found their chunk fragmented.");
+            _deviceReads = f.CreateCounter("duroslight_gftl_device_reads_total", "Device reads the GFTL's chunk reads issued: one per mapped run (fragments cost one each).");
+            _repacksDropped = f.CreateCounter("duroslight_gftl_repacks_dropped_total", "Re-packs of fragmented chunks not done: every slot busy and the queue full.");
         }
 
         public void Collect(NodeHost node)
@@ -364,6 +367,9 @@ public sealed class NodeMetrics
             _freeSegments!.Set(store.FreeSegments);
             _cleaned!.IncTo(store.GcSegmentsCleaned);
             _writeAmplification!.Set(store.WriteAmplification);
+            _repacked!.IncTo(store.RepackedBytes);
+            _repacksDropped!.IncTo(store.RepacksDropped);
+            _deviceReads!.IncTo(store.DeviceReads);
         }
     }
 }
