@@ -639,10 +639,11 @@ case_13() { # native multipath over the three nodes of a cluster
 ctl_field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -1; }
 # the volume's record as node NAME sees it (`ok <line>` from the host)
 volume_show() { host_req ctl "$1" volumes show "$CLUSTER_VOLUME"; }
-# largest completion latency in ms over fio's "lat (usec|msec|nsec)" lines of file $1
+# largest completion latency in ms over fio's "lat (usec|msec|nsec)" lines of file $1 (values may end in k or M)
 fio_max_lat_ms() {
     awk '/^ *lat \((n|u|m)sec\)/ { f = 1; if ($2 ~ /nsec/) f = 0.000001; else if ($2 ~ /usec/) f = 0.001
-        for (i = 3; i <= NF; i++) if ($i ~ /^max=/) { v = $i; sub(/^max=/, "", v); sub(/,$/, "", v); v *= f; if (v > m) m = v } }
+        for (i = 3; i <= NF; i++) if ($i ~ /^max=/) { v = $i; sub(/^max=/, "", v); sub(/,$/, "", v); k = 1
+            if (v ~ /k$/) k = 1000; else if (v ~ /M$/) k = 1000000; sub(/[kM]$/, "", v); v *= f * k; if (v > m) m = v } }
         END { printf "%d\n", m }' "$1"
 }
 # the node (index) whose path to the cluster's namespace is optimized, or nothing
@@ -690,8 +691,8 @@ case_14() { # failover: SIGKILL of the primary node while fio writes and verifie
     while [ $i -lt 300 ]; do n=$(optimized_node) && [ "$n" != "$P" ] && break; n=""; sleep 0.2; i=$((i + 1)); done
     t1=$(uptime_ms)
     if [ -n "$n" ]; then
-        ok "node $n's path turned optimized $((t1 - t0)) ms after the kill"
-        record "failover: a new optimized path (node $n) $((t1 - t0)) ms after SIGKILL of primary node $P (guest clock, lease TTL 3 s)"
+        ok "node $n's path turned optimized $((t1 - t0)) ms after the kill request"
+        record "failover: a new optimized path (node $n) $((t1 - t0)) ms after the request to SIGKILL primary node $P (guest clock, lease TTL 3 s)"
     else
         bad "no other path turned optimized within 60 s of the kill"
         say "  \$ nvme disconnect -n $CLUSTER_NQN (fails the queued I/O so fio ends)"; nvme disconnect -n "$CLUSTER_NQN" >/dev/null 2>&1
