@@ -692,7 +692,7 @@ case_14() { # failover: SIGKILL of the primary node while fio writes and verifie
     t1=$(uptime_ms)
     if [ -n "$n" ]; then
         ok "node $n's path turned optimized $((t1 - t0)) ms after the kill request"
-        record "failover: a new optimized path (node $n) $((t1 - t0)) ms after the request to SIGKILL primary node $P (guest clock, lease TTL 3 s)"
+        record "failover: a new optimized path (node $n) $((t1 - t0)) ms after the request to SIGKILL primary node $P (guest clock, lease TTL $CLUSTER_LEASE_TTL s)"
     else
         bad "no other path turned optimized within 60 s of the kill"
         say "  \$ nvme disconnect -n $CLUSTER_NQN (fails the queued I/O so fio ends)"; nvme disconnect -n "$CLUSTER_NQN" >/dev/null 2>&1
