@@ -7,6 +7,8 @@ CLUSTER_NODES=3
 CLUSTER_NAME=conformance
 CLUSTER_VOLUME=mpath
 CLUSTER_VOLUME_SIZE=64M
+# A short lease: a node that dies shows down within 3 s (DUROSLIGHT_CONF_LEASE_TTL=10 for the serve default).
+CLUSTER_LEASE_TTL=${DUROSLIGHT_CONF_LEASE_TTL:-3}
 ETCD_PID=
 ETCD_LOG=
 # set by cluster_start: the volume's primary node index and NSID
@@ -37,9 +39,8 @@ cluster_start() {
     local io=$1 disc=$2 met=$3 etcd_port=$4 nqn=$5 i
     cluster_etcd_start "$etcd_port" "$((etcd_port + 1))" "$WORK_DIR/etcd-data" || return 1
     for i in $(seq 0 $((CLUSTER_NODES - 1))); do
-        # A short lease: a node that dies shows down within 3 s.
         target_start "c$i" "$((io + i))" "$((disc + i))" "$((met + i))" "$WORK_DIR/data-c$i" --nqn "$nqn" --memory \
-            --etcd "http://127.0.0.1:$etcd_port" --cluster "$CLUSTER_NAME" --node-index "$i" --lease-ttl 3 --aux-count 0 \
+            --etcd "http://127.0.0.1:$etcd_port" --cluster "$CLUSTER_NAME" --node-index "$i" --lease-ttl "$CLUSTER_LEASE_TTL" --aux-count 0 \
             || { warn "cluster node $i did not start"; return 1; }
     done
     cluster_wait_nodes || return 1
