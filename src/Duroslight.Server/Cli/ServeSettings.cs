@@ -34,7 +34,7 @@ public sealed record ServeSettings
     /// <summary>etcd client URLs holding the cluster state; none: the node runs alone, as a single node.</summary>
     public IReadOnlyList<string> EtcdEndpoints { get; init; } = [];
     /// <summary>TTL of the node's etcd lease: how long after the node dies its liveness key (and leadership) stays.</summary>
-    public int LeaseTtlSeconds { get; init; } = 10;
+    public int LeaseTtlSeconds { get; init; } = 6;
     public bool IsClustered => EtcdEndpoints.Count > 0;
     /// <summary>Allowed host NQNs for every subsystem; empty means any host may connect.</summary>
     public IReadOnlyList<string> AllowedHosts { get; init; } = [];
