@@ -20,6 +20,7 @@ REPO_ROOT=$(cd "$CONF_DIR/.." && pwd)
 . "$CONF_DIR/lib/vm.sh"
 . "$CONF_DIR/lib/target.sh"
 . "$CONF_DIR/lib/capture.sh"
+. "$CONF_DIR/lib/cluster.sh"
 
 # A setup failure still ends with the summary line CI reads.
 die() {
@@ -28,10 +29,11 @@ die() {
     exit 2
 }
 
-CASE_IDS=(1 2 3 4 5 6 7 8 9 10 11 12)
+CASE_IDS=(1 2 3 4 5 6 7 8 9 10 11 12 13 14)
 declare -A CASE_NAME=(
     [1]=discover [2]=identify [3]=fio-verify [4]=aux-subsystems [5]=allow-host
     [6]=multi-controller [7]=target-restart [8]=discard [9]=discovery-aen [10]=protocol-capture [11]=discovery-client [12]=reservations
+    [13]=multipath [14]=failover
 )
 declare -A CASE_DESC=(
     [1]="nvme discover lists the default subsystem (not the aux ones) with trsvcid/traddr"
@@ -46,6 +48,8 @@ declare -A CASE_DESC=(
     [10]="tshark NVMe/TCP dissector on a short session: no malformed packet, no error-level expert info"
     [11]="optional: Lightbits' discovery-client connects through discovery, gets every log-change AEN, honours auxSuffix"
     [12]="two host NQNs: resv-register/acquire/report/release, preempt-and-abort, a write refused with Reservation Conflict"
+    [13]="etcd + 3 cluster nodes, a 3-replica volume: one namespace, 3 paths (optimized/inaccessible), fio verify via multipath"
+    [14]="the cluster of 13: SIGKILL of the primary node under fio crc32c verify via multipath; another path turns optimized"
 )
 
 # test ports and identities (not the defaults, so a developer's target can keep running)
@@ -54,9 +58,13 @@ DISC_PORT=${DUROSLIGHT_CONF_DISC_PORT:-18009}
 METRICS_PORT=${DUROSLIGHT_CONF_METRICS_PORT:-19180}
 ALLOW_IO_PORT=$((IO_PORT + 1)); ALLOW_DISC_PORT=$((DISC_PORT + 1)); ALLOW_METRICS_PORT=$((METRICS_PORT + 1))
 DC_IO_PORT=$((IO_PORT + 2)); DC_DISC_PORT=$((DISC_PORT + 2)); DC_METRICS_PORT=$((METRICS_PORT + 2))
+# cases 13 and 14: three cluster nodes on BASE + 10 + i, etcd on IO_PORT + 20 (client) and + 21 (peer)
+CLUSTER_IO_PORT=$((IO_PORT + 10)); CLUSTER_DISC_PORT=$((DISC_PORT + 10)); CLUSTER_METRICS_PORT=$((METRICS_PORT + 10))
+CLUSTER_ETCD_PORT=${DUROSLIGHT_CONF_ETCD_PORT:-$((IO_PORT + 20))}
 # Lightbits' discovery-client binary for case 11 (built outside the repo; see conformance/README.md)
 DISCOVERY_CLIENT=${DUROSLIGHT_DISCOVERY_CLIENT:-}
 NQN=${DUROSLIGHT_CONF_NQN:-nqn.2026-11.io.duroslight:default}
+CLUSTER_NQN=${NQN%:*}:multipath
 
 SELECTED=()
 EXCLUDED=()
@@ -135,6 +143,7 @@ cleanup() {
     [ "$CLEANED" = 1 ] && return; CLEANED=1
     if [ -n "$VM_PID" ] && kill -0 "$VM_PID" 2>/dev/null; then kill -TERM "$VM_PID" 2>/dev/null; wait "$VM_PID" 2>/dev/null; fi
     [ -n "${CAPTURE_PID:-}" ] && { kill -INT "$CAPTURE_PID" 2>/dev/null; sleep 1; kill -KILL "$CAPTURE_PID" 2>/dev/null; }
+    cluster_stop
     target_stop_all
 }
 trap cleanup EXIT
@@ -144,7 +153,8 @@ T_START=$SECONDS
 DIE_SUMMARY=1
 log "work dir: $WORK_DIR (cache: $CACHE_DIR)"
 NEED_CAPTURE=0; want 10 && NEED_CAPTURE=1
-ensure_prereqs "$NEED_CAPTURE" "$INSTALL"
+NEED_CLUSTER=0; { want 13 || want 14; } && NEED_CLUSTER=1
+ensure_prereqs "$NEED_CAPTURE" "$INSTALL" "$NEED_CLUSTER"
 kernel_fetch
 log "guest kernel: $KERNEL_VERSION ($KERNEL_ID)"
 initramfs_build
@@ -176,6 +186,12 @@ if want 11 && [ -n "$DISCOVERY_CLIENT" ]; then
         && DC_STARTED=8009 || warn "the discovery-client target did not start: case 11 will fail"
 fi
 
+CLUSTER_STARTED=0
+if [ "$NEED_CLUSTER" = 1 ]; then
+    cluster_start "$CLUSTER_IO_PORT" "$CLUSTER_DISC_PORT" "$CLUSTER_METRICS_PORT" "$CLUSTER_ETCD_PORT" "$CLUSTER_NQN" \
+        && CLUSTER_STARTED=1 || warn "the cluster did not start: cases 13 and 14 will fail"
+fi
+
 # --- the shared folder -----------------------------------------------------------
 mkdir -p "$SHARE"/{guest,req,results,logs,bin}
 if want 11 && [ -n "$DISCOVERY_CLIENT" ]; then cp "$DISCOVERY_CLIENT" "$SHARE/bin/discovery-client"; fi
@@ -196,6 +212,12 @@ LBA_BYTES=4096
 FIO_RAND_SIZE=16m
 FIO_SEQ_SIZE=32m
 FIO_STRADDLE_COUNT=64
+CLUSTER_STARTED=$CLUSTER_STARTED
+CLUSTER_NQN=$CLUSTER_NQN
+CLUSTER_IO_PORT=$CLUSTER_IO_PORT
+CLUSTER_PRIMARY=$CLUSTER_PRIMARY
+CLUSTER_VOLUME=$CLUSTER_VOLUME
+CLUSTER_LEASE_TTL=$CLUSTER_LEASE_TTL
 CASES="${RUN_CASES[*]}"
 CASE_TIMEOUT=$CASE_TIMEOUT
 EOF
@@ -221,12 +243,24 @@ handle_request() { # $1 = request file
             log "restarting target '$arg' on the guest's request"
             if target_restart "$arg" "$IO_PORT"; then resp="ok $TARGET_RESTART_RESULT"; else resp="err $TARGET_RESTART_RESULT"; fi
             log "restart: $resp" ;;
+        metric)
+            # metric NAME METRIC: the sum of METRIC over its series on target NAME's /metrics
+            local tname=${arg%% *}
+            if resp=$(target_metric_sum "$tname" "${arg#* }"); then resp="ok $resp"; else resp="err $resp"; fi ;;
         ctl)
             # ctl NAME ARGS...: the guest drives the target's control API (duroslight ctl)
             local tname=${arg%% *} targs=${arg#* }
             # shellcheck disable=SC2086
             if resp=$(target_ctl "$tname" $targs); then resp="ok $resp"; else resp="err $resp"; fi
             log "ctl $arg: $resp" ;;
+        kill-node)
+            # kill-node NAME: SIGKILL a cluster node (a crash: no lease revoke, etcd expires it)
+            if target_kill "$arg"; then resp="ok $TARGET_KILL_RESULT"; else resp="err $TARGET_KILL_RESULT"; fi
+            log "kill-node $arg: $resp" ;;
+        start-node)
+            # start-node NAME: start a killed node again with its arguments
+            if target_relaunch "$arg"; then resp=ok; else resp="err target '$arg' did not start"; fi
+            log "start-node $arg: $resp" ;;
         capture-start) capture_start; resp=$CAPTURE_RESULT ;;
         capture-stop)  capture_stop; resp=$CAPTURE_RESULT; log "capture: $resp" ;;
         *) resp="err unknown request '$req'" ;;
@@ -283,7 +317,7 @@ for c in "${SELECTED[@]}"; do
         status=FAIL; why="no result: the guest did not get to this case (exit $VM_RC, timeout ${TIMEOUT}s?)"
     fi
     case "$status" in
-        PASS) PASSED=$((PASSED + 1)); echo "PASS    $name" ;;
+        PASS) PASSED=$((PASSED + 1)); echo "PASS    $name"; [ -z "$why" ] || printf '%s\n' "$why" | sed 's/^/          /' ;;
         SKIP) SKIPPED=$((SKIPPED + 1)); echo "SKIPPED $name: $why" ;;
         *)    FAILED=$((FAILED + 1)); echo "FAIL    $name"
               printf '%s\n' "$why" | sed 's/^/          - /'
@@ -291,7 +325,12 @@ for c in "${SELECTED[@]}"; do
                   echo "  --- guest log of case $c ($WORK_DIR/share/logs/case$c.log, last 120 lines):"
                   tail -120 "$SHARE/logs/case$c.log" | indent
               fi
-              if [ -n "${TLOG_BEGIN[$c]:-}" ]; then
+              if [ "$c" = 13 ] || [ "$c" = 14 ]; then
+                  for n in c0 c1 c2; do
+                      [ -f "${TARGET_LOG[$n]:-}" ] || continue
+                      echo "  --- cluster node $n (${TARGET_LOG[$n]}, last 15 lines):"; tail -15 "${TARGET_LOG[$n]}" | indent
+                  done
+              elif [ -n "${TLOG_BEGIN[$c]:-}" ]; then
                   echo "  --- target output during case $c (last 40 lines):"
                   tail -c +"$((TLOG_BEGIN[$c] + 1))" "${TARGET_LOG[main]}" | head -c "$(( ${TLOG_END[$c]:-999999999} - TLOG_BEGIN[$c] ))" | tail -40 | indent
               fi ;;

@@ -569,6 +569,177 @@ case_12() { # reservations
     say "  kernel log:"; show_dmesg_new
 }
 
+# ---------------------------------------------------------------------------
+# node index of a controller of the cluster (from its trsvcid: node i listens on CLUSTER_IO_PORT + i)
+cluster_node_of() { echo $(($(sed -n 's/.*trsvcid=\([0-9]*\).*/\1/p' "/sys/class/nvme/$1/address") - CLUSTER_IO_PORT)); }
+
+case_13() { # native multipath over the three nodes of a cluster
+    [ "$CLUSTER_STARTED" = 1 ] || { bad "the host could not start the cluster (etcd + 3 nodes, see run.sh output)"; return; }
+    i=0
+    while [ $i -lt 3 ]; do
+        nvme_connect "$CLUSTER_NQN" $((CLUSTER_IO_PORT + i)) || bad "nvme connect to node $i (port $((CLUSTER_IO_PORT + i))) failed"
+        i=$((i + 1))
+    done
+    ctrls=$(ctrls_of "$CLUSTER_NQN")
+    n=$(echo "$ctrls" | grep -c nvme)
+    [ "$n" -eq 3 ] && ok "3 controllers: $(echo $ctrls)" || bad "$n controllers of $CLUSTER_NQN instead of 3"
+    for c in $ctrls; do wait_state "$c" live 10 || bad "$c is $(ctrl_state "$c"), not live"; done
+    subs=0; heads=0
+    for s in /sys/class/nvme-subsystem/nvme-subsys*; do
+        [ "$(cat "$s/subsysnqn" 2>/dev/null)" = "$CLUSTER_NQN" ] || continue
+        subs=$((subs + 1))
+        for h in "$s"/nvme*n*; do [ -e "$h" ] && heads=$((heads + 1)); done
+    done
+    [ "$subs" -eq 1 ] && ok "one subsystem $CLUSTER_NQN" || bad "$subs subsystems with NQN $CLUSTER_NQN, expected 1"
+    [ "$heads" -eq 1 ] && ok "one multipath namespace" || bad "$heads namespaces in the subsystem, expected 1"
+    DEV=$(ns_dev_of "$CLUSTER_NQN" 15) || { bad "no multipath block device for $CLUSTER_NQN"; return; }
+    say "  \$ nvme list-subsys"; nvme list-subsys >"$STATE/ls.out" 2>&1; sed 's/^/    > /' "$STATE/ls.out"
+    n=$(grep -c " live" "$STATE/ls.out")
+    [ "$n" -eq 3 ] && ok "nvme list-subsys: 3 live paths" || bad "nvme list-subsys shows $n live paths, expected 3"
+    say "  \$ nvme list-subsys /dev/$DEV"; nvme list-subsys "/dev/$DEV" >"$STATE/lsn.out" 2>&1; sed 's/^/    > /' "$STATE/lsn.out"
+    # with a namespace, nvme-cli adds each path's ANA state: the primary's port optimized, the other two inaccessible
+    o=$(grep " live optimized" "$STATE/lsn.out"); n=$(grep -c " live inaccessible" "$STATE/lsn.out")
+    case "$o" in *"trsvcid=$((CLUSTER_IO_PORT + CLUSTER_PRIMARY)),"*) ok "list-subsys: the primary's path live optimized" ;;
+        *) bad "list-subsys: no 'live optimized' path on the primary's port $((CLUSTER_IO_PORT + CLUSTER_PRIMARY)) (got '$o')" ;; esac
+    [ "$(echo "$o" | grep -c optimized)" -eq 1 ] && [ "$n" -eq 2 ] && ok "list-subsys: 1 optimized, 2 inaccessible paths" \
+        || bad "list-subsys: $(echo "$o" | grep -c optimized) optimized and $n inaccessible paths, expected 1 and 2"
+
+    # One path per controller; the primary's optimized, the others inaccessible (sysfs, as the kernel's multipath sees them).
+    paths=0
+    for c in $ctrls; do
+        node=$(cluster_node_of "$c")
+        for p in /sys/class/nvme/"$c"/nvme*c*n*; do
+            [ -e "$p/ana_state" ] || continue
+            paths=$((paths + 1))
+            st=$(cat "$p/ana_state"); exp=inaccessible
+            [ "$node" = "$CLUSTER_PRIMARY" ] && exp=optimized
+            [ "$st" = "$exp" ] && ok "node $node ($c, $(basename "$p")): ana_state $st" \
+                || bad "node $node ($c, $(basename "$p")): ana_state '$st', expected $exp (primary is node $CLUSTER_PRIMARY)"
+        done
+    done
+    [ "$paths" -eq 3 ] && ok "3 paths to the namespace" || bad "$paths paths with an ana_state, expected 3"
+
+    # fio through the multipath device; the primary forwards every write to both secondaries.
+    before=$(host_req metric "c$CLUSTER_PRIMARY" duroslight_replication_bytes_total) || bad "primary's metrics: $before"
+    run_fio mpath "$DEV" --rw=randwrite --bs=4k --iodepth=16 --size=16m || bad "fio randwrite+verify through /dev/$DEV failed"
+    after=$(host_req metric "c$CLUSTER_PRIMARY" duroslight_replication_bytes_total) || bad "primary's metrics: $after"
+    grew=-1
+    case "$before $after" in "ok "[0-9]*" ok "[0-9]*) grew=$((${after#ok } - ${before#ok })) ;; esac
+    [ "$grew" -ge $((2 * 16 * MIB)) ] && ok "the primary forwarded $grew bytes to its secondaries (16 MiB written)" \
+        || bad "the primary's duroslight_replication_bytes_total grew by $grew bytes, expected >= $((2 * 16 * MIB)) (16 MiB to each of 2 secondaries)"
+
+    say "  \$ nvme disconnect -n $CLUSTER_NQN"; nvme disconnect -n "$CLUSTER_NQN" 2>&1 | sed 's/^/    > /'
+    [ -z "$(ctrls_of "$CLUSTER_NQN")" ] && ok "disconnected all three paths" || bad "controllers left: $(ctrls_of "$CLUSTER_NQN")"
+    say "  kernel log:"; show_dmesg_new
+    p=$(dmesg_nvme_problems); [ -z "$p" ] && ok "no nvme warnings/errors in the kernel log" || bad "kernel nvme warnings/errors: $p"
+}
+
+# ---------------------------------------------------------------------------
+# field KEY of a `ctl volumes show` answer (key=value words)
+ctl_field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -1; }
+# the volume's record as node NAME sees it (`ok <line>` from the host)
+volume_show() { host_req ctl "$1" volumes show "$CLUSTER_VOLUME"; }
+# largest completion latency in ms over fio's "lat (usec|msec|nsec)" lines of file $1 (values may end in k or M)
+fio_max_lat_ms() {
+    awk '/^ *lat \((n|u|m)sec\)/ { f = 1; if ($2 ~ /nsec/) f = 0.000001; else if ($2 ~ /usec/) f = 0.001
+        for (i = 3; i <= NF; i++) if ($i ~ /^max=/) { v = $i; sub(/^max=/, "", v); sub(/,$/, "", v); k = 1
+            if (v ~ /k$/) k = 1000; else if (v ~ /M$/) k = 1000000; sub(/[kM]$/, "", v); v *= f * k; if (v > m) m = v } }
+        END { printf "%d\n", m }' "$1"
+}
+# the node (index) whose path to the cluster's namespace is optimized, or nothing
+optimized_node() {
+    for c in $(ctrls_of "$CLUSTER_NQN"); do
+        for p in /sys/class/nvme/"$c"/nvme*c*n*; do
+            [ "$(cat "$p/ana_state" 2>/dev/null)" = optimized ] && [ "$(ctrl_state "$c")" = live ] && { cluster_node_of "$c"; return 0; }
+        done
+    done
+    return 1
+}
+uptime_ms() { awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime; }
+
+case_14() { # failover: SIGKILL of the primary node while fio writes and verifies through the multipath device
+    [ "$CLUSTER_STARTED" = 1 ] || { bad "the host could not start the cluster (etcd + 3 nodes, see run.sh output)"; return; }
+    r=$(volume_show c0) || { bad "volumes show: $r"; return; }
+    P=$(ctl_field "$r" primary); gen0=$(ctl_field "$r" generation)
+    say "  volume: $r"
+    # reconnect every 2 s, give a path up only after 60 s: the killed node's controller stays `connecting` and, with
+    # the other two live (inaccessible), the kernel queues the I/O until a path turns optimized
+    i=0
+    while [ $i -lt 3 ]; do
+        nvme_connect "$CLUSTER_NQN" $((CLUSTER_IO_PORT + i)) --reconnect-delay=2 --ctrl-loss-tmo=60 \
+            || bad "nvme connect to node $i (port $((CLUSTER_IO_PORT + i))) failed"
+        i=$((i + 1))
+    done
+    DEV=$(ns_dev_of "$CLUSTER_NQN" 15) || { bad "no multipath block device for $CLUSTER_NQN"; return; }
+    for c in $(ctrls_of "$CLUSTER_NQN"); do wait_state "$c" live 10 || bad "$c is $(ctrl_state "$c"), not live"; done
+    o=$(optimized_node); [ "$o" = "$P" ] && ok "the primary's path (node $P) is optimized" || { bad "optimized path on node '$o', the primary is node $P"; return; }
+    for c in $(ctrls_of "$CLUSTER_NQN"); do [ "$(cluster_node_of "$c")" = "$P" ] && KC=$c; done
+
+    # write then verify (crc32c) 8 MiB at a bounded rate, so the primary dies while fio writes
+    say "  \$ fio --name=failover --filename=/dev/$DEV --rw=randwrite --bs=4k --iodepth=8 --size=8m --rate_iops=200 --verify=crc32c --do_verify=1 (background)"
+    fio --name=failover --filename="/dev/$DEV" --ioengine=libaio --direct=1 --rw=randwrite --bs=4k --iodepth=8 --size=8m \
+        --rate_iops=200 --verify=crc32c --do_verify=1 --verify_fatal=1 --group_reporting >"$STATE/failover.out" 2>&1 &
+    fpid=$!
+    sleep 3
+    kill -0 "$fpid" 2>/dev/null || { bad "fio ended before the kill"; sed 's/^/    >> /' "$STATE/failover.out" | tail -20; return; }
+    t0=$(uptime_ms)
+    r=$(host_req kill-node "c$P"); say "  host: $r"
+    case "$r" in ok*) ok "primary node $P SIGKILLed under I/O ($r)" ;; *) bad "kill-node c$P: $r"; return ;; esac
+
+    # another path turns optimized (the ANA change AEN from the promoted primary); 60 s at most
+    i=0; n=""
+    while [ $i -lt 300 ]; do n=$(optimized_node) && [ "$n" != "$P" ] && break; n=""; sleep 0.2; i=$((i + 1)); done
+    t1=$(uptime_ms)
+    if [ -n "$n" ]; then
+        ok "node $n's path turned optimized $((t1 - t0)) ms after the kill request"
+        record "failover: a new optimized path (node $n) $((t1 - t0)) ms after the request to SIGKILL primary node $P (guest clock, lease TTL $CLUSTER_LEASE_TTL s)"
+    else
+        bad "no other path turned optimized within 60 s of the kill"
+        say "  \$ nvme disconnect -n $CLUSTER_NQN (fails the queued I/O so fio ends)"; nvme disconnect -n "$CLUSTER_NQN" >/dev/null 2>&1
+    fi
+    i=0; while kill -0 "$fpid" 2>/dev/null && [ $i -lt 600 ]; do sleep 0.2; i=$((i + 1)); done
+    if kill -0 "$fpid" 2>/dev/null; then
+        bad "fio still running 120 s after the failover"; nvme disconnect -n "$CLUSTER_NQN" >/dev/null 2>&1
+    fi
+    wait "$fpid"; frc=$?
+    grep -E 'err=|IOPS=|lat \(|verify|error|bad' "$STATE/failover.out" | sed 's/^/    > /'
+    [ $frc -eq 0 ] && grep -q 'err= 0' "$STATE/failover.out" && ! grep -q 'err= *[1-9]' "$STATE/failover.out" \
+        && ok "fio wrote and verified (crc32c) across the failover with zero errors" \
+        || { bad "fio across the failover failed (exit $frc)"; sed 's/^/    >> /' "$STATE/failover.out" | tail -30; }
+    [ -n "$n" ] || return
+    pause=$(fio_max_lat_ms "$STATE/failover.out")
+    record "failover: fio's largest completion latency (the host's I/O pause) $pause ms"
+
+    # the cluster agrees: the promoted node is the volume's primary, in a newer generation
+    r=$(volume_show "c$n") && say "  volume: $r" || bad "volumes show on node $n: $r"
+    [ "$(ctl_field "$r" primary)" = "$n" ] && ok "node $n is the volume's primary" || bad "the volume's primary is '$(ctl_field "$r" primary)', the optimized path is node $n"
+    [ "$(ctl_field "$r" generation)" -gt "$gen0" ] 2>/dev/null && ok "generation $gen0 -> $(ctl_field "$r" generation)" \
+        || bad "generation did not move: $gen0 -> '$(ctl_field "$r" generation)'"
+    s=$(ctrl_state "$KC")
+    case "$s" in connecting|resetting) ok "the killed node's path ($KC) is $s (reconnecting)" ;; *) bad "the killed node's path $KC is '$s'" ;; esac
+    for c in $(ctrls_of "$CLUSTER_NQN"); do
+        node=$(cluster_node_of "$c"); [ "$node" = "$P" ] && continue
+        for p in /sys/class/nvme/"$c"/nvme*c*n*; do
+            st=$(cat "$p/ana_state" 2>/dev/null); exp=inaccessible; [ "$node" = "$n" ] && exp=optimized
+            [ "$st" = "$exp" ] && ok "node $node ($c): ana_state $st" || bad "node $node ($c): ana_state '$st', expected $exp"
+        done
+    done
+    say "  kernel log:"; show_dmesg_new
+    e=$(dmesg_new | grep -i 'I/O error'); [ -z "$e" ] && ok "no I/O error reached the block layer" || bad "I/O errors in the kernel log: $e"
+
+    # the killed node restarts (empty memory store): its path comes back live and not optimized
+    r=$(host_req start-node "c$P"); say "  host: $r"
+    case "$r" in ok*) ;; *) bad "start-node c$P: $r"; return ;; esac
+    wait_state "$KC" live 30 && ok "the restarted node's path $KC is live again" || { bad "$KC is '$(ctrl_state "$KC")' 30 s after the restart"; return; }
+    sleep 1
+    for p in /sys/class/nvme/"$KC"/nvme*c*n*; do
+        st=$(cat "$p/ana_state" 2>/dev/null)
+        [ "$st" != optimized ] && ok "the restarted node's path is $st (not the primary)" || bad "the restarted node's path is optimized"
+    done
+    r=$(volume_show "c$n") && say "  volume after the restart: $r"
+    [ "$(ctl_field "$r" primary)" = "$n" ] && ok "node $n stays primary" || bad "the volume's primary is '$(ctl_field "$r" primary)' after the restart, expected $n"
+}
+
 say "case $CASE_NO (hostnqn $HOSTNQN)"
 "case_$CASE_NO"
 finish_case

@@ -15,6 +15,8 @@ CASE_FAILS=0
 ok()  { say "  ok:   $*"; }
 bad() { say "  FAIL: $*"; CASE_FAILS=$((CASE_FAILS + 1)); echo "$*" >>"$STATE/fails.$CASE_NO"; }
 note() { say "  note: $*"; }
+# record: a measurement for the run summary (printed under the case's result line) and the case log
+record() { say "  record: $*"; echo "record: $*" >>"$STATE/records.$CASE_NO"; }
 # finish_case: writes the result file for $CASE_NO
 finish_case() {
     if [ "$CASE_FAILS" -eq 0 ]; then
@@ -22,6 +24,7 @@ finish_case() {
     else
         { echo "FAIL"; head -5 "$STATE/fails.$CASE_NO"; } >"$RES_DIR/$CASE_NO.tmp"
     fi
+    cat "$STATE/records.$CASE_NO" >>"$RES_DIR/$CASE_NO.tmp" 2>/dev/null
     mv "$RES_DIR/$CASE_NO.tmp" "$RES_DIR/$CASE_NO.result"
 }
 skip_case() { # reason; ends the case (its own shell), so finish_case does not overwrite the result

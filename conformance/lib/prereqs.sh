@@ -14,6 +14,7 @@ PREREQS=(
     "ldd libc-bin"
 )
 PREREQ_CAPTURE=("tshark tshark")
+PREREQ_CLUSTER=("etcd etcd-server")
 
 _busybox_static_ok() {
     [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1
@@ -44,13 +45,16 @@ apt_install() {
         || { tail -20 "${WORK_DIR:-/tmp}/apt-install.log" >&2; return 1; }
 }
 
-# ensure_prereqs <want_capture:0|1> <may_install:0|1>
+# ensure_prereqs <want_capture:0|1> <may_install:0|1> [want_cluster:0|1]
 ensure_prereqs() {
-    local want_capture=$1 may_install=$2 missing=()
+    local want_capture=$1 may_install=$2 want_cluster=${3:-0} missing=()
     mapfile -t missing < <(_missing_pkgs "${PREREQS[@]}")
     _busybox_static_ok || missing+=(busybox-static)
     if [ "$want_capture" = 1 ]; then
         mapfile -t -O "${#missing[@]}" missing < <(_missing_pkgs "${PREREQ_CAPTURE[@]}")
+    fi
+    if [ "$want_cluster" = 1 ]; then
+        mapfile -t -O "${#missing[@]}" missing < <(_missing_pkgs "${PREREQ_CLUSTER[@]}")
     fi
     [ "${#missing[@]}" -eq 0 ] && return 0
     if [ "$may_install" = 1 ] && is_root && have apt-get; then

@@ -2,7 +2,7 @@
 # The Duroslight target on the host, from the repo's own build, on test ports with a
 # fresh data directory.
 
-declare -A TARGET_PID=() TARGET_ARGS=() TARGET_LOG=() TARGET_METRICS=() TARGET_SOCKET=()
+declare -A TARGET_PID=() TARGET_IO=() TARGET_ARGS=() TARGET_LOG=() TARGET_METRICS=() TARGET_SOCKET=()
 TARGET_CMD=()
 
 target_build() { # $1 = 1 to build, 0 to use what is there
@@ -45,6 +45,7 @@ target_start() {
     args="serve --listen 127.0.0.1:$io --discovery 127.0.0.1:$disc --metrics 127.0.0.1:$met --data-dir $data --control-socket $data/control.sock $*"
     TARGET_ARGS[$name]=$args
     TARGET_METRICS[$name]=$met
+    TARGET_IO[$name]=$io
     TARGET_LOG[$name]=$WORK_DIR/target-$name.log
     _target_launch "$name" "$io" "$met"
 }
@@ -107,9 +108,26 @@ target_restart() {
     TARGET_RESTART_RESULT="stop:$TARGET_STOP_RESULT start:ok"
 }
 
+# target_kill NAME: SIGKILL (a crash), reaped here. Sets TARGET_KILL_RESULT.
+TARGET_KILL_RESULT=
+target_kill() {
+    local name=$1 pid=${TARGET_PID[$1]:-}
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || { TARGET_KILL_RESULT="target '$name' is not running"; return 1; }
+    kill -KILL "$pid"; wait "$pid" 2>/dev/null
+    echo "=== $(date '+%F %T') killed (SIGKILL) on the guest's request" >>"${TARGET_LOG[$name]}"
+    TARGET_PID[$name]=
+    TARGET_KILL_RESULT="pid $pid killed at $(date '+%T.%N' | cut -c1-12)"
+}
+
+# target_relaunch NAME: start a stopped or killed target again with the same arguments (and ports)
+target_relaunch() {
+    local name=$1
+    target_alive "$name" && return 0
+    _target_launch "$name" "${TARGET_IO[$name]}" "${TARGET_METRICS[$name]}"
+}
+
 target_alive() { local pid=${TARGET_PID[$1]:-}; [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
 
-# Sum of lightbox_fe_ctrl_id_used over all pools/shards (controller IDs in use).
 # target_ctl NAME ARGS...: `duroslight ctl` against the target's control socket; prints its output (one line)
 target_ctl() {
     local name=$1 out rc; shift
@@ -118,11 +136,15 @@ target_ctl() {
     return $rc
 }
 
-target_ctrl_count() {
-    local name=$1 body
+# Sum of lightbox_fe_ctrl_id_used over all pools/shards (controller IDs in use).
+target_ctrl_count() { target_metric_sum "$1" lightbox_fe_ctrl_id_used; }
+
+# target_metric_sum NAME METRIC: the sum of METRIC over all its series (labels) on target NAME's /metrics
+target_metric_sum() {
+    local name=$1 metric=$2 body
     body=$(http_get "${TARGET_METRICS[$name]}" /metrics) || { echo "metrics-unreachable"; return 1; }
     printf '%s\n' "$body" >"$WORK_DIR/metrics-$name-last.txt"
-    printf '%s\n' "$body" | awk '/^lightbox_fe_ctrl_id_used[{ ]/ {s += $NF; n++} END { if (n == 0) print "no-metric"; else print s }'
+    printf '%s\n' "$body" | awk -v m="$metric" '$1 == m || index($1, m "{") == 1 {s += $NF; n++} END { if (n == 0) print "no-metric"; else printf "%d\n", s }'
 }
 
 target_stop_all() {

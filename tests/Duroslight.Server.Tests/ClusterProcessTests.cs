@@ -7,6 +7,7 @@ using Duroslight.Protocol.Nvme;
 using Duroslight.Server.Control;
 using Duroslight.Tests.Shared;
 using Xunit;
+using static Duroslight.Server.Tests.ClusterProcesses;
 
 namespace Duroslight.Server.Tests;
 
@@ -16,43 +17,28 @@ namespace Duroslight.Server.Tests;
 /// </summary>
 public sealed partial class ClusterProcessTests : IAsyncLifetime
 {
-    private const string Nqn = "nqn.2026-11.io.duroslight:default";
-    private const string HostNqn = "nqn.2014-08.org.nvmexpress:uuid:c1c1c1c1-0000-0000-0000-000000000001";
+    private const string Nqn = ClusterProcesses.Nqn;
+    private const string HostNqn = ClusterProcesses.HostNqn;
     private const string OtherHostNqn = "nqn.2014-08.org.nvmexpress:uuid:c1c1c1c1-0000-0000-0000-000000000002";
     private const uint DiscoveryLogChanged = 0x0070_F002, AnaChange = 0x000C_0302;
-    private static readonly TimeSpan Limit = TimeSpan.FromSeconds(90);
-    private readonly DirectoryInfo _dir = Directory.CreateTempSubdirectory("dsl-cluster-");
-    private readonly string _cluster = $"t{Guid.NewGuid():N}"[..12];
-    private readonly List<ServerProcess> _nodes = [];
-    private readonly int[] _metricsPorts = [NodeFixture.FreePort(), NodeFixture.FreePort(), NodeFixture.FreePort()];
-    private EtcdProcess? _etcd;
+    private static readonly TimeSpan Limit = ClusterProcesses.Limit;
+    private ClusterProcesses? _cluster;
 
-    public async Task InitializeAsync()
-    {
-        if (!EtcdProcess.Installed) return;
-        _etcd = await EtcdProcess.StartAsync();
-        for (int i = 0; i < 3; i++) _nodes.Add(await ServerProcess.StartAsync(NodeArgs(i)));
-        await Eventually.Until(async () => CountState(await NodesAsync(0), "Active") == 3, "three nodes Active in nodes list", Limit);
-    }
+    private List<ServerProcess> Nodes => _cluster!.Nodes;
+    private int[] MetricsPorts => _cluster!.MetricsPorts;
+
+    public async Task InitializeAsync() => _cluster = await ClusterProcesses.StartAsync(3, "--rebuild-rate", RebuildMiBPerSecond);
 
     public Task DisposeAsync()
     {
-        foreach (var n in _nodes) n.Dispose();
-        _etcd?.Dispose();
-        try
-        {
-            _dir.Delete(recursive: true);
-        }
-        catch (IOException)
-        {
-        }
+        _cluster?.Dispose();
         return Task.CompletedTask;
     }
 
     [EtcdFact]
     public async Task A_three_replica_volume_created_through_one_node_is_placed_and_opened_on_all_three()
     {
-        var (code, stdout, stderr) = await Cli("ctl", "--socket", Socket(1), "volumes", "create", "vol-a", "16M", "--replicas", "3");
+        var (code, stdout, stderr) = await RunCli("ctl", "--socket", Socket(1), "volumes", "create", "vol-a", "16M", "--replicas", "3");
         Assert.True(code == 0, stderr);
         Assert.Contains("name=vol-a", stdout);
 
@@ -77,7 +63,7 @@ public sealed partial class ClusterProcessTests : IAsyncLifetime
         // Node 0's metrics: the cluster's nodes and the role of its replica.
         using (var http = new HttpClient())
         {
-            string page = await http.GetStringAsync($"http://127.0.0.1:{_metricsPorts[0]}/metrics");
+            string page = await http.GetStringAsync($"http://127.0.0.1:{MetricsPorts[0]}/metrics");
             Assert.Contains("duroslight_cluster_nodes{state=\"live\"} 3", page);
             var vol = (await GetAsync(0, "v1/volumes/vol-a"))!;
             string role = vol["primary"]!.GetValue<int>() == 0 ? "primary" : "secondary";
@@ -90,7 +76,7 @@ public sealed partial class ClusterProcessTests : IAsyncLifetime
         var alone = new List<int>();
         foreach (string name in new[] { "b1", "b2", "b3" })
         {
-            (code, _, stderr) = await Cli("ctl", "--socket", Socket(2), "volumes", "create", name, "8M", "--replicas", "1");
+            (code, _, stderr) = await RunCli("ctl", "--socket", Socket(2), "volumes", "create", name, "8M", "--replicas", "1");
             Assert.True(code == 0, stderr);
             var v = await GetAsync(0, $"v1/volumes/{name}");
             alone.Add(Assert.Single(Ints(v!["placement"])));
@@ -107,19 +93,19 @@ public sealed partial class ClusterProcessTests : IAsyncLifetime
 
         // A volume's host list lives in its etcd record: created with one host through node 0, it is masked on node 2
         // for another host until node 1 attaches that host.
-        (code, stdout, stderr) = await Cli("ctl", "--socket", Socket(0), "volumes", "create", "vol-h", "8M", "--replicas", "3", "--hosts", HostNqn);
+        (code, stdout, stderr) = await RunCli("ctl", "--socket", Socket(0), "volumes", "create", "vol-h", "8M", "--replicas", "3", "--hosts", HostNqn);
         Assert.True(code == 0, stderr);
         uint masked = uint.Parse(Field(stdout, "nsid"), CultureInfo.InvariantCulture);
-        await using (var other = await NvmeTcpController.ConnectAsync("127.0.0.1", _nodes[2].IoPort, Nqn, OtherHostNqn).WaitAsync(Limit))
+        await using (var other = await NvmeTcpController.ConnectAsync("127.0.0.1", Nodes[2].IoPort, Nqn, OtherHostNqn).WaitAsync(Limit))
         {
             await Eventually.Until(async () => (await GetAsync(2, "v1/volumes/vol-h"))?["local"]?.GetValue<bool>() == true, "vol-h open on node 2", Limit);
             Assert.DoesNotContain(masked, await ActiveNamespaces(other));
-            (code, _, stderr) = await Cli("ctl", "--socket", Socket(1), "volumes", "attach", "vol-h", OtherHostNqn);
+            (code, _, stderr) = await RunCli("ctl", "--socket", Socket(1), "volumes", "attach", "vol-h", OtherHostNqn);
             Assert.True(code == 0, stderr);
             await Eventually.Until(async () => (await ActiveNamespaces(other)).Contains(masked), "node 2 shows vol-h to the attached host", Limit);
         }
 
-        (code, stdout, _) = await Cli("ctl", "--socket", Socket(0), "nodes", "list");
+        (code, stdout, _) = await RunCli("ctl", "--socket", Socket(0), "nodes", "list");
         Assert.Equal(0, code);
         var lines = stdout.Trim().Split('\n');
         Assert.Equal(3, lines.Length);
@@ -127,19 +113,19 @@ public sealed partial class ClusterProcessTests : IAsyncLifetime
         Assert.Single(lines, l => l.Contains("leader=true", StringComparison.Ordinal));
 
         // A host list set through one node reaches every node (hosts/0 in etcd); the others' hosts are refused there.
-        (code, _, stderr) = await Cli("ctl", "--socket", Socket(1), "hosts", "set", "default", HostNqn);
+        (code, _, stderr) = await RunCli("ctl", "--socket", Socket(1), "hosts", "set", "default", HostNqn);
         Assert.True(code == 0, stderr);
         for (int i = 0; i < 3; i++)
             await Eventually.Until(async () => await GetAsync(i, "v1/subsystems") is JsonArray subs && !subs[0]!["allow_any_host"]!.GetValue<bool>()
                 && Assert.Single(subs[0]!["hosts"]!.AsArray())!.GetValue<string>() == HostNqn, $"node {i} has the cluster's host list", Limit);
-        await Assert.ThrowsAsync<NvmeConnectException>(() => NvmeTcpController.ConnectAsync("127.0.0.1", _nodes[2].IoPort, Nqn, OtherHostNqn));
-        await using var allowed = await NvmeTcpController.ConnectAsync("127.0.0.1", _nodes[2].IoPort, Nqn, HostNqn).WaitAsync(Limit);
+        await Assert.ThrowsAsync<NvmeConnectException>(() => NvmeTcpController.ConnectAsync("127.0.0.1", Nodes[2].IoPort, Nqn, OtherHostNqn));
+        await using var allowed = await NvmeTcpController.ConnectAsync("127.0.0.1", Nodes[2].IoPort, Nqn, HostNqn).WaitAsync(Limit);
     }
 
     [EtcdFact]
     public async Task The_leader_killed_with_SIGKILL_shows_down_and_another_node_leads_and_places_and_promotes_an_in_sync_replica()
     {
-        var (code, _, stderr) = await Cli("ctl", "--socket", Socket(0), "volumes", "create", "vol-k", "8M", "--replicas", "3");
+        var (code, _, stderr) = await RunCli("ctl", "--socket", Socket(0), "volumes", "create", "vol-k", "8M", "--replicas", "3");
         Assert.True(code == 0, stderr);
         int leader = LeaderOf(await NodesAsync(0));
         Assert.InRange(leader, 0, 2);
@@ -147,11 +133,11 @@ public sealed partial class ClusterProcessTests : IAsyncLifetime
 
         int other = (leader + 1) % 3;
         var discoveryEvents = Channel.CreateUnbounded<uint>();
-        await using var discovery = await NvmeTcpController.ConnectAsync("127.0.0.1", _nodes[other].IoPort, NvmeTcpController.DiscoveryNqn, HostNqn,
+        await using var discovery = await NvmeTcpController.ConnectAsync("127.0.0.1", Nodes[other].IoPort, NvmeTcpController.DiscoveryNqn, HostNqn,
             new NvmeTcpControllerOptions { IoQueues = 0, KeepAliveTimeoutMs = 60_000, AsyncEventHandler = dw0 => discoveryEvents.Writer.TryWrite(dw0) }).WaitAsync(Limit);
         Assert.Equal(3, (await discovery.ReadDiscoveryLogAsync()).Entries.Count);
 
-        Assert.Equal(137, await _nodes[leader].StopAsync(9));
+        Assert.Equal(137, await Nodes[leader].StopAsync(9));
         JsonArray nodes = [];
         await Eventually.Until(async () =>
         {
@@ -176,13 +162,13 @@ public sealed partial class ClusterProcessTests : IAsyncLifetime
         Assert.Equal(1u, nsid);
         foreach (int n in new[] { other, (leader + 2) % 3 })
         {
-            await using var host = await NvmeTcpController.ConnectAsync("127.0.0.1", _nodes[n].IoPort, Nqn, HostNqn).WaitAsync(Limit);
+            await using var host = await NvmeTcpController.ConnectAsync("127.0.0.1", Nodes[n].IoPort, Nqn, HostNqn).WaitAsync(Limit);
             await Eventually.Until(async () => (await host.GetLogPageAsync(LogPageId.AsymmetricNamespaceAccess, AnaLogPage.Size(1, false)))[32] == (n == expected ? 0x01 : 0x03),
                 $"node {n}'s ANA state for vol-k", Limit);
         }
 
         // The new leader places new volumes on the live nodes.
-        (code, _, stderr) = await Cli("ctl", "--socket", Socket(other), "volumes", "create", "vol-n", "8M", "--replicas", "2");
+        (code, _, stderr) = await RunCli("ctl", "--socket", Socket(other), "volumes", "create", "vol-n", "8M", "--replicas", "2");
         Assert.True(code == 0, stderr);
         var placed = Ints((await GetAsync(other, "v1/volumes/vol-n"))!["placement"]);
         Assert.Equal(2, placed.Length);
@@ -192,7 +178,7 @@ public sealed partial class ClusterProcessTests : IAsyncLifetime
 
         // A graceful stop revokes the lease: the node is Down at once, not after the TTL.
         int third = (leader + 2) % 3;
-        Assert.Equal(0, await _nodes[third].StopAsync(15));
+        Assert.Equal(0, await Nodes[third].StopAsync(15));
         nodes = await NodesAsync(other);
         Assert.Equal("Down", StateOf(nodes, third));
     }
@@ -200,7 +186,7 @@ public sealed partial class ClusterProcessTests : IAsyncLifetime
     [EtcdFact]
     public async Task Writes_through_the_primary_reach_every_in_sync_replica_a_killed_secondary_is_dropped_before_the_next_ack_and_a_promoted_replica_has_them()
     {
-        var (code, _, stderr) = await Cli("ctl", "--socket", Socket(0), "volumes", "create", "vol-r", "16M", "--replicas", "3");
+        var (code, _, stderr) = await RunCli("ctl", "--socket", Socket(0), "volumes", "create", "vol-r", "16M", "--replicas", "3");
         Assert.True(code == 0, stderr);
         var vol = (await GetAsync(0, "v1/volumes/vol-r"))!;
         uint nsid = vol["nsid"]!.GetValue<uint>();
@@ -231,7 +217,7 @@ public sealed partial class ClusterProcessTests : IAsyncLifetime
             // The primary's metrics: a connected link to each secondary, commands and bytes forwarded to each.
             using (var http = new HttpClient())
             {
-                string page = await http.GetStringAsync($"http://127.0.0.1:{_metricsPorts[primary]}/metrics");
+                string page = await http.GetStringAsync($"http://127.0.0.1:{MetricsPorts[primary]}/metrics");
                 foreach (int s in secondaries)
                 {
                     Assert.Contains($"duroslight_replication_peer_connected{{peer=\"{s}\"}} 1", page);
@@ -263,7 +249,7 @@ public sealed partial class ClusterProcessTests : IAsyncLifetime
                 }
             })).ToArray();
             await Eventually.Until(() => Task.FromResult(Volatile.Read(ref started) == 4), "writers running", Limit);
-            Assert.Equal(137, await _nodes[secondaries[0]].StopAsync(9));
+            Assert.Equal(137, await Nodes[secondaries[0]].StopAsync(9));
             killed.SetResult();
             await Task.WhenAll(writers).WaitAsync(Limit);
             foreach (var (block, data) in acked) data.CopyTo(expected, block * 4096);
@@ -277,7 +263,7 @@ public sealed partial class ClusterProcessTests : IAsyncLifetime
         }
 
         // The primary killed: the remaining in-sync secondary is promoted and holds every acknowledged write.
-        Assert.Equal(137, await _nodes[primary].StopAsync(9));
+        Assert.Equal(137, await Nodes[primary].StopAsync(9));
         int survivor = secondaries[1];
         await Eventually.Until(async () => (await GetAsync(survivor, "v1/volumes/vol-r"))?["primary"]!.GetValue<int>() == survivor,
             $"node {survivor} promoted", Limit);
@@ -290,20 +276,55 @@ public sealed partial class ClusterProcessTests : IAsyncLifetime
         }
     }
 
-    /// <summary>A host on <paramref name="node"/> once its path to the volume is optimized (ANA log page).</summary>
-    private async Task<NvmeTcpController> ConnectOptimizedAsync(int node)
+    [EtcdFact]
+    public async Task A_secondary_that_cannot_open_its_replica_leaves_the_in_sync_set_before_the_primary_acknowledges_a_write()
     {
-        var host = await NvmeTcpController.ConnectAsync("127.0.0.1", _nodes[node].IoPort, Nqn, HostNqn).WaitAsync(Limit);
-        await Eventually.Until(async () => (await host.GetLogPageAsync(LogPageId.AsymmetricNamespaceAccess, AnaLogPage.Size(1, false)))[32] == 0x01,
-            $"node {node}'s path optimized", Limit);
-        return host;
+        // Node 2 comes back with a sparse store whose volumes directory is then made a file: creating its replica fails.
+        await _cluster!.RestartAsync(2, memory: false);
+        await Eventually.Until(async () => CountState(await NodesAsync(0), "Active") == 3, "node 2 Active again", Limit);
+        string volumes = Path.Combine(_cluster.NodeDir(2), "volumes");
+        Directory.Delete(volumes, recursive: true);
+        await File.WriteAllTextAsync(volumes, "not a directory");
+
+        var (code, stdout, stderr) = await RunCli("ctl", "--socket", Socket(1), "volumes", "create", "vol-f", "16M", "--replicas", "3");
+        Assert.True(code == 0, stderr);
+        Assert.Equal("[0,1]", Field(stdout, "in_sync")); // the create answers once the failed replica is out of the set
+        var vol = (await GetAsync(0, "v1/volumes/vol-f"))!;
+        int primary = vol["primary"]!.GetValue<int>();
+        Assert.NotEqual(2, primary); // the first volume's primary is the lowest index
+        uint nsid = vol["nsid"]!.GetValue<uint>();
+        int good = 1 - primary;
+
+        // The failed replica is dropped from the in-sync set through etcd; only then does the primary serve.
+        await Eventually.Until(async () => (await GetAsync(0, "v1/volumes/vol-f"))?["replica_states"]?["2"]?.GetValue<string>() == "failed",
+            "node 2's replica failed", Limit);
+        await using var host = await ConnectOptimizedAsync(primary);
+        await host.WriteAsync(nsid, 0, 1, Pattern(4096, 7));
+        vol = (await GetAsync(primary, "v1/volumes/vol-f"))!;
+        Assert.Equal(new[] { primary, good }.Order(), Ints(vol["in_sync"]).Order());
+        Assert.Equal("open", vol["replica_states"]![good.ToString(CultureInfo.InvariantCulture)]!.GetValue<string>());
+
+        // The write went to the remaining in-sync secondary, and nothing to the dropped one.
+        using var http = new HttpClient();
+        string page = await http.GetStringAsync($"http://127.0.0.1:{MetricsPorts[primary]}/metrics");
+        Assert.Matches($"duroslight_replication_bytes_total{{peer=\"{good}\"}} [1-9]", page);
+        Assert.DoesNotMatch("duroslight_replication_bytes_total{peer=\"2\"} [1-9]", page);
+        Assert.False(Nodes[2].HasExited, "a replica that cannot be created must not stop its node");
     }
 
-    private static byte[] Pattern(int length, int seed)
+    [EtcdFact]
+    public async Task Nodes_stop_with_SIGTERM_cleanly_when_etcd_is_gone()
     {
-        var data = new byte[length];
-        new Random(seed).NextBytes(data);
-        return data;
+        var (code, _, stderr) = await RunCli("ctl", "--socket", Socket(0), "volumes", "create", "vol-s", "8M", "--replicas", "3");
+        Assert.True(code == 0, stderr);
+        _cluster!.KillEtcd(); // every etcd stream of the nodes breaks
+        for (int i = 0; i < 3; i++)
+        {
+            var node = Nodes[i];
+            await Eventually.Until(() => Task.FromResult(node.Output.Contains("etcd keep-alive:", StringComparison.Ordinal)),
+                $"node {i} notices etcd is gone and keeps trying", Limit);
+        }
+        for (int i = 0; i < 3; i++) Assert.True(await Nodes[i].StopAsync(15) == 0, Nodes[i].Output);
     }
 
     /// <summary>
@@ -320,7 +341,7 @@ public sealed partial class ClusterProcessTests : IAsyncLifetime
         data.AsSpan().Fill(0xC3);
         for (int i = 0; i < 3; i++)
         {
-            await using var host = await NvmeTcpController.ConnectAsync("127.0.0.1", _nodes[i].IoPort, Nqn, HostNqn).WaitAsync(Limit);
+            await using var host = await NvmeTcpController.ConnectAsync("127.0.0.1", Nodes[i].IoPort, Nqn, HostNqn).WaitAsync(Limit);
             var ns = Assert.Single(host.Namespaces, n => n.Nsid == nsid);
             Assert.Equal(id, ns.Nguid);
             var identify = await host.IdentifyAsync(IdentifyCns.Controller);
@@ -341,23 +362,20 @@ public sealed partial class ClusterProcessTests : IAsyncLifetime
                 var e = await Assert.ThrowsAsync<NvmeException>(async () => await host.ReadAsync(nsid, 0, 1, new byte[4096]));
                 Assert.Equal(NvmeStatus.AsymmetricAccessInaccessible, e.Status);
             }
-            var log = await NvmeTcpController.DiscoverAsync("127.0.0.1", _nodes[i].IoPort, HostNqn).WaitAsync(Limit);
-            Assert.Equal(_nodes.Select(n => n.IoPort.ToString()).Order(), log.Entries.Select(e => e.TrSvcId).Order());
+            var log = await NvmeTcpController.DiscoverAsync("127.0.0.1", Nodes[i].IoPort, HostNqn).WaitAsync(Limit);
+            Assert.Equal(Nodes.Select(n => n.IoPort.ToString()).Order(), log.Entries.Select(e => e.TrSvcId).Order());
             Assert.All(log.Entries, e => Assert.Equal(Nqn, e.SubNqn));
             Assert.Equal(3, log.Entries.Select(e => e.PortId).Distinct().Count());
         }
     }
 
-    private string[] NodeArgs(int index)
-    {
-        string dir = Path.Combine(_dir.FullName, $"node{index}");
-        Directory.CreateDirectory(dir);
-        string metrics = $"127.0.0.1:{_metricsPorts[index]}";
-        return ["--metrics", metrics, "--memory", "--etcd", _etcd!.Url, "--cluster", _cluster, "--node-index", index.ToString(), "--lease-ttl", "3",
-            "--rebuild-rate", RebuildMiBPerSecond, "--data-dir", dir, "--control-socket", Socket(index)];
-    }
+    private string Socket(int index) => _cluster!.Socket(index);
 
-    private string Socket(int index) => Path.Combine(_dir.FullName, $"ctl{index}.sock");
+    private Task<NvmeTcpController> ConnectOptimizedAsync(int node) => _cluster!.ConnectOptimizedAsync(node);
+
+    private Task<JsonNode?> GetAsync(int node, string path) => _cluster!.GetAsync(node, path);
+
+    private Task<JsonArray> NodesAsync(int node) => _cluster!.NodesAsync(node);
 
     private static async Task<uint[]> ActiveNamespaces(NvmeTcpController host)
     {
@@ -374,25 +392,4 @@ public sealed partial class ClusterProcessTests : IAsyncLifetime
             if (part.StartsWith(key + "=", StringComparison.Ordinal)) return part[(key.Length + 1)..];
         throw new Xunit.Sdk.XunitException($"no {key}= in '{line}'");
     }
-
-    private async Task<JsonNode?> GetAsync(int node, string path)
-    {
-        using var client = new ControlClient(Socket(node));
-        var (status, body) = await client.GetAsync(path);
-        return status == 200 ? body : null;
-    }
-
-    private async Task<JsonArray> NodesAsync(int node) => await GetAsync(node, "v1/nodes") as JsonArray ?? [];
-
-    private static int CountState(JsonArray nodes, string state) => nodes.Count(n => n!["state"]!.GetValue<string>() == state);
-
-    private static string? StateOf(JsonArray nodes, int index) =>
-        nodes.FirstOrDefault(n => n!["index"]!.GetValue<int>() == index)?["state"]!.GetValue<string>();
-
-    private static int LeaderOf(JsonArray nodes) =>
-        nodes.FirstOrDefault(n => n!["leader"]!.GetValue<bool>())?["index"]!.GetValue<int>() ?? -1;
-
-    private static int[] Ints(JsonNode? array) => [.. array!.AsArray().Select(n => n!.GetValue<int>())];
-
-    private static Task<(int Code, string Stdout, string Stderr)> Cli(params string[] args) => DuroslightCli.RunAsync(Limit, args);
 }

@@ -59,6 +59,7 @@ public sealed class MetricsTests
             Assert.Contains("duroslight_queues{shard=\"0\",kind=\"io\"} 2", text);
             Assert.Contains("lightbox_fe_ctrl_id_used{pool_id=\"0\",shard=\"0\",type=\"counter\"} 1", text);
             if (store == "gftl") Assert.Contains("duroslight_gftl_gc_segments_cleaned_total ", text);
+            if (store == "gftl") Assert.Contains("duroslight_gftl_repacked_bytes_total 0", text);
             var (code, output) = await RunAsync("promtool", ["check", "metrics"], stdin: text);
             Assert.True(code == 0, $"promtool check metrics failed on the {store} store ({code}):\n{output}");
         }

@@ -127,6 +127,9 @@ internal sealed partial class ServerProcess : IDisposable
         return _process.ExitCode;
     }
 
+    /// <summary>Sends <paramref name="signal"/> without waiting (19 = SIGSTOP, 18 = SIGCONT).</summary>
+    public void Signal(int signal) => Assert.Equal(0, Kill(_process.Id, signal));
+
     public void Dispose()
     {
         if (!_process.HasExited)

@@ -14,9 +14,10 @@ public static class AnaAccess
     /// The ANA part of the command layer's one gate (IoCommands.Admit), before any data moves: a command to a namespace
     /// whose group is inaccessible on this node (a secondary replica: the primary serves it) gets Asymmetric Access
     /// Inaccessible (SCT 3h, SC 02h, not DNR), which a multipath host answers by retrying on another path; persistent
-    /// loss and change get their own path statuses. Flush to every namespace (NSID FFFFFFFFh) does not pass the gate.
+    /// loss and change get their own path statuses; a primary whose lease fence is down answers as inaccessible
+    /// (<see cref="NamespaceInfo.EffectiveAnaState"/>). Flush to every namespace (NSID FFFFFFFFh) does not pass the gate.
     /// </summary>
-    public static NvmeStatus Admit(NamespaceInfo ns) => ns.AnaState switch
+    public static NvmeStatus Admit(NamespaceInfo ns) => ns.EffectiveAnaState switch
     {
         AnaState.Inaccessible => NvmeStatus.AsymmetricAccessInaccessible,
         AnaState.PersistentLoss => NvmeStatus.AsymmetricAccessPersistentLoss,

@@ -46,11 +46,13 @@ internal sealed class IoCommands(Target target, TargetConnection queue)
     /// reservation rules check as they run.</param>
     private NvmeStatus Admit(in SubmissionEntry cmd, Controller ctrl, ReservationAccess? access, out NamespaceInfo? ns)
     {
-        // A peer node's forwarded write: the primary already admitted the host's command.
+        // A peer node's forwarded write: the primary already admitted the host's command. Only from the volume's
+        // primary: a deposed one's forwards (sent late, from before its fence went down) are refused.
         if (ctrl.Subsystem is { IsBackend: true })
         {
             ns = target.GetNamespace(cmd.Nsid);
-            return ns is null ? NvmeStatus.InvalidNamespaceOrFormat : NvmeStatus.Success;
+            if (ns is null) return NvmeStatus.InvalidNamespaceOrFormat;
+            return ns.ForwardsOnlyFrom is not { } from || from == ctrl.HostNqn ? NvmeStatus.Success : NvmeStatus.AsymmetricAccessInaccessible;
         }
         // Masking: a namespace this host may not see is inactive to it, exactly as an unused NSID.
         ns = target.GetNamespace(cmd.Nsid, ctrl.HostNqn);

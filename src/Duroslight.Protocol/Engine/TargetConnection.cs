@@ -208,7 +208,18 @@ public sealed class TargetConnection : IPduSink, IDisposable
             slot.Reset();
             return;
         }
-        Complete(slot, status);
+        Complete(slot, FencedStatus(slot, status));
+    }
+
+    /// <summary>
+    /// A host's write-type command on a cluster primary is checked against the lease fence again as it completes: one
+    /// admitted just before the fence went down may finish after a new primary was chosen, and must not be
+    /// acknowledged (the host retries it on the new path). Forwarded writes on the backend subsystem are not fenced.
+    /// </summary>
+    private NvmeStatus FencedStatus(CommandSlot slot, NvmeStatus status)
+    {
+        if (slot.Namespace?.Fence is not { } fence || slot.Request.Op == StorageOp.Read || fence.Holds) return status;
+        return Controller?.Subsystem is { IsBackend: true } ? status : NvmeStatus.AsymmetricAccessInaccessible;
     }
 
     /// <summary>The socket is gone (peer closed, error, or our close): tears down queue and controller state.</summary>

@@ -29,7 +29,7 @@ public static class AnaLogPage
             BinaryPrimitives.WriteUInt32LittleEndian(page[off..], ns.AnaGroupId);
             BinaryPrimitives.WriteUInt32LittleEndian(page[(off + 4)..], groupsOnly ? 0u : 1u);
             BinaryPrimitives.WriteUInt64LittleEndian(page[(off + 8)..], changeCount);
-            page[off + 16] = (byte)ns.AnaState;
+            page[off + 16] = (byte)ns.EffectiveAnaState;
             off += DescriptorSize;
             if (groupsOnly) continue;
             BinaryPrimitives.WriteUInt32LittleEndian(page[off..], ns.Nsid);

@@ -24,6 +24,31 @@ public sealed class NamespaceInfo(uint nsid, Guid volumeId, long blockCount, int
 
     internal void ChangeAnaState(AnaState state) => _anaState = state;
 
+    /// <summary>
+    /// A cluster replica's fence (null elsewhere): while it does not hold, an optimized path answers as inaccessible,
+    /// in I/O statuses and in the ANA log page alike.
+    /// </summary>
+    public LeaseFence? Fence { get; init; }
+
+    /// <summary>The state this path reports and admits by: <see cref="AnaState"/>, inaccessible while a primary's fence is down.</summary>
+    public AnaState EffectiveAnaState
+    {
+        get
+        {
+            var state = _anaState;
+            return state == AnaState.Optimized && Fence is { Holds: false } ? AnaState.Inaccessible : state;
+        }
+    }
+
+    private volatile string? _forwardsOnlyFrom;
+
+    /// <summary>
+    /// A cluster replica: the host NQN of the only peer whose forwarded writes (backend subsystem) it applies, the
+    /// volume's primary as this node last read etcd; this node's own NQN when it is the primary (no peer connects as
+    /// it, so every forward is refused: only a deposed primary would send one). Null: any peer (not a cluster replica).
+    /// </summary>
+    public string? ForwardsOnlyFrom { get => _forwardsOnlyFrom; set => _forwardsOnlyFrom = value; }
+
     /// <summary>Blocks physically in use (NUSE), supplied by the storage layer.</summary>
     public Func<long>? AllocatedBlocks { get; init; }
 

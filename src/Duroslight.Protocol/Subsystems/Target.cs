@@ -178,6 +178,25 @@ public sealed partial class Target
         }
     }
 
+    /// <summary>
+    /// This node's lease fence (<see cref="LeaseFence"/>): the cluster code moves it; the namespaces of cluster replicas
+    /// reference it. Open on a lone node.
+    /// </summary>
+    public LeaseFence Fence { get; } = new();
+
+    /// <summary>
+    /// The fence changed what the ANA log page reports (it went down, or came back): CHGCNT moves and every I/O
+    /// controller gets the ANA change notice, as for <see cref="SetAnaState"/>.
+    /// </summary>
+    public void NotifyAnaChange()
+    {
+        lock (_lock)
+        {
+            Interlocked.Increment(ref _anaChangeCount);
+            foreach (var c in _controllers.Values) c.PostEvent(AsyncEvent.AnaChange);
+        }
+    }
+
     /// <summary>CHGCNT of the ANA log page: bumped by every ANA state change.</summary>
     public ulong AnaChangeCount => (ulong)Interlocked.Read(ref _anaChangeCount);
 
@@ -192,8 +211,7 @@ public sealed partial class Target
             var ns = GetNamespace(nsid) ?? throw new InvalidOperationException($"no namespace {nsid}");
             if (ns.AnaState == state) return false;
             ns.ChangeAnaState(state);
-            Interlocked.Increment(ref _anaChangeCount);
-            foreach (var c in _controllers.Values) c.PostEvent(AsyncEvent.AnaChange);
+            NotifyAnaChange();
             return true;
         }
     }

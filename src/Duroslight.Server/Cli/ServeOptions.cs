@@ -41,7 +41,7 @@ public static class ServeOptions
         },
         new(null, "--etcd", "URL", "none (the node runs alone)", "etcd client URL holding the cluster state (repeatable; config: cluster.etcd)")
             { ApplyList = (s, w, list) => s with { EtcdEndpoints = [.. list.Select(u => ParseEtcdUrl(w, u))] } },
-        new(null, "--lease-ttl", "SECONDS", "10", "the node's etcd lease: it is shown down this long after it dies (config: cluster.lease_ttl_s)")
+        new(null, "--lease-ttl", "SECONDS", "6", "the node's etcd lease: it is shown down this long after it dies (config: cluster.lease_ttl_s)")
             { Apply = (s, w, v) => s with { LeaseTtlSeconds = ParseInt(w, v, 2, 600) } },
         new(null, "--rebuild-rate", "MIB_S", "64", "a primary's copy rate per replica rebuild, MiB/s, 0 unlimited (config: cluster.rebuild_mib_s)")
             { Apply = (s, w, v) => s with { RebuildMiBPerSecond = ParseInt(w, v, 0, 1_000_000) } },

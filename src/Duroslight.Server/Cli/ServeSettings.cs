@@ -34,8 +34,8 @@ public sealed record ServeSettings
     /// <summary>etcd client URLs holding the cluster state; none: the node runs alone, as a single node.</summary>
     public IReadOnlyList<string> EtcdEndpoints { get; init; } = [];
     /// <summary>TTL of the node's etcd lease: how long after the node dies its liveness key (and leadership) stays.</summary>
-    public int LeaseTtlSeconds { get; init; } = 10;
-    /// <summary>Rebuild copy rate of a primary, MiB/s over all its rebuilds' chunks each (0: unlimited); low, so host I/O keeps most of the bandwidth.</summary>
+    public int LeaseTtlSeconds { get; init; } = 6;
+    /// <summary>Rebuild copy rate of a primary, MiB/s per replica rebuild (0: unlimited); low, so host I/O keeps most of the bandwidth.</summary>
     public int RebuildMiBPerSecond { get; init; } = 64;
     public bool IsClustered => EtcdEndpoints.Count > 0;
     /// <summary>Allowed host NQNs for every subsystem; empty means any host may connect.</summary>

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using Duroslight.Protocol.Subsystems;
@@ -22,6 +23,8 @@ namespace Duroslight.Server.Cluster;
 public sealed partial class ClusterMember : IAsyncDisposable
 {
     private static readonly TimeSpan Resync = TimeSpan.FromSeconds(1);
+    /// <summary>How long a graceful leave tries to revoke its lease before leaving it to expire.</summary>
+    private static readonly TimeSpan RevokeTimeout = TimeSpan.FromSeconds(2);
     private readonly ServeSettings _settings;
     private readonly NodeVolumes _volumes;
     private readonly ILogger _logger;
@@ -36,10 +39,18 @@ public sealed partial class ClusterMember : IAsyncDisposable
     private volatile ClusterView _view = ClusterView.Empty;
 
     private readonly Replication.Replicator? _replicator;
+    private readonly LeaseFence _fence;
+    /// <summary>Guards the fence's inputs: the current lease's last renewal and whether a view confirmed it.</summary>
+    private readonly object _fenceGate = new();
+    private long _renewedAt;
+    private long _renewedTtl;
+    private long _fenceLease;
 
-    internal ClusterMember(ServeSettings settings, NodeVolumes volumes, ILogger logger, Replication.Replicator? replicator = null)
+    internal ClusterMember(ServeSettings settings, NodeVolumes volumes, ILogger logger, LeaseFence fence, Replication.Replicator? replicator = null)
     {
         _replicator = replicator;
+        _fence = fence;
+        _fence.Close(); // nothing is served as a primary before a view read under this node's lease confirms it
         _settings = settings;
         _volumes = volumes;
         _logger = logger;
@@ -55,6 +66,9 @@ public sealed partial class ClusterMember : IAsyncDisposable
 
     /// <summary>Called after every read of the cluster state, once the local replicas match it (ANA states follow it).</summary>
     public Action<ClusterView>? ViewApplied { get; init; }
+
+    /// <summary>Called when the lease fence went down or came back up (the ANA log page changed: notify the hosts).</summary>
+    public Action<bool>? FenceChanged { get; init; }
 
     /// <summary>
     /// Registers the node (waiting out the lease of a previous incarnation with the same index, which a SIGKILLed
@@ -74,6 +88,7 @@ public sealed partial class ClusterMember : IAsyncDisposable
         _loops.Add(Task.Run(KeepAliveLoopAsync));
         _loops.Add(Task.Run(WatchLoopAsync));
         _loops.Add(Task.Run(ReconcileLoopAsync));
+        _loops.Add(Task.Run(FenceWatchLoopAsync));
         _logger.LogInformation("joined cluster {Cluster} as node {Index} (etcd {Endpoint}, lease {Lease:x})",
             _settings.ClusterId, Index, _etcd.Endpoint, _lease);
     }
@@ -88,8 +103,8 @@ public sealed partial class ClusterMember : IAsyncDisposable
     /// <summary>
     /// `ctl volumes create` on any node: the record goes in with an NSID that no other volume has and a name no other
     /// volume has (both as keys compared absent in the same transaction); the leader places it; this call waits for
-    /// the placement and for every replica to be open (the primary's only once it forwards to every secondary; up to
-    /// 20 s) and returns the record as it stands.
+    /// the placement and for every in-sync replica to be open (the primary's only once it forwards to every in-sync
+    /// secondary; up to 20 s) and returns the record as it stands.
     /// </summary>
     public async Task<VolumeEntry> CreateVolumeAsync(string name, long sizeBytes, int replicas, IReadOnlyList<string>? hosts)
     {
@@ -122,8 +137,9 @@ public sealed partial class ClusterMember : IAsyncDisposable
         {
             var view = await ReadAsync().ConfigureAwait(false);
             var entry = view.Find(record.Id.ToString("D"))!;
+            // Every in-sync replica open: a replica that failed to open is dropped from the set, not waited for.
             bool open = entry.Record.Placement.Count > 0;
-            foreach (int n in entry.Record.Placement) open &= view.ReplicaState(record.Id, n) == "open";
+            foreach (int n in entry.Record.InSync) open &= view.ReplicaState(record.Id, n) == "open";
             if ((entry.Record.Primary >= 0 && open) || DateTime.UtcNow > deadline) return entry;
             await Task.Delay(100).ConfigureAwait(false);
         }
@@ -237,7 +253,10 @@ public sealed partial class ClusterMember : IAsyncDisposable
         }
     }
 
-    /// <summary>Graceful leave: stop the loops and revoke the lease, so the node shows down and leadership moves at once.</summary>
+    /// <summary>
+    /// Graceful leave: stop the loops and revoke the lease, so the node shows down and leadership moves at once. With
+    /// etcd unreachable it neither throws nor waits long: the lease then expires by itself.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync().ConfigureAwait(false);
@@ -251,10 +270,16 @@ public sealed partial class ClusterMember : IAsyncDisposable
             {
                 // Stopping.
             }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // A loop cancelled while its call to an unreachable etcd was failing: nothing left to do for it.
+                _logger.LogDebug("cluster loop ended with {Error}", e.Message);
+            }
         }
         try
         {
-            if (_lease != 0) await _etcd.RevokeLeaseAsync(_lease).ConfigureAwait(false);
+            using var revoke = new CancellationTokenSource(RevokeTimeout);
+            if (_lease != 0) await _etcd.RevokeLeaseAsync(_lease, revoke.Token).ConfigureAwait(false);
         }
         catch (RpcException e)
         {
@@ -271,7 +296,7 @@ public sealed partial class ClusterMember : IAsyncDisposable
 
     private async Task RegisterAsync(NodeRecord node)
     {
-        _lease = await _etcd.GrantLeaseAsync(_settings.LeaseTtlSeconds).ConfigureAwait(false);
+        await GrantAsync(CancellationToken.None).ConfigureAwait(false);
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(2 * _settings.LeaseTtlSeconds + 5);
         while (true)
         {
@@ -298,10 +323,11 @@ public sealed partial class ClusterMember : IAsyncDisposable
         {
             try
             {
-                await _etcd.KeepAliveAsync(_lease, _settings.LeaseTtlSeconds, ct).ConfigureAwait(false);
+                await _etcd.KeepAliveAsync(_lease, _settings.LeaseTtlSeconds, Renewed, ct).ConfigureAwait(false);
                 // The lease expired under us (a long stall): take a new one and publish everything again.
-                _logger.LogWarning("cluster lease {Lease:x} expired; registering again", _lease);
-                _lease = await _etcd.GrantLeaseAsync(_settings.LeaseTtlSeconds, ct).ConfigureAwait(false);
+                _fence.Close();
+                _logger.LogWarning("cluster lease {Lease:x} expired; fenced, registering again", _lease);
+                await GrantAsync(ct).ConfigureAwait(false);
                 lock (_published) _published.Clear();
                 Signal();
             }
@@ -310,6 +336,69 @@ public sealed partial class ClusterMember : IAsyncDisposable
                 _logger.LogWarning("etcd keep-alive: {Error}", e.Status.Detail);
                 await Task.Delay(500, ct).ConfigureAwait(false);
             }
+        }
+    }
+
+    /// <summary>A new lease: the fence stays down until a view read under it confirms this node's roles.</summary>
+    private async Task GrantAsync(CancellationToken ct)
+    {
+        long sent = Stopwatch.GetTimestamp();
+        long lease = await _etcd.GrantLeaseAsync(_settings.LeaseTtlSeconds, ct).ConfigureAwait(false);
+        lock (_fenceGate)
+        {
+            _lease = lease;
+            _renewedAt = sent;
+            _renewedTtl = _settings.LeaseTtlSeconds;
+        }
+    }
+
+    /// <summary>
+    /// The fence's deadline: the renewal's send time + 5/6 of its TTL. etcd expires the lease no earlier than TTL after
+    /// it received the renewal; the sixth left covers clock-rate differences and the time an admitted write takes.
+    /// </summary>
+    private static long FenceDeadline(long sent, long ttlSeconds) => sent + ttlSeconds * Stopwatch.Frequency * 5 / 6;
+
+    /// <summary>Keep-alive: the lease is good for another TTL from <paramref name="sent"/>; the fence moves if this lease was confirmed.</summary>
+    private void Renewed(long sent, long ttl)
+    {
+        lock (_fenceGate)
+        {
+            _renewedAt = sent;
+            _renewedTtl = Math.Min(ttl, _settings.LeaseTtlSeconds);
+            if (_fenceLease == _lease) _fence.HoldUntil(FenceDeadline(_renewedAt, _renewedTtl));
+        }
+    }
+
+    /// <summary>
+    /// After a view was applied: if it shows this node's alive key under its current lease, it was read after that
+    /// key was written, so it contains every promotion the leader made while the key was absent (the leader's
+    /// transaction compares it absent). The node's roles in it are current: the fence may rise for this lease.
+    /// </summary>
+    private void ConfirmFence(ClusterView view)
+    {
+        if (!view.Alive.TryGetValue(Index, out var alive)) return;
+        lock (_fenceGate)
+        {
+            if (alive.Lease != _lease || _fenceLease == _lease) return;
+            _fenceLease = _lease;
+            _fence.HoldUntil(FenceDeadline(_renewedAt, _renewedTtl));
+        }
+    }
+
+    /// <summary>Reports the fence going down or up (polled: the fence is a deadline, nothing fires when it passes).</summary>
+    private async Task FenceWatchLoopAsync()
+    {
+        var ct = _stop.Token;
+        bool held = false;
+        while (!ct.IsCancellationRequested)
+        {
+            await Task.Delay(100, ct).ConfigureAwait(false);
+            bool holds = _fence.Holds;
+            if (holds == held) continue;
+            held = holds;
+            if (holds) _logger.LogInformation("lease fence up: this node's primaries may serve");
+            else _logger.LogWarning("lease fence down: no lease renewal for 5/6 of the TTL; primaries answer ANA inaccessible");
+            FenceChanged?.Invoke(holds);
         }
     }
 
@@ -345,9 +434,10 @@ public sealed partial class ClusterMember : IAsyncDisposable
             {
                 _logger.LogWarning("cluster state: etcd {Endpoint}: {Error}", _etcd.Endpoint, e.Status.Detail);
             }
-            catch (Exception e) when (!ct.IsCancellationRequested && e is JsonException or InvalidOperationException or ArgumentException)
+            catch (Exception e) when (!ct.IsCancellationRequested && e is not OutOfMemoryException)
             {
-                // A record this version cannot read must not stop the loop: the next pass tries again.
+                // Nothing a pass meets (a record this version cannot read, a local failure) may stop the loop: a node
+                // whose loop died would stay Active in etcd and never apply the cluster's state again. The next pass retries.
                 _logger.LogError("cluster state: {Error}", e.Message);
             }
         }
@@ -362,6 +452,7 @@ public sealed partial class ClusterMember : IAsyncDisposable
         again |= await CampaignAsync(view).ConfigureAwait(false);
         if (IsLeader) again |= await LeadAsync(view).ConfigureAwait(false);
         await ApplyLocalAsync(view).ConfigureAwait(false);
+        ConfirmFence(view);
         ViewApplied?.Invoke(view);
         if (again) Signal();
     }
@@ -397,9 +488,13 @@ public sealed partial class ClusterMember : IAsyncDisposable
         bool wrote = false;
         foreach (var next in ClusterPlan.Decide(records, view.LiveNodes))
         {
+            var current = view.Find(next.Id.ToString("D"))!;
             var txn = new TxnRequest();
-            txn.Compare.Add(ModRevisionIs(Keys.Volume(next.Id), view.Find(next.Id.ToString("D"))!.ModRevision));
+            txn.Compare.Add(ModRevisionIs(Keys.Volume(next.Id), current.ModRevision));
             txn.Compare.Add(LeaseIs(Keys.Leader, _lease));
+            // A new primary only once the old one's lease expired: by then its fence is down (it serves nothing).
+            int old = current.Record.Primary;
+            if (old >= 0 && next.Primary != old) txn.Compare.Add(Absent(Keys.Alive(old)));
             txn.Success.Add(Put(Keys.Volume(next.Id), Json(next)));
             bool ok = (await _etcd.TxnAsync(txn).ConfigureAwait(false)).Succeeded;
             wrote |= ok;
@@ -425,7 +520,8 @@ public sealed partial class ClusterMember : IAsyncDisposable
             string state = v.Primary == Index && !serving ? "connecting" : "open";
             try
             {
-                _volumes.EnsureReplica(v.Id, v.Name, v.SizeBytes, v.Nsid, serving ? AnaState.Optimized : AnaState.Inaccessible, v.Hosts);
+                _volumes.EnsureReplica(v.Id, v.Name, v.SizeBytes, v.Nsid, serving ? AnaState.Optimized : AnaState.Inaccessible,
+                    Replication.Replicator.NodeHostNqn(_settings.ClusterId, v.Primary), v.Hosts);
             }
             catch (ControlException e)
             {
@@ -433,9 +529,10 @@ public sealed partial class ClusterMember : IAsyncDisposable
                 _logger.LogError("replica of {Name} {Id}: {Error}", v.Name, v.Id, e.Message);
             }
             bool publish;
-            lock (_published) publish = !_published.Contains(v.Id) || view.ReplicaState(v.Id, Index) != state;
+            lock (_published)
+                publish = !_published.Contains(v.Id) || view.ReplicaState(v.Id, Index) != state || view.ReplicaFollows(v.Id, Index) != v.Primary;
             if (!publish) continue;
-            await _etcd.TxnAsync(new TxnRequest { Success = { Put(Keys.Replica(v.Id, Index), JsonSerializer.Serialize(new ReplicaRecord(Index, state, v.Nsid), ClusterJson.Default.ReplicaRecord), _lease) } }).ConfigureAwait(false);
+            await _etcd.TxnAsync(new TxnRequest { Success = { Put(Keys.Replica(v.Id, Index), JsonSerializer.Serialize(new ReplicaRecord(Index, state, v.Nsid, v.Primary), ClusterJson.Default.ReplicaRecord), _lease) } }).ConfigureAwait(false);
             lock (_published) _published.Add(v.Id);
         }
         foreach (var id in _volumes.StoredIds())

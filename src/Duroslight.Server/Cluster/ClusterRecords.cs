@@ -27,8 +27,12 @@ public sealed record HostsRecord(int Pool, bool AllowAny, IReadOnlyList<string> 
         AllowAny ? Protocol.Subsystems.HostAccess.AllowAny : Protocol.Subsystems.HostAccess.Only(Hosts);
 }
 
-/// <summary>replicas/UUID/NN: a node opened its replica and exposes it; bound to that node's lease.</summary>
-public sealed record ReplicaRecord(int Node, string State, uint Nsid);
+/// <summary>
+/// replicas/UUID/NN: a node opened its replica and exposes it; bound to that node's lease. Primary: the node whose
+/// forwarded writes the replica applies (the volume's primary as that node last read it; -1 in older records), so a
+/// new primary forwards to it only once it follows the promotion.
+/// </summary>
+public sealed record ReplicaRecord(int Node, string State, uint Nsid, int Primary = -1);
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
 [JsonSerializable(typeof(NodeRecord))]

@@ -85,6 +85,10 @@ public sealed class ClusterView
         : Replicas.TryGetValue(volume, out var byNode) && byNode.TryGetValue(node, out var r) ? r.State
         : "placed";
 
+    /// <summary>The primary whose forwarded writes the node's replica applies (-1: none, or no record).</summary>
+    public int ReplicaFollows(Guid volume, int node) =>
+        Replicas.TryGetValue(volume, out var byNode) && byNode.TryGetValue(node, out var r) ? r.Primary : -1;
+
     private static void Add<T>(SortedDictionary<int, T> into, T? record, Func<T, int> index) where T : class
     {
         if (record is not null) into[index(record)] = record;

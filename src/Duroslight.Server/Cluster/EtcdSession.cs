@@ -43,19 +43,32 @@ public sealed class EtcdSession : IDisposable
         Call(c => new Lease.LeaseClient(c).LeaseRevokeAsync(new LeaseRevokeRequest { ID = id }, Options(ct)).ResponseAsync);
 
     /// <summary>
-    /// Renews the lease every third of its TTL until cancelled; returns when etcd says the lease is gone (TTL 0: it
-    /// expired, e.g. after a long pause of this process). A broken stream throws (the caller retries).
+    /// Renews the lease every sixth of its TTL (at least every 0.5 s apart) until cancelled, so a renewal a little late
+    /// on a loaded machine does not let the 5/6-TTL fence (ClusterMember) lapse; returns when etcd says the lease is gone (TTL 0: it
+    /// expired, e.g. after a long pause of this process). A broken stream throws (the caller retries). After each
+    /// renewal <paramref name="renewed"/> gets the <see cref="System.Diagnostics.Stopwatch"/> timestamp taken before
+    /// the request was sent (etcd restarts the TTL no earlier than that) and the TTL etcd granted.
     /// </summary>
-    public async Task KeepAliveAsync(long id, int ttlSeconds, CancellationToken ct)
+    public async Task KeepAliveAsync(long id, int ttlSeconds, Action<long, long> renewed, CancellationToken ct)
     {
         using var call = new Lease.LeaseClient(Channel).LeaseKeepAlive(cancellationToken: ct);
-        var period = TimeSpan.FromSeconds(Math.Max(1.0, ttlSeconds / 3.0));
-        while (true)
+        var period = TimeSpan.FromSeconds(Math.Max(0.5, ttlSeconds / 6.0));
+        try
         {
-            await call.RequestStream.WriteAsync(new LeaseKeepAliveRequest { ID = id }, ct).ConfigureAwait(false);
-            if (!await call.ResponseStream.MoveNext(ct).ConfigureAwait(false)) throw new RpcException(new Status(StatusCode.Unavailable, "keep-alive stream ended"));
-            if (call.ResponseStream.Current.TTL <= 0) return;
-            await Task.Delay(period, ct).ConfigureAwait(false);
+            while (true)
+            {
+                long sent = System.Diagnostics.Stopwatch.GetTimestamp();
+                await call.RequestStream.WriteAsync(new LeaseKeepAliveRequest { ID = id }, ct).ConfigureAwait(false);
+                if (!await call.ResponseStream.MoveNext(ct).ConfigureAwait(false)) throw new RpcException(new Status(StatusCode.Unavailable, "keep-alive stream ended"));
+                long ttl = call.ResponseStream.Current.TTL;
+                if (ttl <= 0) return;
+                renewed(sent, ttl);
+                await Task.Delay(period, ct).ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (e is IOException or HttpRequestException)
+        {
+            throw StreamBroken(e);
         }
     }
 
@@ -63,17 +76,30 @@ public sealed class EtcdSession : IDisposable
     public async Task WatchAsync(string prefix, long afterRevision, Action changed, CancellationToken ct)
     {
         using var call = new Watch.WatchClient(Channel).Watch(cancellationToken: ct);
-        await call.RequestStream.WriteAsync(new WatchRequest
+        try
         {
-            CreateRequest = new WatchCreateRequest { Key = Bytes(prefix), RangeEnd = PrefixEnd(prefix), StartRevision = afterRevision + 1 },
-        }, ct).ConfigureAwait(false);
-        while (await call.ResponseStream.MoveNext(ct).ConfigureAwait(false))
+            await call.RequestStream.WriteAsync(new WatchRequest
+            {
+                CreateRequest = new WatchCreateRequest { Key = Bytes(prefix), RangeEnd = PrefixEnd(prefix), StartRevision = afterRevision + 1 },
+            }, ct).ConfigureAwait(false);
+            while (await call.ResponseStream.MoveNext(ct).ConfigureAwait(false))
+            {
+                var response = call.ResponseStream.Current;
+                if (response.Events.Count > 0 || response.Canceled || response.CompactRevision > 0) changed();
+                if (response.Canceled) return;
+            }
+        }
+        catch (Exception e) when (e is IOException or HttpRequestException)
         {
-            var response = call.ResponseStream.Current;
-            if (response.Events.Count > 0 || response.Canceled || response.CompactRevision > 0) changed();
-            if (response.Canceled) return;
+            throw StreamBroken(e);
         }
     }
+
+    /// <summary>
+    /// A stream whose connection to etcd broke (etcd died or restarted) fails a write with the HTTP/2 layer's exception,
+    /// not an RpcException: callers see one kind, Unavailable, and retry.
+    /// </summary>
+    private static RpcException StreamBroken(Exception e) => new(new Status(StatusCode.Unavailable, $"etcd stream broken: {e.Message}", e));
 
     public void Dispose()
     {

@@ -207,7 +207,11 @@ public sealed class NodeHost : IAsyncDisposable
             RebuildBytesPerSecond = (long)Settings.RebuildMiBPerSecond << 20,
         };
         _volumeTable.WrapChannel = _replicator.Wrap;
-        _cluster = new ClusterMember(Settings, _volumes!, _logger, _replicator) { ViewApplied = ApplyClusterView };
+        _cluster = new ClusterMember(Settings, _volumes!, _logger, Target.Fence, _replicator)
+        {
+            ViewApplied = ApplyClusterView,
+            FenceChanged = _ => Target.NotifyAnaChange(),
+        };
         _replicator.DropInEtcd = _cluster.DropFromInSyncAsync;
         _replicator.JoinInEtcd = _cluster.JoinInSyncAsync;
         _cluster.JoinAsync($"{Settings.AdvertisedAddress}:{Port(Settings.Listen)}", $"{Settings.DiscoveryAdvertisedAddress}:{Port(Settings.Discovery)}")
@@ -347,7 +351,7 @@ public sealed class NodeHost : IAsyncDisposable
     private GftlStore OpenGftl()
     {
         IReadOnlyList<GftlDeviceSpec> devices = Settings.Devices.Count > 0 ? Settings.Devices
-            : [new GftlDeviceSpec(Path.Combine(Settings.DataDirectory, "gftl-device0.img"), Math.Max(1L << 30, 2 * Settings.DefaultVolumeBytes))];
+            : [new GftlDeviceSpec(Path.Combine(Settings.DataDirectory, "gftl-device0.img"), Math.Max(1L << 30, 2 * Settings.DefaultVolumeBytes), Thin: true)];
         return new GftlStore(new GftlOptions
         {
             DataDirectory = Settings.DataDirectory,

@@ -193,15 +193,18 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, VolumeTable v
     /// A cluster replica placed on this node: created in the store under the cluster's volume ID if missing, then
     /// exposed under the cluster's NSID (the same on every node, as is the NGUID, the volume ID) with its ANA state
     /// (optimized on the primary, inaccessible elsewhere; docs/ARCHITECTURE.md). Idempotent; an open replica gets the
-    /// state and the cluster's host list for it only (the AENs go out when they changed).
+    /// state and the cluster's host list for it only (the AENs go out when they changed). <paramref name="primaryNqn"/>:
+    /// the host NQN of the volume's primary in etcd, the only peer whose forwarded writes the replica applies
+    /// (<see cref="NamespaceInfo.ForwardsOnlyFrom"/>). A replica's namespace serves hosts only under the node's lease fence.
     /// </summary>
-    public void EnsureReplica(Guid id, string name, long sizeBytes, uint nsid, AnaState ana, IReadOnlyList<string>? hosts)
+    public void EnsureReplica(Guid id, string name, long sizeBytes, uint nsid, AnaState ana, string primaryNqn, IReadOnlyList<string>? hosts)
     {
         lock (_gate)
         {
             string[]? list = hosts is null ? null : [.. hosts];
             if (_open.ContainsKey(id))
             {
+                if (target.GetNamespace(nsid) is { } ns) ns.ForwardsOnlyFrom = primaryNqn;
                 target.SetAnaState(nsid, ana);
                 var access = Access(list);
                 if (target.GetNamespace(nsid) is { } open && !SameAccess(open.Hosts, access)) target.SetNamespaceHosts(nsid, access);
@@ -211,10 +214,18 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, VolumeTable v
                 throw ControlException.Conflict($"NSID {nsid} is taken on this node by volume {taken.VolumeId}");
             VolumeDescriptor? d = null;
             foreach (var existing in store.List()) if (existing.Id == id) d = existing;
-            d ??= Store(() => store.Create(name, sizeBytes, id));
             try
             {
-                Expose(d with { Hosts = list }, nsid, ana); // the cluster's list (etcd), not the local catalog's
+                d ??= Store(() => store.Create(name, sizeBytes, id));
+            }
+            catch (IOException e)
+            {
+                // The store's files cannot be made (a broken data directory): this replica fails, the node goes on.
+                throw ControlException.Conflict($"replica '{name}' could not be created: {e.Message}");
+            }
+            try
+            {
+                Expose(d with { Hosts = list }, nsid, ana, primaryNqn); // the cluster's list (etcd), not the local catalog's
             }
             catch (Exception e) when (e is InvalidOperationException or ArgumentException or VolumeStoreException)
             {
@@ -283,7 +294,7 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, VolumeTable v
     }
 
     /// <summary>Exposes a volume as a namespace; in a cluster with its ANA state from the start (a secondary is never optimized, even briefly).</summary>
-    private void Expose(VolumeDescriptor d, uint nsid, AnaState ana = AnaState.Optimized)
+    private void Expose(VolumeDescriptor d, uint nsid, AnaState ana = AnaState.Optimized, string? primaryNqn = null)
     {
         var volume = store.Open(d.Id);
         if (volume is SparseFileVolume { DirectIo: false })
@@ -294,6 +305,8 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, VolumeTable v
             Hosts = Access(d.Hosts),
             AnaState = ana,
             Reservation = RestoredReservation(d),
+            Fence = primaryNqn is null ? null : target.Fence, // a cluster replica serves only under the node's lease
+            ForwardsOnlyFrom = primaryNqn,
         });
         _open[d.Id] = volume;
         Metrics.ResetVolumeSlot((int)nsid - 1);

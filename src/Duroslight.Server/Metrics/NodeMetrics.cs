@@ -26,7 +26,7 @@ public sealed class NodeMetrics
     private readonly Gauge _ctrlIds, _state, _nodeInfo, _genctr, _connections, _controllers, _queues, _volumeSize, _volumeAllocated, _inFlight;
     private readonly Counter _volumeCommands, _volumeBytes, _commands, _bytes, _errors, _shardCpu, _shardLoop, _shardAllocated, _residentCpu;
     private readonly Gauge _resident, _startTime;
-    private readonly Gauge _leader, _clusterNodes, _replicaRole, _replicaInSync, _deviceFailed, _peerConnected;
+    private readonly Gauge _leader, _fenceUp, _clusterNodes, _replicaRole, _replicaInSync, _deviceFailed, _peerConnected;
     private readonly Counter _deviceErrors, _replicationCommands, _replicationBytes, _replicationLatency;
     private HashSet<(string Name, string Kind)> _deviceLabels = [];
     private HashSet<(string Name, string Id)> _replicaLabels = [];
@@ -61,6 +61,7 @@ public sealed class NodeMetrics
         _shardLoop = f.CreateCounter("duroslight_shard_loop_seconds_total", "Wall time each reactor shard has run; cpu/loop seconds is its utilisation.", "shard");
         _shardAllocated = f.CreateCounter("duroslight_shard_allocated_bytes_total", "Managed bytes allocated by each shard's thread (0 growth in steady state).", "shard");
         _leader = f.CreateGauge("duroslight_cluster_leader", "1 while this node is the cluster's leader (a lone node: 0).");
+        _fenceUp = f.CreateGauge("duroslight_cluster_fence_up", "1 while this node's lease fence holds (its primaries may serve; a lone node: 1), 0 once no lease renewal came for 5/6 of the TTL.");
         _clusterNodes = f.CreateGauge("duroslight_cluster_nodes", "Nodes of the cluster by liveness (live: lease held, down: lease expired).", "state");
         _replicaRole = f.CreateGauge("duroslight_replica_role", "1 for the role of this node's replica of each cluster volume (primary, secondary).", "volume", "volume_id", "role");
         _deviceFailed = f.CreateGauge("duroslight_device_failed", "1 while a device (GFTL device, sparse volume file) is out of service after repeated errors or a stall.", "device", "kind");
@@ -128,6 +129,7 @@ public sealed class NodeMetrics
     {
         var cluster = _node.Cluster;
         _leader.Set(cluster?.IsLeader == true ? 1 : 0);
+        _fenceUp.Set(_node.Target.Fence.Holds ? 1 : 0);
         if (cluster is null) return;
         var view = cluster.View;
         _clusterNodes.WithLabels("live").Set(view.Alive.Count);
@@ -358,7 +360,7 @@ public sealed class NodeMetrics
     {
         private readonly Gauge? _start, _percent, _rate, _eta;
         private readonly Gauge? _physical, _freeSegments, _writeAmplification;
-        private readonly Counter? _cleaned;
+        private readonly Counter? _cleaned, _repacked, _repacksDropped, _deviceReads;
 
         public GftlSeries(IMetricFactory f, NodeHost node)
         {
@@ -374,6 +376,9 @@ public sealed class NodeMetrics
             _freeSegments = f.CreateGauge("duroslight_gftl_free_segments", "Segments free for new writes.");
             _cleaned = f.CreateCounter("duroslight_gftl_gc_segments_cleaned_total", "Segments the collector has freed since start.");
             _writeAmplification = f.CreateGauge("duroslight_gftl_write_amplification", "Bytes written to the devices per byte of user data since start.");
+            _repacked = f.CreateCounter("duroslight_gftl_repacked_bytes_total", "Bytes rewritten contiguously because reads found their chunk fragmented.");
+            _deviceReads = f.CreateCounter("duroslight_gftl_device_reads_total", "Device reads the GFTL's chunk reads issued: one per mapped run (fragments cost one each).");
+            _repacksDropped = f.CreateCounter("duroslight_gftl_repacks_dropped_total", "Re-packs of fragmented chunks not done: every slot busy and the queue full.");
         }
 
         public void Collect(NodeHost node)
@@ -392,6 +397,9 @@ public sealed class NodeMetrics
             _freeSegments!.Set(store.FreeSegments);
             _cleaned!.IncTo(store.GcSegmentsCleaned);
             _writeAmplification!.Set(store.WriteAmplification);
+            _repacked!.IncTo(store.RepackedBytes);
+            _repacksDropped!.IncTo(store.RepacksDropped);
+            _deviceReads!.IncTo(store.DeviceReads);
         }
     }
 }

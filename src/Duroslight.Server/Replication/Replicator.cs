@@ -71,9 +71,12 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
     }
 
     /// <summary>
-    /// This node is <paramref name="v"/>'s primary: forward to every live in-sync secondary whose replica is open.
-    /// True when it may serve hosts (every such secondary connected); a secondary that is not live is dropped from
-    /// the in-sync set (writes wait for that).
+    /// This node is <paramref name="v"/>'s primary: forward to every live in-sync secondary whose replica is open and
+    /// follows this primary (its replica record names it). True when it may serve hosts: every in-sync secondary is
+    /// connected or out of the in-sync set in etcd. One that cannot take writes (its node is not live, or its replica
+    /// failed to open) is dropped from the set; until that drop is in etcd the primary does not serve, unless the node
+    /// is a forwarding target already (then the writes wait for the drop), so no write is acknowledged while the set
+    /// lists a replica that does not have it.
     /// </summary>
     public async Task<bool> PrepareAsync(VolumeRecord v, ClusterView view, int self)
     {
@@ -84,13 +87,23 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
         bool ready = true;
         foreach (int node in v.InSync)
         {
-            if (node == self || replication.WasDropped(node)) continue;
-            if (!view.Alive.ContainsKey(node))
+            if (node == self) continue;
+            if (replication.WasDropped(node))
             {
-                replication.AwaitDrop(node, null);
+                // Out of the set, or on its way out: a drop under way holds the primary back unless writes go to the
+                // node (they wait for the drop).
+                ready &= !replication.DropUnderWay(node) || replication.IsTarget(node);
                 continue;
             }
-            var link = view.ReplicaState(v.Id, node) == "open" && view.Nodes.TryGetValue(node, out var record)
+            string state = view.ReplicaState(v.Id, node);
+            if (state is "down" or "failed")
+            {
+                replication.AwaitDrop(node, null);
+                ready &= replication.IsTarget(node);
+                continue;
+            }
+            // Only once the secondary follows this primary: before, it would refuse the forwards (a lagging view).
+            var link = state == "open" && view.ReplicaFollows(v.Id, node) == self && view.Nodes.TryGetValue(node, out var record)
                 ? await EnsureLinkAsync(node, record.Io).ConfigureAwait(false) : null;
             if (link is null) ready = false;
             else links.Add(link);
@@ -146,7 +159,8 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
         {
             // Still a target after a join until a view lists it in sync: an older view must not start it again.
             if (node == self || v.InSync.Contains(node) || _rebuilds.ContainsKey((v.Id, node)) || replication.IsRebuilding(node)) continue;
-            if (view.ReplicaState(v.Id, node) != "open" || !view.Nodes.TryGetValue(node, out var record)) continue;
+            // Only once its replica follows this primary: before, it would refuse the forwards (a lagging view).
+            if (view.ReplicaState(v.Id, node) != "open" || view.ReplicaFollows(v.Id, node) != self || !view.Nodes.TryGetValue(node, out var record)) continue;
             var link = await EnsureLinkAsync(node, record.Io).ConfigureAwait(false);
             if (link is null) continue;
             var rebuild = new Rebuild(replication, link, v.SizeBytes, v.BlockSize, RebuildBytesPerSecond);

@@ -152,10 +152,27 @@ internal sealed class VolumeReplication(Guid volumeId, Func<Guid, int, Task<bool
         }
     }
 
-    /// <summary>Whether <paramref name="node"/> was dropped from the in-sync set by this node (an older view may still list it).</summary>
+    /// <summary>Whether writes go to <paramref name="node"/> now (they then wait for its drop, if one is under way).</summary>
+    public bool IsTarget(int node)
+    {
+        foreach (var l in _targets)
+            if (l.Node == node) return true;
+        return false;
+    }
+
+    /// <summary>Whether this node's drop of <paramref name="node"/> from the in-sync set is still waiting for etcd.</summary>
+    public bool DropUnderWay(int node)
+    {
+        lock (_gate) return _drops.TryGetValue(node, out var d) && !d.Done;
+    }
+
+    /// <summary>
+    /// Whether <paramref name="node"/> was dropped from the in-sync set by this node, or its drop is under way (an older
+    /// view may still list it; until the drop is in etcd it stays a target, and writes wait for the drop).
+    /// </summary>
     public bool WasDropped(int node)
     {
-        lock (_gate) return _drops.TryGetValue(node, out var d) && d.Done && d.Succeeded;
+        lock (_gate) return _drops.TryGetValue(node, out var d) && (!d.Done || d.Succeeded);
     }
 
     /// <summary>

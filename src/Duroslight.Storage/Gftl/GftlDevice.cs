@@ -28,7 +28,7 @@ internal sealed class GftlDevice(int index, string path, SafeFileHandle handle, 
                 throw new VolumeStoreException($"Device {index} '{path}' does not exist (give a size, PATH:SIZE, to create it as a file).");
             }
 
-            CreateFile(path, size);
+            CreateFile(path, size, spec.Thin);
         }
 
         // FileShare.None takes an exclusive flock, so a second store cannot open the device. A filesystem without
@@ -56,10 +56,20 @@ internal sealed class GftlDevice(int index, string path, SafeFileHandle handle, 
         }
     }
 
-    private static void CreateFile(string path, long size)
+    /// <summary>
+    /// Creates the device file. Unless <paramref name="thin"/>, its blocks are allocated up front (fallocate): in a
+    /// sparse file every first write of a block makes the filesystem allocate it, and the log writes each block of a
+    /// new segment for the first time (128 KiB O_DIRECT writes at QD 8 on this machine's ext4: sparse 650-1000 MiB/s,
+    /// allocated 840-1300, overwriting 1130-2300; bench/README.md). A filesystem that refuses gets a sparse file.
+    /// </summary>
+    private static void CreateFile(string path, long size, bool thin)
     {
         using SafeFileHandle created = File.OpenHandle(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None);
-        RandomAccess.SetLength(created, size);
+        if (thin || LibC.Fallocate(created, 0, 0, size) != 0)
+        {
+            RandomAccess.SetLength(created, size);
+        }
+
         LibC.SyncOrThrow(created, path);
     }
 }

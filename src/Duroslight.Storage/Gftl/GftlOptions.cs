@@ -1,7 +1,11 @@
 namespace Duroslight.Storage.Gftl;
 
 /// <summary>One raw device of the set: a block device or a plain file; a missing file is created with <see cref="SizeBytes"/>.</summary>
-public sealed record GftlDeviceSpec(string Path, long? SizeBytes = null);
+/// <param name="Thin">
+/// A file the store creates stays sparse (the data directory's default device); otherwise its blocks are allocated at
+/// creation (<see cref="GftlDevice"/>), as a device's are.
+/// </param>
+public sealed record GftlDeviceSpec(string Path, long? SizeBytes = null, bool Thin = false);
 
 /// <summary>How a <see cref="GftlStore"/> is laid out and run.</summary>
 public sealed record GftlOptions

@@ -112,6 +112,12 @@ public sealed class GftlStore : IVolumeStore
     /// <summary>Bytes rewritten contiguously because reads found them fragmented (part of the device bytes written).</summary>
     public long RepackedBytes => SumOverPartitions(static p => p.RepackedBlocks) * GftlLayout.BlockSize;
 
+    /// <summary>Device reads issued by chunk reads, one per mapped run (a 128 KiB read of contiguous data: 1).</summary>
+    public long DeviceReads => SumOverPartitions(static p => p.DeviceReads);
+
+    /// <summary>Re-packs asked for and dropped (every slot busy, the queue full): a later read of the chunk asks again.</summary>
+    public long RepacksDropped => SumOverPartitions(static p => p.RepacksDropped);
+
     /// <summary>Fragmented chunks queued for a re-pack or being re-packed (0: every re-pack asked for is done).</summary>
     public int RepacksBusy => (int)SumOverPartitions(static p => p.RepacksBusy);
 

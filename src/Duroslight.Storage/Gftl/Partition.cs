@@ -48,6 +48,7 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
     private readonly Repacker _repacker = new(index);
     private readonly Stack<ChunkRead> _repackReads = new(Repacker.MaxInFlight);
     private long _repackedBlocks;
+    private long _deviceReads;
 
     /// <summary>O_DIRECT devices need aligned buffers: reads into anything else go through a bounce buffer.</summary>
     private readonly bool _bounceReads = Array.Exists(core.Devices.Devices, static d => d.IsDirect);
@@ -79,11 +80,26 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
     /// <summary>Records this partition wrote (each one header).</summary>
     public long Records => Volatile.Read(ref _records);
 
+    /// <summary>Device reads issued by chunk reads (host reads and re-packs' own): one per mapped run.</summary>
+    public long DeviceReads => Volatile.Read(ref _deviceReads);
+
     /// <summary>Blocks rewritten contiguously because reads found them fragmented.</summary>
     public long RepackedBlocks => Volatile.Read(ref _repackedBlocks);
 
     /// <summary>A read that finds at least this many separate device runs re-packs what it read.</summary>
     public const int RepackMinRuns = 4;
+
+    /// <summary>Re-pack requests dropped because every slot was busy and the queue full.</summary>
+    public long RepacksDropped
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _repacker.Dropped;
+            }
+        }
+    }
 
     /// <summary>Chunks queued for a re-pack or being re-packed.</summary>
     public int RepacksBusy
@@ -227,7 +243,8 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
         }
 
         bool trim = _queue[0].IsTrim;
-        if (!EnsureOpen(1 + (trim ? 0 : _queue[0].Count)))
+        int front = GroupLength(0, out int frontBlocks);
+        if (!EnsureOpen(1 + (trim ? 0 : frontBlocks)))
         {
             _awaitingRoom = wantRoom = true;
             return null;
@@ -235,11 +252,19 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
 
         int room = Math.Min(_open!.Blocks - _open.Cursor - 1, BatchDataBlocks);
         int taken = 0, data = 0;
-        while (taken < _queue.Count && taken < RecordFormat.MaxExtents && _queue[taken].IsTrim == trim &&
-               (trim || data + _queue[taken].Count <= room))
+        while (taken < _queue.Count && _queue[taken].IsTrim == trim)
         {
-            data += trim ? 0 : _queue[taken].Count;
-            taken++;
+            int groupBlocks = frontBlocks;
+            int group = taken == 0 ? front : GroupLength(taken, out groupBlocks);
+            int blocks = trim ? 0 : groupBlocks;
+            // The front group always fits: EnsureOpen made room for it, and a group is at most one chunk (32 blocks).
+            if (taken > 0 && (taken + group > RecordFormat.MaxExtents || data + blocks > room))
+            {
+                break;
+            }
+
+            data += blocks;
+            taken += group;
         }
 
         // Past the eager slots, wait for company unless the batch is full enough or something is left behind it.
@@ -266,6 +291,24 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
 
         _writing++;
         return batch;
+    }
+
+    /// <summary>
+    /// Under the lock: how many queued records from <paramref name="at"/> must share one record, and their data blocks:
+    /// a re-pack's relocations (queued together) go as one group, so the chunk lands as one device run; anything else alone.
+    /// </summary>
+    private int GroupLength(int at, out int blocks)
+    {
+        PendingRecord first = _queue[at];
+        blocks = first.IsTrim ? 0 : first.Count;
+        int length = 1;
+        while (first.Repack is not null && at + length < _queue.Count && _queue[at + length].Repack == first.Repack)
+        {
+            blocks += _queue[at + length].Count;
+            length++;
+        }
+
+        return length;
     }
 
     /// <summary>Outside the lock: the header and the data of every record of the batch, one CRC per extent.</summary>
@@ -576,6 +619,7 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
     {
         if (read.MappedRuns > 0)
         {
+            _deviceReads += read.MappedRuns;
             read.Epoch = _readEpoch;
             Interlocked.Increment(ref _readers[read.Epoch]);
             if (_bounceReads && !ChunkRead.IsAligned(read.Destination))

@@ -49,8 +49,14 @@ internal sealed class RepackSlot
 /// </summary>
 internal sealed class Repacker(int partition) : IDisposable
 {
-    /// <summary>Re-packs in flight per partition: bounds the write burst they add to the host's writes.</summary>
-    public const int MaxInFlight = 4;
+    /// <summary>
+    /// Re-packs in flight per partition: bounds the write burst they add to the host's writes. Enough that every
+    /// chunk a QD 8 sequential reader finds fragmented gets a slot while the copies before it are written (4 chunks
+    /// per 512 KiB record, up to <see cref="Partition.MaxWritesInFlight"/> records): with 4, most reads found every
+    /// slot busy, and each queued chunk cost a second fragmented read of its own. A slot's buffer is allocated on
+    /// first use (128 KiB each).
+    /// </summary>
+    public const int MaxInFlight = 32;
 
     /// <summary>Chunks waiting for a slot; beyond this a request is dropped (a later read asks again).</summary>
     public const int QueueCapacity = 256;

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Diagnostics;
 using Duroslight.Host;
 using Duroslight.Protocol.Nvme;
 using Duroslight.Protocol.Subsystems;
@@ -114,6 +115,25 @@ public sealed class AnaTests
     }
 
     [Fact]
+    public void An_aux_subsystem_reports_and_enforces_the_same_ANA_state_as_the_default_one()
+    {
+        // Aux subsystems expose the default subsystem's namespaces: a secondary replica is inaccessible through them too.
+        var fabric = new Fabric();
+        string aux = fabric.SubNqn + ".aux-2";
+        fabric.AddVolume(1);
+        fabric.Target.SetAnaState(1, AnaState.Inaccessible);
+        var admin = fabric.Admin(aux);
+        var log = GetLog(fabric, admin, AnaLogPage.Size(1, groupsOnly: false));
+        Assert.Equal([(1u, 1u, AnaState.Inaccessible, 1u)], Groups(log, 1, groupsOnly: false));
+        var io = fabric.Io(admin, subNqn: aux);
+        var block = new byte[512];
+        Assert.Equal(NvmeStatus.AsymmetricAccessInaccessible, fabric.Exec(io, NvmeCommands.Read(1, 0, 1), block).Status);
+
+        fabric.Target.SetAnaState(1, AnaState.Optimized);
+        fabric.ExecOk(io, NvmeCommands.Read(1, 0, 1), block);
+    }
+
+    [Fact]
     public void A_write_to_an_inaccessible_group_is_refused_before_its_data_is_asked_for()
     {
         var fabric = new Fabric();
@@ -126,6 +146,64 @@ public sealed class AnaTests
         fabric.Target.SetAnaState(1, AnaState.Optimized);
         fabric.ExecOk(io, NvmeCommands.Write(1, 0, 64), data);
         Assert.Contains(PduType.R2T, RawPdus.Split(io.TargetOutput.ToArray()).Select(p => p.Type));
+    }
+
+    [Fact]
+    public void A_primary_whose_lease_fence_is_down_answers_inaccessible_reports_it_and_acknowledges_no_write_admitted_before()
+    {
+        var fabric = new Fabric();
+        var fence = fabric.Target.Fence;
+        fabric.AddVolume(1, fence: fence); // a cluster replica: served under the node's lease
+        fabric.AddVolume(2); // a volume the cluster does not know: never fenced
+        var (admin, io) = fabric.Controller();
+        var block = new byte[512];
+        fabric.ExecOk(io, NvmeCommands.Write(1, 0, 1), block);
+
+        // Admitted while the fence held, completed by storage after it went down: not acknowledged.
+        io.HoldStorage = true;
+        io.Submit(NvmeCommands.Write(1, 1, 1), block);
+        fabric.Pump();
+        Assert.Single(io.Held);
+        fence.Close();
+        io.CompleteHeld();
+        io.HoldStorage = false;
+        fabric.Pump();
+        var late = Assert.Single(io.TakeCompletions());
+        Assert.Equal(NvmeStatus.AsymmetricAccessInaccessible, late.Completion.Status);
+        io.Host.Release(late);
+
+        // Fenced: every command to the primary's namespace gets the path status, the log page says inaccessible.
+        Assert.Equal(NvmeStatus.AsymmetricAccessInaccessible, fabric.Exec(io, NvmeCommands.Read(1, 0, 1), block).Status);
+        Assert.Equal(NvmeStatus.AsymmetricAccessInaccessible, fabric.Exec(io, NvmeCommands.Write(1, 0, 1), block).Status);
+        Assert.Equal([(1u, 1u, AnaState.Inaccessible, 1u), (2u, 1u, AnaState.Optimized, 2u)], Groups(GetLog(fabric, admin, AnaLogPage.Size(2, false)), 2, false));
+        fabric.ExecOk(io, NvmeCommands.Write(2, 0, 1), block);
+
+        // A renewal moves the deadline: served again.
+        fence.HoldUntil(Stopwatch.GetTimestamp() + 60 * Stopwatch.Frequency);
+        fabric.ExecOk(io, NvmeCommands.Write(1, 0, 1), block);
+        Assert.Equal([(1u, 1u, AnaState.Optimized, 1u), (2u, 1u, AnaState.Optimized, 2u)], Groups(GetLog(fabric, admin, AnaLogPage.Size(2, false)), 2, false));
+    }
+
+    [Fact]
+    public void A_replica_applies_forwarded_writes_only_from_its_primary_whatever_its_own_fence_says()
+    {
+        const string Backend = "nqn.2026-11.io.duroslight:default.replication";
+        var fabric = new Fabric(new TargetOptions { BackendNqn = Backend });
+        var ns = fabric.AddVolume(1, fence: fabric.Target.Fence);
+        fabric.Target.SetHostAccess(fabric.Target.Backend!, HostAccess.Only([Fabric.HostNqn]));
+        var io = fabric.Io(fabric.Admin(Backend), subNqn: Backend);
+        var block = new byte[512];
+
+        // A secondary of the connected node: its forwarded writes apply, whatever this node's own fence says.
+        fabric.Target.SetAnaState(1, AnaState.Inaccessible);
+        fabric.Target.Fence.Close();
+        ns.ForwardsOnlyFrom = Fabric.HostNqn;
+        fabric.ExecOk(io, NvmeCommands.Write(1, 0, 1), block);
+
+        // Another node is primary now (or this one is): the connected node was deposed, its late forwards are refused.
+        ns.ForwardsOnlyFrom = "nqn.2026-11.io.duroslight:cluster:c:node-02";
+        Assert.Equal(NvmeStatus.AsymmetricAccessInaccessible, fabric.Exec(io, NvmeCommands.Write(1, 0, 1), block).Status);
+        Assert.Equal(NvmeStatus.AsymmetricAccessInaccessible, fabric.Exec(io, NvmeCommands.WriteZeroes(1, 0, 1)).Status);
     }
 
     [Fact]

@@ -15,11 +15,12 @@ internal sealed class MemoryStorage
 
     /// <summary>Adds a namespace; <paramref name="reservation"/> is the state a restart restored (PTPL).</summary>
     public NamespaceInfo AddVolume(Target target, uint nsid, long blocks, int blockSize, Guid? volumeId = null,
-        Duroslight.Protocol.Reservations.ReservationState? reservation = null)
+        Duroslight.Protocol.Reservations.ReservationState? reservation = null, LeaseFence? fence = null)
     {
         var ns = new NamespaceInfo(nsid, volumeId ?? Guid.NewGuid(), blocks, blockSize)
         {
             Reservation = reservation ?? Duroslight.Protocol.Reservations.ReservationState.Empty,
+            Fence = fence,
         };
         _volumes.Add(ns.VolumeId, new byte[blocks * blockSize]);
         target.AddNamespace(ns);

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using Duroslight.Core;
+using Duroslight.Core.Interop;
 using Duroslight.Storage.Gftl;
 using Duroslight.Storage.Volumes;
 using static Duroslight.Storage.Tests.Volumes.VolumeStoreContractTests;
@@ -281,6 +282,26 @@ public sealed class GftlStoreTests : IDisposable
         string flags = File.ReadAllLines($"/proc/self/fdinfo/{device.Handle.DangerousGetHandle()}").First(l => l.StartsWith("flags:"));
         const int ODirect = 0x4000; // 040000 octal on x86-64 and arm64
         Assert.NotEqual(0, Convert.ToInt32(flags["flags:".Length..].Trim(), 8) & ODirect);
+    }
+
+    /// <summary>
+    /// A device file the store creates has its blocks allocated up front (the log's first write of each block then
+    /// costs the filesystem no allocation); the data directory's default device stays thin.
+    /// </summary>
+    [Fact]
+    public void A_created_device_file_is_allocated_unless_thin()
+    {
+        const long size = 16 * MiB;
+        using (var device = GftlDevice.Open(0, new GftlDeviceSpec(_scratch.DevicePath(0), size)))
+        {
+            Assert.True(LibC.TryGetAllocatedBytes(device.Handle, out long allocated));
+            Assert.True(allocated >= size, $"allocated {allocated} of {size}");
+        }
+
+        using var thin = GftlDevice.Open(1, new GftlDeviceSpec(_scratch.DevicePath(1), size, Thin: true));
+        Assert.True(LibC.TryGetAllocatedBytes(thin.Handle, out long thinAllocated));
+        Assert.True(thinAllocated < size / 2, $"thin device allocated {thinAllocated} of {size}");
+        Assert.Equal(size, new FileInfo(_scratch.DevicePath(1)).Length);
     }
 
     [Fact]

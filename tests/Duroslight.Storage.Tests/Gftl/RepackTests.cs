@@ -65,11 +65,11 @@ public sealed class RepackTests : HeldIoTests
     public void Fragmented_chunks_that_find_every_repack_slot_busy_are_repacked_later_into_one_device_run_each()
     {
         SynchronizationContext.SetSynchronizationContext(null);
+        int chunks = (2 * Repacker.MaxInFlight) + 1;
         var store = new GftlStore(Scratch.Options(shards: 1));
-        IBlockVolume volume = store.Open(store.Create("v", 4 * GftlScratch.MiB).Id);
+        IBlockVolume volume = store.Open(store.Create("v", (long)chunks * Chunk).Id);
         var io = new HeldBlockIo();
         BlockIo.InstallForCurrentThread(io);
-        int chunks = (2 * Repacker.MaxInFlight) + 1;
         var model = new byte[chunks * Chunk];
         Write(volume, io, model, 0, chunks * 32, 1);
         for (int c = 0; c < chunks; c++)
@@ -112,11 +112,11 @@ public sealed class RepackTests : HeldIoTests
     public void A_clone_queues_only_chunks_it_wrote_itself()
     {
         SynchronizationContext.SetSynchronizationContext(null);
+        int chunks = Repacker.MaxInFlight + 2; // the parent fragments all but the last chunk, the clone rewrites and fragments that one
         var store = new GftlStore(Scratch.Options(shards: 1));
-        IBlockVolume parent = store.Open(store.Create("v", 4 * GftlScratch.MiB).Id);
+        IBlockVolume parent = store.Open(store.Create("v", (long)chunks * Chunk).Id);
         var io = new HeldBlockIo();
         BlockIo.InstallForCurrentThread(io);
-        int chunks = Repacker.MaxInFlight + 2; // the parent fragments chunks 0-4, the clone rewrites and fragments chunk 5
         var model = new byte[chunks * Chunk];
         Write(parent, io, model, 0, chunks * 32, 1);
         for (int c = 0; c < chunks - 1; c++)

@@ -1,0 +1,125 @@
+using System.Text.Json.Nodes;
+using Duroslight.Host;
+using Duroslight.Protocol.Nvme;
+using Duroslight.Server.Control;
+using Duroslight.Tests.Shared;
+
+namespace Duroslight.Server.Tests;
+
+/// <summary>
+/// A real etcd and three real `duroslight serve` processes in one cluster (memory stores, one temporary directory),
+/// and what the cluster process tests ask of them: the control API of each node, the CLI, a host on an optimized path.
+/// </summary>
+internal sealed class ClusterProcesses : IDisposable
+{
+    public const string Nqn = "nqn.2026-11.io.duroslight:default";
+    public const string HostNqn = "nqn.2014-08.org.nvmexpress:uuid:c1c1c1c1-0000-0000-0000-000000000001";
+    public static readonly TimeSpan Limit = TimeSpan.FromSeconds(90);
+    private readonly DirectoryInfo _dir = Directory.CreateTempSubdirectory("dsl-cluster-");
+    private readonly string _cluster = $"t{Guid.NewGuid():N}"[..12];
+    private readonly int _leaseTtl;
+    private readonly string[] _extraArgs;
+    private EtcdProcess? _etcd;
+
+    private ClusterProcesses(int leaseTtl, string[] extraArgs)
+    {
+        _leaseTtl = leaseTtl;
+        _extraArgs = extraArgs;
+    }
+
+    public List<ServerProcess> Nodes { get; } = [];
+
+    public int[] MetricsPorts { get; } = [NodeFixture.FreePort(), NodeFixture.FreePort(), NodeFixture.FreePort()];
+
+    /// <summary>etcd and three nodes with lease TTL <paramref name="leaseTtl"/> s and <paramref name="extraArgs"/>, once all three are Active; null without etcd.</summary>
+    public static async Task<ClusterProcesses?> StartAsync(int leaseTtl, params string[] extraArgs)
+    {
+        if (!EtcdProcess.Installed) return null;
+        var c = new ClusterProcesses(leaseTtl, extraArgs);
+        c._etcd = await EtcdProcess.StartAsync();
+        for (int i = 0; i < 3; i++) c.Nodes.Add(await ServerProcess.StartAsync(c.NodeArgs(i)));
+        await Eventually.Until(async () => CountState(await c.NodesAsync(0), "Active") == 3, "three nodes Active in nodes list", Limit);
+        return c;
+    }
+
+    public void Dispose()
+    {
+        foreach (var n in Nodes) n.Dispose();
+        _etcd?.Dispose();
+        try
+        {
+            _dir.Delete(recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    public string Socket(int index) => Path.Combine(_dir.FullName, $"ctl{index}.sock");
+
+    public string NodeDir(int index) => Path.Combine(_dir.FullName, $"node{index}");
+
+    /// <summary>Stops node <paramref name="index"/> gracefully (unless it exited already: killed) and starts it again (with a sparse store unless <paramref name="memory"/>).</summary>
+    public async Task RestartAsync(int index, bool memory = true)
+    {
+        if (!Nodes[index].HasExited && await Nodes[index].StopAsync(15) != 0) throw new InvalidOperationException($"node {index} did not stop cleanly: {Nodes[index].Output}");
+        Nodes[index].Dispose();
+        Nodes[index] = await ServerProcess.StartAsync(NodeArgs(index, memory));
+    }
+
+    /// <summary>Kills etcd (SIGKILL): every etcd stream of the nodes breaks.</summary>
+    public void KillEtcd()
+    {
+        _etcd?.Dispose();
+        _etcd = null;
+    }
+
+    public async Task<JsonNode?> GetAsync(int node, string path)
+    {
+        using var client = new ControlClient(Socket(node));
+        var (status, body) = await client.GetAsync(path);
+        return status == 200 ? body : null;
+    }
+
+    public async Task<JsonArray> NodesAsync(int node) => await GetAsync(node, "v1/nodes") as JsonArray ?? [];
+
+    /// <summary>A host on <paramref name="node"/> once its path to the volume is optimized (ANA log page).</summary>
+    public async Task<NvmeTcpController> ConnectOptimizedAsync(int node, NvmeTcpControllerOptions? options = null)
+    {
+        var host = await NvmeTcpController.ConnectAsync("127.0.0.1", Nodes[node].IoPort, Nqn, HostNqn, options).WaitAsync(Limit);
+        await Eventually.Until(async () => await AnaStateAsync(host) == 0x01, $"node {node}'s path optimized", Limit);
+        return host;
+    }
+
+    /// <summary>The ANA state of the first (only) group in the host's ANA log page: 01h optimized, 03h inaccessible.</summary>
+    public static async Task<byte> AnaStateAsync(NvmeTcpController host) =>
+        (await host.GetLogPageAsync(LogPageId.AsymmetricNamespaceAccess, AnaLogPage.Size(1, false)))[32];
+
+    public static byte[] Pattern(int length, int seed)
+    {
+        var data = new byte[length];
+        new Random(seed).NextBytes(data);
+        return data;
+    }
+
+    public static int CountState(JsonArray nodes, string state) => nodes.Count(n => n!["state"]!.GetValue<string>() == state);
+
+    public static string? StateOf(JsonArray nodes, int index) =>
+        nodes.FirstOrDefault(n => n!["index"]!.GetValue<int>() == index)?["state"]!.GetValue<string>();
+
+    public static int LeaderOf(JsonArray nodes) =>
+        nodes.FirstOrDefault(n => n!["leader"]!.GetValue<bool>())?["index"]!.GetValue<int>() ?? -1;
+
+    public static int[] Ints(JsonNode? array) => [.. array!.AsArray().Select(n => n!.GetValue<int>())];
+
+    public static Task<(int Code, string Stdout, string Stderr)> RunCli(params string[] args) => DuroslightCli.RunAsync(Limit, args);
+
+    private string[] NodeArgs(int index, bool memory = true)
+    {
+        string dir = NodeDir(index);
+        Directory.CreateDirectory(dir);
+        return ["--metrics", $"127.0.0.1:{MetricsPorts[index]}", .. memory ? (string[])["--memory"] : ["--store", "sparse"], "--etcd", _etcd!.Url, "--cluster", _cluster,
+            "--node-index", index.ToString(System.Globalization.CultureInfo.InvariantCulture), "--lease-ttl", _leaseTtl.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--data-dir", dir, "--control-socket", Socket(index), .. _extraArgs];
+    }
+}
