@@ -510,7 +510,7 @@ public sealed class ClusterMember : IAsyncDisposable
     /// take over (else it stays primary: a drain never makes a volume unavailable).
     /// </summary>
     private bool HandsOver(VolumeRecord v, ClusterView view) =>
-        v.Primary == Index && view.Draining.Contains(Index) && ClusterPlan.ChoosePrimary(v with { Primary = -1 }, view.LiveNodes, new Dictionary<int, int>(), view.Draining) >= 0;
+        v.Primary == Index && view.Draining.Contains(Index) && ClusterPlan.HasSuccessor(v, view.LiveNodes, view.Draining);
 
     /// <summary>
     /// Drain: the planned handover of a primary, which cannot wait for a lease to expire. The namespace turns

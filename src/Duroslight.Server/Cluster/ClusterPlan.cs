@@ -23,15 +23,26 @@ public static class ClusterPlan
     /// <summary>
     /// The primary: the current one while it is live and in sync (a draining node too: it hands its primaries over
     /// itself, <see cref="ClusterMember"/>); otherwise the live in-sync replica not being drained with the fewest
-    /// primaries (then the lowest index); -1 when there is none.
+    /// primaries (then the lowest index); failing that a drained one (the successor a drain counted on died
+    /// meanwhile: better a drained primary than none); -1 when no in-sync replica is live.
     /// </summary>
     public static int ChoosePrimary(VolumeRecord v, IReadOnlyCollection<int> live, IReadOnlyDictionary<int, int> primaries,
         IReadOnlyCollection<int>? draining = null)
     {
         if (v.Primary >= 0 && Contains(v.InSync, v.Primary) && live.Contains(v.Primary)) return v.Primary;
+        int best = Best(v, live, primaries, draining);
+        return best < 0 && draining is not null ? Best(v, live, primaries, null) : best;
+    }
+
+    /// <summary>Whether a drained primary can hand <paramref name="v"/> over: a live in-sync replica on a node not drained.</summary>
+    public static bool HasSuccessor(VolumeRecord v, IReadOnlyCollection<int> live, IReadOnlyCollection<int> draining) =>
+        Best(v, live, new Dictionary<int, int>(), draining) >= 0;
+
+    private static int Best(VolumeRecord v, IReadOnlyCollection<int> live, IReadOnlyDictionary<int, int> primaries, IReadOnlyCollection<int>? except)
+    {
         int best = -1;
         foreach (int n in v.InSync)
-            if (live.Contains(n) && draining?.Contains(n) != true && (best < 0 || Load(primaries, n) < Load(primaries, best) || (Load(primaries, n) == Load(primaries, best) && n < best)))
+            if (live.Contains(n) && except?.Contains(n) != true && (best < 0 || Load(primaries, n) < Load(primaries, best) || (Load(primaries, n) == Load(primaries, best) && n < best)))
                 best = n;
         return best;
     }
