@@ -35,7 +35,7 @@ public sealed class ClusterFailoverProcessTests(ITestOutputHelper output) : IAsy
     [EtcdFact]
     public async Task The_primary_killed_under_write_load_loses_no_acknowledged_write_and_writes_resume_on_a_promoted_replica_with_an_ANA_change_notice()
     {
-        var (nsid, primary, generation) = await CreateVolumeAsync("vol-k");
+        var (nsid, primary, generation) = await _c!.CreateVolumeAsync("vol-k");
         int[] survivors = [.. new[] { 0, 1, 2 }.Where(n => n != primary)];
 
         // Hosts on the secondaries' paths count the ANA change notices after the kill; each notice is answered by a
@@ -129,7 +129,7 @@ public sealed class ClusterFailoverProcessTests(ITestOutputHelper output) : IAsy
                 "the killed node out of the in-sync set", Limit);
             Assert.Equal(survivors, Ints((await _c.GetAsync(promoted, "v1/volumes/vol-k"))!["in_sync"]).Order());
 
-            await AssertHoldsAsync(hosts[promoted]!, nsid, acked);
+            await AssertHoldsAsync(hosts[promoted]!, nsid, acked, Writers * BlocksPerWriter);
         }
         finally
         {
@@ -141,7 +141,7 @@ public sealed class ClusterFailoverProcessTests(ITestOutputHelper output) : IAsy
     [EtcdFact]
     public async Task A_primary_paused_past_its_lease_is_replaced_and_once_resumed_acknowledges_no_write_and_answers_ANA_inaccessible()
     {
-        var (nsid, primary, _) = await CreateVolumeAsync("vol-s");
+        var (nsid, primary, _) = await _c!.CreateVolumeAsync("vol-s");
         int other = (primary + 1) % 3;
         await using var host = await _c!.ConnectOptimizedAsync(primary, NoKeepAlive);
 
@@ -188,13 +188,13 @@ public sealed class ClusterFailoverProcessTests(ITestOutputHelper output) : IAsy
 
         // Every write acknowledged before the pause is on the promoted primary.
         await using var promotedHost = await _c.ConnectOptimizedAsync(promoted);
-        await AssertHoldsAsync(promotedHost, nsid, acked);
+        await AssertHoldsAsync(promotedHost, nsid, acked, Writers * BlocksPerWriter);
     }
 
     [EtcdFact]
     public async Task A_primary_paused_for_less_than_its_fence_keeps_serving()
     {
-        var (nsid, primary, generation) = await CreateVolumeAsync("vol-p");
+        var (nsid, primary, generation) = await _c!.CreateVolumeAsync("vol-p");
         await using var host = await _c!.ConnectOptimizedAsync(primary, NoKeepAlive);
         var acked = new ConcurrentDictionary<int, byte[]>();
         var failures = new ConcurrentQueue<string>();
@@ -220,16 +220,7 @@ public sealed class ClusterFailoverProcessTests(ITestOutputHelper output) : IAsy
         var v = (await _c.GetAsync(primary, "v1/volumes/vol-p"))!;
         Assert.Equal(primary, v["primary"]!.GetValue<int>());
         Assert.Equal(generation, v["generation"]!.GetValue<long>());
-        await AssertHoldsAsync(host, nsid, acked);
-    }
-
-    /// <summary>A three-replica volume of 16 MiB created through node 0: its NSID, primary and generation.</summary>
-    private async Task<(uint Nsid, int Primary, long Generation)> CreateVolumeAsync(string name)
-    {
-        var (code, _, stderr) = await RunCli("ctl", "--socket", _c!.Socket(0), "volumes", "create", name, "16M", "--replicas", "3");
-        Assert.True(code == 0, stderr);
-        var v = (await _c.GetAsync(0, $"v1/volumes/{name}"))!;
-        return (v["nsid"]!.GetValue<uint>(), v["primary"]!.GetValue<int>(), v["generation"]!.GetValue<long>());
+        await AssertHoldsAsync(host, nsid, acked, Writers * BlocksPerWriter);
     }
 
     /// <summary>
@@ -263,18 +254,4 @@ public sealed class ClusterFailoverProcessTests(ITestOutputHelper output) : IAsy
                 await Task.Delay(5);
             }
         }))];
-
-    /// <summary>Reads the writers' blocks through <paramref name="host"/>: every acknowledged block holds its data.</summary>
-    private static async Task AssertHoldsAsync(NvmeTcpController host, uint nsid, ConcurrentDictionary<int, byte[]> acked)
-    {
-        const int Span = 128;
-        var back = new byte[Span * BlockSize];
-        for (int start = 0; start < Writers * BlocksPerWriter; start += Span)
-        {
-            await host.ReadAsync(nsid, (ulong)start, Span, back).AsTask().WaitAsync(Limit);
-            for (int block = start; block < start + Span; block++)
-                if (acked.TryGetValue(block, out var data))
-                    Assert.True(data.AsSpan().SequenceEqual(back.AsSpan((block - start) * BlockSize, BlockSize)), $"acknowledged block {block} differs");
-        }
-    }
 }

@@ -70,4 +70,39 @@ public sealed class ClusterPlanTests
             Assert.Equal(v.Placement, changed.Count == 0 ? v.Placement : changed[0].Placement);
         });
     }
+
+    /// <summary>
+    /// Drain: a draining primary that is live stays primary (it hands over itself); once it released the primary (-1)
+    /// the leader picks a live in-sync replica that is not draining, failing that a draining one (its successor died
+    /// meanwhile); a new volume is never placed on a draining node.
+    /// </summary>
+    [Property(MaxTest = 300)]
+    public Property A_released_primary_moves_to_a_live_in_sync_replica_that_is_not_draining()
+    {
+        var gen = from placement in Gen.Shuffle(new[] { 0, 1, 2, 3, 4 }).Select(p => p.Take(3).ToArray())
+                  from inSyncCount in Gen.Choose(1, 3)
+                  from liveMask in Gen.Choose(0, 31)
+                  from drainMask in Gen.Choose(0, 31)
+                  select (placement, inSyncCount, liveMask, drainMask);
+        return Prop.ForAll(Arb.From(gen), c =>
+        {
+            var inSync = c.placement.Take(c.inSyncCount).ToArray();
+            var live = Enumerable.Range(0, 5).Where(n => (c.liveMask & (1 << n)) != 0 || n == inSync[0]).ToArray();
+            var draining = Enumerable.Range(0, 5).Where(n => (c.drainMask & (1 << n)) != 0 || n == inSync[0]).ToArray();
+            var serving = Unplaced(0, 3) with { Placement = c.placement, InSync = inSync, Primary = inSync[0] };
+            Assert.Empty(ClusterPlan.Decide([serving], live, draining));
+
+            var released = serving with { Primary = -1 };
+            var changed = ClusterPlan.Decide([released], live, draining);
+            var candidates = inSync.Where(n => live.Contains(n) && !draining.Contains(n)).ToArray();
+            Assert.Equal(candidates.Length > 0, ClusterPlan.HasSuccessor(serving, live, draining));
+            if (candidates.Length > 0) Assert.Contains(Assert.Single(changed).Primary, candidates);
+            else Assert.Contains(Assert.Single(changed).Primary, inSync.Where(n => live.Contains(n) && draining.Contains(n)));
+
+            var placed = ClusterPlan.Decide([Unplaced(1, 3)], live, draining);
+            var placeable = live.Where(n => !draining.Contains(n)).ToArray();
+            if (placeable.Length == 0) Assert.Empty(placed);
+            else Assert.All(Assert.Single(placed).Placement, n => Assert.Contains(n, placeable));
+        });
+    }
 }

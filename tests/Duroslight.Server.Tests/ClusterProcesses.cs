@@ -91,6 +91,29 @@ internal sealed class ClusterProcesses : IDisposable
         return host;
     }
 
+    /// <summary>A three-replica volume of 16 MiB created through node 0 with the CLI: its NSID, primary and generation.</summary>
+    public async Task<(uint Nsid, int Primary, long Generation)> CreateVolumeAsync(string name)
+    {
+        var (code, _, stderr) = await RunCli("ctl", "--socket", Socket(0), "volumes", "create", name, "16M", "--replicas", "3");
+        if (code != 0) throw new InvalidOperationException($"volumes create {name}: {stderr}");
+        var v = (await GetAsync(0, $"v1/volumes/{name}"))!;
+        return (v["nsid"]!.GetValue<uint>(), v["primary"]!.GetValue<int>(), v["generation"]!.GetValue<long>());
+    }
+
+    /// <summary>Reads blocks 0..<paramref name="blocks"/> of 4 KiB through <paramref name="host"/>: every acknowledged block holds its data.</summary>
+    public static async Task AssertHoldsAsync(NvmeTcpController host, uint nsid, IReadOnlyDictionary<int, byte[]> acked, int blocks)
+    {
+        const int Span = 128, BlockSize = 4096;
+        var back = new byte[Span * BlockSize];
+        for (int start = 0; start < blocks; start += Span)
+        {
+            await host.ReadAsync(nsid, (ulong)start, Span, back).AsTask().WaitAsync(Limit);
+            for (int block = start; block < start + Span; block++)
+                if (acked.TryGetValue(block, out var data))
+                    Xunit.Assert.True(data.AsSpan().SequenceEqual(back.AsSpan((block - start) * BlockSize, BlockSize)), $"acknowledged block {block} differs");
+        }
+    }
+
     /// <summary>The ANA state of the first (only) group in the host's ANA log page: 01h optimized, 03h inaccessible.</summary>
     public static async Task<byte> AnaStateAsync(NvmeTcpController host) =>
         (await host.GetLogPageAsync(LogPageId.AsymmetricNamespaceAccess, AnaLogPage.Size(1, false)))[32];

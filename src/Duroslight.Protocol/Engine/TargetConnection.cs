@@ -614,12 +614,12 @@ public sealed class TargetConnection : IPduSink, IDisposable
     /// Any thread: Preempt and Abort of this queue's host on <paramref name="ns"/> (see <see cref="AbortCommandsTo"/>).
     /// False once the queue closed: it then has no command left that the fence would have to wait for.
     /// </summary>
-    internal bool PostAbort(NamespaceInfo ns, AbortFence fence)
+    internal bool PostAbort(NamespaceInfo ns, AbortFence fence, NvmeStatus status)
     {
         lock (_abortGate)
         {
             if (_refusesAborts) return false;
-            _mail.Enqueue(new Mail(null, default, ns, fence));
+            _mail.Enqueue(new Mail(null, status, ns, fence));
         }
         Signal.Wake();
         return true;
@@ -631,7 +631,7 @@ public sealed class TargetConnection : IPduSink, IDisposable
         {
             if (m.Slot is not { } slot)
             {
-                AbortCommandsTo(m.Namespace!, m.Fence!);
+                AbortCommandsTo(m.Namespace!, m.Fence!, m.Status);
                 continue;
             }
             _inFlightStorage--;
@@ -642,12 +642,13 @@ public sealed class TargetConnection : IPduSink, IDisposable
 
     /// <summary>
     /// Preempt and Abort (NVMe Base 2.0, 8.19): this queue's host lost its registration on <paramref name="ns"/>. Its
-    /// commands there that storage has not seen end with Command Aborted due to Preempt and Abort (one still owed data
-    /// once the data is drained, as any deferred status); those storage already executes cannot be recalled, so they
-    /// finish with their own status and hold the fence, and the Acquire completes after them. Commands checked from
-    /// now on meet the new reservation state, which was published before this was posted.
+    /// commands there that storage has not seen end with <paramref name="status"/> (Command Aborted due to Preempt and
+    /// Abort; one still owed data once the data is drained, as any deferred status); those storage already executes
+    /// cannot be recalled, so they finish with their own status and hold the fence, and the Acquire completes after
+    /// them. Commands checked from now on meet the new reservation state, which was published before this was posted.
+    /// A drained primary's quiesce is the same walk with the ANA path status (<see cref="Target.QuiesceAsync"/>).
     /// </summary>
-    private void AbortCommandsTo(NamespaceInfo ns, AbortFence fence)
+    private void AbortCommandsTo(NamespaceInfo ns, AbortFence fence, NvmeStatus status)
     {
         foreach (var slot in _slots)
         {
@@ -658,11 +659,11 @@ public sealed class TargetConnection : IPduSink, IDisposable
                     fence.HoldUntilReleased(slot);
                     break;
                 case CommandState.ReceivingH2CData:
-                    slot.DeferredStatus = NvmeStatus.AbortedPreemptAndAbort;
+                    slot.DeferredStatus = status;
                     break;
                 case CommandState.AwaitingBudget:
                     DropBudgetWaiter(slot);
-                    Complete(slot, NvmeStatus.AbortedPreemptAndAbort);
+                    Complete(slot, status);
                     break;
             }
         }

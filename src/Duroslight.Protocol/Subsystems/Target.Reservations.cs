@@ -120,7 +120,7 @@ public sealed partial class Target
             foreach (var queue in c.IoQueues())
             {
                 fence.Hold();
-                if (!queue.PostAbort(ns, fence)) fence.Signal();
+                if (!queue.PostAbort(ns, fence, NvmeStatus.AbortedPreemptAndAbort)) fence.Signal();
             }
         }
         fence.Signal();

@@ -217,6 +217,35 @@ public sealed partial class Target
     }
 
     /// <summary>
+    /// A cluster primary handing its volume over (drain): the namespace turns <paramref name="state"/> (not optimized:
+    /// new commands are refused with the ANA path status, AEN to the hosts), then every I/O queue refuses the commands
+    /// it holds there that storage has not seen, with the same status (the host retries them on the new primary); the
+    /// task completes once the commands storage already executes are done, their forwards to the secondaries
+    /// included. After that nothing the node acknowledged is still moving, and nothing it has not is written.
+    /// </summary>
+    public Task QuiesceAsync(uint nsid, AnaState state)
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_lock)
+        {
+            var ns = GetNamespace(nsid) ?? throw new InvalidOperationException($"no namespace {nsid}");
+            SetAnaState(nsid, state);
+            var fence = new Engine.AbortFence(done.SetResult);
+            foreach (var c in _controllers.Values)
+            {
+                if (c.IsDiscovery) continue;
+                foreach (var queue in c.IoQueues())
+                {
+                    fence.Hold();
+                    if (!queue.PostAbort(ns, fence, NvmeStatus.AsymmetricAccessInaccessible)) fence.Signal();
+                }
+            }
+            fence.Signal();
+        }
+        return done.Task;
+    }
+
+    /// <summary>
     /// The I/O listeners of the other nodes of the cluster (the discovery log lists them with this node's own, so a
     /// host that knows one node finds them all). A change bumps the discovery generation and notifies discovery
     /// controllers. False when the list is the same.

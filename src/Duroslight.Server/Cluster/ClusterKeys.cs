@@ -17,10 +17,12 @@ public sealed class ClusterKeys(string cluster)
     public string NsidsPrefix => Root + "nsids/";
     public string ReplicasPrefix => Root + "replicas/";
     public string HostsPrefix => Root + "hosts/";
+    public string DrainPrefix => Root + "drain/";
     public string Leader => Root + "leader";
 
     public string Node(int index) => NodesPrefix + Two(index);
     public string Alive(int index) => AlivePrefix + Two(index);
+    public string Drain(int index) => DrainPrefix + Two(index);
     public string Volume(Guid id) => VolumesPrefix + id.ToString("D");
     public string VolumeName(string name) => VolumeNamesPrefix + name;
     public string Nsid(uint nsid) => NsidsPrefix + nsid.ToString(CultureInfo.InvariantCulture);

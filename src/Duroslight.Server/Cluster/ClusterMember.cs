@@ -486,13 +486,14 @@ public sealed partial class ClusterMember : IAsyncDisposable
         var records = new List<VolumeRecord>(view.Volumes.Count);
         foreach (var v in view.Volumes) records.Add(v.Record);
         bool wrote = false;
-        foreach (var next in ClusterPlan.Decide(records, view.LiveNodes))
+        foreach (var next in ClusterPlan.Decide(records, view.LiveNodes, view.Draining))
         {
             var current = view.Find(next.Id.ToString("D"))!;
             var txn = new TxnRequest();
             txn.Compare.Add(ModRevisionIs(Keys.Volume(next.Id), current.ModRevision));
             txn.Compare.Add(LeaseIs(Keys.Leader, _lease));
-            // A new primary only once the old one's lease expired: by then its fence is down (it serves nothing).
+            // A new primary only once the old one's lease expired: by then its fence is down (it serves nothing). A
+            // primary handed over by a drain has released it (-1) itself, after it stopped serving: no compare needed.
             int old = current.Record.Primary;
             if (old >= 0 && next.Primary != old) txn.Compare.Add(Absent(Keys.Alive(old)));
             txn.Success.Add(Put(Keys.Volume(next.Id), Json(next)));
@@ -504,6 +505,55 @@ public sealed partial class ClusterMember : IAsyncDisposable
         return wrote;
     }
 
+    /// <summary>
+    /// This node is drained and primary of <paramref name="v"/>, and a live in-sync replica on a node not drained can
+    /// take over (else it stays primary: a drain never makes a volume unavailable).
+    /// </summary>
+    private bool HandsOver(VolumeRecord v, ClusterView view) =>
+        v.Primary == Index && view.Draining.Contains(Index) && ClusterPlan.HasSuccessor(v, view.LiveNodes, view.Draining);
+
+    /// <summary>
+    /// Drain: the planned handover of a primary, which cannot wait for a lease to expire. The namespace turns
+    /// inaccessible (AEN; new commands get the path status) and every write admitted before is finished, forwards
+    /// included; only then the record says the node released the primary (Primary -1, generation + 1, compared on
+    /// the mod revision read before the quiesce), and the leader may choose another. A conflict (an in-sync drop
+    /// meanwhile) leaves the path inaccessible and the next pass tries again.
+    /// </summary>
+    private async Task HandOverAsync(VolumeEntry entry)
+    {
+        var v = entry.Record;
+        await _volumes.QuiesceReplicaAsync(v.Id).ConfigureAwait(false);
+        var next = v with { Primary = -1, Generation = v.Generation + 1 };
+        var txn = new TxnRequest();
+        txn.Compare.Add(ModRevisionIs(Keys.Volume(v.Id), entry.ModRevision));
+        txn.Success.Add(Put(Keys.Volume(v.Id), Json(next)));
+        if (!(await _etcd.TxnAsync(txn).ConfigureAwait(false)).Succeeded) return;
+        _replicator?.Demote(v.Id);
+        _logger.LogInformation("volume {Name}: primary released for the drain (generation {Generation})", v.Name, next.Generation);
+        Signal();
+    }
+
+    /// <summary>
+    /// `ctl nodes drain N` / `undrain N` on any node: sets or deletes drain/NN. The drained node hands its primaries
+    /// over (<see cref="HandOverAsync"/>) and the leader places nothing new on it; its replicas stay secondaries.
+    /// </summary>
+    public async Task SetDrainAsync(int node, bool drain)
+    {
+        var view = await ReadAsync().ConfigureAwait(false);
+        if (!view.Nodes.ContainsKey(node)) throw ControlException.NotFound($"no node {node} in cluster {_settings.ClusterId}");
+        try
+        {
+            if (drain) await _etcd.TxnAsync(new TxnRequest { Success = { Put(Keys.Drain(node), "1") } }).ConfigureAwait(false);
+            else await _etcd.DeleteAsync(Keys.Drain(node)).ConfigureAwait(false);
+        }
+        catch (RpcException e)
+        {
+            throw new ControlException(503, $"etcd {_etcd.Endpoint} unavailable: {e.Status.Detail}");
+        }
+        _logger.LogInformation("node {Node} {Action}", node, drain ? "drained" : "no longer drained");
+        Signal();
+    }
+
     /// <summary>Creates/opens the replicas placed here, drops the ones the cluster placed elsewhere, and says which are open.</summary>
     private async Task ApplyLocalAsync(ClusterView view)
     {
@@ -513,6 +563,11 @@ public sealed partial class ClusterMember : IAsyncDisposable
             var v = entry.Record;
             known.Add(v.Id);
             if (!v.Placement.Contains(Index)) continue;
+            if (HandsOver(v, view))
+            {
+                await HandOverAsync(entry).ConfigureAwait(false);
+                continue;
+            }
             // The primary serves hosts only once it forwards to every live in-sync secondary; until then it is "connecting".
             bool serving = false;
             if (v.Primary == Index) serving = _replicator is null || await _replicator.PrepareAsync(v, view, Index).ConfigureAwait(false);

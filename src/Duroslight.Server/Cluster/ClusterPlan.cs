@@ -21,25 +21,42 @@ public static class ClusterPlan
     }
 
     /// <summary>
-    /// The primary: the current one while it is live and in sync; otherwise the live in-sync replica with the fewest
-    /// primaries (then the lowest index); -1 when no in-sync replica is live.
+    /// The primary: the current one while it is live and in sync (a draining node too: it hands its primaries over
+    /// itself, <see cref="ClusterMember"/>); otherwise the live in-sync replica not being drained with the fewest
+    /// primaries (then the lowest index); failing that a drained one (the successor a drain counted on died
+    /// meanwhile: better a drained primary than none); -1 when no in-sync replica is live.
     /// </summary>
-    public static int ChoosePrimary(VolumeRecord v, IReadOnlyCollection<int> live, IReadOnlyDictionary<int, int> primaries)
+    public static int ChoosePrimary(VolumeRecord v, IReadOnlyCollection<int> live, IReadOnlyDictionary<int, int> primaries,
+        IReadOnlyCollection<int>? draining = null)
     {
         if (v.Primary >= 0 && Contains(v.InSync, v.Primary) && live.Contains(v.Primary)) return v.Primary;
+        int best = Best(v, live, primaries, draining);
+        return best < 0 && draining is not null ? Best(v, live, primaries, null) : best;
+    }
+
+    /// <summary>Whether a drained primary can hand <paramref name="v"/> over: a live in-sync replica on a node not drained.</summary>
+    public static bool HasSuccessor(VolumeRecord v, IReadOnlyCollection<int> live, IReadOnlyCollection<int> draining) =>
+        Best(v, live, new Dictionary<int, int>(), draining) >= 0;
+
+    private static int Best(VolumeRecord v, IReadOnlyCollection<int> live, IReadOnlyDictionary<int, int> primaries, IReadOnlyCollection<int>? except)
+    {
         int best = -1;
         foreach (int n in v.InSync)
-            if (live.Contains(n) && (best < 0 || Load(primaries, n) < Load(primaries, best) || (Load(primaries, n) == Load(primaries, best) && n < best)))
+            if (live.Contains(n) && except?.Contains(n) != true && (best < 0 || Load(primaries, n) < Load(primaries, best) || (Load(primaries, n) == Load(primaries, best) && n < best)))
                 best = n;
         return best;
     }
 
     /// <summary>
-    /// One leader pass over every volume: places the unplaced, re-chooses primaries that are gone. Returns the records
-    /// that changed (generation + 1), in the order given; loads are counted as the pass goes so one pass balances.
+    /// One leader pass over every volume: places the unplaced (never on a draining node), re-chooses primaries that are
+    /// gone or were handed over. Returns the records that changed (generation + 1), in the order given; loads are
+    /// counted as the pass goes so one pass balances.
     /// </summary>
-    public static List<VolumeRecord> Decide(IReadOnlyList<VolumeRecord> volumes, IReadOnlyCollection<int> live)
+    public static List<VolumeRecord> Decide(IReadOnlyList<VolumeRecord> volumes, IReadOnlyCollection<int> live,
+        IReadOnlyCollection<int>? draining = null)
     {
+        var placeable = new List<int>(live.Count);
+        foreach (int n in live) if (draining?.Contains(n) != true) placeable.Add(n);
         var load = new Dictionary<int, int>();
         var primaries = new Dictionary<int, int>();
         foreach (var v in volumes)
@@ -51,15 +68,15 @@ public static class ClusterPlan
         foreach (var v in volumes)
         {
             var next = v;
-            if (v.Placement.Count == 0 && live.Count > 0)
+            if (v.Placement.Count == 0 && placeable.Count > 0)
             {
-                var placement = Place(v.Replicas, live, load);
+                var placement = Place(v.Replicas, placeable, load);
                 foreach (int n in placement) load[n] = Load(load, n) + 1;
                 // Every replica is in sync: a new volume is empty everywhere, and from then on the primary forwards
                 // every write to the in-sync secondaries (dropping one that misses a write before acknowledging it).
                 next = v with { Placement = placement, InSync = placement, Primary = -1 };
             }
-            int primary = ChoosePrimary(next, live, primaries);
+            int primary = ChoosePrimary(next, live, primaries, draining);
             if (primary != next.Primary)
             {
                 if (next.Primary >= 0 && primaries.ContainsKey(next.Primary)) primaries[next.Primary]--;

@@ -28,7 +28,17 @@ public sealed class ClusterView
     /// <summary>Opened replicas: volume ID -> node -> replica record.</summary>
     public Dictionary<Guid, SortedDictionary<int, ReplicaRecord>> Replicas { get; } = [];
 
+    /// <summary>Nodes an operator drains (drain/NN): they hand their primaries over and get no new replica.</summary>
+    public HashSet<int> Draining { get; } = [];
+
     public IReadOnlyCollection<int> LiveNodes => Alive.Keys;
+
+    /// <summary>A draining node's state as `ctl nodes list` shows it: Draining while it is still a primary, then Drained.</summary>
+    public string DrainState(int node)
+    {
+        foreach (var v in Volumes) if (v.Record.Primary == node) return "Draining";
+        return "Drained";
+    }
 
     public VolumeEntry? Find(string key)
     {
@@ -56,6 +66,9 @@ public sealed class ClusterView
                 view.Volumes.Add(new VolumeEntry(v, kv.ModRevision));
                 view.UsedNsids.Add(v.Nsid);
             }
+            else if (key.StartsWith(keys.DrainPrefix, StringComparison.Ordinal)
+                && int.TryParse(key.AsSpan(keys.DrainPrefix.Length), CultureInfo.InvariantCulture, out int drained))
+                view.Draining.Add(drained);
             else if (key.StartsWith(keys.NsidsPrefix, StringComparison.Ordinal)
                 && uint.TryParse(key.AsSpan(keys.NsidsPrefix.Length), CultureInfo.InvariantCulture, out uint nsid))
                 view.UsedNsids.Add(nsid);

@@ -98,6 +98,15 @@ public sealed partial class ControlApi
         return ToResponse(view, entry.Record);
     }
 
+    /// <summary>`ctl nodes drain N` / `undrain N`: the node hands its primaries over (or may take them again); the node list.</summary>
+    private async Task<List<NodeResponse>> DrainAsync(string index, bool drain)
+    {
+        if (!int.TryParse(index, NumberStyles.None, CultureInfo.InvariantCulture, out int n) || n > 99)
+            throw ControlException.BadRequest($"'{index}' is not a node index");
+        await Member.SetDrainAsync(n, drain);
+        return await NodesAsync();
+    }
+
     /// <summary>Every node the cluster knows (a lone node: itself), the live ones with their published state, the others Down.</summary>
     private async Task<List<NodeResponse>> NodesAsync()
     {
@@ -116,7 +125,8 @@ public sealed partial class ControlApi
             var volumes = new List<string>();
             foreach (var v in view.Volumes)
                 if (v.Record.Placement.Contains(index)) volumes.Add(v.Record.Primary == index ? v.Record.Name + "(primary)" : v.Record.Name);
-            string state = view.Alive.TryGetValue(index, out var alive) ? alive.State : "Down";
+            string state = !view.Alive.TryGetValue(index, out var alive) ? "Down"
+                : view.Draining.Contains(index) && alive.State == nameof(Hosting.NodeState.Active) ? view.DrainState(index) : alive.State;
             list.Add(new NodeResponse(index, record.Io, record.Discovery, state, view.Leader == index, volumes));
         }
         return list;

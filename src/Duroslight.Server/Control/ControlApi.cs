@@ -31,6 +31,8 @@ public sealed partial class ControlApi(NodeHost node, ILogger logger)
         var v1 = app.MapGroup("/v1");
         v1.MapGet("/state", Reply(_ => State(), ControlJson.Default.StateResponse));
         v1.MapGet("/nodes", Reply(_ => NodesAsync(), ControlJson.Default.ListNodeResponse));
+        foreach (string action in (string[])["drain", "undrain"])
+            v1.MapPost($"/nodes/{{index}}/{action}", Reply(c => DrainAsync(Route(c, "index"), action == "drain"), ControlJson.Default.ListNodeResponse));
         if (node.Cluster is not null) MapClusterVolumes(v1);
         else MapLocalVolumes(v1);
         v1.MapGet("/subsystems", Reply(_ => Subsystems(), ControlJson.Default.ListSubsystemResponse));

@@ -24,6 +24,7 @@ public static class ControlCli
                                                     (SUB: all, default, aux-N, pool number or NQN)
           controllers list | disconnect POOL CNTLID
           nodes list                                (a cluster's nodes: index, addresses, state, leader, volumes)
+          nodes drain N | undrain N                 (hand node N's primaries to other nodes, place nothing new there)
           devices [list]                            (devices under the volumes: state in_service|failed, errors)
           referrals list | add ADDR:PORT | remove ADDR:PORT
           shutdown
@@ -81,6 +82,7 @@ public static class ControlCli
                 ["hosts"] = At(3) == "any" ? null : HostList(string.Join(',', w.Skip(3))),
             }),
             ("nodes", "list") => (get, "v1/nodes", null),
+            ("nodes", "drain" or "undrain") => (post, $"v1/nodes/{E(2)}/{w[1]}", null),
             ("volumes", "delete") => (delete, $"v1/volumes/{E(2)}", null),
             ("volumes", "resize") => (post, $"v1/volumes/{E(2)}/resize", new JsonObject { ["size"] = At(3) }),
             ("volumes", "snapshot" or "clone") => (post, $"v1/volumes/{E(2)}/{w[1]}", new JsonObject { ["name"] = At(3) }),

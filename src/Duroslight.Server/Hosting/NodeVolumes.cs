@@ -237,6 +237,15 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, VolumeTable v
         }
     }
 
+    /// <summary>
+    /// A primary this node hands over (drain): its namespace turns inaccessible and the task completes once no write
+    /// admitted before is still executing (<see cref="Target.QuiesceAsync"/>). Completed at once if it is not open.
+    /// </summary>
+    public Task QuiesceReplicaAsync(Guid id)
+    {
+        lock (_gate) return NamespaceOf(id) is { } ns ? target.QuiesceAsync(ns.Nsid, AnaState.Inaccessible) : Task.CompletedTask;
+    }
+
     /// <summary>A replica the cluster no longer places here: its namespace goes (AEN), then its data.</summary>
     public void DropReplica(Guid id)
     {

@@ -185,6 +185,66 @@ public sealed class AnaTests
     }
 
     [Fact]
+    public void A_quiesce_for_a_drain_refuses_new_and_waiting_writes_with_the_path_status_and_completes_after_the_executing_ones()
+    {
+        var fabric = new Fabric();
+        fabric.AddVolume(1);
+        var (admin, io) = fabric.Controller();
+
+        // One write that storage executes (held), one whose R2T'd data the host has not sent yet.
+        io.HoldStorage = true;
+        var executing = io.Submit(NvmeCommands.Write(1, 0, 1), Filled(512, 0xEE));
+        fabric.Pump();
+        Assert.Single(io.Held);
+        var owed = new List<byte[]>();
+        io.HostToTargetFilter = bytes =>
+        {
+            if (bytes[0] != (byte)PduType.H2CData) return bytes;
+            owed.Add(bytes);
+            return [];
+        };
+        var waiting = io.Submit(NvmeCommands.Write(1, 8, 64), Filled(64 * 512, 0xDD));
+        fabric.Pump();
+        Assert.NotEmpty(owed);
+
+        var quiesced = fabric.Target.QuiesceAsync(1, AnaState.Inaccessible);
+        fabric.Pump();
+        Assert.False(quiesced.IsCompleted);
+        Assert.Equal([(1u, 1u, AnaState.Inaccessible, 1u)], Groups(GetLog(fabric, admin, AnaLogPage.Size(1, false)), 1, false));
+
+        // The owed data arrives: that write is refused with the path status (the host retries it on the new primary).
+        io.HostToTargetFilter = null;
+        foreach (var bytes in owed) io.Target.Receive(bytes, fabric.Now);
+        fabric.Pump();
+        var refused = Assert.Single(io.TakeCompletions());
+        Assert.Same(waiting, refused);
+        Assert.Equal(NvmeStatus.AsymmetricAccessInaccessible, refused.Completion.Status);
+        io.Host.Release(refused);
+        Assert.False(quiesced.IsCompleted);
+
+        // Storage finishes the executing write (acknowledged: it is on every replica); only then is the quiesce done.
+        io.CompleteHeld();
+        io.HoldStorage = false;
+        fabric.Pump();
+        var done = Assert.Single(io.TakeCompletions());
+        Assert.Same(executing, done);
+        Assert.True(done.Completion.Status.IsSuccess);
+        io.Host.Release(done);
+        Assert.True(quiesced.IsCompletedSuccessfully);
+        Assert.Equal(NvmeStatus.AsymmetricAccessInaccessible, fabric.Exec(io, NvmeCommands.Write(1, 0, 1), new byte[512]).Status);
+        var volume = fabric.Storage.Volume(fabric.Target.GetNamespace(1)!.VolumeId);
+        Assert.Equal(0xEE, volume[0]);
+        Assert.Equal(0, volume[8 * 512]); // the refused write wrote nothing
+    }
+
+    private static byte[] Filled(int length, byte value)
+    {
+        var data = new byte[length];
+        Array.Fill(data, value);
+        return data;
+    }
+
+    [Fact]
     public void A_replica_applies_forwarded_writes_only_from_its_primary_whatever_its_own_fence_says()
     {
         const string Backend = "nqn.2026-11.io.duroslight:default.replication";
