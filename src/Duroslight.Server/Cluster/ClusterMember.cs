@@ -296,10 +296,12 @@ public sealed partial class ClusterMember : IAsyncDisposable
 
     private async Task RegisterAsync(NodeRecord node)
     {
-        await GrantAsync(CancellationToken.None).ConfigureAwait(false);
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(2 * _settings.LeaseTtlSeconds + 5);
         while (true)
         {
+            // A fresh lease per attempt: nothing renews it while a previous run's key is waited out, so a lease from
+            // before the wait would expire with that key and the put would fail (a node restarted within its TTL).
+            await GrantAsync(CancellationToken.None).ConfigureAwait(false);
             var txn = new TxnRequest();
             txn.Compare.Add(Absent(Keys.Alive(Index)));
             txn.Success.Add(Put(Keys.Alive(Index), AliveJson(), _lease));
