@@ -151,7 +151,21 @@ public sealed partial class ClusterMember : IAsyncDisposable
     /// revision, retried on conflict for up to 10 s; only while this node is the primary. True once the node is not
     /// in the set.
     /// </summary>
-    public async Task<bool> DropFromInSyncAsync(Guid id, int node)
+    public Task<bool> DropFromInSyncAsync(Guid id, int node) => ChangeInSyncAsync(id, node, join: false);
+
+    /// <summary>
+    /// The primary's end of a rebuild: <paramref name="node"/> holds every chunk and gets every write, so it joins the
+    /// volume's in-sync set (generation bump), by the same transaction as a drop; only while the node is still placed
+    /// there. True once it is in.
+    /// </summary>
+    public Task<bool> JoinInSyncAsync(Guid id, int node) => ChangeInSyncAsync(id, node, join: true);
+
+    /// <summary>
+    /// Adds <paramref name="node"/> to the volume's in-sync set or removes it, with a generation bump: a transaction
+    /// compared on the record's mod revision, retried on conflict for up to 10 s, only while this node is the primary
+    /// (and, to join, the node is placed). True once the set is as asked.
+    /// </summary>
+    private async Task<bool> ChangeInSyncAsync(Guid id, int node, bool join)
     {
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
         while (true)
@@ -159,24 +173,28 @@ public sealed partial class ClusterMember : IAsyncDisposable
             try
             {
                 var entry = ClusterView.Parse(Keys, await _etcd.RangeAsync(Keys.Volume(id)).ConfigureAwait(false)).Find(id.ToString("D"));
-                if (entry is null || entry.Record.Primary != Index) return false;
+                if (entry is null || entry.Record.Primary != Index || (join && !entry.Record.Placement.Contains(node))) return false;
                 var r = entry.Record;
-                if (!r.InSync.Contains(node)) return true;
-                var next = r with { InSync = [.. r.InSync.Where(n => n != node)], Generation = r.Generation + 1 };
+                if (r.InSync.Contains(node) == join) return true;
+                var next = r with { InSync = join ? [.. r.InSync, node] : [.. r.InSync.Where(n => n != node)], Generation = r.Generation + 1 };
                 var txn = new TxnRequest();
                 txn.Compare.Add(ModRevisionIs(Keys.Volume(id), entry.ModRevision));
                 txn.Success.Add(Put(Keys.Volume(id), Json(next)));
                 if ((await _etcd.TxnAsync(txn).ConfigureAwait(false)).Succeeded)
                 {
-                    _logger.LogWarning("volume {Name}: node {Node} dropped from the in-sync set [{InSync}] (generation {Generation})",
-                        r.Name, node, string.Join(',', next.InSync), next.Generation);
+                    if (join)
+                        _logger.LogInformation("volume {Name}: node {Node} rebuilt, back in the in-sync set [{InSync}] (generation {Generation})",
+                            r.Name, node, string.Join(',', next.InSync), next.Generation);
+                    else
+                        _logger.LogWarning("volume {Name}: node {Node} dropped from the in-sync set [{InSync}] (generation {Generation})",
+                            r.Name, node, string.Join(',', next.InSync), next.Generation);
                     Signal();
                     return true;
                 }
             }
             catch (RpcException e)
             {
-                _logger.LogWarning("volume {Id}: dropping node {Node} from the in-sync set: etcd {Error}", id, node, e.Status.Detail);
+                _logger.LogWarning("volume {Id}: {Change} node {Node} the in-sync set: etcd {Error}", id, join ? "adding to" : "dropping from", node, e.Status.Detail);
             }
             if (DateTime.UtcNow > deadline) return false;
             await Task.Delay(100).ConfigureAwait(false);

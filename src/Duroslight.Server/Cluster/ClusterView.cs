@@ -98,6 +98,13 @@ public sealed class ClusterView
         : Replicas.TryGetValue(volume, out var byNode) && byNode.TryGetValue(node, out var r) ? r.State
         : "placed";
 
+    /// <summary>
+    /// The node's record when its replica of the volume is open and follows <paramref name="primary"/>, so it applies
+    /// that primary's forwards (before, a lagging view of the node would refuse them); null otherwise.
+    /// </summary>
+    public NodeRecord? ForwardTarget(Guid volume, int node, int primary) =>
+        ReplicaState(volume, node) == "open" && ReplicaFollows(volume, node) == primary && Nodes.TryGetValue(node, out var r) ? r : null;
+
     /// <summary>The primary whose forwarded writes the node's replica applies (-1: none, or no record).</summary>
     public int ReplicaFollows(Guid volume, int node) =>
         Replicas.TryGetValue(volume, out var byNode) && byNode.TryGetValue(node, out var r) ? r.Primary : -1;

@@ -103,8 +103,7 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
                 continue;
             }
             // Only once the secondary follows this primary: before, it would refuse the forwards (a lagging view).
-            var link = state == "open" && view.ReplicaFollows(v.Id, node) == self && view.Nodes.TryGetValue(node, out var record)
-                ? await EnsureLinkAsync(node, record.Io).ConfigureAwait(false) : null;
+            var link = view.ForwardTarget(v.Id, node, self) is { } record ? await EnsureLinkAsync(node, record.Io).ConfigureAwait(false) : null;
             if (link is null) ready = false;
             else links.Add(link);
         }
@@ -160,7 +159,7 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
             // Still a target after a join until a view lists it in sync: an older view must not start it again.
             if (node == self || v.InSync.Contains(node) || _rebuilds.ContainsKey((v.Id, node)) || replication.IsRebuilding(node)) continue;
             // Only once its replica follows this primary: before, it would refuse the forwards (a lagging view).
-            if (view.ReplicaState(v.Id, node) != "open" || view.ReplicaFollows(v.Id, node) != self || !view.Nodes.TryGetValue(node, out var record)) continue;
+            if (view.ForwardTarget(v.Id, node, self) is not { } record) continue;
             var link = await EnsureLinkAsync(node, record.Io).ConfigureAwait(false);
             if (link is null) continue;
             var rebuild = new Rebuild(replication, link, v.SizeBytes, v.BlockSize, RebuildBytesPerSecond);

@@ -87,10 +87,7 @@ internal sealed class VolumeReplication(Guid volumeId, Func<Guid, int, Task<bool
             if (_drops.TryGetValue(link.Node, out var d) && !d.Done) return false;
             _drops.Remove(link.Node);
             _rebuilding[link.Node] = link;
-            var next = new List<PeerLink>(_targets.Length + 1);
-            foreach (var l in _targets) if (l.Node != link.Node) next.Add(l);
-            next.Add(link);
-            _targets = [.. next];
+            _targets = [.. TargetsWithout(link.Node), link];
             return true;
         }
     }
@@ -106,9 +103,7 @@ internal sealed class VolumeReplication(Guid volumeId, Func<Guid, int, Task<bool
         lock (_gate)
         {
             if (!_rebuilding.Remove(node)) return;
-            var next = new List<PeerLink>(_targets.Length);
-            foreach (var l in _targets) if (l.Node != node) next.Add(l);
-            _targets = [.. next];
+            _targets = TargetsWithout(node);
         }
     }
 
@@ -150,6 +145,14 @@ internal sealed class VolumeReplication(Guid volumeId, Func<Guid, int, Task<bool
                 if (_drops.TryGetValue(l.Node, out var d) && !d.Done && !next.Exists(n => n.Node == l.Node)) next.Add(l);
             _targets = [.. next];
         }
+    }
+
+    /// <summary>Under the lock: the forwarding targets less <paramref name="node"/>.</summary>
+    private PeerLink[] TargetsWithout(int node)
+    {
+        var next = new List<PeerLink>(_targets.Length);
+        foreach (var l in _targets) if (l.Node != node) next.Add(l);
+        return [.. next];
     }
 
     /// <summary>Whether writes go to <paramref name="node"/> now (they then wait for its drop, if one is under way).</summary>
@@ -224,9 +227,7 @@ internal sealed class VolumeReplication(Guid volumeId, Func<Guid, int, Task<bool
             if (ok)
             {
                 _rebuilding.Remove(node);
-                var next = new List<PeerLink>();
-                foreach (var l in _targets) if (l.Node != node) next.Add(l);
-                _targets = [.. next];
+                _targets = TargetsWithout(node);
             }
         }
         if (!ok) logger.LogError("volume {Id}: node {Node} missed writes and is still in the in-sync set; those writes fail", volumeId, node);
