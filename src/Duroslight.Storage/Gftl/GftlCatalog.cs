@@ -27,8 +27,12 @@ internal static partial class GftlCatalog
         [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
         public byte[]? Reservation { get; init; }
 
+        /// <summary>See <see cref="VolumeDescriptor.Incarnation"/>; absent from catalogs written before it existed.</summary>
+        [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+        public Guid? Incarnation { get; init; }
+
         public VolumeDescriptor Descriptor =>
-            new(Id, Name, SizeBytes, GftlLayout.BlockSize) { ReadOnly = ReadOnly, ParentId = ParentId, Hosts = Hosts, Reservation = Reservation };
+            new(Id, Name, SizeBytes, GftlLayout.BlockSize) { ReadOnly = ReadOnly, ParentId = ParentId, Hosts = Hosts, Reservation = Reservation, Incarnation = Incarnation };
     }
 
     public sealed record Document(int FormatVersion, Guid ClusterId, List<Entry> Volumes);

@@ -161,7 +161,7 @@ public sealed class GftlStore : IVolumeStore
             }
 
             long seq = _core.NextSeq();
-            var entry = new GftlCatalog.Entry(descriptor.Id, name, sizeBytes, false, null, 0, seq, false) { Hosts = descriptor.Hosts };
+            var entry = new GftlCatalog.Entry(descriptor.Id, name, sizeBytes, false, null, 0, seq, false) { Hosts = descriptor.Hosts, Incarnation = descriptor.Incarnation };
             Publish([.. _core.Volumes, new GftlVolume(_core, entry, null)]);
             return descriptor;
         }

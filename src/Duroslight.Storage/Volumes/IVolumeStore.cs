@@ -24,6 +24,14 @@ public sealed record VolumeDescriptor(Guid Id, string Name, long SizeBytes, int 
     /// </summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public byte[]? Reservation { get; init; }
+
+    /// <summary>
+    /// Made when the volume is created and kept with its data: a cluster replica's identity, so a primary tells a
+    /// replica that came back with its data (copy the chunks it missed) from a new or wiped one under the same volume
+    /// ID (copy every chunk). Null in catalogs written before it existed (treated as unknown: a full copy).
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public Guid? Incarnation { get; init; }
 }
 
 /// <summary>Why a control-plane request on a store was refused.</summary>

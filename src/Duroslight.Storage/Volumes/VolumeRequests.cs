@@ -35,7 +35,7 @@ internal static class VolumeRequests
             throw new VolumeStoreException($"A volume with id {volumeId} already exists.");
         }
 
-        return new VolumeDescriptor(volumeId, name, sizeBytes, blockSize) { Hosts = NormalizeHosts(hosts) };
+        return new VolumeDescriptor(volumeId, name, sizeBytes, blockSize) { Hosts = NormalizeHosts(hosts), Incarnation = Guid.NewGuid() };
     }
 
     /// <summary>The grown descriptor; refuses shrinking and unaligned sizes.</summary>

@@ -64,6 +64,26 @@ public abstract class VolumeStoreContractTests : IDisposable
         Assert.Null(Store.List().Single(d => d.Id == masked.Id).Hosts);
     }
 
+    /// <summary>A cluster replica's identity: new with every create (a wiped replica differs), the same after a reopen, resize and host change.</summary>
+    [Fact]
+    public void The_incarnation_is_new_per_create_and_kept_with_the_volume()
+    {
+        var id = Guid.NewGuid();
+        VolumeDescriptor v = Store.Create("inc", 1 << 20, id);
+        Assert.NotNull(v.Incarnation);
+        Assert.NotEqual(Guid.Empty, v.Incarnation!.Value);
+        Assert.NotEqual(v.Incarnation, Store.Create("other", 1 << 20).Incarnation);
+        Store.SetHosts(id, ["nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-000000000001"]);
+        Assert.Equal(v.Incarnation, Store.Resize(id, 2 << 20).Incarnation);
+        if (Persists)
+        {
+            ReopenStore();
+            Assert.Equal(v.Incarnation, Store.List().Single(d => d.Id == id).Incarnation);
+        }
+        Store.Delete(id);
+        Assert.NotEqual(v.Incarnation, Store.Create("inc", 1 << 20, id).Incarnation);
+    }
+
     [Fact]
     public void A_reservation_record_is_kept_with_the_volume_and_cleared_by_null()
     {
@@ -88,7 +108,7 @@ public abstract class VolumeStoreContractTests : IDisposable
         VolumeDescriptor created = Store.Create("data", 8 * MiB, id);
         VolumeDescriptor generated = Store.Create("logs", MiB);
 
-        Assert.Equal(new VolumeDescriptor(id, "data", 8 * MiB, Block), created);
+        Assert.Equal(new VolumeDescriptor(id, "data", 8 * MiB, Block) { Incarnation = created.Incarnation }, created);
         Assert.NotEqual(Guid.Empty, generated.Id);
         Assert.Equal(new[] { created, generated }, Store.List());
     }
