@@ -92,7 +92,7 @@ public sealed class ClusterMoveProcessTests(ITestOutputHelper output) : IAsyncLi
         await Refused(404, "no cluster volume 'nope'", "volumes", "move", "nope", "--to", Text(to));
         await Refused(404, "no node 7", "volumes", "move", "vol-c", "--to", "7");
         await Refused(409, $"node {from} already holds a replica", "volumes", "move", "vol-c", "--to", Text(from));
-        await Refused(409, $"node {to} holds no replica", "volumes", "move", "vol-c", "--to", Text(from), "--from", Text(to));
+        await Refused(409, $"node {to} holds no replica", "volumes", "move", "vol-c", "--to", Text(to), "--from", Text(to));
         await Refused(409, "is not moving", "volumes", "move-cancel", "vol-c");
         await Refused(404, "was never moved", "volumes", "move-status", "vol-c");
 
