@@ -533,23 +533,22 @@ public sealed partial class ClusterMember : IAsyncDisposable
         v.Primary == Index && view.Draining.Contains(Index) && ClusterPlan.HasSuccessor(v, view.LiveNodes, view.Draining);
 
     /// <summary>
-    /// Drain: the planned handover of a primary, which cannot wait for a lease to expire. The namespace turns
-    /// inaccessible (AEN; new commands get the path status) and every write admitted before is finished, forwards
-    /// included; only then the record says the node released the primary (Primary -1, generation + 1, compared on
-    /// the mod revision read before the quiesce), and the leader may choose another. A conflict (an in-sync drop
-    /// meanwhile) leaves the path inaccessible and the next pass tries again.
+    /// The planned handover of a primary (a drain, or a move of the primary's replica), which cannot wait for a lease
+    /// to expire. The namespace turns inaccessible (AEN; new commands get the path status) and every write admitted
+    /// before is finished, forwards included; only then the record says the node released the primary
+    /// (<paramref name="release"/>: Primary -1, generation + 1, compared on the mod revision read before the quiesce,
+    /// with whatever <paramref name="alsoIn"/> adds to the transaction), and the leader may choose another. A conflict
+    /// (an in-sync drop meanwhile) leaves the path inaccessible and the next pass tries again.
     /// </summary>
-    private async Task HandOverAsync(VolumeEntry entry)
+    private async Task HandOverAsync(VolumeEntry entry, Func<VolumeRecord, VolumeRecord> release, Action<TxnRequest>? alsoIn, string why)
     {
         var v = entry.Record;
         await _volumes.QuiesceReplicaAsync(v.Id).ConfigureAwait(false);
-        var next = v with { Primary = -1, Generation = v.Generation + 1 };
-        var txn = new TxnRequest();
-        txn.Compare.Add(ModRevisionIs(Keys.Volume(v.Id), entry.ModRevision));
-        txn.Success.Add(Put(Keys.Volume(v.Id), Json(next)));
+        var txn = VolumeTxn(entry, release(v));
+        alsoIn?.Invoke(txn);
         if (!(await _etcd.TxnAsync(txn).ConfigureAwait(false)).Succeeded) return;
         _replicator?.Demote(v.Id);
-        _logger.LogInformation("volume {Name}: primary released for the drain (generation {Generation})", v.Name, next.Generation);
+        _logger.LogInformation("volume {Name}: primary released {Why} (generation {Generation})", v.Name, why, v.Generation + 1);
         Signal();
     }
 
@@ -585,9 +584,10 @@ public sealed partial class ClusterMember : IAsyncDisposable
             if (!v.Placement.Contains(Index)) continue;
             if (HandsOver(v, view))
             {
-                await HandOverAsync(entry).ConfigureAwait(false);
+                await HandOverAsync(entry, r => r with { Primary = -1 }, null, "for the drain").ConfigureAwait(false);
                 continue;
             }
+            if (v.Primary == Index && view.RunningMove(v.Id) is { } move && await DriveMoveAsync(entry, move, view).ConfigureAwait(false)) continue;
             // The primary serves hosts only once it forwards to every live in-sync secondary; until then it is "connecting".
             bool serving = false;
             if (v.Primary == Index) serving = _replicator is null || await _replicator.PrepareAsync(v, view, Index).ConfigureAwait(false);

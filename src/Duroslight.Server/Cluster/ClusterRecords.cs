@@ -34,10 +34,29 @@ public sealed record HostsRecord(int Pool, bool AllowAny, IReadOnlyList<string> 
 /// </summary>
 public sealed record ReplicaRecord(int Node, string State, uint Nsid, int Primary = -1);
 
+/// <summary>
+/// moves/UUID: the volume's last move (`ctl volumes move`), kept after it ended so move-status can report it. Phase:
+/// copying (To placed, outside the in-sync set until its rebuild joins it), cutover (From was the primary: it released
+/// the volume and left the in-sync set; the new primary drops it), then done, failed (Error) or cancelled. The
+/// progress fields are the primary's, published every few seconds while it copies.
+/// </summary>
+public sealed record MoveRecord(Guid Volume, int From, int To, string Phase, DateTime Started, DateTime? Finished = null, string? Error = null,
+    long ChunksTotal = 0, long ChunksLeft = 0, long BytesCopied = 0, double MibPerSecond = 0, double EtaSeconds = -1)
+{
+    public const string Copying = "copying", CutOver = "cutover", Done = "done", Failed = "failed", Cancelled = "cancelled";
+
+    /// <summary>Copying or cutting over: the volume's placement is not what it was and not yet what it will be.</summary>
+    public bool Running => Phase is Copying or CutOver;
+
+    /// <summary>The move ends (done, failed or cancelled) now.</summary>
+    public MoveRecord Ended(string phase, string? error = null) => this with { Phase = phase, Finished = DateTime.UtcNow, Error = error, EtaSeconds = phase == Done ? 0 : -1 };
+}
+
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
 [JsonSerializable(typeof(NodeRecord))]
 [JsonSerializable(typeof(AliveRecord))]
 [JsonSerializable(typeof(VolumeRecord))]
 [JsonSerializable(typeof(ReplicaRecord))]
 [JsonSerializable(typeof(HostsRecord))]
+[JsonSerializable(typeof(MoveRecord))]
 public sealed partial class ClusterJson : JsonSerializerContext;

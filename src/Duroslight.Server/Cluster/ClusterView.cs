@@ -7,6 +7,9 @@ namespace Duroslight.Server.Cluster;
 /// <summary>A volume record with the mod revision it was read at (the compare of the next change).</summary>
 public sealed record VolumeEntry(VolumeRecord Record, long ModRevision);
 
+/// <summary>A move record with the mod revision it was read at.</summary>
+public sealed record MoveEntry(MoveRecord Record, long ModRevision);
+
 /// <summary>
 /// One consistent read of everything under /duroslight/CLUSTER/ (one range request, so one revision). Small: a few
 /// keys per node and volume, so the node re-reads it whole after every watch event rather than patching a cache.
@@ -31,7 +34,16 @@ public sealed class ClusterView
     /// <summary>Nodes an operator drains (drain/NN): they hand their primaries over and get no new replica.</summary>
     public HashSet<int> Draining { get; } = [];
 
+    /// <summary>Each volume's last move (moves/UUID), running or ended.</summary>
+    public Dictionary<Guid, MoveEntry> Moves { get; } = [];
+
     public IReadOnlyCollection<int> LiveNodes => Alive.Keys;
+
+    /// <summary>The volume's move under way, null when none runs.</summary>
+    public MoveEntry? RunningMove(Guid volume) => Moves.TryGetValue(volume, out var m) && m.Record.Running ? m : null;
+
+    /// <summary>Whether a running move takes the volume's replica off <paramref name="node"/> (it is never rebuilt then).</summary>
+    public bool MovingOut(Guid volume, int node) => RunningMove(volume)?.Record.From == node;
 
     /// <summary>A draining node's state as `ctl nodes list` shows it: Draining while it is still a primary, then Drained.</summary>
     public string DrainState(int node)
@@ -69,6 +81,9 @@ public sealed class ClusterView
             else if (key.StartsWith(keys.DrainPrefix, StringComparison.Ordinal)
                 && int.TryParse(key.AsSpan(keys.DrainPrefix.Length), CultureInfo.InvariantCulture, out int drained))
                 view.Draining.Add(drained);
+            else if (key.StartsWith(keys.MovesPrefix, StringComparison.Ordinal)
+                && JsonSerializer.Deserialize(value, ClusterJson.Default.MoveRecord) is { } move)
+                view.Moves[move.Volume] = new MoveEntry(move, kv.ModRevision);
             else if (key.StartsWith(keys.NsidsPrefix, StringComparison.Ordinal)
                 && uint.TryParse(key.AsSpan(keys.NsidsPrefix.Length), CultureInfo.InvariantCulture, out uint nsid))
                 view.UsedNsids.Add(nsid);

@@ -98,6 +98,17 @@ public sealed partial class ControlApi
         return ToResponse(view, entry.Record);
     }
 
+    /// <summary>`ctl volumes move VOL --to N [--from N]`: the move as recorded when it starts.</summary>
+    private async Task<MoveResponse> StartMoveAsync(string key, MoveRequest body)
+    {
+        int to = body.To is >= 0 and <= 99 ? body.To.Value : throw ControlException.BadRequest("to: the index of the node to move to (0..99)");
+        if (body.From is < 0 or > 99) throw ControlException.BadRequest($"from: {body.From} is not a node index");
+        return ToResponse((await Member.StartMoveAsync(key, to, body.From)).Record);
+    }
+
+    private static MoveResponse ToResponse(MoveRecord m) => new(m.Volume.ToString("D"), m.From, m.To, m.Phase, m.Error, m.Started, m.Finished,
+        Math.Round(((m.Finished ?? DateTime.UtcNow) - m.Started).TotalSeconds, 1), m.ChunksTotal, m.ChunksLeft, m.BytesCopied, m.MibPerSecond, m.EtaSeconds);
+
     /// <summary>`ctl nodes drain N` / `undrain N`: the node hands its primaries over (or may take them again); the node list.</summary>
     private async Task<List<NodeResponse>> DrainAsync(string index, bool drain)
     {

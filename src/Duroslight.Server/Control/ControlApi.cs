@@ -33,6 +33,10 @@ public sealed partial class ControlApi(NodeHost node, ILogger logger)
         v1.MapGet("/nodes", Reply(_ => NodesAsync(), ControlJson.Default.ListNodeResponse));
         foreach (string action in (string[])["drain", "undrain"])
             v1.MapPost($"/nodes/{{index}}/{action}", Reply(c => DrainAsync(Route(c, "index"), action == "drain"), ControlJson.Default.ListNodeResponse));
+        v1.MapPost("/volumes/{vol}/move", Reply(async c => await StartMoveAsync(Route(c, "vol"), await BodyAsync(c, ControlJson.Default.MoveRequest, new MoveRequest())),
+            ControlJson.Default.MoveResponse));
+        v1.MapGet("/volumes/{vol}/move", Reply(async c => ToResponse(await Member.MoveStatusAsync(Route(c, "vol"))), ControlJson.Default.MoveResponse));
+        v1.MapDelete("/volumes/{vol}/move", Reply(async c => ToResponse((await Member.CancelMoveAsync(Route(c, "vol"))).Record), ControlJson.Default.MoveResponse));
         if (node.Cluster is not null) MapClusterVolumes(v1);
         else MapLocalVolumes(v1);
         v1.MapGet("/subsystems", Reply(_ => Subsystems(), ControlJson.Default.ListSubsystemResponse));

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net.Http;
 using System.Net.Sockets;
 using System.Text;
@@ -20,6 +21,9 @@ public static class ControlCli
           volumes list | show [VOL] | create NAME SIZE [--hosts NQN,...|none] [--replicas 1..3] | delete VOL | resize VOL SIZE
           volumes snapshot VOL NAME | clone VOL NAME          (VOL: name, ID or nsid:N)
           volumes attach VOL NQN | detach VOL NQN | hosts VOL any|none|NQN...   (per-volume host access)
+          volumes move VOL --to N [--from N] | move-status VOL | move-cancel VOL
+                                                    (cluster: move a replica of VOL to node N while it is served;
+                                                     --from: the only replica, else the primary)
           hosts list | allow SUB NQN | deny SUB NQN | set SUB [NQN...] | any SUB
                                                     (SUB: all, default, aux-N, pool number or NQN)
           controllers list | disconnect POOL CNTLID
@@ -32,7 +36,7 @@ public static class ControlCli
                 else ./duroslight-data/control.sock
         """;
 
-    private sealed record Options(string Socket, bool Json, List<string> Words, string? Hosts, int? Replicas);
+    private sealed record Options(string Socket, bool Json, List<string> Words, string? Hosts, int? Replicas, int? To, int? From);
 
     public static async Task<int> StatusAsync(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr)
     {
@@ -47,7 +51,7 @@ public static class ControlCli
         (HttpMethod Method, string Path, JsonObject? Body)? request;
         try
         {
-            request = ToRequest(o.Words, o.Hosts, o.Replicas);
+            request = ToRequest(o);
         }
         catch (UsageException e)
         {
@@ -58,10 +62,13 @@ public static class ControlCli
     }
 
     /// <summary>Maps the command words to a request; null when they are not a command.</summary>
-    private static (HttpMethod, string, JsonObject?)? ToRequest(List<string> w, string? hosts, int? replicas)
+    private static (HttpMethod, string, JsonObject?)? ToRequest(Options o)
     {
+        var (w, hosts, replicas) = (o.Words, o.Hosts, o.Replicas);
         if (hosts is not null && (w.Count < 2 || w[0] != "volumes" || w[1] != "create"))
             throw new UsageException("--hosts goes with volumes create");
+        if ((o.To ?? o.From) is not null && (w.Count < 2 || w[0] != "volumes" || w[1] != "move"))
+            throw new UsageException("--to and --from go with volumes move");
         string At(int i) => i < w.Count ? w[i] : throw new UsageException($"'{string.Join(' ', w)}' needs more arguments");
         string E(int i) => Uri.EscapeDataString(At(i));
         var get = HttpMethod.Get;
@@ -81,6 +88,13 @@ public static class ControlCli
             {
                 ["hosts"] = At(3) == "any" ? null : HostList(string.Join(',', w.Skip(3))),
             }),
+            ("volumes", "move") => (post, $"v1/volumes/{E(2)}/move", new JsonObject
+            {
+                ["to"] = o.To ?? throw new UsageException("volumes move needs --to NODE"),
+                ["from"] = o.From,
+            }),
+            ("volumes", "move-status") => (get, $"v1/volumes/{E(2)}/move", null),
+            ("volumes", "move-cancel") => (delete, $"v1/volumes/{E(2)}/move", null),
             ("nodes", "list") => (get, "v1/nodes", null),
             ("nodes", "drain" or "undrain") => (post, $"v1/nodes/{E(2)}/{w[1]}", null),
             ("volumes", "delete") => (delete, $"v1/volumes/{E(2)}", null),
@@ -152,7 +166,7 @@ public static class ControlCli
     {
         string? socket = null, config = null, hosts = null;
         bool json = false;
-        int? replicas = null;
+        int? replicas = null, to = null, from = null;
         var words = new List<string>();
         options = null!;
         for (int i = 0; i < args.Count; i++)
@@ -166,6 +180,14 @@ public static class ControlCli
                 case "--replicas" when i + 1 < args.Count:
                     if (!int.TryParse(args[++i], out int n) || n is < 1 or > 3) { UsageError(stderr, $"--replicas: '{args[i]}' is not 1..3"); return false; }
                     replicas = n;
+                    break;
+                case "--to" or "--from" when i + 1 < args.Count:
+                    if (!int.TryParse(args[i + 1], NumberStyles.None, CultureInfo.InvariantCulture, out int node) || node > 99)
+                    {
+                        UsageError(stderr, $"{args[i]}: '{args[i + 1]}' is not a node index");
+                        return false;
+                    }
+                    if (args[i++] == "--to") to = node; else from = node;
                     break;
                 case "-h" or "--help": stderr.Write(Usage); return false;
                 case var a when a.StartsWith("--", StringComparison.Ordinal): UsageError(stderr, $"unknown option '{a}'"); return false;
@@ -182,7 +204,7 @@ public static class ControlCli
             UsageError(stderr, e.Message);
             return false;
         }
-        options = new Options(socket, json, words, hosts, replicas);
+        options = new Options(socket, json, words, hosts, replicas, to, from);
         return true;
     }
 

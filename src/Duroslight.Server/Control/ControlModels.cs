@@ -29,6 +29,18 @@ public sealed record ClusterVolumeResponse(string Id, string Name, long SizeByte
 /// </summary>
 public sealed record RebuildResponse(long ChunksTotal, long ChunksLeft, long BytesCopied, double MibPerSecond, double EtaSeconds);
 
+/// <summary>
+/// `ctl volumes move|move-status|move-cancel`: a volume's last move. Phase copying, cutover, done, failed (error says
+/// why) or cancelled; the copy's chunks of 128 KiB, bytes written to the new replica, MiB/s of chunks handled and the
+/// seconds left (-1: not known yet) while it copies (live when asked of the primary, else as it last published them);
+/// once done, MiB/s over the whole move.
+/// </summary>
+public sealed record MoveResponse(string Volume, int From, int To, string Phase, string? Error, DateTime Started, DateTime? Finished,
+    double ElapsedSeconds, long ChunksTotal, long ChunksLeft, long BytesCopied, double MibPerSecond, double EtaSeconds);
+
+/// <summary>POST /v1/volumes/{vol}/move: the node to move a replica to and, optionally, the node it leaves.</summary>
+public sealed record MoveRequest(int? To = null, int? From = null);
+
 /// <summary>`ctl nodes list`: a node of the cluster; state "Down" once its lease expired.</summary>
 public sealed record NodeResponse(int Index, string Io, string Discovery, string State, bool Leader, IReadOnlyList<string> Volumes);
 
@@ -78,6 +90,8 @@ public sealed record ReferralRequest(string? Address = null);
 [JsonSerializable(typeof(VolumeRequest))]
 [JsonSerializable(typeof(HostsRequest))]
 [JsonSerializable(typeof(ReferralRequest))]
+[JsonSerializable(typeof(MoveResponse))]
+[JsonSerializable(typeof(MoveRequest))]
 public sealed partial class ControlJson : JsonSerializerContext;
 
 /// <summary>A JSON number or string, kept as its text (sizes may be 1073741824 or "1G").</summary>

@@ -119,14 +119,20 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
     public void Demote(Guid volume)
     {
         if (!_volumes.TryGetValue(volume, out var r)) return;
+        StopRebuilds(r, static _ => true);
+        r.KeepOrder = false;
+        r.SetTargets([]);
+    }
+
+    /// <summary>Cancels the volume's rebuilds of the nodes <paramref name="which"/> picks: they get no more writes.</summary>
+    private void StopRebuilds(VolumeReplication r, Func<int, bool> which)
+    {
         foreach (var rebuild in _rebuilds.Values)
-            if (rebuild.VolumeId == volume)
+            if (rebuild.VolumeId == r.VolumeId && which(rebuild.Node))
             {
                 rebuild.Cancel();
                 r.StopRebuilding(rebuild.Node);
             }
-        r.KeepOrder = false;
-        r.SetTargets([]);
     }
 
     public async ValueTask DisposeAsync()
@@ -150,14 +156,19 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
 
     /// <summary>
     /// Rebuilds every replica placed on a live node whose replica is open but that is outside the in-sync set (it
-    /// missed writes, or is new or wiped), unless one runs already; a failed one is tried again by a later pass.
+    /// missed writes, or is new or wiped: a move's new replica), unless one runs already; a failed one is tried again
+    /// by a later pass.
     /// </summary>
     private async Task StartRebuildsAsync(VolumeRecord v, ClusterView view, int self, VolumeReplication replication)
     {
+        // A node no longer placed (a cancelled or failed move took its new replica away) gets nothing more.
+        StopRebuilds(replication, node => !v.Placement.Contains(node));
         foreach (int node in v.Placement)
         {
-            // Still a target after a join until a view lists it in sync: an older view must not start it again.
-            if (node == self || v.InSync.Contains(node) || _rebuilds.ContainsKey((v.Id, node)) || replication.IsRebuilding(node)) continue;
+            // Still a target after a join until a view lists it in sync: an older view must not start it again. A
+            // replica that a move takes off its node left the in-sync set for good: it is dropped, not rebuilt.
+            if (node == self || v.InSync.Contains(node) || _rebuilds.ContainsKey((v.Id, node)) || replication.IsRebuilding(node)
+                || view.MovingOut(v.Id, node)) continue;
             // Only once its replica follows this primary: before, it would refuse the forwards (a lagging view).
             if (view.ForwardTarget(v.Id, node, self) is not { } record) continue;
             var link = await EnsureLinkAsync(node, record.Io).ConfigureAwait(false);
