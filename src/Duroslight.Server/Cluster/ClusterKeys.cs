@@ -18,6 +18,7 @@ public sealed class ClusterKeys(string cluster)
     public string ReplicasPrefix => Root + "replicas/";
     public string HostsPrefix => Root + "hosts/";
     public string DrainPrefix => Root + "drain/";
+    public string ReservationsPrefix => Root + "reservations/";
     public string Leader => Root + "leader";
 
     public string Node(int index) => NodesPrefix + Two(index);
@@ -27,6 +28,7 @@ public sealed class ClusterKeys(string cluster)
     public string VolumeName(string name) => VolumeNamesPrefix + name;
     public string Nsid(uint nsid) => NsidsPrefix + nsid.ToString(CultureInfo.InvariantCulture);
     public string Hosts(int pool) => HostsPrefix + pool.ToString(CultureInfo.InvariantCulture);
+    public string Reservation(Guid id) => ReservationsPrefix + id.ToString("D");
     public string Replica(Guid id, int node) => ReplicasPrefix + id.ToString("D") + "/" + Two(node);
 
     private static string Two(int index) => index.ToString("D2", CultureInfo.InvariantCulture);
