@@ -76,6 +76,13 @@ public sealed class NamespaceInfo(uint nsid, Guid volumeId, long blockCount, int
     internal void SetReservation(Reservations.ReservationState state) => _reservation = state;
 
     /// <summary>
+    /// Every reservation change is stored (<see cref="Target.ReservationPersistence"/>) before it applies, PTPL or
+    /// not: a cluster volume's record lives in etcd, so the node that serves it next (failover, drain) serves the same
+    /// registrations and holder, as one subsystem must on every path.
+    /// </summary>
+    public bool ReservationShared { get; init; }
+
+    /// <summary>
     /// Non-null while a changed reservation record is being stored (PTPL): the reservation commands that came meanwhile,
     /// in order. Under the target's lock.
     /// </summary>

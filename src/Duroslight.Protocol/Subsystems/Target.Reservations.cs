@@ -23,6 +23,20 @@ public sealed partial class Target
     /// <summary>Whether PTPL can be set (RESCAP bit 0, Reservation Persistence feature changeable).</summary>
     public bool PtplCapable => ReservationPersistence is not null;
 
+    /// <summary>
+    /// Replaces a namespace's reservation state with one stored elsewhere (a cluster volume's record, read from etcd
+    /// when this node becomes its primary). False while a change is being stored: the caller must not serve yet.
+    /// </summary>
+    public bool RestoreReservation(uint nsid, ReservationState state)
+    {
+        lock (_lock)
+        {
+            if (GetNamespace(nsid) is not { } ns || ns.ReservationBacklog is not null) return false;
+            ns.SetReservation(state);
+            return true;
+        }
+    }
+
     /// <summary>A reservation command: its rule, and the slot it completes.</summary>
     internal sealed record PendingReservation(Func<ReservationState, ReservationOutcome> Command, TargetConnection Queue, CommandSlot Slot)
     {
@@ -53,9 +67,10 @@ public sealed partial class Target
         var before = ns.Reservation;
         var outcome = pending.Command(before);
         if (ReferenceEquals(outcome.State, before)) return ApplyLocked(ns, pending, outcome);
-        // PTPL (8.19): the stored record changes before the command completes or anything is published.
-        if (!before.Ptpl && !outcome.State.Ptpl) return ApplyLocked(ns, pending, outcome);
-        if (ReservationPersistence is not { } persist) return outcome.State.Ptpl ? NvmeStatus.InternalError : ApplyLocked(ns, pending, outcome);
+        // PTPL (8.19), or a shared record: the stored record changes before the command completes or anything is published.
+        bool store = ns.ReservationShared || before.Ptpl || outcome.State.Ptpl;
+        if (!store) return ApplyLocked(ns, pending, outcome);
+        if (ReservationPersistence is not { } persist) return outcome.State.Ptpl || ns.ReservationShared ? NvmeStatus.InternalError : ApplyLocked(ns, pending, outcome);
         ns.ReservationBacklog = new Queue<PendingReservation>();
         Task stored;
         try

@@ -19,6 +19,7 @@ public sealed class ClusterKeys(string cluster)
     public string HostsPrefix => Root + "hosts/";
     public string DrainPrefix => Root + "drain/";
     public string MovesPrefix => Root + "moves/";
+    public string ReservationsPrefix => Root + "reservations/";
     public string Leader => Root + "leader";
 
     public string Node(int index) => NodesPrefix + Two(index);
@@ -29,6 +30,7 @@ public sealed class ClusterKeys(string cluster)
     public string Nsid(uint nsid) => NsidsPrefix + nsid.ToString(CultureInfo.InvariantCulture);
     public string Hosts(int pool) => HostsPrefix + pool.ToString(CultureInfo.InvariantCulture);
     public string Move(Guid id) => MovesPrefix + id.ToString("D");
+    public string Reservation(Guid id) => ReservationsPrefix + id.ToString("D");
     public string Replica(Guid id, int node) => ReplicasPrefix + id.ToString("D") + "/" + Two(node);
 
     private static string Two(int index) => index.ToString("D2", CultureInfo.InvariantCulture);

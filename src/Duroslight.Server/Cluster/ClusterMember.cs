@@ -590,13 +590,27 @@ public sealed partial class ClusterMember : IAsyncDisposable
             if (v.Primary == Index && view.RunningMove(v.Id) is { } move && await DriveMoveAsync(entry, move, view).ConfigureAwait(false)) continue;
             // The primary serves hosts only once it forwards to every live in-sync secondary; until then it is "connecting".
             bool serving = false;
-            if (v.Primary == Index) serving = _replicator is null || await _replicator.PrepareAsync(v, view, Index).ConfigureAwait(false);
-            else _replicator?.Demote(v.Id);
+            Protocol.Reservations.ReservationState? reservation = null;
+            if (v.Primary == Index)
+            {
+                serving = _replicator is null || await _replicator.PrepareAsync(v, view, Index).ConfigureAwait(false);
+                if (serving) reservation = await ReservationToInstallAsync(v).ConfigureAwait(false);
+            }
+            else
+            {
+                _replicator?.Demote(v.Id);
+                ReservationTermEnded(v.Id);
+            }
             string state = v.Primary == Index && !serving ? "connecting" : "open";
             try
             {
-                _volumes.EnsureReplica(v.Id, v.Name, v.SizeBytes, v.Nsid, serving ? AnaState.Optimized : AnaState.Inaccessible,
-                    Replication.Replicator.NodeHostNqn(_settings.ClusterId, v.Primary), v.Hosts);
+                if (!_volumes.EnsureReplica(v.Id, v.Name, v.SizeBytes, v.Nsid, serving ? AnaState.Optimized : AnaState.Inaccessible,
+                    Replication.Replicator.NodeHostNqn(_settings.ClusterId, v.Primary), v.Hosts, reservation))
+                {
+                    Signal(); // a reservation change of the last term is still being stored: install once it is
+                    continue;
+                }
+                if (reservation is not null) ReservationInstalled(v);
             }
             catch (ControlException e)
             {

@@ -212,6 +212,7 @@ public sealed class NodeHost : IAsyncDisposable
             ViewApplied = ApplyClusterView,
             FenceChanged = _ => Target.NotifyAnaChange(),
         };
+        _volumes!.SharedReservations = _cluster.StoreReservationAsync;
         _replicator.DropInEtcd = _cluster.DropFromInSyncAsync;
         _replicator.JoinInEtcd = _cluster.JoinInSyncAsync;
         _cluster.JoinAsync($"{Settings.AdvertisedAddress}:{Port(Settings.Listen)}", $"{Settings.DiscoveryAdvertisedAddress}:{Port(Settings.Discovery)}")

@@ -1,3 +1,4 @@
+using Duroslight.Protocol.Reservations;
 using System.Collections.Frozen;
 using Duroslight.Protocol.Subsystems;
 using Duroslight.Server.Control;
@@ -197,7 +198,8 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, VolumeTable v
     /// the host NQN of the volume's primary in etcd, the only peer whose forwarded writes the replica applies
     /// (<see cref="NamespaceInfo.ForwardsOnlyFrom"/>). A replica's namespace serves hosts only under the node's lease fence.
     /// </summary>
-    public void EnsureReplica(Guid id, string name, long sizeBytes, uint nsid, AnaState ana, string primaryNqn, IReadOnlyList<string>? hosts)
+    public bool EnsureReplica(Guid id, string name, long sizeBytes, uint nsid, AnaState ana, string primaryNqn, IReadOnlyList<string>? hosts,
+        ReservationState? reservation = null)
     {
         lock (_gate)
         {
@@ -205,10 +207,12 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, VolumeTable v
             if (_open.ContainsKey(id))
             {
                 if (target.GetNamespace(nsid) is { } ns) ns.ForwardsOnlyFrom = primaryNqn;
+                // The cluster's reservation before the path turns optimized; not while a change is being stored.
+                if (reservation is not null && !target.RestoreReservation(nsid, reservation)) return false;
                 target.SetAnaState(nsid, ana);
                 var access = Access(list);
                 if (target.GetNamespace(nsid) is { } open && !SameAccess(open.Hosts, access)) target.SetNamespaceHosts(nsid, access);
-                return;
+                return true;
             }
             if (target.GetNamespace(nsid) is { } taken)
                 throw ControlException.Conflict($"NSID {nsid} is taken on this node by volume {taken.VolumeId}");
@@ -225,7 +229,8 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, VolumeTable v
             }
             try
             {
-                Expose(d with { Hosts = list }, nsid, ana, primaryNqn); // the cluster's list (etcd), not the local catalog's
+                // The cluster's host list and reservation (etcd), not the local catalog's.
+                Expose(d with { Hosts = list }, nsid, ana, primaryNqn, reservation ?? ReservationState.Empty);
             }
             catch (Exception e) when (e is InvalidOperationException or ArgumentException or VolumeStoreException)
             {
@@ -234,6 +239,7 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, VolumeTable v
             }
             Publish();
             logger.LogInformation("replica {Name} {Id} open as nsid {Nsid}", name, id, nsid);
+            return true;
         }
     }
 
@@ -303,7 +309,7 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, VolumeTable v
     }
 
     /// <summary>Exposes a volume as a namespace; in a cluster with its ANA state from the start (a secondary is never optimized, even briefly).</summary>
-    private void Expose(VolumeDescriptor d, uint nsid, AnaState ana = AnaState.Optimized, string? primaryNqn = null)
+    private void Expose(VolumeDescriptor d, uint nsid, AnaState ana = AnaState.Optimized, string? primaryNqn = null, ReservationState? shared = null)
     {
         var volume = store.Open(d.Id);
         if (volume is SparseFileVolume { DirectIo: false })
@@ -313,7 +319,8 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, VolumeTable v
             AllocatedBlocks = () => volume.AllocatedBytes / volume.BlockSize,
             Hosts = Access(d.Hosts),
             AnaState = ana,
-            Reservation = RestoredReservation(d),
+            Reservation = shared ?? RestoredReservation(d),
+            ReservationShared = primaryNqn is not null, // a cluster replica: every change goes to etcd first
             Fence = primaryNqn is null ? null : target.Fence, // a cluster replica serves only under the node's lease
             ForwardsOnlyFrom = primaryNqn,
         });
@@ -329,7 +336,9 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, VolumeTable v
     /// connections (a shard thread's block I/O would complete only when that shard polls again), and the command
     /// completes once the task does.
     /// </summary>
-    public Task PersistReservation(NamespaceInfo ns, byte[] record) => Task.Run(() =>
+    public Task PersistReservation(NamespaceInfo ns, byte[] record) => ns.ReservationShared
+        ? SharedReservations?.Invoke(ns.VolumeId, record) ?? Task.FromException(new IOException("cluster reservations are not available yet"))
+        : Task.Run(() =>
     {
         try
         {
@@ -342,13 +351,16 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, VolumeTable v
         }
     });
 
+    /// <summary>Stores a cluster volume's reservation record in etcd (<see cref="Cluster.ClusterMember.StoreReservationAsync"/>); set on joining.</summary>
+    public Func<Guid, byte[], Task>? SharedReservations { get; set; }
+
     /// <summary>
     /// The reservation state a start gives a volume (8.19 "Persist Through Power Loss"): the stored record if PTPL was
     /// set, otherwise none. A record that does not parse is dropped with a warning rather than stopping the node.
     /// </summary>
-    private Protocol.Reservations.ReservationState RestoredReservation(VolumeDescriptor d)
+    private ReservationState RestoredReservation(VolumeDescriptor d)
     {
-        if (d.Reservation is null) return Protocol.Reservations.ReservationState.Empty;
+        if (d.Reservation is null) return ReservationState.Empty;
         try
         {
             return Protocol.Reservations.ReservationCodec.Deserialize(d.Reservation).AfterPowerLoss();
@@ -356,7 +368,7 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, VolumeTable v
         catch (FormatException e)
         {
             logger.LogWarning("volume {Name}: stored reservation ignored: {Message}", d.Name, e.Message);
-            return Protocol.Reservations.ReservationState.Empty;
+            return ReservationState.Empty;
         }
     }
 

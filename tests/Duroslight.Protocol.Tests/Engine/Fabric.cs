@@ -129,8 +129,8 @@ internal sealed class Fabric
 
     /// <summary>Adds a namespace with an in-memory volume.</summary>
     public NamespaceInfo AddVolume(uint nsid = 1, long blocks = 4096, int blockSize = 512, Guid? id = null,
-        Duroslight.Protocol.Reservations.ReservationState? reservation = null, LeaseFence? fence = null) =>
-        Storage.AddVolume(Target, nsid, blocks, blockSize, id, reservation, fence);
+        Duroslight.Protocol.Reservations.ReservationState? reservation = null, LeaseFence? fence = null, bool sharedReservation = false) =>
+        Storage.AddVolume(Target, nsid, blocks, blockSize, id, reservation, fence, sharedReservation);
 
     /// <summary>A started pair pumped through ICReq/ICResp.</summary>
     public QueuePair Open(HostQueueOptions? options = null)

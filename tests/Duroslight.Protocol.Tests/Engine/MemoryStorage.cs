@@ -15,12 +15,13 @@ internal sealed class MemoryStorage
 
     /// <summary>Adds a namespace; <paramref name="reservation"/> is the state a restart restored (PTPL).</summary>
     public NamespaceInfo AddVolume(Target target, uint nsid, long blocks, int blockSize, Guid? volumeId = null,
-        Duroslight.Protocol.Reservations.ReservationState? reservation = null, LeaseFence? fence = null)
+        Duroslight.Protocol.Reservations.ReservationState? reservation = null, LeaseFence? fence = null, bool sharedReservation = false)
     {
         var ns = new NamespaceInfo(nsid, volumeId ?? Guid.NewGuid(), blocks, blockSize)
         {
             Reservation = reservation ?? Duroslight.Protocol.Reservations.ReservationState.Empty,
             Fence = fence,
+            ReservationShared = sharedReservation,
         };
         _volumes.Add(ns.VolumeId, new byte[blocks * blockSize]);
         target.AddNamespace(ns);

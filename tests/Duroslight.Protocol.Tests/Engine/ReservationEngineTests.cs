@@ -246,6 +246,44 @@ public sealed class ReservationEngineTests
     }
 
     [Fact]
+    public void A_shared_namespace_stores_every_change_before_it_applies_and_takes_a_restored_state_whole()
+    {
+        var f = new Fabric();
+        f.AddVolume(sharedReservation: true);
+        var (_, a) = ControllerOf(f, HostA, IdA);
+        var b = IoQueueOf(f, HostB, IdB);
+        // No store to write to: a change cannot be made shared, so it fails and changes nothing.
+        Assert.Equal(NvmeStatus.InternalError, f.Exec(a, Register(RegisterAction.Register), Keys(0, 0xA)).Status);
+        Assert.Equal(0, ReportOf(f, b).Count);
+
+        var stored = new List<byte[]>();
+        f.Target.ReservationPersistence = (_, record) =>
+        {
+            stored.Add(record);
+            return Task.CompletedTask;
+        };
+        // PTPL clear, and still every change is stored (the cluster's record), in order.
+        f.ExecOk(a, Register(RegisterAction.Register), Keys(0, 0xA));
+        f.ExecOk(b, Register(RegisterAction.Register), Keys(0, 0xB));
+        f.ExecOk(a, Acquire(AcquireAction.Acquire, ReservationType.WriteExclusive), Keys(0xA));
+        Assert.Equal(3, stored.Count);
+        Assert.Equal(2, ReservationCodec.Deserialize(stored[^1]).Registrants.Count);
+        Assert.Equal(NvmeStatus.ReservationConflict, f.Exec(b, NvmeCommands.Write(1, 0, 1), new byte[512]).Status);
+        // A refused store fails the command and changes nothing.
+        f.Target.ReservationPersistence = (_, _) => Task.FromException(new IOException("etcd gone"));
+        Assert.Equal(NvmeStatus.InternalError, f.Exec(a, Release(ReleaseAction.Release, ReservationType.WriteExclusive), Keys(0xA)).Status);
+        Assert.Equal(NvmeStatus.ReservationConflict, f.Exec(b, NvmeCommands.Write(1, 0, 1), new byte[512]).Status);
+
+        // The record another primary stored replaces this node's state whole (this node becomes primary).
+        Assert.True(f.Target.RestoreReservation(1, ReservationCodec.Deserialize(stored[0])));
+        var report = ReportOf(f, b);
+        Assert.Equal(1, report.Count);
+        Assert.Equal(0, report.Type);
+        f.ExecOk(b, NvmeCommands.Write(1, 0, 1), new byte[512]);
+        Assert.False(f.Target.RestoreReservation(9, ReservationState.Empty)); // no such namespace
+    }
+
+    [Fact]
     public void A_ptpl_change_completes_once_stored_while_the_queue_serves_other_commands_and_a_failed_store_changes_nothing()
     {
         var f = new Fabric();
