@@ -18,12 +18,14 @@ internal sealed class ClusterProcesses : IDisposable
     private readonly DirectoryInfo _dir = Directory.CreateTempSubdirectory("dsl-cluster-");
     private readonly string _cluster = $"t{Guid.NewGuid():N}"[..12];
     private readonly int _leaseTtl;
+    private readonly bool _memory;
     private readonly string[] _extraArgs;
     private EtcdProcess? _etcd;
 
-    private ClusterProcesses(int leaseTtl, string[] extraArgs)
+    private ClusterProcesses(int leaseTtl, bool memory, string[] extraArgs)
     {
         _leaseTtl = leaseTtl;
+        _memory = memory;
         _extraArgs = extraArgs;
     }
 
@@ -32,12 +34,15 @@ internal sealed class ClusterProcesses : IDisposable
     public int[] MetricsPorts { get; } = [NodeFixture.FreePort(), NodeFixture.FreePort(), NodeFixture.FreePort()];
 
     /// <summary>etcd and three nodes with lease TTL <paramref name="leaseTtl"/> s and <paramref name="extraArgs"/>, once all three are Active; null without etcd.</summary>
-    public static async Task<ClusterProcesses?> StartAsync(int leaseTtl, params string[] extraArgs)
+    public static Task<ClusterProcesses?> StartAsync(int leaseTtl, params string[] extraArgs) => StartAsync(leaseTtl, memory: true, extraArgs);
+
+    /// <summary>As above; <paramref name="memory"/> false: sparse stores in each node's directory, so a restarted node keeps its replicas.</summary>
+    public static async Task<ClusterProcesses?> StartAsync(int leaseTtl, bool memory, params string[] extraArgs)
     {
         if (!EtcdProcess.Installed) return null;
-        var c = new ClusterProcesses(leaseTtl, extraArgs);
+        var c = new ClusterProcesses(leaseTtl, memory, extraArgs);
         c._etcd = await EtcdProcess.StartAsync();
-        for (int i = 0; i < 3; i++) c.Nodes.Add(await ServerProcess.StartAsync(c.NodeArgs(i)));
+        for (int i = 0; i < 3; i++) c.Nodes.Add(await ServerProcess.StartAsync(c.NodeArgs(i, memory)));
         await Eventually.Until(async () => CountState(await c.NodesAsync(0), "Active") == 3, "three nodes Active in nodes list", Limit);
         return c;
     }
@@ -59,12 +64,31 @@ internal sealed class ClusterProcesses : IDisposable
 
     public string NodeDir(int index) => Path.Combine(_dir.FullName, $"node{index}");
 
-    /// <summary>Stops node <paramref name="index"/> gracefully (unless it exited already: killed) and starts it again (with a sparse store unless <paramref name="memory"/>).</summary>
-    public async Task RestartAsync(int index, bool memory = true)
+    /// <summary>
+    /// Stops node <paramref name="index"/> gracefully (unless it exited already: killed) and starts it again (with a
+    /// sparse store unless <paramref name="memory"/>; by default the store the cluster started with), after deleting
+    /// its data directory if <paramref name="wipe"/>.
+    /// </summary>
+    public async Task RestartAsync(int index, bool? memory = null, bool wipe = false)
     {
         if (!Nodes[index].HasExited && await Nodes[index].StopAsync(15) != 0) throw new InvalidOperationException($"node {index} did not stop cleanly: {Nodes[index].Output}");
         Nodes[index].Dispose();
-        Nodes[index] = await ServerProcess.StartAsync(NodeArgs(index, memory));
+        if (wipe) Directory.Delete(NodeDir(index), recursive: true);
+        Nodes[index] = await ServerProcess.StartAsync(NodeArgs(index, memory ?? _memory));
+    }
+
+    /// <summary>A sparse store's file of the volume on node <paramref name="index"/> (its bytes as the node wrote them).</summary>
+    public string VolumeFile(int index, string volumeId) => Path.Combine(NodeDir(index), "volumes", volumeId + ".vol");
+
+    /// <summary>A metric's value on node <paramref name="node"/> for the exact label set, or null when the series is not there.</summary>
+    public async Task<double?> MetricAsync(int node, string series)
+    {
+        using var http = new HttpClient();
+        string page = await http.GetStringAsync($"http://127.0.0.1:{MetricsPorts[node]}/metrics");
+        foreach (string line in page.Split('\n'))
+            if (line.StartsWith(series + " ", StringComparison.Ordinal))
+                return double.Parse(line[(series.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+        return null;
     }
 
     /// <summary>Kills etcd (SIGKILL): every etcd stream of the nodes breaks.</summary>

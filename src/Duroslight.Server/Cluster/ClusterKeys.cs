@@ -20,6 +20,7 @@ public sealed class ClusterKeys(string cluster)
     public string DrainPrefix => Root + "drain/";
     public string MovesPrefix => Root + "moves/";
     public string ReservationsPrefix => Root + "reservations/";
+    public string SyncPointsPrefix => Root + "syncpoints/";
     public string Leader => Root + "leader";
 
     public string Node(int index) => NodesPrefix + Two(index);
@@ -32,6 +33,7 @@ public sealed class ClusterKeys(string cluster)
     public string Move(Guid id) => MovesPrefix + id.ToString("D");
     public string Reservation(Guid id) => ReservationsPrefix + id.ToString("D");
     public string Replica(Guid id, int node) => ReplicasPrefix + id.ToString("D") + "/" + Two(node);
+    public string SyncPoint(Guid id, int node) => SyncPointsPrefix + id.ToString("D") + "/" + Two(node);
 
     private static string Two(int index) => index.ToString("D2", CultureInfo.InvariantCulture);
 }

@@ -180,6 +180,7 @@ public sealed partial class ClusterMember : IAsyncDisposable
                 var txn = new TxnRequest();
                 txn.Compare.Add(ModRevisionIs(Keys.Volume(id), entry.ModRevision));
                 txn.Success.Add(Put(Keys.Volume(id), Json(next)));
+                if (join) txn.Success.Add(EtcdSession.Delete(Keys.SyncPoint(id, node))); // in sync: nothing left to copy
                 if ((await _etcd.TxnAsync(txn).ConfigureAwait(false)).Succeeded)
                 {
                     if (join)
@@ -198,6 +199,27 @@ public sealed partial class ClusterMember : IAsyncDisposable
             }
             if (DateTime.UtcNow > deadline) return false;
             await Task.Delay(100).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// The primary saves what a replica outside the in-sync set misses (docs/ARCHITECTURE.md, "Dirty-chunk maps and
+    /// sync points"): one put, compared on this node's alive key holding its current lease, so a primary whose lease
+    /// expired (a successor may be promoted) never overwrites its successor's sync point. True once written.
+    /// </summary>
+    public async Task<bool> SaveSyncPointAsync(Guid id, SyncPointRecord record)
+    {
+        var txn = new TxnRequest();
+        txn.Compare.Add(LeaseIs(Keys.Alive(Index), _lease));
+        txn.Success.Add(Put(Keys.SyncPoint(id, record.Node), JsonSerializer.Serialize(record, ClusterJson.Default.SyncPointRecord)));
+        try
+        {
+            return (await _etcd.TxnAsync(txn).ConfigureAwait(false)).Succeeded;
+        }
+        catch (RpcException e)
+        {
+            _logger.LogWarning("volume {Id}: sync point of node {Node}: etcd {Error}", id, record.Node, e.Status.Detail);
+            return false;
         }
     }
 
@@ -544,6 +566,8 @@ public sealed partial class ClusterMember : IAsyncDisposable
     {
         var v = entry.Record;
         await _volumes.QuiesceReplicaAsync(v.Id).ConfigureAwait(false);
+        // The next primary resumes from the sync points: they get the last rebuild progress first.
+        if (_replicator is not null) await _replicator.SaveSyncPointsAsync(v.Id).ConfigureAwait(false);
         var txn = VolumeTxn(entry, release(v));
         alsoIn?.Invoke(txn);
         if (!(await _etcd.TxnAsync(txn).ConfigureAwait(false)).Succeeded) return;
@@ -587,6 +611,7 @@ public sealed partial class ClusterMember : IAsyncDisposable
                 await HandOverAsync(entry, r => r with { Primary = -1 }, null, "for the drain").ConfigureAwait(false);
                 continue;
             }
+            _replicator?.Observe(v, view);
             if (v.Primary == Index && view.RunningMove(v.Id) is { } move && await DriveMoveAsync(entry, move, view).ConfigureAwait(false)) continue;
             // The primary serves hosts only once it forwards to every live in-sync secondary; until then it is "connecting".
             bool serving = false;
@@ -617,11 +642,14 @@ public sealed partial class ClusterMember : IAsyncDisposable
                 state = "failed";
                 _logger.LogError("replica of {Name} {Id}: {Error}", v.Name, v.Id, e.Message);
             }
+            var incarnation = _volumes.IncarnationOf(v.Id);
             bool publish;
             lock (_published)
-                publish = !_published.Contains(v.Id) || view.ReplicaState(v.Id, Index) != state || view.ReplicaFollows(v.Id, Index) != v.Primary;
+                publish = !_published.Contains(v.Id) || view.ReplicaState(v.Id, Index) != state || view.ReplicaFollows(v.Id, Index) != v.Primary
+                    || view.Incarnation(v.Id, Index) != incarnation;
             if (!publish) continue;
-            await _etcd.TxnAsync(new TxnRequest { Success = { Put(Keys.Replica(v.Id, Index), JsonSerializer.Serialize(new ReplicaRecord(Index, state, v.Nsid, v.Primary), ClusterJson.Default.ReplicaRecord), _lease) } }).ConfigureAwait(false);
+            var record = new ReplicaRecord(Index, state, v.Nsid, v.Primary, incarnation);
+            await _etcd.TxnAsync(new TxnRequest { Success = { Put(Keys.Replica(v.Id, Index), JsonSerializer.Serialize(record, ClusterJson.Default.ReplicaRecord), _lease) } }).ConfigureAwait(false);
             lock (_published) _published.Add(v.Id);
         }
         foreach (var id in _volumes.StoredIds())

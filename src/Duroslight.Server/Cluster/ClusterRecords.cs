@@ -30,9 +30,20 @@ public sealed record HostsRecord(int Pool, bool AllowAny, IReadOnlyList<string> 
 /// <summary>
 /// replicas/UUID/NN: a node opened its replica and exposes it; bound to that node's lease. Primary: the node whose
 /// forwarded writes the replica applies (the volume's primary as that node last read it; -1 in older records), so a
-/// new primary forwards to it only once it follows the promotion.
+/// new primary forwards to it only once it follows the promotion. Incarnation: the local replica's identity, made
+/// when it was created and kept with its data (empty in older records: unknown), so a primary tells a replica that
+/// came back with its data from a new or wiped one.
 /// </summary>
-public sealed record ReplicaRecord(int Node, string State, uint Nsid, int Primary = -1);
+public sealed record ReplicaRecord(int Node, string State, uint Nsid, int Primary = -1, Guid Incarnation = default);
+
+/// <summary>
+/// syncpoints/UUID/NN: the chunks replica NN (outside the in-sync set) misses, as the primary last saved them:
+/// <see cref="Replication.DirtyMapCodec"/> bytes in base64 for a map of Chunks chunks, relative to the replica's
+/// Incarnation (another one gets a full copy); Full: the copy under way is a full one. Persistent; the primary writes
+/// it (only while its lease holds) before a change that makes a chunk dirty starts, on a rebuild's progress about
+/// every second, and before it hands the volume over; the transaction that adds NN back to the in-sync set deletes it.
+/// </summary>
+public sealed record SyncPointRecord(int Node, Guid Incarnation, bool Full, long Chunks, string Map, int WrittenBy);
 
 /// <summary>
 /// moves/UUID: the volume's last move (`ctl volumes move`), kept after it ended so move-status can report it. Phase:
@@ -59,4 +70,5 @@ public sealed record MoveRecord(Guid Volume, int From, int To, string Phase, Dat
 [JsonSerializable(typeof(ReplicaRecord))]
 [JsonSerializable(typeof(HostsRecord))]
 [JsonSerializable(typeof(MoveRecord))]
+[JsonSerializable(typeof(SyncPointRecord))]
 public sealed partial class ClusterJson : JsonSerializerContext;

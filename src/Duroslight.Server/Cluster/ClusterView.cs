@@ -31,6 +31,9 @@ public sealed class ClusterView
     /// <summary>Opened replicas: volume ID -> node -> replica record.</summary>
     public Dictionary<Guid, SortedDictionary<int, ReplicaRecord>> Replicas { get; } = [];
 
+    /// <summary>Sync points of replicas outside the in-sync set: (volume ID, node) -> record.</summary>
+    public Dictionary<(Guid Volume, int Node), SyncPointRecord> SyncPoints { get; } = [];
+
     /// <summary>Nodes an operator drains (drain/NN): they hand their primaries over and get no new replica.</summary>
     public HashSet<int> Draining { get; } = [];
 
@@ -94,6 +97,10 @@ public sealed class ClusterView
                 if (!view.Replicas.TryGetValue(id, out var byNode)) view.Replicas[id] = byNode = [];
                 byNode[replica.Node] = replica;
             }
+            else if (key.StartsWith(keys.SyncPointsPrefix, StringComparison.Ordinal)
+                && Guid.TryParse(key.AsSpan(keys.SyncPointsPrefix.Length, 36), out var syncVolume)
+                && JsonSerializer.Deserialize(value, ClusterJson.Default.SyncPointRecord) is { } syncPoint)
+                view.SyncPoints[(syncVolume, syncPoint.Node)] = syncPoint;
             else if (key.StartsWith(keys.HostsPrefix, StringComparison.Ordinal)
                 && JsonSerializer.Deserialize(value, ClusterJson.Default.HostsRecord) is { } hosts)
                 view.HostLists[hosts.Pool] = (hosts, kv.ModRevision);
@@ -119,6 +126,10 @@ public sealed class ClusterView
     /// </summary>
     public NodeRecord? ForwardTarget(Guid volume, int node, int primary) =>
         ReplicaState(volume, node) == "open" && ReplicaFollows(volume, node) == primary && Nodes.TryGetValue(node, out var r) ? r : null;
+
+    /// <summary>The incarnation of the node's replica as it published it (empty: none, or not known).</summary>
+    public Guid Incarnation(Guid volume, int node) =>
+        Replicas.TryGetValue(volume, out var byNode) && byNode.TryGetValue(node, out var r) ? r.Incarnation : Guid.Empty;
 
     /// <summary>The primary whose forwarded writes the node's replica applies (-1: none, or no record).</summary>
     public int ReplicaFollows(Guid volume, int node) =>

@@ -150,7 +150,21 @@ public sealed partial class ControlApi
         bool local = false;
         foreach (var id in node.VolumeOps.StoredIds()) local |= id == v.Id;
         return new ClusterVolumeResponse(v.Id.ToString("D"), v.Name, v.SizeBytes, v.Nsid, v.Replicas, v.Placement, v.Primary, v.InSync,
-            states, v.Generation, local, v.Hosts, Rebuilds(v, states));
+            states, v.Generation, local, v.Hosts, Rebuilds(v, states), LastRebuilds(v));
+    }
+
+    private static string Kind(bool dirty) => dirty ? "dirty" : "full";
+
+    /// <summary>Asked of the primary: how the last rebuild of each replica that this node ran ended (null elsewhere, or none).</summary>
+    private SortedDictionary<string, RebuildResultResponse>? LastRebuilds(VolumeRecord v)
+    {
+        if (node.Replicator is not { } replicator || v.Primary != node.Settings.NodeIndex) return null;
+        SortedDictionary<string, RebuildResultResponse>? results = null;
+        foreach (var r in replicator.LastRebuilds())
+            if (r.Volume == v.Id)
+                (results ??= new(StringComparer.Ordinal))[r.Node.ToString(CultureInfo.InvariantCulture)] =
+                    new RebuildResultResponse(Kind(r.Dirty), r.Resumed, r.ChunksTotal, r.ChunksCopied, r.BytesCopied, r.Joined);
+        return results;
     }
 
     /// <summary>Asked of the primary: the replicas it rebuilds now, shown as "rebuilding" with their progress (null elsewhere).</summary>
@@ -164,7 +178,7 @@ public sealed partial class ControlApi
             string key = r.Node.ToString(CultureInfo.InvariantCulture);
             states[key] = "rebuilding";
             (rebuilds ??= new(StringComparer.Ordinal))[key] = new RebuildResponse(r.ChunksTotal, r.ChunksLeft, r.BytesCopied,
-                Math.Round(r.MiBPerSecond, 1), Math.Round(r.EtaSeconds, 1));
+                Math.Round(r.MiBPerSecond, 1), Math.Round(r.EtaSeconds, 1), Kind(r.Dirty), r.Resumed);
         }
         return rebuilds;
     }

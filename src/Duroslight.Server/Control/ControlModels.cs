@@ -21,13 +21,19 @@ public sealed record VolumeResponse(string Id, string Name, long SizeBytes, int 
 /// <summary>A cluster volume (`ctl volumes show` in a cluster): placement, primary, in-sync set and each replica's state.</summary>
 public sealed record ClusterVolumeResponse(string Id, string Name, long SizeBytes, uint Nsid, int Replicas, IReadOnlyList<int> Placement,
     int Primary, IReadOnlyList<int> InSync, IReadOnlyDictionary<string, string> ReplicaStates, long Generation, bool Local,
-    IReadOnlyList<string>? Hosts, IReadOnlyDictionary<string, RebuildResponse>? Rebuild = null);
+    IReadOnlyList<string>? Hosts, IReadOnlyDictionary<string, RebuildResponse>? Rebuild = null,
+    IReadOnlyDictionary<string, RebuildResultResponse>? LastRebuild = null);
 
 /// <summary>
-/// A replica the answering node (its primary) is rebuilding: chunks of 128 KiB, bytes written to it so far, the pace
-/// in MiB/s of chunks handled and the seconds left at that pace (-1 until the first chunk is done).
+/// A replica the answering node (its primary) is rebuilding: chunks of 128 KiB to copy, bytes written to it so far,
+/// the pace in MiB/s of chunks handled and the seconds left at that pace (-1 until the first chunk is done); Kind
+/// "dirty" (only the chunks it missed) or "full" (a new or wiped replica); Resumed: started from a sync point in etcd.
 /// </summary>
-public sealed record RebuildResponse(long ChunksTotal, long ChunksLeft, long BytesCopied, double MibPerSecond, double EtaSeconds);
+public sealed record RebuildResponse(long ChunksTotal, long ChunksLeft, long BytesCopied, double MibPerSecond, double EtaSeconds,
+    string Kind, bool Resumed);
+
+/// <summary>The last rebuild of a replica that ended on the answering node (its primary): what it copied and whether the replica joined.</summary>
+public sealed record RebuildResultResponse(string Kind, bool Resumed, long ChunksTotal, long ChunksCopied, long BytesCopied, bool Joined);
 
 /// <summary>
 /// `ctl volumes move|move-status|move-cancel`: a volume's last move. Phase copying, cutover, done, failed (error says

@@ -205,6 +205,7 @@ public sealed class NodeHost : IAsyncDisposable
         _replicator = new Replicator(_shards!, Target.Backend!.Nqn, Replicator.NodeHostNqn(Settings.ClusterId, Settings.NodeIndex), _logger)
         {
             RebuildBytesPerSecond = (long)Settings.RebuildMiBPerSecond << 20,
+            Self = Settings.NodeIndex,
         };
         _volumeTable.WrapChannel = _replicator.Wrap;
         _cluster = new ClusterMember(Settings, _volumes!, _logger, Target.Fence, _replicator)
@@ -215,6 +216,7 @@ public sealed class NodeHost : IAsyncDisposable
         _volumes!.SharedReservations = _cluster.StoreReservationAsync;
         _replicator.DropInEtcd = _cluster.DropFromInSyncAsync;
         _replicator.JoinInEtcd = _cluster.JoinInSyncAsync;
+        _replicator.SaveSyncPointInEtcd = _cluster.SaveSyncPointAsync;
         _cluster.JoinAsync($"{Settings.AdvertisedAddress}:{Port(Settings.Listen)}", $"{Settings.DiscoveryAdvertisedAddress}:{Port(Settings.Discovery)}")
             .GetAwaiter().GetResult();
     }

@@ -252,6 +252,17 @@ public sealed class NodeVolumes(IVolumeStore store, Target target, VolumeTable v
         lock (_gate) return NamespaceOf(id) is { } ns ? target.QuiesceAsync(ns.Nsid, AnaState.Inaccessible) : Task.CompletedTask;
     }
 
+    /// <summary>The incarnation of the stored volume (made when it was created, kept with its data); empty if none or not stored.</summary>
+    public Guid IncarnationOf(Guid id)
+    {
+        lock (_gate)
+        {
+            foreach (var d in store.List())
+                if (d.Id == id) return d.Incarnation ?? Guid.Empty;
+            return Guid.Empty;
+        }
+    }
+
     /// <summary>A replica the cluster no longer places here: its namespace goes (AEN), then its data.</summary>
     public void DropReplica(Guid id)
     {

@@ -30,7 +30,7 @@ public sealed class NodeMetrics
     private readonly Counter _deviceErrors, _replicationCommands, _replicationBytes, _replicationLatency;
     private HashSet<(string Name, string Kind)> _deviceLabels = [];
     private HashSet<(string Name, string Id)> _replicaLabels = [];
-    private readonly Gauge _rebuildChunksLeft, _rebuildBytes, _rebuildEta;
+    private readonly Gauge _rebuildChunksLeft, _rebuildBytes, _rebuildEta, _rebuildDirty, _rebuildResumed, _lastRebuildChunks, _lastRebuildDirty, _lastRebuildResumed;
     private HashSet<(string Volume, string Peer)> _rebuildLabels = [];
     private readonly GftlSeries? _gftl;
     private HashSet<(string Name, string Id)> _volumeLabels = [];
@@ -70,6 +70,11 @@ public sealed class NodeMetrics
         _rebuildChunksLeft = f.CreateGauge("duroslight_rebuild_chunks_left", "128 KiB chunks a rebuild of the peer's replica (this node primary) has not copied yet.", "volume", "peer");
         _rebuildBytes = f.CreateGauge("duroslight_rebuild_copied_bytes", "Bytes the rebuild of the peer's replica has written to it so far.", "volume", "peer");
         _rebuildEta = f.CreateGauge("duroslight_rebuild_eta_seconds", "Seconds the rebuild of the peer's replica needs at its pace so far (-1: not known yet).", "volume", "peer");
+        _rebuildDirty = f.CreateGauge("duroslight_rebuild_dirty", "1 while the rebuild of the peer's replica copies only the chunks it missed, 0 for a full copy (new or wiped replica).", "volume", "peer");
+        _rebuildResumed = f.CreateGauge("duroslight_rebuild_resumed", "1 while the rebuild of the peer's replica started from a sync point in etcd.", "volume", "peer");
+        _lastRebuildChunks = f.CreateGauge("duroslight_rebuild_last_chunks_copied", "128 KiB chunks the last rebuild of the peer's replica that ended on this node copied.", "volume", "peer");
+        _lastRebuildDirty = f.CreateGauge("duroslight_rebuild_last_dirty", "1 if the last rebuild of the peer's replica that ended on this node copied only the chunks it missed, 0 if every chunk.", "volume", "peer");
+        _lastRebuildResumed = f.CreateGauge("duroslight_rebuild_last_resumed", "1 if the last rebuild of the peer's replica that ended on this node started from a sync point in etcd.", "volume", "peer");
         _peerConnected = f.CreateGauge("duroslight_replication_peer_connected", "1 while this node's replication link to the peer node is connected (0: lost).", "peer");
         _replicationCommands = f.CreateCounter("duroslight_replication_commands_total", "Commands forwarded to the peer node and completed (writes, write-zeroes, deallocates, flushes).", "peer");
         _replicationBytes = f.CreateCounter("duroslight_replication_bytes_total", "Data bytes forwarded to the peer node.", "peer");
@@ -170,6 +175,16 @@ public sealed class NodeMetrics
             _rebuildChunksLeft.WithLabels(volume, peer).Set(r.ChunksLeft);
             _rebuildBytes.WithLabels(volume, peer).Set(r.BytesCopied);
             _rebuildEta.WithLabels(volume, peer).Set(r.EtaSeconds);
+            _rebuildDirty.WithLabels(volume, peer).Set(r.Dirty ? 1 : 0);
+            _rebuildResumed.WithLabels(volume, peer).Set(r.Resumed ? 1 : 0);
+        }
+        foreach (var r in replicator.LastRebuilds())
+        {
+            string volume = view.Find(r.Volume.ToString("D"))?.Record.Name ?? r.Volume.ToString("D");
+            string peer = Int(r.Node);
+            _lastRebuildChunks.WithLabels(volume, peer).Set(r.ChunksCopied);
+            _lastRebuildDirty.WithLabels(volume, peer).Set(r.Dirty ? 1 : 0);
+            _lastRebuildResumed.WithLabels(volume, peer).Set(r.Resumed ? 1 : 0);
         }
         foreach (var (volume, peer) in _rebuildLabels)
         {
@@ -177,6 +192,8 @@ public sealed class NodeMetrics
             _rebuildChunksLeft.RemoveLabelled(volume, peer);
             _rebuildBytes.RemoveLabelled(volume, peer);
             _rebuildEta.RemoveLabelled(volume, peer);
+            _rebuildDirty.RemoveLabelled(volume, peer);
+            _rebuildResumed.RemoveLabelled(volume, peer);
         }
         _rebuildLabels = labels;
     }

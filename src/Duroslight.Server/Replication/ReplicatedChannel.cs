@@ -15,9 +15,14 @@ namespace Duroslight.Server.Replication;
 /// secondary that failed is out of the in-sync set in etcd). The chunk is owned by this shard, so the forward and
 /// its completion stay on it. With no secondary (a secondary replica, a one-replica volume) it is the local channel.
 /// </summary>
-internal sealed class ReplicatedChannel(IVolumeChannel local, VolumeReplication replication, Shard shard, int blockSize) : IVolumeChannel
+internal sealed class ReplicatedChannel(IVolumeChannel local, VolumeReplication replication, Shard shard, int blockSize) : IVolumeChannel, IShardWork
 {
     private readonly Stack<ReplicationOp> _ops = new();
+    /// <summary>Changes waiting, in arrival order, until etcd's sync points list the chunks they made dirty.</summary>
+    private readonly List<ReplicationOp> _parked = [];
+    private long _parkedSeq;
+    private int _parkedCount, _wakePosted;
+    private bool _resuming;
     /// <summary>The volume's gate on this shard, shared by the channels the volume table opens for it over time.</summary>
     private readonly OverlapGate<IGatedOp> _order = replication.GateOf(shard);
 
@@ -101,8 +106,68 @@ internal sealed class ReplicatedChannel(IVolumeChannel local, VolumeReplication 
     private ValueTask<StorageResult> Admit(ReplicationOp op)
     {
         var task = op.Prepare();
-        if (op.Kind == ReplicationKind.Flush || _order.TryEnter(op)) op.Begin();
+        if (op.Kind != ReplicationKind.Flush)
+        {
+            // Write intent: a chunk this change makes dirty for a replica outside the in-sync set is in etcd's sync
+            // point before any replica has the change; later changes queue behind one that waits (arrival order).
+            long seq = replication.MarkDirty(op.Start, op.End);
+            if (_parked.Count > 0 || (seq != 0 && !replication.IsSaved(seq)))
+            {
+                Park(op, seq, start: true);
+                return task;
+            }
+        }
+        Enter(op);
         return task;
+    }
+
+    private void Enter(ReplicationOp op)
+    {
+        if (op.Kind == ReplicationKind.Flush || _order.TryEnter(op)) op.Begin();
+    }
+
+    /// <summary>
+    /// On the shard: <paramref name="op"/> waits for the save of mark <paramref name="seq"/>, then starts
+    /// (<paramref name="start"/>) or counts that in (a forward that failed: its completion waits).
+    /// </summary>
+    internal void Park(ReplicationOp op, long seq, bool start)
+    {
+        _parkedSeq = Math.Max(seq, _parkedSeq);
+        op.SavedSeq = _parkedSeq;
+        op.StartWhenSaved = start;
+        _parked.Add(op);
+        Interlocked.Increment(ref _parkedCount); // a full fence: the saver's wake sees it, or this sees its save
+        if (replication.IsSaved(op.SavedSeq)) Resume();
+    }
+
+    /// <summary>Any thread (the sync-point saver, after a save): post the shard a re-check of the parked changes.</summary>
+    internal void WakeIfParked()
+    {
+        if (Volatile.Read(ref _parkedCount) > 0 && Interlocked.Exchange(ref _wakePosted, 1) == 0) shard.Post(this);
+    }
+
+    /// <summary>On the shard: the wake <see cref="WakeIfParked"/> posted.</summary>
+    void IShardWork.Execute()
+    {
+        Volatile.Write(ref _wakePosted, 0);
+        Resume();
+    }
+
+    /// <summary>On the shard: the parked changes whose marks are saved go on, in order (a nested park only appends).</summary>
+    private void Resume()
+    {
+        if (_resuming) return;
+        _resuming = true;
+        int i = 0;
+        while (i < _parked.Count && replication.IsSaved(_parked[i].SavedSeq))
+        {
+            var op = _parked[i++];
+            if (op.StartWhenSaved) Enter(op);
+            else op.Saved();
+        }
+        _parked.RemoveRange(0, i);
+        Interlocked.Add(ref _parkedCount, -i);
+        _resuming = false;
     }
 
     private ulong Lba(long offset) => (ulong)(offset / blockSize);
@@ -180,7 +245,7 @@ internal sealed class ReplicationOp : IValueTaskSource<StorageResult>, IShardWor
         _dropFailed = false;
         int shard = _owner.Shard.Index;
         foreach (var link in targets)
-            if (!link.Queues[shard].Submit(this)) _owner.Replication.AwaitDrop(link.Node, this);
+            if (!link.Queues[shard].Submit(this)) Missed(link.Node);
         var local = _owner.StartLocal(this);
         if (local.IsCompleted) LocalDone(local.Result);
         else
@@ -194,8 +259,32 @@ internal sealed class ReplicationOp : IValueTaskSource<StorageResult>, IShardWor
     public void RemoteDone(PeerLink link, bool ok)
     {
         if (ok) Arrive();
-        else _owner.Replication.AwaitDrop(link.Node, this);
+        else Missed(link.Node);
     }
+
+    /// <summary>
+    /// On the shard: <paramref name="node"/> did not get this change. It leaves the in-sync set (the completion waits
+    /// for the drop) and the change's chunks are dirty for it; if that made one dirty, the completion also waits until
+    /// etcd's sync point lists it, so no acknowledged change is missing from the map a later rebuild copies.
+    /// </summary>
+    private void Missed(int node)
+    {
+        var replication = _owner.Replication;
+        replication.AwaitDrop(node, this);
+        long seq = Kind == ReplicationKind.Flush ? 0 : replication.MarkDirty(Start, End, node);
+        if (seq == 0 || replication.IsSaved(seq)) return;
+        _pending++;
+        _owner.Park(this, seq, start: false);
+    }
+
+    /// <summary>On the shard: the sync-point save a failed forward waited for is done (<see cref="Missed"/>).</summary>
+    public void Saved() => Arrive();
+
+    /// <summary>The mark count this op waits to see saved while parked (<see cref="ReplicatedChannel.Park"/>).</summary>
+    public long SavedSeq;
+
+    /// <summary>Parked before it started (true) or after a forward failed (false).</summary>
+    public bool StartWhenSaved;
 
     /// <summary>Any thread: the drop this op waited for is over; <see cref="Execute"/> follows on the shard.</summary>
     public void DropDone(bool succeeded)

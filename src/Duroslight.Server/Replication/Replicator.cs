@@ -24,6 +24,7 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
     private readonly ConcurrentDictionary<int, PeerCounters[]> _counters = new();
     private readonly SemaphoreSlim _linksGate = new(1, 1);
     private readonly ConcurrentDictionary<(Guid Volume, int Node), Rebuild> _rebuilds = new();
+    private readonly ConcurrentDictionary<(Guid Volume, int Node), RebuildResult> _lastRebuilds = new();
 
     /// <summary>The backend subsystem's NQN (<see cref="TargetOptions.BackendNqn"/>) for a cluster's default subsystem.</summary>
     public static string BackendNqnFor(string subsystemNqn) => subsystemNqn + ".replication";
@@ -46,6 +47,12 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
 
     /// <summary>Adds a rebuilt node to a volume's in-sync set in etcd; true once it is in it.</summary>
     public Func<Guid, int, Task<bool>> JoinInEtcd { get; set; } = static (_, _) => Task.FromResult(false);
+
+    /// <summary>Writes a volume's sync point for one replica in etcd (only while this node's lease holds); true once written.</summary>
+    public Func<Guid, SyncPointRecord, Task<bool>> SaveSyncPointInEtcd { get; set; } = static (_, _) => Task.FromResult(false);
+
+    /// <summary>This node's index (the sync points it writes name it).</summary>
+    public int Self { get; set; } = -1;
 
     /// <summary>Rebuild copy rate, bytes of chunks per second (0: unlimited).</summary>
     public long RebuildBytesPerSecond { get; set; } = 64L << 20;
@@ -82,6 +89,7 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
     {
         var replication = For(v.Id);
         replication.Nsid = v.Nsid;
+        TrackOutOfSync(v, view, self, replication);
         replication.KeepOrder = v.Placement.Count > 1;
         var links = new List<PeerLink>();
         bool ready = true;
@@ -115,11 +123,66 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
         return ready;
     }
 
+    /// <summary>
+    /// Every view, on every node: the volume's size and its replicas' incarnations, so a node that becomes the primary
+    /// knows what a replica that dies later was (its dirty map is relative to that).
+    /// </summary>
+    public void Observe(VolumeRecord v, ClusterView view)
+    {
+        var replicas = new List<(int, Guid)>();
+        foreach (int node in v.Placement) replicas.Add((node, view.Incarnation(v.Id, node)));
+        For(v.Id).Observe(v.SizeBytes, replicas);
+    }
+
+    /// <summary>
+    /// Before this primary admits a change: every placed replica outside the in-sync set has a dirty-chunk track,
+    /// loaded from its sync point in etcd (written by this node before a restart or by the previous primary), or a
+    /// full one if there is none; a replica the view lists in sync (and not being dropped) has none.
+    /// </summary>
+    private static void TrackOutOfSync(VolumeRecord v, ClusterView view, int self, VolumeReplication replication)
+    {
+        replication.BecomePrimary(view.ReplicaFollows(v.Id, self) is var followed && followed != self ? followed : -1);
+        // A replica no longer placed, or that a move takes off its node, is never rebuilt: nothing to record for it.
+        foreach (var t in replication.Tracks)
+            if (!v.Placement.Contains(t.Node) || view.MovingOut(v.Id, t.Node)) replication.RemoveTrack(t.Node);
+        foreach (int node in v.Placement)
+        {
+            if (node == self || view.MovingOut(v.Id, node)) continue;
+            if (!v.InSync.Contains(node)) replication.EnsureTrack(node, () => LoadTrack(v, view, node));
+            else if (!replication.WasDropped(node) && !replication.IsRebuilding(node)) replication.RemoveTrack(node);
+        }
+    }
+
+    /// <summary>The track a sync point in etcd describes; a full one when there is none or it does not decode (another size).</summary>
+    private static DirtyTrack LoadTrack(VolumeRecord v, ClusterView view, int node)
+    {
+        var map = new DirtyMap(DirtyMap.ChunksOf(v.SizeBytes));
+        if (view.SyncPoints.TryGetValue((v.Id, node), out var saved) && saved.Chunks == map.Chunks && TryDecode(saved.Map, map))
+            return new DirtyTrack(node, map, saved.Incarnation, saved.Full, resumed: true);
+        map.SetAll();
+        return new DirtyTrack(node, map, Guid.Empty, full: true, resumed: false);
+    }
+
+    private static bool TryDecode(string base64, DirtyMap into)
+    {
+        var bytes = new byte[(base64.Length * 3 + 3) / 4];
+        return Convert.TryFromBase64String(base64, bytes, out int length) && DirtyMapCodec.TryDecodeInto(bytes.AsSpan(0, length), into);
+    }
+
+    /// <summary>The sync point of <paramref name="track"/> as etcd keeps it.</summary>
+    private Task<bool> SaveAsync(Guid volume, DirtyTrack track) =>
+        SaveSyncPointInEtcd(volume, new SyncPointRecord(track.Node, track.Incarnation, track.Full, track.Map.Chunks,
+            Convert.ToBase64String(DirtyMapCodec.Encode(track.Map)), Self));
+
+    /// <summary>Saves the volume's changed sync points now (before this node hands the volume over); true once saved.</summary>
+    public Task<bool> SaveSyncPointsAsync(Guid volume) => _volumes.TryGetValue(volume, out var r) ? r.SaveAsync() : Task.FromResult(true);
+
     /// <summary>This node is not (or no longer) the volume's primary: nothing to forward, no rebuild.</summary>
     public void Demote(Guid volume)
     {
         if (!_volumes.TryGetValue(volume, out var r)) return;
         StopRebuilds(r, static _ => true);
+        r.RemoveAllTracks();
         r.KeepOrder = false;
         r.SetTargets([]);
     }
@@ -149,10 +212,13 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
         foreach (var r in _rebuilds.Values)
         {
             var (rate, eta) = r.Pace();
-            list.Add(new RebuildProgress(r.VolumeId, r.Node, r.ChunksTotal, r.ChunksLeft, r.BytesCopied, rate, eta));
+            list.Add(new RebuildProgress(r.VolumeId, r.Node, r.ChunksTotal, r.ChunksLeft, r.BytesCopied, rate, eta, r.Dirty, r.Resumed));
         }
         return list;
     }
+
+    /// <summary>The last rebuild of each replica that ended on this node (metrics, `ctl volumes show`), joined or not.</summary>
+    public IReadOnlyList<RebuildResult> LastRebuilds() => [.. _lastRebuilds.Values];
 
     /// <summary>
     /// Rebuilds every replica placed on a live node whose replica is open but that is outside the in-sync set (it
@@ -172,8 +238,11 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
             // Only once its replica follows this primary: before, it would refuse the forwards (a lagging view).
             if (view.ForwardTarget(v.Id, node, self) is not { } record) continue;
             var link = await EnsureLinkAsync(node, record.Io).ConfigureAwait(false);
-            if (link is null) continue;
-            var rebuild = new Rebuild(replication, link, v.SizeBytes, v.BlockSize, RebuildBytesPerSecond);
+            if (link is null || replication.TrackOf(node) is not { } track) continue;
+            // The map says what the replica it was recorded against misses; any other (new, wiped, not known) gets every chunk.
+            var incarnation = view.Incarnation(v.Id, node);
+            if (track.Incarnation == Guid.Empty || track.Incarnation != incarnation) track.RestartFull(incarnation);
+            var rebuild = new Rebuild(replication, link, track, v.SizeBytes, v.BlockSize, RebuildBytesPerSecond);
             if (!_rebuilds.TryAdd((v.Id, node), rebuild)) continue;
             _ = Task.Run(() => RunRebuildAsync(v.Name, rebuild));
         }
@@ -181,7 +250,8 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
 
     private async Task RunRebuildAsync(string name, Rebuild rebuild)
     {
-        logger.LogInformation("volume {Name}: rebuilding node {Node} ({Chunks} chunks, {Rate} bytes/s)", name, rebuild.Node, rebuild.ChunksTotal, rebuild.BytesPerSecond);
+        logger.LogInformation("volume {Name}: rebuilding node {Node} ({Chunks} chunks, {Kind}{Resumed}, {Rate} bytes/s)", name, rebuild.Node,
+            rebuild.ChunksTotal, rebuild.Dirty ? "the chunks it missed" : "full copy", rebuild.Resumed ? ", from the sync point in etcd" : "", rebuild.BytesPerSecond);
         bool ok = false;
         try
         {
@@ -198,6 +268,8 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
             logger.LogWarning("volume {Name}: rebuild of node {Node} stopped with {Left} chunks left; a later pass tries again", name, rebuild.Node, rebuild.ChunksLeft);
             await Task.Delay(1000).ConfigureAwait(false); // not a tight retry loop against a failing node
         }
+        _lastRebuilds[(rebuild.VolumeId, rebuild.Node)] = new RebuildResult(rebuild.VolumeId, rebuild.Node, rebuild.ChunksTotal, rebuild.ChunksDone,
+            rebuild.BytesCopied, rebuild.Dirty, rebuild.Resumed, ok);
         _rebuilds.TryRemove(new KeyValuePair<(Guid, int), Rebuild>((rebuild.VolumeId, rebuild.Node), rebuild));
     }
 
@@ -208,7 +280,7 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
         return counters;
     });
 
-    private VolumeReplication For(Guid id) => _volumes.GetOrAdd(id, i => new VolumeReplication(i, (v, n) => DropInEtcd(v, n), logger));
+    private VolumeReplication For(Guid id) => _volumes.GetOrAdd(id, i => new VolumeReplication(i, (v, n) => DropInEtcd(v, n), logger) { SaveSyncPoint = SaveAsync });
 
     /// <summary>The link to <paramref name="node"/>, connecting a new one if there is none or it was lost; null if it cannot connect now.</summary>
     private async Task<PeerLink?> EnsureLinkAsync(int node, string io)
@@ -253,5 +325,12 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
     }
 }
 
-/// <summary>One rebuild under way: chunks of the volume, chunks not copied yet, bytes sent, pace and seconds left (-1: not known yet).</summary>
-public sealed record RebuildProgress(Guid Volume, int Node, long ChunksTotal, long ChunksLeft, long BytesCopied, double MiBPerSecond, double EtaSeconds);
+/// <summary>
+/// One rebuild under way: chunks to copy, chunks not copied yet, bytes sent, pace and seconds left (-1: not known yet);
+/// Dirty: only the chunks the replica missed (else a full copy); Resumed: started from a sync point in etcd.
+/// </summary>
+public sealed record RebuildProgress(Guid Volume, int Node, long ChunksTotal, long ChunksLeft, long BytesCopied, double MiBPerSecond, double EtaSeconds,
+    bool Dirty, bool Resumed);
+
+/// <summary>A rebuild that ended: chunks it was to copy, chunks it copied, bytes sent, its kind, and whether the replica joined the in-sync set.</summary>
+public sealed record RebuildResult(Guid Volume, int Node, long ChunksTotal, long ChunksCopied, long BytesCopied, bool Dirty, bool Resumed, bool Joined);

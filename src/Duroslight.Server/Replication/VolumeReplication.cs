@@ -12,7 +12,7 @@ namespace Duroslight.Server.Replication;
 /// the drop is in etcd, writes keep waiting for it (and fail if it cannot be made), so no acknowledged write exists
 /// only outside the in-sync set.
 /// </summary>
-internal sealed class VolumeReplication(Guid volumeId, Func<Guid, int, Task<bool>> dropInEtcd, ILogger logger)
+internal sealed partial class VolumeReplication(Guid volumeId, Func<Guid, int, Task<bool>> dropInEtcd, ILogger logger)
 {
     private readonly object _gate = new();
     /// <summary>Drops under way, by node; a successful one stays (the node never comes back without a rebuild).</summary>
@@ -116,16 +116,21 @@ internal sealed class VolumeReplication(Guid volumeId, Func<Guid, int, Task<bool
     public async Task<bool> TryJoinAsync(int node, Func<Task<bool>> joinInEtcd)
     {
         await _inSyncChanges.WaitAsync().ConfigureAwait(false);
+        // No sync-point save beside the join: it deletes the node's sync point, which a save must not write back.
+        await _saves.WaitAsync().ConfigureAwait(false);
         try
         {
             lock (_gate)
                 if (!_rebuilding.ContainsKey(node) || _drops.ContainsKey(node)) return false;
-            return await joinInEtcd().ConfigureAwait(false);
+            if (!await joinInEtcd().ConfigureAwait(false)) return false;
         }
         finally
         {
+            _saves.Release();
             _inSyncChanges.Release();
         }
+        RemoveTrack(node);
+        return true;
     }
 
     /// <summary>Control path: the secondaries to forward to; a node dropped (or being dropped) stays out.</summary>
@@ -180,12 +185,14 @@ internal sealed class VolumeReplication(Guid volumeId, Func<Guid, int, Task<bool
 
     /// <summary>
     /// Any thread: <paramref name="node"/> missed a write (or its link failed, <paramref name="op"/> null). Starts
-    /// the etcd drop unless one is under way; <paramref name="op"/> hears when it is over.
+    /// the etcd drop unless one is under way; <paramref name="op"/> hears when it is over. From here on the node has a
+    /// dirty-chunk track (<see cref="MarkDirty"/>).
     /// </summary>
     public void AwaitDrop(int node, ReplicationOp? op)
     {
         lock (_gate)
         {
+            TrackDropped(node); // before the op that missed the write marks its chunks in it
             if (!_drops.TryGetValue(node, out var drop) || (drop.Done && !drop.Succeeded))
             {
                 _drops[node] = drop = new Drop();
