@@ -6,10 +6,10 @@
 # deleted) and restarted: a full copy. During each rebuild the host runs 4K randrw (70% reads) at QD 8 on the primary.
 # Prints the rebuild's chunks, kind and seconds (from the restart to the join: includes the node's start), its
 # MiB/s of chunks handled, and the host's latency line. Usage:
-#   bench/run-rebuild.sh [rate_mib_s] [size] [dirty]     (defaults 64 1G 64m; ports 27000-27999, PORT_BASE moves them)
+#   bench/run-rebuild.sh [rate_mib_s] [size] [dirty]     (defaults 64 1G 64m; ports 24000-24999, PORT_BASE moves them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rate=${1:-64} size=${2:-1G} dirty=${3:-64m} base=${PORT_BASE:-27000}
+rate=${1:-64} size=${2:-1G} dirty=${3:-64m} base=${PORT_BASE:-24000}
 dotnet build src/Duroslight.Server -c Release -v q -nologo >/dev/null
 dotnet build bench/Duroslight.Load -c Release -v q -nologo >/dev/null
 server=src/Duroslight.Server/bin/Release/net10.0/duroslight
@@ -35,7 +35,7 @@ start() {
 for n in 0 1 2; do start $n; done
 ctl() { "$server" ctl --socket "$dir/n$1/ctl.sock" "${@:2}"; }
 ctl 0 volumes create rb "$size" --replicas 3 >/dev/null
-json() { ctl "$1" --json volumes show rb | python3 -c "import json,sys; v=json.load(sys.stdin); print(eval('$2'))"; }
+json() { ctl "$1" --json volumes show rb | python3 -c "import json,sys; v=json.load(sys.stdin); print(eval(sys.argv[1]))" "$2"; }
 primary=$(json 0 "v['primary']") nsid=$(json 0 "v['nsid']")
 victim=$(( (primary + 1) % 3 ))
 host() { "$load" --target 127.0.0.1:$((base + 421 + primary)) --metrics http://127.0.0.1:$((base + 181 + primary))/metrics --nsid "$nsid" --ramp 0 "$@"; }
