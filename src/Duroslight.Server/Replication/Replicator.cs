@@ -24,6 +24,8 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
     private readonly ConcurrentDictionary<int, PeerCounters[]> _counters = new();
     private readonly SemaphoreSlim _linksGate = new(1, 1);
     private readonly ConcurrentDictionary<(Guid Volume, int Node), Rebuild> _rebuilds = new();
+    /// <summary>The last rebuild of each replica that completed here (a move reports its bytes after the join).</summary>
+    private readonly ConcurrentDictionary<(Guid Volume, int Node), RebuildProgress> _completed = new();
 
     /// <summary>The backend subsystem's NQN (<see cref="TargetOptions.BackendNqn"/>) for a cluster's default subsystem.</summary>
     public static string BackendNqnFor(string subsystemNqn) => subsystemNqn + ".replication";
@@ -146,12 +148,18 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
     public IReadOnlyList<RebuildProgress> Rebuilds()
     {
         var list = new List<RebuildProgress>();
-        foreach (var r in _rebuilds.Values)
-        {
-            var (rate, eta) = r.Pace();
-            list.Add(new RebuildProgress(r.VolumeId, r.Node, r.ChunksTotal, r.ChunksLeft, r.BytesCopied, rate, eta));
-        }
+        foreach (var r in _rebuilds.Values) list.Add(Progress(r));
         return list;
+    }
+
+    /// <summary>The replica's rebuild under way here, else the last one that completed here; null if none.</summary>
+    public RebuildProgress? RebuildOf(Guid volume, int node) =>
+        _rebuilds.TryGetValue((volume, node), out var r) ? Progress(r) : _completed.TryGetValue((volume, node), out var done) ? done : null;
+
+    private static RebuildProgress Progress(Rebuild r)
+    {
+        var (rate, eta) = r.Pace();
+        return new RebuildProgress(r.VolumeId, r.Node, r.ChunksTotal, r.ChunksLeft, r.BytesCopied, rate, eta);
     }
 
     /// <summary>
@@ -175,6 +183,7 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
             if (link is null) continue;
             var rebuild = new Rebuild(replication, link, v.SizeBytes, v.BlockSize, RebuildBytesPerSecond);
             if (!_rebuilds.TryAdd((v.Id, node), rebuild)) continue;
+            _completed.TryRemove((v.Id, node), out _);
             _ = Task.Run(() => RunRebuildAsync(v.Name, rebuild));
         }
     }
@@ -192,6 +201,7 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
             logger.LogError("volume {Name}: rebuild of node {Node}: {Error}", name, rebuild.Node, e.Message);
             rebuild.Abandon();
         }
+        if (ok) _completed[(rebuild.VolumeId, rebuild.Node)] = Progress(rebuild);
         if (ok) logger.LogInformation("volume {Name}: node {Node} rebuilt ({Bytes} bytes copied) and back in sync", name, rebuild.Node, rebuild.BytesCopied);
         else
         {
