@@ -29,11 +29,11 @@ die() {
     exit 2
 }
 
-CASE_IDS=(1 2 3 4 5 6 7 8 9 10 11 12 13 14)
+CASE_IDS=(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)
 declare -A CASE_NAME=(
     [1]=discover [2]=identify [3]=fio-verify [4]=aux-subsystems [5]=allow-host
     [6]=multi-controller [7]=target-restart [8]=discard [9]=discovery-aen [10]=protocol-capture [11]=discovery-client [12]=reservations
-    [13]=multipath [14]=failover
+    [13]=multipath [14]=failover [15]=move
 )
 declare -A CASE_DESC=(
     [1]="nvme discover lists the default subsystem (not the aux ones) with trsvcid/traddr"
@@ -50,6 +50,7 @@ declare -A CASE_DESC=(
     [12]="two host NQNs: resv-register/acquire/report/release, preempt-and-abort, a write refused with Reservation Conflict"
     [13]="etcd + 3 cluster nodes, a 3-replica volume: one namespace, 3 paths (optimized/inaccessible), fio verify via multipath"
     [14]="the cluster of 13: SIGKILL of the primary node under fio crc32c verify via multipath; another path turns optimized"
+    [15]="the cluster of 13: a 2-replica volume's primary moved to the third node (ctl volumes move) under fio crc32c verify via multipath"
 )
 
 # test ports and identities (not the defaults, so a developer's target can keep running)
@@ -153,7 +154,7 @@ T_START=$SECONDS
 DIE_SUMMARY=1
 log "work dir: $WORK_DIR (cache: $CACHE_DIR)"
 NEED_CAPTURE=0; want 10 && NEED_CAPTURE=1
-NEED_CLUSTER=0; { want 13 || want 14; } && NEED_CLUSTER=1
+NEED_CLUSTER=0; { want 13 || want 14 || want 15; } && NEED_CLUSTER=1
 ensure_prereqs "$NEED_CAPTURE" "$INSTALL" "$NEED_CLUSTER"
 kernel_fetch
 log "guest kernel: $KERNEL_VERSION ($KERNEL_ID)"
@@ -189,7 +190,7 @@ fi
 CLUSTER_STARTED=0
 if [ "$NEED_CLUSTER" = 1 ]; then
     cluster_start "$CLUSTER_IO_PORT" "$CLUSTER_DISC_PORT" "$CLUSTER_METRICS_PORT" "$CLUSTER_ETCD_PORT" "$CLUSTER_NQN" \
-        && CLUSTER_STARTED=1 || warn "the cluster did not start: cases 13 and 14 will fail"
+        && CLUSTER_STARTED=1 || warn "the cluster did not start: cases 13, 14 and 15 will fail"
 fi
 
 # --- the shared folder -----------------------------------------------------------
@@ -325,7 +326,7 @@ for c in "${SELECTED[@]}"; do
                   echo "  --- guest log of case $c ($WORK_DIR/share/logs/case$c.log, last 120 lines):"
                   tail -120 "$SHARE/logs/case$c.log" | indent
               fi
-              if [ "$c" = 13 ] || [ "$c" = 14 ]; then
+              if [ "$c" = 13 ] || [ "$c" = 14 ] || [ "$c" = 15 ]; then
                   for n in c0 c1 c2; do
                       [ -f "${TARGET_LOG[$n]:-}" ] || continue
                       echo "  --- cluster node $n (${TARGET_LOG[$n]}, last 15 lines):"; tail -15 "${TARGET_LOG[$n]}" | indent

@@ -740,6 +740,105 @@ case_14() { # failover: SIGKILL of the primary node while fio writes and verifie
     [ "$(ctl_field "$r" primary)" = "$n" ] && ok "node $n stays primary" || bad "the volume's primary is '$(ctl_field "$r" primary)' after the restart, expected $n"
 }
 
+# the node (index) whose path to namespace NSID $1 is optimized and live, or nothing (ANAGRPID = NSID on the target)
+optimized_node_of() {
+    for c in $(ctrls_of "$CLUSTER_NQN"); do
+        for p in /sys/class/nvme/"$c"/nvme*c*n*; do
+            [ "$(cat "$p/ana_grpid" 2>/dev/null)" = "$1" ] && [ "$(cat "$p/ana_state" 2>/dev/null)" = optimized ] \
+                && [ "$(ctrl_state "$c")" = live ] && { cluster_node_of "$c"; return 0; }
+        done
+    done
+    return 1
+}
+# the number of paths (controllers) that expose namespace NSID $1
+paths_of() {
+    _n=0
+    for c in $(ctrls_of "$CLUSTER_NQN"); do
+        for p in /sys/class/nvme/"$c"/nvme*c*n*; do [ "$(cat "$p/ana_grpid" 2>/dev/null)" = "$1" ] && _n=$((_n + 1)); done
+    done
+    echo "$_n"
+}
+# the multipath block device of namespace NSID $1 of the cluster's subsystem, waiting up to 15 s
+ns_dev_nsid() {
+    _i=0
+    while [ $_i -lt 75 ]; do
+        for n in /sys/class/nvme-subsystem/nvme-subsys*/nvme*n*; do
+            [ -e "$n/nsid" ] && [ "$(cat "$n/nsid")" = "$1" ] && [ "$(cat "$(dirname "$n")/subsysnqn")" = "$CLUSTER_NQN" ] \
+                && [ -b "/dev/$(basename "$n")" ] && { basename "$n"; return 0; }
+        done
+        sleep 0.2; _i=$((_i + 1))
+    done
+    return 1
+}
+# a node of the cluster that answers `ctl` (case 14 may have killed and restarted one)
+live_node() { for _ln in 0 1 2; do _r=$(host_req ctl "c$_ln" state) && { echo "$_ln"; return 0; }; done; return 1; }
+
+case_15() { # move: a 2-replica volume's primary moved to the node without a replica while fio writes and verifies
+    [ "$CLUSTER_STARTED" = 1 ] || { bad "the host could not start the cluster (etcd + 3 nodes, see run.sh output)"; return; }
+    L=$(live_node) || { bad "no cluster node answers ctl"; return; }
+    r=$(host_req ctl "c$L" volumes create mv 32M --replicas 2); say "  $r"
+    case "$r" in ok*) ;; *) bad "volumes create mv: $r"; return ;; esac
+    P=$(ctl_field "$r" primary); NS=$(ctl_field "$r" nsid); placement=$(ctl_field "$r" placement)
+    S=$((3 - ($(echo "$placement" | tr -d '[]' | tr ',' '+')))) # the node without a replica (nodes 0, 1, 2)
+    say "  volume mv: nsid $NS, primary $P, placement $placement, moving the primary to node $S"
+    nvme disconnect -n "$CLUSTER_NQN" >/dev/null 2>&1
+    i=0
+    while [ $i -lt 3 ]; do
+        nvme_connect "$CLUSTER_NQN" $((CLUSTER_IO_PORT + i)) --reconnect-delay=2 --ctrl-loss-tmo=60 \
+            || bad "nvme connect to node $i (port $((CLUSTER_IO_PORT + i))) failed"
+        i=$((i + 1))
+    done
+    DEV=$(ns_dev_nsid "$NS") || { bad "no multipath block device for nsid $NS"; return; }
+    i=0; while [ "$(optimized_node_of "$NS")" != "$P" ] && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done
+    o=$(optimized_node_of "$NS"); [ "$o" = "$P" ] && ok "/dev/$DEV: the primary's path (node $P) is optimized" || { bad "optimized path on node '$o', the primary is node $P"; return; }
+    [ "$(paths_of "$NS")" -eq 2 ] && ok "2 paths to nsid $NS (its two replicas)" || bad "$(paths_of "$NS") paths to nsid $NS, expected 2"
+
+    say "  \$ fio --name=move --filename=/dev/$DEV --rw=randwrite --bs=4k --iodepth=8 --size=16m --rate_iops=200 --verify=crc32c --do_verify=1 (background)"
+    fio --name=move --filename="/dev/$DEV" --ioengine=libaio --direct=1 --rw=randwrite --bs=4k --iodepth=8 --size=16m \
+        --rate_iops=200 --verify=crc32c --do_verify=1 --verify_fatal=1 --group_reporting >"$STATE/move.out" 2>&1 &
+    fpid=$!
+    sleep 3
+    kill -0 "$fpid" 2>/dev/null || { bad "fio ended before the move"; sed 's/^/    >> /' "$STATE/move.out" | tail -20; return; }
+    t0=$(uptime_ms)
+    r=$(host_req ctl "c$L" volumes move mv --to "$S"); say "  $r"
+    case "$r" in ok*"phase=copying"*) ok "move of mv to node $S started (the primary, node $P, by default)" ;; *) bad "volumes move: $r"; return ;; esac
+
+    # the move ends done; another path turns optimized (the ANA change AEN after the handover); 60 s at most
+    i=0; phase=""
+    while [ $i -lt 300 ]; do
+        r=$(host_req ctl "c$L" volumes move-status mv) && phase=$(ctl_field "$r" phase)
+        case "$phase" in done|failed|cancelled) break ;; esac
+        sleep 0.2; i=$((i + 1))
+    done
+    t1=$(uptime_ms)
+    say "  move-status: $r"
+    [ "$phase" = done ] && ok "the move is done $((t1 - t0)) ms after the request" || bad "the move ended '$phase' (or not within 60 s)"
+    record "move: done $((t1 - t0)) ms after the request (guest clock; 32 MiB volume, $(ctl_field "$r" bytes_copied) bytes copied)"
+    i=0; n=""
+    while [ $i -lt 150 ]; do n=$(optimized_node_of "$NS") && [ "$n" != "$P" ] && break; n=""; sleep 0.2; i=$((i + 1)); done
+    [ -n "$n" ] && ok "node $n's path to nsid $NS is optimized" || bad "no other path to nsid $NS turned optimized"
+
+    i=0; while kill -0 "$fpid" 2>/dev/null && [ $i -lt 600 ]; do sleep 0.2; i=$((i + 1)); done
+    kill -0 "$fpid" 2>/dev/null && { bad "fio still running 120 s after the move"; nvme disconnect -n "$CLUSTER_NQN" >/dev/null 2>&1; }
+    wait "$fpid"; frc=$?
+    grep -E 'err=|IOPS=|lat \(|verify|error|bad' "$STATE/move.out" | sed 's/^/    > /'
+    [ $frc -eq 0 ] && grep -q 'err= 0' "$STATE/move.out" && ! grep -q 'err= *[1-9]' "$STATE/move.out" \
+        && ok "fio wrote and verified (crc32c) across the move with zero errors" \
+        || { bad "fio across the move failed (exit $frc)"; sed 's/^/    >> /' "$STATE/move.out" | tail -30; }
+    record "move: fio's largest completion latency (the host's I/O pause at the cut-over) $(fio_max_lat_ms "$STATE/move.out") ms"
+
+    r=$(host_req ctl "c$L" volumes show mv); say "  volume: $r"
+    placement=$(ctl_field "$r" placement)
+    case ",$(echo "$placement" | tr -d '[]')," in *",$P,"*) bad "node $P is still in the placement $placement" ;; *",$S,"*) ok "placement $placement: node $S in, node $P out" ;;
+        *) bad "node $S is not in the placement $placement" ;; esac
+    [ "$(ctl_field "$r" primary)" != "$P" ] && ok "primary $(ctl_field "$r" primary)" || bad "node $P is still the primary"
+    i=0; while [ "$(paths_of "$NS")" -ne 2 ] && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done
+    [ "$(paths_of "$NS")" -eq 2 ] && ok "2 paths to nsid $NS (the old node's gone, the new node's added)" || bad "$(paths_of "$NS") paths to nsid $NS after the move, expected 2"
+    say "  kernel log:"; show_dmesg_new
+    e=$(dmesg_new | grep -i 'I/O error'); [ -z "$e" ] && ok "no I/O error reached the block layer" || bad "I/O errors in the kernel log: $e"
+    nvme disconnect -n "$CLUSTER_NQN" >/dev/null 2>&1
+}
+
 say "case $CASE_NO (hostnqn $HOSTNQN)"
 "case_$CASE_NO"
 finish_case

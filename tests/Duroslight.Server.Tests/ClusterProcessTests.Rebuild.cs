@@ -78,7 +78,7 @@ public sealed partial class ClusterProcessTests
             await Write(3000, 16, 5); // after the join: in sync, so forwarded as any write
 
             // Sparse stays sparse: chunks never written (most of the second half) were not copied as zeros.
-            long primaryBytes = await AllocatedAsync(primary, "vol-b"), rebuiltBytes = await AllocatedAsync(victim, "vol-b");
+            long primaryBytes = await _cluster!.AllocatedAsync(primary, "vol-b"), rebuiltBytes = await _cluster.AllocatedAsync(victim, "vol-b");
             Assert.InRange(primaryBytes, 1, Blocks * 4096L * 3 / 4);
             Assert.InRange(rebuiltBytes, 1, primaryBytes);
         }
@@ -96,16 +96,5 @@ public sealed partial class ClusterProcessTests
             for (int block = 0; block < Blocks; block++)
                 Assert.True(expected.AsSpan(block * 4096, 4096).SequenceEqual(back.AsSpan(block * 4096, 4096)), $"block {block} differs on the rebuilt replica");
         }
-    }
-
-    /// <summary>The volume's allocated bytes on a node, from its metrics.</summary>
-    private async Task<long> AllocatedAsync(int node, string volume)
-    {
-        using var http = new HttpClient();
-        string page = await http.GetStringAsync($"http://127.0.0.1:{MetricsPorts[node]}/metrics");
-        string prefix = $"duroslight_volume_allocated_bytes{{volume=\"{volume}\",";
-        foreach (string line in page.Split('\n'))
-            if (line.StartsWith(prefix, StringComparison.Ordinal)) return long.Parse(line[(line.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
-        throw new Xunit.Sdk.XunitException($"no {prefix} on node {node}");
     }
 }

@@ -138,6 +138,17 @@ internal sealed class ClusterProcesses : IDisposable
         }
     }
 
+    /// <summary>The volume's allocated bytes on a node, from its metrics.</summary>
+    public async Task<long> AllocatedAsync(int node, string volume)
+    {
+        using var http = new HttpClient();
+        string page = await http.GetStringAsync($"http://127.0.0.1:{MetricsPorts[node]}/metrics");
+        string prefix = $"duroslight_volume_allocated_bytes{{volume=\"{volume}\",";
+        foreach (string line in page.Split('\n'))
+            if (line.StartsWith(prefix, StringComparison.Ordinal)) return long.Parse(line[(line.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+        throw new Xunit.Sdk.XunitException($"no {prefix} on node {node}");
+    }
+
     /// <summary>The ANA state of the first (only) group in the host's ANA log page: 01h optimized, 03h inaccessible.</summary>
     public static async Task<byte> AnaStateAsync(NvmeTcpController host) =>
         (await host.GetLogPageAsync(LogPageId.AsymmetricNamespaceAccess, AnaLogPage.Size(1, false)))[32];

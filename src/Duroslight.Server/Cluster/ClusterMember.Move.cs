@@ -102,16 +102,11 @@ public sealed partial class ClusterMember
     private VolumeEntry FindVolume(ClusterView view, string key) =>
         view.Find(key) ?? throw ControlException.NotFound($"no cluster volume '{key}' (give a name, a volume ID or nsid:N)");
 
-    /// <summary>The record with this node's live numbers of the rebuild of the move's new replica, if one runs here.</summary>
-    private MoveRecord WithProgress(MoveRecord m)
-    {
-        if (_replicator is null) return m;
-        foreach (var r in _replicator.Rebuilds())
-            if (r.Volume == m.Volume && r.Node == m.To)
-                return m with { ChunksTotal = r.ChunksTotal, ChunksLeft = r.ChunksLeft, BytesCopied = r.BytesCopied,
-                    MibPerSecond = Math.Round(r.MiBPerSecond, 1), EtaSeconds = Math.Round(r.EtaSeconds, 1) };
-        return m;
-    }
+    /// <summary>The record with this node's numbers of the rebuild of the move's new replica (under way, or completed here).</summary>
+    private MoveRecord WithProgress(MoveRecord m) => _replicator?.RebuildOf(m.Volume, m.To) is { } r
+        ? m with { ChunksTotal = r.ChunksTotal, ChunksLeft = r.ChunksLeft, BytesCopied = r.BytesCopied,
+            MibPerSecond = Math.Round(r.MiBPerSecond, 1), EtaSeconds = Math.Round(r.EtaSeconds, 1) }
+        : m;
 
     /// <summary>
     /// The primary's part in a running move of <paramref name="entry"/>, once per reconcile pass. True when this pass
@@ -143,13 +138,13 @@ public sealed partial class ClusterMember
         }
         if (m.From != Index)
         {
-            await EndMoveAsync(entry, move, WithoutNode(v, m.From), Finished(m)).ConfigureAwait(false);
+            await EndMoveAsync(entry, move, WithoutNode(v, m.From), Finished(WithProgress(m))).ConfigureAwait(false);
             return false;
         }
         // The old replica is this primary: hand the volume over as a drain does, leaving the in-sync set in the same
         // transaction, so the leader promotes another in-sync replica at once and never this one again.
         await HandOverAsync(entry, r => r with { Primary = -1, InSync = [.. r.InSync.Where(n => n != Index)] },
-            txn => AddMove(txn, move, m with { Phase = MoveRecord.CutOver, ChunksLeft = 0, EtaSeconds = 0 }), $"for its move to node {m.To}").ConfigureAwait(false);
+            txn => AddMove(txn, move, WithProgress(m) with { Phase = MoveRecord.CutOver, ChunksLeft = 0, EtaSeconds = 0 }), $"for its move to node {m.To}").ConfigureAwait(false);
         return true;
     }
 

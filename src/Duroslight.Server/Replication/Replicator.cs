@@ -209,16 +209,27 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
     public IReadOnlyList<RebuildProgress> Rebuilds()
     {
         var list = new List<RebuildProgress>();
-        foreach (var r in _rebuilds.Values)
-        {
-            var (rate, eta) = r.Pace();
-            list.Add(new RebuildProgress(r.VolumeId, r.Node, r.ChunksTotal, r.ChunksLeft, r.BytesCopied, rate, eta, r.Dirty, r.Resumed));
-        }
+        foreach (var r in _rebuilds.Values) list.Add(Progress(r));
         return list;
     }
 
     /// <summary>The last rebuild of each replica that ended on this node (metrics, `ctl volumes show`), joined or not.</summary>
     public IReadOnlyList<RebuildResult> LastRebuilds() => [.. _lastRebuilds.Values];
+
+    /// <summary>The replica's rebuild under way here, else the last one that joined it here (a move reports its bytes after the join); null if none.</summary>
+    public RebuildProgress? RebuildOf(Guid volume, int node)
+    {
+        if (_rebuilds.TryGetValue((volume, node), out var r)) return Progress(r);
+        return _lastRebuilds.TryGetValue((volume, node), out var last) && last.Joined
+            ? new RebuildProgress(volume, node, last.ChunksTotal, 0, last.BytesCopied, 0, 0, last.Dirty, last.Resumed)
+            : null;
+    }
+
+    private static RebuildProgress Progress(Rebuild r)
+    {
+        var (rate, eta) = r.Pace();
+        return new RebuildProgress(r.VolumeId, r.Node, r.ChunksTotal, r.ChunksLeft, r.BytesCopied, rate, eta, r.Dirty, r.Resumed);
+    }
 
     /// <summary>
     /// Rebuilds every replica placed on a live node whose replica is open but that is outside the in-sync set (it
