@@ -24,6 +24,7 @@ internal static class GftlBench
         bool throughputOnly = args.Contains("--throughput");
         bool amplificationOnly = args.Contains("--wa");
         bool qd1Only = args.Contains("--qd1");
+        bool write128Only = args.Contains("--write128");
         bool fragmentedOnly = args.Contains("--fragmented");
         var amplification = new AmplificationRun(IntFlag(args, "--wa-qd") ?? 8, IntFlag(args, "--wa-segment-kib") * 1024);
         args = Array.FindAll(args, a => !a.StartsWith("--", StringComparison.Ordinal) && !int.TryParse(a, out _));
@@ -31,9 +32,9 @@ internal static class GftlBench
         Directory.CreateDirectory(root);
         try
         {
-            if (qd1Only)
+            if (qd1Only || write128Only)
             {
-                await ThroughputAsync(root, depth: 1);
+                await ThroughputAsync(root, qd1Only ? w => w.Depth == 1 : w => w.Write && w.Size == Chunk);
                 return 0;
             }
 
@@ -72,20 +73,22 @@ internal static class GftlBench
         ShardCount = 2,
     };
 
-    /// <summary>Part 1; <paramref name="depth"/> keeps only the workloads of that queue depth (<c>--qd1</c>).</summary>
-    private static async Task ThroughputAsync(string root, int depth = 0)
+    private readonly record struct Workload(string Name, int Size, bool Write, bool Random, int Depth);
+
+    /// <summary>Part 1; <paramref name="only"/> keeps some of its workloads (<c>--qd1</c>, <c>--write128</c>).</summary>
+    private static async Task ThroughputAsync(string root, Predicate<Workload>? only = null)
     {
         Console.WriteLine("| workload (QD) | sparse-file store (page cache) | GFTL, page cache | GFTL, O_DIRECT | GFTL page cache / sparse |");
         Console.WriteLine("| --- | ---: | ---: | ---: | ---: |");
-        (string Name, int Size, bool Write, bool Random, int Depth)[] workloads =
+        Workload[] workloads =
         [
-            ("4 KiB random write", Block, true, true, 16),
-            ("4 KiB random write", Block, true, true, 1),
-            ("4 KiB random read", Block, false, true, 16),
-            ("128 KiB sequential write", Chunk, true, false, 4),
-            ("128 KiB sequential read", Chunk, false, false, 4),
+            new("4 KiB random write", Block, true, true, 16),
+            new("4 KiB random write", Block, true, true, 1),
+            new("4 KiB random read", Block, false, true, 16),
+            new("128 KiB sequential write", Chunk, true, false, 4),
+            new("128 KiB sequential read", Chunk, false, false, 4),
         ];
-        foreach (var w in Array.FindAll(workloads, w => depth == 0 || w.Depth == depth))
+        foreach (Workload w in Array.FindAll(workloads, only ?? (static _ => true)))
         {
             double sparse = await MedianAsync(root, "sparse", w.Size, w.Write, w.Random, w.Depth);
             double buffered = await MedianAsync(root, "gftl-buffered", w.Size, w.Write, w.Random, w.Depth);
@@ -111,7 +114,9 @@ internal static class GftlBench
             {
                 IBlockVolume volume = store.Open(store.Create("bench", 1024 * MiB).Id);
                 await FillAsync(volume, 256 * MiB);
-                rates[run] = await LoadAsync(volume, 256 * MiB, size, write, random, depth, RunTime);
+                var before = LoadCounts.Of(store);
+                (rates[run], double cpuPerOp) = await LoadAsync(volume, 256 * MiB, size, write, random, depth, RunTime);
+                Console.Error.WriteLine(Invariant($"  {kind} run {run}: {Rate(rates[run], size)}, process CPU {cpuPerOp:F1} us per I/O{LoadCounts.Of(store).Since(before)}"));
             }
             finally
             {
@@ -135,10 +140,14 @@ internal static class GftlBench
         Check(await volume.FlushAsync());
     }
 
-    /// <summary><paramref name="depth"/> workers for <paramref name="duration"/>; returns completed operations per second.</summary>
-    private static async Task<double> LoadAsync(IBlockVolume volume, long region, int size, bool write, bool random, int depth, TimeSpan duration)
+    /// <summary>
+    /// <paramref name="depth"/> workers for <paramref name="duration"/>; returns completed operations per second and
+    /// the process's CPU time per operation (what an I/O costs, whatever share of the CPUs a loaded machine gives).
+    /// </summary>
+    private static async Task<(double Rate, double CpuMicroseconds)> LoadAsync(IBlockVolume volume, long region, int size, bool write, bool random, int depth, TimeSpan duration)
     {
         long next = 0, done = 0;
+        TimeSpan cpu = Environment.CpuUsage.TotalTime;
         var clock = Stopwatch.StartNew();
         var workers = new Task[depth];
         for (int w = 0; w < depth; w++)
@@ -158,7 +167,7 @@ internal static class GftlBench
         }
 
         await Task.WhenAll(workers);
-        return done / clock.Elapsed.TotalSeconds;
+        return (done / clock.Elapsed.TotalSeconds, (Environment.CpuUsage.TotalTime - cpu).TotalMicroseconds / done);
     }
 
     /// <summary>
@@ -174,7 +183,7 @@ internal static class GftlBench
         IBlockVolume volume = store.Open(store.Create("bench", 1024 * MiB).Id);
         await FillAsync(volume, region);
         var clock = Stopwatch.StartNew();
-        double sequential = await LoadAsync(volume, region, Chunk, write: false, random: false, 4, TimeSpan.FromSeconds(2));
+        (double sequential, _) = await LoadAsync(volume, region, Chunk, write: false, random: false, 4, TimeSpan.FromSeconds(2));
         long overwritten = region / Block / 2;
         await OverwriteAsync(volume, region, overwritten, 16);
         long repackedBefore = store.RepackedBytes;
@@ -288,6 +297,20 @@ internal static class GftlBench
         }
 
         return seconds;
+    }
+
+    /// <summary>Counters of a GFTL store during a write load (stderr, one line per run): what a host write cost the device.</summary>
+    private readonly record struct LoadCounts(long User, long Device, long Relocated, long Cleaned, GftlWriteStats Writes)
+    {
+        public static LoadCounts Of(IVolumeStore store) => store is GftlStore g
+            ? new(g.UserBytesWritten, g.DeviceBytesWritten, g.GcRelocatedBytes, g.GcSegmentsCleaned, g.WriteStats)
+            : default;
+
+        public string Since(LoadCounts before)
+        {
+            long user = User - before.User;
+            return user == 0 ? "" : Invariant($"; user {user / MiB} MiB, device {(Device - before.Device) / MiB} MiB, GC copied {(Relocated - before.Relocated) / MiB} MiB in {Cleaned - before.Cleaned} segments; {Writes - before.Writes}");
+        }
     }
 
     /// <summary>Part 3's knobs: <c>--wa-qd N</c> (writers, default 8), <c>--wa-segment-kib N</c> (default: automatic).</summary>

@@ -378,6 +378,7 @@ public sealed class NodeMetrics
         private readonly Gauge? _start, _percent, _rate, _eta;
         private readonly Gauge? _physical, _freeSegments, _writeAmplification;
         private readonly Counter? _cleaned, _repacked, _repacksDropped, _deviceReads;
+        private readonly Counter? _hostWrites, _queued, _queueSeconds, _records, _depthSum, _roomWaits;
 
         public GftlSeries(IMetricFactory f, NodeHost node)
         {
@@ -396,6 +397,12 @@ public sealed class NodeMetrics
             _repacked = f.CreateCounter("duroslight_gftl_repacked_bytes_total", "Bytes rewritten contiguously because reads found their chunk fragmented.");
             _deviceReads = f.CreateCounter("duroslight_gftl_device_reads_total", "Device reads the GFTL's chunk reads issued: one per mapped run (fragments cost one each).");
             _repacksDropped = f.CreateCounter("duroslight_gftl_repacks_dropped_total", "Re-packs of fragmented chunks not done: every slot busy and the queue full.");
+            _hostWrites = f.CreateCounter("duroslight_gftl_host_writes_total", "Host writes whose records the GFTL wrote.");
+            _records = f.CreateCounter("duroslight_gftl_records_total", "Records the partitions wrote: one header and one device write each.");
+            _depthSum = f.CreateCounter("duroslight_gftl_record_depth_total", "Records of the partition in flight as each record started, summed (/ records = mean depth).");
+            _queued = f.CreateCounter("duroslight_gftl_writes_queued_total", "Host writes that waited for a record (slot, company or room) instead of going out at once.");
+            _queueSeconds = f.CreateCounter("duroslight_gftl_write_queue_seconds_total", "Time host writes spent queued before their record was submitted.");
+            _roomWaits = f.CreateCounter("duroslight_gftl_room_waits_total", "Times a partition found no free segment and waited for the collector.");
         }
 
         public void Collect(NodeHost node)
@@ -417,6 +424,13 @@ public sealed class NodeMetrics
             _repacked!.IncTo(store.RepackedBytes);
             _repacksDropped!.IncTo(store.RepacksDropped);
             _deviceReads!.IncTo(store.DeviceReads);
+            GftlWriteStats writes = store.WriteStats;
+            _hostWrites!.IncTo(writes.HostWrites);
+            _records!.IncTo(writes.Records);
+            _depthSum!.IncTo(writes.DepthSum);
+            _queued!.IncTo(writes.Queued);
+            _queueSeconds!.IncTo(writes.QueueSeconds);
+            _roomWaits!.IncTo(writes.RoomWaits);
         }
     }
 }

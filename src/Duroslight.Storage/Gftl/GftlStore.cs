@@ -89,6 +89,21 @@ public sealed class GftlStore : IVolumeStore
     /// <summary>Records the partitions wrote since start (one header each; the collector's not counted).</summary>
     public long RecordsWritten => SumOverPartitions(static p => p.Records);
 
+    /// <summary>The write path's counters, summed over the partitions.</summary>
+    public GftlWriteStats WriteStats
+    {
+        get
+        {
+            GftlWriteStats sum = default;
+            foreach (Partition partition in _core.Partitions)
+            {
+                sum += partition.WriteStats;
+            }
+
+            return sum;
+        }
+    }
+
     /// <summary>Segment size of the devices (chosen at format time).</summary>
     public int SegmentBytes => _core.Devices.SegmentBytes;
 

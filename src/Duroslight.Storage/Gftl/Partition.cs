@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Duroslight.Storage.Devices;
 using Duroslight.Storage.Volumes;
 
@@ -66,6 +67,9 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
     private long _recordBlocks;
     private long _records;
 
+    /// <summary>Where host writes wait on their way to the device (<see cref="WriteStats"/>).</summary>
+    private long _hostWrites, _writesQueued, _queueTicks, _depthSum, _roomWaits;
+
     public int Index { get; } = index;
     public object Gate => _gate;
 
@@ -79,6 +83,18 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
 
     /// <summary>Records this partition wrote (each one header).</summary>
     public long Records => Volatile.Read(ref _records);
+
+    /// <summary>Counters of the write path: how long host writes wait for a record, how deep records go out.</summary>
+    public GftlWriteStats WriteStats
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return new(_hostWrites, _writesQueued, _queueTicks, _records, _depthSum, _roomWaits);
+            }
+        }
+    }
 
     /// <summary>Device reads issued by chunk reads (host reads and re-packs' own): one per mapped run.</summary>
     public long DeviceReads => Volatile.Read(ref _deviceReads);
@@ -168,6 +184,7 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
                 }
 
                 _userBlocks += record.IsTrim ? 0 : record.Count;
+                _hostWrites += record.IsTrim ? 0 : 1;
             }
 
             _recordBlocks += 1 + batch.DataBlocks;
@@ -208,6 +225,8 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
                 trim ? trimSeq : core.NextSeq(), source, relocation: false);
             record.ContinueOnThreadPool(BlockIo.IsFallback);
             batch = TryFormBatch(out wantRoom);
+            // The new record is the queue's last: an empty queue means it went out at once.
+            _writesQueued += _queue.Count > 0 && !trim ? 1 : 0;
         }
 
         short token = record.Token;
@@ -247,6 +266,7 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
         if (!EnsureOpen(1 + (trim ? 0 : frontBlocks)))
         {
             _awaitingRoom = wantRoom = true;
+            _roomWaits++;
             return null;
         }
 
@@ -284,6 +304,7 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
         }
 
         _queue.RemoveRange(0, taken);
+        CountWaits(batch);
         if (trim)
         {
             Interlocked.Increment(ref _open.TrimRecords);
@@ -291,6 +312,18 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
 
         _writing++;
         return batch;
+    }
+
+    /// <summary>Under the lock: what the batch's host writes waited in the queue, and how many records are in flight with it.</summary>
+    private void CountWaits(RecordBatch batch)
+    {
+        long now = Stopwatch.GetTimestamp();
+        foreach (PendingRecord record in batch.Records)
+        {
+            _queueTicks += record.IsTrim || record.Relocation ? 0 : now - record.Queued;
+        }
+
+        _depthSum += _writing + 1;
     }
 
     /// <summary>
@@ -521,6 +554,7 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
         record.Count = count;
         record.Seq = seq;
         record.Source = source;
+        record.Queued = Stopwatch.GetTimestamp();
         _inflight.Add(record);
         _queue.Add(record);
         return record;

@@ -26,6 +26,9 @@ internal sealed class PendingRecord(Partition owner) : IValueTaskSource<StorageR
     public int Count;
     public long Seq;
 
+    /// <summary>When it was queued (<see cref="System.Diagnostics.Stopwatch"/> ticks; statistics).</summary>
+    public long Queued;
+
     /// <summary>Where its first data block went, once packed.</summary>
     public long Location;
 
