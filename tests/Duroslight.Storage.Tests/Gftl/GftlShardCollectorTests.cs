@@ -31,7 +31,7 @@ public sealed class GftlShardCollectorTests : IDisposable
         GftlOptions options = _scratch.Options(shards: 1, backgroundGc: true);
         var store = new GftlStore(options);
         byte[] model = new byte[VolumeBytes];
-        var writer = new Writer(store, store.Open(store.Create("v", VolumeBytes).Id), shard, io, model);
+        var writer = new Writer(store, store.Open(store.Create("v", VolumeBytes).Id), shard, io, model, Writes, WriteBlocks, RandomOffset);
         try
         {
             shard.Post(writer.Start);
@@ -56,12 +56,52 @@ public sealed class GftlShardCollectorTests : IDisposable
         Assert.Equal(0, io.OffShardCalls);
     }
 
-    /// <summary>QD1 random 32 KiB writes, issued on the shard, each posting the next when it completes (the shard's loop runs in between).</summary>
-    private sealed class Writer(GftlStore store, IBlockVolume volume, TestShard shard, ShardOnlyBlockIo io, byte[] model)
+    /// <summary>
+    /// A sequential overwrite (128 KiB writes, front to back, over and over) leaves every segment it filled dead once
+    /// the next pass has rewritten it: the collector frees such segments without reading them, several under one sync,
+    /// so it keeps up with a stream of large writes.
+    /// </summary>
+    [Fact]
+    public async Task Segments_a_sequential_overwrite_left_dead_are_freed_without_a_read_and_several_per_sync()
+    {
+        const int chunkBlocks = 32, writes = 3000;
+        var io = new ShardOnlyBlockIo(SyncBlockIo.Instance, (int)GftlScratch.MiB);
+        using var shard = new TestShard(io);
+        io.Owner = shard.ThreadId;
+        var store = new GftlStore(_scratch.Options(shards: 1, backgroundGc: true));
+        byte[] model = new byte[VolumeBytes];
+        long next = 0;
+        long Sequential(Random _) => next++ * chunkBlocks * Block % VolumeBytes;
+        var writer = new Writer(store, store.Open(store.Create("v", VolumeBytes).Id), shard, io, model, writes, chunkBlocks, Sequential);
+        try
+        {
+            shard.Post(writer.Start);
+            await writer.Done.Task.WaitAsync(TimeSpan.FromMinutes(10));
+
+            Assert.Null(shard.Failure);
+            Assert.Equal(writes, writer.Completed);
+            Assert.Equal(0, writer.Failed);
+            long cleaned = store.GcSegmentsCleaned;
+            Assert.True(cleaned > 64, $"the collector freed {cleaned} segments: the 64 MiB device was not rewritten several times over");
+            Assert.Equal(0, io.VictimReads);
+            Assert.True(io.Syncs * 4 <= cleaned, $"{io.Syncs} syncs for {cleaned} segments freed");
+            Assert.Equal(model, await ReadAsync(store.Open(writer.VolumeId), 0, model.Length));
+        }
+        finally
+        {
+            store.Dispose();
+        }
+    }
+
+    private static long RandomOffset(Random random) => (long)random.Next((int)(VolumeBytes / Block) - WriteBlocks) * Block;
+
+    /// <summary>QD1 writes at offsets <paramref name="offset"/> picks, issued on the shard, each posting the next when it completes (the shard's loop runs in between).</summary>
+    private sealed class Writer(GftlStore store, IBlockVolume volume, TestShard shard, ShardOnlyBlockIo io, byte[] model,
+        int writes, int blocks, Func<Random, long> offset)
     {
         private readonly IVolumeChannel _channel = volume.OpenChannel(new StorageShard(0, 1, io, shard));
         private readonly Random _random = new(16);
-        private readonly byte[] _buffer = new byte[WriteBlocks * Block];
+        private readonly byte[] _buffer = new byte[blocks * Block];
         private int _issued;
 
         public Guid VolumeId => volume.Id;
@@ -75,7 +115,7 @@ public sealed class GftlShardCollectorTests : IDisposable
 
         private void Next()
         {
-            if (_issued == Writes)
+            if (_issued == writes)
             {
                 CleanedBeforeLastWrite = store.GcSegmentsCleaned;
                 Done.SetResult();
@@ -83,10 +123,10 @@ public sealed class GftlShardCollectorTests : IDisposable
             }
 
             _issued++;
-            long offset = (long)_random.Next((int)(VolumeBytes / Block) - WriteBlocks) * Block;
+            long at = offset(_random);
             _random.NextBytes(_buffer);
-            _buffer.CopyTo(model, offset);
-            ValueTask<StorageResult> write = _channel.WriteAsync(offset, _buffer);
+            _buffer.CopyTo(model, at);
+            ValueTask<StorageResult> write = _channel.WriteAsync(at, _buffer);
             if (write.IsCompleted)
             {
                 Finish(write.GetAwaiter().GetResult());
@@ -151,10 +191,12 @@ public sealed class GftlShardCollectorTests : IDisposable
     {
         private int _offShard;
         private int _victimReads;
+        private int _syncs;
 
         public int Owner { get; set; } = -1;
         public int OffShardCalls => Volatile.Read(ref _offShard);
         public int VictimReads => Volatile.Read(ref _victimReads);
+        public int Syncs => Volatile.Read(ref _syncs);
 
         public ValueTask<int> ReadAsync(SafeFileHandle file, Memory<byte> buffer, long offset)
         {
@@ -176,6 +218,7 @@ public sealed class GftlShardCollectorTests : IDisposable
         public ValueTask<int> SyncAsync(SafeFileHandle file)
         {
             Check();
+            Interlocked.Increment(ref _syncs);
             return inner.SyncAsync(file);
         }
 
