@@ -4,6 +4,7 @@ using Duroslight.Protocol.Nvme;
 using Duroslight.Tests.Shared;
 using Xunit;
 using static Duroslight.Server.Tests.ClusterProcesses;
+using static Duroslight.Server.Tests.ReservationProcessTests;
 
 namespace Duroslight.Server.Tests;
 
@@ -91,18 +92,4 @@ public sealed class ClusterReservationProcessTests : IAsyncLifetime
 
     private static async Task<NvmeStatus> WriteAsync(NvmeTcpController host, uint nsid) =>
         (await host.ExecuteIoAsync(NvmeCommands.Write(nsid, 0, 1), new byte[4096]).AsTask().WaitAsync(Limit)).Status;
-
-    private static async Task OkAsync(NvmeTcpController host, NvmeCommand command, Memory<byte> data)
-    {
-        var cqe = await host.ExecuteIoAsync(command, data).AsTask().WaitAsync(Limit);
-        Assert.True(cqe.Status.IsSuccess, $"{command.Opcode:x2}: {cqe.Status}");
-    }
-
-    private static byte[] Keys(ulong first, ulong second = 0)
-    {
-        var data = new byte[16];
-        BinaryPrimitives.WriteUInt64LittleEndian(data, first);
-        BinaryPrimitives.WriteUInt64LittleEndian(data.AsSpan(8), second);
-        return data;
-    }
 }

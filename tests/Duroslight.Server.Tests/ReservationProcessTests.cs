@@ -81,13 +81,15 @@ public sealed class ReservationProcessTests : IDisposable
     private static Task<NvmeTcpController> ConnectAsync(ServerProcess server, string hostNqn, Guid hostId) =>
         NvmeTcpController.ConnectAsync("127.0.0.1", server.IoPort, Nqn, hostNqn, new NvmeTcpControllerOptions { HostId = hostId }).WaitAsync(Limit);
 
-    private static async Task OkAsync(NvmeTcpController host, NvmeCommand command, Memory<byte> data)
+    /// <summary>Runs an I/O command that must succeed (shared with <see cref="ClusterReservationProcessTests"/>).</summary>
+    internal static async Task OkAsync(NvmeTcpController host, NvmeCommand command, Memory<byte> data)
     {
         var cqe = await host.ExecuteIoAsync(command, data).AsTask().WaitAsync(Limit);
         Assert.True(cqe.Status.IsSuccess, $"{command.Opcode:x2}: {cqe.Status}");
     }
 
-    private static byte[] Keys(ulong first, ulong second = 0)
+    /// <summary>A reservation command's data: two 64-bit keys (current, new or preempt).</summary>
+    internal static byte[] Keys(ulong first, ulong second = 0)
     {
         var data = new byte[16];
         BinaryPrimitives.WriteUInt64LittleEndian(data, first);
