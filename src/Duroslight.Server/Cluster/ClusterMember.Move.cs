@@ -31,7 +31,7 @@ public sealed partial class ClusterMember
         for (int attempt = 0; ; attempt++)
         {
             var view = await ReadAsync().ConfigureAwait(false);
-            var entry = FindVolume(view, key);
+            var entry = view.Require(key);
             var v = entry.Record;
             int source = from ?? (v.Placement.Count == 1 ? v.Placement[0] : v.Primary);
             RefuseMove(view, v, to, source, from is not null);
@@ -79,7 +79,7 @@ public sealed partial class ClusterMember
         for (int attempt = 0; ; attempt++)
         {
             var view = await ReadAsync().ConfigureAwait(false);
-            var entry = FindVolume(view, key);
+            var entry = view.Require(key);
             var move = view.RunningMove(entry.Record.Id) ?? throw ControlException.Conflict($"volume '{entry.Record.Name}' is not moving");
             if (move.Record.Phase != MoveRecord.Copying)
                 throw ControlException.Conflict($"the move of '{entry.Record.Name}' is past its cut-over (the old primary released it); it completes");
@@ -94,13 +94,10 @@ public sealed partial class ClusterMember
     public async Task<MoveRecord> MoveStatusAsync(string key)
     {
         var view = await ReadAsync().ConfigureAwait(false);
-        var v = FindVolume(view, key).Record;
+        var v = view.Require(key).Record;
         var m = view.Moves.TryGetValue(v.Id, out var entry) ? entry.Record : throw ControlException.NotFound($"volume '{v.Name}' was never moved");
         return m.Phase == MoveRecord.Copying && v.Primary == Index ? WithProgress(m) : m;
     }
-
-    private VolumeEntry FindVolume(ClusterView view, string key) =>
-        view.Find(key) ?? throw ControlException.NotFound($"no cluster volume '{key}' (give a name, a volume ID or nsid:N)");
 
     /// <summary>The record with this node's numbers of the rebuild of the move's new replica (under way, or completed here).</summary>
     private MoveRecord WithProgress(MoveRecord m) => _replicator?.RebuildOf(m.Volume, m.To) is { } r

@@ -230,7 +230,7 @@ public sealed partial class ClusterMember : IAsyncDisposable
     public async Task<VolumeRecord> SetVolumeHostsAsync(string key, Func<VolumeRecord, IReadOnlyList<string>?> hostsOf)
     {
         var view = await ReadAsync().ConfigureAwait(false);
-        var entry = view.Find(key) ?? throw ControlException.NotFound($"no cluster volume '{key}' (give a name, a volume ID or nsid:N)");
+        var entry = view.Require(key);
         var next = entry.Record with { Hosts = hostsOf(entry.Record), Generation = entry.Record.Generation + 1 };
         var txn = new TxnRequest();
         txn.Compare.Add(ModRevisionIs(Keys.Volume(next.Id), entry.ModRevision));

@@ -64,6 +64,10 @@ public sealed class ClusterView
         return null;
     }
 
+    /// <summary>The volume <paramref name="key"/> names, or the operator's 404 saying how to name one.</summary>
+    public VolumeEntry Require(string key) =>
+        Find(key) ?? throw Control.ControlException.NotFound($"no cluster volume '{key}' (give a name, a volume ID or nsid:N)");
+
     public static ClusterView Parse(ClusterKeys keys, RangeResponse range)
     {
         var view = new ClusterView { Revision = range.Header.Revision };

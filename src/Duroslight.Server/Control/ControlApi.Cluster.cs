@@ -94,7 +94,7 @@ public sealed partial class ControlApi
     private async Task<ClusterVolumeResponse> ClusterVolumeAsync(string key)
     {
         var view = await Member.ReadAsync();
-        var entry = view.Find(key) ?? throw ControlException.NotFound($"no cluster volume '{key}' (give a name, a volume ID or nsid:N)");
+        var entry = view.Require(key);
         return ToResponse(view, entry.Record);
     }
 
