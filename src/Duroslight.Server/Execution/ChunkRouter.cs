@@ -46,10 +46,19 @@ internal sealed class ShardPoster(Shard shard) : IWorkPoster
     private readonly ConcurrentDictionary<Action, Work> _works = new();
 
     /// <summary>Posters post the same few cached delegates (a slice, a room answer): one wrapper each, no allocation per post.</summary>
-    public void Post(Action work) => shard.Post(_works.GetOrAdd(work, static w => new Work(w)));
+    public void Post(Action work) => shard.Post(Wrap(work));
 
-    private sealed class Work(Action work) : IShardWork
+    public bool IsCurrent => Shard.Current == shard;
+
+    /// <summary>Through the shard's end-of-iteration senders: they run after the iteration's completions and work, before it submits.</summary>
+    public void AtIterationEnd(Action work) => shard.ScheduleSend(Wrap(work));
+
+    private Work Wrap(Action work) => _works.GetOrAdd(work, static w => new Work(w));
+
+    private sealed class Work(Action work) : IShardWork, IBatchedSender
     {
         public void Execute() => work();
+
+        public void SendBatch() => work();
     }
 }

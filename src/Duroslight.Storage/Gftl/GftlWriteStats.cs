@@ -7,7 +7,7 @@ namespace Duroslight.Storage.Gftl;
 /// its record is submitted, and how many records each partition keeps in flight.
 /// </summary>
 /// <param name="HostWrites">Host writes whose records were written (trims and re-pack copies not counted).</param>
-/// <param name="Queued">Host writes that did not go out at once: they waited for a record slot, company or room.</param>
+/// <param name="Queued">Host writes that did not go out at once (on the reactor: by the end of the loop iteration they arrived in): they waited for a record slot, company or room.</param>
 /// <param name="QueueTicks">Total time host writes spent queued before their record was submitted (Stopwatch ticks).</param>
 /// <param name="Records">Records the partitions started (one header, one device write each).</param>
 /// <param name="DepthSum">Records of the partition in flight as each record started, itself included, summed.</param>

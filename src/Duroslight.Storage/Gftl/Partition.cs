@@ -16,10 +16,12 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
     public const int BufferBytes = Chunking.ChunkMap.ChunkSize;
 
     /// <summary>
-    /// Records of this partition that go out at once, without company: one, so a lone write never waits, while
+    /// Records of this partition that go out without waiting for company: one, so a lone write never waits, while
     /// writes that arrive behind it pack under one header (a second eager slot halved the writes per record of 4 KiB
     /// random writes, and every record costs a 4 KiB header). Beyond it, a record goes out only once it carries
     /// <see cref="GroupBlocks"/> (small writes keep packing under one header) and up to <see cref="MaxWritesInFlight"/>.
+    /// On the reactor every record forms at the end of the loop iteration, so the eager one carries all the writes
+    /// the iteration received (<see cref="FormBatches"/>).
     /// </summary>
     public const int EagerWrites = 1;
 
@@ -60,6 +62,9 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
     private int _writing;
     private bool _awaitingRoom;
     private IWorkPoster? _poster;
+    private Action? _formQueued;
+    private bool _formScheduled;
+    private int _queueCounted;
     private Action? _roomMade;
     private Action? _noRoom;
     private int _readEpoch;
@@ -130,11 +135,12 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
     }
 
     /// <summary>
-    /// Logs a host write of one chunk's blocks. It goes out at once as its own record when fewer than
-    /// <see cref="EagerWrites"/> records of this partition are being written (a lone write never waits for
-    /// company); otherwise it waits in the queue and goes out with everything that queued behind the in-flight
-    /// writes, packed into one record (group commit), as soon as a slot frees or the queue holds
-    /// <see cref="GroupBlocks"/> (a slot of the <see cref="MaxWritesInFlight"/> is free). Completes when its record is on the device, then it is mapped.
+    /// Logs a host write of one chunk's blocks. It goes out at once (on the reactor: with the rest of its loop
+    /// iteration's writes, in one record) when fewer than <see cref="EagerWrites"/> records of this partition are
+    /// being written (a lone write never waits for company); otherwise it waits in the queue and goes out with
+    /// everything that queued behind the in-flight writes, packed into one record (group commit), as soon as a slot
+    /// frees or the queue holds <see cref="GroupBlocks"/> (a slot of the <see cref="MaxWritesInFlight"/> is free).
+    /// Completes when its record is on the device, then it is mapped.
     /// </summary>
     public ValueTask<StorageResult> WriteAsync(GftlVolume volume, long lba, ReadOnlyMemory<byte> source) =>
         Submit(volume, lba, source.Length >> GftlLayout.BlockShift, 0, source);
@@ -159,8 +165,6 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
     public void Written(RecordBatch batch, StorageResult result)
     {
         bool ok = result == StorageResult.Ok;
-        RecordBatch? next;
-        bool wantRoom;
         lock (_gate)
         {
             foreach (PendingRecord record in batch.Records)
@@ -191,10 +195,9 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
             _records++;
             Interlocked.Decrement(ref batch.Segment.Pending);
             _writing--;
-            next = TryFormBatch(out wantRoom);
         }
 
-        Continue(next, wantRoom);
+        FormBatches();
         StartRepackReads();
         foreach (PendingRecord record in batch.Records)
         {
@@ -211,8 +214,6 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
     private ValueTask<StorageResult> Submit(GftlVolume volume, long lba, int count, long trimSeq, ReadOnlyMemory<byte> source)
     {
         PendingRecord record;
-        RecordBatch? batch;
-        bool wantRoom;
         lock (_gate)
         {
             if (volume.IsClosed)
@@ -224,14 +225,75 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
             record = Enqueue(volume, trim ? null : volume.Maps[Index].GetOrAdd(lba / GftlLayout.BlocksPerChunk), lba, count,
                 trim ? trimSeq : core.NextSeq(), source, relocation: false);
             record.ContinueOnThreadPool(BlockIo.IsFallback);
-            batch = TryFormBatch(out wantRoom);
-            // The new record is the queue's last: an empty queue means it went out at once.
-            _writesQueued += _queue.Count > 0 && !trim ? 1 : 0;
         }
 
         short token = record.Token;
-        Continue(batch, wantRoom);
+        FormBatches();
         return record.AsValueTask(token);
+    }
+
+    /// <summary>
+    /// Outside the lock, after the queue or the slots changed: on the partition's shard, batches form once at the end
+    /// of the reactor iteration, after everything it received and before its submissions go to the kernel, so every
+    /// write of one iteration shares a record and none waits longer for it (the iteration submits its I/O then
+    /// anyway); elsewhere (no reactor: tests, the in-process bench, the control path) at once.
+    /// </summary>
+    private void FormBatches()
+    {
+        if (Poster is { IsCurrent: true } poster)
+        {
+            // The queue changes only under the gate, which the caller has just left: its count is current.
+            if (!_formScheduled && _queue.Count > 0)
+            {
+                _formScheduled = true;
+                poster.AtIterationEnd(_formQueued ??= FormQueued);
+            }
+
+            return;
+        }
+
+        FormNow();
+    }
+
+    private void FormQueued()
+    {
+        _formScheduled = false;
+        FormNow();
+    }
+
+    /// <summary>Writes every batch the queue and the free slots allow (or has the collector make room).</summary>
+    private void FormNow()
+    {
+        while (true)
+        {
+            RecordBatch? batch;
+            bool wantRoom;
+            lock (_gate)
+            {
+                batch = TryFormBatch(out wantRoom);
+                if (batch is null)
+                {
+                    CountQueued();
+                }
+            }
+
+            Continue(batch, wantRoom);
+            if (batch is null)
+            {
+                return;
+            }
+        }
+    }
+
+    /// <summary>Under the lock: host writes still queued once batches formed waited for a record (slot, company or room); each counts once.</summary>
+    private void CountQueued()
+    {
+        for (int i = _queueCounted; i < _queue.Count; i++)
+        {
+            _writesQueued += _queue[i].IsTrim || _queue[i].Relocation ? 0 : 1;
+        }
+
+        _queueCounted = _queue.Count;
     }
 
     /// <summary>Outside the lock: writes a formed batch, or has the collector make room for the queue.</summary>
@@ -304,6 +366,7 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
         }
 
         _queue.RemoveRange(0, taken);
+        _queueCounted = Math.Max(0, _queueCounted - taken);
         CountWaits(batch);
         if (trim)
         {
@@ -388,17 +451,11 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
     /// </summary>
     public void RoomMade(bool room)
     {
-        RecordBatch? batch = null;
-        bool wantRoom = false;
         PendingRecord[] failed = [];
         lock (_gate)
         {
             _awaitingRoom = false;
-            if (room)
-            {
-                batch = TryFormBatch(out wantRoom);
-            }
-            else
+            if (!room)
             {
                 failed = [.. _queue];
                 _queue.Clear();
@@ -410,10 +467,12 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
                         RelocationDone(record.Repack!);
                     }
                 }
+
+                _queueCounted = 0;
             }
         }
 
-        Continue(batch, wantRoom);
+        FormBatches();
         StartRepackReads();
         foreach (PendingRecord record in failed)
         {
@@ -451,8 +510,6 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
             read.Destination.Span.CopyTo(slot.Buffer.GetSpan());
         }
 
-        RecordBatch? batch;
-        bool wantRoom;
         lock (_gate)
         {
             GftlVolume volume = slot.Volume;
@@ -466,11 +523,9 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
             {
                 ReleaseRepack(slot);
             }
-
-            batch = TryFormBatch(out wantRoom);
         }
 
-        Continue(batch, wantRoom);
+        FormBatches();
         StartRepackReads();
     }
 

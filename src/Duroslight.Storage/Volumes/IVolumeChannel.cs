@@ -35,4 +35,13 @@ public readonly record struct StorageShard(int Index, int Count, IBlockIo Io, IW
 public interface IWorkPoster
 {
     void Post(Action work);
+
+    /// <summary>True when called on the poster's own thread (only there may <see cref="AtIterationEnd"/> be called).</summary>
+    bool IsCurrent => false;
+
+    /// <summary>
+    /// On the poster's thread: runs <paramref name="work"/> at the end of the current loop iteration, after everything the
+    /// iteration received and before its I/O goes to the kernel (so work batched there adds no latency). Once per call.
+    /// </summary>
+    void AtIterationEnd(Action work) => Post(work);
 }

@@ -98,6 +98,68 @@ public sealed class GroupCommitTests : HeldIoTests
     }
 
     /// <summary>
+    /// On its shard a partition forms records at the end of the reactor iteration: every write the iteration received
+    /// shares one record, the first one included (formed at once, it went out alone with a header of its own), and
+    /// nothing reaches the device before the iteration ends. Off the shard (no reactor) a lone write still goes at once.
+    /// </summary>
+    [Fact]
+    public void On_the_shard_the_writes_of_one_iteration_go_out_as_one_record()
+    {
+        var store = new GftlStore(Scratch.Options(shards: 1));
+        IBlockVolume volume = store.Open(store.Create("v", 4 * GftlScratch.MiB).Id);
+        HeldBlockIo io = Install();
+        io.RecordSizes = true;
+        var iteration = new IterationPoster();
+        IVolumeChannel channel = volume.OpenChannel(new StorageShard(0, 1, io, iteration));
+        var model = new byte[1 << 20];
+        int[] lbas = [7, 0, 40, 64, 100, 7];
+        var writes = lbas.Select((lba, i) => Write(channel, model, lba, 1, 1 + i)).ToList();
+
+        Assert.Equal(0, io.Held);
+        Assert.Equal(1, iteration.Scheduled); // once per iteration, not per write
+        iteration.End();
+        Assert.Equal(1, io.Held);
+        io.ReleaseAll();
+        Assert.All(writes, w => Assert.Equal(StorageResult.Ok, Done(w)));
+        Assert.Equal([(1 + lbas.Length) * Block], io.WriteSizes);
+
+        iteration.OnThread = false; // the control path, a test: formed at once
+        ValueTask<StorageResult> alone = Write(channel, model, 200, 1, 50);
+        Assert.Equal(1, io.Held);
+        io.ReleaseAll();
+        Assert.Equal(StorageResult.Ok, Done(alone));
+        Assert.Equal(0, iteration.Scheduled);
+        AssertReads(volume, model);
+        io.ReleaseAll();
+        BlockIo.InstallForCurrentThread(null); // the graceful stop writes metadata synchronously
+        store.Dispose();
+    }
+
+    /// <summary>A reactor shard as the partition sees it, on the test thread: work for the end of the iteration waits for <see cref="End"/>.</summary>
+    private sealed class IterationPoster : IWorkPoster
+    {
+        private readonly List<Action> _atEnd = [];
+
+        public bool OnThread { get; set; } = true;
+        public int Scheduled => _atEnd.Count;
+        public bool IsCurrent => OnThread;
+
+        public void Post(Action work) => work();
+
+        public void AtIterationEnd(Action work) => _atEnd.Add(work);
+
+        public void End()
+        {
+            Action[] work = [.. _atEnd];
+            _atEnd.Clear();
+            foreach (Action w in work)
+            {
+                w();
+            }
+        }
+    }
+
+    /// <summary>
     /// Property: any mix of writes and trims, with device writes completing in between at random, reads back as the
     /// last operation on each block, before and after a scan; no record is larger than a batch allows.
     /// </summary>
@@ -224,7 +286,14 @@ public sealed class GroupCommitTests : HeldIoTests
         return io;
     }
 
-    private static ValueTask<StorageResult> Write(IBlockVolume volume, byte[] model, int lba, int count, int value)
+    private static ValueTask<StorageResult> Write(IBlockVolume volume, byte[] model, int lba, int count, int value) =>
+        volume.WriteAsync((long)lba * Block, Data(model, lba, count, value));
+
+    private static ValueTask<StorageResult> Write(IVolumeChannel channel, byte[] model, int lba, int count, int value) =>
+        channel.WriteAsync((long)lba * Block, Data(model, lba, count, value));
+
+    /// <summary>A write's data (each block tagged with its value), copied into the model.</summary>
+    private static byte[] Data(byte[] model, int lba, int count, int value)
     {
         byte[] data = new byte[count * Block];
         for (int b = 0; b < count; b++)
@@ -234,7 +303,7 @@ public sealed class GroupCommitTests : HeldIoTests
         }
 
         data.CopyTo(model, lba * Block);
-        return volume.WriteAsync((long)lba * Block, data);
+        return data;
     }
 
     private static void AssertReads(IBlockVolume volume, byte[] model)
