@@ -34,11 +34,13 @@ case $STORE in gftl) store=(--device "$dev:${DEV:-4G}");; memory) store=(--store
 (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && { echo "port $PORT is in use"; exit 1; }
 nice -n "$NICE" taskset -c 1 dotnet "$DLL" serve --listen 127.0.0.1:$PORT --discovery 127.0.0.1:$((PORT + 1)) \
   --metrics 127.0.0.1:$((PORT + 2)) --data-dir "$data" "${store[@]}" --cores 1 --poll "$POLL" > "$out/target.log" 2>&1 < /dev/null &
-pid=$!; trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dev" "$data" /tmp/perf-$pid.map' EXIT
+pid=$!; tid=none; trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dev" "$data" /tmp/perf-$pid.map /tmp/perf-$tid.map' EXIT
 for _ in $(seq 1 300); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.2; done
 kill -0 $pid 2>/dev/null || { echo "the target exited:"; tail -5 "$out/target.log"; exit 1; }
 tid=$(grep -l '^shard-0$' /proc/$pid/task/*/comm | head -1 | cut -d/ -f5)
 [ -n "$tid" ] || { echo "no shard-0 thread in pid $pid"; exit 1; }
+# perf record -t looks JIT symbols up by the thread's id.
+[ -n "$PROFILE" ] && ln -sf /tmp/perf-$pid.map /tmp/perf-$tid.map
 TR="trtype:tcp adrfam:IPv4 traddr:127.0.0.1 trsvcid:$PORT subnqn:nqn.2026-11.io.duroslight:default hostnqn:nqn.2014-08.org.nvmexpress:uuid:11111111-2222-3333-4444-555555555555"
 events=context-switches,raw_syscalls:sys_enter,syscalls:sys_enter_io_uring_enter,io_uring:io_uring_submit_req,io_uring:io_uring_queue_async_work,block:block_bio_queue,block:block_rq_issue,block:block_unplug
 
