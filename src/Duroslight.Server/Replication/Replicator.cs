@@ -200,6 +200,7 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
 
     public async ValueTask DisposeAsync()
     {
+        foreach (var r in _volumes.Values) r.StopSaver();
         PeerLink[] links;
         lock (_links) links = [.. _links.Values];
         foreach (var link in links) await link.CloseAsync().ConfigureAwait(false);
