@@ -55,22 +55,14 @@ internal sealed class SegmentAllocator
     /// <summary>Segments opened that had been written before and freed.</summary>
     public long ReusedOpened => Interlocked.Read(ref _reusedOpened);
 
-    /// <summary>True while the next segment a user write opens on some device would be a never-written one.</summary>
-    public bool NextOpenIsFresh
+    /// <summary>True while some device still has a never-written segment (its high-water mark is below its top).</summary>
+    public bool HasFresh
     {
         get
         {
             lock (_gate)
             {
-                foreach (Stack<Segment> stack in _free)
-                {
-                    if (stack.TryPeek(out Segment? next) && IsFresh(next))
-                    {
-                        return true;
-                    }
-                }
-
-                return false;
+                return Array.Exists(_highWater, mark => mark < SegmentsPerDevice);
             }
         }
     }
@@ -157,7 +149,7 @@ internal sealed class SegmentAllocator
     /// <summary>Under the lock: a segment being opened; one at the high-water mark raises it.</summary>
     private void CountOpen(Segment segment)
     {
-        if (IsFresh(segment))
+        if (IndexOnDevice(segment) >= _highWater[segment.Device])
         {
             _highWater[segment.Device] = IndexOnDevice(segment) + 1;
             _freshOpened++;
@@ -167,8 +159,6 @@ internal sealed class SegmentAllocator
             _reusedOpened++;
         }
     }
-
-    private bool IsFresh(Segment segment) => IndexOnDevice(segment) >= _highWater[segment.Device];
 
     private int IndexOnDevice(Segment segment) => segment.Id - (segment.Device * SegmentsPerDevice);
 
