@@ -27,6 +27,13 @@ public sealed unsafe class Shard
     /// </summary>
     public static readonly TimeSpan MaxIdleSpin = TimeSpan.FromMicroseconds(100);
 
+    /// <summary>
+    /// A polling iteration without work reads the clocks (idle spin, ticks) only once in this many: each read is a
+    /// vDSO call that cost more than the rest of such an iteration (22% of the shard's samples at QD1,
+    /// bench/README.md). The spin bound and the tick are late by at most this many empty iterations (microseconds).
+    /// </summary>
+    internal const int IdleClockStride = 32;
+
     [ThreadStatic]
     private static Shard? t_current;
 
@@ -47,6 +54,7 @@ public sealed unsafe class Shard
     private int _eventFd = -1;
     private ulong* _eventValue;
     private int _sleeping;
+    private bool _woke;
     private int _wakePending;
     private volatile bool _stopRequested;
     private long _nextTickMs;
@@ -245,15 +253,24 @@ public sealed unsafe class Shard
         var completions = stackalloc Completion[ReapBatch];
         _startedAt = Stopwatch.GetTimestamp();
         _idleSpin = new IdleSpin(Stopwatch.Frequency * MaxIdleSpin.Ticks / TimeSpan.TicksPerSecond);
+        long now = _startedAt;
+        int idleIterations = 0;
         while (!_stopRequested)
         {
             _prepared = 0;
             bool worked = Reap(completions);
             worked |= RunWork();
-            Tick();
+            // A polling iteration that finds nothing costs little more than its clock reads, so it reads the clocks
+            // only every IdleClockStride-th time; an iteration that worked or woke from a sleep always does.
+            bool timed = worked || _woke || ++idleIterations % IdleClockStride == 0;
+            if (timed) Tick();
             worked |= SendBatches();
-            _idleSpin.Iterated(worked, queuedIo: _prepared != 0, Stopwatch.GetTimestamp());
-            Wait();
+            if (Mode == PollMode.Sleep)
+            {
+                if (timed || worked) now = Stopwatch.GetTimestamp();
+                _idleSpin.Iterated(worked, queuedIo: _prepared != 0, now);
+            }
+            Wait(now);
         }
     }
 
@@ -325,10 +342,10 @@ public sealed unsafe class Shard
     /// Submits what the iteration queued and, in sleep mode with nothing to do and the idle spin spent, waits in
     /// the kernel.
     /// </summary>
-    private void Wait()
+    private void Wait(long now)
     {
         long timeoutUs = 0;
-        if (Mode == PollMode.Sleep && _local.Count == 0 && _sendScheduled.Count == 0 && !_idleSpin.ShouldSpin(Stopwatch.GetTimestamp()))
+        if (Mode == PollMode.Sleep && _local.Count == 0 && _sendScheduled.Count == 0 && !_idleSpin.ShouldSpin(now))
         {
             Interlocked.Exchange(ref _sleeping, 1);
             // Re-check after announcing sleep: a producer that missed the flag enqueued before we looked.
@@ -337,6 +354,7 @@ public sealed unsafe class Shard
         }
         int rc = Uring.Submit(Ring, timeoutUs);
         Volatile.Write(ref _sleeping, 0);
+        _woke = timeoutUs > 0;
         if (rc < 0 && rc != -LibC.EINTR && rc != -LibC.EAGAIN)
             throw new InvalidOperationException($"io_uring_enter failed with errno {-rc}");
     }
