@@ -3,12 +3,17 @@
 #   prefill   8192 128K sequential writes at QD8 (the 1 GiB namespace once)
 #   rw4k      RW_IOS 4K random writes at QD32 (the collector starts once the log wraps)
 #   rw4k-qd1  RW_QD1_IOS 4K random writes at QD1 (a lone write: goes out at once as its own record)
+#   sr128k    SR_PASSES 128K sequential read passes at QD8 (default none; with them the default order follows
+#             compare.sh's, rw4k, sr128k, sw128k: the first pass re-packs what the 4K writes fragmented)
 #   sw128k    SW_PASSES passes of 128K sequential writes at QD8 over the namespace (the log wraps on the default
 #             4 GiB device, so the collector must keep up with the stream)
 # After each phase, its deltas: rate and load (not claims), then counts that do not depend on the machine's load:
 # records and host writes (host writes per record), mean records in flight when one started (depth), host writes
-# that waited in the queue and for how long, waits for a free segment, segments freed; the target's device traffic
-# from /proc/PID/io (write bytes per host byte; read_bytes: the collector's victim reads, the run has no host reads);
+# that waited in the queue and for how long, waits for a free segment, segments freed, device bytes written
+# (records, re-packs and the collector's copies) and the collector's copies alone, segments opened fresh (never
+# written: on a file-backed device the filesystem allocates as they fill) or reused, device reads of chunk reads per
+# host I/O, re-packed bytes; the target's device traffic from /proc/PID/io (write bytes per host byte; read_bytes:
+# host reads and the collector's victim reads);
 # the shard thread's CPU time (/proc/PID/task/TID/schedstat, ns) and the whole process's (utime + stime), per host
 # I/O; and with perf stat over the phase: syscalls, io_uring_enter calls, io_uring submissions, io-wq punts, context
 # switches, and the block layer's bios, device requests and plug flushes per host I/O (in the process's context).
@@ -19,11 +24,11 @@
 # of the shard thread during that phase (JIT symbols through DOTNET_PerfMapEnabled=1 and W^X off; that costs a little on its
 # own) into OUTDIR/PHASE.profile.txt (top symbols, self and children).
 # usage: SPDK_PEER_DIR=$HOME/spdk bench/gftl-write128.sh OUTDIR   (from the checkout, after a Release build of
-# src/Duroslight.Server; env: PHASES, RW_IOS=131072 RW_QD1_IOS=5000 SW_PASSES=4 DEV=4G PORT=14640 SCRATCH=/var/tmp
+# src/Duroslight.Server; env: PHASES, RW_IOS=131072 RW_QD1_IOS=5000 SR_PASSES=0 SW_PASSES=4 DEV=4G PORT=14640 SCRATCH=/var/tmp
 # STORE=gftl|memory POLL=busy|sleep PROFILE=PHASE NICE=0 (e.g. -15 as root on a loaded machine) DLL=path/to/duroslight.dll)
 set -u
 out=$1; RW_IOS=${RW_IOS:-131072}; RW_QD1_IOS=${RW_QD1_IOS:-5000}; SW_PASSES=${SW_PASSES:-4}; PORT=${PORT:-14640}
-PHASES=${PHASES:-prefill rw4k sw128k}; STORE=${STORE:-gftl}; PROFILE=${PROFILE:-}; NICE=${NICE:-0}; POLL=${POLL:-busy}
+SR_PASSES=${SR_PASSES:-0}; PHASES=${PHASES:-prefill rw4k $( ((SR_PASSES > 0)) && echo sr128k) sw128k}; STORE=${STORE:-gftl}; PROFILE=${PROFILE:-}; NICE=${NICE:-0}; POLL=${POLL:-busy}
 SPDK=${SPDK_PEER_DIR:?set SPDK_PEER_DIR}
 mkdir -p "$out"; export LD_LIBRARY_PATH=$SPDK/build/lib
 PERF=$SPDK/build/examples/perf
@@ -35,7 +40,8 @@ case $STORE in gftl) store=(--device "$dev:${DEV:-4G}");; memory) store=(--store
 nice -n "$NICE" taskset -c 1 dotnet "$DLL" serve --listen 127.0.0.1:$PORT --discovery 127.0.0.1:$((PORT + 1)) \
   --metrics 127.0.0.1:$((PORT + 2)) --data-dir "$data" "${store[@]}" --cores 1 --poll "$POLL" > "$out/target.log" 2>&1 < /dev/null &
 pid=$!; tid=none; trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dev" "$data" /tmp/perf-$pid.map /tmp/perf-$tid.map' EXIT
-for _ in $(seq 1 300); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.2; done
+# The port accepts before the store is ready (seen at load 20: the prefill failed to connect): wait for Active.
+for _ in $(seq 1 600); do grep -q "state Active" "$out/target.log" && break; kill -0 $pid 2>/dev/null || break; sleep 0.2; done
 kill -0 $pid 2>/dev/null || { echo "the target exited:"; tail -5 "$out/target.log"; exit 1; }
 tid=$(grep -l '^shard-0$' /proc/$pid/task/*/comm | head -1 | cut -d/ -f5)
 [ -n "$tid" ] || { echo "no shard-0 thread in pid $pid"; exit 1; }
@@ -47,8 +53,8 @@ events=context-switches,raw_syscalls:sys_enter,syscalls:sys_enter_io_uring_enter
 # One "name value" line per counter: the GFTL's write-path metrics, /proc/PID/io, the shard's and the process's CPU.
 snap() {
   curl -s -m 2 "http://127.0.0.1:$((PORT + 2))/metrics" |
-    grep -E "^duroslight_gftl_(host_writes|records|record_depth|writes_queued|write_queue_seconds|room_waits|gc_segments_cleaned)_total " |
-    sed 's/^duroslight_gftl_//; s/_total / /'
+    grep -E "^duroslight_gftl_(host_writes|records|record_depth|writes_queued|write_queue_seconds|room_waits|gc_segments_cleaned|device_reads|segments_opened|device_written_bytes|gc_copied_bytes|repacked_bytes)_total[ {]" |
+    sed 's/^duroslight_gftl_//; s/_total / /; s/segments_opened_total{kind="\([a-z]*\)"}/opened_\1/'
   awk '/^(read|write)_bytes/{sub(":", "", $1); print "dev_" $1, $2}' /proc/$pid/io
   echo "shard_ns $(cut -d' ' -f1 /proc/$pid/task/$tid/schedstat)"
   echo "proc_ticks $(cut -d')' -f2 /proc/$pid/stat | awk '{print $12 + $13}')"
@@ -67,6 +73,10 @@ deltas() {
           d["host_writes"] / d["records"], d["record_depth"] / d["records"], d["writes_queued"] / n,
           (d["writes_queued"] > 0 ? d["write_queue_seconds"] * 1e6 / d["writes_queued"] : 0), d["room_waits"],
           d["gc_segments_cleaned"], d["records"]
+      if ("device_written_bytes" in d)
+        printf " device_written_MiB=%.0f gc_copied_MiB=%.0f opened_fresh=%d opened_reused=%d device_reads/IO=%.2f repacked_MiB=%.0f",
+          d["device_written_bytes"] / 1048576, d["gc_copied_bytes"] / 1048576, d["opened_fresh"], d["opened_reused"],
+          d["device_reads"] / n, d["repacked_bytes"] / 1048576
       printf " dev_write_B/host_B=%.3f dev_read_MiB=%.0f shard_us/IO=%.2f proc_us/IO=%.2f", d["dev_write_bytes"] / (n * bs),
         d["dev_read_bytes"] / 1048576, d["shard_ns"] / n / 1000, d["proc_ticks"] * 1e6 / tick / n
       printf " syscalls/IO=%.2f enters/IO=%.2f submits/IO=%.2f punts/IO=%.3f switches/IO=%.3f bios/IO=%.3f device_requests/IO=%.3f unplugs/IO=%.3f\n",
@@ -96,6 +106,7 @@ for p in $PHASES; do
     prefill) phase prefill 8192 131072 -q 8 -o 131072 -w write;;
     rw4k) phase rw4k "$RW_IOS" 4096 -q 32 -o 4096 -w randwrite;;
     rw4k-qd1) phase rw4k-qd1 "$RW_QD1_IOS" 4096 -q 1 -o 4096 -w randwrite;;
+    sr128k) for p in $(seq 1 "$SR_PASSES"); do phase sr128k-$p 8192 131072 -q 8 -o 131072 -w read; done;;
     sw128k) phase sw128k $((8192 * SW_PASSES)) 131072 -q 8 -o 131072 -w write;;
     *) echo "unknown phase $p"; exit 2;;
   esac
