@@ -333,20 +333,27 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
         }
 
         int room = Math.Min(_open!.Blocks - _open.Cursor - 1, BatchDataBlocks);
-        int taken = 0, data = 0;
+        // Small writes pack; a large one (a group's worth itself, which needs no company to pay for its header) gets a
+        // record of its own while another slot stays free, so 128K writes keep streaming one record each, several
+        // deep, as the disk needs (the queue only holds several of them when records form at the end of a reactor
+        // iteration). With the last slot everything goes together.
+        bool spareSlot = _writing + 1 < MaxWritesInFlight;
+        int taken = 0, data = 0, lastBlocks = 0;
         while (taken < _queue.Count && _queue[taken].IsTrim == trim)
         {
             int groupBlocks = frontBlocks;
             int group = taken == 0 ? front : GroupLength(taken, out groupBlocks);
             int blocks = trim ? 0 : groupBlocks;
             // The front group always fits: EnsureOpen made room for it, and a group is at most one chunk (32 blocks).
-            if (taken > 0 && (taken + group > RecordFormat.MaxExtents || data + blocks > room))
+            if (taken > 0 && (taken + group > RecordFormat.MaxExtents || data + blocks > room ||
+                (spareSlot && Math.Max(blocks, lastBlocks) >= GroupBlocks)))
             {
                 break;
             }
 
             data += blocks;
             taken += group;
+            lastBlocks = blocks;
         }
 
         // Past the eager slots, wait for company unless the batch is full enough or something is left behind it.

@@ -135,6 +135,40 @@ public sealed class GroupCommitTests : HeldIoTests
         store.Dispose();
     }
 
+    /// <summary>
+    /// Formed at the end of an iteration, large writes still stream: while another write slot stays free a write of a
+    /// group's worth (16 blocks) or more gets a record of its own, so 128K writes go one record each, several deep (as
+    /// the disk needs), while the small writes of the iteration pack into one record.
+    /// </summary>
+    [Fact]
+    public void At_the_end_of_an_iteration_small_writes_pack_and_large_ones_stream_while_slots_are_free()
+    {
+        var store = new GftlStore(Scratch.Options(shards: 1, segmentBytes: 4 << 20));
+        IBlockVolume volume = store.Open(store.Create("v", 4 * GftlScratch.MiB).Id);
+        HeldBlockIo io = Install();
+        io.RecordSizes = true;
+        var iteration = new IterationPoster();
+        IVolumeChannel channel = volume.OpenChannel(new StorageShard(0, 1, io, iteration));
+        var model = new byte[4 << 20];
+        var writes = new List<ValueTask<StorageResult>>();
+        for (int i = 0; i < 4; i++)
+        {
+            writes.Add(Write(channel, model, 200 + (i * 2), 1, 10 + i)); // small ones before and between the large
+            writes.Add(Write(channel, model, i * 32, 32, 1 + i));
+        }
+
+        writes.Add(Write(channel, model, 300, 2, 20));
+        iteration.End();
+        Assert.Equal(Partition.MaxWritesInFlight, io.Held);
+        io.ReleaseAll();
+        Assert.All(writes, w => Assert.Equal(StorageResult.Ok, Done(w)));
+        Assert.Equal([2 * Block, 33 * Block, 2 * Block, 33 * Block, 2 * Block, 33 * Block, 2 * Block, 35 * Block], io.WriteSizes);
+        AssertReads(volume, model);
+        io.ReleaseAll();
+        BlockIo.InstallForCurrentThread(null); // the graceful stop writes metadata synchronously
+        store.Dispose();
+    }
+
     /// <summary>A reactor shard as the partition sees it, on the test thread: work for the end of the iteration waits for <see cref="End"/>.</summary>
     private sealed class IterationPoster : IWorkPoster
     {
