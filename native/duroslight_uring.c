@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <liburing.h>
 
@@ -90,6 +91,92 @@ DS_EXPORT int ds_prep_recv(struct io_uring *ring, int fd, void *buf, unsigned le
     PREP(ring, user_data, io_uring_prep_recv(sqe, fd, buf, len, 0));
 }
 
+// A multishot receive (6.0+; single-shot before) into buffers the kernel picks from the provided-buffer ring
+// `group`: it stays armed across completions (IORING_CQE_F_MORE) until an error, end of stream, cancel or no buffer.
+DS_EXPORT int ds_prep_recv_select(struct io_uring *ring, int fd, int group, int multishot, uint64_t user_data)
+{
+    struct io_uring_sqe *sqe = sqe_for(ring, user_data);
+    if (!sqe) return -EBUSY;
+    io_uring_prep_recv(sqe, fd, NULL, 0, 0);
+    if (multishot) sqe->ioprio |= IORING_RECV_MULTISHOT;
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = (uint16_t)group;
+    return 0;
+}
+
+// Cancels the one operation whose user_data is `target` (it completes with -ECANCELED, or not at all if it finished).
+DS_EXPORT int ds_prep_cancel(struct io_uring *ring, uint64_t target, uint64_t user_data)
+{
+    PREP(ring, user_data, io_uring_prep_cancel64(sqe, target, 0));
+}
+
+// A provided-buffer ring (5.19+): `count` (a power of two) buffers of `size` bytes in one block at `base`, buffer i
+// at base + i * size, registered as buffer group `group`. Returns NULL and a negative errno if the kernel refuses.
+struct ds_buf_ring {
+    struct io_uring_buf_ring *ring;
+    size_t ring_bytes;
+    unsigned char *base;
+    unsigned count, size;
+    int group;
+};
+
+DS_EXPORT struct ds_buf_ring *ds_buf_ring_create(struct io_uring *ring, unsigned count, unsigned size, int group, int *error)
+{
+    struct ds_buf_ring *b = calloc(1, sizeof(*b));
+    if (!b) {
+        *error = -ENOMEM;
+        return NULL;
+    }
+    b->ring_bytes = count * sizeof(struct io_uring_buf);
+    void *mem = mmap(NULL, b->ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (mem == MAP_FAILED || posix_memalign((void **)&b->base, 4096, (size_t)count * size) != 0) {
+        if (mem != MAP_FAILED) munmap(mem, b->ring_bytes);
+        free(b);
+        *error = -ENOMEM;
+        return NULL;
+    }
+    b->ring = mem;
+    b->count = count;
+    b->size = size;
+    b->group = group;
+    io_uring_buf_ring_init(b->ring);
+    struct io_uring_buf_reg reg;
+    memset(&reg, 0, sizeof(reg));
+    reg.ring_addr = (uint64_t)(uintptr_t)b->ring;
+    reg.ring_entries = count;
+    reg.bgid = (uint16_t)group;
+    int rc = io_uring_register_buf_ring(ring, &reg, 0);
+    if (rc < 0) {
+        munmap(b->ring, b->ring_bytes);
+        free(b->base);
+        free(b);
+        *error = rc;
+        return NULL;
+    }
+    for (unsigned i = 0; i < count; i++)
+        io_uring_buf_ring_add(b->ring, b->base + (size_t)i * size, size, (unsigned short)i, (int)count - 1, (int)i);
+    io_uring_buf_ring_advance(b->ring, (int)count);
+    *error = 0;
+    return b;
+}
+
+DS_EXPORT unsigned char *ds_buf_ring_base(struct ds_buf_ring *b) { return b->base; }
+
+// Gives buffer `bid` back to the kernel once its data has been consumed.
+DS_EXPORT void ds_buf_ring_recycle(struct ds_buf_ring *b, unsigned bid)
+{
+    io_uring_buf_ring_add(b->ring, b->base + (size_t)bid * b->size, b->size, (unsigned short)bid, (int)b->count - 1, 0);
+    io_uring_buf_ring_advance(b->ring, 1);
+}
+
+DS_EXPORT void ds_buf_ring_destroy(struct io_uring *ring, struct ds_buf_ring *b)
+{
+    io_uring_unregister_buf_ring(ring, b->group);
+    munmap(b->ring, b->ring_bytes);
+    free(b->base);
+    free(b);
+}
+
 DS_EXPORT int ds_prep_send(struct io_uring *ring, int fd, const void *buf, unsigned len, uint64_t user_data)
 {
     PREP(ring, user_data, io_uring_prep_send(sqe, fd, buf, len, MSG_NOSIGNAL));
@@ -141,16 +228,19 @@ DS_EXPORT int ds_submit(struct io_uring *ring, long timeout_us)
     return rc == -ETIME || rc == -EINTR ? 0 : rc;
 }
 
-// Copies up to max completions into out and marks them seen; returns how many.
+// Copies up to max completions into out and marks them seen; returns how many. Never enters the kernel (unlike
+// io_uring_peek_batch_cqe, which does when completion work is pending): ds_submit at the end of the shard's loop
+// iteration is the one place that enters, so it submits and runs that work in one crossing.
 DS_EXPORT int ds_reap(struct io_uring *ring, struct ds_cqe *out, int max)
 {
-    struct io_uring_cqe *cqes[256];
-    if (max > 256) max = 256;
-    unsigned n = io_uring_peek_batch_cqe(ring, cqes, (unsigned)max);
-    for (unsigned i = 0; i < n; i++) {
-        out[i].user_data = cqes[i]->user_data;
-        out[i].res = cqes[i]->res;
-        out[i].flags = cqes[i]->flags;
+    unsigned head, n = 0;
+    struct io_uring_cqe *cqe;
+    io_uring_for_each_cqe(ring, head, cqe) {
+        if (n == (unsigned)max) break;
+        out[n].user_data = cqe->user_data;
+        out[n].res = cqe->res;
+        out[n].flags = cqe->flags;
+        n++;
     }
     io_uring_cq_advance(ring, n);
     return (int)n;

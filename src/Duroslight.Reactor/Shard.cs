@@ -18,6 +18,14 @@ public sealed unsafe class Shard
     private const int ReapBatch = 256;
     private const byte OpWakeRead = 1;
 
+    // Connections receive into one provided-buffer ring per shard (buffer group 0) instead of a buffer each: memory
+    // follows the data in flight, not the connection count, and a multishot receive stays armed across commands.
+    private const int ReceiveGroup = 0;
+    private const uint ReceiveBufferCount = 128;
+
+    /// <summary>Size of one provided receive buffer: a receive completes with at most this many bytes.</summary>
+    public const int ReceiveBufferSize = 64 * 1024;
+
     /// <summary>
     /// Sleep mode's idle spin bound: after the last work, a shard keeps polling the ring for at most this long
     /// before it sleeps, since a wake-up (eventfd or task-work, then the scheduler) costs about as much as a whole
@@ -26,6 +34,13 @@ public sealed unsafe class Shard
     /// an idle shard uses no CPU. Worst case this costs the bound once per burst of work.
     /// </summary>
     public static readonly TimeSpan MaxIdleSpin = TimeSpan.FromMicroseconds(100);
+
+    /// <summary>
+    /// A polling iteration without work reads the clocks (idle spin, ticks) only once in this many: each read is a
+    /// vDSO call that cost more than the rest of such an iteration (22% of the shard's samples at QD1,
+    /// bench/README.md). The spin bound and the tick are late by at most this many empty iterations (microseconds).
+    /// </summary>
+    internal const int IdleClockStride = 32;
 
     [ThreadStatic]
     private static Shard? t_current;
@@ -43,10 +58,14 @@ public sealed unsafe class Shard
     private readonly int _cpu;
     private Thread? _thread;
     private Ring? _ring;
+    private nint _receiveRing;
+    private byte* _receiveBase;
+    private bool _multishotReceive;
     private Exception? _startError;
     private int _eventFd = -1;
     private ulong* _eventValue;
     private int _sleeping;
+    private bool _woke;
     private int _wakePending;
     private volatile bool _stopRequested;
     private long _nextTickMs;
@@ -146,6 +165,18 @@ public sealed unsafe class Shard
     public void SubmitReceive(int fd, byte* buffer, int length, int token, byte op) =>
         Prepared(Uring.PrepRecv(Ring, fd, buffer, (uint)length, UserData(token, op)));
 
+    /// <summary>
+    /// Receives on <paramref name="fd"/> into the shard's provided buffers; the handler must be an
+    /// <see cref="IReceiveHandler"/>. Multishot where the kernel has it (6.0+): one submission keeps receiving until
+    /// a completion comes without <c>more</c>.
+    /// </summary>
+    public void SubmitReceiveSelect(int fd, int token, byte op) =>
+        Prepared(Uring.PrepRecvSelect(Ring, fd, ReceiveGroup, _multishotReceive ? 1 : 0, UserData(token, op)));
+
+    /// <summary>Cancels the operation submitted with (<paramref name="token"/>, <paramref name="targetOp"/>); it completes with -ECANCELED.</summary>
+    public void SubmitCancel(int token, byte targetOp, byte op) =>
+        Prepared(Uring.PrepCancel(Ring, UserData(token, targetOp), UserData(token, op)));
+
     public void SubmitSend(int fd, byte* buffer, int length, int token, byte op) =>
         Prepared(Uring.PrepSend(Ring, fd, buffer, (uint)length, UserData(token, op)));
 
@@ -216,6 +247,7 @@ public sealed unsafe class Shard
         {
             BlockIo.InstallForCurrentThread(null);
             t_current = null;
+            Uring.BufRingDestroy(_ring!.Handle, _receiveRing);
             _ring!.Dispose();
             LibC.Close(_eventFd);
             System.Runtime.InteropServices.NativeMemory.Free(_eventValue);
@@ -231,6 +263,14 @@ public sealed unsafe class Shard
         }
         // Created here: a single-issuer ring belongs to the thread that creates it.
         _ring = Reactor.Ring.Create(RingEntries);
+        _receiveRing = Uring.BufRingCreate(Ring, ReceiveBufferCount, ReceiveBufferSize, ReceiveGroup, out int ringError);
+        if (_receiveRing == 0)
+        {
+            _ring.Dispose();
+            throw new ReactorUnavailableException($"io_uring cannot register a provided-buffer ring (errno {-ringError}); Duroslight needs Linux 5.19 or newer");
+        }
+        _receiveBase = Uring.BufRingBase(_receiveRing);
+        _multishotReceive = Environment.OSVersion.Version >= new Version(6, 0);
         t_current = this;
         BlockIo.InstallForCurrentThread(_deviceIo);
         _eventFd = LibC.EventFd();
@@ -245,15 +285,24 @@ public sealed unsafe class Shard
         var completions = stackalloc Completion[ReapBatch];
         _startedAt = Stopwatch.GetTimestamp();
         _idleSpin = new IdleSpin(Stopwatch.Frequency * MaxIdleSpin.Ticks / TimeSpan.TicksPerSecond);
+        long now = _startedAt;
+        int idleIterations = 0;
         while (!_stopRequested)
         {
             _prepared = 0;
             bool worked = Reap(completions);
             worked |= RunWork();
-            Tick();
+            // A polling iteration that finds nothing costs little more than its clock reads, so it reads the clocks
+            // only every IdleClockStride-th time; an iteration that worked or woke from a sleep always does.
+            bool timed = worked || _woke || ++idleIterations % IdleClockStride == 0;
+            if (timed) Tick();
             worked |= SendBatches();
-            _idleSpin.Iterated(worked, queuedIo: _prepared != 0, Stopwatch.GetTimestamp());
-            Wait();
+            if (Mode == PollMode.Sleep)
+            {
+                if (timed || worked) now = Stopwatch.GetTimestamp();
+                _idleSpin.Iterated(worked, queuedIo: _prepared != 0, now);
+            }
+            Wait(now);
         }
     }
 
@@ -278,7 +327,15 @@ public sealed unsafe class Shard
         int token = (int)(uint)c.UserData;
         byte op = (byte)(c.UserData >> 32);
         var handler = (uint)token < (uint)_handlers.Count ? _handlers[token] : null;
-        handler?.OnCompletion(op, c.Result, (c.Flags & Uring.CqeFlagMore) != 0);
+        bool more = (c.Flags & Uring.CqeFlagMore) != 0;
+        if ((c.Flags & Uring.CqeFlagBuffer) == 0)
+        {
+            handler?.OnCompletion(op, c.Result, more);
+            return;
+        }
+        uint bufferId = c.Flags >> Uring.CqeBufferShift;
+        (handler as IReceiveHandler)?.OnReceived(op, new ReadOnlySpan<byte>(_receiveBase + (nint)bufferId * ReceiveBufferSize, c.Result), more);
+        Uring.BufRingRecycle(_receiveRing, bufferId);
     }
 
     private bool RunWork()
@@ -325,10 +382,10 @@ public sealed unsafe class Shard
     /// Submits what the iteration queued and, in sleep mode with nothing to do and the idle spin spent, waits in
     /// the kernel.
     /// </summary>
-    private void Wait()
+    private void Wait(long now)
     {
         long timeoutUs = 0;
-        if (Mode == PollMode.Sleep && _local.Count == 0 && _sendScheduled.Count == 0 && !_idleSpin.ShouldSpin(Stopwatch.GetTimestamp()))
+        if (Mode == PollMode.Sleep && _local.Count == 0 && _sendScheduled.Count == 0 && !_idleSpin.ShouldSpin(now))
         {
             Interlocked.Exchange(ref _sleeping, 1);
             // Re-check after announcing sleep: a producer that missed the flag enqueued before we looked.
@@ -337,6 +394,7 @@ public sealed unsafe class Shard
         }
         int rc = Uring.Submit(Ring, timeoutUs);
         Volatile.Write(ref _sleeping, 0);
+        _woke = timeoutUs > 0;
         if (rc < 0 && rc != -LibC.EINTR && rc != -LibC.EAGAIN)
             throw new InvalidOperationException($"io_uring_enter failed with errno {-rc}");
     }

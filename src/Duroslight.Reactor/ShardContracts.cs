@@ -16,6 +16,17 @@ public interface IRingHandler
 }
 
 /// <summary>
+/// Takes what a receive into the shard's provided buffers got (<see cref="Shard.SubmitReceiveSelect"/>). Completions
+/// without data (end of stream, errors, a cancel, no buffer left: -ENOBUFS) come to <see cref="IRingHandler.OnCompletion"/>.
+/// </summary>
+public interface IReceiveHandler : IRingHandler
+{
+    /// <param name="data">Valid only during the call: the buffer goes back to the kernel when it returns.</param>
+    /// <param name="more">The multishot receive stays armed; false: submit another to keep receiving.</param>
+    void OnReceived(byte op, ReadOnlySpan<byte> data, bool more);
+}
+
+/// <summary>
 /// Something that batches output during a loop iteration and sends it once at the end
 /// (<see cref="Shard.ScheduleSend"/>): one socket send for all the responses an iteration produced.
 /// </summary>

@@ -74,6 +74,49 @@ public sealed class EchoTests
         await acceptor.StopAsync().WaitAsync(TimeSpan.FromSeconds(10));
     }
 
+    /// <summary>
+    /// Receives into the shard's provided buffers (multishot): 64 connections with up to 300 KB in flight each need
+    /// more buffers at once than a shard has, so receives also end with -ENOBUFS and are re-armed; every byte must
+    /// still come back in order. A connection that pauses (cancels its receive) gets nothing until it re-arms.
+    /// </summary>
+    [Theory]
+    [InlineData(PollMode.Sleep)]
+    [InlineData(PollMode.Busy)]
+    public async Task Receives_into_provided_buffers_lose_nothing_when_buffers_run_out_or_a_receive_is_cancelled(PollMode mode)
+    {
+        using var group = ShardTests.Started(1, mode);
+        using var listener = Listen();
+        var echoes = new List<SelectEcho>();
+        var acceptor = new Acceptor(group[0], listener, socket =>
+        {
+            var echo = new SelectEcho(group[0], socket, pauseEvery: echoes.Count % 2 == 0 ? 3 : 0);
+            echoes.Add(echo);
+            group[0].Post(echo);
+        });
+        acceptor.Start();
+        int port = ((IPEndPoint)listener.LocalEndPoint!).Port;
+        var clients = Enumerable.Range(0, 64).Select(i => Task.Run(async () =>
+        {
+            using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            await client.ConnectAsync(IPAddress.Loopback, port);
+            var rng = new Random(i);
+            for (int round = 0; round < 6; round++)
+            {
+                var bytes = new byte[rng.Next(1, 300_000)];
+                rng.NextBytes(bytes);
+                var send = SendInPieces(client, bytes, rng);
+                var back = new byte[bytes.Length];
+                int got = 0;
+                while (got < back.Length) got += await client.ReceiveAsync(back.AsMemory(got), SocketFlags.None);
+                await send;
+                Assert.Equal(bytes, back);
+            }
+        })).ToArray();
+        await Task.WhenAll(clients).WaitAsync(TimeSpan.FromSeconds(120));
+        await acceptor.StopAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Contains(echoes, e => e.Pauses > 0);
+    }
+
     [Fact]
     public async Task Stopped_acceptor_lets_go_of_the_socket()
     {
@@ -104,6 +147,90 @@ public sealed class EchoTests
         {
             int piece = Math.Min(bytes.Length - sent, rng.Next(1, 70_000));
             sent += await client.SendAsync(bytes.AsMemory(sent, piece), SocketFlags.None);
+        }
+    }
+
+    /// <summary>
+    /// Echoes through a multishot receive into the shard's provided buffers. Received bytes queue in managed memory
+    /// and go out through one send at a time; with <c>pauseEvery</c> &gt; 0, every that-many receives it cancels its
+    /// receive and re-arms only once the queued bytes are sent (the target's back-pressure).
+    /// </summary>
+    private sealed unsafe class SelectEcho(Shard shard, TcpSocket socket, int pauseEvery) : IShardWork, IReceiveHandler
+    {
+        private const byte OpRecv = 1, OpSend = 2, OpCancel = 3;
+        private readonly NativeBuffer _out = new(64 * 1024);
+        private readonly Queue<byte> _queued = new();
+        private int _token, _receives;
+        private bool _receiving, _sending, _pausing, _ended;
+
+        public int Pauses;
+
+        public void Execute()
+        {
+            _token = shard.Register(this);
+            Arm();
+        }
+
+        public void OnReceived(byte op, ReadOnlySpan<byte> data, bool more)
+        {
+            _receiving = more;
+            foreach (byte b in data) _queued.Enqueue(b);
+            if (pauseEvery > 0 && ++_receives % pauseEvery == 0 && _receiving && !_pausing)
+            {
+                shard.SubmitCancel(_token, OpRecv, OpCancel);
+                _pausing = true;
+                Pauses++;
+            }
+            Send();
+            if (!_receiving && !_pausing) Arm();
+        }
+
+        public void OnCompletion(byte op, int result, bool more)
+        {
+            switch (op)
+            {
+                case OpRecv:
+                    // Out of buffers, or our own cancel: re-armed below. Anything else: the client closed.
+                    _receiving = false;
+                    _ended |= result != -Duroslight.Core.Interop.LibC.ENOBUFS && result != -Duroslight.Core.Interop.LibC.ECANCELED;
+                    break;
+                case OpSend:
+                    _sending = false;
+                    for (int i = 0; i < result; i++) _queued.Dequeue();
+                    Send();
+                    break;
+                case OpCancel:
+                    _pausing = false;
+                    break;
+            }
+            if (_ended)
+            {
+                if (_receiving || _sending || _pausing) return;
+                shard.Unregister(_token);
+                socket.Close();
+                _out.Free();
+                return;
+            }
+            if (!_receiving && !_pausing && _queued.Count == 0) Arm();
+        }
+
+        private void Arm()
+        {
+            shard.SubmitReceiveSelect(socket.Fd, _token, OpRecv);
+            _receiving = true;
+        }
+
+        private void Send()
+        {
+            if (_sending || _queued.Count == 0) return;
+            int n = 0;
+            foreach (byte b in _queued)
+            {
+                if (n == _out.Length) break;
+                _out.Pointer[n++] = b;
+            }
+            shard.SubmitSend(socket.Fd, _out.Pointer, n, _token, OpSend);
+            _sending = true;
         }
     }
 

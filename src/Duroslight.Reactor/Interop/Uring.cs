@@ -25,7 +25,9 @@ internal static unsafe partial class Uring
     public const uint SetupSingleIssuer = 1u << 12;
     public const uint SetupDeferTaskrun = 1u << 13;
 
+    public const uint CqeFlagBuffer = 1u << 0;
     public const uint CqeFlagMore = 1u << 1;
+    public const int CqeBufferShift = 16;
 
     public const int OpSendMsg = 9;
     public const int OpAccept = 13;
@@ -49,6 +51,26 @@ internal static unsafe partial class Uring
 
     [LibraryImport(Library, EntryPoint = "ds_prep_recv"), SuppressGCTransition]
     public static partial int PrepRecv(nint ring, int fd, byte* buffer, uint length, ulong userData);
+
+    /// <summary>A receive into a buffer the kernel picks from provided-buffer group <paramref name="group"/>; multishot: stays armed.</summary>
+    [LibraryImport(Library, EntryPoint = "ds_prep_recv_select"), SuppressGCTransition]
+    public static partial int PrepRecvSelect(nint ring, int fd, int group, int multishot, ulong userData);
+
+    /// <summary>Cancels the operation submitted with <paramref name="target"/> as its user data.</summary>
+    [LibraryImport(Library, EntryPoint = "ds_prep_cancel"), SuppressGCTransition]
+    public static partial int PrepCancel(nint ring, ulong target, ulong userData);
+
+    [LibraryImport(Library, EntryPoint = "ds_buf_ring_create")]
+    public static partial nint BufRingCreate(nint ring, uint count, uint size, int group, out int error);
+
+    [LibraryImport(Library, EntryPoint = "ds_buf_ring_base"), SuppressGCTransition]
+    public static partial byte* BufRingBase(nint bufRing);
+
+    [LibraryImport(Library, EntryPoint = "ds_buf_ring_recycle"), SuppressGCTransition]
+    public static partial void BufRingRecycle(nint bufRing, uint bufferId);
+
+    [LibraryImport(Library, EntryPoint = "ds_buf_ring_destroy")]
+    public static partial void BufRingDestroy(nint ring, nint bufRing);
 
     [LibraryImport(Library, EntryPoint = "ds_prep_send"), SuppressGCTransition]
     public static partial int PrepSend(nint ring, int fd, byte* buffer, uint length, ulong userData);

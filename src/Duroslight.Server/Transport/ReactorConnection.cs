@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using Duroslight.Core.Interop;
 using Duroslight.Protocol.Engine;
 using Duroslight.Protocol.Nvme;
 using Duroslight.Reactor;
@@ -17,14 +18,12 @@ namespace Duroslight.Server.Transport;
 /// from the buffers storage filled, which go back to the pool only when the send is over. Every method runs
 /// on the shard's thread; other threads only post to it (<see cref="Wake"/>, <see cref="Drain"/>, <see cref="Abort"/>).
 /// </summary>
-internal sealed unsafe class ReactorConnection : IRingHandler, IBatchedSender, IShardTicker, IShardWork, IConnectionSignal, IStorageCompletion
+internal sealed unsafe class ReactorConnection : IReceiveHandler, IBatchedSender, IShardTicker, IShardWork, IConnectionSignal, IStorageCompletion
 {
-    private const int ReceiveBufferSize = 128 * 1024;
-
     // Back-pressure: a host that sends commands but does not read the responses stops being read once this much
     // output waits, so TCP pushes back on it instead of the process growing.
     private const int MaxPendingOutput = 4 << 20;
-    private const byte OpReceive = 1, OpSend = 2;
+    private const byte OpReceive = 1, OpSend = 2, OpCancelReceive = 3;
 
     private readonly Shard _shard;
     private readonly TcpSocket _socket;
@@ -35,13 +34,12 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IBatchedSender, I
     /// <summary>One fan-out per command slot, made on the slot's first request and reused: no allocation per I/O.</summary>
     private RequestFanOut?[] _fanOuts = [];
     private readonly ILogger _logger;
-    private readonly NativeBuffer _receiveBuffer;
     private readonly TargetConnection _engine;
     private readonly IByteStream _stream;
     private readonly SendMessage _message = new();
     private readonly ReadOnlyMemory<byte>[] _segments = new ReadOnlyMemory<byte>[SendMessage.MaxSegments];
     private int _token = -1;
-    private bool _receiving, _sending, _dirty, _transportClosed, _draining, _closing, _closed;
+    private bool _receiving, _cancellingReceive, _sending, _dirty, _transportClosed, _draining, _closing, _closed;
     private int _wakePosted;
 
     public ReactorConnection(Shard shard, TcpSocket socket, string peer, bool isDiscoveryPort, ReactorTransport owner, IDataBufferPool buffers,
@@ -53,7 +51,6 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IBatchedSender, I
         _router = owner.Router;
         _logger = owner.Logger;
         Peer = peer;
-        _receiveBuffer = new NativeBuffer(ReceiveBufferSize);
         // The shard's pool lends native buffers, which never move: the kernel may send from them in place.
         var context = new ConnectionContext(shard.Index, peer, isDiscoveryPort) { Buffers = buffers, HostData = hostData, SendReadDataInPlace = true };
         _engine = new TargetConnection(owner.Target, context, this);
@@ -89,9 +86,27 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IBatchedSender, I
         {
             switch (op)
             {
-                case OpReceive: OnReceived(result); break;
+                case OpReceive: OnReceiveEnded(result); break;
                 case OpSend: OnSent(result); break;
+                case OpCancelReceive: OnCancelled(); break;
             }
+            TryClose();
+        }
+        catch (Exception e)
+        {
+            Fail(e);
+        }
+    }
+
+    public void OnReceived(byte op, ReadOnlySpan<byte> data, bool more)
+    {
+        try
+        {
+            _receiving = more;
+            _stream.Receive(data, Environment.TickCount64);
+            AfterEngine();
+            if (more) StopReceivingIfHeld();
+            else ArmReceive();
             TryClose();
         }
         catch (Exception e)
@@ -185,26 +200,44 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IBatchedSender, I
         OnTick(Environment.TickCount64);
     }
 
+    /// <summary>Why this connection must not read now: closing, draining, or too much output waits (back-pressure).</summary>
+    private bool HoldsReceive =>
+        _transportClosed || _draining || _closing || _engine.WantsClose || _stream.PendingOutputBytes > MaxPendingOutput;
+
     private void ArmReceive()
     {
-        if (_receiving || _transportClosed || _draining || _closing || _engine.WantsClose) return;
-        if (_stream.PendingOutputBytes > MaxPendingOutput) return;
-        _shard.SubmitReceive(_socket.Fd, _receiveBuffer.Pointer, ReceiveBufferSize, _token, OpReceive);
+        if (_receiving || _cancellingReceive || HoldsReceive) return;
+        _shard.SubmitReceiveSelect(_socket.Fd, _token, OpReceive);
         _receiving = true;
     }
 
-    private void OnReceived(int result)
+    /// <summary>A multishot receive keeps reading until cancelled, so holding back (see <see cref="HoldsReceive"/>) cancels it.</summary>
+    private void StopReceivingIfHeld()
+    {
+        if (!_receiving || _cancellingReceive || _closing || !HoldsReceive) return;
+        _shard.SubmitCancel(_token, OpReceive, OpCancelReceive);
+        _cancellingReceive = true;
+    }
+
+    /// <summary>Our cancel is done; the receive's own completion may come before or after it.</summary>
+    private void OnCancelled()
+    {
+        _cancellingReceive = false;
+        ArmReceive();
+    }
+
+    /// <summary>The receive completed without data: end of stream, an error, our cancel, or no provided buffer was free.</summary>
+    private void OnReceiveEnded(int result)
     {
         _receiving = false;
-        if (result <= 0)
+        if (result == -LibC.ECANCELED && !_closing || result == -LibC.ENOBUFS)
         {
-            // 0: the host closed; negative: reset, or our own cancel while closing.
-            TransportClosed();
+            // Our back-pressure cancel (re-armed once output drains), or a shard out of buffers (they are back by now).
+            ArmReceive();
             return;
         }
-        _stream.Receive(_receiveBuffer.GetSpan()[..result], Environment.TickCount64);
-        AfterEngine();
-        ArmReceive();
+        // 0: the host closed; negative: reset, or the shutdown while closing.
+        TransportClosed();
     }
 
     private void OnSent(int result)
@@ -267,7 +300,7 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IBatchedSender, I
             // Ends a receive still armed (it completes with 0) and a send stuck on a host that stopped reading (EPIPE).
             _socket.Shutdown();
         }
-        if (_receiving || _sending || _engine.InFlightStorage > 0) return;
+        if (_receiving || _cancellingReceive || _sending || _engine.InFlightStorage > 0) return;
         Finish();
     }
 
@@ -279,7 +312,6 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IBatchedSender, I
         _socket.Close();
         _engine.Dispose(); // gives back read buffers that were never sent
         _message.Dispose();
-        _receiveBuffer.Free();
         _owner.OnClosed(this);
         _logger.LogDebug("connection {Peer} closed", Peer);
     }
@@ -306,6 +338,7 @@ internal sealed unsafe class ReactorConnection : IRingHandler, IBatchedSender, I
             if (connection._closed) return;
             connection._draining = true;
             if (abort) connection.TransportClosed();
+            connection.StopReceivingIfHeld();
             connection.TryClose();
         }
     }
