@@ -41,6 +41,7 @@ if [ "${CLOCKS:-}" ]; then
   for f in SystemNative_GetTimestamp SystemNative_GetLowResolutionTimestamp; do
     perf probe -q -x "$native" -a $f 2> /dev/null || true   # already defined: fine
   done
+  trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir" "/tmp/perf-$pid.map"; perf probe -q -d "probe_libSystem:*"' EXIT
   events=$events,probe_libSystem:SystemNative_GetTimestamp,probe_libSystem:SystemNative_GetLowResolutionTimestamp
 fi
 # Written whole first: the memory store allocates a page on its first write, which the rows must not measure.
