@@ -10,30 +10,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rate=${1:-0} base=${PORT_BASE:-23000} fill=${FILL:-256}
-dotnet build src/Duroslight.Server -c Release -v q -nologo >/dev/null
-dotnet build bench/Duroslight.Load -c Release -v q -nologo >/dev/null
-server=src/Duroslight.Server/bin/Release/net10.0/duroslight
-load=bench/Duroslight.Load/bin/Release/net10.0/duroslight-load
-dir=$(mktemp -d /var/tmp/dsl-move.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
-trap cleanup EXIT
-etcd_url=http://127.0.0.1:$((base + 379))
-etcd --name b --data-dir "$dir/etcd" --listen-client-urls "$etcd_url" --advertise-client-urls "$etcd_url" \
-     --listen-peer-urls http://127.0.0.1:$((base + 380)) --initial-advertise-peer-urls http://127.0.0.1:$((base + 380)) \
-     --initial-cluster b=http://127.0.0.1:$((base + 380)) >"$dir/etcd.log" 2>&1 & pids+=($!)
-sleep 2
-for n in 0 1 2; do
-    mkdir -p "$dir/n$n"
-    "$server" serve --memory --etcd "$etcd_url" --cluster bench --node-index $n --log-level warning --rebuild-rate "$rate" \
-        --listen 127.0.0.1:$((base + 421 + n)) --discovery 127.0.0.1:$((base + 11 + n)) --metrics 127.0.0.1:$((base + 181 + n)) \
-        --data-dir "$dir/n$n" --control-socket "$dir/n$n/ctl.sock" >"$dir/n$n.log" 2>&1 & pids+=($!)
-done
-for n in 0 1 2; do
-    for _ in $(seq 240); do [ -S "$dir/n$n/ctl.sock" ] && "$server" status --socket "$dir/n$n/ctl.sock" 2>/dev/null | grep -q Active && break; sleep 0.5; done
-    "$server" status --socket "$dir/n$n/ctl.sock" 2>/dev/null | grep -q Active || { echo "node $n is not Active:"; tail -20 "$dir/n$n.log"; exit 1; }
-done
-ctl() { "$server" ctl --socket "$dir/n0/ctl.sock" "$@"; }
+tag=move; source bench/lib/cluster.sh
+for n in 0 1 2; do start_node $n --memory --log-level warning --rebuild-rate "$rate"; done
+for n in 0 1 2; do wait_active $n; done
+ctl() { node_ctl 0 "$@"; }
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(' '.join(str(d[k]) for k in sys.argv[1:]))" "$@"; }
 ctl volumes create m 1G --replicas 2 >/dev/null
 read -r primary nsid <<<"$(ctl --json volumes show m | json primary nsid)"

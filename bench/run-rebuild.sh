@@ -10,30 +10,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rate=${1:-64} size=${2:-1G} dirty=${3:-64m} base=${PORT_BASE:-24000}
-dotnet build src/Duroslight.Server -c Release -v q -nologo >/dev/null
-dotnet build bench/Duroslight.Load -c Release -v q -nologo >/dev/null
-server=src/Duroslight.Server/bin/Release/net10.0/duroslight
-load=bench/Duroslight.Load/bin/Release/net10.0/duroslight-load
-dir=$(mktemp -d /var/tmp/dsl-rebuild.XXXXXX)
-declare -A pids
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
-trap cleanup EXIT
-etcd_url=http://127.0.0.1:$((base + 379))
-etcd --name b --data-dir "$dir/etcd" --listen-client-urls "$etcd_url" --advertise-client-urls "$etcd_url" \
-     --listen-peer-urls http://127.0.0.1:$((base + 380)) --initial-advertise-peer-urls http://127.0.0.1:$((base + 380)) \
-     --initial-cluster b=http://127.0.0.1:$((base + 380)) >"$dir/etcd.log" 2>&1 & pids[etcd]=$!
-sleep 2
-start() {
-    local n=$1
-    mkdir -p "$dir/n$n"
-    "$server" serve --store sparse --etcd "$etcd_url" --cluster bench --node-index "$n" --log-level information --rebuild-rate "$rate" \
-        --listen 127.0.0.1:$((base + 421 + n)) --discovery 127.0.0.1:$((base + 11 + n)) --metrics 127.0.0.1:$((base + 181 + n)) \
-        --data-dir "$dir/n$n" --control-socket "$dir/n$n/ctl.sock" >>"$dir/n$n.log" 2>&1 & pids[$n]=$!
-    for _ in $(seq 240); do [ -S "$dir/n$n/ctl.sock" ] && "$server" status --socket "$dir/n$n/ctl.sock" 2>/dev/null | grep -q Active && return; sleep 0.5; done
-    echo "node $n did not start" >&2; exit 1
-}
+tag=rebuild; source bench/lib/cluster.sh
+# Sparse stores under $dir, so a restarted node keeps its replica.
+start() { start_node "$1" --store sparse --log-level information --rebuild-rate "$rate"; wait_active "$1"; }
 for n in 0 1 2; do start $n; done
-ctl() { "$server" ctl --socket "$dir/n$1/ctl.sock" "${@:2}"; }
+ctl() { node_ctl "$@"; }
 ctl 0 volumes create rb "$size" --replicas 3 >/dev/null
 json() { ctl "$1" --json volumes show rb | python3 -c "import json,sys; v=json.load(sys.stdin); print(eval(sys.argv[1]))" "$2"; }
 primary=$(json 0 "v['primary']") nsid=$(json 0 "v['nsid']")

@@ -8,27 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3} secs=${2:-5} base=${PORT_BASE:-25000}
-dotnet build src/Duroslight.Server -c Release -v q -nologo >/dev/null
-dotnet build bench/Duroslight.Load -c Release -v q -nologo >/dev/null
-server=src/Duroslight.Server/bin/Release/net10.0/duroslight
-load=bench/Duroslight.Load/bin/Release/net10.0/duroslight-load
-dir=$(mktemp -d /var/tmp/dsl-repl.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
-trap cleanup EXIT
-etcd_url=http://127.0.0.1:$((base + 379))
-etcd --name b --data-dir "$dir/etcd" --listen-client-urls "$etcd_url" --advertise-client-urls "$etcd_url" \
-     --listen-peer-urls http://127.0.0.1:$((base + 380)) --initial-advertise-peer-urls http://127.0.0.1:$((base + 380)) \
-     --initial-cluster b=http://127.0.0.1:$((base + 380)) >"$dir/etcd.log" 2>&1 & pids+=($!)
-sleep 2
-for n in 0 1 2; do
-    mkdir -p "$dir/n$n"
-    "$server" serve --memory --etcd "$etcd_url" --cluster bench --node-index $n --log-level warning \
-        --listen 127.0.0.1:$((base + 421 + n)) --discovery 127.0.0.1:$((base + 11 + n)) --metrics 127.0.0.1:$((base + 181 + n)) \
-        --data-dir "$dir/n$n" --control-socket "$dir/n$n/ctl.sock" >"$dir/n$n.log" 2>&1 & pids+=($!)
-done
-for n in 0 1 2; do for _ in $(seq 120); do [ -S "$dir/n$n/ctl.sock" ] && "$server" status --socket "$dir/n$n/ctl.sock" 2>/dev/null | grep -q Active && break; sleep 0.5; done; done
-ctl() { "$server" ctl --socket "$dir/n0/ctl.sock" "$@"; }
+tag=repl; source bench/lib/cluster.sh
+for n in 0 1 2; do start_node $n --memory --log-level warning; done
+for n in 0 1 2; do wait_active $n; done
+ctl() { node_ctl 0 "$@"; }
 for r in 1 2 3; do ctl volumes create "r$r" 1G --replicas $r >/dev/null; done
 field() { ctl --json volumes show "$1" | python3 -c "import json,sys; print(json.load(sys.stdin)['$2'])"; }
 for r in ${REPLICAS:-1 2 3}; do

@@ -41,10 +41,18 @@ internal sealed class ClusterProcesses : IDisposable
     {
         if (!EtcdProcess.Installed) return null;
         var c = new ClusterProcesses(leaseTtl, memory, extraArgs);
-        c._etcd = await EtcdProcess.StartAsync();
-        for (int i = 0; i < 3; i++) c.Nodes.Add(await ServerProcess.StartAsync(c.NodeArgs(i, memory)));
-        await Eventually.Until(async () => CountState(await c.NodesAsync(0), "Active") == 3, "three nodes Active in nodes list", Limit);
-        return c;
+        try
+        {
+            c._etcd = await EtcdProcess.StartAsync();
+            for (int i = 0; i < 3; i++) c.Nodes.Add(await ServerProcess.StartAsync(c.NodeArgs(i, memory)));
+            await Eventually.Until(async () => CountState(await c.NodesAsync(0), "Active") == 3, "three nodes Active in nodes list", Limit);
+            return c;
+        }
+        catch
+        {
+            c.Dispose(); // the test never gets the fixture: etcd and the nodes started so far would outlive the run
+            throw;
+        }
     }
 
     public void Dispose()

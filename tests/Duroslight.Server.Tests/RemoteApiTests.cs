@@ -211,6 +211,28 @@ public sealed class RemoteApiTests : IDisposable
         Assert.Equal(served, documented);
     }
 
+    /// <summary>
+    /// Every schema of docs/openapi.json that names a body (X for XResponse or XRequest) lists exactly the JSON
+    /// properties the node writes or reads for it, so a field added to a record cannot go undocumented.
+    /// </summary>
+    [Fact]
+    public void The_openapi_schemas_list_exactly_the_fields_of_the_bodies()
+    {
+        var document = JsonNode.Parse(File.ReadAllText(Path.Combine(RepoRoot(), "docs", "openapi.json")))!;
+        var assembly = typeof(ControlJson).Assembly;
+        int checkedSchemas = 0;
+        foreach (var (name, schema) in document["components"]!["schemas"]!.AsObject())
+        {
+            var type = assembly.GetType($"Duroslight.Server.Control.{name}Response") ?? assembly.GetType($"Duroslight.Server.Control.{name}");
+            Assert.True(type is not null, $"schema {name} names no body record");
+            var fields = new SortedSet<string>(ControlJson.Default.GetTypeInfo(type!)!.Properties.Select(p => p.Name), StringComparer.Ordinal);
+            var documented = new SortedSet<string>(schema!["properties"]!.AsObject().Select(p => p.Key), StringComparer.Ordinal);
+            Assert.True(fields.SetEquals(documented), $"schema {name}: documented [{string.Join(", ", documented)}], body [{string.Join(", ", fields)}]");
+            checkedSchemas++;
+        }
+        Assert.True(checkedSchemas >= 19, $"{checkedSchemas} schemas");
+    }
+
     private void WriteTokens(string path, UnixFileMode mode)
     {
         File.WriteAllText(path, $"# orchestrator\n{Token}\nanother-token-0123456789abcdef\n");

@@ -379,6 +379,7 @@ public sealed class NodeMetrics
         private readonly Gauge? _physical, _freeSegments, _writeAmplification;
         private readonly Counter? _cleaned, _repacked, _repacksDropped, _deviceReads;
         private readonly Counter? _hostWrites, _queued, _queueSeconds, _records, _depthSum, _roomWaits;
+        private readonly Counter? _deviceWritten, _gcCopied, _segmentsOpened;
 
         public GftlSeries(IMetricFactory f, NodeHost node)
         {
@@ -403,6 +404,9 @@ public sealed class NodeMetrics
             _queued = f.CreateCounter("duroslight_gftl_writes_queued_total", "Host writes that waited for a record (slot, company or room) instead of going out at once.");
             _queueSeconds = f.CreateCounter("duroslight_gftl_write_queue_seconds_total", "Time host writes spent queued before their record was submitted.");
             _roomWaits = f.CreateCounter("duroslight_gftl_room_waits_total", "Times a partition found no free segment and waited for the collector.");
+            _deviceWritten = f.CreateCounter("duroslight_gftl_device_written_bytes_total", "Bytes the GFTL wrote to its devices: records (headers included), trims, re-packs and the collector's copies.");
+            _gcCopied = f.CreateCounter("duroslight_gftl_gc_copied_bytes_total", "Live data the collector copied out of its victims.");
+            _segmentsOpened = f.CreateCounter("duroslight_gftl_segments_opened_total", "Segments opened for writing: fresh (never written since start, above the device's high-water mark) or reused.", ["kind"]);
         }
 
         public void Collect(NodeHost node)
@@ -431,6 +435,10 @@ public sealed class NodeMetrics
             _queued!.IncTo(writes.Queued);
             _queueSeconds!.IncTo(writes.QueueSeconds);
             _roomWaits!.IncTo(writes.RoomWaits);
+            _deviceWritten!.IncTo(store.DeviceBytesWritten);
+            _gcCopied!.IncTo(store.GcRelocatedBytes);
+            _segmentsOpened!.WithLabels("fresh").IncTo(store.FreshSegmentsOpened);
+            _segmentsOpened.WithLabels("reused").IncTo(store.ReusedSegmentsOpened);
         }
     }
 }

@@ -200,6 +200,7 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
 
     public async ValueTask DisposeAsync()
     {
+        foreach (var r in _volumes.Values) r.StopSaver();
         PeerLink[] links;
         lock (_links) links = [.. _links.Values];
         foreach (var link in links) await link.CloseAsync().ConfigureAwait(false);
@@ -266,7 +267,7 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
         bool ok = false;
         try
         {
-            ok = await rebuild.RunAsync(() => JoinInEtcd(rebuild.VolumeId, rebuild.Node)).ConfigureAwait(false);
+            ok = await rebuild.RunAsync(() => JoinAndRecordAsync(rebuild)).ConfigureAwait(false);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -279,10 +280,25 @@ public sealed class Replicator(ShardGroup shards, string backendNqn, string host
             logger.LogWarning("volume {Name}: rebuild of node {Node} stopped with {Left} chunks left; a later pass tries again", name, rebuild.Node, rebuild.ChunksLeft);
             await Task.Delay(1000).ConfigureAwait(false); // not a tight retry loop against a failing node
         }
-        _lastRebuilds[(rebuild.VolumeId, rebuild.Node)] = new RebuildResult(rebuild.VolumeId, rebuild.Node, rebuild.ChunksTotal, rebuild.ChunksDone,
-            rebuild.BytesCopied, rebuild.Dirty, rebuild.Resumed, ok);
+        if (!ok) RecordLast(rebuild, joined: false);
         _rebuilds.TryRemove(new KeyValuePair<(Guid, int), Rebuild>((rebuild.VolumeId, rebuild.Node), rebuild));
     }
+
+    /// <summary>
+    /// Joins the node and records the result before the join's etcd write: a reader that sees the node in sync (the
+    /// watch can deliver the join before this continuation runs) then always finds its last rebuild too.
+    /// </summary>
+    private async Task<bool> JoinAndRecordAsync(Rebuild rebuild)
+    {
+        RecordLast(rebuild, joined: true);
+        if (await JoinInEtcd(rebuild.VolumeId, rebuild.Node).ConfigureAwait(false)) return true;
+        RecordLast(rebuild, joined: false);
+        return false;
+    }
+
+    private void RecordLast(Rebuild rebuild, bool joined) =>
+        _lastRebuilds[(rebuild.VolumeId, rebuild.Node)] = new RebuildResult(rebuild.VolumeId, rebuild.Node, rebuild.ChunksTotal, rebuild.ChunksDone,
+            rebuild.BytesCopied, rebuild.Dirty, rebuild.Resumed, joined);
 
     private PeerCounters[] CountersOf(int node) => _counters.GetOrAdd(node, _ =>
     {

@@ -18,6 +18,7 @@ internal sealed partial class VolumeReplication : IThreadPoolWorkItem
     private long _markSeq, _savedSeq;
     private readonly SemaphoreSlim _saves = new(1, 1);
     private readonly SemaphoreSlim _saveSignal = new(0);
+    private readonly CancellationTokenSource _stopSaver = new();
     private readonly Dictionary<int, Guid> _incarnations = [];
     private int _kicked, _saverStarted, _formerPrimary = -1;
     private bool _isPrimary;
@@ -152,13 +153,24 @@ internal sealed partial class VolumeReplication : IThreadPoolWorkItem
 
     private async Task SaveLoopAsync()
     {
-        while (true)
+        var stop = _stopSaver.Token;
+        while (!stop.IsCancellationRequested)
         {
-            await _saveSignal.WaitAsync(SavePeriod).ConfigureAwait(false);
+            try
+            {
+                await _saveSignal.WaitAsync(SavePeriod, stop).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
             Volatile.Write(ref _kicked, 0);
             await SaveAsync().ConfigureAwait(false);
         }
     }
+
+    /// <summary>The node stops (the replicator is disposed): no more periodic saves, which would find etcd's session gone.</summary>
+    public void StopSaver() => _stopSaver.Cancel();
 
     /// <summary>
     /// Writes every track that changed since its last save, then lets the changes that waited for their marks go on.

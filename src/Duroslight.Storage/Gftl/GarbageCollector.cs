@@ -26,6 +26,12 @@ internal sealed class GarbageCollector : IAsyncDisposable
     /// </summary>
     private const int MaxDeadVictims = 16;
 
+    /// <summary>
+    /// Dead segments that make it worth a sync to free them early (<see cref="ReuseWanted"/>): a sync per segment
+    /// would cost a sequential writer one device flush per 4 MiB.
+    /// </summary>
+    private const int ReuseBatch = MaxDeadVictims / 2;
+
     private readonly GftlLog _core;
     private readonly NativeBuffer _victim;
     private readonly NativeBuffer _output = new(RecordFormat.HeaderSize + (MaxBatchBlocks * GftlLayout.BlockSize));
@@ -93,11 +99,12 @@ internal sealed class GarbageCollector : IAsyncDisposable
 
     /// <summary>
     /// A user segment was opened by <paramref name="partition"/> (on its shard): starts slices there if free segments
-    /// are now below <see cref="LowWater"/>. Once per segment at most, never per I/O.
+    /// are now below <see cref="LowWater"/> (or <see cref="ReuseWanted"/>). Once per segment at most, never per I/O.
     /// </summary>
     public void Nudge(Partition partition)
     {
-        if (Volatile.Read(ref _background) && !_stopping && _core.Allocator.FreeCount < LowWater && Interlocked.Exchange(ref _nudged, 1) == 0)
+        if (Volatile.Read(ref _background) && !_stopping && (_core.Allocator.FreeCount < LowWater || ReuseWanted()) &&
+            Interlocked.Exchange(ref _nudged, 1) == 0)
         {
             Kick(partition);
         }
@@ -279,7 +286,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
             else if (Wanted())
             {
                 AnswerWaiters(-1);
-                await BeginBatchAsync(1).ConfigureAwait(false);
+                await BeginBatchAsync(CopyingWanted() ? 1 : 0).ConfigureAwait(false);
                 Post();
                 return;
             }
@@ -293,8 +300,14 @@ internal sealed class GarbageCollector : IAsyncDisposable
         GoIdle();
     }
 
-    /// <summary>Background (until stopping): below the low-water mark; foreground (until stopped): a partition waits for room.</summary>
-    private bool Wanted()
+    /// <summary>
+    /// Background (until stopping): below the low-water mark, or enough dead segments to free while some segment was
+    /// never written (<see cref="ReuseWanted"/>); foreground (until stopped): a partition waits for room.
+    /// </summary>
+    private bool Wanted() => CopyingWanted() || (Volatile.Read(ref _background) && !_stopping && ReuseWanted());
+
+    /// <summary>Cleaning that may copy live data: below the low-water mark (background), or a partition waits for room.</summary>
+    private bool CopyingWanted()
     {
         if (Volatile.Read(ref _background) && !_stopping && _core.Allocator.FreeCount < LowWater)
         {
@@ -305,6 +318,34 @@ internal sealed class GarbageCollector : IAsyncDisposable
         {
             return _waiters.Count > 0;
         }
+    }
+
+    /// <summary>
+    /// <see cref="ReuseBatch"/> dead segments (nothing to copy: freed for one sync, no read) wait while some segment was
+    /// never written: free them now rather than at the low-water mark, so the log, which takes freed segments first
+    /// (<see cref="SegmentAllocator"/>), overwrites written blocks instead of filling never-written ones (on a
+    /// file-backed device each first write into a block costs the filesystem an allocation, and a thin device
+    /// grows). Once every segment has been written this never fires. Checked once per segment opened and once per
+    /// slice, never per I/O.
+    /// </summary>
+    private bool ReuseWanted()
+    {
+        if (!_core.Allocator.HasFresh)
+        {
+            return false;
+        }
+
+        int dead = 0;
+        foreach (Segment segment in _core.Allocator.Segments)
+        {
+            dead += IsIdleDead(segment) ? 1 : 0;
+            if (dead == ReuseBatch)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>Answers the waiting partitions once a user write can open a segment, or when a batch freed nothing (<paramref name="freed"/> 0).</summary>
@@ -365,7 +406,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
     }
 
     /// <summary>
-    /// Empties up to <paramref name="max"/> victims that need copying, and up to <see cref="MaxDeadVictims"/> dead
+    /// Empties up to <paramref name="max"/> victims that need copying (0: only dead ones), and up to <see cref="MaxDeadVictims"/> dead
     /// ones (freed without a device read), and makes the copies durable (the copies, and every write that
     /// outranks what the victims held, must be on the device before the victims are reused), then flips every
     /// partition's read epoch: the victims are freed by <see cref="FinishBatchAsync"/> once <see cref="ReadersDrained"/>.
@@ -374,7 +415,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
     {
         _emptied.Clear();
         int copying = 0, dead = 0;
-        while (copying < max && dead < MaxDeadVictims && PickVictim() is { } victim)
+        while (dead < MaxDeadVictims && PickVictim(deadOnly: copying >= max) is { } victim)
         {
             victim.State = SegmentState.Cleaning;
             _emptied.Add(victim);
@@ -406,6 +447,10 @@ internal sealed class GarbageCollector : IAsyncDisposable
     /// references, so this cannot change before it is freed.
     /// </summary>
     private static bool IsDead(Segment victim) => Volatile.Read(ref victim.Live) == 0 && Volatile.Read(ref victim.TrimRecords) == 0;
+
+    private static bool IsIdle(Segment segment) => segment.State == SegmentState.Closed && Volatile.Read(ref segment.Pending) == 0;
+
+    private static bool IsIdleDead(Segment segment) => IsIdle(segment) && IsDead(segment);
 
     /// <summary>No read that started before the batch's epoch flip is still using the victims' old locations.</summary>
     private bool ReadersDrained()
@@ -458,14 +503,14 @@ internal sealed class GarbageCollector : IAsyncDisposable
     /// <summary>
     /// Greedy: the closed, idle segment with the fewest live blocks, if copying them out frees at least 1/16 of a
     /// segment (packing many small records into few headers counts as a gain), so every cleaning makes progress.
+    /// With <paramref name="deadOnly"/>, only a dead one (nothing to copy).
     /// </summary>
-    private Segment? PickVictim()
+    private Segment? PickVictim(bool deadOnly)
     {
         Segment? best = null;
         foreach (Segment segment in _core.Allocator.Segments)
         {
-            if (segment.State == SegmentState.Closed && Volatile.Read(ref segment.Pending) == 0 &&
-                (best is null || segment.Live < best.Live))
+            if (IsIdle(segment) && (!deadOnly || IsDead(segment)) && (best is null || segment.Live < best.Live))
             {
                 best = segment;
             }

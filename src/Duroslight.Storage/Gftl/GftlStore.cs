@@ -138,6 +138,12 @@ public sealed class GftlStore : IVolumeStore
 
     public long GcSegmentsCleaned => _core.Collector.SegmentsCleaned;
 
+    /// <summary>Segments opened for writing that had never been written (a file-backed device allocates as they fill).</summary>
+    public long FreshSegmentsOpened => _core.Allocator.FreshOpened;
+
+    /// <summary>Segments opened for writing that had been written and freed before.</summary>
+    public long ReusedSegmentsOpened => _core.Allocator.ReusedOpened;
+
     /// <summary>Collector slices run (each bounded to about one victim segment's work).</summary>
     public long GcSlices => _core.Collector.Slices;
 
