@@ -27,8 +27,8 @@ pid=$!; trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dev" "$data
 for _ in $(seq 1 600); do grep -q "state Active" "$out/target.log" && break; sleep 0.2; done
 TR="trtype:tcp adrfam:IPv4 traddr:127.0.0.1 trsvcid:$PORT subnqn:nqn.2026-11.io.duroslight:default hostnqn:nqn.2014-08.org.nvmexpress:uuid:11111111-2222-3333-4444-555555555555"
 metrics() { curl -s -m 2 "http://127.0.0.1:$((PORT + 2))/metrics" |
-  grep -E "^duroslight_gftl_(host_writes|records|record_depth|writes_queued|write_queue_seconds|room_waits|gc_segments_cleaned|device_reads|segments_opened)_total|^duroslight_gftl_(device_written|gc_copied|repacked)_bytes_total|^duroslight_gftl_write_amp" |
-  awk '{v = $2; if ($1 ~ /_bytes_total$/) { v = sprintf("%dMiB", $2 / 1048576) } printf "%s=%s ", $1, v}' |
+  grep -E "^duroslight_gftl_(host_writes|records|record_depth|writes_queued|write_queue_seconds|room_waits|gc_segments_cleaned|device_reads|segments_opened)_total|^duroslight_gftl_(device_bytes_written|gc_relocated_bytes|repacked_bytes)_total|^duroslight_gftl_user_bytes_written_total|^duroslight_gftl_write_amp" |
+  awk '{v = $2; if ($1 ~ /bytes/) { v = sprintf("%dMiB", $2 / 1048576) } printf "%s=%s ", $1, v}' |
   sed 's/duroslight_gftl_//g; s/_bytes_total=/=/g; s/_total=/=/g; s/segments_opened_total{kind="\([a-z]*\)"}/opened_\1/g'
   awk '/^(read|write)_bytes/{printf "target_%s%d MiB ", $1, $2 / 1048576}' /proc/$pid/io; }
 phase() { local name=$1 load; shift; read -r load _ < /proc/loadavg
