@@ -10,8 +10,8 @@
 # After each phase, its deltas: rate and load (not claims), then counts that do not depend on the machine's load:
 # records and host writes (host writes per record), mean records in flight when one started (depth), host writes
 # that waited in the queue and for how long, waits for a free segment, segments freed, device bytes written
-# (records, re-packs and the collector's copies) and the collector's copies alone, segments opened fresh (never
-# written: on a file-backed device the filesystem allocates as they fill) or reused, device reads of chunk reads per
+# (records, re-packs and the collector's copies), user bytes written and the collector's relocated bytes, segments
+# opened fresh (never written: on a file-backed device the filesystem allocates as they fill) or reused, device reads of chunk reads per
 # host I/O, re-packed bytes; the target's device traffic from /proc/PID/io (write bytes per host byte; read_bytes:
 # host reads and the collector's victim reads);
 # the shard thread's CPU time (/proc/PID/task/TID/schedstat, ns) and the whole process's (utime + stime), per host
@@ -53,7 +53,7 @@ events=context-switches,raw_syscalls:sys_enter,syscalls:sys_enter_io_uring_enter
 # One "name value" line per counter: the GFTL's write-path metrics, /proc/PID/io, the shard's and the process's CPU.
 snap() {
   curl -s -m 2 "http://127.0.0.1:$((PORT + 2))/metrics" |
-    grep -E "^duroslight_gftl_(host_writes|records|record_depth|writes_queued|write_queue_seconds|room_waits|gc_segments_cleaned|device_reads|segments_opened|device_written_bytes|gc_copied_bytes|repacked_bytes)_total[ {]" |
+    grep -E "^duroslight_gftl_(host_writes|records|record_depth|writes_queued|write_queue_seconds|room_waits|gc_segments_cleaned|device_reads|segments_opened|device_bytes_written|user_bytes_written|gc_relocated_bytes|repacked_bytes)_total[ {]" |
     sed 's/^duroslight_gftl_//; s/_total / /; s/segments_opened_total{kind="\([a-z]*\)"}/opened_\1/'
   awk '/^(read|write)_bytes/{sub(":", "", $1); print "dev_" $1, $2}' /proc/$pid/io
   echo "shard_ns $(cut -d' ' -f1 /proc/$pid/task/$tid/schedstat)"
@@ -73,10 +73,10 @@ deltas() {
           d["host_writes"] / d["records"], d["record_depth"] / d["records"], d["writes_queued"] / n,
           (d["writes_queued"] > 0 ? d["write_queue_seconds"] * 1e6 / d["writes_queued"] : 0), d["room_waits"],
           d["gc_segments_cleaned"], d["records"]
-      if ("device_written_bytes" in d)
-        printf " device_written_MiB=%.0f gc_copied_MiB=%.0f opened_fresh=%d opened_reused=%d device_reads/IO=%.2f repacked_MiB=%.0f",
-          d["device_written_bytes"] / 1048576, d["gc_copied_bytes"] / 1048576, d["opened_fresh"], d["opened_reused"],
-          d["device_reads"] / n, d["repacked_bytes"] / 1048576
+      if ("device_bytes_written" in d)
+        printf " device_written_MiB=%.0f user_written_MiB=%.0f gc_relocated_MiB=%.0f opened_fresh=%d opened_reused=%d device_reads/IO=%.2f repacked_MiB=%.0f",
+          d["device_bytes_written"] / 1048576, d["user_bytes_written"] / 1048576, d["gc_relocated_bytes"] / 1048576,
+          d["opened_fresh"], d["opened_reused"], d["device_reads"] / n, d["repacked_bytes"] / 1048576
       printf " dev_write_B/host_B=%.3f dev_read_MiB=%.0f shard_us/IO=%.2f proc_us/IO=%.2f", d["dev_write_bytes"] / (n * bs),
         d["dev_read_bytes"] / 1048576, d["shard_ns"] / n / 1000, d["proc_ticks"] * 1e6 / tick / n
       printf " syscalls/IO=%.2f enters/IO=%.2f submits/IO=%.2f punts/IO=%.3f switches/IO=%.3f bios/IO=%.3f device_requests/IO=%.3f unplugs/IO=%.3f\n",

@@ -41,6 +41,7 @@ if [ "${CLOCKS:-}" ]; then
   for f in SystemNative_GetTimestamp SystemNative_GetLowResolutionTimestamp; do
     perf probe -q -x "$native" -a $f 2> /dev/null || true   # already defined: fine
   done
+  trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir" "/tmp/perf-$pid.map"; perf probe -q -d "probe_libSystem:*"' EXIT
   events=$events,probe_libSystem:SystemNative_GetTimestamp,probe_libSystem:SystemNative_GetLowResolutionTimestamp
 fi
 # Written whole first: the memory store allocates a page on its first write, which the rows must not measure.
@@ -56,12 +57,7 @@ for w in "${@:-rr4k-qd1}"; do
     perf record -g -F 1999 -p "$pid" -o "$dir/rec.data" -- sleep $((secs - 2)) > /dev/null 2>&1 &
     rec=$!
   fi
-  # User and kernel CPU of the process over the same seconds (/proc, clock ticks): the idle spin is user time,
-  # so kernel time per I/O is the crossings' and the network's cost without the spin's.
-  cpu() { awk -v t="$(getconf CLK_TCK)" '{print ($14 / t) * 1e6, ($15 / t) * 1e6}' /proc/$pid/stat; }
-  read -r u0 k0 <<< "$(cpu)"
   perf stat -p "$pid" -x, -e "$events" -- sleep $((secs - 2)) 2> "$dir/stat.txt" > /dev/null
-  read -r u1 k1 <<< "$(cpu)"
   if [ "${PROFILE:-}" ]; then
     wait $rec || true; mkdir -p "$PROFILE"
     cp "$dir/rec.data" "$PROFILE/$label.$w.perf.data"
@@ -71,11 +67,11 @@ for w in "${@:-rr4k-qd1}"; do
   fi
   wait $spdk || true
   grep -q '^Total' "$dir/perf.txt" || { echo "$w: perf failed:"; tail -5 "$dir/perf.txt"; cat "$dir/stat.txt"; continue; }
-  awk -v l="$label" -v w="$w" -v ld="$load" -v s=$((secs - 2)) -v size="${a[1]}" -v user=$((${u1%.*} - ${u0%.*})) -v kern=$((${k1%.*} - ${k0%.*})) '
+  awk -v l="$label" -v w="$w" -v ld="$load" -v s=$((secs - 2)) -v size="${a[1]}" '
     FNR == NR { split($0, f, ","); c[f[3]] = f[1]; next }
     /^Total/ { iops = $3; n = iops * s;
-      printf "%s %s load1=%s IOPS=%s MiB/s=%.0f cpu_us/IO=%.2f (user %.2f kernel %.2f) cpu_ns/KiB=%.0f syscalls/IO=%.3f enters/IO=%.3f sqes/IO=%.3f cqes/IO=%.3f switches/IO=%.3f pollarms/IO=%.3f punts/IO=%.3f",
-        l, w, ld, iops, iops * size / 1048576, c["task-clock"] * 1000 / n, user / n, kern / n, c["task-clock"] * 1e6 / (n * size / 1024),
+      printf "%s %s load1=%s IOPS=%s MiB/s=%.0f cpu_us/IO=%.2f cpu_ns/KiB=%.0f syscalls/IO=%.3f enters/IO=%.3f sqes/IO=%.3f cqes/IO=%.3f switches/IO=%.3f pollarms/IO=%.3f punts/IO=%.3f",
+        l, w, ld, iops, iops * size / 1048576, c["task-clock"] * 1000 / n, c["task-clock"] * 1e6 / (n * size / 1024),
         c["raw_syscalls:sys_enter"] / n, c["syscalls:sys_enter_io_uring_enter"] / n, c["io_uring:io_uring_submit_req"] / n,
         c["io_uring:io_uring_complete"] / n, c["context-switches"] / n,
         c["io_uring:io_uring_poll_arm"] / n, c["io_uring:io_uring_queue_async_work"] / n

@@ -208,20 +208,22 @@ DS_EXPORT int ds_prep_cancel_fd(struct io_uring *ring, int fd, uint64_t user_dat
     PREP(ring, user_data, io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL));
 }
 
-// Submits queued SQEs; waits for at least one completion when timeout_us > 0 (0 = busy-poll, never blocks).
+// 1 when a polling iteration must enter the kernel: SQEs to submit, completion work waiting for this thread
+// (IORING_SQ_TASKRUN, set with IORING_SETUP_TASKRUN_FLAG) or held back by a full CQ. Most spins then cost a load from
+// the shared ring and no syscall; and since this never blocks, C# calls it without a GC transition, which ds_submit
+// needs. A ring with deferred or cooperative task work but without that flag cannot tell, so it always enters.
+DS_EXPORT int ds_needs_enter(struct io_uring *ring)
+{
+    bool flagged = ring->flags & IORING_SETUP_TASKRUN_FLAG
+        || !(ring->flags & (IORING_SETUP_COOP_TASKRUN | IORING_SETUP_DEFER_TASKRUN));
+    unsigned kflags = IO_URING_READ_ONCE(*ring->sq.kflags);
+    return !flagged || io_uring_sq_ready(ring) != 0 || (kflags & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)) != 0;
+}
+
+// Submits queued SQEs and runs pending completion work; waits for at least one completion when timeout_us > 0.
 DS_EXPORT int ds_submit(struct io_uring *ring, long timeout_us)
 {
-    if (timeout_us <= 0) {
-        // A polling loop with nothing to submit enters the kernel only when it has completion work waiting for this
-        // thread (IORING_SQ_TASKRUN, set with IORING_SETUP_TASKRUN_FLAG) or held back by a full CQ: most spins are
-        // then a load from the shared ring instead of a syscall.
-        // A ring with deferred or cooperative task work but without that flag cannot tell, so it always enters.
-        bool flagged = ring->flags & IORING_SETUP_TASKRUN_FLAG
-            || !(ring->flags & (IORING_SETUP_COOP_TASKRUN | IORING_SETUP_DEFER_TASKRUN));
-        unsigned kflags = IO_URING_READ_ONCE(*ring->sq.kflags);
-        if (flagged && io_uring_sq_ready(ring) == 0 && !(kflags & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW))) return 0;
-        return io_uring_submit_and_get_events(ring);
-    }
+    if (timeout_us <= 0) return io_uring_submit_and_get_events(ring);
     struct __kernel_timespec ts = { .tv_sec = timeout_us / 1000000, .tv_nsec = (timeout_us % 1000000) * 1000 };
     struct io_uring_cqe *cqe;
     int rc = io_uring_submit_and_wait_timeout(ring, &cqe, 1, &ts, NULL);

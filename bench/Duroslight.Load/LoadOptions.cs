@@ -17,9 +17,11 @@ internal sealed record LoadOptions
           --bs SIZE            block size, e.g. 4k, 128k          (default 4k)
           --rw PATTERN         read|write|randread|randwrite|randrw (default randread)
           --mix PCT            reads in randrw                    (default 70)
+          --trim PCT           writes sent as deallocating Write Zeroes instead (default 0)
           --time SECONDS       measured duration                  (default 10)
           --ramp SECONDS       warm-up before measuring           (default 2)
           --size SIZE          bytes of the namespace to use      (default: all of it)
+          --ios N              fixed work: N I/Os in all, measured from the first (ramp and time ignored)
           --metrics URL        the target's /metrics: report its shard allocations per I/O and utilisation
         """;
 
@@ -33,9 +35,11 @@ internal sealed record LoadOptions
     public int BlockSize { get; init; } = 4096;
     public Pattern Pattern { get; init; } = Pattern.RandRead;
     public int ReadPercent { get; init; } = 70;
+    public int TrimPercent { get; init; }
     public double Seconds { get; init; } = 10;
     public double RampSeconds { get; init; } = 2;
     public long SizeBytes { get; init; }
+    public long Ios { get; init; }
     public string? MetricsUrl { get; init; }
 
     public static LoadOptions Parse(string[] args)
@@ -56,9 +60,11 @@ internal sealed record LoadOptions
                 "--bs" => o with { BlockSize = (int)Size(Next()) },
                 "--rw" => o with { Pattern = Enum.Parse<Pattern>(Next(), ignoreCase: true) },
                 "--mix" => o with { ReadPercent = int.Parse(Next(), CultureInfo.InvariantCulture) },
+                "--trim" => o with { TrimPercent = int.Parse(Next(), CultureInfo.InvariantCulture) },
                 "--time" => o with { Seconds = double.Parse(Next(), CultureInfo.InvariantCulture) },
                 "--ramp" => o with { RampSeconds = double.Parse(Next(), CultureInfo.InvariantCulture) },
                 "--size" => o with { SizeBytes = Size(Next()) },
+                "--ios" => o with { Ios = long.Parse(Next(), CultureInfo.InvariantCulture) },
                 "--metrics" => o with { MetricsUrl = Next() },
                 _ => throw new ArgumentException($"unknown option '{flag}'"),
             };

@@ -25,6 +25,7 @@ namespace Duroslight.Load
         private volatile bool _measuring;
         private volatile bool _stop;
         private long _seqCursor;
+        private long _issued;
         private long _failures;
         private TimeSpan _generatorCpu;
 
@@ -45,15 +46,28 @@ namespace Duroslight.Load
             foreach (var c in controllers)
                 for (ushort qid = 1; qid <= o.Queues; qid++) queues.Add(SyncQueue.Open(o, c, qid));
             var threads = queues.Select((q, i) => new Thread(() => RunQueue(q, i, ns.Nsid, blocks, slots)) { Name = $"queue-{i}" }).ToList();
-            threads.ForEach(t => t.Start());
+            bool fixedWork = o.Ios > 0;
+            if (!fixedWork)
+            {
+                threads.ForEach(t => t.Start());
+                await Task.Delay(TimeSpan.FromSeconds(o.RampSeconds));
+            }
 
-            await Task.Delay(TimeSpan.FromSeconds(o.RampSeconds));
             var before = await TargetCounters.ReadAsync(o.MetricsUrl);
             long allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
             var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
             _measuring = true;
             var clock = Stopwatch.StartNew();
-            await Task.Delay(TimeSpan.FromSeconds(o.Seconds));
+            if (fixedWork)
+            {
+                threads.ForEach(t => t.Start());
+                await Task.Run(() => threads.ForEach(t => t.Join()));
+            }
+            else
+            {
+                await Task.Delay(TimeSpan.FromSeconds(o.Seconds));
+            }
+
             _measuring = false;
             double elapsed = clock.Elapsed.TotalSeconds;
             long allocatedAfter = GC.GetTotalAllocatedBytes(precise: true);
@@ -89,7 +103,10 @@ namespace Duroslight.Load
                     {
                         long slot = sequential ? NextSequential(slots) : rng.NextInt64(slots);
                         ulong slba = (ulong)(slot * blocks);
-                        return read ? NvmeCommands.Read(nsid, slba, blocks) : NvmeCommands.Write(nsid, slba, blocks);
+                        if (read) return NvmeCommands.Read(nsid, slba, blocks);
+                        return o.TrimPercent > 0 && rng.Next(100) < o.TrimPercent
+                            ? NvmeCommands.WriteZeroes(nsid, slba, blocks, deallocate: true)
+                            : NvmeCommands.Write(nsid, slba, blocks);
                     },
                     () => o.Pattern switch
                     {
@@ -108,7 +125,11 @@ namespace Duroslight.Load
 
         public bool Measuring => _measuring;
 
-        public bool Stopping => _stop;
+        /// <summary>Asked to stop, or (fixed work) every I/O issued.</summary>
+        public bool Stopping => _stop || (o.Ios > 0 && Interlocked.Read(ref _issued) >= o.Ios);
+
+        /// <summary>Takes one I/O of the fixed work (always true without <c>--ios</c>).</summary>
+        public bool TryIssue() => o.Ios == 0 || Interlocked.Increment(ref _issued) <= o.Ios;
 
         public long NextSequential(long slots) => (Interlocked.Increment(ref _seqCursor) - 1) % slots;
 
@@ -118,7 +139,7 @@ namespace Duroslight.Load
             double iops = ios / seconds;
             double mib = iops * o.BlockSize / (1 << 20);
             var line = string.Create(CultureInfo.InvariantCulture,
-                $"{o.Pattern.ToString().ToLowerInvariant()} bs={o.BlockSize / 1024}k conns={o.Connections} queues={o.Queues} qd={o.QueueDepth}: " +
+                $"{o.Pattern.ToString().ToLowerInvariant()}{(o.TrimPercent > 0 ? $"+trim{o.TrimPercent}" : "")} bs={o.BlockSize / 1024}k conns={o.Connections} queues={o.Queues} qd={o.QueueDepth}: " +
                 $"iops={iops:F0} MiB/s={mib:F1} lat_us p50={latency.PercentileMicroseconds(50):F1} p99={latency.PercentileMicroseconds(99):F1} " +
                 $"p99.9={latency.PercentileMicroseconds(99.9):F1} errors={errors} gen_alloc_B/io={(ios == 0 ? 0 : (double)generatorBytes / ios):F1} gen_cpu_us/io={(ios == 0 ? 0 : _generatorCpu.TotalMicroseconds / ios):F2}");
             if (before is not null && after is not null && ios > 0)

@@ -58,10 +58,13 @@ internal sealed class SyncQueue : IDisposable
         int outstanding = 0, depth = _queue.Options.QueueDepth - 1;
         while (!run.Stopping || outstanding > 0)
         {
-            while (!run.Stopping && outstanding < depth)
+            while (!run.Stopping && outstanding < depth && run.TryIssue())
             {
                 bool read = isRead();
-                if (!_queue.TrySubmit(next(read), buffer, null, out var command)) break;
+                NvmeCommand request = next(read);
+                // A Write Zeroes (the trim share) carries no data.
+                var data = request.Direction == DataDirection.None ? Memory<byte>.Empty : buffer;
+                if (!_queue.TrySubmit(request, data, null, out var command)) break;
                 _started[command.Index] = Stopwatch.GetTimestamp();
                 outstanding++;
             }

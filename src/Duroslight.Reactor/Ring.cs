@@ -18,7 +18,7 @@ internal sealed class Ring : IDisposable
 
     // Best first: one issuer with deferred task work (6.1+) keeps completions on the shard's own thread;
     // cooperative task running (5.19+) avoids interrupting it; plain rings work everywhere else. The task-run flag
-    // tells a polling shard when entering the kernel would produce completions (Uring.Submit skips it otherwise).
+    // tells a polling shard when entering the kernel would produce completions (Uring.NeedsEnter says no otherwise).
     private static readonly uint[] s_setupFlags =
     [
         Uring.SetupSingleIssuer | Uring.SetupDeferTaskrun | Uring.SetupTaskrunFlag,

@@ -392,7 +392,8 @@ public sealed unsafe class Shard
             if (_inbox.IsEmpty && !_stopRequested)
                 timeoutUs = Math.Max(1, _nextTickMs - Environment.TickCount64) * 1000;
         }
-        int rc = Uring.Submit(Ring, timeoutUs);
+        // A polling iteration checks first, without the GC transition a call that may block needs.
+        int rc = timeoutUs > 0 || Uring.NeedsEnter(Ring) != 0 ? Uring.Submit(Ring, timeoutUs) : 0;
         Volatile.Write(ref _sleeping, 0);
         _woke = timeoutUs > 0;
         if (rc < 0 && rc != -LibC.EINTR && rc != -LibC.EAGAIN)

@@ -91,7 +91,11 @@ internal static unsafe partial class Uring
     [LibraryImport(Library, EntryPoint = "ds_prep_cancel_fd"), SuppressGCTransition]
     public static partial int PrepCancelFd(nint ring, int fd, ulong userData);
 
-    /// <summary>Submits; with <paramref name="timeoutMicroseconds"/> &gt; 0 waits for a completion or the timeout.</summary>
+    /// <summary>Whether a polling iteration must call <see cref="Submit"/>: SQEs queued, or completion work flagged for this thread.</summary>
+    [LibraryImport(Library, EntryPoint = "ds_needs_enter"), SuppressGCTransition]
+    public static partial int NeedsEnter(nint ring);
+
+    /// <summary>Submits and runs pending completion work; with <paramref name="timeoutMicroseconds"/> &gt; 0 waits for a completion or the timeout.</summary>
     [LibraryImport(Library, EntryPoint = "ds_submit")]
     public static partial int Submit(nint ring, long timeoutMicroseconds);
 

@@ -379,7 +379,7 @@ public sealed class NodeMetrics
         private readonly Gauge? _physical, _freeSegments, _writeAmplification;
         private readonly Counter? _cleaned, _repacked, _repacksDropped, _deviceReads;
         private readonly Counter? _hostWrites, _queued, _queueSeconds, _records, _depthSum, _roomWaits;
-        private readonly Counter? _deviceWritten, _gcCopied, _segmentsOpened;
+        private readonly Counter? _userBytes, _deviceBytes, _relocatedBytes, _segmentsOpened;
 
         public GftlSeries(IMetricFactory f, NodeHost node)
         {
@@ -395,6 +395,10 @@ public sealed class NodeMetrics
             _freeSegments = f.CreateGauge("duroslight_gftl_free_segments", "Segments free for new writes.");
             _cleaned = f.CreateCounter("duroslight_gftl_gc_segments_cleaned_total", "Segments the collector has freed since start.");
             _writeAmplification = f.CreateGauge("duroslight_gftl_write_amplification", "Bytes written to the devices per byte of user data since start.");
+            // The two terms of the ratio above, so that a phase's write amplification is a difference of counters.
+            _userBytes = f.CreateCounter("duroslight_gftl_user_bytes_written_total", "Data bytes of completed host writes (the denominator of the write amplification).");
+            _deviceBytes = f.CreateCounter("duroslight_gftl_device_bytes_written_total", "Bytes the GFTL wrote to its devices: records with their headers, trims, collector copies.");
+            _relocatedBytes = f.CreateCounter("duroslight_gftl_gc_relocated_bytes_total", "Live data bytes the collector copied out of its victims.");
             _repacked = f.CreateCounter("duroslight_gftl_repacked_bytes_total", "Bytes rewritten contiguously because reads found their chunk fragmented.");
             _deviceReads = f.CreateCounter("duroslight_gftl_device_reads_total", "Device reads the GFTL's chunk reads issued: one per mapped run (fragments cost one each).");
             _repacksDropped = f.CreateCounter("duroslight_gftl_repacks_dropped_total", "Re-packs of fragmented chunks not done: every slot busy and the queue full.");
@@ -404,8 +408,6 @@ public sealed class NodeMetrics
             _queued = f.CreateCounter("duroslight_gftl_writes_queued_total", "Host writes that waited for a record (slot, company or room) instead of going out at once.");
             _queueSeconds = f.CreateCounter("duroslight_gftl_write_queue_seconds_total", "Time host writes spent queued before their record was submitted.");
             _roomWaits = f.CreateCounter("duroslight_gftl_room_waits_total", "Times a partition found no free segment and waited for the collector.");
-            _deviceWritten = f.CreateCounter("duroslight_gftl_device_written_bytes_total", "Bytes the GFTL wrote to its devices: records (headers included), trims, re-packs and the collector's copies.");
-            _gcCopied = f.CreateCounter("duroslight_gftl_gc_copied_bytes_total", "Live data the collector copied out of its victims.");
             _segmentsOpened = f.CreateCounter("duroslight_gftl_segments_opened_total", "Segments opened for writing: fresh (never written since start, above the device's high-water mark) or reused.", ["kind"]);
         }
 
@@ -425,6 +427,9 @@ public sealed class NodeMetrics
             _freeSegments!.Set(store.FreeSegments);
             _cleaned!.IncTo(store.GcSegmentsCleaned);
             _writeAmplification!.Set(store.WriteAmplification);
+            _userBytes!.IncTo(store.UserBytesWritten);
+            _deviceBytes!.IncTo(store.DeviceBytesWritten);
+            _relocatedBytes!.IncTo(store.GcRelocatedBytes);
             _repacked!.IncTo(store.RepackedBytes);
             _repacksDropped!.IncTo(store.RepacksDropped);
             _deviceReads!.IncTo(store.DeviceReads);
@@ -435,8 +440,6 @@ public sealed class NodeMetrics
             _queued!.IncTo(writes.Queued);
             _queueSeconds!.IncTo(writes.QueueSeconds);
             _roomWaits!.IncTo(writes.RoomWaits);
-            _deviceWritten!.IncTo(store.DeviceBytesWritten);
-            _gcCopied!.IncTo(store.GcRelocatedBytes);
             _segmentsOpened!.WithLabels("fresh").IncTo(store.FreshSegmentsOpened);
             _segmentsOpened.WithLabels("reused").IncTo(store.ReusedSegmentsOpened);
         }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Duroslight.Storage.Devices;
 using Duroslight.Storage.Volumes;
@@ -37,6 +38,8 @@ internal sealed class GarbageCollector : IAsyncDisposable
     private readonly NativeBuffer _output = new(RecordFormat.HeaderSize + (MaxBatchBlocks * GftlLayout.BlockSize));
     private readonly List<Partition> _waiters = [];
     private readonly Action _slice;
+    private readonly Action _sliceDone;
+    private ValueTask<bool> _sliceInFlight;
     private readonly int[] _epochs;
     private int _nudged;
     private int _running;
@@ -48,7 +51,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
     private IWorkPoster? _poster;
     private readonly List<Move> _moves = [];
     private readonly List<Extent> _extents = [];
-    private readonly List<ParsedRecord> _records = [];
+    private readonly ParsedSegment _records = new();
     private readonly List<Segment> _emptied = [];
     private Segment? _open;
     private Segment? _lastWritten;
@@ -65,6 +68,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
         _victim = new NativeBuffer(core.Devices.SegmentBytes);
         _epochs = new int[core.Partitions.Length];
         _slice = RunSlice;
+        _sliceDone = SliceDone;
         LowWater = LowWaterFor(core.Allocator, core.Partitions.Length);
     }
 
@@ -251,14 +255,50 @@ internal sealed class GarbageCollector : IAsyncDisposable
         }
     }
 
-    private void RunSlice() => _ = SliceAsync();
+    /// <summary>
+    /// Runs one slice; when its device I/O leaves it pending, <see cref="SliceDone"/> takes it up where the I/O
+    /// completes. The slice's state is pooled and goes back once its result is read, so slices allocate nothing.
+    /// </summary>
+    private void RunSlice()
+    {
+        ValueTask<bool> slice = SliceAsync();
+        if (slice.IsCompleted)
+        {
+            AfterSlice(slice.GetAwaiter().GetResult());
+            return;
+        }
+
+        _sliceInFlight = slice;
+        slice.ConfigureAwait(false).GetAwaiter().UnsafeOnCompleted(_sliceDone);
+    }
+
+    private void SliceDone()
+    {
+        ValueTask<bool> slice = _sliceInFlight;
+        _sliceInFlight = default;
+        AfterSlice(slice.GetAwaiter().GetResult());
+    }
+
+    /// <summary>The next slice is posted only once this one is over, so at most one is ever in flight.</summary>
+    private void AfterSlice(bool again)
+    {
+        if (again)
+        {
+            Post();
+        }
+        else
+        {
+            GoIdle();
+        }
+    }
 
     /// <summary>
     /// One slice: either empties one victim (copies, repoints, syncs, flips the read epochs), or, once the readers of
-    /// the old locations are gone, frees it; then re-posts itself while there is demand. Every await inside is device
+    /// the old locations are gone, frees it; returns whether there is demand for another. Every await inside is device
     /// I/O through the running thread's <see cref="BlockIo.Current"/>, which on a shard completes on the shard.
     /// </summary>
-    private async Task SliceAsync()
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<bool> SliceAsync()
     {
         Interlocked.Increment(ref _slices);
         if (BlockIo.IsFallback)
@@ -271,24 +311,19 @@ internal sealed class GarbageCollector : IAsyncDisposable
             {
                 if (!ReadersDrained())
                 {
-                    Post();
-                    return;
+                    return true;
                 }
 
                 int freed = await FinishBatchAsync().ConfigureAwait(false);
                 AnswerWaiters(freed);
-                if (freed > 0 && Wanted())
-                {
-                    Post();
-                    return;
-                }
+                return freed > 0 && Wanted();
             }
-            else if (Wanted())
+
+            if (Wanted())
             {
                 AnswerWaiters(-1);
                 await BeginBatchAsync(CopyingWanted() ? 1 : 0).ConfigureAwait(false);
-                Post();
-                return;
+                return true;
             }
         }
         catch (Exception)
@@ -297,7 +332,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
             AnswerAll(false);
         }
 
-        GoIdle();
+        return false;
     }
 
     /// <summary>
@@ -411,6 +446,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
     /// outranks what the victims held, must be on the device before the victims are reused), then flips every
     /// partition's read epoch: the victims are freed by <see cref="FinishBatchAsync"/> once <see cref="ReadersDrained"/>.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask BeginBatchAsync(int max)
     {
         _emptied.Clear();
@@ -467,6 +503,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
     }
 
     /// <summary>Frees the batch's victims that are durable and empty (the rest close again); returns how many it freed.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<int> FinishBatchAsync()
     {
         _draining = false;
@@ -493,6 +530,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
     /// Marks the freed segment's old records dead for a later scan (a newer stamp at its start). Not synced: should
     /// the marker be lost, a scan finds only dead records, which newer records or trims outrank.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> EraseAsync(Segment victim)
     {
         RecordFormat.WriteHeader(_output.GetSpan(), RecordKind.Erased, _core.NextSeq(), [], [], _core.Devices.LogKey);
@@ -520,6 +558,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
         return best is not null && best.Blocks - copyCost >= best.Blocks / 16 ? best : null;
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> RelocateAsync(Segment victim)
     {
         int read = await BlockIo.Current.ReadAsync(_core.Devices.Devices[victim.Device].Handle, _victim.Memory, GftlLayout.ByteOffsetOf(victim.LocationAt(0))).ConfigureAwait(false);
@@ -528,7 +567,6 @@ internal sealed class GarbageCollector : IAsyncDisposable
             return false;
         }
 
-        _records.Clear();
         RecordParser.Parse(_victim.GetSpan(), _core.Devices.LogKey, _records, out int unknownVersion);
         if (unknownVersion != 0)
         {
@@ -557,18 +595,20 @@ internal sealed class GarbageCollector : IAsyncDisposable
         return await RelocateTrimsAsync().ConfigureAwait(false);
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> RelocateTrimsAsync()
     {
         _extents.Clear();
-        foreach (ParsedRecord record in _records)
+        foreach (ParsedRecord record in _records.Records)
         {
             if (record.Kind != RecordKind.Trim)
             {
                 continue;
             }
 
-            foreach ((Extent extent, _) in record.Extents)
+            for (int i = 0; i < record.ExtentCount; i++)
             {
+                Extent extent = _records.ExtentsOf(record)[i].Extent; // a span cannot live across the await below
                 if (!TrimIsLive(extent))
                 {
                     continue;
@@ -585,6 +625,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
         return _extents.Count == 0 || await WriteTrimBatchAsync().ConfigureAwait(false);
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> WriteTrimBatchAsync()
     {
         if (!EnsureRoom(1))
@@ -601,14 +642,14 @@ internal sealed class GarbageCollector : IAsyncDisposable
     private void FindLiveData(Segment victim)
     {
         _moves.Clear();
-        foreach (ParsedRecord record in _records)
+        foreach (ParsedRecord record in _records.Records)
         {
             if (record.Kind != RecordKind.Data)
             {
                 continue;
             }
 
-            foreach ((Extent extent, int first) in record.Extents)
+            foreach ((Extent extent, int first) in _records.ExtentsOf(record))
             {
                 for (int i = 0, block = first; i < extent.Count; i++, block++)
                 {
@@ -656,6 +697,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
     }
 
     /// <summary>Appends the output buffer (header + <paramref name="dataBlocks"/>) to the collector's segment.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> WriteBatchAsync(RecordKind kind, int dataBlocks)
     {
         int blocks = 1 + dataBlocks;

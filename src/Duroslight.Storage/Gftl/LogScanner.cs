@@ -39,7 +39,7 @@ internal static class LogScanner
     private static long ScanDevices(GftlLog core, Dictionary<Guid, List<LogEvent>> events, RecoveryTracker tracker)
     {
         long maxSeq = 0;
-        var records = new List<ParsedRecord>();
+        var records = new ParsedSegment();
         using var buffer = new NativeBuffer(core.Devices.SegmentBytes);
         foreach (Segment segment in core.Allocator.Segments)
         {
@@ -49,8 +49,6 @@ internal static class LogScanner
                 throw new IOException($"GFTL scan: cannot read segment {segment.Id} of device {segment.Device} (result {read}).");
             }
 
-            records.Clear();
-
             // Stamps are sequence numbers too: new segments must be stamped above every stamp on disk.
             maxSeq = Math.Max(maxSeq, RecordParser.Parse(buffer.GetSpan(), core.Devices.LogKey, records, out int unknownVersion));
             if (unknownVersion != 0)
@@ -59,9 +57,9 @@ internal static class LogScanner
                     $"GFTL scan: segment {segment.Id} of device {segment.Device} holds records of format version {unknownVersion}; this build reads version {RecordFormat.Version} only.");
             }
 
-            foreach (ParsedRecord record in records)
+            foreach (ParsedRecord record in records.Records)
             {
-                maxSeq = Math.Max(maxSeq, Collect(segment, record, events));
+                maxSeq = Math.Max(maxSeq, Collect(segment, record, records.ExtentsOf(record), events));
             }
 
             tracker.Advance(buffer.Length);
@@ -70,7 +68,7 @@ internal static class LogScanner
         return maxSeq;
     }
 
-    private static long Collect(Segment segment, ParsedRecord record, Dictionary<Guid, List<LogEvent>> events)
+    private static long Collect(Segment segment, in ParsedRecord record, ReadOnlySpan<ParsedExtent> extents, Dictionary<Guid, List<LogEvent>> events)
     {
         long maxSeq = 0;
         if (record.Kind == RecordKind.Trim)
@@ -78,7 +76,7 @@ internal static class LogScanner
             segment.TrimRecords++;
         }
 
-        foreach ((Extent extent, int block) in record.Extents)
+        foreach ((Extent extent, int block) in extents)
         {
             if (!events.TryGetValue(extent.Volume, out List<LogEvent>? list))
             {

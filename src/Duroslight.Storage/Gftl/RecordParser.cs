@@ -1,10 +1,36 @@
+using System.Runtime.InteropServices;
+
 namespace Duroslight.Storage.Gftl;
 
 /// <summary>An extent of a parsed record whose data checked out, and the segment block its data starts at (trims: -1).</summary>
 internal readonly record struct ParsedExtent(Extent Extent, int Block);
 
-/// <summary>A record found in a segment: where it starts (block within the segment) and its intact extents.</summary>
-internal sealed record ParsedRecord(int Block, RecordKind Kind, long Stamp, ParsedExtent[] Extents, int DataBlocks);
+/// <summary>A record found in a segment: where it starts (block within the segment) and its intact extents (in its <see cref="ParsedSegment"/>).</summary>
+internal readonly record struct ParsedRecord(int Block, RecordKind Kind, long Stamp, int FirstExtent, int ExtentCount, int DataBlocks);
+
+/// <summary>
+/// The records of one segment and their extents in two flat lists, reused from segment to segment: the collector
+/// parses a segment per victim, and once the lists have grown a parse allocates nothing.
+/// </summary>
+internal sealed class ParsedSegment
+{
+    private readonly List<ParsedExtent> _extents = [];
+
+    public List<ParsedRecord> Records { get; } = [];
+
+    public ReadOnlySpan<ParsedExtent> ExtentsOf(in ParsedRecord record) =>
+        CollectionsMarshal.AsSpan(_extents).Slice(record.FirstExtent, record.ExtentCount);
+
+    public void Clear()
+    {
+        Records.Clear();
+        _extents.Clear();
+    }
+
+    internal int ExtentCount => _extents.Count;
+
+    internal void AddExtent(ParsedExtent extent) => _extents.Add(extent);
+}
 
 /// <summary>
 /// Finds the intact records of one segment (headers sealed with the set's log key). Every block is a candidate header, because records complete out of
@@ -17,32 +43,36 @@ internal sealed record ParsedRecord(int Block, RecordKind Kind, long Stamp, Pars
 internal static class RecordParser
 {
     /// <summary>
-    /// Adds the segment's current records to <paramref name="found"/>; returns its stamp (long.MinValue if none).
-    /// <paramref name="unknownVersion"/> is the version of the first intact header of a format this build cannot
-    /// read (0 if none): the caller must not treat the segment as understood.
+    /// Replaces <paramref name="found"/>'s contents with the segment's current records; returns its stamp
+    /// (long.MinValue if none). <paramref name="unknownVersion"/> is the version of the first intact header of a
+    /// format this build cannot read (0 if none): the caller must not treat the segment as understood.
     /// </summary>
-    public static long Parse(ReadOnlySpan<byte> segment, Guid key, List<ParsedRecord> found, out int unknownVersion)
+    public static long Parse(ReadOnlySpan<byte> segment, Guid key, ParsedSegment found, out int unknownVersion)
     {
-        int first = found.Count;
+        found.Clear();
         unknownVersion = ParseAll(segment, key, found);
+        List<ParsedRecord> records = found.Records;
         long stamp = long.MinValue;
-        for (int i = first; i < found.Count; i++)
+        foreach (ParsedRecord record in records)
         {
-            stamp = Math.Max(stamp, found[i].Stamp);
+            stamp = Math.Max(stamp, record.Stamp);
         }
 
-        for (int i = found.Count - 1; i >= first; i--)
+        // Dropped records leave their extents behind in the flat list, unreferenced until the next Clear.
+        int kept = 0;
+        for (int i = 0; i < records.Count; i++)
         {
-            if (found[i].Stamp != stamp || found[i].Kind == RecordKind.Erased)
+            if (records[i].Stamp == stamp && records[i].Kind != RecordKind.Erased)
             {
-                found.RemoveAt(i);
+                records[kept++] = records[i];
             }
         }
 
+        records.RemoveRange(kept, records.Count - kept);
         return stamp;
     }
 
-    private static int ParseAll(ReadOnlySpan<byte> segment, Guid key, List<ParsedRecord> found)
+    private static int ParseAll(ReadOnlySpan<byte> segment, Guid key, ParsedSegment found)
     {
         int blocks = segment.Length / GftlLayout.BlockSize;
         int block = 0;
@@ -56,25 +86,24 @@ internal static class RecordParser
                 unknownVersion = fields.Version;
             }
 
-            ParsedRecord? record = check == HeaderCheck.Valid ? TryParse(segment, block, blocks, header, fields) : null;
-            if (record is null)
+            if (check != HeaderCheck.Valid || !TryParse(segment, block, blocks, header, fields, found))
             {
                 block++;
                 continue;
             }
 
-            found.Add(record);
-            block += 1 + record.DataBlocks;
+            block += 1 + fields.DataBlocks;
         }
 
         return unknownVersion;
     }
 
-    private static ParsedRecord? TryParse(ReadOnlySpan<byte> segment, int block, int blocks, ReadOnlySpan<byte> header, RecordHeader fields)
+    /// <summary>Adds the record whose header is at <paramref name="block"/> to <paramref name="found"/> if its extents add up.</summary>
+    private static bool TryParse(ReadOnlySpan<byte> segment, int block, int blocks, ReadOnlySpan<byte> header, RecordHeader fields, ParsedSegment found)
     {
         if (fields.DataBlocks > blocks - block - 1)
         {
-            return null; // written so that a huge count cannot overflow past the check
+            return false; // written so that a huge count cannot overflow past the check
         }
 
         // Structure first: a header whose extents do not add up is not a record (nothing of it is kept).
@@ -84,7 +113,7 @@ internal static class RecordParser
             Extent extent = RecordFormat.ReadExtent(header, i, out _);
             if (extent.Count <= 0 || extent.Lba < 0 || extent.Lba > long.MaxValue - extent.Count)
             {
-                return null;
+                return false;
             }
 
             described += extent.Count;
@@ -92,29 +121,30 @@ internal static class RecordParser
 
         if (fields.Kind == RecordKind.Data && described != fields.DataBlocks)
         {
-            return null;
+            return false;
         }
 
-        var extents = new List<ParsedExtent>(fields.ExtentCount);
+        int firstExtent = found.ExtentCount;
         int dataBlock = block + 1;
         for (int i = 0; i < fields.ExtentCount; i++)
         {
             Extent extent = RecordFormat.ReadExtent(header, i, out uint crc);
             if (fields.Kind != RecordKind.Data)
             {
-                extents.Add(new ParsedExtent(extent, -1));
+                found.AddExtent(new ParsedExtent(extent, -1));
                 continue;
             }
 
             ReadOnlySpan<byte> data = segment.Slice(dataBlock * GftlLayout.BlockSize, extent.Count * GftlLayout.BlockSize);
             if (Crc32C.Compute(data) == crc)
             {
-                extents.Add(new ParsedExtent(extent, dataBlock));
+                found.AddExtent(new ParsedExtent(extent, dataBlock));
             }
 
             dataBlock += extent.Count;
         }
 
-        return new ParsedRecord(block, fields.Kind, fields.Stamp, extents.ToArray(), fields.DataBlocks);
+        found.Records.Add(new ParsedRecord(block, fields.Kind, fields.Stamp, firstExtent, found.ExtentCount - firstExtent, fields.DataBlocks));
+        return true;
     }
 }

@@ -62,7 +62,15 @@ internal sealed class SegmentAllocator
         {
             lock (_gate)
             {
-                return Array.Exists(_highWater, mark => mark < SegmentsPerDevice);
+                foreach (int mark in _highWater)
+                {
+                    if (mark < SegmentsPerDevice)
+                    {
+                        return true;
+                    }
+                }
+
+                return false;
             }
         }
     }
@@ -103,15 +111,14 @@ internal sealed class SegmentAllocator
                 bool free = segment.Live == 0 && segment.TrimRecords == 0;
                 segment.State = free ? SegmentState.Free : SegmentState.Closed;
                 segment.Cursor = free ? 0 : segment.Blocks;
-                if (!free)
-                {
-                    _highWater[segment.Device] = Math.Max(_highWater[segment.Device], IndexOnDevice(segment) + 1);
-                }
-
                 if (free)
                 {
                     _free[segment.Device].Push(segment);
                     _freeCount++;
+                }
+                else
+                {
+                    _highWater[segment.Device] = Math.Max(_highWater[segment.Device], IndexOnDevice(segment) + 1);
                 }
             }
         }

@@ -35,12 +35,12 @@ public sealed class RecordFormatTests
         Check.One(Quick, Prop.ForAll(Arb.From(Extents), Arb.From(Gen.Choose(0, 1000)), (extents, seed) =>
         {
             byte[] segment = Segment(extents, seed, out _);
-            List<ParsedRecord> found = Parse(segment, out int unknown);
+            ParsedSegment found = Parse(segment, out int unknown);
             Assert.Equal(0, unknown);
-            ParsedRecord record = Assert.Single(found);
+            ParsedRecord record = Assert.Single(found.Records);
             Assert.Equal(RecordKind.Data, record.Kind);
             Assert.Equal(5, record.Stamp);
-            AssertExtents(extents, record, _ => true);
+            AssertExtents(extents, found, record, _ => true);
         }));
     }
 
@@ -58,16 +58,16 @@ public sealed class RecordFormatTests
             byte[] segment = Segment(extents, seed, out int recordBytes);
             long bit = Math.Min((long)(where * recordBytes * 8), (recordBytes * 8L) - 1);
             segment[bit / 8] ^= (byte)(1 << (int)(bit % 8));
-            List<ParsedRecord> found = Parse(segment, out _);
+            ParsedSegment found = Parse(segment, out _);
             if (bit < Block * 8)
             {
-                Assert.Empty(found);
+                Assert.Empty(found.Records);
                 return;
             }
 
             int hitBlock = (int)(bit / 8 / Block);
-            ParsedRecord record = Assert.Single(found);
-            AssertExtents(extents, record, range => hitBlock < range.Start || hitBlock >= range.End);
+            ParsedRecord record = Assert.Single(found.Records);
+            AssertExtents(extents, found, record, range => hitBlock < range.Start || hitBlock >= range.End);
         }));
     }
 
@@ -87,15 +87,15 @@ public sealed class RecordFormatTests
             // The device kept the first `cut` bytes (512-byte sectors); the rest still holds older contents.
             int cut = cutChoice % (recordBytes / 512) * 512;
             new Random(seed + 1).NextBytes(segment.AsSpan(cut, recordBytes - cut));
-            List<ParsedRecord> found = Parse(segment, out _);
+            ParsedSegment found = Parse(segment, out _);
             if (cut < Block)
             {
-                Assert.Empty(found);
+                Assert.Empty(found.Records);
                 return;
             }
 
-            ParsedRecord record = Assert.Single(found);
-            AssertExtents(extents, record, range => range.End * Block <= cut);
+            ParsedRecord record = Assert.Single(found.Records);
+            AssertExtents(extents, found, record, range => range.End * Block <= cut);
         }));
     }
 
@@ -105,7 +105,7 @@ public sealed class RecordFormatTests
         byte[] segment = Segment([new Extent(Guid.NewGuid(), 8, 2, 9)], 1, out _);
         BinaryPrimitives.WriteUInt16LittleEndian(segment.AsSpan(8), 4);
         Reseal(segment, Key);
-        Assert.Empty(Parse(segment, out int unknown));
+        Assert.Empty(Parse(segment, out int unknown).Records);
         Assert.Equal(4, unknown);
     }
 
@@ -139,7 +139,7 @@ public sealed class RecordFormatTests
                 Reseal(segment, guess);
             }
 
-            Assert.Empty(Parse(segment, out int unknown));
+            Assert.Empty(Parse(segment, out int unknown).Records);
             Assert.Equal(0, unknown);
         }));
     }
@@ -155,9 +155,9 @@ public sealed class RecordFormatTests
         return segment;
     }
 
-    private static List<ParsedRecord> Parse(byte[] segment, out int unknownVersion)
+    private static ParsedSegment Parse(byte[] segment, out int unknownVersion)
     {
-        var found = new List<ParsedRecord>();
+        var found = new ParsedSegment();
         RecordParser.Parse(segment, Key, found, out unknownVersion);
         return found;
     }
@@ -172,7 +172,7 @@ public sealed class RecordFormatTests
     }
 
     /// <summary>The record holds exactly the extents whose block range <paramref name="kept"/> accepts, at their blocks.</summary>
-    private static void AssertExtents(Extent[] extents, ParsedRecord record, Func<(int Start, int End), bool> kept)
+    private static void AssertExtents(Extent[] extents, ParsedSegment found, ParsedRecord record, Func<(int Start, int End), bool> kept)
     {
         var expected = new List<ParsedExtent>();
         int block = 1;
@@ -186,6 +186,6 @@ public sealed class RecordFormatTests
             block += extent.Count;
         }
 
-        Assert.Equal(expected, record.Extents);
+        Assert.Equal(expected, found.ExtentsOf(record).ToArray());
     }
 }
