@@ -33,6 +33,12 @@ internal sealed class GarbageCollector : IAsyncDisposable
     /// </summary>
     private const int ReuseBatch = MaxDeadVictims / 2;
 
+    /// <summary>
+    /// The batch under way may copy live data (a low-water or room batch), not only free dead segments (a reuse
+    /// batch): only such a batch freeing nothing means a waiting partition gets no room (OutOfSpace).
+    /// </summary>
+    private bool _batchMayCopy;
+
     private readonly GftlLog _core;
     private readonly NativeBuffer _victim;
     private readonly NativeBuffer _output = new(RecordFormat.HeaderSize + (MaxBatchBlocks * GftlLayout.BlockSize));
@@ -316,7 +322,8 @@ internal sealed class GarbageCollector : IAsyncDisposable
 
                 int freed = await FinishBatchAsync().ConfigureAwait(false);
                 AnswerWaiters(freed);
-                return freed > 0 && Wanted();
+                // A batch of dead segments only that freed none says nothing about room: a copying batch follows if wanted.
+                return (freed > 0 || (!_batchMayCopy && CopyingWanted())) && Wanted();
             }
 
             if (Wanted())
@@ -390,7 +397,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
         {
             AnswerAll(true);
         }
-        else if (freed == 0)
+        else if (freed == 0 && _batchMayCopy)
         {
             AnswerAll(false);
         }
@@ -449,6 +456,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask BeginBatchAsync(int max)
     {
+        _batchMayCopy = max > 0;
         _emptied.Clear();
         int copying = 0, dead = 0;
         while (dead < MaxDeadVictims && PickVictim(deadOnly: copying >= max) is { } victim)
