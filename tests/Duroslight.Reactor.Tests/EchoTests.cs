@@ -25,24 +25,7 @@ public sealed class EchoTests
         int port = ((IPEndPoint)listener.LocalEndPoint!).Port;
 
         // Framed like NVMe/TCP PDUs: an 8-byte header announcing the length, then the payload, in odd-sized writes.
-        var clients = Enumerable.Range(0, 16).Select(i => Task.Run(async () =>
-        {
-            using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-            await client.ConnectAsync(IPAddress.Loopback, port);
-            var rng = new Random(i);
-            for (int pdu = 0; pdu < 20; pdu++)
-            {
-                var bytes = new byte[8 + rng.Next(1, 300_000)];
-                rng.NextBytes(bytes);
-                BitConverter.TryWriteBytes(bytes.AsSpan(4), bytes.Length);
-                var send = SendInPieces(client, bytes, rng);
-                var back = new byte[bytes.Length];
-                int got = 0;
-                while (got < back.Length) got += await client.ReceiveAsync(back.AsMemory(got), SocketFlags.None);
-                await send;
-                Assert.Equal(bytes, back);
-            }
-        })).ToArray();
+        var clients = Enumerable.Range(0, 16).Select(i => Task.Run(() => EchoRoundsAsync(port, i, rounds: 20, framed: true))).ToArray();
         await Task.WhenAll(clients).WaitAsync(TimeSpan.FromSeconds(60));
         await acceptor.StopAsync().WaitAsync(TimeSpan.FromSeconds(10));
     }
@@ -95,23 +78,7 @@ public sealed class EchoTests
         });
         acceptor.Start();
         int port = ((IPEndPoint)listener.LocalEndPoint!).Port;
-        var clients = Enumerable.Range(0, 64).Select(i => Task.Run(async () =>
-        {
-            using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-            await client.ConnectAsync(IPAddress.Loopback, port);
-            var rng = new Random(i);
-            for (int round = 0; round < 6; round++)
-            {
-                var bytes = new byte[rng.Next(1, 300_000)];
-                rng.NextBytes(bytes);
-                var send = SendInPieces(client, bytes, rng);
-                var back = new byte[bytes.Length];
-                int got = 0;
-                while (got < back.Length) got += await client.ReceiveAsync(back.AsMemory(got), SocketFlags.None);
-                await send;
-                Assert.Equal(bytes, back);
-            }
-        })).ToArray();
+        var clients = Enumerable.Range(0, 64).Select(i => Task.Run(() => EchoRoundsAsync(port, i, rounds: 6, framed: false))).ToArray();
         await Task.WhenAll(clients).WaitAsync(TimeSpan.FromSeconds(120));
         await acceptor.StopAsync().WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Contains(echoes, e => e.Pauses > 0);
@@ -139,6 +106,29 @@ public sealed class EchoTests
         listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         listener.Listen(64);
         return listener;
+    }
+
+    /// <summary>
+    /// One client: <paramref name="rounds"/> random messages (<paramref name="framed"/>: with an 8-byte header announcing
+    /// the length, as NVMe/TCP PDUs), each sent in odd-sized pieces and checked to come back whole.
+    /// </summary>
+    private static async Task EchoRoundsAsync(int port, int seed, int rounds, bool framed)
+    {
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await client.ConnectAsync(IPAddress.Loopback, port);
+        var rng = new Random(seed);
+        for (int round = 0; round < rounds; round++)
+        {
+            var bytes = new byte[(framed ? 8 : 0) + rng.Next(1, 300_000)];
+            rng.NextBytes(bytes);
+            if (framed) BitConverter.TryWriteBytes(bytes.AsSpan(4), bytes.Length);
+            var send = SendInPieces(client, bytes, rng);
+            var back = new byte[bytes.Length];
+            int got = 0;
+            while (got < back.Length) got += await client.ReceiveAsync(back.AsMemory(got), SocketFlags.None);
+            await send;
+            Assert.Equal(bytes, back);
+        }
     }
 
     private static async Task SendInPieces(Socket client, byte[] bytes, Random rng)
