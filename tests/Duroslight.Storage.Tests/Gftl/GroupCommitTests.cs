@@ -105,12 +105,7 @@ public sealed class GroupCommitTests : HeldIoTests
     [Fact]
     public void On_the_shard_the_writes_of_one_iteration_go_out_as_one_record()
     {
-        var store = new GftlStore(Scratch.Options(shards: 1));
-        IBlockVolume volume = store.Open(store.Create("v", 4 * GftlScratch.MiB).Id);
-        HeldBlockIo io = Install();
-        io.RecordSizes = true;
-        var iteration = new IterationPoster();
-        IVolumeChannel channel = volume.OpenChannel(new StorageShard(0, 1, io, iteration));
+        var (store, volume, io, iteration, channel) = OnIterationShard(Scratch.Options(shards: 1));
         var model = new byte[1 << 20];
         int[] lbas = [7, 0, 40, 64, 100, 7];
         var writes = lbas.Select((lba, i) => Write(channel, model, lba, 1, 1 + i)).ToList();
@@ -143,12 +138,7 @@ public sealed class GroupCommitTests : HeldIoTests
     [Fact]
     public void At_the_end_of_an_iteration_small_writes_pack_and_large_ones_stream_while_slots_are_free()
     {
-        var store = new GftlStore(Scratch.Options(shards: 1, segmentBytes: 4 << 20));
-        IBlockVolume volume = store.Open(store.Create("v", 4 * GftlScratch.MiB).Id);
-        HeldBlockIo io = Install();
-        io.RecordSizes = true;
-        var iteration = new IterationPoster();
-        IVolumeChannel channel = volume.OpenChannel(new StorageShard(0, 1, io, iteration));
+        var (store, volume, io, iteration, channel) = OnIterationShard(Scratch.Options(shards: 1, segmentBytes: 4 << 20));
         var model = new byte[4 << 20];
         var writes = new List<ValueTask<StorageResult>>();
         for (int i = 0; i < 4; i++)
@@ -310,6 +300,20 @@ public sealed class GroupCommitTests : HeldIoTests
     {
         Assert.True(operation.IsCompleted);
         return operation.Result;
+    }
+
+    /// <summary>
+    /// A one-shard store with a 4 MiB volume, device writes held on this thread (sizes recorded), and a channel of the
+    /// volume on a shard whose loop iteration the test ends (<see cref="IterationPoster.End"/>).
+    /// </summary>
+    private (GftlStore Store, IBlockVolume Volume, HeldBlockIo Io, IterationPoster Iteration, IVolumeChannel Channel) OnIterationShard(GftlOptions options)
+    {
+        var store = new GftlStore(options);
+        IBlockVolume volume = store.Open(store.Create("v", 4 * GftlScratch.MiB).Id);
+        HeldBlockIo io = Install();
+        io.RecordSizes = true;
+        var iteration = new IterationPoster();
+        return (store, volume, io, iteration, volume.OpenChannel(new StorageShard(0, 1, io, iteration)));
     }
 
     private HeldBlockIo Install()
