@@ -1,12 +1,12 @@
 namespace Duroslight.Storage.Volumes;
 
 /// <summary>
-/// A sparse volume in memory, for tests and benchmarks: 128 KiB pages are allocated on first write,
-/// unmapped pages read as zeros. Reads and writes into existing pages take no lock; installing or
+/// A sparse volume in memory, for tests and benchmarks: 128 KiB pages (native, from the store's
+/// <see cref="MemoryPages"/>) are mapped on first write, unmapped pages read as zeros. Reads and writes into existing pages take no lock; installing or
 /// freeing pages and growing the page table take a lock, so a write can never land
 /// in a table that a concurrent grow has already copied.
 /// </summary>
-public sealed class MemoryVolume : IBlockVolume
+public sealed unsafe class MemoryVolume : IBlockVolume
 {
     public const int PageSize = 128 * 1024;
     private const int PageShift = 17;
@@ -14,18 +14,20 @@ public sealed class MemoryVolume : IBlockVolume
 
     private readonly object _pageGate = new();
     private readonly SpaceBudget _budget;
-    private byte[]?[] _pages;
+    private readonly MemoryPages _memory;
+    private nint[] _pages;
     private long _sizeBytes;
     private long _allocatedPages;
     private volatile bool _closed;
 
-    internal MemoryVolume(VolumeDescriptor descriptor, SpaceBudget budget)
+    internal MemoryVolume(VolumeDescriptor descriptor, SpaceBudget budget, MemoryPages memory)
     {
+        _memory = memory;
         Id = descriptor.Id;
         BlockSize = descriptor.BlockSize;
         _budget = budget;
         _sizeBytes = descriptor.SizeBytes;
-        _pages = new byte[]?[PageCount(descriptor.SizeBytes)];
+        _pages = new nint[PageCount(descriptor.SizeBytes)];
     }
 
     public Guid Id { get; }
@@ -87,7 +89,7 @@ public sealed class MemoryVolume : IBlockVolume
     {
         lock (_pageGate)
         {
-            var pages = new byte[]?[PageCount(newSizeBytes)];
+            var pages = new nint[PageCount(newSizeBytes)];
             Array.Copy(_pages, pages, _pages.Length);
             // Table before size: an I/O that sees the new size is sure to see the new table.
             Volatile.Write(ref _pages, pages);
@@ -114,19 +116,19 @@ public sealed class MemoryVolume : IBlockVolume
 
     private void Read(long offset, Span<byte> destination)
     {
-        byte[]?[] pages = Volatile.Read(ref _pages);
+        nint[] pages = Volatile.Read(ref _pages);
         while (!destination.IsEmpty)
         {
             int inPage = (int)(offset & PageMask);
             int count = Math.Min(PageSize - inPage, destination.Length);
-            byte[]? page = Volatile.Read(ref pages[offset >> PageShift]);
-            if (page is null)
+            byte* page = (byte*)Volatile.Read(ref pages[offset >> PageShift]);
+            if (page == null)
             {
                 destination[..count].Clear();
             }
             else
             {
-                page.AsSpan(inPage, count).CopyTo(destination);
+                new ReadOnlySpan<byte>(page + inPage, count).CopyTo(destination);
             }
 
             destination = destination[count..];
@@ -143,19 +145,19 @@ public sealed class MemoryVolume : IBlockVolume
             return StorageResult.OutOfSpace;
         }
 
-        byte[]?[] pages = Volatile.Read(ref _pages);
+        nint[] pages = Volatile.Read(ref _pages);
         while (!source.IsEmpty)
         {
             int inPage = (int)(offset & PageMask);
             int count = Math.Min(PageSize - inPage, source.Length);
-            byte[]? page = Volatile.Read(ref pages[offset >> PageShift]);
-            if (page is null)
+            byte* page = (byte*)Volatile.Read(ref pages[offset >> PageShift]);
+            if (page == null)
             {
                 // A deallocate of an overlapping range (a host race) freed it meanwhile: map again.
                 return Write(offset, source);
             }
 
-            source[..count].CopyTo(page.AsSpan(inPage, count));
+            source[..count].CopyTo(new Span<byte>(page + inPage, count));
             source = source[count..];
             offset += count;
         }
@@ -165,10 +167,10 @@ public sealed class MemoryVolume : IBlockVolume
 
     private bool AllPagesMapped(long firstPage, long lastPage)
     {
-        byte[]?[] pages = Volatile.Read(ref _pages);
+        nint[] pages = Volatile.Read(ref _pages);
         for (long i = firstPage; i <= lastPage; i++)
         {
-            if (Volatile.Read(ref pages[i]) is null)
+            if (Volatile.Read(ref pages[i]) == 0)
             {
                 return false;
             }
@@ -181,11 +183,11 @@ public sealed class MemoryVolume : IBlockVolume
     {
         lock (_pageGate)
         {
-            byte[]?[] pages = _pages;
+            nint[] pages = _pages;
             long missing = 0;
             for (long i = firstPage; i <= lastPage; i++)
             {
-                missing += pages[i] is null ? 1 : 0;
+                missing += pages[i] == 0 ? 1 : 0;
             }
 
             if (!_budget.TryReserve(missing * PageSize))
@@ -195,9 +197,9 @@ public sealed class MemoryVolume : IBlockVolume
 
             for (long i = firstPage; i <= lastPage; i++)
             {
-                if (pages[i] is null)
+                if (pages[i] == 0)
                 {
-                    Volatile.Write(ref pages[i], new byte[PageSize]);
+                    Volatile.Write(ref pages[i], (nint)_memory.Take());
                 }
             }
 
@@ -226,12 +228,17 @@ public sealed class MemoryVolume : IBlockVolume
     /// <summary>Zeroes [start, end) in the pages that are mapped; the range covers no page whole.</summary>
     private void ZeroInPages(long start, long end)
     {
-        byte[]?[] pages = Volatile.Read(ref _pages);
+        nint[] pages = Volatile.Read(ref _pages);
         while (start < end)
         {
             int inPage = (int)(start & PageMask);
             int count = (int)Math.Min(PageSize - inPage, end - start);
-            Volatile.Read(ref pages[start >> PageShift])?.AsSpan(inPage, count).Clear();
+            byte* page = (byte*)Volatile.Read(ref pages[start >> PageShift]);
+            if (page != null)
+            {
+                new Span<byte>(page + inPage, count).Clear();
+            }
+
             start += count;
         }
     }
@@ -240,13 +247,15 @@ public sealed class MemoryVolume : IBlockVolume
     {
         lock (_pageGate)
         {
-            byte[]?[] pages = _pages;
+            nint[] pages = _pages;
             long freed = 0;
             for (long i = firstPage; i < endPage; i++)
             {
-                if (pages[i] is not null)
+                if (pages[i] != 0)
                 {
-                    Volatile.Write(ref pages[i], null);
+                    byte* page = (byte*)pages[i];
+                    Volatile.Write(ref pages[i], 0);
+                    _memory.Give(page);
                     freed++;
                 }
             }
