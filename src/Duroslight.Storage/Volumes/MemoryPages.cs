@@ -1,3 +1,4 @@
+using System.Buffers;
 using Duroslight.Core.Interop;
 
 namespace Duroslight.Storage.Volumes;
@@ -19,28 +20,28 @@ internal sealed unsafe class MemoryPages : IDisposable
     private const int SlabBytes = 32 << 20;
 
     private readonly object _gate = new();
-    private readonly Stack<nint> _free = new();
+    private readonly Stack<Page> _free = new();
     private readonly List<nint> _slabs = [];
     private bool _disposed;
 
     /// <summary>A zeroed page.</summary>
-    public byte* Take()
+    public Page Take()
     {
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             if (_free.Count == 0) AddSlab();
-            return (byte*)_free.Pop();
+            return _free.Pop();
         }
     }
 
     /// <summary>Gives a page back; it is zeroed for its next user.</summary>
-    public void Give(byte* page)
+    public void Give(Page page)
     {
-        new Span<byte>(page, PageSize).Clear();
+        new Span<byte>(page.Pointer, PageSize).Clear();
         lock (_gate)
         {
-            if (!_disposed) _free.Push((nint)page);
+            if (!_disposed) _free.Push(page);
         }
     }
 
@@ -61,6 +62,24 @@ internal sealed unsafe class MemoryPages : IDisposable
         byte* slab = LibC.MapHugePageMemory(SlabBytes);
         _slabs.Add((nint)slab);
         // Pushed from the end, so pages are taken in address order (a sequential write fills huge pages in turn).
-        for (int offset = SlabBytes - PageSize; offset >= 0; offset -= PageSize) _free.Push((nint)(slab + offset));
+        for (int offset = SlabBytes - PageSize; offset >= 0; offset -= PageSize) _free.Push(new Page(slab + offset));
+    }
+
+    /// <summary>One page: its address, and a <see cref="Memory{T}"/> over it to lend to a send (made once, not per I/O).</summary>
+    public sealed class Page(byte* pointer) : MemoryManager<byte>
+    {
+        public byte* Pointer { get; } = pointer;
+
+        public override Span<byte> GetSpan() => new(Pointer, PageSize);
+
+        public override MemoryHandle Pin(int elementIndex = 0) => new(Pointer + elementIndex);
+
+        public override void Unpin()
+        {
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+        }
     }
 }

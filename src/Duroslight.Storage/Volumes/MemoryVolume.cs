@@ -15,7 +15,7 @@ public sealed unsafe class MemoryVolume : IBlockVolume
     private readonly object _pageGate = new();
     private readonly SpaceBudget _budget;
     private readonly MemoryPages _memory;
-    private nint[] _pages;
+    private MemoryPages.Page?[] _pages;
     private long _sizeBytes;
     private long _allocatedPages;
     private volatile bool _closed;
@@ -27,7 +27,7 @@ public sealed unsafe class MemoryVolume : IBlockVolume
         BlockSize = descriptor.BlockSize;
         _budget = budget;
         _sizeBytes = descriptor.SizeBytes;
-        _pages = new nint[PageCount(descriptor.SizeBytes)];
+        _pages = new MemoryPages.Page?[PageCount(descriptor.SizeBytes)];
     }
 
     public Guid Id { get; }
@@ -48,6 +48,22 @@ public sealed unsafe class MemoryVolume : IBlockVolume
         }
 
         return new(check);
+    }
+
+    /// <summary>
+    /// Lends the page memory holding [offset, offset + length) instead of copying it, when the range lies in one mapped
+    /// page: the driver sends read data straight from it. The memory stays mapped while the store lives; a write or
+    /// deallocate of the range before the send ends shows in what is sent (see <see cref="IVolumeChannel.TryLend"/>).
+    /// </summary>
+    public bool TryLend(long offset, int length, out ReadOnlyMemory<byte> data)
+    {
+        data = default;
+        int inPage = (int)(offset & PageMask);
+        if (CheckRange(offset, length) != StorageResult.Ok || length == 0 || inPage + length > PageSize) return false;
+        MemoryPages.Page? page = Volatile.Read(ref Volatile.Read(ref _pages)[offset >> PageShift]);
+        if (page is null) return false;
+        data = page.Memory.Slice(inPage, length);
+        return true;
     }
 
     /// <summary>All pages the write needs are reserved before any byte is copied, so OutOfSpace writes nothing.</summary>
@@ -89,7 +105,7 @@ public sealed unsafe class MemoryVolume : IBlockVolume
     {
         lock (_pageGate)
         {
-            var pages = new nint[PageCount(newSizeBytes)];
+            var pages = new MemoryPages.Page?[PageCount(newSizeBytes)];
             Array.Copy(_pages, pages, _pages.Length);
             // Table before size: an I/O that sees the new size is sure to see the new table.
             Volatile.Write(ref _pages, pages);
@@ -116,12 +132,12 @@ public sealed unsafe class MemoryVolume : IBlockVolume
 
     private void Read(long offset, Span<byte> destination)
     {
-        nint[] pages = Volatile.Read(ref _pages);
+        MemoryPages.Page?[] pages = Volatile.Read(ref _pages);
         while (!destination.IsEmpty)
         {
             int inPage = (int)(offset & PageMask);
             int count = Math.Min(PageSize - inPage, destination.Length);
-            byte* page = (byte*)Volatile.Read(ref pages[offset >> PageShift]);
+            byte* page = PointerOf(Volatile.Read(ref pages[offset >> PageShift]));
             if (page == null)
             {
                 destination[..count].Clear();
@@ -145,12 +161,12 @@ public sealed unsafe class MemoryVolume : IBlockVolume
             return StorageResult.OutOfSpace;
         }
 
-        nint[] pages = Volatile.Read(ref _pages);
+        MemoryPages.Page?[] pages = Volatile.Read(ref _pages);
         while (!source.IsEmpty)
         {
             int inPage = (int)(offset & PageMask);
             int count = Math.Min(PageSize - inPage, source.Length);
-            byte* page = (byte*)Volatile.Read(ref pages[offset >> PageShift]);
+            byte* page = PointerOf(Volatile.Read(ref pages[offset >> PageShift]));
             if (page == null)
             {
                 // A deallocate of an overlapping range (a host race) freed it meanwhile: map again.
@@ -167,10 +183,10 @@ public sealed unsafe class MemoryVolume : IBlockVolume
 
     private bool AllPagesMapped(long firstPage, long lastPage)
     {
-        nint[] pages = Volatile.Read(ref _pages);
+        MemoryPages.Page?[] pages = Volatile.Read(ref _pages);
         for (long i = firstPage; i <= lastPage; i++)
         {
-            if (Volatile.Read(ref pages[i]) == 0)
+            if (Volatile.Read(ref pages[i]) is null)
             {
                 return false;
             }
@@ -183,11 +199,11 @@ public sealed unsafe class MemoryVolume : IBlockVolume
     {
         lock (_pageGate)
         {
-            nint[] pages = _pages;
+            MemoryPages.Page?[] pages = _pages;
             long missing = 0;
             for (long i = firstPage; i <= lastPage; i++)
             {
-                missing += pages[i] == 0 ? 1 : 0;
+                missing += pages[i] is null ? 1 : 0;
             }
 
             if (!_budget.TryReserve(missing * PageSize))
@@ -197,9 +213,9 @@ public sealed unsafe class MemoryVolume : IBlockVolume
 
             for (long i = firstPage; i <= lastPage; i++)
             {
-                if (pages[i] == 0)
+                if (pages[i] is null)
                 {
-                    Volatile.Write(ref pages[i], (nint)_memory.Take());
+                    Volatile.Write(ref pages[i], _memory.Take());
                 }
             }
 
@@ -228,12 +244,12 @@ public sealed unsafe class MemoryVolume : IBlockVolume
     /// <summary>Zeroes [start, end) in the pages that are mapped; the range covers no page whole.</summary>
     private void ZeroInPages(long start, long end)
     {
-        nint[] pages = Volatile.Read(ref _pages);
+        MemoryPages.Page?[] pages = Volatile.Read(ref _pages);
         while (start < end)
         {
             int inPage = (int)(start & PageMask);
             int count = (int)Math.Min(PageSize - inPage, end - start);
-            byte* page = (byte*)Volatile.Read(ref pages[start >> PageShift]);
+            byte* page = PointerOf(Volatile.Read(ref pages[start >> PageShift]));
             if (page != null)
             {
                 new Span<byte>(page + inPage, count).Clear();
@@ -247,14 +263,13 @@ public sealed unsafe class MemoryVolume : IBlockVolume
     {
         lock (_pageGate)
         {
-            nint[] pages = _pages;
+            MemoryPages.Page?[] pages = _pages;
             long freed = 0;
             for (long i = firstPage; i < endPage; i++)
             {
-                if (pages[i] != 0)
+                if (pages[i] is { } page)
                 {
-                    byte* page = (byte*)pages[i];
-                    Volatile.Write(ref pages[i], 0);
+                    Volatile.Write(ref pages[i], null);
                     _memory.Give(page);
                     freed++;
                 }
@@ -264,6 +279,8 @@ public sealed unsafe class MemoryVolume : IBlockVolume
             _budget.Release(freed * PageSize);
         }
     }
+
+    private static byte* PointerOf(MemoryPages.Page? page) => page is null ? null : page.Pointer;
 
     private static long PageCount(long sizeBytes) => (sizeBytes + PageMask) >> PageShift;
 }

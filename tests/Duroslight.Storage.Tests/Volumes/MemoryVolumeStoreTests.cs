@@ -65,6 +65,22 @@ public sealed class MemoryVolumeStoreTests : VolumeStoreContractTests
     }
 
     [Fact]
+    public async Task A_read_within_one_mapped_page_is_lent_from_the_page_itself()
+    {
+        IBlockVolume volume = NewVolume();
+        await WriteAsync(volume, Page, Pattern(Page, 6));
+
+        Assert.True(volume.TryLend(Page + Block, 2 * Block, out ReadOnlyMemory<byte> lent));
+        Assert.Equal(Pattern(Page, 6).AsSpan(Block, 2 * Block).ToArray(), lent.ToArray());
+        await WriteAsync(volume, Page + Block, Pattern(Block, 7)); // the page's memory, not a copy
+        Assert.Equal(Pattern(Block, 7), lent[..Block].ToArray());
+
+        Assert.False(volume.TryLend(0, Block, out _)); // unmapped: read (zeros) instead
+        Assert.False(volume.TryLend((2 * Page) - Block, 2 * Block, out _)); // crosses a page
+        Assert.False(volume.TryLend(volume.SizeBytes, Block, out _)); // out of range
+    }
+
+    [Fact]
     public async Task Allocated_bytes_count_whole_pages()
     {
         IBlockVolume volume = NewVolume();
