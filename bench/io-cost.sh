@@ -7,13 +7,14 @@
 # (io_uring poll arms) and io-wq punts; CLOCKS=1 also the managed clock reads (uprobes on libSystem.Native's
 # SystemNative_GetTimestamp, Stopwatch, and ..._GetLowResolutionTimestamp, Environment.TickCount64: each probe hit
 # traps, so the spin runs slower under it; compare these counts only with each other).
-# Prints per I/O: CPU us, syscalls, enters, SQEs, CQEs, switches, poll arms, punts, [clock reads]; and CPU ns per KiB.
+# Prints per I/O (I/O = commands the target completed over the counted seconds, from its metrics on METRICS_PORT,
+# default PORT+1): shard-thread CPU us, CPU us, syscalls, enters, SQEs, CQEs, switches, poll arms, punts, [clock reads]; and CPU ns per KiB.
 # Workloads: rr4k-qd1 (default), rr4k-qd32, sr128k-qd8, sw128k-qd8. Env: SECS=8 WARMUP=3 POLL=sleep PORT=25620
-# DISCOVERY_PORT=25209 LABEL, DLL (a built duroslight.dll elsewhere, e.g. a copy of another tree's bin; SKIP_BUILD=1), NICE (e.g. -15: target and perf ahead of a loaded machine's builds; root), SPDK_PEER_DIR (a built SPDK tree, see the spdk-perf tool), 2 MiB hugepages.
+# DISCOVERY_PORT=25209 LABEL, SERVE_ARGS (more serve options, e.g. --in-capsule-data 128K), DLL (a built duroslight.dll elsewhere, e.g. a copy of another tree's bin; SKIP_BUILD=1), NICE (e.g. -15: target and perf ahead of a loaded machine's builds; root), SPDK_PEER_DIR (a built SPDK tree, see the spdk-perf tool), 2 MiB hugepages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 label=${LABEL:-$(git rev-parse --short HEAD)}; port=${PORT:-25620}; dport=${DISCOVERY_PORT:-25209}
-secs=${SECS:-8}; warm=${WARMUP:-3}; poll=${POLL:-sleep}; prio=${NICE:-0}
+secs=${SECS:-8}; warm=${WARMUP:-3}; poll=${POLL:-sleep}; prio=${NICE:-0}; mport=${METRICS_PORT:-$((port + 1))}
 : "${SPDK_PEER_DIR:?set SPDK_PEER_DIR to a built SPDK tree}"
 export LD_LIBRARY_PATH=$SPDK_PEER_DIR/build/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 perf=$SPDK_PEER_DIR/build/examples/perf
@@ -23,7 +24,7 @@ dir=$(mktemp -d /tmp/io-cost.XXXXXX)
 # (W^X off: with it on, JIT code runs from an anonymous double mapping that perf cannot name.)
 [ "${PROFILE:-}" ] && export DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0
 nice -n "$prio" taskset -c 1 dotnet "${DLL:-src/Duroslight.Server/bin/Release/net10.0/duroslight.dll}" serve --listen 127.0.0.1:$port \
-    --discovery 127.0.0.1:$dport --metrics off --data-dir "$dir" --store memory --cores 1 --poll "$poll" --volume-size 256M > "$dir/log" 2>&1 &
+    --discovery 127.0.0.1:$dport --metrics 127.0.0.1:$mport --data-dir "$dir" --store memory --cores 1 --poll "$poll" --volume-size 256M ${SERVE_ARGS:-} > "$dir/log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir" "/tmp/perf-$pid.map"' EXIT
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.2; done
@@ -57,7 +58,12 @@ for w in "${@:-rr4k-qd1}"; do
     perf record -g -F 1999 -p "$pid" -o "$dir/rec.data" -- sleep $((secs - 2)) > /dev/null 2>&1 &
     rec=$!
   fi
+  # The target's own counters over exactly the counted seconds: commands completed and the shard thread's CPU.
+  scrape() { curl -s "http://127.0.0.1:$mport/metrics" | awk '/^duroslight_commands_total/ { n += $NF } /^duroslight_shard_cpu_seconds_total/ { c += $NF } END { printf "%d %.6f\n", n, c }'; }
+  read -r io0 cpu0 <<< "$(scrape)"
   perf stat -p "$pid" -x, -e "$events" -- sleep $((secs - 2)) 2> "$dir/stat.txt" > /dev/null
+  read -r io1 cpu1 <<< "$(scrape)"
+  echo "$((io1 - io0)),,ios" >> "$dir/stat.txt"; echo "$(echo "$cpu1 - $cpu0" | bc -l),,shardcpu" >> "$dir/stat.txt"
   if [ "${PROFILE:-}" ]; then
     wait $rec || true; mkdir -p "$PROFILE"
     cp "$dir/rec.data" "$PROFILE/$label.$w.perf.data"
@@ -69,9 +75,9 @@ for w in "${@:-rr4k-qd1}"; do
   grep -q '^Total' "$dir/perf.txt" || { echo "$w: perf failed:"; tail -5 "$dir/perf.txt"; cat "$dir/stat.txt"; continue; }
   awk -v l="$label" -v w="$w" -v ld="$load" -v s=$((secs - 2)) -v size="${a[1]}" '
     FNR == NR { split($0, f, ","); c[f[3]] = f[1]; next }
-    /^Total/ { iops = $3; n = iops * s;
-      printf "%s %s load1=%s IOPS=%s MiB/s=%.0f cpu_us/IO=%.2f cpu_ns/KiB=%.0f syscalls/IO=%.3f enters/IO=%.3f sqes/IO=%.3f cqes/IO=%.3f switches/IO=%.3f pollarms/IO=%.3f punts/IO=%.3f",
-        l, w, ld, iops, iops * size / 1048576, c["task-clock"] * 1000 / n, c["task-clock"] * 1e6 / (n * size / 1024),
+    /^Total/ { iops = $3; n = c["ios"] > 0 ? c["ios"] : iops * s;
+      printf "%s %s load1=%s IOPS=%s MiB/s=%.0f ios=%d shard_us/IO=%.2f cpu_us/IO=%.2f cpu_ns/KiB=%.0f syscalls/IO=%.3f enters/IO=%.3f sqes/IO=%.3f cqes/IO=%.3f switches/IO=%.3f pollarms/IO=%.3f punts/IO=%.3f",
+        l, w, ld, iops, iops * size / 1048576, n, c["shardcpu"] * 1e6 / n, c["task-clock"] * 1000 / n, c["task-clock"] * 1e6 / (n * size / 1024),
         c["raw_syscalls:sys_enter"] / n, c["syscalls:sys_enter_io_uring_enter"] / n, c["io_uring:io_uring_submit_req"] / n,
         c["io_uring:io_uring_complete"] / n, c["context-switches"] / n,
         c["io_uring:io_uring_poll_arm"] / n, c["io_uring:io_uring_queue_async_work"] / n

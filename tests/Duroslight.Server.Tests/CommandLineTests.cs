@@ -45,6 +45,7 @@ public sealed class CommandLineTests
     [InlineData("--log-level", "loud", "not one of")]
     [InlineData("--host-data-budget", "512K", "below 1M")]
     [InlineData("--host-data-timeout", "-1", "0..3600000")]
+    [InlineData("--in-capsule-data", "2M", "above 1M")]
     public void Bad_values_name_the_flag(string flag, string value, string message)
     {
         var e = Assert.Throws<UsageException>(() => CommandLine.ParseServe([flag, value]));
@@ -120,6 +121,7 @@ public sealed class CommandLineTests
             drain_timeout_s: 5
             host_data_timeout_ms: 2500
             host_data_budget: 64M
+            in_capsule_data: 128K
             """);
         var s = CommandLine.ParseServe(["--config", path, "--max-ctrl-io-queues", "16"]);
         Assert.Equal(3, s.NodeIndex);
@@ -138,6 +140,7 @@ public sealed class CommandLineTests
         Assert.Equal(TimeSpan.FromSeconds(5), s.DrainTimeout);
         Assert.Equal(2500, s.HostDataTimeoutMs);
         Assert.Equal(64L << 20, s.HostDataBudgetPerShard);
+        Assert.Equal(128 << 10, s.MaxInCapsuleData);
     }
 
     [Theory]

@@ -67,6 +67,38 @@ public static unsafe partial class LibC
     [LibraryImport("libc", SetLastError = true)]
     private static partial int statx(SafeFileHandle dirfd, byte* path, int flags, uint mask, byte* buffer);
 
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial void* mmap(void* addr, nuint length, int prot, int flags, int fd, long offset);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int munmap(void* addr, nuint length);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int madvise(void* addr, nuint length, int advice);
+
+    private const int PROT_READ = 1, PROT_WRITE = 2, MAP_PRIVATE = 2, MAP_ANONYMOUS = 0x20, MADV_HUGEPAGE = 14;
+    private const nuint HugePageSize = 2 << 20;
+
+    /// <summary>
+    /// Anonymous zeroed memory of <paramref name="length"/> bytes (a multiple of 2 MiB), 2 MiB-aligned and advised
+    /// MADV_HUGEPAGE, so the kernel backs it with transparent huge pages where it can (one TLB entry per 2 MiB instead
+    /// of 512). Free it with <see cref="UnmapMemory"/>.
+    /// </summary>
+    public static byte* MapHugePageMemory(nuint length)
+    {
+        // Over-map by one huge page and trim both ends: mmap only promises 4 KiB alignment.
+        byte* raw = (byte*)mmap(null, length + HugePageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (raw == (byte*)-1) throw new OutOfMemoryException($"mmap of {length} bytes failed: errno {Marshal.GetLastPInvokeError()}");
+        byte* start = (byte*)(((nuint)raw + HugePageSize - 1) & ~(HugePageSize - 1));
+        if (start > raw) munmap(raw, (nuint)(start - raw));
+        nuint tail = (nuint)(raw + length + HugePageSize - (start + length));
+        if (tail > 0) munmap(start + length, tail);
+        madvise(start, length, MADV_HUGEPAGE); // a hint: without THP the memory is ordinary pages
+        return start;
+    }
+
+    public static void UnmapMemory(byte* start, nuint length) => munmap(start, length);
+
     private const int F_GETFL = 3;
     private const int F_SETFL = 4;
 

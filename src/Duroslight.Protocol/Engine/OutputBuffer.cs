@@ -14,7 +14,7 @@ namespace Duroslight.Protocol.Engine;
 public sealed class OutputBuffer(int initialSize = 64 * 1024, IDataBufferPool? dataOwner = null) : IDisposable
 {
     /// <summary>A buffer sent in place, after the array bytes appended before it (<see cref="After"/>, a stream count).</summary>
-    private readonly record struct InPlace(long After, Memory<byte> Rented, int Length);
+    private readonly record struct InPlace(long After, ReadOnlyMemory<byte> Rented, int Length, bool Owned);
 
     private readonly Queue<InPlace> _inPlace = new();
     private byte[] _buffer = GC.AllocateUninitializedArray<byte>(initialSize, pinned: true);
@@ -65,8 +65,21 @@ public sealed class OutputBuffer(int initialSize = 64 * 1024, IDataBufferPool? d
     public void AppendInPlace(Memory<byte> rented, int length)
     {
         if (dataOwner is null) throw new InvalidOperationException("no owner to give in-place buffers back to");
-        _inPlace.Enqueue(new InPlace(_appended, rented, length));
-        _inPlaceBytes += length;
+        Enqueue(new InPlace(_appended, rented, length, Owned: true));
+    }
+
+    /// <summary>Memory someone else owns (storage lent it), sent in place and never given to the pool.</summary>
+    public void AppendLent(ReadOnlyMemory<byte> data, int length) => Enqueue(new InPlace(_appended, data, length, Owned: false));
+
+    private void Enqueue(InPlace data)
+    {
+        _inPlace.Enqueue(data);
+        _inPlaceBytes += data.Length;
+    }
+
+    private void GiveBack(InPlace data)
+    {
+        if (data.Owned) dataOwner!.Return(System.Runtime.InteropServices.MemoryMarshal.AsMemory(data.Rented));
     }
 
     /// <summary><paramref name="count"/> bytes from the front of the stream were sent (synchronous drivers).</summary>
@@ -92,7 +105,7 @@ public sealed class OutputBuffer(int initialSize = 64 * 1024, IDataBufferPool? d
             _inPlace.Dequeue();
             _inPlaceBytes -= next.Length;
             _headInPlaceSent = 0;
-            dataOwner!.Return(next.Rented);
+            GiveBack(next);
         }
         if (_start == _end) _start = _end = 0;
     }
@@ -145,7 +158,7 @@ public sealed class OutputBuffer(int initialSize = 64 * 1024, IDataBufferPool? d
     /// <summary>Gives back every in-place buffer; call only when no send is in flight.</summary>
     public void Dispose()
     {
-        while (_inPlace.TryDequeue(out var data)) dataOwner!.Return(data.Rented);
+        while (_inPlace.TryDequeue(out var data)) GiveBack(data);
         _inPlaceBytes = _headInPlaceSent = 0;
         _buffer = [];
         _spare = _lentArray = null;

@@ -46,6 +46,13 @@ public sealed class StorageRequest
     /// <summary>Read destination or write source, exactly <see cref="Length"/> bytes.</summary>
     public Memory<byte> Buffer { get; internal set; }
 
+    /// <summary>
+    /// A read the driver answered without filling <see cref="Buffer"/>: storage lent its own memory holding the data
+    /// (the memory store's page), valid while that store lives. The engine sends from it (in place when the
+    /// driver gathers) and never gives it to the buffer pool. Cleared when the slot is reused.
+    /// </summary>
+    public ReadOnlyMemory<byte> LentData { get; set; }
+
     /// <summary>Force Unit Access: the write must be durable before completion (also set while the write cache is off).</summary>
     public bool ForceUnitAccess { get; internal set; }
 

@@ -563,13 +563,15 @@ public sealed class TargetConnection : IPduSink, IDisposable
         var flags = PduFlags.LastPdu | (success ? PduFlags.Success : PduFlags.None);
         bool ddgst = _framer.DataDigest;
         bool inPlace = Context.SendReadDataInPlace && QueueId != 0;
-        var data = slot.Buffer[..length];
+        var lent = slot.Request.LentData;
+        ReadOnlyMemory<byte> data = lent.IsEmpty ? slot.Buffer[..length] : lent[..length];
         var span = _out.GetSpan(PduWriter.MaxHeaderBytes + (inPlace ? 0 : length) + PduLayout.DigestSize);
         int n = PduWriter.C2HDataHeader(span, slot.Cid, 0, length, flags, _framer.HeaderDigest, ddgst, _hostDataAlignment);
         if (inPlace)
         {
             _out.Advance(n);
-            _out.AppendInPlace(slot.TakeBuffer(), length);
+            if (lent.IsEmpty) _out.AppendInPlace(slot.TakeBuffer(), length);
+            else _out.AppendLent(lent, length);
             if (ddgst) _out.Advance(PduWriter.DataDigest(_out.GetSpan(PduLayout.DigestSize), data.Span));
             return;
         }

@@ -113,6 +113,12 @@ public static class ServeOptions
                     ? s with { HostDataBudgetPerShard = bytes }
                     : throw new UsageException($"{w}: '{v}' is below 1M, the largest write (MDTS) a host may send"),
             },
+        new("in_capsule_data", "--in-capsule-data", "SIZE", "8K", "write data a host may send inside the command capsule (IOCCSZ); larger writes are fetched with R2Ts")
+            {
+                Apply = (s, w, v) => ParseSize(w, v) is var bytes && bytes <= 1 << 20
+                    ? s with { MaxInCapsuleData = (int)bytes }
+                    : throw new UsageException($"{w}: '{v}' is above 1M"),
+            },
         new("keep_alive", null, null, "{discovery_default_ms: 120000}", "KATO given to a discovery controller that connects with KATO 0")
             { ApplyYaml = (s, key, node) => s with { DiscoveryKatoMs = ConfigFile.KeepAlive(node, key) } },
         new("referrals", "--referral", "ADDR:PORT", "none", "another node's discovery service (repeatable)")

@@ -57,6 +57,8 @@ public sealed record ServeSettings
     public DeviceHealthOptions DeviceHealth { get; init; } = new();
     /// <summary>host_data_budget: per shard, write buffers hosts may owe R2T'd data for (TargetOptions.HostDataBudgetPerShard).</summary>
     public long HostDataBudgetPerShard { get; init; } = 256L << 20;
+    /// <summary>in_capsule_data: write data a host may send inside the command capsule (TargetOptions.MaxInCapsuleData).</summary>
+    public int MaxInCapsuleData { get; init; } = 8192;
     /// <summary>KATO given to a discovery controller that connects with KATO 0.</summary>
     public int DiscoveryKatoMs { get; init; } = 120_000;
     /// <summary>Referrals to other nodes' discovery services, as ADDR:PORT.</summary>

@@ -106,6 +106,13 @@ internal sealed class ChunkJob : IShardWork
         operation = default;
         if (_issued) return false;
         _issued = true;
+        if (_request.Op == StorageOp.Read && _length == _request.Length && _channel.TryLend(_offset, _length, out var lent))
+        {
+            // One chunk, and its volume lends the memory (memory store): the response is sent from it, no copy.
+            _request.LentData = lent;
+            operation = new(StorageResult.Ok);
+            return true;
+        }
         operation = _request.Op == StorageOp.Read
             ? _channel.ReadAsync(_offset, _buffer)
             : _channel.WriteAsync(_offset, _buffer);

@@ -59,6 +59,7 @@ public sealed class NodeHost : IAsyncDisposable
             HostDataTimeoutMs = settings.HostDataTimeoutMs,
             StorageTimeoutMs = settings.StorageTimeoutMs,
             HostDataBudgetPerShard = settings.HostDataBudgetPerShard,
+            MaxInCapsuleData = settings.MaxInCapsuleData,
             InitialHostAccess = Access(settings.AllowedHosts),
             BackendNqn = settings.IsClustered ? Replicator.BackendNqnFor(settings.SubsystemNqn) : null,
         });

@@ -10,6 +10,19 @@ public interface IVolumeChannel
 {
     ValueTask<StorageResult> ReadAsync(long offset, Memory<byte> destination);
 
+    /// <summary>
+    /// A read without a copy, where the volume can lend its own memory for the range (the memory store's pages): the
+    /// caller sends straight from <paramref name="data"/>, which stays valid (mapped, never moved) while the volume's
+    /// store lives. What is sent is the range's content when the send runs, which a write or deallocate the host
+    /// issued before this read completed may already have changed (also within a block). False: use
+    /// <see cref="ReadAsync"/>.
+    /// </summary>
+    bool TryLend(long offset, int length, out ReadOnlyMemory<byte> data)
+    {
+        data = default;
+        return false;
+    }
+
     ValueTask<StorageResult> WriteAsync(long offset, ReadOnlyMemory<byte> source);
 
     /// <summary>Makes the range read as zeros; may unmap it.</summary>

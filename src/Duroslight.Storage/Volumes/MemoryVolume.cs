@@ -1,12 +1,12 @@
 namespace Duroslight.Storage.Volumes;
 
 /// <summary>
-/// A sparse volume in memory, for tests and benchmarks: 128 KiB pages are allocated on first write,
-/// unmapped pages read as zeros. Reads and writes into existing pages take no lock; installing or
+/// A sparse volume in memory, for tests and benchmarks: 128 KiB pages (native, from the store's
+/// <see cref="MemoryPages"/>) are mapped on first write, unmapped pages read as zeros. Reads and writes into existing pages take no lock; installing or
 /// freeing pages and growing the page table take a lock, so a write can never land
 /// in a table that a concurrent grow has already copied.
 /// </summary>
-public sealed class MemoryVolume : IBlockVolume
+public sealed unsafe class MemoryVolume : IBlockVolume
 {
     public const int PageSize = 128 * 1024;
     private const int PageShift = 17;
@@ -14,18 +14,20 @@ public sealed class MemoryVolume : IBlockVolume
 
     private readonly object _pageGate = new();
     private readonly SpaceBudget _budget;
-    private byte[]?[] _pages;
+    private readonly MemoryPages _memory;
+    private MemoryPages.Page?[] _pages;
     private long _sizeBytes;
     private long _allocatedPages;
     private volatile bool _closed;
 
-    internal MemoryVolume(VolumeDescriptor descriptor, SpaceBudget budget)
+    internal MemoryVolume(VolumeDescriptor descriptor, SpaceBudget budget, MemoryPages memory)
     {
+        _memory = memory;
         Id = descriptor.Id;
         BlockSize = descriptor.BlockSize;
         _budget = budget;
         _sizeBytes = descriptor.SizeBytes;
-        _pages = new byte[]?[PageCount(descriptor.SizeBytes)];
+        _pages = new MemoryPages.Page?[PageCount(descriptor.SizeBytes)];
     }
 
     public Guid Id { get; }
@@ -46,6 +48,22 @@ public sealed class MemoryVolume : IBlockVolume
         }
 
         return new(check);
+    }
+
+    /// <summary>
+    /// Lends the page memory holding [offset, offset + length) instead of copying it, when the range lies in one mapped
+    /// page: the driver sends read data straight from it. The memory stays mapped while the store lives; a write or
+    /// deallocate of the range before the send ends shows in what is sent (see <see cref="IVolumeChannel.TryLend"/>).
+    /// </summary>
+    public bool TryLend(long offset, int length, out ReadOnlyMemory<byte> data)
+    {
+        data = default;
+        int inPage = (int)(offset & PageMask);
+        if (CheckRange(offset, length) != StorageResult.Ok || length == 0 || inPage + length > PageSize) return false;
+        MemoryPages.Page? page = Volatile.Read(ref Volatile.Read(ref _pages)[offset >> PageShift]);
+        if (page is null) return false;
+        data = page.Memory.Slice(inPage, length);
+        return true;
     }
 
     /// <summary>All pages the write needs are reserved before any byte is copied, so OutOfSpace writes nothing.</summary>
@@ -87,7 +105,7 @@ public sealed class MemoryVolume : IBlockVolume
     {
         lock (_pageGate)
         {
-            var pages = new byte[]?[PageCount(newSizeBytes)];
+            var pages = new MemoryPages.Page?[PageCount(newSizeBytes)];
             Array.Copy(_pages, pages, _pages.Length);
             // Table before size: an I/O that sees the new size is sure to see the new table.
             Volatile.Write(ref _pages, pages);
@@ -114,19 +132,19 @@ public sealed class MemoryVolume : IBlockVolume
 
     private void Read(long offset, Span<byte> destination)
     {
-        byte[]?[] pages = Volatile.Read(ref _pages);
+        MemoryPages.Page?[] pages = Volatile.Read(ref _pages);
         while (!destination.IsEmpty)
         {
             int inPage = (int)(offset & PageMask);
             int count = Math.Min(PageSize - inPage, destination.Length);
-            byte[]? page = Volatile.Read(ref pages[offset >> PageShift]);
-            if (page is null)
+            byte* page = PointerOf(Volatile.Read(ref pages[offset >> PageShift]));
+            if (page == null)
             {
                 destination[..count].Clear();
             }
             else
             {
-                page.AsSpan(inPage, count).CopyTo(destination);
+                new ReadOnlySpan<byte>(page + inPage, count).CopyTo(destination);
             }
 
             destination = destination[count..];
@@ -143,19 +161,19 @@ public sealed class MemoryVolume : IBlockVolume
             return StorageResult.OutOfSpace;
         }
 
-        byte[]?[] pages = Volatile.Read(ref _pages);
+        MemoryPages.Page?[] pages = Volatile.Read(ref _pages);
         while (!source.IsEmpty)
         {
             int inPage = (int)(offset & PageMask);
             int count = Math.Min(PageSize - inPage, source.Length);
-            byte[]? page = Volatile.Read(ref pages[offset >> PageShift]);
-            if (page is null)
+            byte* page = PointerOf(Volatile.Read(ref pages[offset >> PageShift]));
+            if (page == null)
             {
                 // A deallocate of an overlapping range (a host race) freed it meanwhile: map again.
                 return Write(offset, source);
             }
 
-            source[..count].CopyTo(page.AsSpan(inPage, count));
+            source[..count].CopyTo(new Span<byte>(page + inPage, count));
             source = source[count..];
             offset += count;
         }
@@ -165,7 +183,7 @@ public sealed class MemoryVolume : IBlockVolume
 
     private bool AllPagesMapped(long firstPage, long lastPage)
     {
-        byte[]?[] pages = Volatile.Read(ref _pages);
+        MemoryPages.Page?[] pages = Volatile.Read(ref _pages);
         for (long i = firstPage; i <= lastPage; i++)
         {
             if (Volatile.Read(ref pages[i]) is null)
@@ -181,7 +199,7 @@ public sealed class MemoryVolume : IBlockVolume
     {
         lock (_pageGate)
         {
-            byte[]?[] pages = _pages;
+            MemoryPages.Page?[] pages = _pages;
             long missing = 0;
             for (long i = firstPage; i <= lastPage; i++)
             {
@@ -197,7 +215,7 @@ public sealed class MemoryVolume : IBlockVolume
             {
                 if (pages[i] is null)
                 {
-                    Volatile.Write(ref pages[i], new byte[PageSize]);
+                    Volatile.Write(ref pages[i], _memory.Take());
                 }
             }
 
@@ -226,12 +244,17 @@ public sealed class MemoryVolume : IBlockVolume
     /// <summary>Zeroes [start, end) in the pages that are mapped; the range covers no page whole.</summary>
     private void ZeroInPages(long start, long end)
     {
-        byte[]?[] pages = Volatile.Read(ref _pages);
+        MemoryPages.Page?[] pages = Volatile.Read(ref _pages);
         while (start < end)
         {
             int inPage = (int)(start & PageMask);
             int count = (int)Math.Min(PageSize - inPage, end - start);
-            Volatile.Read(ref pages[start >> PageShift])?.AsSpan(inPage, count).Clear();
+            byte* page = PointerOf(Volatile.Read(ref pages[start >> PageShift]));
+            if (page != null)
+            {
+                new Span<byte>(page + inPage, count).Clear();
+            }
+
             start += count;
         }
     }
@@ -240,13 +263,14 @@ public sealed class MemoryVolume : IBlockVolume
     {
         lock (_pageGate)
         {
-            byte[]?[] pages = _pages;
+            MemoryPages.Page?[] pages = _pages;
             long freed = 0;
             for (long i = firstPage; i < endPage; i++)
             {
-                if (pages[i] is not null)
+                if (pages[i] is { } page)
                 {
                     Volatile.Write(ref pages[i], null);
+                    _memory.Give(page);
                     freed++;
                 }
             }
@@ -255,6 +279,8 @@ public sealed class MemoryVolume : IBlockVolume
             _budget.Release(freed * PageSize);
         }
     }
+
+    private static byte* PointerOf(MemoryPages.Page? page) => page is null ? null : page.Pointer;
 
     private static long PageCount(long sizeBytes) => (sizeBytes + PageMask) >> PageShift;
 }

@@ -11,6 +11,7 @@ public sealed class MemoryVolumeStore : IVolumeStore
 
     private readonly object _gate = new();
     private readonly SpaceBudget _budget;
+    private readonly MemoryPages _memory = new();
     private readonly List<VolumeDescriptor> _volumes = [];
     private readonly Dictionary<Guid, MemoryVolume> _instances = [];
     private bool _disposed;
@@ -48,7 +49,7 @@ public sealed class MemoryVolumeStore : IVolumeStore
         {
             ThrowIfDisposed();
             VolumeDescriptor descriptor = VolumeRequests.ValidateCreate(_volumes, name, sizeBytes, id, BlockSize, hosts);
-            _instances.Add(descriptor.Id, new MemoryVolume(descriptor, _budget));
+            _instances.Add(descriptor.Id, new MemoryVolume(descriptor, _budget, _memory));
             _volumes.Add(descriptor);
             return descriptor;
         }
@@ -120,6 +121,7 @@ public sealed class MemoryVolumeStore : IVolumeStore
             }
 
             _instances.Clear();
+            _memory.Dispose();
         }
     }
 

@@ -56,6 +56,41 @@ public sealed class InPlaceSendTests
         Assert.Equal(PduLayout.CapsuleRespHeaderSize, raw.Conn.PendingOutputBytes);
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(4)]
+    public void Read_data_storage_lent_is_sent_from_its_memory_and_never_given_to_the_pool(int gatherSegments)
+    {
+        var pool = new CountingPool();
+        var fabric = new Fabric();
+        fabric.AddVolume();
+        var admin = fabric.Admin();
+        var raw = new RawTarget(fabric, pool, gatherSegments: gatherSegments);
+        Assert.True(raw.Handshake(1, admin.Cntlid).Status.IsSuccess);
+        raw.Conn.Receive(RawPdus.Capsule(NvmeCommands.Read(1, 0, 8), 7, sglLength: 8 * 512), fabric.Now);
+        Assert.True(raw.Conn.TryTakeStorageRequest(out var request));
+        byte[] store = IoTests.Pattern(16 * 512, 5);
+        request.LentData = store.AsMemory(512, 8 * 512); // as the memory store's page: no copy into request.Buffer
+
+        raw.Conn.CompleteStorage(request, NvmeStatus.Success);
+
+        Assert.Equal(0, pool.Outstanding); // the slot's own buffer went back at once, unused
+        if (gatherSegments == 0)
+        {
+            var c2h = RawPdus.Split(raw.Conn.PendingOutput.ToArray()).First(p => p.Type == PduType.C2HData);
+            Assert.Equal(store.AsSpan(512, 8 * 512).ToArray(), c2h.Bytes.AsSpan(c2h.Pdo, 8 * 512).ToArray());
+            return;
+        }
+        var segments = new ReadOnlyMemory<byte>[4];
+        Assert.Equal(3, raw.Conn.BeginSend(segments)); // C2HData header, the lent data in place, CapsuleResp
+        Assert.True(System.Runtime.InteropServices.MemoryMarshal.TryGetArray(segments[1], out var lent));
+        Assert.Same(store, lent.Array);
+        Assert.Equal(512, lent.Offset);
+        raw.Conn.EndSend(segments[0].Length + segments[1].Length + segments[2].Length);
+        Assert.Equal(0, pool.Outstanding); // nothing foreign was handed to the pool
+        Assert.False(raw.Conn.HasPendingOutput);
+    }
+
     [Fact]
     public void Closing_with_unsent_read_data_gives_the_buffers_back()
     {

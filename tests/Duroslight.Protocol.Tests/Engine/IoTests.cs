@@ -38,6 +38,24 @@ public class IoTests
 
     [Theory]
     [MemberData(nameof(Digests))]
+    public void A_128K_write_comes_in_capsule_when_in_capsule_data_allows_it(bool hdgst, bool ddgst)
+    {
+        // in_capsule_data 128K: one PDU carries command and data, no R2T round trip (bench/README.md).
+        var fabric = new Fabric(new TargetOptions { MaxInCapsuleData = 128 * 1024 });
+        var ns = fabric.AddVolume();
+        var (_, io) = fabric.Controller(new HostQueueOptions { HeaderDigest = hdgst, DataDigest = ddgst, InCapsuleDataLimit = 128 * 1024 });
+        var data = Pattern(256 * BlockSize, 3);
+
+        var write = io.Submit(NvmeCommands.Write(1, 20, 256), data);
+        Assert.True(write.InCapsule);
+        fabric.Pump();
+        AssertDone(io, write);
+        Assert.Equal(data, fabric.Storage.Volume(ns.VolumeId).AsSpan(20 * BlockSize, data.Length).ToArray());
+        Assert.DoesNotContain(RawPdus.Split(io.TargetOutput.ToArray()), p => p.Type == PduType.R2T);
+    }
+
+    [Theory]
+    [MemberData(nameof(Digests))]
     public void Write_larger_than_MAXH2CDATA_uses_several_R2Ts(bool hdgst, bool ddgst)
     {
         var fabric = new Fabric(new TargetOptions { MaxH2CData = 8192 });

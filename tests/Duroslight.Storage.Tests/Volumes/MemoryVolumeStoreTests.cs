@@ -43,6 +43,43 @@ public sealed class MemoryVolumeStoreTests : VolumeStoreContractTests
         await WriteAsync(second, Page, Pattern(Block, 5));
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_page_one_volume_gave_back_reads_as_zeros_in_the_next(bool deleteFirst)
+    {
+        // Pages are native and reused (MemoryPages): the next volume must not see the previous one's bytes.
+        using var store = new MemoryVolumeStore();
+        IBlockVolume first = store.Open(store.Create("a", MiB).Id);
+        IBlockVolume second = store.Open(store.Create("b", MiB).Id);
+        await WriteAsync(first, 0, Pattern(Page, 1));
+        if (deleteFirst) store.Delete(first.Id);
+        else Assert.Equal(StorageResult.Ok, await first.DeallocateAsync(0, Page));
+
+        await WriteAsync(second, Block, Pattern(Block, 2));
+
+        byte[] page = await ReadAsync(second, 0, Page);
+        Assert.True(IsZero(page[..Block]));
+        Assert.Equal(Pattern(Block, 2), page[Block..(2 * Block)]);
+        Assert.True(IsZero(page[(2 * Block)..]));
+    }
+
+    [Fact]
+    public async Task A_read_within_one_mapped_page_is_lent_from_the_page_itself()
+    {
+        IBlockVolume volume = NewVolume();
+        await WriteAsync(volume, Page, Pattern(Page, 6));
+
+        Assert.True(volume.TryLend(Page + Block, 2 * Block, out ReadOnlyMemory<byte> lent));
+        Assert.Equal(Pattern(Page, 6).AsSpan(Block, 2 * Block).ToArray(), lent.ToArray());
+        await WriteAsync(volume, Page + Block, Pattern(Block, 7)); // the page's memory, not a copy
+        Assert.Equal(Pattern(Block, 7), lent[..Block].ToArray());
+
+        Assert.False(volume.TryLend(0, Block, out _)); // unmapped: read (zeros) instead
+        Assert.False(volume.TryLend((2 * Page) - Block, 2 * Block, out _)); // crosses a page
+        Assert.False(volume.TryLend(volume.SizeBytes, Block, out _)); // out of range
+    }
+
     [Fact]
     public async Task Allocated_bytes_count_whole_pages()
     {
