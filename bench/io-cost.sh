@@ -12,7 +12,7 @@
 # which also gives the shard loop's own counts per I/O (iters: loop iterations, busy mode's include its spin between
 # the runs; work_iters: those that found work; loop_enters: its io_uring_enter calls; sleeps: those that waited) and
 # CQEs per enter; and ksoftirqd/1's CPU time per I/O (softirq work the kernel deferred to a thread on the target's
-# CPU; machine-wide, so other load on CPU 1 adds to it).
+# CPU) and the interrupts CPU 1 took per I/O (both machine-wide, so other load on CPU 1 adds to them).
 # Workloads: rr4k-qd1 (default), rr4k-qd32, sr128k-qd8, sw128k-qd8. Env: SECS=8 WARMUP=3 POLL=sleep PORT=25620
 # DISCOVERY_PORT=25209 LABEL, DLL (a built duroslight.dll elsewhere, e.g. a copy of another tree's bin; SKIP_BUILD=1), NICE (e.g. -15: target and perf ahead of a loaded machine's builds; root), SPDK_PEER_DIR (a built SPDK tree, see the spdk-perf tool), 2 MiB hugepages.
 set -euo pipefail
@@ -43,6 +43,9 @@ scrape() {
     /^duroslight_shard_sleeps_total/ { c["sleeps"] += $NF }
     END { for (k in c) printf "%s %.0f\n", k, c[k] }'
 }
+# Inter-processor interrupts CPU 1 has taken (rescheduling, function call, IRQ work: how task work reaches a ring
+# without deferred task work), machine-wide.
+irqs1() { awk '$1 ~ /^(RES|CAL|IWI):$/ { n += $3 } END { print n }' /proc/interrupts; }
 args() {
   case $1 in
     rr4k-qd1) echo "-o 4096 -q 1 -w randread";;      rr4k-qd32) echo "-o 4096 -q 32 -w randread";;
@@ -72,7 +75,7 @@ for w in "${@:-rr4k-qd1}"; do
   nice -n "$prio" taskset -c 0 "$perf" -c 0x1 "${a[@]}" -t "$warm" -r "$tr" > /dev/null 2>&1 || true
   read -r load _ < /proc/loadavg
   scrape > "$dir/m0.txt"
-  read -r ks0 _ < /proc/$(pgrep -x ksoftirqd/1)/schedstat
+  read -r ks0 _ < /proc/$(pgrep -x ksoftirqd/1)/schedstat; irq0=$(irqs1)
   if [ "${PROFILE:-}" ]; then   # PROFILE=DIR: also a profile (-g) of the same seconds: DIR/LABEL.WORKLOAD.perf.data, top symbols in .txt (.dso.txt: by binary), bench/profile-buckets.py's shares of the shard thread in .buckets.txt
     perf record -g -F 1999 -p "$pid" -o "$dir/rec.data" -- sleep "$secs" > /dev/null 2>&1 &
     rec=$!
@@ -82,7 +85,7 @@ for w in "${@:-rr4k-qd1}"; do
   sleep 0.3   # past the next tick, which publishes the last commands' counts
   scrape > "$dir/m1.txt"
   read -r ks1 _ < /proc/$(pgrep -x ksoftirqd/1)/schedstat
-  echo "ksoftirqd $((ks1 - ks0))" >> "$dir/m1.txt"; echo "ksoftirqd 0" >> "$dir/m0.txt"
+  echo "ksoftirqd $((ks1 - ks0))" >> "$dir/m1.txt"; echo "irqs $(($(irqs1) - irq0))" >> "$dir/m1.txt"
   if [ "${PROFILE:-}" ]; then
     wait $rec || true; mkdir -p "$PROFILE"
     cp "$dir/rec.data" "$PROFILE/$label.$w.perf.data"; cp "/tmp/perf-$pid.map" "$PROFILE/$label.$w.perf.map" 2> /dev/null || true
@@ -95,12 +98,12 @@ for w in "${@:-rr4k-qd1}"; do
     FILENAME ~ /m1.txt$/ { m[$1] = $2 - m0[$1]; next }
     FILENAME ~ /stat.txt$/ { if (split($0, f, ",") > 2) c[f[3]] = f[1]; next }
     END { iops = m["ios"] / s; n = m["ios"]; if (n <= 0) { print w ": no commands counted"; exit }
-      printf "%s %s load1=%s IOPS=%s MiB/s=%.0f ios=%d cpu_us/IO=%.2f cpu_ns/KiB=%.0f syscalls/IO=%.3f enters/IO=%.3f sqes/IO=%.3f cqes/IO=%.3f cqes/enter=%.2f switches/IO=%.3f pollarms/IO=%.3f punts/IO=%.3f iters/IO=%.1f work_iters/IO=%.3f loop_enters/IO=%.3f sleeps/IO=%.3f ksoftirqd1_ns/IO=%.0f",
+      printf "%s %s load1=%s IOPS=%s MiB/s=%.0f ios=%d cpu_us/IO=%.2f cpu_ns/KiB=%.0f syscalls/IO=%.3f enters/IO=%.3f sqes/IO=%.3f cqes/IO=%.3f cqes/enter=%.2f switches/IO=%.3f pollarms/IO=%.3f punts/IO=%.3f iters/IO=%.1f work_iters/IO=%.3f loop_enters/IO=%.3f sleeps/IO=%.3f ksoftirqd1_ns/IO=%.0f ipis1/IO=%.3f",
         l, w, ld, iops, iops * size / 1048576, n, c["task-clock"] * 1000 / n, c["task-clock"] * 1e6 / (n * size / 1024),
         c["raw_syscalls:sys_enter"] / n, c["syscalls:sys_enter_io_uring_enter"] / n, c["io_uring:io_uring_submit_req"] / n,
         c["io_uring:io_uring_complete"] / n, c["io_uring:io_uring_complete"] / c["syscalls:sys_enter_io_uring_enter"],
         c["context-switches"] / n, c["io_uring:io_uring_poll_arm"] / n, c["io_uring:io_uring_queue_async_work"] / n,
-        m["iters"] / n, m["work_iters"] / n, m["loop_enters"] / n, m["sleeps"] / n, m["ksoftirqd"] / n
+        m["iters"] / n, m["work_iters"] / n, m["loop_enters"] / n, m["sleeps"] / n, m["ksoftirqd"] / n, m["irqs"] / n
       if ("probe_libSystem:SystemNative_GetTimestamp" in c)
         printf " stopwatch/IO=%.2f tickcount/IO=%.2f", c["probe_libSystem:SystemNative_GetTimestamp"] / n,
           c["probe_libSystem:SystemNative_GetLowResolutionTimestamp"] / n

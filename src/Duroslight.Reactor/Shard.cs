@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using Duroslight.Core.Interop;
 using Duroslight.Reactor.Interop;
 
@@ -407,17 +408,24 @@ public sealed unsafe class Shard
                 timeoutUs = Math.Max(1, _nextTickMs - Environment.TickCount64) * 1000;
         }
         // A polling iteration checks first, without the GC transition a call that may block needs.
-        int rc = 0;
-        if (timeoutUs > 0 || Uring.NeedsEnter(Ring) != 0)
-        {
-            _enters++;
-            if (timeoutUs > 0) _sleeps++;
-            rc = Uring.Submit(Ring, timeoutUs);
-        }
+        int rc = timeoutUs > 0 || Uring.NeedsEnter(Ring) != 0 ? Enter(timeoutUs) : 0;
         Volatile.Write(ref _sleeping, 0);
         _woke = timeoutUs > 0;
         if (rc < 0 && rc != -LibC.EINTR && rc != -LibC.EAGAIN)
             throw new InvalidOperationException($"io_uring_enter failed with errno {-rc}");
+    }
+
+    /// <summary>
+    /// The loop's one <c>io_uring_enter</c>. Not inlined: a call with a GC transition makes the JIT set up its frame
+    /// (a thread-local lookup, <c>__tls_get_addr</c>) in the calling method's prolog, which a spinning
+    /// <see cref="Wait"/> would then pay on every empty iteration.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private int Enter(long timeoutUs)
+    {
+        _enters++;
+        if (timeoutUs > 0) _sleeps++;
+        return Uring.Submit(Ring, timeoutUs);
     }
 
     private void Wake()
