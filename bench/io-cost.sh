@@ -46,6 +46,11 @@ scrape() {
 # Inter-processor interrupts CPU 1 has taken (rescheduling, function call, IRQ work: how task work reaches a ring
 # without deferred task work), machine-wide.
 irqs1() { awk '$1 ~ /^(RES|CAL|IWI):$/ { n += $3 } END { print n }' /proc/interrupts; }
+# Times the kernel took the CPU from the shard thread (involuntary context switches of shard-0): a busy shard that is
+# preempted waits for its next time slice, a sleeping one is woken ahead of the tasks that ran meanwhile.
+preempted() {
+  for t in /proc/$pid/task/*; do [ "$(cat "$t/comm")" = shard-0 ] && awk '/^nonvoluntary_ctxt_switches/{print $2}' "$t/status"; done
+}
 args() {
   case $1 in
     rr4k-qd1) echo "-o 4096 -q 1 -w randread";;      rr4k-qd32) echo "-o 4096 -q 32 -w randread";;
@@ -75,7 +80,7 @@ for w in "${@:-rr4k-qd1}"; do
   nice -n "$prio" taskset -c 0 "$perf" -c 0x1 "${a[@]}" -t "$warm" -r "$tr" > /dev/null 2>&1 || true
   read -r load _ < /proc/loadavg
   scrape > "$dir/m0.txt"
-  read -r ks0 _ < /proc/$(pgrep -x ksoftirqd/1)/schedstat; irq0=$(irqs1)
+  read -r ks0 _ < /proc/$(pgrep -x ksoftirqd/1)/schedstat; irq0=$(irqs1); read -r pre0 < <(preempted)
   if [ "${PROFILE:-}" ]; then   # PROFILE=DIR: also a profile (-g) of the same seconds: DIR/LABEL.WORKLOAD.perf.data, top symbols in .txt (.dso.txt: by binary), bench/profile-buckets.py's shares of the shard thread in .buckets.txt
     perf record -g -F 1999 -p "$pid" -o "$dir/rec.data" -- sleep "$secs" > /dev/null 2>&1 &
     rec=$!
@@ -86,6 +91,7 @@ for w in "${@:-rr4k-qd1}"; do
   scrape > "$dir/m1.txt"
   read -r ks1 _ < /proc/$(pgrep -x ksoftirqd/1)/schedstat
   echo "ksoftirqd $((ks1 - ks0))" >> "$dir/m1.txt"; echo "irqs $(($(irqs1) - irq0))" >> "$dir/m1.txt"
+  echo "preempted $(($(preempted) - pre0))" >> "$dir/m1.txt"
   if [ "${PROFILE:-}" ]; then
     wait $rec || true; mkdir -p "$PROFILE"
     cp "$dir/rec.data" "$PROFILE/$label.$w.perf.data"; cp "/tmp/perf-$pid.map" "$PROFILE/$label.$w.perf.map" 2> /dev/null || true
@@ -98,12 +104,12 @@ for w in "${@:-rr4k-qd1}"; do
     FILENAME ~ /m1.txt$/ { m[$1] = $2 - m0[$1]; next }
     FILENAME ~ /stat.txt$/ { if (split($0, f, ",") > 2) c[f[3]] = f[1]; next }
     END { iops = m["ios"] / s; n = m["ios"]; if (n <= 0) { print w ": no commands counted"; exit }
-      printf "%s %s load1=%s IOPS=%s MiB/s=%.0f ios=%d cpu_us/IO=%.2f cpu_ns/KiB=%.0f syscalls/IO=%.3f enters/IO=%.3f sqes/IO=%.3f cqes/IO=%.3f cqes/enter=%.2f switches/IO=%.3f pollarms/IO=%.3f punts/IO=%.3f iters/IO=%.1f work_iters/IO=%.3f loop_enters/IO=%.3f sleeps/IO=%.3f ksoftirqd1_ns/IO=%.0f ipis1/IO=%.3f",
+      printf "%s %s load1=%s IOPS=%s MiB/s=%.0f ios=%d cpu_us/IO=%.2f cpu_ns/KiB=%.0f syscalls/IO=%.3f enters/IO=%.3f sqes/IO=%.3f cqes/IO=%.3f cqes/enter=%.2f switches/IO=%.3f pollarms/IO=%.3f punts/IO=%.3f iters/IO=%.1f work_iters/IO=%.3f loop_enters/IO=%.3f sleeps/IO=%.3f ksoftirqd1_ns/IO=%.0f ipis1/IO=%.3f shard_preempted/IO=%.4f",
         l, w, ld, iops, iops * size / 1048576, n, c["task-clock"] * 1000 / n, c["task-clock"] * 1e6 / (n * size / 1024),
         c["raw_syscalls:sys_enter"] / n, c["syscalls:sys_enter_io_uring_enter"] / n, c["io_uring:io_uring_submit_req"] / n,
         c["io_uring:io_uring_complete"] / n, c["io_uring:io_uring_complete"] / c["syscalls:sys_enter_io_uring_enter"],
         c["context-switches"] / n, c["io_uring:io_uring_poll_arm"] / n, c["io_uring:io_uring_queue_async_work"] / n,
-        m["iters"] / n, m["work_iters"] / n, m["loop_enters"] / n, m["sleeps"] / n, m["ksoftirqd"] / n, m["irqs"] / n
+        m["iters"] / n, m["work_iters"] / n, m["loop_enters"] / n, m["sleeps"] / n, m["ksoftirqd"] / n, m["irqs"] / n, m["preempted"] / n
       if ("probe_libSystem:SystemNative_GetTimestamp" in c)
         printf " stopwatch/IO=%.2f tickcount/IO=%.2f", c["probe_libSystem:SystemNative_GetTimestamp"] / n,
           c["probe_libSystem:SystemNative_GetLowResolutionTimestamp"] / n
