@@ -24,8 +24,9 @@ BUCKETS = [
     ("managed code (engine, reactor, store)", r"\[unknown\]|memfd:doublemapper|perf-\d+\.map|Duroslight|System\."),
 ]
 
-# A sample inside none of these is the polling loop itself (reap that found nothing, flag check, loop overhead).
-WORK = r"Shard::Dispatch|Shard::RunWork|Shard::SendBatches|Shard::Tick|OnReceived|OnCompletion|entry_SYSCALL|\[k\]|kallsyms"
+# A sample inside none of these is the polling loop itself (reap that found nothing, flag check, loop overhead;
+# RunWork and SendBatches run on every iteration, so only what they call, ::Execute and ::SendBatch, is work).
+WORK = r"Shard::Dispatch|::Execute\(|::SendBatch\(|::OnTick\(|OnReceived|OnCompletion|entry_SYSCALL|\[k\]|kallsyms"
 
 
 def main():

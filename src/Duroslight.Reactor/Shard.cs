@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using Duroslight.Core.Interop;
 using Duroslight.Reactor.Interop;
 
@@ -74,6 +75,10 @@ public sealed unsafe class Shard
     private long _allocatedBytes;
     private IdleSpin _idleSpin;
     private int _prepared;
+    private long _iterations;
+    private long _workIterations;
+    private long _enters;
+    private long _sleeps;
 
     internal Shard(int index, int cpu, PollMode mode)
     {
@@ -103,6 +108,14 @@ public sealed unsafe class Shard
     /// </summary>
     public (TimeSpan Cpu, TimeSpan Wall) LoopTime =>
         (TimeSpan.FromTicks(Volatile.Read(ref _cpuNanoseconds) / 100), _startedAt == 0 ? TimeSpan.Zero : Stopwatch.GetElapsedTime(_startedAt));
+
+    /// <summary>
+    /// Loop iterations, those that found work, <c>io_uring_enter</c> calls and sleeps (enters that may block) so far:
+    /// per I/O, the loop's cost in counts that hold up on a loaded machine (bench/io-cost.sh). Written by the shard's
+    /// thread only.
+    /// </summary>
+    public (long Iterations, long WorkIterations, long Enters, long Sleeps) LoopCounts =>
+        (Volatile.Read(ref _iterations), Volatile.Read(ref _workIterations), Volatile.Read(ref _enters), Volatile.Read(ref _sleeps));
 
     /// <summary>Managed bytes this shard's thread has allocated, sampled every tick (the zero-allocation proof).</summary>
     public long AllocatedBytes => Volatile.Read(ref _allocatedBytes);
@@ -305,6 +318,7 @@ public sealed unsafe class Shard
         while (!_stopRequested)
         {
             _prepared = 0;
+            _iterations++;
             bool worked = Reap(completions);
             worked |= RunWork();
             // A polling iteration that finds nothing costs little more than its clock reads, so it reads the clocks
@@ -312,6 +326,7 @@ public sealed unsafe class Shard
             bool timed = worked || _woke || ++idleIterations % IdleClockStride == 0;
             if (timed) Tick();
             worked |= SendBatches();
+            if (worked) _workIterations++;
             if (Mode == PollMode.Sleep)
             {
                 if (timed || worked) now = Stopwatch.GetTimestamp();
@@ -408,11 +423,24 @@ public sealed unsafe class Shard
                 timeoutUs = Math.Max(1, _nextTickMs - Environment.TickCount64) * 1000;
         }
         // A polling iteration checks first, without the GC transition a call that may block needs.
-        int rc = timeoutUs > 0 || Uring.NeedsEnter(Ring) != 0 ? Uring.Submit(Ring, timeoutUs) : 0;
+        int rc = timeoutUs > 0 || Uring.NeedsEnter(Ring) != 0 ? Enter(timeoutUs) : 0;
         Volatile.Write(ref _sleeping, 0);
         _woke = timeoutUs > 0;
         if (rc < 0 && rc != -LibC.EINTR && rc != -LibC.EAGAIN)
             throw new InvalidOperationException($"io_uring_enter failed with errno {-rc}");
+    }
+
+    /// <summary>
+    /// The loop's one <c>io_uring_enter</c>. Not inlined: a call with a GC transition makes the JIT set up its frame
+    /// (a thread-local lookup, <c>__tls_get_addr</c>) in the calling method's prolog, which a spinning
+    /// <see cref="Wait"/> would then pay on every empty iteration.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private int Enter(long timeoutUs)
+    {
+        _enters++;
+        if (timeoutUs > 0) _sleeps++;
+        return Uring.Submit(Ring, timeoutUs);
     }
 
     private void Wake()

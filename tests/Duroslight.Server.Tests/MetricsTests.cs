@@ -57,6 +57,9 @@ public sealed class MetricsTests
             Assert.Contains("duroslight_inflight_commands{shard=\"0\"} 0", text);
             Assert.Contains("duroslight_controllers{shard=\"0\",kind=\"io\"} 1", text);
             Assert.Contains("duroslight_queues{shard=\"0\",kind=\"io\"} 2", text);
+            // The loop counted its own work: the commands above took iterations and io_uring_enter calls.
+            Assert.Matches("duroslight_shard_work_iterations_total\\{shard=\"0\"\\} [1-9]", text);
+            Assert.Matches("duroslight_shard_enters_total\\{shard=\"0\"\\} [1-9]", text);
             Assert.Contains("lightbox_fe_ctrl_id_used{pool_id=\"0\",shard=\"0\",type=\"counter\"} 1", text);
             if (store == "gftl") Assert.Contains("duroslight_gftl_gc_segments_cleaned_total ", text);
             if (store == "gftl") Assert.Contains("duroslight_gftl_repacked_bytes_total 0", text);

@@ -24,7 +24,7 @@ public sealed class NodeMetrics
     private readonly CollectorRegistry _registry = Prometheus.Metrics.NewCustomRegistry();
     private readonly Lock _collect = new();
     private readonly Gauge _ctrlIds, _state, _nodeInfo, _genctr, _connections, _controllers, _queues, _volumeSize, _volumeAllocated, _inFlight;
-    private readonly Counter _volumeCommands, _volumeBytes, _commands, _bytes, _errors, _shardCpu, _shardLoop, _shardAllocated, _residentCpu;
+    private readonly Counter _volumeCommands, _volumeBytes, _commands, _bytes, _errors, _shardCpu, _shardLoop, _shardAllocated, _shardIterations, _shardWorkIterations, _shardEnters, _shardSleeps, _residentCpu;
     private readonly Gauge _resident, _startTime;
     private readonly Gauge _leader, _fenceUp, _clusterNodes, _replicaRole, _replicaInSync, _deviceFailed, _peerConnected;
     private readonly Counter _deviceErrors, _replicationCommands, _replicationBytes, _replicationLatency;
@@ -60,6 +60,10 @@ public sealed class NodeMetrics
         _shardCpu = f.CreateCounter("duroslight_shard_cpu_seconds_total", "CPU time of each reactor shard's thread, user and kernel (ring work included).", "shard");
         _shardLoop = f.CreateCounter("duroslight_shard_loop_seconds_total", "Wall time each reactor shard has run; cpu/loop seconds is its utilisation.", "shard");
         _shardAllocated = f.CreateCounter("duroslight_shard_allocated_bytes_total", "Managed bytes allocated by each shard's thread (0 growth in steady state).", "shard");
+        _shardIterations = f.CreateCounter("duroslight_shard_iterations_total", "Reactor loop iterations of each shard (per command: the loop's cost in counts).", "shard");
+        _shardWorkIterations = f.CreateCounter("duroslight_shard_work_iterations_total", "Reactor loop iterations of each shard that found work (completions, posted work, sends).", "shard");
+        _shardEnters = f.CreateCounter("duroslight_shard_enters_total", "io_uring_enter calls of each shard's loop (submit, run task work, or sleep).", "shard");
+        _shardSleeps = f.CreateCounter("duroslight_shard_sleeps_total", "io_uring_enter calls of each shard's loop that waited for a completion (sleep mode).", "shard");
         _leader = f.CreateGauge("duroslight_cluster_leader", "1 while this node is the cluster's leader (a lone node: 0).");
         _fenceUp = f.CreateGauge("duroslight_cluster_fence_up", "1 while this node's lease fence holds (its primaries may serve; a lone node: 1), 0 once no lease renewal came for 5/6 of the TTL.");
         _clusterNodes = f.CreateGauge("duroslight_cluster_nodes", "Nodes of the cluster by liveness (live: lease held, down: lease expired).", "state");
@@ -341,6 +345,11 @@ public sealed class NodeMetrics
             _shardCpu.WithLabels(Int(i)).IncTo(loop.Cpu.TotalSeconds);
             _shardLoop.WithLabels(Int(i)).IncTo(loop.Wall.TotalSeconds);
             _shardAllocated.WithLabels(Int(i)).IncTo(shards[i].AllocatedBytes);
+            var counts = shards[i].LoopCounts;
+            _shardIterations.WithLabels(Int(i)).IncTo(counts.Iterations);
+            _shardWorkIterations.WithLabels(Int(i)).IncTo(counts.WorkIterations);
+            _shardEnters.WithLabels(Int(i)).IncTo(counts.Enters);
+            _shardSleeps.WithLabels(Int(i)).IncTo(counts.Sleeps);
         }
     }
 
