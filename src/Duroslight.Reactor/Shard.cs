@@ -193,6 +193,20 @@ public sealed unsafe class Shard
     internal void SubmitWrite(int fd, byte* buffer, int length, long offset, int token, byte op) =>
         Prepared(Uring.PrepWrite(Ring, fd, buffer, (uint)length, (ulong)offset, UserData(token, op)));
 
+    /// <summary>A read into registered buffer <paramref name="slot"/> (<paramref name="buffer"/> lies inside it).</summary>
+    internal void SubmitReadFixed(int fd, byte* buffer, int length, long offset, int slot, int token, byte op) =>
+        Prepared(Uring.PrepReadFixed(Ring, fd, buffer, (uint)length, (ulong)offset, slot, UserData(token, op)));
+
+    /// <summary>A write from registered buffer <paramref name="slot"/> (<paramref name="buffer"/> lies inside it).</summary>
+    internal void SubmitWriteFixed(int fd, byte* buffer, int length, long offset, int slot, int token, byte op) =>
+        Prepared(Uring.PrepWriteFixed(Ring, fd, buffer, (uint)length, (ulong)offset, slot, UserData(token, op)));
+
+    /// <summary>Creates the ring's table of registered buffers; 0 or a negative errno. Shard thread only.</summary>
+    internal int RegisterBufferTable(int slots) => Uring.RegisterBufferTable(Ring, (uint)slots);
+
+    /// <summary>Puts a buffer into a slot of the table (null, 0 clears it); 0 or a negative errno. Shard thread only.</summary>
+    internal int RegisterBuffer(int slot, byte* buffer, int length) => Uring.RegisterBuffer(Ring, (uint)slot, buffer, (nuint)length);
+
     internal void SubmitDataSync(int fd, int token, byte op) => Prepared(Uring.PrepDataSync(Ring, fd, UserData(token, op)));
 
     internal void Start()
@@ -272,6 +286,7 @@ public sealed unsafe class Shard
         _receiveBase = Uring.BufRingBase(_receiveRing);
         _multishotReceive = Environment.OSVersion.Version >= new Version(6, 0);
         t_current = this;
+        _deviceIo.CreateBufferTable();
         BlockIo.InstallForCurrentThread(_deviceIo);
         _eventFd = LibC.EventFd();
         _eventValue = (ulong*)System.Runtime.InteropServices.NativeMemory.Alloc(sizeof(ulong));

@@ -121,6 +121,53 @@ public sealed class ShardTests
     }
 
     [Fact]
+    public async Task Native_buffers_do_fixed_io_from_one_registration_and_give_their_slot_back_when_freed()
+    {
+        using var group = Started(1);
+        string path = Path.Combine(Path.GetTempPath(), $"dsl-ring-{Guid.NewGuid():N}");
+        try
+        {
+            using var file = File.OpenHandle(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.ReadWrite);
+            RandomAccess.SetLength(file, 1 << 20);
+            Assert.Equal(0, BlockIo.EnableDirectIo(file));
+            var ring = (RingBlockIo)group[0].DeviceIo;
+            var source = new NativeBuffer(64 * 1024);
+            var back = new NativeBuffer(64 * 1024);
+            Random.Shared.NextBytes(source.GetSpan());
+
+            // Slices of a registered buffer (the GFTL writes a record's first blocks of its buffer) go fixed too.
+            int written = await OnShardAsync(group[0], () => ring.WriteAsync(file, source.Memory[4096..], 4096));
+            int again = await OnShardAsync(group[0], () => ring.WriteAsync(file, source.Memory[..4096], 0));
+            int read = await OnShardAsync(group[0], () => ring.ReadAsync(file, back.Memory, 0));
+
+            Assert.Equal((60 * 1024, 4096, 64 * 1024), (written, again, read));
+            Assert.True(source.GetSpan().SequenceEqual(back.GetSpan()));
+            Assert.Same(ring, source.RegisteredWith);
+            Assert.Same(ring, back.RegisteredWith);
+            Assert.NotEqual(source.RegisteredSlot, back.RegisteredSlot);
+            Assert.Equal(2, await OnShard(group[0], () => ring.RegisteredBuffers));
+
+            // Freed off the shard: the slot is cleared by the shard's next I/O and serves the next buffer.
+            int freedSlot = source.RegisteredSlot;
+            source.Free();
+            Assert.Null(source.RegisteredWith);
+            var next = new NativeBuffer(4096);
+            next.GetSpan().Fill(0x5A);
+            Assert.Equal(4096, await OnShardAsync(group[0], () => ring.WriteAsync(file, next.Memory, 8192)));
+            Assert.Equal(freedSlot, next.RegisteredSlot);
+            Assert.Equal(2, await OnShard(group[0], () => ring.RegisteredBuffers));
+            Assert.Equal(4096, await OnShardAsync(group[0], () => ring.ReadAsync(file, back.Memory[..4096], 8192)));
+            Assert.True(back.GetSpan()[..4096].SequenceEqual(next.GetSpan()));
+            next.Free();
+            back.Free();
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
     public async Task Stopping_with_device_io_in_flight_neither_hangs_nor_crashes()
     {
         string path = Path.Combine(Path.GetTempPath(), $"dsl-ring-{Guid.NewGuid():N}");

@@ -85,6 +85,20 @@ internal static unsafe partial class Uring
     [LibraryImport(Library, EntryPoint = "ds_prep_write"), SuppressGCTransition]
     public static partial int PrepWrite(nint ring, int fd, byte* buffer, uint length, ulong offset, ulong userData);
 
+    [LibraryImport(Library, EntryPoint = "ds_prep_read_fixed"), SuppressGCTransition]
+    public static partial int PrepReadFixed(nint ring, int fd, byte* buffer, uint length, ulong offset, int slot, ulong userData);
+
+    [LibraryImport(Library, EntryPoint = "ds_prep_write_fixed"), SuppressGCTransition]
+    public static partial int PrepWriteFixed(nint ring, int fd, byte* buffer, uint length, ulong offset, int slot, ulong userData);
+
+    /// <summary>An empty table of <paramref name="slots"/> registered buffers (0 or a negative errno): a syscall.</summary>
+    [LibraryImport(Library, EntryPoint = "ds_register_buffer_table")]
+    public static partial int RegisterBufferTable(nint ring, uint slots);
+
+    /// <summary>Puts a buffer into a slot of the table (length 0 clears it); 0 or a negative errno: a syscall.</summary>
+    [LibraryImport(Library, EntryPoint = "ds_register_buffer")]
+    public static partial int RegisterBuffer(nint ring, uint slot, byte* buffer, nuint length);
+
     [LibraryImport(Library, EntryPoint = "ds_prep_fdatasync"), SuppressGCTransition]
     public static partial int PrepDataSync(nint ring, int fd, ulong userData);
 

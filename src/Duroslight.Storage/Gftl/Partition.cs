@@ -45,6 +45,11 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
     private readonly Stack<NativeBuffer> _buffers = new();
     private readonly Stack<PendingRecord> _spare = new();
     private readonly Stack<RecordBatch> _batches = new();
+
+    // What Map changed in the segments' live counts, applied once per batch (SettleLiveCounts): blocks mapped into
+    // the batch's segment, and the locations they replaced.
+    private readonly List<long> _unreferenced = [];
+    private int _referenced;
     private readonly Stack<ChunkRead> _reads = new();
 
     /// <summary>The re-packs of fragmented chunks in flight or waiting, and the slots' own reads to start outside the lock.</summary>
@@ -181,16 +186,17 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
                 {
                     if (!record.Volume.IsClosed)
                     {
-                        Map(record.Volume.Maps[Index], record.Chunk!, record, batch.Segment);
+                        Map(record.Volume.Maps[Index], record.Chunk!, record);
                     }
 
-                    MapIntoLaterSnapshots(record.Volume, record, batch.Segment);
+                    MapIntoLaterSnapshots(record.Volume, record);
                 }
 
                 _userBlocks += record.IsTrim ? 0 : record.Count;
                 _hostWrites += record.IsTrim ? 0 : 1;
             }
 
+            SettleLiveCounts(batch.Segment);
             _recordBlocks += 1 + batch.DataBlocks;
             _records++;
             Interlocked.Decrement(ref batch.Segment.Pending);
@@ -955,7 +961,7 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
     // Snapshots without quiescing (see GftlStore.Derive): a snapshot or clone holds its parent's records older
     // than its base sequence number. A write or trim older than that which completes after the snapshot's cut
     // must reach the snapshot's map too (and its own snapshots'), as a scan of the log would resolve it.
-    private void MapIntoLaterSnapshots(GftlVolume volume, PendingRecord record, Segment segment)
+    private void MapIntoLaterSnapshots(GftlVolume volume, PendingRecord record)
     {
         foreach (GftlVolume child in volume.Children)
         {
@@ -964,10 +970,10 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
                 if (!child.IsClosed)
                 {
                     PartitionMap map = child.Maps[Index];
-                    Map(map, map.GetOrAdd(record.Lba / GftlLayout.BlocksPerChunk), record, segment);
+                    Map(map, map.GetOrAdd(record.Lba / GftlLayout.BlocksPerChunk), record);
                 }
 
-                MapIntoLaterSnapshots(child, record, segment);
+                MapIntoLaterSnapshots(child, record);
             }
         }
     }
@@ -1038,10 +1044,15 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
         return overlaps;
     }
 
-    private void Map(PartitionMap map, ChunkBlocks blocks, PendingRecord record, Segment segment)
+    /// <summary>
+    /// Under the lock: points the record's blocks at its new location. The segments' live counts change afterwards,
+    /// once per batch (<see cref="SettleLiveCounts"/>): an interlocked operation waits for the loads before it, so
+    /// one per overwritten block here would serialise the cache misses of a batch's map entries (a 4K random
+    /// write's entry is one), which otherwise overlap.
+    /// </summary>
+    private void Map(PartitionMap map, ChunkBlocks blocks, PendingRecord record)
     {
         int first = (int)(record.Lba % GftlLayout.BlocksPerChunk);
-        int added = 0;
         for (int i = 0; i < record.Count; i++)
         {
             ref MapEntry entry = ref blocks.Entries[first + i];
@@ -1052,7 +1063,7 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
 
             if (entry.Location != GftlLayout.Unmapped)
             {
-                Unreference(entry.Location);
+                _unreferenced.Add(entry.Location);
             }
             else
             {
@@ -1062,10 +1073,21 @@ internal sealed class Partition(GftlLog core, int index) : IDisposable
 
             entry.Location = record.Location + i;
             entry.Seq = record.Seq;
-            added++;
+            _referenced++;
+        }
+    }
+
+    /// <summary>Under the lock, before the batch's segment stops being pending: applies the live counts <see cref="Map"/> changed.</summary>
+    private void SettleLiveCounts(Segment segment)
+    {
+        Interlocked.Add(ref segment.Live, _referenced);
+        _referenced = 0;
+        foreach (long location in _unreferenced)
+        {
+            Unreference(location);
         }
 
-        Interlocked.Add(ref segment.Live, added);
+        _unreferenced.Clear();
     }
 
     private void Unreference(long location) => Interlocked.Decrement(ref core.Allocator.SegmentOf(location).Live);

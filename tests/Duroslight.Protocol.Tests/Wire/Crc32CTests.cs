@@ -7,7 +7,7 @@ using Duroslight.Core;
 
 namespace Duroslight.Protocol.Tests.Wire;
 
-/// <summary>Both CRC32C paths (instruction loop, System.IO.Hashing folding) and the running form against a bitwise model.</summary>
+/// <summary>The CRC32C paths (instruction loop, System.IO.Hashing folding, three interleaved streams) and the running form against a bitwise model.</summary>
 public sealed class Crc32CTests
 {
     [Fact]
@@ -25,6 +25,24 @@ public sealed class Crc32CTests
         for (int length = 0; length <= 2 * Crc32C.FoldingMinimum + 9; length++)
             Assert.Equal(Bitwise(data.AsSpan(1, length)), Crc32C.Compute(data.AsSpan(1, length)));
         Assert.Equal(Bitwise(data), Crc32C.Compute(data));
+    }
+
+    [Fact]
+    public void The_interleaved_streams_match_the_bitwise_model_around_each_block()
+    {
+        var data = new byte[3 * Crc32C.InterleavedMinimum + 16];
+        new Random(11).NextBytes(data);
+        foreach (int blocks in new[] { 0, 1, 2, 3 })
+        {
+            for (int length = Math.Max(0, (blocks * Crc32C.InterleavedMinimum) - 9); length <= Math.Min(data.Length - 3, (blocks * Crc32C.InterleavedMinimum) + 9); length++)
+            {
+                uint expected = Bitwise(data.AsSpan(3, length));
+                Assert.Equal(expected, Crc32C.ComputeInterleaved(data.AsSpan(3, length)));
+                Assert.Equal(expected, Crc32C.Compute(data.AsSpan(3, length)));
+            }
+        }
+
+        Assert.Equal(Bitwise(data.AsSpan(0, 4096)), Crc32C.Compute(data.AsSpan(0, 4096)));
     }
 
     [Property(MaxTest = 200)]
