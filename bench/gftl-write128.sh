@@ -48,7 +48,7 @@ tid=$(grep -l '^shard-0$' /proc/$pid/task/*/comm | head -1 | cut -d/ -f5)
 # perf record -t looks JIT symbols up by the thread's id.
 [ -n "$PROFILE" ] && ln -sf /tmp/perf-$pid.map /tmp/perf-$tid.map
 TR="trtype:tcp adrfam:IPv4 traddr:127.0.0.1 trsvcid:$PORT subnqn:nqn.2026-11.io.duroslight:default hostnqn:nqn.2014-08.org.nvmexpress:uuid:11111111-2222-3333-4444-555555555555"
-events=context-switches,raw_syscalls:sys_enter,syscalls:sys_enter_io_uring_enter,io_uring:io_uring_submit_req,io_uring:io_uring_queue_async_work,block:block_bio_queue,block:block_rq_issue,block:block_unplug
+events=context-switches,raw_syscalls:sys_enter,syscalls:sys_enter_io_uring_enter,io_uring:io_uring_submit_req,io_uring:io_uring_queue_async_work,block:block_bio_queue,block:block_rq_issue,block:block_unplug,ext4:ext4_sync_file_enter
 
 # One "name value" line per counter: the GFTL's write-path metrics, /proc/PID/io, the shard's and the process's CPU.
 snap() {
@@ -79,10 +79,10 @@ deltas() {
           d["opened_fresh"], d["opened_reused"], d["device_reads"] / n, d["repacked_bytes"] / 1048576
       printf " dev_write_B/host_B=%.3f dev_read_MiB=%.0f shard_us/IO=%.2f proc_us/IO=%.2f", d["dev_write_bytes"] / (n * bs),
         d["dev_read_bytes"] / 1048576, d["shard_ns"] / n / 1000, d["proc_ticks"] * 1e6 / tick / n
-      printf " syscalls/IO=%.2f enters/IO=%.2f submits/IO=%.2f punts/IO=%.3f switches/IO=%.3f bios/IO=%.3f device_requests/IO=%.3f unplugs/IO=%.3f\n",
+      printf " syscalls/IO=%.2f enters/IO=%.2f submits/IO=%.2f punts/IO=%.3f switches/IO=%.3f bios/IO=%.3f device_requests/IO=%.3f unplugs/IO=%.3f fdatasyncs/GiB=%.2f\n",
         c["raw_syscalls:sys_enter"] / n, c["syscalls:sys_enter_io_uring_enter"] / n, c["io_uring:io_uring_submit_req"] / n,
         c["io_uring:io_uring_queue_async_work"] / n, c["context-switches"] / n, c["block:block_bio_queue"] / n,
-        c["block:block_rq_issue"] / n, c["block:block_unplug"] / n }' "$4" "$5" "$6"
+        c["block:block_rq_issue"] / n, c["block:block_unplug"] / n, c["ext4:ext4_sync_file_enter"] * 1073741824 / (n * bs) }' "$4" "$5" "$6"
 }
 
 phase() { # name ios bytes perf-args...
@@ -90,7 +90,7 @@ phase() { # name ios bytes perf-args...
   snap > "$out/$name.before"
   perf stat -x, -e "$events" -p "$pid" -o "$out/$name.stat" & stat=$!
   if [ "$PROFILE" = "$name" ]; then perf record -g -F 999 -t "$tid" -o "$out/$name.perf.data" > /dev/null 2>&1 & rec=$!; fi
-  timeout 900 nice -n "$NICE" taskset -c 0 "$PERF" -c 0x1 -S posix "$@" -d "$n" -t 600 -r "$TR" > "$out/$name.txt" 2>&1
+  timeout 900 nice -n "$NICE" taskset -c 0 "$PERF" -c 0x1 -S posix -L "$@" -d "$n" -t 600 -r "$TR" > "$out/$name.txt" 2>&1
   kill -INT $stat $rec 2>/dev/null; wait $stat $rec 2>/dev/null
   snap > "$out/$name.after"
   echo "$name load=$load $(awk '/^Total/{printf "IOPS=%s MiB/s=%s avg_us=%s", $3, $4, $5}' "$out/$name.txt")"

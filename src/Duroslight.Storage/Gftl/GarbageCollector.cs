@@ -21,17 +21,12 @@ internal sealed class GarbageCollector : IAsyncDisposable
     private const int ForegroundBatch = 4;
 
     /// <summary>
-    /// Dead victims (nothing live, no trims: nothing to read or copy) one batch frees besides its copying ones, under one
-    /// sync: a sequential overwrite leaves only such segments, and a sync and a 4 MiB read each made the collector
-    /// slower than the writes it had to make room for.
+    /// Dead segments that make it worth a sync to free them early (<see cref="ReuseWanted"/>): 1/8 of the segments, at
+    /// least 8, at most 1 GiB of them. A sync makes the device write back everything written since the last one: on this
+    /// machine's virtual disk fio's 128 KiB writes at QD 8 ran at 0.3-0.5x with an fdatasync every 28 MiB, and like no
+    /// sync at all with one per GiB (bench/README.md), so the batch is sized by the device, not by a count of segments.
     /// </summary>
-    private const int MaxDeadVictims = 16;
-
-    /// <summary>
-    /// Dead segments that make it worth a sync to free them early (<see cref="ReuseWanted"/>): a sync per segment
-    /// would cost a sequential writer one device flush per 4 MiB.
-    /// </summary>
-    private const int ReuseBatch = MaxDeadVictims / 2;
+    private readonly int _reuseBatch;
 
     /// <summary>
     /// The batch under way may copy live data (a low-water or room batch), not only free dead segments (a reuse
@@ -76,6 +71,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
         _slice = RunSlice;
         _sliceDone = SliceDone;
         LowWater = LowWaterFor(core.Allocator, core.Partitions.Length);
+        _reuseBatch = ReuseBatchFor(core.Allocator);
     }
 
     public long RelocatedBlocks => Interlocked.Read(ref _relocatedBlocks);
@@ -99,6 +95,12 @@ internal sealed class GarbageCollector : IAsyncDisposable
     {
         int headroom = partitions * SegmentsPerDefaultSegment(allocator);
         return allocator.Reserve + Math.Max(1, Math.Min(headroom, (allocator.Segments.Length / 8) - allocator.Reserve));
+    }
+
+    private static int ReuseBatchFor(SegmentAllocator allocator)
+    {
+        long segmentBytes = (long)allocator.BlocksPerSegment * GftlLayout.BlockSize;
+        return (int)Math.Clamp(allocator.Segments.Length / 8, 8, Math.Max(8, (1L << 30) / segmentBytes));
     }
 
     /// <summary>Turns on background cleaning: from now on <see cref="Nudge"/> starts slices when free segments run low.</summary>
@@ -343,8 +345,7 @@ internal sealed class GarbageCollector : IAsyncDisposable
     }
 
     /// <summary>
-    /// Background (until stopping): below the low-water mark, or enough dead segments to free while some segment was
-    /// never written (<see cref="ReuseWanted"/>); foreground (until stopped): a partition waits for room.
+    /// Background (until stopping): below the low-water mark, or enough dead segments to free (<see cref="ReuseWanted"/>); foreground (until stopped): a partition waits for room.
     /// </summary>
     private bool Wanted() => CopyingWanted() || (Volatile.Read(ref _background) && !_stopping && ReuseWanted());
 
@@ -363,25 +364,20 @@ internal sealed class GarbageCollector : IAsyncDisposable
     }
 
     /// <summary>
-    /// <see cref="ReuseBatch"/> dead segments (nothing to copy: freed for one sync, no read) wait while some segment was
-    /// never written: free them now rather than at the low-water mark, so the log, which takes freed segments first
-    /// (<see cref="SegmentAllocator"/>), overwrites written blocks instead of filling never-written ones (on a
+    /// <see cref="_reuseBatch"/> dead segments (nothing to copy: freed for one sync, no read) wait: free them now rather
+    /// than at the low-water mark. While some segment was never written, the log, which takes freed segments first
+    /// (<see cref="SegmentAllocator"/>), then overwrites written blocks instead of filling never-written ones (on a
     /// file-backed device each first write into a block costs the filesystem an allocation, and a thin device
-    /// grows). Once every segment has been written this never fires. Checked once per segment opened and once per
-    /// slice, never per I/O.
+    /// grows); once all were written, a sequential writer finds freed segments long before the low-water mark, where
+    /// it would wait for a batch's sync. Checked once per segment opened and once per slice, never per I/O.
     /// </summary>
     private bool ReuseWanted()
     {
-        if (!_core.Allocator.HasFresh)
-        {
-            return false;
-        }
-
         int dead = 0;
         foreach (Segment segment in _core.Allocator.Segments)
         {
             dead += IsIdleDead(segment) ? 1 : 0;
-            if (dead == ReuseBatch)
+            if (dead == _reuseBatch)
             {
                 return true;
             }
@@ -448,28 +444,29 @@ internal sealed class GarbageCollector : IAsyncDisposable
     }
 
     /// <summary>
-    /// Empties up to <paramref name="max"/> victims that need copying (0: only dead ones), and up to <see cref="MaxDeadVictims"/> dead
-    /// ones (freed without a device read), and makes the copies durable (the copies, and every write that
-    /// outranks what the victims held, must be on the device before the victims are reused), then flips every
-    /// partition's read epoch: the victims are freed by <see cref="FinishBatchAsync"/> once <see cref="ReadersDrained"/>.
+    /// Empties every dead victim (freed without a device read: the more one sync frees, the fewer syncs per byte
+    /// written) and up to <paramref name="max"/> victims that need copying, and makes the copies durable (the copies, and
+    /// every write that outranks what the victims held, must be on the device before the victims are reused), then flips
+    /// every partition's read epoch: the victims are freed by <see cref="FinishBatchAsync"/> once <see cref="ReadersDrained"/>.
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask BeginBatchAsync(int max)
     {
         _batchMayCopy = max > 0;
         _emptied.Clear();
-        int copying = 0, dead = 0;
-        while (dead < MaxDeadVictims && PickVictim(deadOnly: copying >= max) is { } victim)
+        foreach (Segment segment in _core.Allocator.Segments)
+        {
+            if (IsIdleDead(segment))
+            {
+                segment.State = SegmentState.Cleaning;
+                _emptied.Add(segment);
+            }
+        }
+
+        for (int copying = 0; copying < max && PickVictim() is { } victim; copying++)
         {
             victim.State = SegmentState.Cleaning;
             _emptied.Add(victim);
-            if (IsDead(victim))
-            {
-                dead++;
-                continue;
-            }
-
-            copying++;
             if (!await RelocateAsync(victim).ConfigureAwait(false))
             {
                 break;
@@ -549,14 +546,13 @@ internal sealed class GarbageCollector : IAsyncDisposable
     /// <summary>
     /// Greedy: the closed, idle segment with the fewest live blocks, if copying them out frees at least 1/16 of a
     /// segment (packing many small records into few headers counts as a gain), so every cleaning makes progress.
-    /// With <paramref name="deadOnly"/>, only a dead one (nothing to copy).
     /// </summary>
-    private Segment? PickVictim(bool deadOnly)
+    private Segment? PickVictim()
     {
         Segment? best = null;
         foreach (Segment segment in _core.Allocator.Segments)
         {
-            if (IsIdle(segment) && (!deadOnly || IsDead(segment)) && (best is null || segment.Live < best.Live))
+            if (IsIdle(segment) && (best is null || segment.Live < best.Live))
             {
                 best = segment;
             }

@@ -55,26 +55,6 @@ internal sealed class SegmentAllocator
     /// <summary>Segments opened that had been written before and freed.</summary>
     public long ReusedOpened => Interlocked.Read(ref _reusedOpened);
 
-    /// <summary>True while some device still has a never-written segment (its high-water mark is below its top).</summary>
-    public bool HasFresh
-    {
-        get
-        {
-            lock (_gate)
-            {
-                foreach (int mark in _highWater)
-                {
-                    if (mark < SegmentsPerDevice)
-                    {
-                        return true;
-                    }
-                }
-
-                return false;
-            }
-        }
-    }
-
     /// <summary>True when <paramref name="location"/> is a block inside some device's segments (checked before trusting on-device metadata).</summary>
     public bool IsDataLocation(long location)
     {

@@ -93,6 +93,42 @@ public sealed class GftlShardCollectorTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// A sync makes the device write back everything written since the previous one, so a sequential overwrite
+    /// (128 KiB writes, front to back) on a 512 MiB device of 1 MiB segments gets its dead segments freed 1/8 of the
+    /// device at a time: at least 32 segments per sync (with a fixed batch of 8 to 16 dead segments, one sync per
+    /// 8-16 MiB written).
+    /// </summary>
+    [Fact]
+    public async Task Dead_segments_are_freed_an_eighth_of_the_device_per_sync()
+    {
+        const int chunkBlocks = 32, writes = 6000;
+        var io = new ShardOnlyBlockIo(SyncBlockIo.Instance, (int)GftlScratch.MiB);
+        using var shard = new TestShard(io);
+        io.Owner = shard.ThreadId;
+        var store = new GftlStore(_scratch.Options(deviceBytes: 512 * GftlScratch.MiB, shards: 1, backgroundGc: true));
+        byte[] model = new byte[VolumeBytes];
+        long next = 0;
+        long Sequential(Random _) => next++ * chunkBlocks * Block % VolumeBytes;
+        var writer = new Writer(store, store.Open(store.Create("v", VolumeBytes).Id), shard, io, model, writes, chunkBlocks, Sequential);
+        try
+        {
+            shard.Post(writer.Start);
+            await writer.Done.Task.WaitAsync(TimeSpan.FromMinutes(10));
+
+            Assert.Null(shard.Failure);
+            Assert.Equal(0, writer.Failed);
+            long cleaned = store.GcSegmentsCleaned;
+            Assert.True(cleaned >= 64, $"the collector freed {cleaned} segments");
+            Assert.True(io.Syncs * 32 <= cleaned, $"{io.Syncs} syncs for {cleaned} segments freed");
+            Assert.Equal(model, await ReadAsync(store.Open(writer.VolumeId), 0, model.Length));
+        }
+        finally
+        {
+            store.Dispose();
+        }
+    }
+
     private static long RandomOffset(Random random) => (long)random.Next((int)(VolumeBytes / Block) - WriteBlocks) * Block;
 
     /// <summary>QD1 writes at offsets <paramref name="offset"/> picks, issued on the shard, each posting the next when it completes (the shard's loop runs in between).</summary>
