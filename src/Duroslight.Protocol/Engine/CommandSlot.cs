@@ -92,7 +92,7 @@ internal sealed class CommandSlot(int index, StorageRequest request, IDataBuffer
         ReleaseBudget();
         if (HasBuffer) buffers.Return(Buffer);
         Buffer = default;
-        Request.LentData = default;
+        Request.ReleaseLentData();
         State = CommandState.Free;
         Abandoned = false;
         DataLength = Received = R2TIssuedEnd = 0;

@@ -1,3 +1,5 @@
+using System.Buffers;
+
 namespace Duroslight.Protocol.Engine;
 
 /// <summary>
@@ -14,7 +16,7 @@ namespace Duroslight.Protocol.Engine;
 public sealed class OutputBuffer(int initialSize = 64 * 1024, IDataBufferPool? dataOwner = null) : IDisposable
 {
     /// <summary>A buffer sent in place, after the array bytes appended before it (<see cref="After"/>, a stream count).</summary>
-    private readonly record struct InPlace(long After, ReadOnlyMemory<byte> Rented, int Length, bool Owned);
+    private readonly record struct InPlace(long After, ReadOnlyMemory<byte> Rented, int Length, bool Owned, MemoryHandle Hold = default);
 
     private readonly Queue<InPlace> _inPlace = new();
     private byte[] _buffer = GC.AllocateUninitializedArray<byte>(initialSize, pinned: true);
@@ -68,8 +70,12 @@ public sealed class OutputBuffer(int initialSize = 64 * 1024, IDataBufferPool? d
         Enqueue(new InPlace(_appended, rented, length, Owned: true));
     }
 
-    /// <summary>Memory someone else owns (storage lent it), sent in place and never given to the pool.</summary>
-    public void AppendLent(ReadOnlyMemory<byte> data, int length) => Enqueue(new InPlace(_appended, data, length, Owned: false));
+    /// <summary>
+    /// Memory someone else owns (storage lent it), sent in place and never given to the pool; pinned until sent (the
+    /// lender, e.g. the memory store's page, does not reuse it for other data meanwhile).
+    /// </summary>
+    public void AppendLent(ReadOnlyMemory<byte> data, int length) =>
+        Enqueue(new InPlace(_appended, data, length, Owned: false, data.Pin()));
 
     private void Enqueue(InPlace data)
     {
@@ -80,6 +86,7 @@ public sealed class OutputBuffer(int initialSize = 64 * 1024, IDataBufferPool? d
     private void GiveBack(InPlace data)
     {
         if (data.Owned) dataOwner!.Return(System.Runtime.InteropServices.MemoryMarshal.AsMemory(data.Rented));
+        else data.Hold.Dispose();
     }
 
     /// <summary><paramref name="count"/> bytes from the front of the stream were sent (synchronous drivers).</summary>

@@ -1,3 +1,5 @@
+using System.Buffers;
+using System.Runtime.InteropServices;
 namespace Duroslight.Protocol.Engine;
 
 public enum StorageOp : byte
@@ -48,10 +50,18 @@ public sealed class StorageRequest
 
     /// <summary>
     /// A read the driver answered without filling <see cref="Buffer"/>: storage lent its own memory holding the data
-    /// (the memory store's page), valid while that store lives. The engine sends from it (in place when the
-    /// driver gathers) and never gives it to the buffer pool. Cleared when the slot is reused.
+    /// (the memory store's page), valid while that store lives and retained once for this request (its manager's
+    /// Unpin releases it). The engine sends from it (in place when the driver gathers, the send holding its own pin)
+    /// and never gives it to the buffer pool. Released when the slot is reused (<see cref="ReleaseLentData"/>).
     /// </summary>
     public ReadOnlyMemory<byte> LentData { get; set; }
+
+    /// <summary>Drops this request's hold on <see cref="LentData"/>, if any.</summary>
+    internal void ReleaseLentData()
+    {
+        if (MemoryMarshal.TryGetMemoryManager(LentData, out MemoryManager<byte>? lender)) lender.Unpin();
+        LentData = default;
+    }
 
     /// <summary>Force Unit Access: the write must be durable before completion (also set while the write cache is off).</summary>
     public bool ForceUnitAccess { get; internal set; }

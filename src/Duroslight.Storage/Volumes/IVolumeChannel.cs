@@ -13,9 +13,10 @@ public interface IVolumeChannel
     /// <summary>
     /// A read without a copy, where the volume can lend its own memory for the range (the memory store's pages): the
     /// caller sends straight from <paramref name="data"/>, which stays valid (mapped, never moved) while the volume's
-    /// store lives. What is sent is the range's content when the send runs, which a write or deallocate the host
-    /// issued before this read completed may already have changed (also within a block). False: use
-    /// <see cref="ReadAsync"/>.
+    /// store lives. The memory is retained once for the caller, who releases it with its manager's Unpin when done
+    /// (a send pins it again for its own time): until then the volume's store does not reuse it for other data. What
+    /// is sent is the range's content when the send runs, which a write or deallocate the host issued before this read
+    /// completed may already have changed (also within a block). False: use <see cref="ReadAsync"/>.
     /// </summary>
     bool TryLend(long offset, int length, out ReadOnlyMemory<byte> data)
     {

@@ -52,8 +52,9 @@ public sealed unsafe class MemoryVolume : IBlockVolume
 
     /// <summary>
     /// Lends the page memory holding [offset, offset + length) instead of copying it, when the range lies in one mapped
-    /// page: the driver sends read data straight from it. The memory stays mapped while the store lives; a write or
-    /// deallocate of the range before the send ends shows in what is sent (see <see cref="IVolumeChannel.TryLend"/>).
+    /// page: the driver sends read data straight from it. The page is retained for the caller, who releases it through
+    /// the memory's manager (<see cref="IVolumeChannel.TryLend"/>); a write or deallocate of the range before the send
+    /// ends shows in what is sent, but a page given back is reused only once released (<see cref="MemoryPages"/>).
     /// </summary>
     public bool TryLend(long offset, int length, out ReadOnlyMemory<byte> data)
     {
@@ -61,7 +62,7 @@ public sealed unsafe class MemoryVolume : IBlockVolume
         int inPage = (int)(offset & PageMask);
         if (CheckRange(offset, length) != StorageResult.Ok || length == 0 || inPage + length > PageSize) return false;
         MemoryPages.Page? page = Volatile.Read(ref Volatile.Read(ref _pages)[offset >> PageShift]);
-        if (page is null) return false;
+        if (page is null || !page.TryRetain()) return false;
         data = page.Memory.Slice(inPage, length);
         return true;
     }

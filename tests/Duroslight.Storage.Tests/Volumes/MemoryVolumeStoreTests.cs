@@ -1,3 +1,5 @@
+using System.Buffers;
+using System.Runtime.InteropServices;
 using Duroslight.Storage.Volumes;
 using Duroslight.Tests.Shared;
 
@@ -78,6 +80,33 @@ public sealed class MemoryVolumeStoreTests : VolumeStoreContractTests
         Assert.False(volume.TryLend(0, Block, out _)); // unmapped: read (zeros) instead
         Assert.False(volume.TryLend((2 * Page) - Block, 2 * Block, out _)); // crosses a page
         Assert.False(volume.TryLend(volume.SizeBytes, Block, out _)); // out of range
+    }
+
+    [Fact]
+    public async Task A_lent_page_given_back_is_reused_only_after_its_lend_is_released()
+    {
+        // A read's send may still be going out from the page when a deallocate gives it back: another volume must not
+        // write its data into it meanwhile, and once released it is recycled (zeroed), not leaked.
+        using var store = new MemoryVolumeStore();
+        IBlockVolume first = store.Open(store.Create("a", MiB).Id);
+        IBlockVolume second = store.Open(store.Create("b", MiB).Id);
+        IBlockVolume third = store.Open(store.Create("c", MiB).Id);
+        await WriteAsync(first, 0, Pattern(Page, 1));
+        Assert.True(first.TryLend(0, Block, out ReadOnlyMemory<byte> lent));
+
+        Assert.Equal(StorageResult.Ok, await first.DeallocateAsync(0, Page));
+        Assert.False(first.TryLend(0, Block, out _));
+        await WriteAsync(second, 0, Pattern(Page, 2));
+        Assert.Equal(Pattern(Page, 1)[..Block], lent.ToArray());
+
+        Assert.True(MemoryMarshal.TryGetMemoryManager(lent, out MemoryManager<byte>? page));
+        page.Unpin();
+        await WriteAsync(third, Block, Pattern(Block, 3));
+        Assert.True(third.TryLend(0, 2 * Block, out ReadOnlyMemory<byte> reused));
+        Assert.True(MemoryMarshal.TryGetMemoryManager(reused, out MemoryManager<byte>? again));
+        Assert.Same(page, again); // the last page given back is the next one taken
+        Assert.True(IsZero(reused[..Block].ToArray()));
+        again.Unpin();
     }
 
     [Fact]
